@@ -1,0 +1,53 @@
+//! Proof of storage: outboard computation next to bare BLAKE3 over the same bytes, and the
+//! time to prove and verify one default challenge (688 samples) on a 64 MiB piece.
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tessera_formats::address::raw_cid;
+use tessera_proofs::{Challenge, DEFAULT_SAMPLES, Outboard, prove, verify};
+
+const LEN: usize = 64 << 20;
+
+fn proofs(c: &mut Criterion) {
+    let data: Vec<u8> = (0..LEN).map(|i| (i % 249) as u8).collect();
+    let piece = raw_cid(&data);
+    let (outboard, _) = Outboard::compute(&data).unwrap();
+    let challenge = Challenge {
+        piece,
+        nonce: [7; 32],
+        samples: DEFAULT_SAMPLES,
+    };
+    let proof = prove(&challenge, &data, &outboard).unwrap();
+    eprintln!(
+        "proof for a {} MiB piece with {} samples: {} bytes body, {} distinct chunks; outboard {} bytes",
+        LEN >> 20,
+        DEFAULT_SAMPLES,
+        proof.body.len(),
+        challenge.chunk_indices(LEN as u64).len(),
+        outboard.to_bytes().len(),
+    );
+
+    let mut g = c.benchmark_group("outboard_64MiB");
+    g.throughput(Throughput::Bytes(LEN as u64));
+    g.sample_size(10);
+    g.bench_function("blake3_bare", |b| b.iter(|| blake3::hash(black_box(&data))));
+    g.bench_function("outboard_compute", |b| {
+        b.iter(|| Outboard::compute(black_box(&data)).unwrap())
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("challenge_64MiB_688_samples");
+    g.bench_function("prove", |b| {
+        b.iter(|| prove(&challenge, &data, &outboard).unwrap())
+    });
+    g.bench_function("verify", |b| {
+        b.iter(|| verify(&challenge, black_box(&proof)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, proofs);
+criterion_main!(benches);

@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+pub mod challenge;
+pub mod outboard;
+pub mod prove;
+pub mod tree;
+pub mod verify;
+
+pub use challenge::{
+    Challenge, ChallengeError, DEFAULT_SAMPLES, MAX_SAMPLES, pass_probability, samples_for,
+};
+pub use outboard::{Outboard, OutboardError, PieceData};
+pub use prove::{MAX_PROOF_BODY, Proof, ProveError, prove};
+pub use verify::{ProofError, Verified, verify};

@@ -1,0 +1,134 @@
+//! The verifier: checks a proof against the piece CID and the challenge alone.
+
+use blake3::hazmat::{ChainingValue, Mode, merge_subtrees_non_root, merge_subtrees_root};
+
+use crate::{
+    challenge::{Challenge, ChallengeError},
+    prove::{MAX_PROOF_BODY, Proof},
+    tree::{CHUNK, Node, subtree_cv},
+};
+
+/// Why a proof was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProofError {
+    /// The challenge is malformed.
+    #[error(transparent)]
+    Challenge(#[from] ChallengeError),
+    /// The proof is for another piece.
+    #[error("proof is for piece {found}, the challenge named {expected}")]
+    WrongPiece {
+        /// The challenged piece.
+        expected: String,
+        /// The piece the proof names.
+        found: String,
+    },
+    /// The proof answers another challenge.
+    #[error("proof answers another nonce")]
+    WrongNonce,
+    /// The body is larger than any honest proof.
+    #[error("proof body of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    /// The body ended early.
+    #[error("proof body ends early")]
+    Truncated,
+    /// The body has bytes left over.
+    #[error("proof body has {0} bytes left over")]
+    TrailingBytes(usize),
+    /// The hashes do not lead to the piece's root: a chunk or hash is wrong.
+    #[error("proof does not hash to the piece CID")]
+    RootMismatch,
+}
+
+/// A proof that passed, with what it established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// The piece's authenticated length.
+    pub size: u64,
+    /// Distinct chunks shown.
+    pub chunks: usize,
+}
+
+/// Checks `proof` against `challenge`. Needs nothing but the two: the root comes from the CID.
+pub fn verify(challenge: &Challenge, proof: &Proof) -> Result<Verified, ProofError> {
+    let root = challenge.validate()?;
+    if proof.piece != challenge.piece {
+        return Err(ProofError::WrongPiece {
+            expected: challenge.piece.to_string(),
+            found: proof.piece.to_string(),
+        });
+    }
+    if proof.nonce != challenge.nonce {
+        return Err(ProofError::WrongNonce);
+    }
+    if proof.body.len() > MAX_PROOF_BODY {
+        return Err(ProofError::TooLarge(proof.body.len()));
+    }
+    let samples = challenge.chunk_indices(proof.size);
+    let mut body = Body(&proof.body);
+    let computed = walk(Node::root(proof.size), &samples, &mut body, true)?;
+    if !body.0.is_empty() {
+        return Err(ProofError::TrailingBytes(body.0.len()));
+    }
+    if computed != root {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(Verified {
+        size: proof.size,
+        chunks: samples.len(),
+    })
+}
+
+struct Body<'a>(&'a [u8]);
+
+impl<'a> Body<'a> {
+    fn take(&mut self, n: u64) -> Result<&'a [u8], ProofError> {
+        let n = usize::try_from(n).map_err(|_| ProofError::Truncated)?;
+        if self.0.len() < n {
+            return Err(ProofError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn cv(&mut self) -> Result<ChainingValue, ProofError> {
+        let mut cv = [0u8; 32];
+        cv.copy_from_slice(self.take(32)?);
+        Ok(cv)
+    }
+}
+
+/// Rebuilds the hash of `node` from the body; the root's hash when `is_root`.
+fn walk(
+    node: Node,
+    samples: &[u64],
+    body: &mut Body<'_>,
+    is_root: bool,
+) -> Result<[u8; 32], ProofError> {
+    if node.is_chunk() {
+        let bytes = body.take(node.len)?;
+        return Ok(if is_root {
+            *blake3::hash(bytes).as_bytes()
+        } else {
+            subtree_cv(node, bytes)
+        });
+    }
+    let (left, right) = node.children();
+    let split = samples.partition_point(|&c| c < right.start / CHUNK);
+    let (left_samples, right_samples) = samples.split_at(split);
+    let mut child = |n: Node, s: &[u64]| {
+        if s.is_empty() {
+            body.cv()
+        } else {
+            walk(n, s, body, false)
+        }
+    };
+    let l = child(left, left_samples)?;
+    let r = child(right, right_samples)?;
+    Ok(if is_root {
+        *merge_subtrees_root(&l, &r, Mode::Hash).as_bytes()
+    } else {
+        merge_subtrees_non_root(&l, &r, Mode::Hash)
+    })
+}
