@@ -1,0 +1,68 @@
+//! The `tessera` binary as a user runs it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+fn tessera() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+}
+
+#[test]
+fn cid_prints_the_blake3_cid_of_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let hello = dir.path().join("hello");
+    std::fs::write(&hello, b"hello world\n").unwrap();
+
+    let out = tessera().arg("cid").arg(&empty).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "bafkr4ifpcne3t5pzugtkaqcn5i3nzskjtpfslsnnyejlpte2spfoihzsmi\n"
+    );
+
+    // The IPFS ecosystem's sha2-256 CID of the same bytes, for comparison with other tools.
+    let out = tessera()
+        .args(["cid", "--hash", "sha2-256"])
+        .arg(&hello)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4\n"
+    );
+
+    // Several files: one line each, with the path.
+    let out = tessera()
+        .arg("cid")
+        .arg(&empty)
+        .arg(&hello)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    assert!(text.lines().all(|l| l.starts_with("bafkr4i")));
+}
+
+#[test]
+fn cid_of_a_missing_file_is_a_clear_error() {
+    let out = tessera().args(["cid", "/no/such/file"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("opening /no/such/file"), "{err}");
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let out = tessera().args(["demo", "--size", "3MiB"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("identical"), "{text}");
+    assert!(text.contains("the proof fails"), "{text}");
+}
