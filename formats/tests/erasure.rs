@@ -200,3 +200,53 @@ proptest! {
         prop_assert!(report.used.iter().all(|i| !gone.contains(i)));
     }
 }
+
+/// A piece source whose bytes change after it was verified (a disk going bad between reads).
+struct ChangesAfterVerify {
+    inner: Cursor<Vec<u8>>,
+    seeks: u32,
+}
+
+impl std::io::Read for ChangesAfterVerify {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.seeks >= 2 {
+            buf[..n].iter_mut().for_each(|b| *b ^= 0x10);
+        }
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for ChangesAfterVerify {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.seeks += 1;
+        self.inner.seek(pos)
+    }
+}
+
+#[test]
+fn a_piece_that_changes_after_verification_is_caught() {
+    let params = ErasureParams::new(3, 1, 1024).unwrap();
+    let original = data(7000, 4);
+    let (layout, pieces) = encode_to_vecs(params, &original).unwrap();
+    let mut sources: Vec<Option<ChangesAfterVerify>> = pieces
+        .into_iter()
+        .map(|p| {
+            Some(ChangesAfterVerify {
+                inner: Cursor::new(p),
+                seeks: 0,
+            })
+        })
+        .collect();
+    let err = decode(&layout, &mut sources, std::io::sink()).unwrap_err();
+    assert!(matches!(err, DecodeError::OutputMismatch { .. }), "{err:?}");
+}
+
+#[test]
+fn a_layout_whose_content_cid_is_wrong_is_caught() {
+    let params = ErasureParams::new(3, 1, 1024).unwrap();
+    let (mut layout, pieces) = encode_to_vecs(params, &data(5000, 1)).unwrap();
+    layout.content = raw_cid(b"something else");
+    let err = decode_vec(&layout, pieces.into_iter().map(Some).collect()).unwrap_err();
+    assert!(matches!(err, DecodeError::OutputMismatch { .. }), "{err:?}");
+}
