@@ -66,26 +66,38 @@ pub fn prove<D: PieceData + ?Sized>(
 ) -> Result<Proof, ProveError> {
     challenge.validate()?;
     let size = data.len();
+    let body = prove_chunks(data, outboard, &challenge.chunk_indices(size))?;
+    Ok(Proof {
+        piece: challenge.piece,
+        nonce: challenge.nonce,
+        size,
+        body,
+    })
+}
+
+/// The proof body for a sorted, distinct, non-empty set of chunk indices of a stored piece.
+pub(crate) fn prove_chunks<D: PieceData + ?Sized>(
+    data: &D,
+    outboard: &Outboard,
+    chunks: &[u64],
+) -> Result<Vec<u8>, ProveError> {
+    let size = data.len();
     if outboard.size() != size {
         return Err(ProveError::OutboardSize {
             outboard: outboard.size(),
             piece: size,
         });
     }
-    let samples = challenge.chunk_indices(size);
     let mut prover = Prover {
         data,
         outboard,
-        body: Vec::with_capacity(samples.len() * (1024 + 16 * 32)),
+        body: Vec::with_capacity(chunks.len() * (1024 + 16)),
         buf: vec![0u8; usize::try_from(GROUP).unwrap_or(16 * 1024)],
     };
-    prover.walk(Node::root(size), &samples, Some(0))?;
-    Ok(Proof {
-        piece: challenge.piece,
-        nonce: challenge.nonce,
-        size,
-        body: prover.body,
-    })
+    if !chunks.is_empty() {
+        prover.walk(Node::root(size), chunks, Some(0))?;
+    }
+    Ok(prover.body)
 }
 
 struct Prover<'a, D: ?Sized> {

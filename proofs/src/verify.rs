@@ -65,18 +65,31 @@ pub fn verify(challenge: &Challenge, proof: &Proof) -> Result<Verified, ProofErr
         return Err(ProofError::TooLarge(proof.body.len()));
     }
     let samples = challenge.chunk_indices(proof.size);
-    let mut body = Body(&proof.body);
-    let computed = walk(Node::root(proof.size), &samples, &mut body, true)?;
-    if !body.0.is_empty() {
-        return Err(ProofError::TrailingBytes(body.0.len()));
-    }
-    if computed != root {
-        return Err(ProofError::RootMismatch);
-    }
+    verify_chunks(&root, proof.size, &samples, &proof.body, None)?;
     Ok(Verified {
         size: proof.size,
         chunks: samples.len(),
     })
+}
+
+/// Checks a proof body for a sorted, distinct, non-empty set of chunk indices of a piece of
+/// `size` bytes against its BLAKE3 `root`; appends the shown chunks' bytes to `chunks_out`.
+pub(crate) fn verify_chunks(
+    root: &[u8; 32],
+    size: u64,
+    chunks: &[u64],
+    body: &[u8],
+    mut chunks_out: Option<&mut Vec<u8>>,
+) -> Result<(), ProofError> {
+    let mut body = Body(body);
+    let computed = walk(Node::root(size), chunks, &mut body, true, &mut chunks_out)?;
+    if !body.0.is_empty() {
+        return Err(ProofError::TrailingBytes(body.0.len()));
+    }
+    if &computed != root {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(())
 }
 
 struct Body<'a>(&'a [u8]);
@@ -105,9 +118,13 @@ fn walk(
     samples: &[u64],
     body: &mut Body<'_>,
     is_root: bool,
+    chunks_out: &mut Option<&mut Vec<u8>>,
 ) -> Result<[u8; 32], ProofError> {
     if node.is_chunk() {
         let bytes = body.take(node.len)?;
+        if let Some(out) = chunks_out.as_deref_mut() {
+            out.extend_from_slice(bytes);
+        }
         return Ok(if is_root {
             *blake3::hash(bytes).as_bytes()
         } else {
@@ -121,7 +138,7 @@ fn walk(
         if s.is_empty() {
             body.cv()
         } else {
-            walk(n, s, body, false)
+            walk(n, s, body, false, chunks_out)
         }
     };
     let l = child(left, left_samples)?;
