@@ -1,6 +1,16 @@
-//! Network plumbing shared by every Tessera node.
+//! Network plumbing shared by every Tessera node and client.
 //!
-//! Not built yet. This crate will own the rust-libp2p `Swarm` (TCP and QUIC with Noise and
-//! Yamux, Identify, Ping, a Kademlia DHT, gossipsub and Tessera's versioned request-response
-//! protocols) behind one event loop and a cloneable client handle, and the persistent Ed25519
-//! node identity. See `docs/ARCHITECTURE.md`.
+//! - [`network`]: one task owns the rust-libp2p `Swarm` (TCP and QUIC with Noise and Yamux,
+//!   Identify, Ping, Tessera's Kademlia DHT, and the request-response protocols); a cloneable
+//!   [`Client`] talks to it.
+//! - [`protocol`]: the versioned protocol names, their messages and their size limits.
+//! - [`codec`]: DAG-CBOR framing with limits enforced while reading.
+//! - [`identity`]: the persistent Ed25519 node key.
+
+pub mod codec;
+pub mod identity;
+pub mod network;
+pub mod protocol;
+
+pub use libp2p::{Multiaddr, PeerId, identity::Keypair, request_response::ResponseChannel};
+pub use network::{Client, InboundRequest, NetError, Network, NetworkConfig, NetworkInfo, start};

@@ -1,0 +1,120 @@
+//! The request-response codec of Tessera's protocols: one DAG-CBOR message per stream
+//! direction, with a size limit per direction that is enforced while reading, before the
+//! message is decoded.
+
+use std::{io, marker::PhantomData};
+
+use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use libp2p::{StreamProtocol, request_response};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// Encodes requests and responses of type `Req` and `Resp` as DAG-CBOR.
+#[derive(Debug)]
+pub struct CborCodec<Req, Resp> {
+    max_request: u64,
+    max_response: u64,
+    types: PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> CborCodec<Req, Resp> {
+    /// A codec that refuses requests over `max_request` and responses over `max_response` bytes.
+    pub fn new(max_request: u64, max_response: u64) -> Self {
+        Self {
+            max_request,
+            max_response,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp> Clone for CborCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self::new(self.max_request, self.max_response)
+    }
+}
+
+async fn read_limited<T, M>(io: &mut T, max: u64) -> io::Result<M>
+where
+    T: AsyncRead + Unpin + Send,
+    M: DeserializeOwned,
+{
+    let mut buf = Vec::new();
+    io.take(max + 1).read_to_end(&mut buf).await?;
+    if buf.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message exceeds the {max}-byte limit"),
+        ));
+    }
+    serde_ipld_dagcbor::from_slice(&buf).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("malformed message: {e}"),
+        )
+    })
+}
+
+fn encode<M: Serialize>(message: &M, max: u64) -> io::Result<Vec<u8>> {
+    let bytes = serde_ipld_dagcbor::to_vec(message)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "message of {} bytes exceeds the {max}-byte limit",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+async fn write_bytes<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: Vec<u8>) -> io::Result<()> {
+    io.write_all(&bytes).await?;
+    io.close().await
+}
+
+impl<Req, Resp> request_response::Codec for CborCodec<Req, Resp>
+where
+    Req: Serialize + DeserializeOwned + Send,
+    Resp: Serialize + DeserializeOwned + Send,
+{
+    type Protocol = StreamProtocol;
+    type Request = Req;
+    type Response = Resp;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Req>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_limited(io, self.max_request).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_limited(io, self.max_response).await
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Req) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let bytes = encode(&req, self.max_request);
+        write_bytes(io, bytes?).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Resp,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let bytes = encode(&res, self.max_response);
+        write_bytes(io, bytes?).await
+    }
+}

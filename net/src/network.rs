@@ -1,0 +1,745 @@
+//! One task owns the libp2p `Swarm`; the rest of the program talks to it through a cloneable
+//! [`Client`] that sends commands with reply channels, and receives inbound requests from a
+//! bounded channel.
+//!
+//! ```text
+//!  Client ──Command──▶ ┌──────────────┐ ──InboundRequest──▶ node logic
+//!         ◀─oneshot─── │ network task │ ◀──Client::respond── node logic
+//!                      │  (Swarm)     │ ◀═══ libp2p ═══▶ peers
+//!                      └──────────────┘
+//! ```
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use cid::Cid;
+use futures::StreamExt as _;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, SwarmBuilder, identify,
+    identity::Keypair,
+    kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey},
+    multiaddr::Protocol,
+    noise, ping,
+    request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel},
+    swarm::{NetworkBehaviour, SwarmEvent},
+    tcp, yamux,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::{
+    codec::CborCodec,
+    protocol::{
+        CHALLENGE_PROTOCOL, ChallengeRequest, ChallengeResponse, KAD_PROTOCOL,
+        MAX_CHALLENGE_REQUEST, MAX_CHALLENGE_RESPONSE, MAX_PIECE_REQUEST, MAX_PIECE_RESPONSE,
+        PIECE_PROTOCOL, PieceRequest, PieceResponse,
+    },
+};
+
+/// How the network task is set up.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Addresses to listen on (`/ip4/0.0.0.0/tcp/0`, `/ip4/127.0.0.1/udp/0/quic-v1`, ...).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through; each address must end in `/p2p/PEER_ID`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Serve the DHT (storage nodes) or only query it (short-lived clients).
+    pub dht_server: bool,
+    /// Serve the piece and challenge protocols (storage nodes) or only send requests.
+    pub serve: bool,
+    /// How long one request may take before it fails.
+    pub request_timeout: Duration,
+    /// Most concurrent request streams per connection.
+    pub max_streams_per_connection: usize,
+    /// How often provider records are re-announced.
+    pub provider_republish: Duration,
+    /// Inbound requests queued for the node logic before new ones are refused.
+    pub inbound_queue: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            dht_server: true,
+            serve: true,
+            request_timeout: Duration::from_secs(30),
+            max_streams_per_connection: 16,
+            provider_republish: Duration::from_secs(60 * 60),
+            inbound_queue: 256,
+        }
+    }
+}
+
+/// The network could not start or a command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The transport or behaviour could not be built.
+    #[error("building the network: {0}")]
+    Build(String),
+    /// An address could not be listened on.
+    #[error("listening on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// A bootstrap address lacks its `/p2p/PEER_ID`.
+    #[error("bootstrap address {0} must end in /p2p/PEER_ID")]
+    BootstrapAddress(Multiaddr),
+    /// Dialing a peer failed.
+    #[error("dialing {addr}: {reason}")]
+    Dial {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// A request to a peer failed (timeout, connection lost, unsupported protocol, ...).
+    #[error("request to {peer} failed: {reason}")]
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// A DHT operation failed.
+    #[error("DHT: {0}")]
+    Dht(String),
+    /// The network task has stopped.
+    #[error("the network task has stopped")]
+    Stopped,
+}
+
+/// A request from a peer, to be answered with [`Client::respond_piece`] or
+/// [`Client::respond_challenge`].
+#[derive(Debug)]
+pub enum InboundRequest {
+    /// A piece protocol request.
+    Piece {
+        /// Who asks.
+        peer: PeerId,
+        /// What they ask.
+        request: PieceRequest,
+        /// Where the answer goes.
+        channel: ResponseChannel<PieceResponse>,
+    },
+    /// A storage challenge.
+    Challenge {
+        /// Who asks.
+        peer: PeerId,
+        /// The challenge.
+        request: ChallengeRequest,
+        /// Where the answer goes.
+        channel: ResponseChannel<ChallengeResponse>,
+    },
+}
+
+/// What the network knows about itself.
+#[derive(Debug, Clone)]
+pub struct NetworkInfo {
+    /// This node's peer id.
+    pub peer_id: PeerId,
+    /// The addresses it listens on.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers connected now.
+    pub connected_peers: Vec<PeerId>,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    piece: request_response::Behaviour<CborCodec<PieceRequest, PieceResponse>>,
+    challenge: request_response::Behaviour<CborCodec<ChallengeRequest, ChallengeResponse>>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NetError>>;
+
+#[derive(Debug)]
+enum Command {
+    Dial(Multiaddr, Reply<()>),
+    Bootstrap(Reply<()>),
+    StartProviding(Cid, Reply<()>),
+    StopProviding(Cid),
+    GetProviders(Cid, Reply<HashSet<PeerId>>),
+    Piece(PeerId, PieceRequest, Reply<PieceResponse>),
+    Challenge(PeerId, ChallengeRequest, Reply<ChallengeResponse>),
+    RespondPiece(ResponseChannel<PieceResponse>, PieceResponse),
+    RespondChallenge(ResponseChannel<ChallengeResponse>, ChallengeResponse),
+    Info(oneshot::Sender<NetworkInfo>),
+}
+
+/// A cloneable handle to the network task.
+#[derive(Debug, Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+impl Client {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Connects to a peer at `addr`.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.call(|r| Command::Dial(addr, r)).await
+    }
+
+    /// Refreshes the DHT routing table from the known peers.
+    pub async fn bootstrap(&self) -> Result<(), NetError> {
+        self.call(Command::Bootstrap).await
+    }
+
+    /// Announces this node as a provider of `cid` on the DHT.
+    pub async fn start_providing(&self, cid: Cid) -> Result<(), NetError> {
+        self.call(|r| Command::StartProviding(cid, r)).await
+    }
+
+    /// Stops announcing `cid`.
+    pub async fn stop_providing(&self, cid: Cid) -> Result<(), NetError> {
+        self.commands
+            .send(Command::StopProviding(cid))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// The peers that announced `cid` on the DHT.
+    pub async fn get_providers(&self, cid: Cid) -> Result<HashSet<PeerId>, NetError> {
+        self.call(|r| Command::GetProviders(cid, r)).await
+    }
+
+    /// Sends a piece protocol request and waits for its response.
+    pub async fn piece_request(
+        &self,
+        peer: PeerId,
+        request: PieceRequest,
+    ) -> Result<PieceResponse, NetError> {
+        self.call(|r| Command::Piece(peer, request, r)).await
+    }
+
+    /// Challenges `peer` to prove storage.
+    pub async fn challenge(
+        &self,
+        peer: PeerId,
+        request: ChallengeRequest,
+    ) -> Result<ChallengeResponse, NetError> {
+        self.call(|r| Command::Challenge(peer, request, r)).await
+    }
+
+    /// Answers an inbound piece request.
+    pub async fn respond_piece(
+        &self,
+        channel: ResponseChannel<PieceResponse>,
+        response: PieceResponse,
+    ) -> Result<(), NetError> {
+        self.commands
+            .send(Command::RespondPiece(channel, response))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Answers an inbound challenge.
+    pub async fn respond_challenge(
+        &self,
+        channel: ResponseChannel<ChallengeResponse>,
+        response: ChallengeResponse,
+    ) -> Result<(), NetError> {
+        self.commands
+            .send(Command::RespondChallenge(channel, response))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Peer id, listen addresses and connected peers.
+    pub async fn info(&self) -> Result<NetworkInfo, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Info(tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+}
+
+/// A running network: the client handle, the inbound request stream and the task.
+#[derive(Debug)]
+pub struct Network {
+    /// Handle for commands.
+    pub client: Client,
+    /// Requests from peers (only when serving).
+    pub inbound: mpsc::Receiver<InboundRequest>,
+    /// The network task; it ends when every `Client` is dropped.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Builds the swarm, starts listening, dials the bootstrap peers and spawns the network task.
+/// Returns once every listener has an address.
+pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, NetError> {
+    let peer_id = keypair.public().to_peer_id();
+    let mut swarm = build_swarm(keypair, &config)?;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    let mut listen_addrs = Vec::new();
+    while listen_addrs.len() < config.listen.len() {
+        match tokio::time::timeout(Duration::from_secs(10), swarm.select_next_some()).await {
+            Ok(SwarmEvent::NewListenAddr { address, .. }) => listen_addrs.push(address),
+            Ok(SwarmEvent::ListenerError { error, .. }) => {
+                return Err(NetError::Build(error.to_string()));
+            }
+            Ok(other) => debug!(?other, "event while starting"),
+            Err(_) => return Err(NetError::Build("listeners did not start in 10 s".into())),
+        }
+    }
+    for addr in &config.bootstrap {
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(NetError::BootstrapAddress(addr.clone()));
+        };
+        swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    if !config.bootstrap.is_empty() {
+        // An empty routing table is the only error, and bootstrap addresses were just added.
+        let _ = swarm.behaviour_mut().kad.bootstrap();
+    }
+
+    let (commands_tx, commands_rx) = mpsc::channel(256);
+    let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue.max(1));
+    let actor = Actor {
+        swarm,
+        commands: commands_rx,
+        inbound: inbound_tx,
+        listen_addrs,
+        pending_dials: HashMap::new(),
+        pending_queries: HashMap::new(),
+        pending_piece: HashMap::new(),
+        pending_challenge: HashMap::new(),
+    };
+    let task = tokio::spawn(actor.run());
+    info!(%peer_id, "network started");
+    Ok(Network {
+        client: Client {
+            commands: commands_tx,
+            peer_id,
+        },
+        inbound: inbound_rx,
+        task,
+    })
+}
+
+fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behaviour>, NetError> {
+    let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
+    let support = if config.serve {
+        ProtocolSupport::Full
+    } else {
+        ProtocolSupport::Outbound
+    };
+    let rr_config = request_response::Config::default()
+        .with_request_timeout(config.request_timeout)
+        .with_max_concurrent_streams(config.max_streams_per_connection);
+    let dht_server = config.dht_server;
+    let republish = config.provider_republish;
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| build(&e))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| build(&e))?
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            kad_config
+                .set_query_timeout(Duration::from_secs(30))
+                .set_provider_publication_interval(Some(republish))
+                .set_provider_record_ttl(Some(republish * 3));
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad_config,
+            );
+            kad.set_mode(Some(if dht_server {
+                kad::Mode::Server
+            } else {
+                kad::Mode::Client
+            }));
+            Behaviour {
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/tessera/1.0.0".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::new(ping::Config::new()),
+                kad,
+                piece: request_response::Behaviour::with_codec(
+                    CborCodec::new(MAX_PIECE_REQUEST, MAX_PIECE_RESPONSE),
+                    [(PIECE_PROTOCOL, support.clone())],
+                    rr_config.clone(),
+                ),
+                challenge: request_response::Behaviour::with_codec(
+                    CborCodec::new(MAX_CHALLENGE_REQUEST, MAX_CHALLENGE_RESPONSE),
+                    [(CHALLENGE_PROTOCOL, support)],
+                    rr_config,
+                ),
+            }
+        })
+        .map_err(|e| build(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    Ok(swarm)
+}
+
+enum Query {
+    Bootstrap(Reply<()>),
+    Provide(Reply<()>),
+    Providers(HashSet<PeerId>, Reply<HashSet<PeerId>>),
+}
+
+struct Actor {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    inbound: mpsc::Sender<InboundRequest>,
+    listen_addrs: Vec<Multiaddr>,
+    pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
+    pending_queries: HashMap<QueryId, Query>,
+    pending_piece: HashMap<OutboundRequestId, (PeerId, Reply<PieceResponse>)>,
+    pending_challenge: HashMap<OutboundRequestId, (PeerId, Reply<ChallengeResponse>)>,
+}
+
+impl Actor {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_event(event),
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+            }
+        }
+        debug!("network task stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let swarm = &mut self.swarm;
+        match command {
+            Command::Dial(addr, reply) => {
+                let peer = match addr.iter().last() {
+                    Some(Protocol::P2p(peer)) => Some(peer),
+                    _ => None,
+                };
+                if let Some(peer) = peer {
+                    swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if swarm.is_connected(&peer) {
+                        let _ = reply.send(Ok(()));
+                        return;
+                    }
+                }
+                match swarm.dial(addr.clone()) {
+                    Ok(()) => match peer {
+                        Some(peer) => self.pending_dials.entry(peer).or_default().push(reply),
+                        None => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    },
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial {
+                            addr,
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::Bootstrap(reply) => match swarm.behaviour_mut().kad.bootstrap() {
+                Ok(id) => {
+                    self.pending_queries.insert(id, Query::Bootstrap(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(NetError::Dht(e.to_string())));
+                }
+            },
+            Command::StartProviding(cid, reply) => {
+                match swarm.behaviour_mut().kad.start_providing(key(&cid)) {
+                    Ok(id) => {
+                        self.pending_queries.insert(id, Query::Provide(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dht(e.to_string())));
+                    }
+                }
+            }
+            Command::StopProviding(cid) => swarm.behaviour_mut().kad.stop_providing(&key(&cid)),
+            Command::GetProviders(cid, reply) => {
+                let id = swarm.behaviour_mut().kad.get_providers(key(&cid));
+                self.pending_queries
+                    .insert(id, Query::Providers(HashSet::new(), reply));
+            }
+            Command::Piece(peer, request, reply) => {
+                let id = swarm.behaviour_mut().piece.send_request(&peer, request);
+                self.pending_piece.insert(id, (peer, reply));
+            }
+            Command::Challenge(peer, request, reply) => {
+                let id = swarm.behaviour_mut().challenge.send_request(&peer, request);
+                self.pending_challenge.insert(id, (peer, reply));
+            }
+            Command::RespondPiece(channel, response) => {
+                if swarm
+                    .behaviour_mut()
+                    .piece
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("piece response dropped: the peer went away");
+                }
+            }
+            Command::RespondChallenge(channel, response) => {
+                if swarm
+                    .behaviour_mut()
+                    .challenge
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("challenge response dropped: the peer went away");
+                }
+            }
+            Command::Info(reply) => {
+                let _ = reply.send(NetworkInfo {
+                    peer_id: *swarm.local_peer_id(),
+                    listen_addrs: self.listen_addrs.clone(),
+                    connected_peers: swarm.connected_peers().copied().collect(),
+                });
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listen_addrs.push(address);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                for reply in self.pending_dials.remove(&peer).unwrap_or_default() {
+                    let _ = reply.send(Err(NetError::Dial {
+                        addr: Multiaddr::empty().with(Protocol::P2p(peer)),
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Piece(event)) => self.on_piece(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Challenge(event)) => self.on_challenge(event),
+            _ => {}
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = event
+        else {
+            return;
+        };
+        match result {
+            QueryResult::Bootstrap(result) => {
+                if step.last
+                    && let Some(Query::Bootstrap(reply)) = self.pending_queries.remove(&id)
+                {
+                    let _ =
+                        reply.send(result.map(|_| ()).map_err(|e| NetError::Dht(e.to_string())));
+                }
+            }
+            QueryResult::StartProviding(result) => {
+                if let Some(Query::Provide(reply)) = self.pending_queries.remove(&id) {
+                    // A record with no peers to store it on still leaves this node answering
+                    // for itself; report the DHT error so the caller can retry.
+                    let _ =
+                        reply.send(result.map(|_| ()).map_err(|e| NetError::Dht(e.to_string())));
+                }
+            }
+            QueryResult::GetProviders(result) => {
+                if let Some(Query::Providers(found, _)) = self.pending_queries.get_mut(&id)
+                    && let Ok(GetProvidersOk::FoundProviders { providers, .. }) = &result
+                {
+                    found.extend(providers.iter().copied());
+                }
+                if step.last
+                    && let Some(Query::Providers(found, reply)) = self.pending_queries.remove(&id)
+                {
+                    let _ = reply.send(Ok(found));
+                }
+            }
+            QueryResult::RepublishProvider(Err(e)) => {
+                warn!(error = %e, "republishing a provider record failed")
+            }
+            _ => {}
+        }
+    }
+
+    fn on_piece(&mut self, event: request_response::Event<PieceRequest, PieceResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let inbound = InboundRequest::Piece {
+                        peer,
+                        request,
+                        channel,
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(InboundRequest::Piece {
+                        channel,
+                        request,
+                        ..
+                    })) = self.inbound.try_send(inbound)
+                    {
+                        let piece = *request.piece();
+                        let _ = self.swarm.behaviour_mut().piece.send_response(
+                            channel,
+                            PieceResponse::Error {
+                                piece,
+                                code: crate::protocol::ErrorCode::Busy,
+                                message: "node is busy".into(),
+                            },
+                        );
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((_, reply)) = self.pending_piece.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((_, reply)) = self.pending_piece.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound piece request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_challenge(
+        &mut self,
+        event: request_response::Event<ChallengeRequest, ChallengeResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let inbound = InboundRequest::Challenge {
+                        peer,
+                        request,
+                        channel,
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(InboundRequest::Challenge {
+                        channel,
+                        request,
+                        ..
+                    })) = self.inbound.try_send(inbound)
+                    {
+                        let _ = self.swarm.behaviour_mut().challenge.send_response(
+                            channel,
+                            ChallengeResponse::Error {
+                                piece: request.piece,
+                                code: crate::protocol::ErrorCode::Busy,
+                                message: "node is busy".into(),
+                            },
+                        );
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((_, reply)) = self.pending_challenge.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((_, reply)) = self.pending_challenge.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound challenge failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+fn key(cid: &Cid) -> RecordKey {
+    RecordKey::new(&cid.to_bytes())
+}

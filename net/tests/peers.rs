@@ -1,0 +1,250 @@
+//! Real libp2p over 127.0.0.1: requests reach the serving node and come back, DHT provider
+//! records are found, and oversize or garbage messages are refused without taking the node down.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, StreamExt as _};
+use libp2p::{
+    PeerId, StreamProtocol, noise,
+    request_response::{self, ProtocolSupport},
+    swarm::SwarmEvent,
+    tcp, yamux,
+};
+use tessera_formats::address::raw_cid;
+use tessera_net::{
+    InboundRequest, Keypair, Multiaddr, Network, NetworkConfig,
+    protocol::{MAX_PIECE_REQUEST, PIECE_PROTOCOL, PieceRequest, PieceResponse},
+    start,
+};
+
+fn listen() -> Vec<Multiaddr> {
+    vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]
+}
+
+async fn serving_node(bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
+    let key = Keypair::generate_ed25519();
+    let net = start(
+        key,
+        NetworkConfig {
+            listen: listen(),
+            bootstrap,
+            ..NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let info = net.client.info().await.unwrap();
+    let addr = info.listen_addrs[0]
+        .clone()
+        .with(libp2p::multiaddr::Protocol::P2p(info.peer_id));
+    (net, addr)
+}
+
+/// Answers every `Has` with "held, 42 bytes" until the channel closes.
+fn answer_has(
+    mut net_inbound: tokio::sync::mpsc::Receiver<InboundRequest>,
+    client: tessera_net::Client,
+) {
+    tokio::spawn(async move {
+        while let Some(req) = net_inbound.recv().await {
+            if let InboundRequest::Piece {
+                request: PieceRequest::Has { piece },
+                channel,
+                ..
+            } = req
+            {
+                client
+                    .respond_piece(
+                        channel,
+                        PieceResponse::Has {
+                            piece,
+                            size: Some(42),
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+}
+
+#[tokio::test]
+async fn requests_round_trip_and_providers_are_found() {
+    let (a, a_addr) = serving_node(vec![]).await;
+    let a_peer = a.client.peer_id();
+    answer_has(a.inbound, a.client.clone());
+    let (b, _) = serving_node(vec![a_addr.clone()]).await;
+
+    let piece = raw_cid(b"a piece");
+    let response = b
+        .client
+        .piece_request(a_peer, PieceRequest::Has { piece })
+        .await
+        .unwrap();
+    assert_eq!(
+        response,
+        PieceResponse::Has {
+            piece,
+            size: Some(42)
+        }
+    );
+
+    // A provides; a third, short-lived client finds A through B alone.
+    a.client.start_providing(piece).await.unwrap();
+    let (_, b_addr) = {
+        let info = b.client.info().await.unwrap();
+        let addr = info.listen_addrs[0]
+            .clone()
+            .with(libp2p::multiaddr::Protocol::P2p(info.peer_id));
+        ((), addr)
+    };
+    let c = start(
+        Keypair::generate_ed25519(),
+        NetworkConfig {
+            listen: vec![],
+            bootstrap: vec![b_addr],
+            dht_server: false,
+            serve: false,
+            ..NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut found = Default::default();
+    for _ in 0..20 {
+        found = c.client.get_providers(piece).await.unwrap();
+        if found.contains(&a_peer) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(found.contains(&a_peer), "providers: {found:?}");
+    // And C can reach A directly to ask for the piece.
+    let response = c
+        .client
+        .piece_request(a_peer, PieceRequest::Has { piece })
+        .await
+        .unwrap();
+    assert!(matches!(
+        response,
+        PieceResponse::Has { size: Some(42), .. }
+    ));
+}
+
+#[tokio::test]
+async fn oversize_and_garbage_requests_fail_and_the_node_keeps_serving() {
+    let (a, a_addr) = serving_node(vec![]).await;
+    let a_peer = a.client.peer_id();
+    answer_has(a.inbound, a.client.clone());
+    let (b, _) = serving_node(vec![a_addr.clone()]).await;
+    let piece = raw_cid(b"x");
+
+    // Over the limit: refused on the sender's side before anything is sent.
+    let oversize = PieceRequest::PutChunk {
+        piece,
+        offset: 0,
+        bytes: vec![0; usize::try_from(MAX_PIECE_REQUEST).unwrap()],
+    };
+    assert!(b.client.piece_request(a_peer, oversize).await.is_err());
+
+    // Garbage on the piece protocol, from a peer that writes raw bytes instead of DAG-CBOR.
+    let reply = send_raw(&a_addr, a_peer, vec![0xff; 4096]).await;
+    assert!(reply.is_err(), "garbage got a reply: {reply:?}");
+
+    // The node still answers an honest request.
+    let response = b
+        .client
+        .piece_request(a_peer, PieceRequest::Has { piece })
+        .await
+        .unwrap();
+    assert!(matches!(response, PieceResponse::Has { .. }));
+}
+
+/// Writes raw bytes as a piece request from a throwaway swarm and returns the raw reply.
+async fn send_raw(addr: &Multiaddr, peer: PeerId, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(PIECE_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            )
+        })
+        .unwrap()
+        .build();
+    swarm.dial(addr.clone()).unwrap();
+    swarm.behaviour_mut().send_request(&peer, bytes);
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Response { response, .. },
+                ..
+            }) => return Ok(response),
+            SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. }) => {
+                return Err(error.to_string());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        io.read_to_end(&mut buf).await?;
+        Ok(buf)
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        io.take(1 << 20).read_to_end(&mut buf).await?;
+        if buf.is_empty() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(buf)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> std::io::Result<()> {
+        io.write_all(&req).await?;
+        io.close().await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> std::io::Result<()> {
+        io.write_all(&res).await?;
+        io.close().await
+    }
+}
