@@ -1,0 +1,135 @@
+//! The node's counters, exported in Prometheus text format on its HTTP port.
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tessera_net::protocol::ErrorCode;
+
+use crate::store::Usage;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: String,
+}
+
+/// Counters of one storage node.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<KindLabel, Counter>,
+    errors: Family<CodeLabel, Counter>,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    challenges_answered: Counter,
+    pieces_stored: Counter,
+    pieces_held: Gauge,
+    bytes_used: Gauge,
+    bytes_free: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh counters.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tessera");
+        let m = Self {
+            requests: Family::default(),
+            errors: Family::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            challenges_answered: Counter::default(),
+            pieces_stored: Counter::default(),
+            pieces_held: Gauge::default(),
+            bytes_used: Gauge::default(),
+            bytes_free: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "Requests received, by kind", m.requests.clone());
+        registry.register(
+            "errors",
+            "Requests refused, by error code",
+            m.errors.clone(),
+        );
+        registry.register("bytes_in", "Piece bytes received", m.bytes_in.clone());
+        registry.register(
+            "bytes_out",
+            "Proof and range bytes sent",
+            m.bytes_out.clone(),
+        );
+        registry.register(
+            "challenges_answered",
+            "Storage challenges answered with a proof",
+            m.challenges_answered.clone(),
+        );
+        registry.register(
+            "pieces_stored",
+            "Pieces stored since start",
+            m.pieces_stored.clone(),
+        );
+        registry.register("pieces_held", "Pieces held now", m.pieces_held.clone());
+        registry.register("bytes_used", "Bytes of pieces held", m.bytes_used.clone());
+        registry.register("bytes_free", "Bytes of capacity free", m.bytes_free.clone());
+        Self { registry, ..m }
+    }
+
+    pub(crate) fn request(&self, kind: &'static str) {
+        self.requests.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub(crate) fn error(&self, code: ErrorCode) {
+        self.errors
+            .get_or_create(&CodeLabel {
+                code: format!("{code:?}"),
+            })
+            .inc();
+    }
+
+    pub(crate) fn bytes_in(&self, n: u64) {
+        self.bytes_in.inc_by(n);
+    }
+
+    pub(crate) fn bytes_out(&self, n: u64) {
+        self.bytes_out.inc_by(n);
+    }
+
+    pub(crate) fn challenge_answered(&self) {
+        self.challenges_answered.inc();
+    }
+
+    pub(crate) fn stored(&self) {
+        self.pieces_stored.inc();
+    }
+
+    /// Requests refused with `code` so far.
+    pub fn errors_with(&self, code: ErrorCode) -> u64 {
+        self.errors
+            .get_or_create(&CodeLabel {
+                code: format!("{code:?}"),
+            })
+            .get()
+    }
+
+    /// The Prometheus text exposition, with the store's usage as of now.
+    pub fn render(&self, usage: Usage) -> String {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.pieces_held.set(gauge(usage.pieces));
+        self.bytes_used.set(gauge(usage.used));
+        self.bytes_free.set(gauge(usage.free()));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

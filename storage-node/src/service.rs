@@ -1,0 +1,343 @@
+//! The storage node service: answers the piece and challenge protocols from the piece store.
+//!
+//! ```text
+//!  network task ──InboundRequest──▶ service loop ──spawn──▶ request task ──blocking──▶ store
+//!        ▲                                                      │
+//!        └───────────────────── Client::respond_* ◀─────────────┘
+//! ```
+//! The loop only dispatches; every request runs in its own task, with disk work on blocking
+//! threads, so one slow disk read never stalls the others. Uploads in progress are keyed by
+//! (peer, piece), limited per peer and in total, and dropped (their room given back) when idle.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use cid::Cid;
+use tessera_net::{
+    Client, InboundRequest, PeerId,
+    protocol::{ChallengeResponse, ErrorCode, MAX_PUT_CHUNK, PieceRequest, PieceResponse},
+};
+use tessera_proofs::{Challenge, prove, prove_range};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::{
+    metrics::Metrics,
+    store::{PieceStore, StoreError, Upload},
+};
+
+/// Limits of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceLimits {
+    /// Uploads one peer may have in progress.
+    pub uploads_per_peer: usize,
+    /// Uploads in progress in total.
+    pub uploads_total: usize,
+    /// An upload with no message for this long is dropped.
+    pub upload_idle: Duration,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        Self {
+            uploads_per_peer: 16,
+            uploads_total: 128,
+            upload_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+type Slot = Arc<Mutex<Option<Upload>>>;
+
+#[derive(Debug, Default)]
+struct Uploads {
+    slots: HashMap<(PeerId, Cid), (Slot, Instant)>,
+}
+
+/// Serves inbound requests until the network's inbound channel closes.
+pub async fn serve(
+    client: Client,
+    store: PieceStore,
+    metrics: Arc<Metrics>,
+    limits: ServiceLimits,
+    mut inbound: mpsc::Receiver<InboundRequest>,
+) {
+    let uploads = Arc::new(Mutex::new(Uploads::default()));
+    let mut sweep = tokio::time::interval(limits.upload_idle / 2);
+    loop {
+        tokio::select! {
+            request = inbound.recv() => {
+                let Some(request) = request else { break };
+                let ctx = Ctx {
+                    client: client.clone(),
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    uploads: uploads.clone(),
+                    limits: limits.clone(),
+                };
+                tokio::spawn(ctx.handle(request));
+            }
+            _ = sweep.tick() => {
+                let mut u = lock(&uploads);
+                let before = u.slots.len();
+                u.slots.retain(|_, (_, last)| last.elapsed() < limits.upload_idle);
+                if u.slots.len() < before {
+                    debug!(dropped = before - u.slots.len(), "idle uploads dropped");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    client: Client,
+    store: PieceStore,
+    metrics: Arc<Metrics>,
+    uploads: Arc<Mutex<Uploads>>,
+    limits: ServiceLimits,
+}
+
+impl Ctx {
+    async fn handle(self, request: InboundRequest) {
+        match request {
+            InboundRequest::Piece {
+                peer,
+                request,
+                channel,
+            } => {
+                let piece = *request.piece();
+                let kind = request_kind(&request);
+                self.metrics.request(kind);
+                let response = match self.piece(peer, request).await {
+                    Ok(r) => r,
+                    Err((code, message)) => {
+                        self.metrics.error(code);
+                        debug!(%peer, %piece, ?code, %message, "piece request refused");
+                        PieceResponse::Error {
+                            piece,
+                            code,
+                            message,
+                        }
+                    }
+                };
+                if let PieceResponse::Range { body, .. } = &response {
+                    self.metrics.bytes_out(body.len() as u64);
+                }
+                let _ = self.client.respond_piece(channel, response).await;
+            }
+            InboundRequest::Challenge {
+                peer,
+                request,
+                channel,
+            } => {
+                self.metrics.request("challenge");
+                let piece = request.piece;
+                let response = match self.challenge(request).await {
+                    Ok(proof) => {
+                        self.metrics.challenge_answered();
+                        ChallengeResponse::Proof(proof)
+                    }
+                    Err((code, message)) => {
+                        self.metrics.error(code);
+                        debug!(%peer, %piece, ?code, %message, "challenge not answered");
+                        ChallengeResponse::Error {
+                            piece,
+                            code,
+                            message,
+                        }
+                    }
+                };
+                let _ = self.client.respond_challenge(channel, response).await;
+            }
+        }
+    }
+
+    async fn piece(&self, peer: PeerId, request: PieceRequest) -> Result<PieceResponse, Refusal> {
+        match request {
+            PieceRequest::Has { piece } => {
+                let store = self.store.clone();
+                let size = blocking(move || store.has(&piece)).await?;
+                Ok(PieceResponse::Has { piece, size })
+            }
+            PieceRequest::Get { piece, range } => {
+                let store = self.store.clone();
+                blocking(move || {
+                    let stored = store.open_piece(&piece)?;
+                    let body = prove_range(&stored.file, &stored.outboard, range).map_err(|e| {
+                        StoreError::Io {
+                            what: format!("reading range of {piece}"),
+                            source: std::io::Error::new(
+                                std::io::ErrorKind::InvalidInput,
+                                e.to_string(),
+                            ),
+                        }
+                    })?;
+                    Ok(PieceResponse::Range {
+                        piece,
+                        range,
+                        size: stored.size,
+                        body,
+                    })
+                })
+                .await
+            }
+            PieceRequest::PutBegin { piece, size } => self.put_begin(peer, piece, size).await,
+            PieceRequest::PutChunk {
+                piece,
+                offset,
+                bytes,
+            } => {
+                if bytes.len() as u64 > MAX_PUT_CHUNK {
+                    return Err((ErrorCode::BadRequest, "chunk over the limit".into()));
+                }
+                let slot = self.slot(peer, piece)?;
+                self.metrics.bytes_in(bytes.len() as u64);
+                let written = blocking(move || {
+                    let mut guard = lock(&slot);
+                    let upload = guard.as_mut().ok_or(StoreError::Ended)?;
+                    let result = upload.write(offset, &bytes);
+                    if result.is_err() {
+                        // A failed write ends the upload; the client starts again.
+                        guard.take();
+                    }
+                    result
+                })
+                .await;
+                if written.is_err() {
+                    lock(&self.uploads).slots.remove(&(peer, piece));
+                }
+                Ok(PieceResponse::PutProgress {
+                    piece,
+                    offset: written?,
+                })
+            }
+            PieceRequest::PutEnd { piece } => {
+                let slot = lock(&self.uploads)
+                    .slots
+                    .remove(&(peer, piece))
+                    .map(|(slot, _)| slot)
+                    .ok_or((
+                        ErrorCode::UploadState,
+                        "no upload of this piece in progress".into(),
+                    ))?;
+                blocking(move || {
+                    let upload = lock(&slot).take().ok_or(StoreError::Ended)?;
+                    upload.finish()
+                })
+                .await?;
+                self.metrics.stored();
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = client.start_providing(piece).await {
+                        warn!(%piece, error = %e, "announcing a stored piece failed; it is re-announced later");
+                    }
+                });
+                Ok(PieceResponse::Stored { piece })
+            }
+        }
+    }
+
+    async fn put_begin(
+        &self,
+        peer: PeerId,
+        piece: Cid,
+        size: u64,
+    ) -> Result<PieceResponse, Refusal> {
+        let store = self.store.clone();
+        if blocking(move || store.has(&piece)).await?.is_some() {
+            return Ok(PieceResponse::Stored { piece });
+        }
+        {
+            let u = lock(&self.uploads);
+            if let Some((slot, _)) = u.slots.get(&(peer, piece)) {
+                let offset = lock(slot).as_ref().map(Upload::written).unwrap_or(0);
+                return Ok(PieceResponse::PutReady { piece, offset });
+            }
+            let from_peer = u.slots.keys().filter(|(p, _)| *p == peer).count();
+            if from_peer >= self.limits.uploads_per_peer
+                || u.slots.len() >= self.limits.uploads_total
+            {
+                return Err((ErrorCode::Busy, "too many uploads in progress".into()));
+            }
+        }
+        let store = self.store.clone();
+        let upload = blocking(move || store.begin_upload(piece, size)).await?;
+        lock(&self.uploads).slots.insert(
+            (peer, piece),
+            (Arc::new(Mutex::new(Some(upload))), Instant::now()),
+        );
+        Ok(PieceResponse::PutReady { piece, offset: 0 })
+    }
+
+    fn slot(&self, peer: PeerId, piece: Cid) -> Result<Slot, Refusal> {
+        let mut u = lock(&self.uploads);
+        let (slot, last) = u.slots.get_mut(&(peer, piece)).ok_or((
+            ErrorCode::UploadState,
+            "no upload of this piece in progress".into(),
+        ))?;
+        *last = Instant::now();
+        Ok(slot.clone())
+    }
+
+    async fn challenge(&self, challenge: Challenge) -> Result<tessera_proofs::Proof, Refusal> {
+        challenge
+            .validate()
+            .map_err(|e| (ErrorCode::BadRequest, e.to_string()))?;
+        let store = self.store.clone();
+        blocking(move || {
+            let stored = store.open_piece(&challenge.piece)?;
+            prove(&challenge, &stored.file, &stored.outboard).map_err(|e| StoreError::Io {
+                what: format!("proving {}", challenge.piece),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })
+        .await
+    }
+}
+
+type Refusal = (ErrorCode, String);
+
+fn refusal(e: StoreError) -> Refusal {
+    let code = match &e {
+        StoreError::CapacityExceeded { .. } => ErrorCode::CapacityExceeded,
+        StoreError::TooLarge { .. } | StoreError::BadCid(_) => ErrorCode::BadRequest,
+        StoreError::HashMismatch { .. } => ErrorCode::HashMismatch,
+        StoreError::OutOfOrder { .. }
+        | StoreError::Overflow { .. }
+        | StoreError::Incomplete { .. } => ErrorCode::UploadState,
+        StoreError::NotFound(_) => ErrorCode::NotFound,
+        StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+            ErrorCode::BadRequest
+        }
+        _ => ErrorCode::Internal,
+    };
+    (code, e.to_string())
+}
+
+/// Runs store work on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Refusal> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(refusal),
+        Err(e) => Err((ErrorCode::Internal, format!("store task failed: {e}"))),
+    }
+}
+
+fn request_kind(request: &PieceRequest) -> &'static str {
+    match request {
+        PieceRequest::Has { .. } => "has",
+        PieceRequest::Get { .. } => "get",
+        PieceRequest::PutBegin { .. } => "put_begin",
+        PieceRequest::PutChunk { .. } => "put_chunk",
+        PieceRequest::PutEnd { .. } => "put_end",
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,645 @@
+//! The piece store: piece bytes in files, indexed by RocksDB.
+//!
+//! ```text
+//! DATA/db/                 RocksDB: "p" + CID -> PieceMeta (size, stored at)
+//! DATA/pieces/XY/CID       the piece's bytes (XY: last two characters of the CID)
+//! DATA/pieces/XY/CID.obao  its proof outboard (tree hashes down to 16 KiB groups)
+//! DATA/tmp/                uploads in progress
+//! ```
+//! A piece is written to `tmp/`, hashed while it arrives, checked against its CID, flushed to
+//! disk, renamed into `pieces/`, and only then indexed with a synced write. A crash at any
+//! point leaves either a whole, indexed piece, or a temporary file that the next start deletes,
+//! or a whole piece file not yet indexed, which the next start verifies and indexes. Files keep
+//! piece bytes out of RocksDB's compactions and give proofs and range reads positional reads;
+//! see docs/ARCHITECTURE.md for the measurement behind the choice.
+
+use std::{
+    fs::{self, File},
+    io::{self, Write},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use cid::Cid;
+use rocksdb::{DB, Options, WriteOptions};
+use serde::{Deserialize, Serialize};
+use tessera_formats::address::{ContentHasher, HashFn, RAW, verify_reader};
+use tessera_proofs::Outboard;
+use tracing::{info, warn};
+
+const PIECE_PREFIX: &[u8] = b"p";
+
+/// How the store is set up.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The node's data directory.
+    pub dir: PathBuf,
+    /// Most bytes of pieces the node keeps.
+    pub capacity: u64,
+    /// Largest single piece it accepts.
+    pub max_piece: u64,
+}
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Not enough room left.
+    #[error("capacity exceeded: the piece needs {needed} bytes, {free} of the capacity are free")]
+    CapacityExceeded {
+        /// The piece's size.
+        needed: u64,
+        /// Bytes free (capacity minus stored and reserved).
+        free: u64,
+    },
+    /// Larger than any piece the node accepts.
+    #[error("piece of {size} bytes is over the {max}-byte limit")]
+    TooLarge {
+        /// The piece's size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The CID cannot name a piece.
+    #[error("not a piece CID: {0}")]
+    BadCid(String),
+    /// The uploaded bytes do not hash to the CID.
+    #[error("uploaded bytes do not match {expected}: they hash to {actual}")]
+    HashMismatch {
+        /// The CID announced.
+        expected: Box<Cid>,
+        /// The CID of the bytes received.
+        actual: Box<Cid>,
+    },
+    /// Bytes for the wrong place in an upload.
+    #[error("upload is at byte {expected}; bytes for {got} do not fit")]
+    OutOfOrder {
+        /// Where the upload stands.
+        expected: u64,
+        /// Where the bytes were meant to go.
+        got: u64,
+    },
+    /// More bytes than announced.
+    #[error("upload would exceed the announced {size} bytes")]
+    Overflow {
+        /// The size announced.
+        size: u64,
+    },
+    /// Finished before all bytes arrived.
+    #[error("upload has {written} of {size} bytes")]
+    Incomplete {
+        /// Bytes received.
+        written: u64,
+        /// The size announced.
+        size: u64,
+    },
+    /// The upload was ended by an earlier error or finished already.
+    #[error("the upload has ended; start it again")]
+    Ended,
+    /// The piece is not held.
+    #[error("piece {0} is not held")]
+    NotFound(Box<Cid>),
+    /// A disk operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// RocksDB failed.
+    #[error("index: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// The index holds a value this build cannot read.
+    #[error("index entry for {key} is unreadable: {reason}")]
+    Index {
+        /// The key, hex.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+    let what = what.into();
+    move |source| StoreError::Io { what, source }
+}
+
+/// What the index records of a piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PieceMeta {
+    /// The piece's length.
+    pub size: u64,
+    /// When it was stored, milliseconds since the Unix epoch.
+    pub stored_ms: u64,
+}
+
+/// What the start-up check found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartupReport {
+    /// Pieces indexed and present.
+    pub pieces: u64,
+    /// Index entries whose files were gone or the wrong size (removed from the index).
+    pub missing: Vec<Cid>,
+    /// Whole piece files that were not yet indexed (verified and indexed).
+    pub recovered: Vec<Cid>,
+    /// Files that were neither (deleted): interrupted uploads and damaged orphans.
+    pub discarded: u64,
+}
+
+/// Bytes used and free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Pieces held.
+    pub pieces: u64,
+    /// Bytes of pieces held.
+    pub used: u64,
+    /// Bytes promised to uploads in progress.
+    pub reserved: u64,
+    /// The configured capacity.
+    pub capacity: u64,
+}
+
+impl Usage {
+    /// Bytes still free for new pieces.
+    pub fn free(&self) -> u64 {
+        self.capacity.saturating_sub(self.used + self.reserved)
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: DB,
+    pieces_dir: PathBuf,
+    tmp_dir: PathBuf,
+    max_piece: u64,
+    usage: Mutex<Usage>,
+}
+
+/// The piece store; cheap to clone, safe to share between threads. Its methods block on disk
+/// I/O: call them from blocking threads.
+#[derive(Debug, Clone)]
+pub struct PieceStore {
+    inner: Arc<Inner>,
+}
+
+/// A piece held by the store, open for reading.
+#[derive(Debug)]
+pub struct StoredPiece {
+    /// The piece's bytes.
+    pub file: File,
+    /// Its proof outboard.
+    pub outboard: Outboard,
+    /// Its length.
+    pub size: u64,
+}
+
+impl PieceStore {
+    /// Opens (or creates) the store in `config.dir` and checks its index against the disk.
+    pub fn open(config: &StoreConfig) -> Result<(Self, StartupReport), StoreError> {
+        let pieces_dir = config.dir.join("pieces");
+        let tmp_dir = config.dir.join("tmp");
+        for dir in [&pieces_dir, &tmp_dir] {
+            fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        }
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        let db = DB::open(&opts, config.dir.join("db"))?;
+        let inner = Inner {
+            db,
+            pieces_dir,
+            tmp_dir,
+            max_piece: config.max_piece,
+            usage: Mutex::new(Usage {
+                pieces: 0,
+                used: 0,
+                reserved: 0,
+                capacity: config.capacity,
+            }),
+        };
+        let store = Self {
+            inner: Arc::new(inner),
+        };
+        let report = store.check()?;
+        info!(
+            pieces = report.pieces,
+            missing = report.missing.len(),
+            recovered = report.recovered.len(),
+            discarded = report.discarded,
+            "piece store opened"
+        );
+        Ok((store, report))
+    }
+
+    /// Bytes used and free.
+    pub fn usage(&self) -> Usage {
+        *lock(&self.inner.usage)
+    }
+
+    /// The size of a held piece.
+    pub fn has(&self, cid: &Cid) -> Result<Option<u64>, StoreError> {
+        Ok(self.meta(cid)?.map(|m| m.size))
+    }
+
+    /// The index entry of a piece.
+    pub fn meta(&self, cid: &Cid) -> Result<Option<PieceMeta>, StoreError> {
+        self.inner
+            .db
+            .get(key(cid))?
+            .map(|v| decode_meta(&key(cid), &v))
+            .transpose()
+    }
+
+    /// Every held piece.
+    pub fn list(&self) -> Result<Vec<(Cid, PieceMeta)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.db.prefix_iterator(PIECE_PREFIX) {
+            let (k, v) = item?;
+            if !k.starts_with(PIECE_PREFIX) {
+                break;
+            }
+            let cid = Cid::try_from(&k[PIECE_PREFIX.len()..]).map_err(|e| StoreError::Index {
+                key: hex(&k),
+                reason: e.to_string(),
+            })?;
+            out.push((cid, decode_meta(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Opens a held piece with its outboard.
+    pub fn open_piece(&self, cid: &Cid) -> Result<StoredPiece, StoreError> {
+        let meta = self
+            .meta(cid)?
+            .ok_or_else(|| StoreError::NotFound(Box::new(*cid)))?;
+        let path = self.inner.piece_path(cid);
+        let file = File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
+        let obao = outboard_path(&path);
+        let bytes = fs::read(&obao).map_err(io_err(format!("reading {}", obao.display())))?;
+        let outboard = Outboard::from_bytes(&bytes).map_err(|e| StoreError::Io {
+            what: format!("reading {}", obao.display()),
+            source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+        })?;
+        Ok(StoredPiece {
+            file,
+            outboard,
+            size: meta.size,
+        })
+    }
+
+    /// Starts receiving a piece of `size` bytes, reserving room for it.
+    pub fn begin_upload(&self, cid: Cid, size: u64) -> Result<Upload, StoreError> {
+        check_piece_cid(&cid)?;
+        let hasher = ContentHasher::new(
+            RAW,
+            HashFn::of(&cid).map_err(|e| StoreError::BadCid(e.to_string()))?,
+        );
+        if size > self.inner.max_piece {
+            return Err(StoreError::TooLarge {
+                size,
+                max: self.inner.max_piece,
+            });
+        }
+        {
+            let mut usage = lock(&self.inner.usage);
+            if usage.free() < size {
+                return Err(StoreError::CapacityExceeded {
+                    needed: size,
+                    free: usage.free(),
+                });
+            }
+            usage.reserved += size;
+        }
+        // From here on, dropping the upload gives the reservation back.
+        let mut upload = Upload {
+            store: self.clone(),
+            cid,
+            size,
+            written: 0,
+            hasher,
+            file: None,
+            tmp_path: self
+                .inner
+                .tmp_dir
+                .join(format!("{cid}.{:016x}", rand::random::<u64>())),
+            reserved: size,
+        };
+        let file = File::create(&upload.tmp_path)
+            .map_err(io_err(format!("creating {}", upload.tmp_path.display())))?;
+        upload.file = Some(file);
+        Ok(upload)
+    }
+
+    /// Removes a piece (its index entry first, then its files).
+    pub fn remove(&self, cid: &Cid) -> Result<bool, StoreError> {
+        let Some(meta) = self.meta(cid)? else {
+            return Ok(false);
+        };
+        self.inner.db.delete_opt(key(cid), &synced())?;
+        let path = self.inner.piece_path(cid);
+        let _ = fs::remove_file(outboard_path(&path));
+        let _ = fs::remove_file(&path);
+        let mut usage = lock(&self.inner.usage);
+        usage.used = usage.used.saturating_sub(meta.size);
+        usage.pieces = usage.pieces.saturating_sub(1);
+        Ok(true)
+    }
+
+    /// Re-hashes every held piece against its CID; removes and returns the ones that no longer
+    /// match (bit rot, tampering), so the node stops serving and announcing them.
+    pub fn scrub(&self) -> Result<Vec<Cid>, StoreError> {
+        let mut bad = Vec::new();
+        for (cid, _) in self.list()? {
+            let path = self.inner.piece_path(&cid);
+            let ok = File::open(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|f| verify_reader(&cid, f).map_err(|e| e.to_string()));
+            if let Err(why) = ok {
+                warn!(%cid, %why, "stored piece failed its check; removing it");
+                self.remove(&cid)?;
+                bad.push(cid);
+            }
+        }
+        Ok(bad)
+    }
+
+    /// Reconciles the index with the files on disk (run at every start).
+    fn check(&self) -> Result<StartupReport, StoreError> {
+        let mut report = StartupReport::default();
+        // Interrupted uploads.
+        for entry in read_dir(&self.inner.tmp_dir)? {
+            let _ = fs::remove_file(entry);
+            report.discarded += 1;
+        }
+        // Index entries must have their files.
+        let mut used = 0;
+        for (cid, meta) in self.list()? {
+            let path = self.inner.piece_path(&cid);
+            let whole = fs::metadata(&path)
+                .map(|m| m.len() == meta.size)
+                .unwrap_or(false)
+                && outboard_path(&path).exists();
+            if whole {
+                used += meta.size;
+                report.pieces += 1;
+            } else {
+                warn!(%cid, "indexed piece is missing or truncated on disk; unindexing it");
+                self.inner.db.delete_opt(key(&cid), &synced())?;
+                let _ = fs::remove_file(&path);
+                let _ = fs::remove_file(outboard_path(&path));
+                report.missing.push(cid);
+            }
+        }
+        {
+            let mut usage = lock(&self.inner.usage);
+            usage.used = used;
+            usage.pieces = report.pieces;
+        }
+        // Piece files must be indexed: whole ones (renamed, not yet indexed) are indexed now.
+        for shard in read_dir(&self.inner.pieces_dir)? {
+            for path in read_dir(&shard)? {
+                if path.extension().is_some_and(|e| e == "obao") {
+                    continue;
+                }
+                let cid = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| Cid::try_from(n).ok());
+                let indexed = match cid {
+                    Some(cid) => self.meta(&cid)?.is_some(),
+                    None => false,
+                };
+                if indexed {
+                    continue;
+                }
+                match cid.map(|cid| (cid, self.adopt(&cid, &path))) {
+                    Some((cid, Ok(()))) => report.recovered.push(cid),
+                    Some((cid, Err(e))) => {
+                        warn!(%cid, error = %e, "discarding an unindexed piece file");
+                        let _ = fs::remove_file(outboard_path(&path));
+                        let _ = fs::remove_file(&path);
+                        report.discarded += 1;
+                    }
+                    None => {
+                        let _ = fs::remove_file(&path);
+                        report.discarded += 1;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Verifies a whole piece file left unindexed by a crash and indexes it.
+    fn adopt(&self, cid: &Cid, path: &Path) -> Result<(), StoreError> {
+        let file = File::open(path).map_err(io_err(format!("opening {}", path.display())))?;
+        let size = verify_reader(cid, &file).map_err(|e| StoreError::Io {
+            what: format!("verifying {}", path.display()),
+            source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+        })?;
+        write_outboard(&file, path)?;
+        self.index(cid, size)
+    }
+
+    fn index(&self, cid: &Cid, size: u64) -> Result<(), StoreError> {
+        let meta = PieceMeta {
+            size,
+            stored_ms: now_ms(),
+        };
+        let value = serde_ipld_dagcbor::to_vec(&meta).map_err(|e| StoreError::Index {
+            key: hex(&key(cid)),
+            reason: e.to_string(),
+        })?;
+        self.inner.db.put_opt(key(cid), value, &synced())?;
+        let mut usage = lock(&self.inner.usage);
+        usage.used += size;
+        usage.pieces += 1;
+        Ok(())
+    }
+}
+
+/// A piece being received. Dropping it before [`Upload::finish`] discards the bytes and frees
+/// the reserved room.
+#[derive(Debug)]
+pub struct Upload {
+    store: PieceStore,
+    cid: Cid,
+    size: u64,
+    written: u64,
+    hasher: ContentHasher,
+    file: Option<File>,
+    tmp_path: PathBuf,
+    reserved: u64,
+}
+
+impl Upload {
+    /// The piece being received.
+    pub fn cid(&self) -> &Cid {
+        &self.cid
+    }
+
+    /// Bytes received so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Appends bytes that belong at `offset`; returns the new length.
+    pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<u64, StoreError> {
+        if offset != self.written {
+            return Err(StoreError::OutOfOrder {
+                expected: self.written,
+                got: offset,
+            });
+        }
+        let end = self.written + bytes.len() as u64;
+        if end > self.size {
+            return Err(StoreError::Overflow { size: self.size });
+        }
+        let file = self.file.as_mut().ok_or(StoreError::Incomplete {
+            written: self.written,
+            size: self.size,
+        })?;
+        file.write_all(bytes)
+            .map_err(io_err(format!("writing {}", self.tmp_path.display())))?;
+        self.hasher.update(bytes);
+        self.written = end;
+        Ok(end)
+    }
+
+    /// Checks the bytes against the CID, makes them durable and indexes the piece.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        if self.written != self.size {
+            return Err(StoreError::Incomplete {
+                written: self.written,
+                size: self.size,
+            });
+        }
+        let actual = self.hasher.finish();
+        if actual.hash() != self.cid.hash() {
+            return Err(StoreError::HashMismatch {
+                expected: Box::new(self.cid),
+                actual: Box::new(actual),
+            });
+        }
+        let file = self.file.take().ok_or(StoreError::Incomplete {
+            written: self.written,
+            size: self.size,
+        })?;
+        file.sync_all()
+            .map_err(io_err(format!("syncing {}", self.tmp_path.display())))?;
+        let inner = &self.store.inner;
+        if inner.db.get(key(&self.cid))?.is_some() {
+            // Stored meanwhile by another upload of the same piece.
+            return Ok(());
+        }
+        let path = inner.piece_path(&self.cid);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        let reader = File::open(&self.tmp_path)
+            .map_err(io_err(format!("opening {}", self.tmp_path.display())))?;
+        write_outboard(&reader, &path)?;
+        fs::rename(&self.tmp_path, &path)
+            .map_err(io_err(format!("renaming into {}", path.display())))?;
+        sync_dir(path.parent())?;
+        // From here the reservation becomes use.
+        lock(&inner.usage).reserved -= self.reserved;
+        self.reserved = 0;
+        self.store.index(&self.cid, self.size)
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if self.reserved > 0 {
+            let mut usage = lock(&self.store.inner.usage);
+            usage.reserved = usage.reserved.saturating_sub(self.reserved);
+        }
+        let _ = fs::remove_file(&self.tmp_path);
+    }
+}
+
+impl Inner {
+    fn piece_path(&self, cid: &Cid) -> PathBuf {
+        let name = cid.to_string();
+        let shard = name.get(name.len().saturating_sub(2)..).unwrap_or("00");
+        self.pieces_dir.join(shard).join(name)
+    }
+}
+
+fn outboard_path(piece: &Path) -> PathBuf {
+    piece.with_extension("obao")
+}
+
+/// Computes and durably writes the outboard of the piece in `file`, next to `piece_path`.
+fn write_outboard(file: &File, piece_path: &Path) -> Result<(), StoreError> {
+    let (outboard, _) = Outboard::compute(file).map_err(|e| StoreError::Io {
+        what: format!("hashing {}", piece_path.display()),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let path = outboard_path(piece_path);
+    let tmp = path.with_extension("obao.tmp");
+    let mut out = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+    out.write_all(&outboard.to_bytes())
+        .and_then(|()| out.sync_all())
+        .map_err(io_err(format!("writing {}", tmp.display())))?;
+    fs::rename(&tmp, &path).map_err(io_err(format!("renaming into {}", path.display())))
+}
+
+fn sync_dir(dir: Option<&Path>) -> Result<(), StoreError> {
+    if let Some(dir) = dir {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(format!("syncing {}", dir.display())))?;
+    }
+    Ok(())
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
+    Ok(entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+}
+
+fn check_piece_cid(cid: &Cid) -> Result<(), StoreError> {
+    HashFn::of(cid).map_err(|e| StoreError::BadCid(e.to_string()))?;
+    if cid.codec() != RAW {
+        return Err(StoreError::BadCid(format!("{cid} is not a raw-bytes CID")));
+    }
+    Ok(())
+}
+
+fn key(cid: &Cid) -> Vec<u8> {
+    [PIECE_PREFIX, &cid.to_bytes()].concat()
+}
+
+fn decode_meta(key: &[u8], value: &[u8]) -> Result<PieceMeta, StoreError> {
+    serde_ipld_dagcbor::from_slice(value).map_err(|e| StoreError::Index {
+        key: hex(key),
+        reason: e.to_string(),
+    })
+}
+
+fn synced() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded values are plain counters; a panic elsewhere cannot leave them torn.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
