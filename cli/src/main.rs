@@ -25,13 +25,28 @@ enum Command {
     Cid(commands::cid::Args),
     /// Walk through what Tessera does, on this machine, in a temporary directory.
     Demo(commands::demo::Args),
+    /// Run a storage node: keep pieces, serve them, answer storage challenges.
+    StorageNode(commands::storage_node::Args),
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // RUST_LOG overrides; by default only warnings, without the DHT's complaint that the first
+    // node of a network has no peers to bootstrap from.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,libp2p_kad::behaviour=error")
+            }),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Cid(args) => commands::cid::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::StorageNode(args) => commands::storage_node::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -66,3 +66,48 @@ fn demo_runs_end_to_end() {
     assert!(text.contains("identical"), "{text}");
     assert!(text.contains("the proof fails"), "{text}");
 }
+
+#[test]
+fn storage_node_serves_its_status_until_stopped() {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tessera()
+        .args(["storage-node", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(["--http", "127.0.0.1:0", "--capacity", "1GiB", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let peer = lines.next().unwrap().unwrap();
+    let listening = lines.next().unwrap().unwrap();
+    let http = lines.next().unwrap().unwrap();
+    assert!(peer.starts_with("peer id   12D3KooW"), "{peer}");
+    assert!(listening.contains("/p2p/12D3KooW"), "{listening}");
+    let addr = http
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("http://")
+        .trim_end_matches("/status");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"capacity\":1073741824"), "{response}");
+    assert!(
+        response.contains(peer.trim_start_matches("peer id   ")),
+        "{response}"
+    );
+    // The identity was kept in the data directory.
+    assert!(dir.path().join("identity.key").exists());
+}

@@ -6,15 +6,17 @@
 //! - [`service`]: answers the piece and challenge protocols of `tessera-net` from the store and
 //!   announces stored pieces on the DHT.
 //! - [`metrics`]: the node's counters in Prometheus text format.
+//! - [`node`]: a whole node (identity, store, network, service, HTTP `/status` and `/metrics`)
+//!   started with one call; held pieces are re-announced at every start.
 //!
-//! Not built yet: the `tessera storage-node` command with its config file, the HTTP port
-//! (`/status`, `/metrics`), and re-announcing held pieces after a restart. See
-//! `docs/ARCHITECTURE.md`.
+//! See `docs/ARCHITECTURE.md`.
 
 pub mod metrics;
+pub mod node;
 pub mod service;
 pub mod store;
 
+pub use node::{NodeConfig, NodeError, Status, StorageNode};
 pub use store::{
     PieceMeta, PieceStore, StartupReport, StoreConfig, StoreError, StoredPiece, Upload, Usage,
 };

@@ -10,10 +10,13 @@ use std::sync::Arc;
 use tessera_formats::address::raw_cid;
 use tessera_net::{
     Client, Keypair, Multiaddr, NetworkConfig,
-    protocol::{ChallengeResponse, ErrorCode, MAX_PUT_CHUNK, PieceRequest, PieceResponse},
+    protocol::{ChallengeResponse, ErrorCode, PieceRequest, PieceResponse},
     start,
 };
 use tessera_proofs::{ByteRange, Challenge, verify, verify_range};
+mod common;
+
+use common::{bytes, upload};
 use tessera_storage_node::{
     PieceStore, StoreConfig,
     metrics::Metrics,
@@ -77,60 +80,6 @@ async fn user(bootstrap: Multiaddr) -> Client {
     .await
     .unwrap()
     .client
-}
-
-/// Uploads `bytes` under `piece` and returns the final response.
-async fn upload(
-    client: &Client,
-    node: libp2p::PeerId,
-    piece: cid::Cid,
-    bytes: &[u8],
-) -> PieceResponse {
-    let ready = client
-        .piece_request(
-            node,
-            PieceRequest::PutBegin {
-                piece,
-                size: bytes.len() as u64,
-            },
-        )
-        .await
-        .unwrap();
-    match ready {
-        PieceResponse::PutReady { offset: 0, .. } => {}
-        other => return other,
-    }
-    let mut offset = 0u64;
-    for chunk in bytes.chunks(usize::try_from(MAX_PUT_CHUNK).unwrap()) {
-        let r = client
-            .piece_request(
-                node,
-                PieceRequest::PutChunk {
-                    piece,
-                    offset,
-                    bytes: chunk.to_vec(),
-                },
-            )
-            .await
-            .unwrap();
-        match r {
-            PieceResponse::PutProgress { offset: o, .. } => offset = o,
-            other => return other,
-        }
-    }
-    client
-        .piece_request(node, PieceRequest::PutEnd { piece })
-        .await
-        .unwrap()
-}
-
-fn bytes(len: usize, seed: u8) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    blake3::Hasher::new_derive_key("tessera service test")
-        .update(&[seed])
-        .finalize_xof()
-        .fill(&mut out);
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,3 +2,4 @@
 
 pub(crate) mod cid;
 pub(crate) mod demo;
+pub(crate) mod storage_node;

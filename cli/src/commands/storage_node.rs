@@ -1,0 +1,174 @@
+//! `tessera storage-node`: run a storage node until interrupted.
+//!
+//! Settings come from a TOML file (`--config`), and flags override it:
+//!
+//! ```toml
+//! data-dir = "/var/lib/tessera"
+//! listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+//! bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
+//! capacity = "50GiB"
+//! http = "127.0.0.1:8080"
+//! ```
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use bytesize::ByteSize;
+use serde::Deserialize;
+use tessera_net::Multiaddr;
+use tessera_storage_node::{NodeConfig, StorageNode};
+
+#[derive(Debug, clap::Args)]
+#[command(rename_all = "kebab-case")]
+pub(crate) struct Args {
+    /// TOML file with the node's settings; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the node keeps its identity, index and pieces
+    /// [default: ~/.local/share/tessera/storage-node].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// libp2p listen address (repeatable) [default: TCP and QUIC on port 4001].
+    #[arg(long)]
+    listen: Vec<Multiaddr>,
+    /// Peer to join through, ending in /p2p/PEER_ID (repeatable).
+    #[arg(long)]
+    bootstrap: Vec<Multiaddr>,
+    /// Most bytes of pieces to keep, like 50GiB [default: 10GiB].
+    #[arg(long)]
+    capacity: Option<ByteSize>,
+    /// Address for the HTTP port with /status and /metrics, like 127.0.0.1:8080.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+}
+
+/// The config file: every field optional, unknown fields refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    listen: Vec<Multiaddr>,
+    #[serde(default)]
+    bootstrap: Vec<Multiaddr>,
+    capacity: Option<ByteSize>,
+    http: Option<SocketAddr>,
+}
+
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
+    let file = match &args.config {
+        Some(path) => {
+            let len = std::fs::metadata(path)
+                .with_context(|| format!("reading config {}", path.display()))?
+                .len();
+            anyhow::ensure!(
+                len <= MAX_CONFIG_BYTES,
+                "config {} is over 1 MiB",
+                path.display()
+            );
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config {}", path.display()))?;
+            toml::from_str::<FileConfig>(&text)
+                .with_context(|| format!("parsing config {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let data_dir = match args.data_dir.or(file.data_dir) {
+        Some(dir) => dir,
+        None => PathBuf::from(std::env::var_os("HOME").context("no --data-dir and no $HOME")?)
+            .join(".local/share/tessera/storage-node"),
+    };
+    let listen = match (args.listen, file.listen) {
+        (flags, _) if !flags.is_empty() => flags,
+        (_, file) if !file.is_empty() => file,
+        _ => vec![
+            "/ip4/0.0.0.0/tcp/4001".parse()?,
+            "/ip4/0.0.0.0/udp/4001/quic-v1".parse()?,
+        ],
+    };
+    let bootstrap = if args.bootstrap.is_empty() {
+        file.bootstrap
+    } else {
+        args.bootstrap
+    };
+    let capacity = args
+        .capacity
+        .or(file.capacity)
+        .unwrap_or(ByteSize::gib(10))
+        .as_u64();
+    Ok(NodeConfig {
+        data_dir,
+        listen,
+        bootstrap,
+        capacity,
+        max_piece: 1 << 30,
+        http: args.http.or(file.http),
+    })
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let config = node_config(args)?;
+    let node = StorageNode::start(config.clone())
+        .await
+        .context("starting the storage node")?;
+    println!("peer id   {}", node.client.peer_id());
+    for addr in &node.addresses {
+        println!("listening {addr}");
+    }
+    if let Some(http) = node.http {
+        println!("http      http://{http}/status  http://{http}/metrics");
+    }
+    println!(
+        "data      {} ({} pieces, capacity {})",
+        config.data_dir.display(),
+        node.startup.pieces,
+        ByteSize::b(config.capacity)
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    println!("stopping");
+    node.shutdown();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_bad_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "data-dir = \"/srv/t\"\ncapacity = \"50GiB\"\nhttp = \"127.0.0.1:8080\"\n\
+             listen = [\"/ip4/0.0.0.0/tcp/5001\"]\n",
+        )
+        .unwrap();
+        let args = |capacity: Option<ByteSize>| Args {
+            config: Some(path.clone()),
+            data_dir: None,
+            listen: vec![],
+            bootstrap: vec![],
+            capacity,
+            http: None,
+        };
+        let c = node_config(args(None)).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/t"));
+        assert_eq!(c.capacity, 50 << 30);
+        assert_eq!(c.listen.len(), 1);
+        assert_eq!(c.http, Some("127.0.0.1:8080".parse().unwrap()));
+        let c = node_config(args(Some(ByteSize::mib(5)))).unwrap();
+        assert_eq!(c.capacity, 5 << 20);
+
+        std::fs::write(&path, "capacity = \"lots\"\n").unwrap();
+        let err = format!("{:#}", node_config(args(None)).unwrap_err());
+        assert!(err.contains("parsing config"), "{err}");
+        std::fs::write(&path, "colour = \"blue\"\n").unwrap();
+        let err = format!("{:#}", node_config(args(None)).unwrap_err());
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,254 @@
+//! A whole storage node: identity, piece store, network, protocol service and HTTP port, wired
+//! together and started with one call.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
+use serde::{Deserialize, Serialize};
+use tessera_net::{Client, Multiaddr, NetworkConfig, identity};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::{
+    metrics::Metrics,
+    service::{ServiceLimits, serve},
+    store::{PieceStore, StartupReport, StoreConfig, StoreError},
+};
+
+/// Everything a storage node is started with. The CLI fills it from a TOML file and flags.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeConfig {
+    /// Where the node keeps its identity, index and pieces.
+    pub data_dir: PathBuf,
+    /// libp2p listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through (`/ip4/…/tcp/…/p2p/PEER_ID`).
+    #[serde(default)]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Most bytes of pieces to keep.
+    pub capacity: u64,
+    /// Largest single piece accepted.
+    #[serde(default = "default_max_piece")]
+    pub max_piece: u64,
+    /// Address of the HTTP port (`/status`, `/metrics`); none if absent.
+    #[serde(default)]
+    pub http: Option<SocketAddr>,
+}
+
+fn default_max_piece() -> u64 {
+    1 << 30
+}
+
+/// The node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The identity could not be loaded or created.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    /// The piece store could not be opened.
+    #[error("piece store: {0}")]
+    Store(#[from] StoreError),
+    /// The network could not start.
+    #[error(transparent)]
+    Net(#[from] tessera_net::NetError),
+    /// The HTTP port could not be bound.
+    #[error("HTTP port {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running storage node.
+#[derive(Debug)]
+pub struct StorageNode {
+    /// Handle to its network.
+    pub client: Client,
+    /// Its piece store.
+    pub store: PieceStore,
+    /// Its counters.
+    pub metrics: Arc<Metrics>,
+    /// Its libp2p addresses, each ending in `/p2p/PEER_ID`.
+    pub addresses: Vec<Multiaddr>,
+    /// The bound HTTP address, if any.
+    pub http: Option<SocketAddr>,
+    /// What the store's start-up check found.
+    pub startup: StartupReport,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl StorageNode {
+    /// Starts a node: opens the store (checking it against the disk), loads or creates the
+    /// identity, joins the network, serves the protocols and the HTTP port, and re-announces
+    /// every held piece.
+    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let keypair = identity::load_or_create(&config.data_dir)?;
+        let store_config = StoreConfig {
+            dir: config.data_dir.clone(),
+            capacity: config.capacity,
+            max_piece: config.max_piece,
+        };
+        let (store, startup) = tokio::task::spawn_blocking(move || PieceStore::open(&store_config))
+            .await
+            .map_err(|e| StoreError::Io {
+                what: "opening the store".into(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        let network = tessera_net::start(
+            keypair,
+            NetworkConfig {
+                listen: config.listen.clone(),
+                bootstrap: config.bootstrap.clone(),
+                ..NetworkConfig::default()
+            },
+        )
+        .await?;
+        let client = network.client.clone();
+        let info = client.info().await?;
+        let addresses: Vec<Multiaddr> = info
+            .listen_addrs
+            .iter()
+            .map(|a| {
+                a.clone()
+                    .with(libp2p::multiaddr::Protocol::P2p(info.peer_id))
+            })
+            .collect();
+        let metrics = Arc::new(Metrics::new());
+        let mut tasks = vec![network.task];
+        tasks.push(tokio::spawn(serve(
+            client.clone(),
+            store.clone(),
+            metrics.clone(),
+            ServiceLimits::default(),
+            network.inbound,
+        )));
+        tasks.push(tokio::spawn(announce_held(client.clone(), store.clone())));
+
+        let http = match config.http {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| NodeError::Http { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| NodeError::Http { addr, source })?;
+                let state = HttpState {
+                    client: client.clone(),
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                };
+                let router = Router::new()
+                    .route("/status", get(status))
+                    .route("/metrics", get(metrics_text))
+                    .with_state(state);
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, router).await {
+                        warn!(error = %e, "HTTP port stopped");
+                    }
+                }));
+                info!(%bound, "HTTP port");
+                Some(bound)
+            }
+            None => None,
+        };
+        info!(peer_id = %info.peer_id, ?addresses, pieces = startup.pieces, "storage node started");
+        Ok(Self {
+            client,
+            store,
+            metrics,
+            addresses,
+            http,
+            startup,
+            tasks,
+        })
+    }
+
+    /// Stops every task of the node (network, service, HTTP). The store closes when the last
+    /// handle to it is dropped.
+    pub fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Re-announces every held piece after a start; the DHT republishes them from then on.
+async fn announce_held(client: Client, store: PieceStore) {
+    // Give the bootstrap connections a moment so the records reach other nodes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = match tokio::task::spawn_blocking(move || store.list()).await {
+        Ok(Ok(held)) => held,
+        Ok(Err(e)) => return warn!(error = %e, "listing held pieces failed"),
+        Err(e) => return warn!(error = %e, "listing held pieces failed"),
+    };
+    for (cid, _) in held {
+        if let Err(e) = client.start_providing(cid).await {
+            warn!(%cid, error = %e, "announcing a held piece failed");
+        }
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    client: Client,
+    store: PieceStore,
+    metrics: Arc<Metrics>,
+}
+
+/// The node's `/status` document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// The node's peer id.
+    pub peer_id: String,
+    /// Its listen addresses.
+    pub addresses: Vec<String>,
+    /// Pieces held.
+    pub pieces: u64,
+    /// Bytes of pieces held.
+    pub bytes_used: u64,
+    /// Bytes of capacity free.
+    pub bytes_free: u64,
+    /// The configured capacity.
+    pub capacity: u64,
+    /// Peers connected now.
+    pub peers_connected: usize,
+    /// Tessera's version.
+    pub version: String,
+}
+
+async fn status(State(state): State<HttpState>) -> impl IntoResponse {
+    let usage = state.store.usage();
+    match state.client.info().await {
+        Ok(info) => Json(Status {
+            peer_id: info.peer_id.to_string(),
+            addresses: info.listen_addrs.iter().map(ToString::to_string).collect(),
+            pieces: usage.pieces,
+            bytes_used: usage.used,
+            bytes_free: usage.free(),
+            capacity: usage.capacity,
+            peers_connected: info.connected_peers.len(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+        .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "error": "network_stopped", "message": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(state.store.usage()),
+    )
+}

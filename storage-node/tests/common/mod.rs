@@ -1,0 +1,62 @@
+//! Helpers shared by the storage node's integration tests.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use tessera_net::{
+    Client, PeerId,
+    protocol::{MAX_PUT_CHUNK, PieceRequest, PieceResponse},
+};
+
+/// Uploads `bytes` under `piece` and returns the final response.
+pub(crate) async fn upload(
+    client: &Client,
+    node: PeerId,
+    piece: cid::Cid,
+    bytes: &[u8],
+) -> PieceResponse {
+    let ready = client
+        .piece_request(
+            node,
+            PieceRequest::PutBegin {
+                piece,
+                size: bytes.len() as u64,
+            },
+        )
+        .await
+        .unwrap();
+    match ready {
+        PieceResponse::PutReady { offset: 0, .. } => {}
+        other => return other,
+    }
+    let mut offset = 0u64;
+    for chunk in bytes.chunks(usize::try_from(MAX_PUT_CHUNK).unwrap()) {
+        let r = client
+            .piece_request(
+                node,
+                PieceRequest::PutChunk {
+                    piece,
+                    offset,
+                    bytes: chunk.to_vec(),
+                },
+            )
+            .await
+            .unwrap();
+        match r {
+            PieceResponse::PutProgress { offset: o, .. } => offset = o,
+            other => return other,
+        }
+    }
+    client
+        .piece_request(node, PieceRequest::PutEnd { piece })
+        .await
+        .unwrap()
+}
+
+pub(crate) fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new_derive_key("tessera service test")
+        .update(&[seed])
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
