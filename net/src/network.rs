@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 use crate::{
     codec::CborCodec,
     protocol::{
-        CHALLENGE_PROTOCOL, ChallengeRequest, ChallengeResponse, KAD_PROTOCOL,
+        CHALLENGE_PROTOCOL, ChallengeRequest, ChallengeResponse, ErrorCode, KAD_PROTOCOL,
         MAX_CHALLENGE_REQUEST, MAX_CHALLENGE_RESPONSE, MAX_PIECE_REQUEST, MAX_PIECE_RESPONSE,
         PIECE_PROTOCOL, PieceRequest, PieceResponse,
     },
@@ -624,59 +624,30 @@ impl Actor {
     }
 
     fn on_piece(&mut self, event: request_response::Event<PieceRequest, PieceResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let inbound = InboundRequest::Piece {
-                        peer,
-                        request,
-                        channel,
-                    };
-                    if let Err(mpsc::error::TrySendError::Full(InboundRequest::Piece {
-                        channel,
-                        request,
-                        ..
-                    })) = self.inbound.try_send(inbound)
-                    {
-                        let piece = *request.piece();
-                        let _ = self.swarm.behaviour_mut().piece.send_response(
-                            channel,
-                            PieceResponse::Error {
-                                piece,
-                                code: crate::protocol::ErrorCode::Busy,
-                                message: "node is busy".into(),
-                            },
-                        );
-                    }
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some((_, reply)) = self.pending_piece.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                if let Some((_, reply)) = self.pending_piece.remove(&request_id) {
-                    let _ = reply.send(Err(NetError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                debug!(%peer, %error, "inbound piece request failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
+        let Some((peer, request, channel)) = settle(event, &mut self.pending_piece) else {
+            return;
+        };
+        let refused = self.inbound.try_send(InboundRequest::Piece {
+            peer,
+            request,
+            channel,
+        });
+        if let Err(mpsc::error::TrySendError::Full(InboundRequest::Piece {
+            channel,
+            request,
+            ..
+        })) = refused
+        {
+            let busy = PieceResponse::Error {
+                piece: *request.piece(),
+                code: ErrorCode::Busy,
+                message: "node is busy".into(),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .piece
+                .send_response(channel, busy);
         }
     }
 
@@ -684,60 +655,73 @@ impl Actor {
         &mut self,
         event: request_response::Event<ChallengeRequest, ChallengeResponse>,
     ) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let inbound = InboundRequest::Challenge {
-                        peer,
-                        request,
-                        channel,
-                    };
-                    if let Err(mpsc::error::TrySendError::Full(InboundRequest::Challenge {
-                        channel,
-                        request,
-                        ..
-                    })) = self.inbound.try_send(inbound)
-                    {
-                        let _ = self.swarm.behaviour_mut().challenge.send_response(
-                            channel,
-                            ChallengeResponse::Error {
-                                piece: request.piece,
-                                code: crate::protocol::ErrorCode::Busy,
-                                message: "node is busy".into(),
-                            },
-                        );
-                    }
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some((_, reply)) = self.pending_challenge.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                if let Some((_, reply)) = self.pending_challenge.remove(&request_id) {
-                    let _ = reply.send(Err(NetError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                debug!(%peer, %error, "inbound challenge failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
+        let Some((peer, request, channel)) = settle(event, &mut self.pending_challenge) else {
+            return;
+        };
+        let refused = self.inbound.try_send(InboundRequest::Challenge {
+            peer,
+            request,
+            channel,
+        });
+        if let Err(mpsc::error::TrySendError::Full(InboundRequest::Challenge {
+            channel,
+            request,
+            ..
+        })) = refused
+        {
+            let busy = ChallengeResponse::Error {
+                piece: request.piece,
+                code: ErrorCode::Busy,
+                message: "node is busy".into(),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .challenge
+                .send_response(channel, busy);
         }
     }
+}
+
+/// Completes outbound requests from a request-response event; returns an inbound request for
+/// the caller to forward.
+fn settle<Req, Resp>(
+    event: request_response::Event<Req, Resp>,
+    pending: &mut HashMap<OutboundRequestId, (PeerId, Reply<Resp>)>,
+) -> Option<(PeerId, Req, ResponseChannel<Resp>)> {
+    match event {
+        request_response::Event::Message { peer, message, .. } => match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => return Some((peer, request, channel)),
+            request_response::Message::Response {
+                request_id,
+                response,
+            } => {
+                if let Some((_, reply)) = pending.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+        },
+        request_response::Event::OutboundFailure {
+            peer,
+            request_id,
+            error,
+            ..
+        } => {
+            if let Some((_, reply)) = pending.remove(&request_id) {
+                let _ = reply.send(Err(NetError::Request {
+                    peer,
+                    reason: error.to_string(),
+                }));
+            }
+        }
+        request_response::Event::InboundFailure { peer, error, .. } => {
+            debug!(%peer, %error, "inbound request failed");
+        }
+        request_response::Event::ResponseSent { .. } => {}
+    }
+    None
 }
 
 fn key(cid: &Cid) -> RecordKey {
