@@ -1,0 +1,164 @@
+//! A storage node process killed (SIGKILL) in the middle of an upload, and again right after
+//! acknowledging one, comes back consistent: no half piece, no index entry without bytes, and
+//! every acknowledged piece still there.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+use tessera_formats::address::raw_cid;
+use tessera_net::{
+    Client, Keypair, Multiaddr, NetworkConfig, PeerId,
+    protocol::{PieceRequest, PieceResponse},
+    start,
+};
+
+/// Starts `tessera storage-node` on `dir`; returns the process, its address and its
+/// "data ... (N pieces" line.
+fn spawn_node(dir: &Path) -> (Child, Multiaddr, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "storage-node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--capacity",
+            "1GiB",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _peer = lines.next().unwrap().unwrap();
+    let addr = lines.next().unwrap().unwrap();
+    let data = lines.next().unwrap().unwrap();
+    let addr = addr.trim_start_matches("listening ").parse().unwrap();
+    (child, addr, data)
+}
+
+async fn user(node: Multiaddr) -> Client {
+    start(
+        Keypair::generate_ed25519(),
+        NetworkConfig {
+            bootstrap: vec![node],
+            dht_server: false,
+            serve: false,
+            ..NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap()
+    .client
+}
+
+fn peer_of(addr: &Multiaddr) -> PeerId {
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(peer)) => peer,
+        _ => panic!("no peer id in {addr}"),
+    }
+}
+
+async fn send(client: &Client, peer: PeerId, request: PieceRequest) -> PieceResponse {
+    client.piece_request(peer, request).await.unwrap()
+}
+
+fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .map(|e| {
+                let p = e.unwrap().path();
+                if p.is_dir() { files_under(&p) } else { 1 }
+            })
+            .sum()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_upload_and_after_an_ack_the_node_comes_back_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let piece = raw_cid(&data);
+    let chunk = 1 << 20;
+
+    // Killed after two of three chunks.
+    let (mut node, addr, _) = spawn_node(dir.path());
+    let peer = peer_of(&addr);
+    let client = user(addr).await;
+    let size = data.len() as u64;
+    assert!(matches!(
+        send(&client, peer, PieceRequest::PutBegin { piece, size }).await,
+        PieceResponse::PutReady { offset: 0, .. }
+    ));
+    for i in 0..2 {
+        let bytes = data[i * chunk..(i + 1) * chunk].to_vec();
+        let offset = (i * chunk) as u64;
+        let r = send(
+            &client,
+            peer,
+            PieceRequest::PutChunk {
+                piece,
+                offset,
+                bytes,
+            },
+        )
+        .await;
+        assert!(matches!(r, PieceResponse::PutProgress { .. }), "{r:?}");
+    }
+    assert_eq!(
+        files_under(&dir.path().join("tmp")),
+        1,
+        "the partial upload is on disk"
+    );
+    node.kill().unwrap();
+    node.wait().unwrap();
+
+    // Back up: the half piece is gone and nothing is indexed.
+    let (mut node, addr, data_line) = spawn_node(dir.path());
+    assert!(data_line.contains("(0 pieces"), "{data_line}");
+    assert_eq!(files_under(&dir.path().join("tmp")), 0);
+    assert_eq!(files_under(&dir.path().join("pieces")), 0);
+
+    // A whole upload, acknowledged, then killed at once.
+    let peer = peer_of(&addr);
+    let client = user(addr).await;
+    send(&client, peer, PieceRequest::PutBegin { piece, size }).await;
+    for (i, bytes) in data.chunks(chunk).enumerate() {
+        let offset = (i * chunk) as u64;
+        let bytes = bytes.to_vec();
+        send(
+            &client,
+            peer,
+            PieceRequest::PutChunk {
+                piece,
+                offset,
+                bytes,
+            },
+        )
+        .await;
+    }
+    assert_eq!(
+        send(&client, peer, PieceRequest::PutEnd { piece }).await,
+        PieceResponse::Stored { piece }
+    );
+    node.kill().unwrap();
+    node.wait().unwrap();
+
+    let (mut node, addr, data_line) = spawn_node(dir.path());
+    assert!(data_line.contains("(1 pieces"), "{data_line}");
+    let client = user(addr.clone()).await;
+    assert_eq!(
+        send(&client, peer_of(&addr), PieceRequest::Has { piece }).await,
+        PieceResponse::Has {
+            piece,
+            size: Some(size)
+        }
+    );
+    node.kill().unwrap();
+    node.wait().unwrap();
+}
