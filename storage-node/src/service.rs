@@ -21,7 +21,7 @@ use tessera_net::{
     protocol::{ChallengeResponse, ErrorCode, MAX_PUT_CHUNK, PieceRequest, PieceResponse},
 };
 use tessera_proofs::{Challenge, prove, prove_range};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, warn};
 
 use crate::{
@@ -38,6 +38,9 @@ pub struct ServiceLimits {
     pub uploads_total: usize,
     /// An upload with no message for this long is dropped.
     pub upload_idle: Duration,
+    /// Requests handled at once; further ones wait in the network's bounded queue, and past
+    /// that are answered `Busy`.
+    pub concurrent_requests: usize,
 }
 
 impl Default for ServiceLimits {
@@ -46,6 +49,7 @@ impl Default for ServiceLimits {
             uploads_per_peer: 16,
             uploads_total: 128,
             upload_idle: Duration::from_secs(60),
+            concurrent_requests: 64,
         }
     }
 }
@@ -66,29 +70,42 @@ pub async fn serve(
     mut inbound: mpsc::Receiver<InboundRequest>,
 ) {
     let uploads = Arc::new(Mutex::new(Uploads::default()));
+    let permits = Arc::new(Semaphore::new(limits.concurrent_requests.max(1)));
     let mut sweep = tokio::time::interval(limits.upload_idle / 2);
     loop {
-        tokio::select! {
-            request = inbound.recv() => {
-                let Some(request) = request else { break };
-                let ctx = Ctx {
-                    client: client.clone(),
-                    store: store.clone(),
-                    metrics: metrics.clone(),
-                    uploads: uploads.clone(),
-                    limits: limits.clone(),
-                };
-                tokio::spawn(ctx.handle(request));
+        // Take a request only when there is room to handle it: the rest wait in the network's
+        // bounded queue, which answers Busy when full.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let request = loop {
+            tokio::select! {
+                request = inbound.recv() => break request,
+                _ = sweep.tick() => drop_idle(&uploads, limits.upload_idle),
             }
-            _ = sweep.tick() => {
-                let mut u = lock(&uploads);
-                let before = u.slots.len();
-                u.slots.retain(|_, (_, last)| last.elapsed() < limits.upload_idle);
-                if u.slots.len() < before {
-                    debug!(dropped = before - u.slots.len(), "idle uploads dropped");
-                }
-            }
-        }
+        };
+        let Some(request) = request else { break };
+        let ctx = Ctx {
+            client: client.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            uploads: uploads.clone(),
+            limits: limits.clone(),
+        };
+        tokio::spawn(async move {
+            ctx.handle(request).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Drops uploads that have been idle too long, giving their room back.
+fn drop_idle(uploads: &Mutex<Uploads>, idle: Duration) {
+    let mut u = lock(uploads);
+    let before = u.slots.len();
+    u.slots.retain(|_, (_, last)| last.elapsed() < idle);
+    if u.slots.len() < before {
+        debug!(dropped = before - u.slots.len(), "idle uploads dropped");
     }
 }
 

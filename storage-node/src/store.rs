@@ -402,6 +402,11 @@ impl PieceStore {
         for shard in read_dir(&self.inner.pieces_dir)? {
             for path in read_dir(&shard)? {
                 if path.extension().is_some_and(|e| e == "obao") {
+                    // An outboard whose piece is gone (removed before a crash) is deleted.
+                    if !path.with_extension("").exists() {
+                        let _ = fs::remove_file(&path);
+                        report.discarded += 1;
+                    }
                     continue;
                 }
                 let cid = path

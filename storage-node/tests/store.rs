@@ -203,11 +203,14 @@ fn start_up_repairs_every_crash_leftover() {
         // A damaged unindexed file.
         let bad = orphan_path.with_file_name(raw_cid(b"other").to_string());
         fs::write(bad, b"not the bytes of that CID").unwrap();
+        // An outboard left behind by a piece that is gone.
+        let stray = orphan_path.with_file_name(format!("{}.obao", raw_cid(b"gone")));
+        fs::write(stray, b"stale tree").unwrap();
     }
     let (store, report) = PieceStore::open(&cfg).unwrap();
     assert_eq!(report.missing, vec![lost_cid]);
     assert_eq!(report.recovered, vec![orphan_cid]);
-    assert_eq!(report.discarded, 2);
+    assert_eq!(report.discarded, 3);
     assert_eq!(store.has(&kept_cid).unwrap(), Some(40_000));
     assert_eq!(store.has(&lost_cid).unwrap(), None);
     assert_eq!(store.has(&orphan_cid).unwrap(), Some(40_000));
