@@ -45,12 +45,7 @@ fn spawn_node(dir: &Path) -> (Child, Multiaddr, String) {
 async fn user(node: Multiaddr) -> Client {
     start(
         Keypair::generate_ed25519(),
-        NetworkConfig {
-            bootstrap: vec![node],
-            dht_server: false,
-            serve: false,
-            ..NetworkConfig::default()
-        },
+        NetworkConfig::client(vec![node]),
     )
     .await
     .unwrap()

@@ -74,6 +74,19 @@ impl Default for NetworkConfig {
     }
 }
 
+impl NetworkConfig {
+    /// A short-lived client (a CLI command, a training job): no listening, DHT in client mode,
+    /// serves nothing, joins through `bootstrap`.
+    pub fn client(bootstrap: Vec<Multiaddr>) -> Self {
+        Self {
+            bootstrap,
+            dht_server: false,
+            serve: false,
+            ..Self::default()
+        }
+    }
+}
+
 /// The network could not start or a command failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -149,6 +162,16 @@ pub struct NetworkInfo {
     pub listen_addrs: Vec<Multiaddr>,
     /// Peers connected now.
     pub connected_peers: Vec<PeerId>,
+}
+
+impl NetworkInfo {
+    /// The listen addresses with `/p2p/PEER_ID` appended: what other peers bootstrap from.
+    pub fn dialable_addrs(&self) -> Vec<Multiaddr> {
+        self.listen_addrs
+            .iter()
+            .map(|a| a.clone().with(Protocol::P2p(self.peer_id)))
+            .collect()
+    }
 }
 
 #[derive(NetworkBehaviour)]

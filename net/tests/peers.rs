@@ -36,9 +36,7 @@ async fn serving_node(bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
     .await
     .unwrap();
     let info = net.client.info().await.unwrap();
-    let addr = info.listen_addrs[0]
-        .clone()
-        .with(libp2p::multiaddr::Protocol::P2p(info.peer_id));
+    let addr = info.dialable_addrs()[0].clone();
     (net, addr)
 }
 
@@ -93,22 +91,10 @@ async fn requests_round_trip_and_providers_are_found() {
 
     // A provides; a third, short-lived client finds A through B alone.
     a.client.start_providing(piece).await.unwrap();
-    let (_, b_addr) = {
-        let info = b.client.info().await.unwrap();
-        let addr = info.listen_addrs[0]
-            .clone()
-            .with(libp2p::multiaddr::Protocol::P2p(info.peer_id));
-        ((), addr)
-    };
+    let b_addr = b.client.info().await.unwrap().dialable_addrs()[0].clone();
     let c = start(
         Keypair::generate_ed25519(),
-        NetworkConfig {
-            listen: vec![],
-            bootstrap: vec![b_addr],
-            dht_server: false,
-            serve: false,
-            ..NetworkConfig::default()
-        },
+        NetworkConfig::client(vec![b_addr]),
     )
     .await
     .unwrap();

@@ -110,14 +110,7 @@ impl StorageNode {
         .await?;
         let client = network.client.clone();
         let info = client.info().await?;
-        let addresses: Vec<Multiaddr> = info
-            .listen_addrs
-            .iter()
-            .map(|a| {
-                a.clone()
-                    .with(libp2p::multiaddr::Protocol::P2p(info.peer_id))
-            })
-            .collect();
+        let addresses = info.dialable_addrs();
         let metrics = Arc::new(Metrics::new());
         let mut tasks = vec![network.task];
         tasks.push(tokio::spawn(serve(

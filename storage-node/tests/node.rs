@@ -50,12 +50,7 @@ async fn status_metrics_and_restart() {
 
     let user = start(
         Keypair::generate_ed25519(),
-        NetworkConfig {
-            bootstrap: vec![node.addresses[0].clone()],
-            dht_server: false,
-            serve: false,
-            ..NetworkConfig::default()
-        },
+        NetworkConfig::client(vec![node.addresses[0].clone()]),
     )
     .await
     .unwrap()

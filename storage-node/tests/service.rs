@@ -48,9 +48,7 @@ async fn storage_node(capacity: u64) -> Node {
     .await
     .unwrap();
     let info = net.client.info().await.unwrap();
-    let addr = info.listen_addrs[0]
-        .clone()
-        .with(libp2p::multiaddr::Protocol::P2p(info.peer_id));
+    let addr = info.dialable_addrs()[0].clone();
     let metrics = Arc::new(Metrics::new());
     tokio::spawn(serve(
         net.client.clone(),
@@ -70,12 +68,7 @@ async fn storage_node(capacity: u64) -> Node {
 async fn user(bootstrap: Multiaddr) -> Client {
     start(
         Keypair::generate_ed25519(),
-        NetworkConfig {
-            bootstrap: vec![bootstrap],
-            dht_server: false,
-            serve: false,
-            ..NetworkConfig::default()
-        },
+        NetworkConfig::client(vec![bootstrap]),
     )
     .await
     .unwrap()
