@@ -195,7 +195,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     );
 
     println!(
-        "\nDone. Next, try:\n  tessera cid FILE\n  cargo run --release --example erasure -- FILE"
+        "\nDone. Next, try:\n  tessera cid FILE\n  cargo run --release --example erasure -- FILE\n  \
+         tessera storage-node --data-dir DIR --http 127.0.0.1:8080   (then open /status)"
     );
     if args.keep {
         let kept = dir.keep();
