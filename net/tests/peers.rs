@@ -234,3 +234,40 @@ impl request_response::Codec for RawCodec {
         io.close().await
     }
 }
+
+#[tokio::test]
+async fn requests_round_trip_over_quic() {
+    let key = Keypair::generate_ed25519();
+    let a = start(
+        key,
+        NetworkConfig {
+            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
+            ..NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let a_peer = a.client.peer_id();
+    let a_addr = a.client.info().await.unwrap().dialable_addrs()[0].clone();
+    assert!(a_addr.to_string().contains("/quic-v1/"), "{a_addr}");
+    answer_has(a.inbound, a.client.clone());
+    let b = start(
+        Keypair::generate_ed25519(),
+        NetworkConfig::client(vec![a_addr]),
+    )
+    .await
+    .unwrap();
+    let piece = raw_cid(b"over quic");
+    let response = b
+        .client
+        .piece_request(a_peer, PieceRequest::Has { piece })
+        .await
+        .unwrap();
+    assert_eq!(
+        response,
+        PieceResponse::Has {
+            piece,
+            size: Some(42)
+        }
+    );
+}
