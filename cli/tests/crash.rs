@@ -63,6 +63,21 @@ async fn send(client: &Client, peer: PeerId, request: PieceRequest) -> PieceResp
     client.piece_request(peer, request).await.unwrap()
 }
 
+/// Sends `data` as 1 MiB upload chunks from offset 0, each acknowledged with progress.
+async fn put_chunks(client: &Client, peer: PeerId, piece: tessera_formats::Cid, data: &[u8]) {
+    for (i, bytes) in data.chunks(1 << 20).enumerate() {
+        let offset = (i << 20) as u64;
+        let bytes = bytes.to_vec();
+        let request = PieceRequest::PutChunk {
+            piece,
+            offset,
+            bytes,
+        };
+        let r = send(client, peer, request).await;
+        assert!(matches!(r, PieceResponse::PutProgress { .. }), "{r:?}");
+    }
+}
+
 fn files_under(dir: &Path) -> usize {
     std::fs::read_dir(dir).map_or(0, |entries| {
         entries
@@ -90,21 +105,7 @@ async fn killed_mid_upload_and_after_an_ack_the_node_comes_back_consistent() {
         send(&client, peer, PieceRequest::PutBegin { piece, size }).await,
         PieceResponse::PutReady { offset: 0, .. }
     ));
-    for i in 0..2 {
-        let bytes = data[i * chunk..(i + 1) * chunk].to_vec();
-        let offset = (i * chunk) as u64;
-        let r = send(
-            &client,
-            peer,
-            PieceRequest::PutChunk {
-                piece,
-                offset,
-                bytes,
-            },
-        )
-        .await;
-        assert!(matches!(r, PieceResponse::PutProgress { .. }), "{r:?}");
-    }
+    put_chunks(&client, peer, piece, &data[..2 * chunk]).await;
     assert_eq!(
         files_under(&dir.path().join("tmp")),
         1,
@@ -123,20 +124,7 @@ async fn killed_mid_upload_and_after_an_ack_the_node_comes_back_consistent() {
     let peer = peer_of(&addr);
     let client = user(addr).await;
     send(&client, peer, PieceRequest::PutBegin { piece, size }).await;
-    for (i, bytes) in data.chunks(chunk).enumerate() {
-        let offset = (i * chunk) as u64;
-        let bytes = bytes.to_vec();
-        send(
-            &client,
-            peer,
-            PieceRequest::PutChunk {
-                piece,
-                offset,
-                bytes,
-            },
-        )
-        .await;
-    }
+    put_chunks(&client, peer, piece, &data).await;
     assert_eq!(
         send(&client, peer, PieceRequest::PutEnd { piece }).await,
         PieceResponse::Stored { piece }

@@ -196,19 +196,24 @@ pub fn dag_cbor_cid(block: &[u8]) -> Cid {
     cid_from_blake3(DAG_CBOR, &blake3::hash(block))
 }
 
-/// The CID of a stream of raw bytes, read in bounded memory. Returns the CID and the byte count.
-pub fn hash_reader(mut reader: impl Read, hash: HashFn) -> io::Result<(Cid, u64)> {
-    let mut hasher = ContentHasher::new(RAW, hash);
+/// Feeds a stream to `hasher` to its end, [`READ_BUF`] bytes at a time.
+pub(crate) fn feed(reader: &mut impl Read, hasher: &mut ContentHasher) -> io::Result<()> {
     let mut buf = vec![0u8; READ_BUF];
     loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
         hasher.update(&buf[..n]);
     }
+}
+
+/// The CID of a stream of raw bytes, read in bounded memory. Returns the CID and the byte count.
+pub fn hash_reader(mut reader: impl Read, hash: HashFn) -> io::Result<(Cid, u64)> {
+    let mut hasher = ContentHasher::new(RAW, hash);
+    feed(&mut reader, &mut hasher)?;
     Ok((hasher.finish(), hasher.len()))
 }
 
@@ -231,16 +236,7 @@ pub fn verify(expected: &Cid, bytes: &[u8]) -> Result<(), VerifyError> {
 /// Checks a stream against a CID in bounded memory.
 pub fn verify_reader(expected: &Cid, mut reader: impl Read) -> Result<u64, VerifyError> {
     let mut hasher = ContentHasher::new(expected.codec(), HashFn::of(expected)?);
-    let mut buf = vec![0u8; READ_BUF];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        hasher.update(&buf[..n]);
-    }
+    feed(&mut reader, &mut hasher)?;
     check(expected, &hasher)?;
     Ok(hasher.len())
 }

@@ -19,16 +19,16 @@ use tessera_net::{
     start,
 };
 
-fn listen() -> Vec<Multiaddr> {
+fn tcp() -> Vec<Multiaddr> {
     vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]
 }
 
-async fn serving_node(bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
+async fn serving_node(listen: Vec<Multiaddr>, bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
     let key = Keypair::generate_ed25519();
     let net = start(
         key,
         NetworkConfig {
-            listen: listen(),
+            listen,
             bootstrap,
             ..NetworkConfig::default()
         },
@@ -70,10 +70,10 @@ fn answer_has(
 
 #[tokio::test]
 async fn requests_round_trip_and_providers_are_found() {
-    let (a, a_addr) = serving_node(vec![]).await;
+    let (a, a_addr) = serving_node(tcp(), vec![]).await;
     let a_peer = a.client.peer_id();
     answer_has(a.inbound, a.client.clone());
-    let (b, _) = serving_node(vec![a_addr.clone()]).await;
+    let (b, _) = serving_node(tcp(), vec![a_addr.clone()]).await;
 
     let piece = raw_cid(b"a piece");
     let response = b
@@ -121,10 +121,10 @@ async fn requests_round_trip_and_providers_are_found() {
 
 #[tokio::test]
 async fn oversize_and_garbage_requests_fail_and_the_node_keeps_serving() {
-    let (a, a_addr) = serving_node(vec![]).await;
+    let (a, a_addr) = serving_node(tcp(), vec![]).await;
     let a_peer = a.client.peer_id();
     answer_has(a.inbound, a.client.clone());
-    let (b, _) = serving_node(vec![a_addr.clone()]).await;
+    let (b, _) = serving_node(tcp(), vec![a_addr.clone()]).await;
     let piece = raw_cid(b"x");
 
     // Over the limit: refused on the sender's side before anything is sent.
@@ -237,18 +237,9 @@ impl request_response::Codec for RawCodec {
 
 #[tokio::test]
 async fn requests_round_trip_over_quic() {
-    let key = Keypair::generate_ed25519();
-    let a = start(
-        key,
-        NetworkConfig {
-            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
-            ..NetworkConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let quic = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()];
+    let (a, a_addr) = serving_node(quic, vec![]).await;
     let a_peer = a.client.peer_id();
-    let a_addr = a.client.info().await.unwrap().dialable_addrs()[0].clone();
     assert!(a_addr.to_string().contains("/quic-v1/"), "{a_addr}");
     answer_has(a.inbound, a.client.clone());
     let b = start(

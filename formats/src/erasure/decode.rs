@@ -15,7 +15,7 @@ use super::{
     header::{HEADER_LEN, PieceHeader},
 };
 use crate::{
-    address::{ContentHasher, HashFn},
+    address::{ContentHasher, HashFn, feed},
     layout::{LayoutError, ShardLayout},
 };
 
@@ -154,16 +154,7 @@ pub fn verify_piece<R: Read>(
         )));
     }
     hasher.update(&header);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match source.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(PieceFault::Io(e.to_string())),
-        };
-        hasher.update(&buf[..n]);
-    }
+    feed(&mut source, &mut hasher).map_err(|e| PieceFault::Io(e.to_string()))?;
     if hasher.len() != expected_len {
         return Err(PieceFault::Length {
             found: hasher.len(),
