@@ -27,6 +27,10 @@ enum Command {
     Demo(commands::demo::Args),
     /// Run a storage node: keep pieces, serve them, answer storage challenges.
     StorageNode(commands::storage_node::Args),
+    /// Store a file in the network: erasure-coded, pieces on distinct nodes; prints its CID.
+    Put(commands::put::Args),
+    /// Fetch a file stored with `put` by its CID, verified.
+    Get(commands::get::Args),
 }
 
 #[tokio::main]
@@ -47,6 +51,8 @@ async fn main() -> ExitCode {
         Command::Cid(args) => commands::cid::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::StorageNode(args) => commands::storage_node::run(args).await,
+        Command::Put(args) => commands::put::run(args).await,
+        Command::Get(args) => commands::get::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,11 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    io::{BufRead as _, BufReader},
-    path::Path,
-    process::{Child, Command, Stdio},
-};
+use std::{path::Path, process::Child};
 
 use tessera_formats::address::raw_cid;
 use tessera_net::{
@@ -17,29 +13,13 @@ use tessera_net::{
     start,
 };
 
+mod common;
+
 /// Starts `tessera storage-node` on `dir`; returns the process, its address and its
 /// "data ... (N pieces" line.
 fn spawn_node(dir: &Path) -> (Child, Multiaddr, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
-            "storage-node",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--capacity",
-            "1GiB",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let _peer = lines.next().unwrap().unwrap();
-    let addr = lines.next().unwrap().unwrap();
-    let data = lines.next().unwrap().unwrap();
-    let addr = addr.trim_start_matches("listening ").parse().unwrap();
-    (child, addr, data)
+    let started = common::spawn_node(dir, &[]);
+    (started.child, started.addr.parse().unwrap(), started.data)
 }
 
 async fn user(node: Multiaddr) -> Client {

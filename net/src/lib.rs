@@ -12,5 +12,7 @@ pub mod identity;
 pub mod network;
 pub mod protocol;
 
-pub use libp2p::{Multiaddr, PeerId, identity::Keypair, request_response::ResponseChannel};
+pub use libp2p::{
+    Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol, request_response::ResponseChannel,
+};
 pub use network::{Client, InboundRequest, NetError, Network, NetworkConfig, NetworkInfo, start};

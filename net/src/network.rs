@@ -23,7 +23,10 @@ use libp2p::{
     multiaddr::Protocol,
     noise, ping,
     request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel},
-    swarm::{NetworkBehaviour, SwarmEvent},
+    swarm::{
+        NetworkBehaviour, SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
     tcp, yamux,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -192,6 +195,7 @@ enum Command {
     StartProviding(Cid, Reply<()>),
     StopProviding(Cid),
     GetProviders(Cid, Reply<HashSet<PeerId>>),
+    ClosestPeers(Vec<u8>, Reply<Vec<PeerId>>),
     Piece(PeerId, PieceRequest, Reply<PieceResponse>),
     Challenge(PeerId, ChallengeRequest, Reply<ChallengeResponse>),
     RespondPiece(ResponseChannel<PieceResponse>, PieceResponse),
@@ -247,6 +251,12 @@ impl Client {
     /// The peers that announced `cid` on the DHT.
     pub async fn get_providers(&self, cid: Cid) -> Result<HashSet<PeerId>, NetError> {
         self.call(|r| Command::GetProviders(cid, r)).await
+    }
+
+    /// The DHT servers closest to `key` (at most 20), nearest first: the candidates for
+    /// storing something keyed by it. Their addresses are kept, so they can be dialed by id.
+    pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
+        self.call(|r| Command::ClosestPeers(key, r)).await
     }
 
     /// Sends a piece protocol request and waits for its response.
@@ -445,6 +455,7 @@ enum Query {
     Bootstrap(Reply<()>),
     Provide(Reply<()>),
     Providers(HashSet<PeerId>, Reply<HashSet<PeerId>>),
+    Closest(Reply<Vec<PeerId>>),
 }
 
 struct Actor {
@@ -525,6 +536,10 @@ impl Actor {
                 let id = swarm.behaviour_mut().kad.get_providers(key(&cid));
                 self.pending_queries
                     .insert(id, Query::Providers(HashSet::new(), reply));
+            }
+            Command::ClosestPeers(key, reply) => {
+                let id = swarm.behaviour_mut().kad.get_closest_peers(key);
+                self.pending_queries.insert(id, Query::Closest(reply));
             }
             Command::Piece(peer, request, reply) => {
                 let id = swarm.behaviour_mut().piece.send_request(&peer, request);
@@ -632,11 +647,41 @@ impl Actor {
                     && let Ok(GetProvidersOk::FoundProviders { providers, .. }) = &result
                 {
                     found.extend(providers.iter().copied());
+                    // Kademlia knows a provider's addresses only while the query runs: connect
+                    // now, so the requests that follow can reach it by id.
+                    for peer in providers {
+                        if peer != self.swarm.local_peer_id() && !self.swarm.is_connected(peer) {
+                            let opts = DialOpts::peer_id(*peer)
+                                .condition(PeerCondition::DisconnectedAndNotDialing)
+                                .build();
+                            if let Err(e) = self.swarm.dial(opts) {
+                                debug!(%peer, error = %e, "dialing a provider failed");
+                            }
+                        }
+                    }
                 }
                 if step.last
                     && let Some(Query::Providers(found, reply)) = self.pending_queries.remove(&id)
                 {
                     let _ = reply.send(Ok(found));
+                }
+            }
+            QueryResult::GetClosestPeers(result) => {
+                if let Some(Query::Closest(reply)) = self.pending_queries.remove(&id) {
+                    // A timed-out query still reports the peers it found.
+                    let peers = match result {
+                        Ok(ok) => ok.peers,
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                    };
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    let mut ids = Vec::with_capacity(peers.len());
+                    for info in peers {
+                        for addr in info.addrs {
+                            kad.add_address(&info.peer_id, addr);
+                        }
+                        ids.push(info.peer_id);
+                    }
+                    let _ = reply.send(Ok(ids));
                 }
             }
             QueryResult::RepublishProvider(Err(e)) => {

@@ -6,16 +6,19 @@
 //! - [`service`]: answers the piece and challenge protocols of `tessera-net` from the store and
 //!   announces stored pieces on the DHT.
 //! - [`metrics`]: the node's counters in Prometheus text format.
+//! - [`local`]: a network of real nodes on 127.0.0.1 in one process (the demo, tests).
 //! - [`node`]: a whole node (identity, store, network, service, HTTP `/status` and `/metrics`)
 //!   started with one call; held pieces are re-announced at every start.
 //!
 //! See `docs/ARCHITECTURE.md`.
 
+pub mod local;
 pub mod metrics;
 pub mod node;
 pub mod service;
 pub mod store;
 
+pub use local::LocalNetwork;
 pub use node::{NodeConfig, NodeError, Status, StorageNode};
 pub use store::{
     PieceMeta, PieceStore, StartupReport, StoreConfig, StoreError, StoredPiece, Upload, Usage,

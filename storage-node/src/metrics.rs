@@ -29,6 +29,7 @@ pub struct Metrics {
     bytes_out: Counter,
     challenges_answered: Counter,
     pieces_stored: Counter,
+    pieces_failed_check: Counter,
     pieces_held: Gauge,
     bytes_used: Gauge,
     bytes_free: Gauge,
@@ -51,6 +52,7 @@ impl Metrics {
             bytes_out: Counter::default(),
             challenges_answered: Counter::default(),
             pieces_stored: Counter::default(),
+            pieces_failed_check: Counter::default(),
             pieces_held: Gauge::default(),
             bytes_used: Gauge::default(),
             bytes_free: Gauge::default(),
@@ -77,6 +79,11 @@ impl Metrics {
             "pieces_stored",
             "Pieces stored since start",
             m.pieces_stored.clone(),
+        );
+        registry.register(
+            "pieces_failed_check",
+            "Held pieces found not matching their CID and dropped",
+            m.pieces_failed_check.clone(),
         );
         registry.register("pieces_held", "Pieces held now", m.pieces_held.clone());
         registry.register("bytes_used", "Bytes of pieces held", m.bytes_used.clone());
@@ -110,6 +117,15 @@ impl Metrics {
 
     pub(crate) fn stored(&self) {
         self.pieces_stored.inc();
+    }
+
+    pub(crate) fn failed_check(&self) {
+        self.pieces_failed_check.inc();
+    }
+
+    /// Held pieces that failed a check so far.
+    pub fn pieces_failed_check(&self) -> u64 {
+        self.pieces_failed_check.get()
     }
 
     /// Requests refused with `code` so far.

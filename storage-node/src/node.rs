@@ -34,10 +34,20 @@ pub struct NodeConfig {
     /// Address of the HTTP port (`/status`, `/metrics`); none if absent.
     #[serde(default)]
     pub http: Option<SocketAddr>,
+    /// Seconds between two checks of every held piece against its CID; 0 turns them off.
+    #[serde(default = "default_scrub_interval")]
+    pub scrub_interval_secs: u64,
 }
 
 fn default_max_piece() -> u64 {
     1 << 30
+}
+
+/// Once a day: a full read of the disk, spread thin.
+pub const DEFAULT_SCRUB_INTERVAL_SECS: u64 = 24 * 60 * 60;
+
+fn default_scrub_interval() -> u64 {
+    DEFAULT_SCRUB_INTERVAL_SECS
 }
 
 /// The node could not start.
@@ -121,6 +131,14 @@ impl StorageNode {
             network.inbound,
         )));
         tasks.push(tokio::spawn(announce_held(client.clone(), store.clone())));
+        if config.scrub_interval_secs > 0 {
+            tasks.push(tokio::spawn(scrub_periodically(
+                client.clone(),
+                store.clone(),
+                metrics.clone(),
+                Duration::from_secs(config.scrub_interval_secs),
+            )));
+        }
 
         let http = match config.http {
             Some(addr) => {
@@ -161,11 +179,15 @@ impl StorageNode {
         })
     }
 
-    /// Stops every task of the node (network, service, HTTP). The store closes when the last
-    /// handle to it is dropped.
-    pub fn shutdown(self) {
+    /// Stops every task of the node (network, service, HTTP) and waits until they are gone:
+    /// its connections and listeners are closed when this returns. The store closes when the
+    /// last handle to it is dropped (a request still being answered holds one briefly).
+    pub async fn shutdown(self) {
         for task in &self.tasks {
             task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
         }
     }
 }
@@ -182,6 +204,38 @@ async fn announce_held(client: Client, store: PieceStore) {
     for (cid, _) in held {
         if let Err(e) = client.start_providing(cid).await {
             warn!(%cid, error = %e, "announcing a held piece failed");
+        }
+    }
+}
+
+/// Re-hashes every held piece now and then; a piece that no longer matches its CID is dropped
+/// and no longer announced, so the network rebuilds it from the other pieces.
+async fn scrub_periodically(
+    client: Client,
+    store: PieceStore,
+    metrics: Arc<Metrics>,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    // The first tick fires at once; a node that just started has already checked its index.
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let pass = store.clone();
+        let bad = match tokio::task::spawn_blocking(move || pass.scrub()).await {
+            Ok(Ok(bad)) => bad,
+            Ok(Err(e)) => {
+                warn!(error = %e, "checking held pieces failed");
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "checking held pieces failed");
+                continue;
+            }
+        };
+        for cid in bad {
+            metrics.failed_check();
+            let _ = client.stop_providing(cid).await;
         }
     }
 }

@@ -54,6 +54,9 @@ impl Default for ServiceLimits {
     }
 }
 
+/// How long an acknowledgement waits for the piece's provider record to go out.
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(5);
+
 type Slot = Arc<Mutex<Option<Upload>>>;
 
 #[derive(Debug, Default)]
@@ -247,12 +250,17 @@ impl Ctx {
                 })
                 .await?;
                 self.metrics.stored();
-                let client = self.client.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = client.start_providing(piece).await {
+                // Acknowledge after the provider record is out (or a short wait), so a reader
+                // that starts when the put returns finds the piece; the piece is durable
+                // either way and is re-announced later if this fails.
+                let announce = self.client.start_providing(piece);
+                match tokio::time::timeout(ANNOUNCE_WAIT, announce).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
                         warn!(%piece, error = %e, "announcing a stored piece failed; it is re-announced later");
                     }
-                });
+                    Err(_) => debug!(%piece, "announcement still running; acknowledging"),
+                }
                 Ok(PieceResponse::Stored { piece })
             }
         }

@@ -24,7 +24,7 @@ use std::{
 use cid::Cid;
 use rocksdb::{DB, Options, WriteOptions};
 use serde::{Deserialize, Serialize};
-use tessera_formats::address::{ContentHasher, HashFn, RAW, verify_reader};
+use tessera_formats::address::{ContentHasher, DAG_CBOR, HashFn, RAW, verify_reader};
 use tessera_proofs::Outboard;
 use tracing::{info, warn};
 
@@ -290,13 +290,15 @@ impl PieceStore {
         })
     }
 
+    /// Where a piece's bytes live on disk (whether or not it is held): for operators' tools.
+    pub fn piece_path(&self, cid: &Cid) -> PathBuf {
+        self.inner.piece_path(cid)
+    }
+
     /// Starts receiving a piece of `size` bytes, reserving room for it.
     pub fn begin_upload(&self, cid: Cid, size: u64) -> Result<Upload, StoreError> {
         check_piece_cid(&cid)?;
-        let hasher = ContentHasher::new(
-            RAW,
-            HashFn::of(&cid).map_err(|e| StoreError::BadCid(e.to_string()))?,
-        );
+        let hasher = ContentHasher::new(cid.codec(), HashFn::Blake3);
         if size > self.inner.max_piece {
             return Err(StoreError::TooLarge {
                 size,
@@ -608,10 +610,18 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     Ok(entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
 }
 
+/// A node keeps raw pieces and DAG-CBOR blocks (layouts, manifests), named by BLAKE3: verified
+/// ranges and storage proofs are built on the BLAKE3 tree.
 fn check_piece_cid(cid: &Cid) -> Result<(), StoreError> {
-    HashFn::of(cid).map_err(|e| StoreError::BadCid(e.to_string()))?;
-    if cid.codec() != RAW {
-        return Err(StoreError::BadCid(format!("{cid} is not a raw-bytes CID")));
+    if HashFn::of(cid).map_err(|e| StoreError::BadCid(e.to_string()))? != HashFn::Blake3 {
+        return Err(StoreError::BadCid(format!(
+            "{cid} is not a BLAKE3 CID; pieces are named by BLAKE3"
+        )));
+    }
+    if cid.codec() != RAW && cid.codec() != DAG_CBOR {
+        return Err(StoreError::BadCid(format!(
+            "{cid} names neither raw bytes nor a DAG-CBOR block"
+        )));
     }
     Ok(())
 }

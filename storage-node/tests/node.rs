@@ -29,6 +29,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         capacity: 64 << 20,
         max_piece: 16 << 20,
         http: Some("127.0.0.1:0".parse().unwrap()),
+        scrub_interval_secs: 0,
     }
 }
 
@@ -77,11 +78,11 @@ async fn status_metrics_and_restart() {
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 
     // Restart on the same data directory: same identity, same pieces.
-    node.shutdown();
+    node.shutdown().await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let node = StorageNode::start(config(dir.path())).await.unwrap();
     assert_eq!(node.client.peer_id(), peer_id);
     assert_eq!(node.startup.pieces, 1);
     assert_eq!(node.store.has(&piece).unwrap(), Some(2_000_000));
-    node.shutdown();
+    node.shutdown().await;
 }

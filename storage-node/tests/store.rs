@@ -132,12 +132,23 @@ fn bad_uploads_leave_nothing_behind() {
     assert_eq!(files_under(&dir.path().join("tmp")), 0);
     assert_eq!(files_under(&dir.path().join("pieces")), 0);
 
-    // A CID that cannot name a piece.
-    let manifest_cid = tessera_formats::address::dag_cbor_cid(b"x");
+    // A CID whose hash cannot back ranges and proofs.
+    let (sha2_cid, _) = tessera_formats::address::hash_reader(
+        &b"x"[..],
+        tessera_formats::address::HashFn::Sha2_256,
+    )
+    .unwrap();
     assert!(matches!(
-        store.begin_upload(manifest_cid, 1),
+        store.begin_upload(sha2_cid, 1),
         Err(StoreError::BadCid(_))
     ));
+    // DAG-CBOR blocks (layouts, manifests) are kept like raw pieces.
+    let block = b"\xa1avx";
+    let block_cid = tessera_formats::address::dag_cbor_cid(block);
+    let mut upload = store.begin_upload(block_cid, block.len() as u64).unwrap();
+    upload.write(0, block).unwrap();
+    upload.finish().unwrap();
+    assert_eq!(store.has(&block_cid).unwrap(), Some(block.len() as u64));
 }
 
 #[test]

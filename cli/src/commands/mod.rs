@@ -1,5 +1,9 @@
-//! One module per subcommand.
+//! One module per subcommand, plus what several of them share.
 
 pub(crate) mod cid;
+pub(crate) mod config;
 pub(crate) mod demo;
+pub(crate) mod get;
+pub(crate) mod join;
+pub(crate) mod put;
 pub(crate) mod storage_node;

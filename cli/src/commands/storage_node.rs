@@ -8,6 +8,7 @@
 //! bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
 //! capacity = "50GiB"
 //! http = "127.0.0.1:8080"
+//! scrub-interval-secs = 86400   # re-hash every held piece once a day; 0 turns it off
 //! ```
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -17,6 +18,8 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use tessera_net::Multiaddr;
 use tessera_storage_node::{NodeConfig, StorageNode};
+
+use super::config::read_toml;
 
 #[derive(Debug, clap::Args)]
 #[command(rename_all = "kebab-case")]
@@ -53,26 +56,12 @@ struct FileConfig {
     bootstrap: Vec<Multiaddr>,
     capacity: Option<ByteSize>,
     http: Option<SocketAddr>,
+    scrub_interval_secs: Option<u64>,
 }
 
-const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
-
 fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
-    let file = match &args.config {
-        Some(path) => {
-            let len = std::fs::metadata(path)
-                .with_context(|| format!("reading config {}", path.display()))?
-                .len();
-            anyhow::ensure!(
-                len <= MAX_CONFIG_BYTES,
-                "config {} is over 1 MiB",
-                path.display()
-            );
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config {}", path.display()))?;
-            toml::from_str::<FileConfig>(&text)
-                .with_context(|| format!("parsing config {}", path.display()))?
-        }
+    let file: FileConfig = match &args.config {
+        Some(path) => read_toml(path)?,
         None => FileConfig::default(),
     };
     let data_dir = match args.data_dir.or(file.data_dir) {
@@ -105,6 +94,9 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
         capacity,
         max_piece: 1 << 30,
         http: args.http.or(file.http),
+        scrub_interval_secs: file
+            .scrub_interval_secs
+            .unwrap_or(tessera_storage_node::node::DEFAULT_SCRUB_INTERVAL_SECS),
     })
 }
 
@@ -113,25 +105,36 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let node = StorageNode::start(config.clone())
         .await
         .context("starting the storage node")?;
-    println!("peer id   {}", node.client.peer_id());
+    say(format_args!("peer id   {}", node.client.peer_id()));
     for addr in &node.addresses {
-        println!("listening {addr}");
+        say(format_args!("listening {addr}"));
     }
     if let Some(http) = node.http {
-        println!("http      http://{http}/status  http://{http}/metrics");
+        say(format_args!(
+            "http      http://{http}/status  http://{http}/metrics"
+        ));
     }
-    println!(
+    say(format_args!(
         "data      {} ({} pieces, capacity {})",
         config.data_dir.display(),
         node.startup.pieces,
         ByteSize::b(config.capacity)
-    );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    println!("stopping");
-    node.shutdown();
+    ));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
+    say(format_args!("stopping"));
+    node.shutdown().await;
     Ok(())
+}
+
+/// Writes a line to stdout; a node keeps running when nobody reads its stdout any more.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 #[cfg(test)]

@@ -1,0 +1,31 @@
+//! Reading TOML settings files: bounded in size, every error naming the file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::de::DeserializeOwned;
+
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Reads and parses the TOML file at `path`.
+pub(crate) fn read_toml<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("reading config {}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        len <= MAX_CONFIG_BYTES,
+        "config {} is over 1 MiB",
+        path.display()
+    );
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+}
+
+/// `$XDG_CONFIG_HOME/tessera/NAME` or `~/.config/tessera/NAME`.
+pub(crate) fn default_path(name: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("tessera").join(name))
+}

@@ -1,0 +1,123 @@
+//! `tessera put` and `tessera get` as a user runs them, against storage node processes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{path::Path, process::Child};
+
+use common::tessera;
+
+mod common;
+
+/// A storage node process, killed when dropped.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a node on `dir` joining through `bootstrap` or, for the first node, with an HTTP
+/// port; returns it, its address and its HTTP line.
+fn spawn_node(dir: &Path, bootstrap: Option<&str>) -> (Node, String, String) {
+    let extra = match bootstrap {
+        Some(addr) => ["--bootstrap", addr],
+        None => ["--http", "127.0.0.1:0"],
+    };
+    let started = common::spawn_node(dir, &extra);
+    (
+        Node(started.child),
+        started.addr,
+        started.http.unwrap_or_default(),
+    )
+}
+
+/// Waits until the node whose HTTP line is `http` is connected to `peers` peers.
+fn wait_for_peers(http: &str, peers: usize) {
+    use std::io::{Read as _, Write as _};
+    let host = http
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("http://")
+        .trim_end_matches("/status");
+    for _ in 0..100 {
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        write!(stream, "GET /status HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        if response.contains(&format!("\"peers_connected\":{peers}")) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the network did not form");
+}
+
+#[test]
+fn put_then_get_with_two_nodes_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, bootstrap, http) = spawn_node(&dir.path().join("n0"), None);
+    let mut nodes = vec![first];
+    for i in 1..4 {
+        nodes.push(spawn_node(&dir.path().join(format!("n{i}")), Some(&bootstrap)).0);
+    }
+    wait_for_peers(&http, 3);
+    let input = dir.path().join("input.bin");
+    let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+
+    let out = tessera()
+        .arg("put")
+        .arg(&input)
+        .args(["--k", "2", "--m", "2", "--bootstrap", &bootstrap])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("on 4 nodes"), "{stderr}");
+    let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(cid.starts_with("bafyr4"), "{cid}");
+
+    // Two of the four nodes go away for good.
+    nodes.truncate(2);
+    let output = dir.path().join("output.bin");
+    let out = tessera()
+        .args(["get", &cid, "-o"])
+        .arg(&output)
+        .args(["--bootstrap", &bootstrap])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(std::fs::read(&output).unwrap(), data);
+
+    // A CID that names raw bytes, not a layout, is refused with a reason.
+    let out = tessera()
+        .args([
+            "get",
+            "bafkr4ifpcne3t5pzugtkaqcn5i3nzskjtpfslsnnyejlpte2spfoihzsmi",
+            "-o",
+        ])
+        .arg(dir.path().join("x"))
+        .args(["--bootstrap", &bootstrap])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a shard layout"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // No bootstrap peer: told how to give one.
+    let out = tessera()
+        .args(["get", &cid, "-o"])
+        .arg(dir.path().join("y"))
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bootstrap"));
+}

@@ -1,0 +1,227 @@
+//! Fetching one piece or block from its providers, never trusting their bytes.
+//!
+//! A piece is read in ranges of [`RANGE_LEN`], a few at once. Every range comes with the
+//! hashes that link it to the piece's CID and is checked before it is written. A provider that
+//! is slow (no answer within the request timeout), gone, refuses, or sends a range that does
+//! not check out is dropped for this piece and the range goes to the next provider.
+
+use std::{
+    collections::VecDeque,
+    fs::File,
+    os::unix::fs::FileExt as _,
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use cid::Cid;
+use tessera_net::{
+    PeerId,
+    protocol::{PieceRequest, PieceResponse},
+};
+use tessera_proofs::{ByteRange, MAX_RANGE_LEN, verify_range};
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use crate::{
+    error::ClientError,
+    rpc::{self, unexpected},
+    session::Session,
+};
+
+/// Bytes asked for in one range request.
+pub const RANGE_LEN: u64 = 1024 * 1024;
+
+/// Who may hold `cid`: its providers on the DHT or, when the DHT knows none, the connected
+/// peers that say they hold it.
+pub async fn providers(session: &Session, cid: Cid) -> Result<Vec<PeerId>, ClientError> {
+    let net = session.net();
+    let found = net.get_providers(cid).await?;
+    if !found.is_empty() {
+        return Ok(found.into_iter().collect());
+    }
+    let mut holders = Vec::new();
+    for peer in net.info().await?.connected_peers {
+        let asked = request(session, peer, PieceRequest::Has { piece: cid }).await;
+        if let Ok(PieceResponse::Has {
+            piece,
+            size: Some(_),
+        }) = asked
+            && piece == cid
+        {
+            holders.push(peer);
+        }
+    }
+    Ok(holders)
+}
+
+/// Fetches a small block (at most `max_len` bytes, at most one range) whole and verified.
+pub async fn fetch_block(
+    session: &Session,
+    cid: Cid,
+    max_len: u64,
+) -> Result<Vec<u8>, ClientError> {
+    let max_len = max_len.min(MAX_RANGE_LEN);
+    let mut attempts = Vec::new();
+    for peer in providers(session, cid).await? {
+        match block_from(session, peer, cid, max_len).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(why) => {
+                debug!(%peer, %cid, %why, "block not served");
+                attempts.push((peer, why));
+            }
+        }
+    }
+    Err(ClientError::NotFound {
+        cid: Box::new(cid),
+        attempts,
+    })
+}
+
+async fn block_from(
+    session: &Session,
+    peer: PeerId,
+    cid: Cid,
+    max_len: u64,
+) -> Result<Vec<u8>, String> {
+    let size = match request(session, peer, PieceRequest::Has { piece: cid }).await? {
+        PieceResponse::Has {
+            piece,
+            size: Some(size),
+        } if piece == cid => size,
+        PieceResponse::Has { size: None, .. } => return Err("does not hold it".into()),
+        other => return Err(unexpected(&other)),
+    };
+    if size == 0 || size > max_len {
+        return Err(format!(
+            "says it is {size} bytes; a block is 1 to {max_len}"
+        ));
+    }
+    get_range(
+        session,
+        peer,
+        cid,
+        size,
+        ByteRange {
+            start: 0,
+            len: size,
+        },
+    )
+    .await
+}
+
+/// Fetches the whole piece `cid` of `size` bytes from `providers` into a new file at `out`,
+/// `in_flight` ranges at a time. On failure returns every provider tried and why it failed.
+pub async fn fetch_piece(
+    session: &Session,
+    cid: Cid,
+    size: u64,
+    providers: Vec<PeerId>,
+    out: &Path,
+    in_flight: usize,
+) -> Result<(), Vec<(PeerId, String)>> {
+    let local = |e: std::io::Error| vec![(session.peer_id(), format!("{}: {e}", out.display()))];
+    let file = File::create_new(out).map_err(local)?;
+    file.set_len(size).map_err(local)?;
+    let shared = Arc::new(Shared {
+        file,
+        ranges: Mutex::new(ByteRange::split(size, RANGE_LEN).collect()),
+        providers: Mutex::new(providers),
+        attempts: Mutex::new(Vec::new()),
+    });
+    let mut workers = JoinSet::new();
+    for worker in 0..in_flight.max(1) {
+        let (shared, session) = (shared.clone(), session.clone_handle());
+        workers.spawn(async move { shared.work(&session, cid, size, worker).await });
+    }
+    let mut complete = true;
+    while let Some(done) = workers.join_next().await {
+        complete &= matches!(done, Ok(true));
+    }
+    if complete {
+        return Ok(());
+    }
+    let mut attempts = lock(&shared.attempts).clone();
+    if attempts.is_empty() {
+        attempts.push((session.peer_id(), "no providers found".into()));
+    }
+    Err(attempts)
+}
+
+struct Shared {
+    file: File,
+    ranges: Mutex<VecDeque<ByteRange>>,
+    providers: Mutex<Vec<PeerId>>,
+    attempts: Mutex<Vec<(PeerId, String)>>,
+}
+
+impl Shared {
+    /// Takes ranges until none are left (true) or no provider is left (false).
+    async fn work(&self, session: &Session, cid: Cid, size: u64, worker: usize) -> bool {
+        loop {
+            let Some(range) = lock(&self.ranges).pop_front() else {
+                return true;
+            };
+            loop {
+                // Workers start on different providers, spreading the load.
+                let peer = {
+                    let providers = lock(&self.providers);
+                    if providers.is_empty() {
+                        return false;
+                    }
+                    providers[worker % providers.len()]
+                };
+                let result = match get_range(session, peer, cid, size, range).await {
+                    Ok(bytes) => self
+                        .file
+                        .write_all_at(&bytes, range.start)
+                        .map_err(|e| format!("writing the piece locally: {e}")),
+                    Err(why) => Err(why),
+                };
+                match result {
+                    Ok(()) => break,
+                    Err(why) => {
+                        debug!(%peer, %cid, ?range, %why, "range failed; trying another provider");
+                        lock(&self.providers).retain(|p| *p != peer);
+                        lock(&self.attempts).push((peer, why));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One range from one provider, verified against the CID.
+async fn get_range(
+    session: &Session,
+    peer: PeerId,
+    cid: Cid,
+    size: u64,
+    range: ByteRange,
+) -> Result<Vec<u8>, String> {
+    match request(session, peer, PieceRequest::Get { piece: cid, range }).await? {
+        PieceResponse::Range {
+            piece,
+            range: got,
+            size: claimed,
+            body,
+        } if piece == cid && got == range => {
+            if claimed != size {
+                return Err(format!("says the piece is {claimed} bytes, not {size}"));
+            }
+            verify_range(&cid, size, range, &body).map_err(|e| format!("bad range: {e}"))
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+async fn request(
+    session: &Session,
+    peer: PeerId,
+    request: PieceRequest,
+) -> Result<PieceResponse, String> {
+    rpc::request(session.net(), peer, request, session.timeouts().request).await
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,202 @@
+//! Reading a shard back: fetch the layout block, fetch pieces until `k` are whole (data pieces
+//! first, a parity piece for each one that fails), decode into a temporary file beside the
+//! output and give it its name only when its bytes hash to the shard's CID.
+
+use std::{
+    fs::File,
+    io::BufWriter,
+    path::{Path, PathBuf},
+};
+
+use cid::Cid;
+use tessera_formats::{ShardLayout, address::DAG_CBOR, erasure::decode, layout::MAX_LAYOUT_BYTES};
+use tokio::task::JoinSet;
+use tracing::{debug, info};
+
+use crate::{
+    error::{ClientError, attempts_text},
+    fetch::{fetch_block, fetch_piece, providers},
+    session::Session,
+};
+
+/// How a shard is read.
+#[derive(Debug, Clone)]
+pub struct GetOptions {
+    /// Ranges of one piece in flight at once.
+    pub ranges_per_piece: usize,
+}
+
+impl Default for GetOptions {
+    fn default() -> Self {
+        Self {
+            ranges_per_piece: 4,
+        }
+    }
+}
+
+/// What a get did.
+#[derive(Debug, Clone)]
+pub struct GetReport {
+    /// The shard's layout.
+    pub layout: ShardLayout,
+    /// The pieces the output was decoded from.
+    pub used: Vec<usize>,
+    /// Pieces that could not be fetched, and why.
+    pub failed: Vec<(usize, String)>,
+    /// Whether parity pieces stood in for lost data pieces.
+    pub reconstructed: bool,
+}
+
+/// Fetches the shard named by the layout CID `layout_cid` into a new file at `out`.
+pub async fn get_file(
+    session: &Session,
+    layout_cid: Cid,
+    out: &Path,
+    options: &GetOptions,
+) -> Result<GetReport, ClientError> {
+    if layout_cid.codec() != DAG_CBOR {
+        return Err(ClientError::NotALayout {
+            cid: Box::new(layout_cid),
+        });
+    }
+    if out.exists() {
+        return Err(ClientError::OutputExists(out.to_path_buf()));
+    }
+    let block = fetch_block(session, layout_cid, MAX_LAYOUT_BYTES as u64).await?;
+    let layout = ShardLayout::from_block(&block).map_err(|source| ClientError::Layout {
+        cid: Box::new(layout_cid),
+        source,
+    })?;
+    info!(content = %layout.content, size = layout.size, k = layout.erasure.k, m = layout.erasure.m, "layout fetched");
+    fetch_shard(session, &layout, out, options).await
+}
+
+/// Fetches the shard described by `layout` into a new file at `out`.
+pub async fn fetch_shard(
+    session: &Session,
+    layout: &ShardLayout,
+    out: &Path,
+    options: &GetOptions,
+) -> Result<GetReport, ClientError> {
+    layout.validate().map_err(|source| ClientError::Layout {
+        cid: Box::new(layout.content),
+        source,
+    })?;
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // Pieces are spooled beside the output, on the same disk, never in memory.
+    let spool = tempfile::Builder::new()
+        .prefix(".tessera-get-")
+        .tempdir_in(&dir)
+        .map_err(ClientError::io(format!(
+            "creating a spool directory in {}",
+            dir.display()
+        )))?;
+
+    let (k, total) = (layout.erasure.data(), layout.erasure.total());
+    let size = layout.piece_len();
+    let mut tasks = JoinSet::new();
+    let spawn = |tasks: &mut JoinSet<_>, index: usize| {
+        let (session, cid) = (session.clone_handle(), layout.pieces[index]);
+        let path = spool.path().join(format!("piece-{index}"));
+        let in_flight = options.ranges_per_piece;
+        tasks.spawn(async move {
+            let found = providers(&session, cid)
+                .await
+                .map_err(|e| (index, e.to_string()))?;
+            debug!(index, providers = found.len(), "fetching piece");
+            fetch_piece(&session, cid, size, found, &path, in_flight)
+                .await
+                .map_err(|attempts| (index, attempts_text(&attempts)))?;
+            Ok::<_, (usize, String)>((index, path))
+        })
+    };
+    for index in 0..k {
+        spawn(&mut tasks, index);
+    }
+    let mut next = k;
+    let mut fetched: Vec<(usize, PathBuf)> = Vec::with_capacity(k);
+    let mut failed = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(piece)) => {
+                fetched.push(piece);
+                if fetched.len() == k {
+                    break;
+                }
+            }
+            Ok(Err((index, why))) => {
+                debug!(index, %why, "piece lost; fetching another instead");
+                failed.push((index, why));
+                if next < total {
+                    spawn(&mut tasks, next);
+                    next += 1;
+                }
+            }
+            Err(e) => return Err(ClientError::io("fetching")(std::io::Error::other(e))),
+        }
+    }
+    tasks.abort_all();
+    if fetched.len() < k {
+        failed.sort_unstable();
+        return Err(ClientError::NotEnoughPieces {
+            needed: k,
+            fetched: fetched.len(),
+            failures: failed,
+        });
+    }
+
+    let layout_owned = layout.clone();
+    let out_path = out.to_path_buf();
+    let report =
+        tokio::task::spawn_blocking(move || decode_into(&layout_owned, &fetched, &out_path))
+            .await
+            .map_err(|e| ClientError::io("decoding")(std::io::Error::other(e)))??;
+    drop(spool);
+    failed.sort_unstable();
+    Ok(GetReport {
+        layout: layout.clone(),
+        used: report.used,
+        failed,
+        reconstructed: report.reconstructed,
+    })
+}
+
+fn decode_into(
+    layout: &ShardLayout,
+    fetched: &[(usize, PathBuf)],
+    out: &Path,
+) -> Result<tessera_formats::erasure::DecodeReport, ClientError> {
+    let mut sources: Vec<Option<File>> = (0..layout.erasure.total()).map(|_| None).collect();
+    for (index, path) in fetched {
+        let file =
+            File::open(path).map_err(ClientError::io(format!("opening {}", path.display())))?;
+        sources[*index] = Some(file);
+    }
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".tessera-out-")
+        .tempfile_in(dir)
+        .map_err(ClientError::io(format!(
+            "creating a file in {}",
+            dir.display()
+        )))?;
+    let report = decode(layout, &mut sources, BufWriter::new(tmp.as_file()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(ClientError::io(format!("syncing {}", out.display())))?;
+    tmp.persist_noclobber(out)
+        .map_err(|e| match e.error.kind() {
+            std::io::ErrorKind::AlreadyExists => ClientError::OutputExists(out.to_path_buf()),
+            _ => ClientError::Io {
+                what: format!("naming {}", out.display()),
+                source: e.error,
+            },
+        })?;
+    Ok(report)
+}

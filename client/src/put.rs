@@ -1,0 +1,258 @@
+//! Storing a file: erasure-code it into a spool directory, put each piece on its own node,
+//! then put the layout block on several nodes. The layout's CID names the file and the way
+//! it is stored.
+
+use std::{
+    fs::File,
+    io::{BufReader, BufWriter},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use cid::Cid;
+use tessera_formats::{
+    ShardLayout,
+    erasure::{DEFAULT_STRIPE_SIZE, ErasureParams, encode},
+};
+use tessera_net::PeerId;
+use tokio::{sync::Semaphore, task::JoinSet};
+use tracing::{debug, info};
+
+use crate::{
+    error::ClientError,
+    placement::Placement,
+    session::Session,
+    upload::{Source, upload},
+};
+
+/// How a file is stored.
+#[derive(Debug, Clone)]
+pub struct PutOptions {
+    /// The erasure coding.
+    pub params: ErasureParams,
+    /// Pieces uploaded at once.
+    pub parallel: usize,
+    /// Copies of the layout block; `None` means `m + 1`, so it survives what the shard does.
+    pub layout_copies: Option<usize>,
+    /// Where the pieces are written before they are sent; the system's temporary directory
+    /// if `None`. It needs room for the file's size times `(k + m) / k`.
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl Default for PutOptions {
+    fn default() -> Self {
+        Self {
+            params: ErasureParams {
+                k: 4,
+                m: 2,
+                stripe_size: DEFAULT_STRIPE_SIZE,
+            },
+            parallel: 8,
+            layout_copies: None,
+            spool_dir: None,
+        }
+    }
+}
+
+/// What a put did.
+#[derive(Debug, Clone)]
+pub struct PutReport {
+    /// The layout's CID: what `get` takes.
+    pub layout_cid: Cid,
+    /// The layout.
+    pub layout: ShardLayout,
+    /// The node that holds each piece, by index.
+    pub holders: Vec<PeerId>,
+    /// The nodes that hold the layout block.
+    pub layout_holders: Vec<PeerId>,
+    /// Whether some node holds two pieces (the network had fewer working nodes than pieces).
+    pub shares_nodes: bool,
+}
+
+/// Erasure-codes the file at `path` and stores it; see the module docs.
+pub async fn put_file(
+    session: &Session,
+    path: &Path,
+    options: &PutOptions,
+) -> Result<PutReport, ClientError> {
+    options.params.validate()?;
+    let spool_parent = options.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let spool = tempfile::Builder::new()
+        .prefix(".tessera-put-")
+        .tempdir_in(&spool_parent)
+        .map_err(ClientError::io(format!(
+            "creating a spool directory in {}",
+            spool_parent.display()
+        )))?;
+    let (layout, pieces) = {
+        let (path, dir, params) = (
+            path.to_path_buf(),
+            spool.path().to_path_buf(),
+            options.params,
+        );
+        tokio::task::spawn_blocking(move || encode_to_files(&path, &dir, params))
+            .await
+            .map_err(|e| ClientError::io("encoding")(std::io::Error::other(e)))??
+    };
+    info!(content = %layout.content, size = layout.size, "encoded");
+    let (holders, shares_nodes) = store_pieces(session, &layout, &pieces, options.parallel).await?;
+    let (layout_cid, block) = layout.to_block().map_err(|source| ClientError::Layout {
+        cid: Box::new(layout.content),
+        source,
+    })?;
+    let copies = options
+        .layout_copies
+        .unwrap_or(usize::from(layout.erasure.m) + 1);
+    let layout_holders = store_block(session, layout_cid, &block, copies).await?;
+    Ok(PutReport {
+        layout_cid,
+        layout,
+        holders,
+        layout_holders,
+        shares_nodes,
+    })
+}
+
+fn encode_to_files(
+    path: &Path,
+    dir: &Path,
+    params: ErasureParams,
+) -> Result<(ShardLayout, Vec<PathBuf>), ClientError> {
+    let file = File::open(path).map_err(ClientError::io(format!("opening {}", path.display())))?;
+    let len = file
+        .metadata()
+        .map_err(ClientError::io(format!("reading {}", path.display())))?
+        .len();
+    let paths: Vec<PathBuf> = (0..params.total())
+        .map(|i| dir.join(format!("piece-{i}")))
+        .collect();
+    let mut sinks = paths
+        .iter()
+        .map(|p| File::create(p).map(BufWriter::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ClientError::io(format!(
+            "creating pieces in {}",
+            dir.display()
+        )))?;
+    let layout = encode(params, len, BufReader::new(file), &mut sinks)?;
+    Ok((layout, paths))
+}
+
+/// Stores the pieces of `layout` (piece `i` read from `pieces[i]`) on distinct nodes, `parallel`
+/// at a time. Returns each piece's holder and whether a node got two pieces.
+pub async fn store_pieces(
+    session: &Session,
+    layout: &ShardLayout,
+    pieces: &[PathBuf],
+    parallel: usize,
+) -> Result<(Vec<PeerId>, bool), ClientError> {
+    let key = layout.content.to_bytes();
+    let mut candidates = session.net().closest_peers(key.clone()).await?;
+    if candidates.len() < pieces.len() {
+        // A routing table that has not caught up with nodes that joined a moment ago: refresh
+        // it once before settling for fewer nodes than pieces.
+        let _ = session.net().bootstrap().await;
+        let again = session.net().closest_peers(key).await?;
+        if again.len() > candidates.len() {
+            candidates = again;
+        }
+    }
+    if candidates.is_empty() {
+        return Err(ClientError::NoNodes);
+    }
+    debug!(candidates = candidates.len(), "placing pieces");
+    let placement = Arc::new(Mutex::new(Placement::new(candidates)));
+    let permits = Arc::new(Semaphore::new(parallel.max(1)));
+    let size = layout.piece_len();
+    let mut tasks = JoinSet::new();
+    for (index, (cid, path)) in layout.pieces.iter().zip(pieces).enumerate() {
+        let (net, cid, path) = (session.net().clone(), *cid, path.clone());
+        let (placement, permits, timeouts) =
+            (placement.clone(), permits.clone(), session.timeouts());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let mut attempts = Vec::new();
+            loop {
+                let Some(node) = lock(&placement).assign() else {
+                    return Err(ClientError::Unplaced { index, attempts });
+                };
+                match upload(&net, node, cid, size, Source::File(&path), timeouts).await {
+                    Ok(()) => {
+                        debug!(index, %node, "piece stored");
+                        return Ok((index, node));
+                    }
+                    Err(e) => {
+                        debug!(index, %node, error = %e, "piece not stored; trying another node");
+                        lock(&placement).fail(node);
+                        attempts.push((node, e.0));
+                    }
+                }
+            }
+        });
+    }
+    let mut holders = vec![None; layout.pieces.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (index, node) =
+            joined.map_err(|e| ClientError::io("uploading")(std::io::Error::other(e)))??;
+        holders[index] = Some(node);
+    }
+    let shares = lock(&placement).shares_nodes();
+    Ok((holders.into_iter().flatten().collect(), shares))
+}
+
+/// Stores a small block (a layout, a manifest) on up to `copies` distinct nodes, the ones
+/// closest to its CID first. Returns the nodes that hold it: fewer than `copies` only when the
+/// network has no more working nodes; an error when none took it.
+pub async fn store_block(
+    session: &Session,
+    cid: Cid,
+    block: &[u8],
+    copies: usize,
+) -> Result<Vec<PeerId>, ClientError> {
+    let candidates = session.net().closest_peers(cid.to_bytes()).await?;
+    if candidates.is_empty() {
+        return Err(ClientError::NoNodes);
+    }
+    let copies = copies.clamp(1, candidates.len());
+    let mut placement = Placement::new(candidates);
+    let mut holders = Vec::with_capacity(copies);
+    let mut attempts = Vec::new();
+    while holders.len() < copies {
+        // Each round tries as many distinct nodes at once as copies are still missing.
+        let round: Vec<PeerId> = (0..copies - holders.len())
+            .map_while(|_| placement.assign())
+            .filter(|node| !holders.contains(node))
+            .collect();
+        if round.is_empty() {
+            break;
+        }
+        let mut tasks = JoinSet::new();
+        for node in round {
+            let (net, block, timeouts) =
+                (session.net().clone(), block.to_vec(), session.timeouts());
+            tasks.spawn(async move {
+                let size = block.len() as u64;
+                let result = upload(&net, node, cid, size, Source::Bytes(&block), timeouts).await;
+                (node, result)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((node, Ok(()))) => holders.push(node),
+                Ok((node, Err(e))) => {
+                    placement.fail(node);
+                    attempts.push((node, e.0));
+                }
+                Err(e) => return Err(ClientError::io("uploading")(std::io::Error::other(e))),
+            }
+        }
+    }
+    if holders.is_empty() {
+        return Err(ClientError::Unplaced { index: 0, attempts });
+    }
+    Ok(holders)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,111 @@
+//! One piece to one node: `PutBegin`, `PutChunk`s from where the node stands, `PutEnd`.
+//!
+//! The node checks the bytes against the CID before it acknowledges, so a `Stored` answer
+//! means the piece is durable there and matched.
+
+use std::{io::SeekFrom, path::Path, time::Duration};
+
+use cid::Cid;
+use tessera_net::{
+    Client, PeerId,
+    protocol::{MAX_PUT_CHUNK, PieceRequest, PieceResponse},
+};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+
+use crate::{rpc, session::Timeouts};
+
+/// Why one attempt to store a piece on one node failed; the caller tries another node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AttemptError(pub String);
+
+/// Where the piece's bytes come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A file holding exactly the piece.
+    File(&'a Path),
+    /// Bytes in memory (blocks).
+    Bytes(&'a [u8]),
+}
+
+/// Stores `piece` (of `size` bytes) on `peer`.
+pub async fn upload(
+    net: &Client,
+    peer: PeerId,
+    piece: Cid,
+    size: u64,
+    source: Source<'_>,
+    timeouts: Timeouts,
+) -> Result<(), AttemptError> {
+    let begin = PieceRequest::PutBegin { piece, size };
+    let mut offset = match request(net, peer, begin, timeouts.request).await? {
+        PieceResponse::Stored { piece: p } if p == piece => return Ok(()),
+        PieceResponse::PutReady { piece: p, offset } if p == piece && offset <= size => offset,
+        other => return Err(unexpected(other)),
+    };
+    let mut file = match source {
+        Source::File(path) => Some(
+            tokio::fs::File::open(path)
+                .await
+                .map_err(|e| AttemptError(format!("opening {}: {e}", path.display())))?,
+        ),
+        Source::Bytes(_) => None,
+    };
+    if let Some(file) = file.as_mut() {
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(|e| AttemptError(format!("reading the piece: {e}")))?;
+    }
+    let mut buf = Vec::new();
+    while offset < size {
+        let len = usize::try_from((size - offset).min(MAX_PUT_CHUNK))
+            .map_err(|_| AttemptError("chunk too large".into()))?;
+        let bytes = match (source, file.as_mut()) {
+            (Source::Bytes(all), _) => {
+                let start = usize::try_from(offset)
+                    .map_err(|_| AttemptError("offset past the block".into()))?;
+                all.get(start..start + len)
+                    .ok_or_else(|| AttemptError("block shorter than its size".into()))?
+                    .to_vec()
+            }
+            (Source::File(_), Some(file)) => {
+                buf.resize(len, 0);
+                file.read_exact(&mut buf)
+                    .await
+                    .map_err(|e| AttemptError(format!("reading the piece: {e}")))?;
+                std::mem::take(&mut buf)
+            }
+            (Source::File(_), None) => return Err(AttemptError("file not open".into())),
+        };
+        let chunk = PieceRequest::PutChunk {
+            piece,
+            offset,
+            bytes,
+        };
+        let end = offset + len as u64;
+        match request(net, peer, chunk, timeouts.request).await? {
+            PieceResponse::PutProgress { piece: p, offset } if p == piece && offset == end => {}
+            other => return Err(unexpected(other)),
+        }
+        offset = end;
+    }
+    match request(net, peer, PieceRequest::PutEnd { piece }, timeouts.finish).await? {
+        PieceResponse::Stored { piece: p } if p == piece => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn request(
+    net: &Client,
+    peer: PeerId,
+    request: PieceRequest,
+    timeout: Duration,
+) -> Result<PieceResponse, AttemptError> {
+    rpc::request(net, peer, request, timeout)
+        .await
+        .map_err(AttemptError)
+}
+
+fn unexpected(response: PieceResponse) -> AttemptError {
+    AttemptError(rpc::unexpected(&response))
+}

@@ -1,0 +1,132 @@
+//! A network of real storage nodes on 127.0.0.1 in one process, each with its own data
+//! directory and RocksDB: what `tessera demo` runs, and what network tests and benchmarks
+//! start. Nodes can be stopped and started again on their data, one by one.
+
+use std::path::{Path, PathBuf};
+
+use tessera_net::{Multiaddr, PeerId};
+use tracing::debug;
+
+use crate::node::{NodeConfig, NodeError, StorageNode};
+
+/// Nodes on the loopback interface; node 0 is everyone's bootstrap peer.
+#[derive(Debug)]
+pub struct LocalNetwork {
+    nodes: Vec<Option<StorageNode>>,
+    configs: Vec<NodeConfig>,
+    peers: Vec<PeerId>,
+}
+
+impl LocalNetwork {
+    /// Starts `count` nodes with data directories `dir/node-N`, each with `capacity` bytes,
+    /// node 0 first and the others joining through it.
+    pub async fn start(dir: &Path, count: usize, capacity: u64) -> Result<Self, NodeError> {
+        let mut network = Self {
+            nodes: Vec::with_capacity(count),
+            configs: Vec::with_capacity(count),
+            peers: Vec::with_capacity(count),
+        };
+        let mut bootstrap = Vec::new();
+        for i in 0..count {
+            let config = NodeConfig {
+                data_dir: node_dir(dir, i),
+                listen: vec![loopback()],
+                bootstrap: bootstrap.clone(),
+                capacity,
+                max_piece: capacity,
+                http: None,
+                scrub_interval_secs: 0,
+            };
+            let node = StorageNode::start(config.clone()).await?;
+            if i == 0 {
+                bootstrap.clone_from(&node.addresses);
+            }
+            network.peers.push(node.client.peer_id());
+            network.configs.push(config);
+            network.nodes.push(Some(node));
+        }
+        // The first nodes joined when the rest did not exist yet: refresh every routing table.
+        for node in network.nodes.iter().flatten() {
+            if let Err(e) = node.client.bootstrap().await {
+                debug!(error = %e, "DHT refresh");
+            }
+        }
+        Ok(network)
+    }
+
+    /// Addresses a client joins through: those of the first running node.
+    pub fn bootstrap(&self) -> Vec<Multiaddr> {
+        self.nodes
+            .iter()
+            .flatten()
+            .next()
+            .map(|n| n.addresses.clone())
+            .unwrap_or_default()
+    }
+
+    /// The running node `index`, if it runs.
+    pub fn node(&self, index: usize) -> Option<&StorageNode> {
+        self.nodes.get(index).and_then(Option::as_ref)
+    }
+
+    /// The index of the node with peer id `peer`.
+    pub fn index_of(&self, peer: &PeerId) -> Option<usize> {
+        self.peers.iter().position(|p| p == peer)
+    }
+
+    /// Peer ids of all nodes, running or not, by index.
+    pub fn peers(&self) -> &[PeerId] {
+        &self.peers
+    }
+
+    /// Nodes running now.
+    pub fn running(&self) -> usize {
+        self.nodes.iter().flatten().count()
+    }
+
+    /// Stops node `index`: its network, service and store are gone until it is started again.
+    pub async fn stop(&mut self, index: usize) {
+        if let Some(node) = self.nodes.get_mut(index).and_then(Option::take) {
+            node.shutdown().await;
+        }
+    }
+
+    /// Starts node `index` again on its data directory and identity; it rejoins through the
+    /// first running node.
+    pub async fn restart(&mut self, index: usize) -> Result<(), NodeError> {
+        let mut config = self.configs[index].clone();
+        config.bootstrap = self.bootstrap();
+        // A request that was being answered at the stop may hold the store for a moment.
+        let mut tries = 0;
+        let node = loop {
+            match StorageNode::start(config.clone()).await {
+                Ok(node) => break node,
+                Err(NodeError::Store(e)) if tries < 50 => {
+                    debug!(error = %e, "store still held; retrying");
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.nodes[index] = Some(node);
+        Ok(())
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop(i).await;
+        }
+    }
+}
+
+fn node_dir(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("node-{index}"))
+}
+
+fn loopback() -> Multiaddr {
+    Multiaddr::empty()
+        .with(tessera_net::Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST))
+        .with(tessera_net::Protocol::Tcp(0))
+}

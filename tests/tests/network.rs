@@ -1,0 +1,190 @@
+//! A real network on 127.0.0.1: six storage nodes (libp2p, RocksDB, each in its own data
+//! directory), a client that puts a file and clients that read it back while nodes are down or
+//! lie about their bytes.
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use std::collections::HashSet;
+
+use tessera_client::{GetOptions, PutOptions, Session, get_file, put_file};
+use tessera_formats::erasure::ErasureParams;
+use tessera_storage_node::LocalNetwork;
+use tessera_tests::sample_bytes;
+
+const MIB: u64 = 1024 * 1024;
+
+fn options(k: u16, m: u16) -> PutOptions {
+    PutOptions {
+        params: ErasureParams::new(k, m, 256 * 1024).unwrap(),
+        ..PutOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn six_nodes_serve_a_file_with_two_of_them_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = LocalNetwork::start(dir.path(), 6, 64 * MIB).await.unwrap();
+
+    let data = sample_bytes("six nodes", (3 * MIB + 12_345) as usize);
+    let input = dir.path().join("input.bin");
+    std::fs::write(&input, &data).unwrap();
+
+    let writer = Session::join(network.bootstrap()).await.unwrap();
+    let put = put_file(&writer, &input, &options(4, 2)).await.unwrap();
+    drop(writer);
+
+    // Every piece on its own node, and the layout on m + 1 nodes.
+    let holders: HashSet<_> = put.holders.iter().collect();
+    assert_eq!(holders.len(), 6, "{:?}", put.holders);
+    assert!(!put.shares_nodes);
+    assert_eq!(put.layout_holders.len(), 3);
+    for (index, (cid, holder)) in put.layout.pieces.iter().zip(&put.holders).enumerate() {
+        let node = network.node(network.index_of(holder).unwrap()).unwrap();
+        assert!(node.store.has(cid).unwrap().is_some(), "piece {index}");
+    }
+
+    // Stop the holders of two data pieces: reading must rebuild them from parity.
+    let down: Vec<usize> = put.holders[..2]
+        .iter()
+        .map(|p| network.index_of(p).unwrap())
+        .collect();
+    for &i in &down {
+        network.stop(i).await;
+    }
+    assert_eq!(network.running(), 4);
+
+    let reader = Session::join(network.bootstrap()).await.unwrap();
+    let out = dir.path().join("output.bin");
+    let got = get_file(&reader, put.layout_cid, &out, &GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    assert!(got.reconstructed);
+    let failed: Vec<usize> = got.failed.iter().map(|(i, _)| *i).collect();
+    assert_eq!(failed, [0, 1], "{:?}", got.failed);
+    assert_eq!(got.used, [2, 3, 4, 5]);
+
+    // The output is never overwritten.
+    let again = get_file(&reader, put.layout_cid, &out, &GetOptions::default()).await;
+    assert!(matches!(
+        again,
+        Err(tessera_client::ClientError::OutputExists(_))
+    ));
+
+    // A third node down is one more than the coding survives: a clear error, no output.
+    let third = (0..6)
+        .find(|i| !down.contains(i) && network.node(*i).is_some())
+        .unwrap();
+    network.stop(third).await;
+    let lost = dir.path().join("lost.bin");
+    let err = get_file(&reader, put.layout_cid, &lost, &GetOptions::default()).await;
+    match err {
+        // Either the layout's last copies were on the stopped nodes, or too few pieces remain.
+        Err(tessera_client::ClientError::NotEnoughPieces {
+            needed: 4, fetched, ..
+        }) => assert!(fetched < 4),
+        Err(tessera_client::ClientError::NotFound { .. }) => {}
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(!lost.exists());
+
+    // A node that comes back rejoins and serves again.
+    network.restart(down[0]).await.unwrap();
+    let back = dir.path().join("back.bin");
+    let reader = Session::join(network.bootstrap()).await.unwrap();
+    get_file(&reader, put.layout_cid, &back, &GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    network.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupted_piece_is_never_served_as_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(dir.path(), 4, 64 * MIB).await.unwrap();
+    let data = sample_bytes("corrupted", (MIB + 999) as usize);
+    let input = dir.path().join("input.bin");
+    std::fs::write(&input, &data).unwrap();
+
+    let writer = Session::join(network.bootstrap()).await.unwrap();
+    let put = put_file(&writer, &input, &options(2, 2)).await.unwrap();
+
+    // Flip one byte in the middle of piece 0 on its holder's disk.
+    let victim = network.index_of(&put.holders[0]).unwrap();
+    let node = network.node(victim).unwrap();
+    let piece = put.layout.pieces[0];
+    let path = node.store.piece_path(&piece);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let out = dir.path().join("output.bin");
+    let got = get_file(&writer, put.layout_cid, &out, &GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    assert!(got.reconstructed);
+    assert_eq!(got.failed.len(), 1, "{:?}", got.failed);
+    assert_eq!(got.failed[0].0, 0);
+    assert!(got.failed[0].1.contains("bad range"), "{:?}", got.failed);
+
+    // The node's own check finds the piece and stops holding it.
+    assert_eq!(node.store.scrub().unwrap(), vec![piece]);
+    assert_eq!(node.store.has(&piece).unwrap(), None);
+    network.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_provider_is_passed_over() {
+    use std::time::Duration;
+
+    use tessera_client::{fetch::fetch_piece, session::Timeouts};
+    use tessera_net::{InboundRequest, Keypair, NetworkConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(dir.path(), 3, 64 * MIB).await.unwrap();
+    let data = sample_bytes("slow", (MIB / 2) as usize);
+    let input = dir.path().join("input.bin");
+    std::fs::write(&input, &data).unwrap();
+    let mut session = Session::join(network.bootstrap()).await.unwrap();
+    let put = put_file(&session, &input, &options(2, 1)).await.unwrap();
+
+    // A peer that takes requests and never answers them.
+    let mut slow = tessera_net::start(
+        Keypair::generate_ed25519(),
+        NetworkConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap: network.bootstrap(),
+            ..NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    session
+        .net()
+        .dial(slow.client.info().await.unwrap().dialable_addrs()[0].clone())
+        .await
+        .unwrap();
+
+    session.set_timeouts(Timeouts {
+        request: Duration::from_millis(500),
+        ..Timeouts::default()
+    });
+    let piece = put.layout.pieces[0];
+    let out = dir.path().join("piece-0");
+    // One range at a time, so the first provider (the slow one) is asked first.
+    let providers = vec![slow.client.peer_id(), put.holders[0]];
+    fetch_piece(&session, piece, put.layout.piece_len(), providers, &out, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        tessera_formats::address::raw_cid(&std::fs::read(&out).unwrap()),
+        piece
+    );
+    // The slow peer was asked, and passed over.
+    let asked = slow.inbound.try_recv().unwrap();
+    assert!(matches!(asked, InboundRequest::Piece { .. }));
+    network.shutdown().await;
+}
