@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Print the content address (CID) of files.
     Cid(commands::cid::Args),
-    /// Walk through what Tessera does, on this machine, in a temporary directory.
+    /// Start a small network of storage nodes on this machine, store a file, audit and break it.
     Demo(commands::demo::Args),
     /// Run a storage node: keep pieces, serve them, answer storage challenges.
     StorageNode(commands::storage_node::Args),
@@ -49,7 +49,7 @@ async fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Cid(args) => commands::cid::run(args),
-        Command::Demo(args) => commands::demo::run(args),
+        Command::Demo(args) => commands::demo::run(args).await,
         Command::StorageNode(args) => commands::storage_node::run(args).await,
         Command::Put(args) => commands::put::run(args).await,
         Command::Get(args) => commands::get::run(args).await,

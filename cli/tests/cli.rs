@@ -64,7 +64,8 @@ fn demo_runs_end_to_end() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("identical"), "{text}");
-    assert!(text.contains("the proof fails"), "{text}");
+    assert!(text.contains("its next proof fails"), "{text}");
+    assert!(text.contains("rebuilt the file"), "{text}");
 }
 
 #[test]

@@ -1,32 +1,37 @@
 //! `tessera demo`: what Tessera does, shown end to end on this machine.
 //!
-//! Today that is the storage core every node builds on: a dataset file gets a content address,
-//! is erasure-coded into pieces, survives the loss of pieces, and a holder of a piece proves it
-//! still has it to a verifier that knows nothing but the piece's CID.
+//! It starts a small network of real storage nodes on 127.0.0.1 (libp2p, each node with its own
+//! RocksDB and piece directory, in a temporary directory), stores a file in it erasure-coded
+//! across the nodes, audits the nodes with storage proofs, catches a piece altered on disk, and
+//! reads the file back with nodes stopped.
 
 use std::{
-    collections::BTreeMap,
     fs::{self, File},
-    io::{BufReader, BufWriter, Write},
-    path::{Path, PathBuf},
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    io::{BufWriter, Write},
+    path::Path,
+    time::Instant,
 };
 
 use anyhow::{Context as _, bail, ensure};
 use bytesize::ByteSize;
+use tessera_client::{GetOptions, PutOptions, Session, get_file, put_file};
 use tessera_formats::{
-    Manifest,
+    Cid,
     address::{HashFn, hash_reader},
-    erasure::{self, ErasureParams},
-    manifest::{MANIFEST_VERSION, ShardEntry},
+    erasure::ErasureParams,
 };
-use tessera_proofs::{Challenge, Outboard, pass_probability, prove, verify};
+use tessera_net::{PeerId, protocol::ChallengeResponse};
+use tessera_proofs::{Challenge, pass_probability, verify};
+use tessera_storage_node::LocalNetwork;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Size of the sample dataset file.
     #[arg(long, default_value = "24MiB")]
     size: ByteSize,
+    /// Storage nodes to start; at least k + m.
+    #[arg(long, default_value_t = 6)]
+    nodes: usize,
     /// Data pieces per shard.
     #[arg(long, default_value_t = 4)]
     k: u16,
@@ -38,8 +43,14 @@ pub(crate) struct Args {
     keep: bool,
 }
 
-pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let params = ErasureParams::new(args.k, args.m, 256 * 1024).context("erasure parameters")?;
+    ensure!(
+        args.nodes >= params.total(),
+        "the demo needs at least k + m = {} nodes, one per piece; --nodes is {}",
+        params.total(),
+        args.nodes
+    );
     let dir = tempfile::Builder::new()
         .prefix("tessera-demo-")
         .tempdir()
@@ -47,156 +58,151 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let work = dir.path();
     println!("Tessera demo, working in {}", work.display());
 
-    // 1. A dataset file and its content address.
-    let original = work.join("shard-0000.bin");
-    write_sample(&original, args.size.as_u64())?;
+    // 1. A network of storage nodes.
     let started = Instant::now();
-    let (cid, len) = hash_reader(File::open(&original)?, HashFn::Blake3)?;
+    let capacity = args.size.as_u64().max(1 << 20) * 2;
+    let mut network = LocalNetwork::start(&work.join("nodes"), args.nodes, capacity)
+        .await
+        .context("starting the storage nodes")?;
     println!(
-        "\n[1/5] content address\n  {} ({}) -> {cid}\n  BLAKE3 over 1 KiB chunks, hashed in {:.0?}",
-        original.display(),
-        ByteSize::b(len),
+        "\n[1/6] {} storage nodes on 127.0.0.1 (libp2p TCP + Noise + Yamux, Kademlia DHT, RocksDB \
+         each), started in {:.0?}",
+        args.nodes,
         started.elapsed()
+    );
+    for (i, peer) in network.peers().iter().enumerate() {
+        println!("  node {i}  {peer}");
+    }
+    println!(
+        "  everyone joined through node 0: {}",
+        network.bootstrap()[0]
     );
 
-    // 2. Erasure-code it into pieces, each with its own CID.
-    let pieces_dir = work.join("pieces");
-    fs::create_dir(&pieces_dir)?;
-    let started = Instant::now();
-    let layout = {
-        let mut sinks = (0..params.total())
-            .map(|i| File::create(piece_path(&pieces_dir, i)).map(BufWriter::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        erasure::encode(
-            params,
-            len,
-            BufReader::new(File::open(&original)?),
-            &mut sinks,
-        )?
-    };
-    let (layout_cid, _) = layout.to_block()?;
+    // 2. A dataset file and its content address.
+    let original = work.join("shard-0000.bin");
+    write_sample(&original, args.size.as_u64())?;
+    let (cid, len) = hash_reader(File::open(&original)?, HashFn::Blake3)?;
     println!(
-        "\n[2/5] erasure coding: {} data + {} parity pieces of {} each, in {:.0?}",
+        "\n[2/6] a sample file: {} ({}), content address {cid}",
+        original.display(),
+        ByteSize::b(len)
+    );
+
+    // 3. Store it: erasure-coded, one piece per node.
+    let session = Session::join(network.bootstrap()).await?;
+    let started = Instant::now();
+    let options = PutOptions {
+        params,
+        ..PutOptions::default()
+    };
+    let put = put_file(&session, &original, &options).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "\n[3/6] tessera put: {} data + {} parity pieces of {}, each on its own node, in \
+         {seconds:.2} s ({:.0} MB/s)",
         params.k,
         params.m,
-        ByteSize::b(layout.piece_len()),
-        started.elapsed()
+        ByteSize::b(put.layout.piece_len()),
+        len as f64 / 1e6 / seconds.max(1e-9),
     );
-    for (i, piece) in layout.pieces.iter().enumerate() {
+    for (i, (piece, holder)) in put.layout.pieces.iter().zip(&put.holders).enumerate() {
         let kind = if i < params.data() {
             "data  "
         } else {
             "parity"
         };
-        println!("  piece {i} {kind} {piece}");
+        println!(
+            "  piece {i} {kind} {piece} -> node {}",
+            node_of(&network, holder)
+        );
     }
-    println!("  layout (file + how it is stored) {layout_cid}");
-
-    // 3. Lose m pieces, one of them by silent corruption, and rebuild the exact bytes.
-    let lost = piece_path(&pieces_dir, 0);
-    fs::remove_file(&lost)?;
-    let mut damaged_idx = Vec::from([0usize]);
-    for i in 1..usize::from(params.m) {
-        corrupt_byte(&piece_path(&pieces_dir, i), 1000)?;
-        damaged_idx.push(i);
-    }
-    let rebuilt = work.join("rebuilt.bin");
-    let started = Instant::now();
-    let report = {
-        let mut sources = (0..params.total())
-            .map(|i| {
-                File::open(piece_path(&pieces_dir, i))
-                    .ok()
-                    .map(BufReader::new)
-            })
-            .collect::<Vec<_>>();
-        erasure::decode(
-            &layout,
-            &mut sources,
-            BufWriter::new(File::create(&rebuilt)?),
-        )?
-    };
-    let (rebuilt_cid, _) = hash_reader(File::open(&rebuilt)?, HashFn::Blake3)?;
-    ensure!(
-        rebuilt_cid == cid,
-        "rebuilt file has CID {rebuilt_cid}, expected {cid}"
-    );
     println!(
-        "\n[3/5] losing pieces {damaged_idx:?}: piece 0 deleted, the others corrupted on disk\n  \
-         missing {:?}, caught by CID {:?}; rebuilt from {:?} in {:.0?}\n  rebuilt file's CID \
-         {rebuilt_cid}: identical",
-        report.missing,
-        report.corrupt.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-        report.used,
-        started.elapsed(),
+        "  layout CID (names the file and how it is stored) {}\n  layout block kept on nodes {:?}",
+        put.layout_cid,
+        put.layout_holders
+            .iter()
+            .map(|p| node_of(&network, p))
+            .collect::<Vec<_>>()
     );
 
-    // 4. Proof of storage against the piece CID alone.
-    let held = usize::from(params.m);
-    let piece_file = File::open(piece_path(&pieces_dir, held))?;
-    let (outboard, root) = Outboard::compute(&piece_file)?;
-    ensure!(
-        tessera_formats::address::blake3_digest(&layout.pieces[held]) == Some(*root.as_bytes()),
-        "stored piece {held} does not match its CID"
-    );
-    let challenge = Challenge::random(layout.pieces[held]);
+    // 4. Audit: every holder proves it still has its piece, checked from the CID alone.
     let started = Instant::now();
-    let proof = prove(&challenge, &piece_file, &outboard)?;
-    let proved_in = started.elapsed();
-    let started = Instant::now();
-    let verified = verify(&challenge, &proof)?;
+    let mut samples = 0;
+    for (piece, holder) in put.layout.pieces.iter().zip(&put.holders) {
+        audit(&session, *holder, *piece).await?;
+        samples = Challenge::random(*piece).samples;
+    }
     println!(
-        "\n[4/5] proof of storage for piece {held}\n  challenge: {} samples from a fresh nonce; \
-         proof {} built in {proved_in:.0?}, verified from the CID alone in {:.0?}\n  \
-         ({} chunks shown; a holder that lost 1% of the piece passes with probability {:.5})\n  \
-         outboard kept beside the piece: {} ({:.2}% of the piece)",
-        challenge.samples,
-        ByteSize::b(proof.body.len() as u64),
+        "\n[4/6] audit: {} challenges with fresh nonces, {samples} sampled chunks each, all \
+         proofs verified in {:.0?}\n  (a node that lost 1% of a piece passes one challenge \
+         with probability {:.5})",
+        put.holders.len(),
         started.elapsed(),
-        verified.chunks,
-        pass_probability(0.01, challenge.samples),
-        ByteSize::b(outboard.to_bytes().len() as u64),
-        100.0 * outboard.to_bytes().len() as f64 / layout.piece_len() as f64,
+        pass_probability(0.01, samples),
     );
-    drop(piece_file);
-    let sampled = challenge.chunk_indices(layout.piece_len());
-    corrupt_byte(&piece_path(&pieces_dir, held), sampled[0] * 1024)?;
-    let cheat = prove(
-        &challenge,
-        &File::open(piece_path(&pieces_dir, held))?,
-        &outboard,
+
+    // 5. Part of piece 0 rots on its node's disk.
+    let victim = network
+        .index_of(&put.holders[0])
+        .context("holder of piece 0")?;
+    let node = network.node(victim).context("node holding piece 0")?;
+    let piece0 = put.layout.pieces[0];
+    let rotten = (put.layout.piece_len() / 4).max(1);
+    corrupt_range(
+        &node.store.piece_path(&piece0),
+        put.layout.piece_len() / 2,
+        rotten,
     )?;
-    match verify(&challenge, &cheat) {
-        Ok(_) => bail!("a proof from altered bytes verified"),
-        Err(e) => println!("  after one bit of the piece flips on disk, the proof fails: {e}"),
-    }
-
-    // 5. The dataset version that names it all.
-    let manifest = Manifest {
-        version: MANIFEST_VERSION,
-        schema: None,
-        shards: vec![ShardEntry {
-            name: "shard-0000.bin".into(),
-            rows: 0,
-            row_groups: Vec::new(),
-            layout,
-        }],
-        parent: None,
-        created_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0),
-        metadata: BTreeMap::from([("source".to_string(), "tessera demo".to_string())]),
+    let verdict = match audit(&session, put.holders[0], piece0).await {
+        Ok(()) => bail!("a proof from altered bytes verified"),
+        Err(e) => e,
     };
-    let (manifest_cid, manifest_bytes) = manifest.to_block()?;
+    let first = work.join("read-1.bin");
+    let got = get_file(&session, put.layout_cid, &first, &GetOptions::default()).await?;
+    same_file(&first, cid)?;
+    ensure!(
+        got.failed.iter().any(|(i, _)| *i == 0),
+        "the read did not notice piece 0"
+    );
+    let scrubbed: Vec<String> = node.store.scrub()?.iter().map(Cid::to_string).collect();
     println!(
-        "\n[5/5] dataset manifest (DAG-CBOR, {}): {manifest_cid}",
-        ByteSize::b(manifest_bytes.len() as u64)
+        "\n[5/6] {} in the middle of piece 0 rot on node {victim}'s disk\n  its next proof fails: \
+         {verdict}\n  tessera get: the bad range was caught against the piece CID, pieces {:?} \
+         used instead; {} is identical\n  the node's own check drops the piece: {scrubbed:?}",
+        ByteSize::b(rotten),
+        got.used,
+        first.display(),
     );
 
+    // 6. Two nodes go down: the one with the bad piece, and the holder of piece 1.
+    let second = network
+        .index_of(&put.holders[1])
+        .context("holder of piece 1")?;
+    network.stop(victim).await;
+    network.stop(second).await;
+    drop(session);
+    let reader = Session::join(network.bootstrap()).await?;
+    let out = work.join("read-2.bin");
+    let started = Instant::now();
+    let got = get_file(&reader, put.layout_cid, &out, &GetOptions::default()).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    same_file(&out, cid)?;
     println!(
-        "\nDone. Next, try:\n  tessera cid FILE\n  cargo run --release --example erasure -- FILE\n  \
-         tessera storage-node --data-dir DIR --http 127.0.0.1:8080   (then open /status)"
+        "\n[6/6] nodes {victim} and {second} stopped; {} of {} running\n  tessera get rebuilt \
+         the file from pieces {:?} in {seconds:.2} s ({:.0} MB/s): {} is identical",
+        network.running(),
+        args.nodes,
+        got.used,
+        len as f64 / 1e6 / seconds.max(1e-9),
+        out.display(),
+    );
+    network.shutdown().await;
+
+    println!(
+        "\nDone. Next, try a network of your own:\n  \
+         tessera storage-node --data-dir DIR --http 127.0.0.1:8080   (then open /status)\n  \
+         tessera put FILE --bootstrap ADDR      prints the CID\n  \
+         tessera get CID -o FILE --bootstrap ADDR"
     );
     if args.keep {
         let kept = dir.keep();
@@ -205,8 +211,32 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn piece_path(dir: &Path, index: usize) -> PathBuf {
-    dir.join(format!("piece-{index:03}"))
+/// Challenges `peer` to prove it holds `piece`; checks the proof from the CID alone.
+async fn audit(session: &Session, peer: PeerId, piece: Cid) -> anyhow::Result<()> {
+    let challenge = Challenge::random(piece);
+    match session.net().challenge(peer, challenge.clone()).await? {
+        ChallengeResponse::Proof(proof) => {
+            verify(&challenge, &proof)?;
+            Ok(())
+        }
+        ChallengeResponse::Error { code, message, .. } => bail!("{code:?}: {message}"),
+    }
+}
+
+fn node_of(network: &LocalNetwork, peer: &PeerId) -> String {
+    network
+        .index_of(peer)
+        .map_or_else(|| peer.to_string(), |i| i.to_string())
+}
+
+fn same_file(path: &Path, expected: Cid) -> anyhow::Result<()> {
+    let (got, _) = hash_reader(File::open(path)?, HashFn::Blake3)?;
+    ensure!(
+        got == expected,
+        "{} has CID {got}, expected {expected}",
+        path.display()
+    );
+    Ok(())
 }
 
 /// Deterministic, incompressible-looking sample bytes (BLAKE3 in XOF mode).
@@ -229,12 +259,15 @@ fn blake3_xof() -> blake3::OutputReader {
     blake3::Hasher::new_derive_key("tessera demo sample dataset").finalize_xof()
 }
 
-fn corrupt_byte(path: &Path, offset: u64) -> anyhow::Result<()> {
+/// Flips every bit of `len` bytes at `offset`.
+fn corrupt_range(path: &Path, offset: u64, len: u64) -> anyhow::Result<()> {
     use std::os::unix::fs::FileExt as _;
     let file = fs::OpenOptions::new().read(true).write(true).open(path)?;
-    let mut b = [0u8; 1];
-    file.read_exact_at(&mut b, offset)?;
-    b[0] ^= 0x01;
-    file.write_all_at(&b, offset)?;
+    let mut bytes = vec![0u8; usize::try_from(len)?];
+    file.read_exact_at(&mut bytes, offset)?;
+    for b in &mut bytes {
+        *b = !*b;
+    }
+    file.write_all_at(&bytes, offset)?;
     Ok(())
 }
