@@ -39,15 +39,19 @@ pub async fn providers(session: &Session, cid: Cid) -> Result<Vec<PeerId>, Clien
     if !found.is_empty() {
         return Ok(found.into_iter().collect());
     }
-    let mut holders = Vec::new();
+    // Ask every connected peer at once: an unresponsive one costs one deadline, not one each.
+    let mut asks = JoinSet::new();
     for peer in net.info().await?.connected_peers {
-        let asked = request(session, peer, PieceRequest::Has { piece: cid }).await;
-        if let Ok(PieceResponse::Has {
-            piece,
-            size: Some(_),
-        }) = asked
-            && piece == cid
-        {
+        let session = session.clone_handle();
+        asks.spawn(async move {
+            let answer = request(&session, peer, PieceRequest::Has { piece: cid }).await;
+            matches!(answer, Ok(PieceResponse::Has { piece, size: Some(_) }) if piece == cid)
+                .then_some(peer)
+        });
+    }
+    let mut holders = Vec::new();
+    while let Some(answer) = asks.join_next().await {
+        if let Ok(Some(peer)) = answer {
             holders.push(peer);
         }
     }

@@ -188,3 +188,23 @@ async fn a_slow_provider_is_passed_over() {
     assert!(matches!(asked, InboundRequest::Piece { .. }));
     network.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_piece_the_dht_does_not_know_is_found_by_asking_connected_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(dir.path(), 2, 16 * MIB).await.unwrap();
+    // Written into node 0's store directly: never announced on the DHT.
+    let data = sample_bytes("unannounced", 5000);
+    let cid = tessera_formats::address::raw_cid(&data);
+    let store = &network.node(0).unwrap().store;
+    let mut upload = store.begin_upload(cid, data.len() as u64).unwrap();
+    upload.write(0, &data).unwrap();
+    upload.finish().unwrap();
+
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let found = tessera_client::fetch::providers(&session, cid)
+        .await
+        .unwrap();
+    assert_eq!(found, [network.peers()[0]]);
+    network.shutdown().await;
+}
