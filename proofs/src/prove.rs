@@ -91,8 +91,11 @@ pub(crate) fn prove_chunks<D: PieceData + ?Sized>(
     let mut prover = Prover {
         data,
         outboard,
+        chunks,
         body: Vec::with_capacity(chunks.len() * (1024 + 16)),
         buf: vec![0u8; usize::try_from(GROUP).unwrap_or(16 * 1024)],
+        ahead: Vec::new(),
+        ahead_start: 0,
     };
     if !chunks.is_empty() {
         prover.walk(Node::root(size), chunks, Some(0))?;
@@ -100,11 +103,20 @@ pub(crate) fn prove_chunks<D: PieceData + ?Sized>(
     Ok(prover.body)
 }
 
+/// Most chunks read from the piece in one call: a range proof reads its bytes in runs this
+/// long instead of one read per 1 KiB chunk.
+const READ_AHEAD_CHUNKS: usize = 256;
+
 struct Prover<'a, D: ?Sized> {
     data: &'a D,
     outboard: &'a Outboard,
+    /// Every chunk the proof shows, sorted.
+    chunks: &'a [u64],
     body: Vec<u8>,
     buf: Vec<u8>,
+    /// Bytes of the piece from `ahead_start`, read for a run of consecutive sampled chunks.
+    ahead: Vec<u8>,
+    ahead_start: u64,
 }
 
 impl<D: PieceData + ?Sized> Prover<'_, D> {
@@ -112,9 +124,10 @@ impl<D: PieceData + ?Sized> Prover<'_, D> {
     /// `stored` is the node's pre-order position in the outboard when it has stored children.
     fn walk(&mut self, node: Node, samples: &[u64], stored: Option<u64>) -> Result<(), ProveError> {
         if node.is_chunk() {
-            let bytes = &mut self.buf[..usize::try_from(node.len).unwrap_or(0)];
-            self.data.read_at(node.start, bytes)?;
-            self.body.extend_from_slice(bytes);
+            self.read_ahead(node)?;
+            let from = usize::try_from(node.start - self.ahead_start).unwrap_or(0);
+            let to = from + usize::try_from(node.len).unwrap_or(0);
+            self.body.extend_from_slice(&self.ahead[from..to]);
             return Ok(());
         }
         let (left, right) = node.children();
@@ -144,6 +157,29 @@ impl<D: PieceData + ?Sized> Prover<'_, D> {
                 self.walk(child, child_samples, child_stored)?;
             }
         }
+        Ok(())
+    }
+
+    /// Makes sure the chunk `node` is in the read-ahead buffer: if not, reads the run of
+    /// consecutive sampled chunks that starts with it.
+    fn read_ahead(&mut self, node: Node) -> Result<(), ProveError> {
+        let held = self.ahead_start + self.ahead.len() as u64;
+        if node.start >= self.ahead_start && node.start + node.len <= held {
+            return Ok(());
+        }
+        let first = node.start / CHUNK;
+        let at = self.chunks.partition_point(|&c| c < first);
+        let run = self.chunks[at..]
+            .iter()
+            .zip(first..)
+            .take(READ_AHEAD_CHUNKS)
+            .take_while(|(c, want)| **c == *want)
+            .count()
+            .max(1);
+        let len = (run as u64 * CHUNK).min(self.data.len() - node.start);
+        self.ahead.resize(usize::try_from(len).unwrap_or(0), 0);
+        self.data.read_at(node.start, &mut self.ahead)?;
+        self.ahead_start = node.start;
         Ok(())
     }
 
