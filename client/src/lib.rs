@@ -9,9 +9,11 @@
 //! - [`fetch`]: one piece or block from its providers, range by range, every range verified
 //!   against the CID, falling back to another provider on a slow, missing or lying one.
 //! - [`get`]: a shard back from its layout CID, with up to `m` pieces lost.
+//! - [`audit`]: challenge a holder and verify its proof against the piece CID alone.
 //!
 //! See `docs/ARCHITECTURE.md`.
 
+pub mod audit;
 pub mod error;
 pub mod fetch;
 pub mod get;
@@ -21,6 +23,7 @@ mod rpc;
 pub mod session;
 pub mod upload;
 
+pub use audit::{AuditError, audit};
 pub use error::ClientError;
 pub use get::{GetOptions, GetReport, get_file};
 pub use put::{PutOptions, PutReport, put_file, store_block};

@@ -6,34 +6,13 @@
 
 use std::collections::HashSet;
 
-use tessera_client::{GetOptions, PutOptions, Session, get_file, put_file};
+use tessera_client::{AuditError, GetOptions, PutOptions, Session, audit, get_file, put_file};
 use tessera_formats::erasure::ErasureParams;
-use tessera_net::protocol::ChallengeResponse;
 use tessera_proofs::Challenge;
 use tessera_storage_node::LocalNetwork;
 use tessera_tests::sample_bytes;
 
 const MIB: u64 = 1024 * 1024;
-
-/// Challenges `peer` over the network to prove it holds `piece` (with a fresh nonce unless one
-/// is given) and verifies the answer against the CID alone.
-async fn challenge(
-    session: &Session,
-    peer: tessera_net::PeerId,
-    piece: tessera_formats::Cid,
-    nonce: Option<[u8; 32]>,
-) -> Result<(), String> {
-    let mut challenge = Challenge::random(piece);
-    if let Some(nonce) = nonce {
-        challenge.nonce = nonce;
-    }
-    match session.net().challenge(peer, challenge.clone()).await {
-        Ok(ChallengeResponse::Proof(proof)) => tessera_proofs::verify(&challenge, &proof)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        other => Err(format!("{other:?}")),
-    }
-}
 
 fn options(k: u16, m: u16) -> PutOptions {
     PutOptions {
@@ -144,23 +123,24 @@ async fn a_corrupted_piece_is_never_served_as_valid() {
 
     // Challenged over the network: the honest holder of piece 1 proves it; the altered
     // piece's holder cannot, once a sample lands on the flipped byte.
-    challenge(&writer, put.holders[1], put.layout.pieces[1], None)
-        .await
-        .unwrap();
+    audit(
+        &writer,
+        put.holders[1],
+        &Challenge::random(put.layout.pieces[1]),
+    )
+    .await
+    .unwrap();
     let flipped_chunk = middle as u64 / 1024;
-    let nonce = (0u8..=255)
-        .map(|n| [n; 32])
-        .find(|nonce| {
-            let c = Challenge {
-                piece,
-                nonce: *nonce,
-                samples: tessera_proofs::DEFAULT_SAMPLES,
-            };
-            c.chunk_indices(bytes.len() as u64).contains(&flipped_chunk)
+    let sees_the_flip = (0u8..=255)
+        .map(|n| Challenge {
+            piece,
+            nonce: [n; 32],
+            samples: tessera_proofs::DEFAULT_SAMPLES,
         })
+        .find(|c| c.chunk_indices(bytes.len() as u64).contains(&flipped_chunk))
         .unwrap();
-    let refused = challenge(&writer, put.holders[0], piece, Some(nonce)).await;
-    assert!(refused.is_err(), "{refused:?}");
+    let refused = audit(&writer, put.holders[0], &sees_the_flip).await;
+    assert!(matches!(refused, Err(AuditError::Proof(_))), "{refused:?}");
 
     let out = dir.path().join("output.bin");
     let got = get_file(&writer, put.layout_cid, &out, &GetOptions::default())

@@ -14,14 +14,14 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use bytesize::ByteSize;
-use tessera_client::{GetOptions, PutOptions, Session, get_file, put_file};
+use tessera_client::{GetOptions, PutOptions, Session, audit, get_file, put_file};
 use tessera_formats::{
     Cid,
     address::{HashFn, hash_reader},
     erasure::ErasureParams,
 };
-use tessera_net::{PeerId, protocol::ChallengeResponse};
-use tessera_proofs::{Challenge, pass_probability, verify};
+use tessera_net::PeerId;
+use tessera_proofs::{Challenge, DEFAULT_SAMPLES, pass_probability};
 use tessera_storage_node::LocalNetwork;
 
 #[derive(Debug, clap::Args)]
@@ -127,10 +127,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     // 4. Audit: every holder proves it still has its piece, checked from the CID alone.
     let started = Instant::now();
-    let mut samples = 0;
+    let samples = DEFAULT_SAMPLES;
     for (piece, holder) in put.layout.pieces.iter().zip(&put.holders) {
-        audit(&session, *holder, *piece).await?;
-        samples = Challenge::random(*piece).samples;
+        audit(&session, *holder, &Challenge::random(*piece)).await?;
     }
     println!(
         "\n[4/6] audit: {} challenges with fresh nonces, {samples} sampled chunks each, all \
@@ -153,8 +152,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         put.layout.piece_len() / 2,
         rotten,
     )?;
-    let verdict = match audit(&session, put.holders[0], piece0).await {
-        Ok(()) => bail!("a proof from altered bytes verified"),
+    let verdict = match audit(&session, put.holders[0], &Challenge::random(piece0)).await {
+        Ok(_) => bail!("a proof from altered bytes verified"),
         Err(e) => e,
     };
     let first = work.join("read-1.bin");
@@ -209,18 +208,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         println!("Kept the working directory: {}", kept.display());
     }
     Ok(())
-}
-
-/// Challenges `peer` to prove it holds `piece`; checks the proof from the CID alone.
-async fn audit(session: &Session, peer: PeerId, piece: Cid) -> anyhow::Result<()> {
-    let challenge = Challenge::random(piece);
-    match session.net().challenge(peer, challenge.clone()).await? {
-        ChallengeResponse::Proof(proof) => {
-            verify(&challenge, &proof)?;
-            Ok(())
-        }
-        ChallengeResponse::Error { code, message, .. } => bail!("{code:?}: {message}"),
-    }
 }
 
 fn node_of(network: &LocalNetwork, peer: &PeerId) -> String {
