@@ -24,6 +24,7 @@ use tracing::debug;
 
 use crate::{
     error::ClientError,
+    lock,
     rpc::{self, unexpected},
     session::Session,
 };
@@ -224,8 +225,4 @@ async fn request(
     request: PieceRequest,
 ) -> Result<PieceResponse, String> {
     rpc::request(session.net(), peer, request, session.timeouts().request).await
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

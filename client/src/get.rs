@@ -82,14 +82,11 @@ pub async fn fetch_shard(
         cid: Box::new(layout.content),
         source,
     })?;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = dir_of(out);
     // Pieces are spooled beside the output, on the same disk, never in memory.
     let spool = tempfile::Builder::new()
         .prefix(".tessera-get-")
-        .tempdir_in(&dir)
+        .tempdir_in(dir)
         .map_err(ClientError::io(format!(
             "creating a spool directory in {}",
             dir.display()
@@ -175,10 +172,7 @@ fn decode_into(
             File::open(path).map_err(ClientError::io(format!("opening {}", path.display())))?;
         sources[*index] = Some(file);
     }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = dir_of(out);
     let tmp = tempfile::Builder::new()
         .prefix(".tessera-out-")
         .tempfile_in(dir)
@@ -199,4 +193,11 @@ fn decode_into(
             },
         })?;
     Ok(report)
+}
+
+/// The directory `out` goes in: spool and temporary output live there, on the same disk.
+fn dir_of(out: &Path) -> &Path {
+    out.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }

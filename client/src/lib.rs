@@ -28,3 +28,8 @@ pub use error::ClientError;
 pub use get::{GetOptions, GetReport, get_file};
 pub use put::{PutOptions, PutReport, put_file, store_block};
 pub use session::Session;
+
+/// Locks a mutex; a panic while it was held leaves plain data behind, still usable.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -20,6 +20,7 @@ use tracing::{debug, info};
 
 use crate::{
     error::ClientError,
+    lock,
     placement::Placement,
     session::Session,
     upload::{Source, upload},
@@ -251,8 +252,4 @@ pub async fn store_block(
         return Err(ClientError::Unplaced { index: 0, attempts });
     }
     Ok(holders)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

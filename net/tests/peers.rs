@@ -68,17 +68,10 @@ fn answer_has(
     });
 }
 
-#[tokio::test]
-async fn requests_round_trip_and_providers_are_found() {
-    let (a, a_addr) = serving_node(tcp(), vec![]).await;
-    let a_peer = a.client.peer_id();
-    answer_has(a.inbound, a.client.clone());
-    let (b, _) = serving_node(tcp(), vec![a_addr.clone()]).await;
-
-    let piece = raw_cid(b"a piece");
-    let response = b
-        .client
-        .piece_request(a_peer, PieceRequest::Has { piece })
+/// Asks `peer` whether it holds `piece` and expects the `answer_has` reply.
+async fn assert_holds_42(client: &tessera_net::Client, peer: PeerId, piece: tessera_formats::Cid) {
+    let response = client
+        .piece_request(peer, PieceRequest::Has { piece })
         .await
         .unwrap();
     assert_eq!(
@@ -88,6 +81,17 @@ async fn requests_round_trip_and_providers_are_found() {
             size: Some(42)
         }
     );
+}
+
+#[tokio::test]
+async fn requests_round_trip_and_providers_are_found() {
+    let (a, a_addr) = serving_node(tcp(), vec![]).await;
+    let a_peer = a.client.peer_id();
+    answer_has(a.inbound, a.client.clone());
+    let (b, _) = serving_node(tcp(), vec![a_addr.clone()]).await;
+
+    let piece = raw_cid(b"a piece");
+    assert_holds_42(&b.client, a_peer, piece).await;
 
     // A provides; a third, short-lived client finds A through B alone.
     a.client.start_providing(piece).await.unwrap();
@@ -249,16 +253,5 @@ async fn requests_round_trip_over_quic() {
     .await
     .unwrap();
     let piece = raw_cid(b"over quic");
-    let response = b
-        .client
-        .piece_request(a_peer, PieceRequest::Has { piece })
-        .await
-        .unwrap();
-    assert_eq!(
-        response,
-        PieceResponse::Has {
-            piece,
-            size: Some(42)
-        }
-    );
+    assert_holds_42(&b.client, a_peer, piece).await;
 }
