@@ -2,10 +2,14 @@
 
 pub mod address;
 pub mod block;
+pub mod dataset_ref;
 pub mod erasure;
 pub mod layout;
 pub mod manifest;
+pub mod record;
 
 pub use cid::Cid;
+pub use dataset_ref::{DatasetRef, VersionSel};
 pub use layout::ShardLayout;
 pub use manifest::Manifest;
+pub use record::{PublisherKey, SignedRecord, VersionRecord};
