@@ -1,8 +1,9 @@
 //! Network plumbing shared by every Tessera node and client.
 //!
 //! - [`network`]: one task owns the rust-libp2p `Swarm` (TCP and QUIC with Noise and Yamux,
-//!   Identify, Ping, Tessera's Kademlia DHT, and the request-response protocols); a cloneable
-//!   [`Client`] talks to it.
+//!   Identify, Ping, Tessera's Kademlia DHT with provider and value records, gossipsub for
+//!   registry announcements, and the request-response protocols); a cloneable [`Client`]
+//!   talks to it.
 //! - [`protocol`]: the versioned protocol names, their messages and their size limits.
 //! - [`codec`]: DAG-CBOR framing with limits enforced while reading.
 //! - [`identity`]: the persistent Ed25519 node key.
@@ -15,4 +16,6 @@ pub mod protocol;
 pub use libp2p::{
     Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol, request_response::ResponseChannel,
 };
-pub use network::{Client, InboundRequest, NetError, Network, NetworkConfig, NetworkInfo, start};
+pub use network::{
+    Client, InboundRequest, NetError, Network, NetworkConfig, NetworkInfo, RegistryEvent, start,
+};

@@ -10,19 +10,30 @@
 //!   any                                    -> Error { piece, code, message }
 //! /tessera/challenge/1   auditor -> node
 //!   Challenge { piece, nonce, samples }    -> Proof { .. } | Error { .. }
+//! /tessera/registry/1   anyone -> registry node
+//!   Submit { record }                      -> Accepted { record } | Error { code, message }
+//!   Heads { after, limit }                 -> Records { records, more }   (latest per dataset)
+//!   Chain { publisher, name, from, limit } -> Records { records, more }   (in version order)
+//!   Find { publisher, name, version }      -> Records { records, more }
+//! gossipsub topic /tessera/registry/announce/1: signed record blocks, as they are accepted
 //! ```
-//! Every response names the piece (and range) it answers. Messages are DAG-CBOR, one per
+//! Every piece response names the piece (and range) it answers. Messages are DAG-CBOR, one per
 //! stream direction, and the codec refuses any message over its limit before decoding it.
 
 use cid::Cid;
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
+use tessera_formats::{PublisherKey, record::MAX_RECORD_BYTES};
 use tessera_proofs::{ByteRange, Challenge, MAX_PROOF_BODY, MAX_RANGE_LEN, Proof};
 
 /// The piece protocol.
 pub const PIECE_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/piece/1");
 /// The storage challenge protocol.
 pub const CHALLENGE_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/challenge/1");
+/// The dataset registry protocol.
+pub const REGISTRY_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/registry/1");
+/// The gossipsub topic on which registry nodes announce the records they accept.
+pub const REGISTRY_TOPIC: &str = "/tessera/registry/announce/1";
 /// Tessera's own Kademlia DHT, apart from the public IPFS one.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/kad/1.0.0");
 
@@ -38,6 +49,16 @@ pub const MAX_PIECE_RESPONSE: u64 = MAX_RANGE_LEN + 4096 + ENVELOPE;
 pub const MAX_CHALLENGE_REQUEST: u64 = ENVELOPE;
 /// Largest challenge response on the wire.
 pub const MAX_CHALLENGE_RESPONSE: u64 = MAX_PROOF_BODY as u64 + ENVELOPE;
+
+/// Most records in one registry response.
+pub const MAX_RECORDS_PER_RESPONSE: u32 = 64;
+/// Largest registry request on the wire.
+pub const MAX_REGISTRY_REQUEST: u64 = MAX_RECORD_BYTES as u64 + ENVELOPE;
+/// Largest registry response on the wire.
+pub const MAX_REGISTRY_RESPONSE: u64 =
+    MAX_RECORDS_PER_RESPONSE as u64 * (MAX_RECORD_BYTES as u64 + 16) + ENVELOPE;
+/// Largest gossip message: one record block.
+pub const MAX_GOSSIP_MESSAGE: usize = MAX_RECORD_BYTES + 1024;
 
 /// A request of the piece protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,3 +202,102 @@ pub enum ChallengeResponse {
 
 /// Re-exported so users of the protocol need not depend on `tessera-proofs` for the request.
 pub type ChallengeRequest = Challenge;
+
+/// A request of the registry protocol. Records travel as signed DAG-CBOR blocks
+/// (`tessera_formats::SignedRecord`), which the receiver verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistryRequest {
+    /// Store and announce a new record.
+    Submit {
+        /// The signed record block.
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+    },
+    /// The latest record of every dataset, ordered by (publisher, name), after `after`.
+    Heads {
+        /// Where the previous page ended.
+        after: Option<(PublisherKey, String)>,
+        /// Most records wanted (at most [`MAX_RECORDS_PER_RESPONSE`]).
+        limit: u32,
+    },
+    /// One dataset's records from version `from` on, in version order.
+    Chain {
+        /// The publisher.
+        publisher: PublisherKey,
+        /// The dataset.
+        name: String,
+        /// The first version wanted.
+        from: u64,
+        /// Most records wanted (at most [`MAX_RECORDS_PER_RESPONSE`]).
+        limit: u32,
+    },
+    /// The records of datasets called `name`: one per publisher whose key starts with
+    /// `publisher` (any publisher if none), the given version or the latest.
+    Find {
+        /// A publisher key prefix, lowercase hex.
+        publisher: Option<String>,
+        /// The dataset.
+        name: String,
+        /// The version; the latest if none.
+        version: Option<u64>,
+    },
+}
+
+/// A response of the registry protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistryResponse {
+    /// The record was accepted (or was already known).
+    Accepted {
+        /// Its CID.
+        record: cid::Cid,
+    },
+    /// Signed record blocks.
+    Records {
+        /// The blocks.
+        records: Vec<serde_bytes::ByteBuf>,
+        /// Whether more match than were sent.
+        more: bool,
+    },
+    /// The request failed or the record was refused.
+    Error {
+        /// Why, for programs.
+        code: RegistryErrorCode,
+        /// Why, for people.
+        message: String,
+    },
+}
+
+/// Why a registry request failed, for programs to branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RegistryErrorCode {
+    /// The record is malformed, breaks a rule or its signature does not verify.
+    BadRecord,
+    /// The record does not follow the chain it names.
+    BrokenChain,
+    /// Another record already has this publisher, name and version.
+    VersionReused,
+    /// The record's manifest could not be fetched or is not a valid manifest.
+    ManifestUnresolved,
+    /// The request is malformed or breaks a limit.
+    BadRequest,
+    /// Too many requests at once; try later or elsewhere.
+    Busy,
+    /// The node failed; try elsewhere.
+    Internal,
+}
+
+impl RegistryErrorCode {
+    /// A stable lowercase name, for JSON and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryErrorCode::BadRecord => "bad_record",
+            RegistryErrorCode::BrokenChain => "broken_chain",
+            RegistryErrorCode::VersionReused => "version_reused",
+            RegistryErrorCode::ManifestUnresolved => "manifest_unresolved",
+            RegistryErrorCode::BadRequest => "bad_request",
+            RegistryErrorCode::Busy => "busy",
+            RegistryErrorCode::Internal => "internal",
+        }
+    }
+}

@@ -255,3 +255,124 @@ async fn requests_round_trip_over_quic() {
     let piece = raw_cid(b"over quic");
     assert_holds_42(&b.client, a_peer, piece).await;
 }
+
+async fn registry_node(bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
+    let net = start(
+        Keypair::generate_ed25519(),
+        NetworkConfig {
+            listen: tcp(),
+            bootstrap,
+            registry: true,
+            ..NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = net.client.info().await.unwrap().dialable_addrs()[0].clone();
+    (net, addr)
+}
+
+#[tokio::test]
+async fn registry_requests_announcements_and_dht_records_travel() {
+    use tessera_net::{
+        RegistryEvent,
+        protocol::{RegistryErrorCode, RegistryRequest, RegistryResponse},
+    };
+    let (a, a_addr) = registry_node(vec![]).await;
+    let (mut b, _) = registry_node(vec![a_addr.clone()]).await;
+    let a_peer = a.client.peer_id();
+
+    // B hears that A follows the topic, then receives what A announces.
+    let mut joined = false;
+    let mut heard = None;
+    for round in 0..50u32 {
+        a.client
+            .announce(format!("record {round}").into_bytes())
+            .await
+            .unwrap();
+        let deadline = tokio::time::sleep(Duration::from_millis(200));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                event = b.registry.recv() => match event.unwrap() {
+                    RegistryEvent::PeerJoined { peer } => joined |= peer == a_peer,
+                    RegistryEvent::Announcement { data, .. } => { heard = Some(data); break; }
+                    RegistryEvent::Request { .. } => panic!("no request was sent"),
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        if heard.is_some() {
+            break;
+        }
+    }
+    assert!(joined, "B never saw A join the topic");
+    assert!(heard.unwrap().starts_with(b"record "));
+
+    // A request from a client reaches B's registry queue and its answer comes back.
+    let b_addr = b.client.info().await.unwrap().dialable_addrs()[0].clone();
+    let c = start(
+        Keypair::generate_ed25519(),
+        NetworkConfig::client(vec![b_addr]),
+    )
+    .await
+    .unwrap();
+    let (b_client, b_peer) = (b.client.clone(), b.client.peer_id());
+    let answer = tokio::spawn(async move {
+        loop {
+            if let Some(RegistryEvent::Request {
+                request, channel, ..
+            }) = b.registry.recv().await
+            {
+                assert!(matches!(request, RegistryRequest::Heads { .. }));
+                let response = RegistryResponse::Error {
+                    code: RegistryErrorCode::Busy,
+                    message: "try later".into(),
+                };
+                b_client.respond_registry(channel, response).await.unwrap();
+                return b;
+            }
+        }
+    });
+    let response = c
+        .client
+        .registry_request(
+            b_peer,
+            RegistryRequest::Heads {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        response,
+        RegistryResponse::Error {
+            code: RegistryErrorCode::Busy,
+            ..
+        }
+    ));
+    let _b = answer.await.unwrap();
+
+    // A node without the registry role refuses the protocol.
+    assert!(
+        a.client
+            .registry_request(
+                c.client.peer_id(),
+                RegistryRequest::Heads {
+                    after: None,
+                    limit: 1
+                }
+            )
+            .await
+            .is_err()
+    );
+
+    // A DHT record put by A is found by the client.
+    a.client
+        .put_record(b"dataset head".to_vec(), b"value".to_vec())
+        .await
+        .unwrap();
+    let found = c.client.get_record(b"dataset head".to_vec()).await.unwrap();
+    assert!(found.contains(&b"value".to_vec()), "{found:?}");
+}

@@ -17,9 +17,9 @@ use std::{
 use cid::Cid;
 use futures::StreamExt as _;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, identify,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, gossipsub, identify,
     identity::Keypair,
-    kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey},
+    kad::{self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, RecordKey},
     multiaddr::Protocol,
     noise, ping,
     request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel},
@@ -32,12 +32,16 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+mod inbound;
+
 use crate::{
     codec::CborCodec,
     protocol::{
-        CHALLENGE_PROTOCOL, ChallengeRequest, ChallengeResponse, ErrorCode, KAD_PROTOCOL,
-        MAX_CHALLENGE_REQUEST, MAX_CHALLENGE_RESPONSE, MAX_PIECE_REQUEST, MAX_PIECE_RESPONSE,
-        PIECE_PROTOCOL, PieceRequest, PieceResponse,
+        CHALLENGE_PROTOCOL, ChallengeRequest, ChallengeResponse, KAD_PROTOCOL,
+        MAX_CHALLENGE_REQUEST, MAX_CHALLENGE_RESPONSE, MAX_GOSSIP_MESSAGE, MAX_PIECE_REQUEST,
+        MAX_PIECE_RESPONSE, MAX_REGISTRY_REQUEST, MAX_REGISTRY_RESPONSE, PIECE_PROTOCOL,
+        PieceRequest, PieceResponse, REGISTRY_PROTOCOL, REGISTRY_TOPIC, RegistryRequest,
+        RegistryResponse,
     },
 };
 
@@ -52,6 +56,8 @@ pub struct NetworkConfig {
     pub dht_server: bool,
     /// Serve the piece and challenge protocols (storage nodes) or only send requests.
     pub serve: bool,
+    /// Run the registry role: serve `/tessera/registry/1` and follow the announcement topic.
+    pub registry: bool,
     /// How long one request may take before it fails.
     pub request_timeout: Duration,
     /// Most concurrent request streams per connection.
@@ -69,6 +75,7 @@ impl Default for NetworkConfig {
             bootstrap: Vec::new(),
             dht_server: true,
             serve: true,
+            registry: false,
             request_timeout: Duration::from_secs(30),
             max_streams_per_connection: 16,
             provider_republish: Duration::from_secs(60 * 60),
@@ -85,6 +92,7 @@ impl NetworkConfig {
             bootstrap,
             dht_server: false,
             serve: false,
+            registry: false,
             ..Self::default()
         }
     }
@@ -127,6 +135,9 @@ pub enum NetError {
     /// A DHT operation failed.
     #[error("DHT: {0}")]
     Dht(String),
+    /// Publishing on a gossipsub topic failed.
+    #[error("gossip: {0}")]
+    Gossip(String),
     /// The network task has stopped.
     #[error("the network task has stopped")]
     Stopped,
@@ -153,6 +164,32 @@ pub enum InboundRequest {
         request: ChallengeRequest,
         /// Where the answer goes.
         channel: ResponseChannel<ChallengeResponse>,
+    },
+}
+
+/// What reaches a node that runs the registry role.
+#[derive(Debug)]
+pub enum RegistryEvent {
+    /// A registry protocol request, to be answered with [`Client::respond_registry`].
+    Request {
+        /// Who asks.
+        peer: PeerId,
+        /// What they ask.
+        request: RegistryRequest,
+        /// Where the answer goes.
+        channel: ResponseChannel<RegistryResponse>,
+    },
+    /// A record block announced on the registry topic (unverified).
+    Announcement {
+        /// The peer that forwarded it.
+        source: PeerId,
+        /// The block.
+        data: Vec<u8>,
+    },
+    /// A peer joined the registry topic: another registry node to catch up with.
+    PeerJoined {
+        /// The peer.
+        peer: PeerId,
     },
 }
 
@@ -184,6 +221,8 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     piece: request_response::Behaviour<CborCodec<PieceRequest, PieceResponse>>,
     challenge: request_response::Behaviour<CborCodec<ChallengeRequest, ChallengeResponse>>,
+    registry: request_response::Behaviour<CborCodec<RegistryRequest, RegistryResponse>>,
+    gossipsub: gossipsub::Behaviour,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NetError>>;
@@ -200,6 +239,11 @@ enum Command {
     Challenge(PeerId, ChallengeRequest, Reply<ChallengeResponse>),
     RespondPiece(ResponseChannel<PieceResponse>, PieceResponse),
     RespondChallenge(ResponseChannel<ChallengeResponse>, ChallengeResponse),
+    Registry(PeerId, RegistryRequest, Reply<RegistryResponse>),
+    RespondRegistry(ResponseChannel<RegistryResponse>, RegistryResponse),
+    Announce(Vec<u8>, Reply<()>),
+    PutRecord(Vec<u8>, Vec<u8>, Reply<()>),
+    GetRecord(Vec<u8>, Reply<Vec<Vec<u8>>>),
     Info(oneshot::Sender<NetworkInfo>),
 }
 
@@ -301,6 +345,43 @@ impl Client {
             .map_err(|_| NetError::Stopped)
     }
 
+    /// Sends a registry protocol request and waits for its response.
+    pub async fn registry_request(
+        &self,
+        peer: PeerId,
+        request: RegistryRequest,
+    ) -> Result<RegistryResponse, NetError> {
+        self.call(|r| Command::Registry(peer, request, r)).await
+    }
+
+    /// Answers an inbound registry request.
+    pub async fn respond_registry(
+        &self,
+        channel: ResponseChannel<RegistryResponse>,
+        response: RegistryResponse,
+    ) -> Result<(), NetError> {
+        self.commands
+            .send(Command::RespondRegistry(channel, response))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Publishes `data` on the registry topic. Having no subscribed peer is not an error: the
+    /// others catch up over `/tessera/registry/1`.
+    pub async fn announce(&self, data: Vec<u8>) -> Result<(), NetError> {
+        self.call(|r| Command::Announce(data, r)).await
+    }
+
+    /// Stores `value` under `key` on the DHT servers closest to the key (and locally).
+    pub async fn put_record(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), NetError> {
+        self.call(|r| Command::PutRecord(key, value, r)).await
+    }
+
+    /// Every value found under `key` on the DHT (several peers may hold different ones).
+    pub async fn get_record(&self, key: Vec<u8>) -> Result<Vec<Vec<u8>>, NetError> {
+        self.call(|r| Command::GetRecord(key, r)).await
+    }
+
     /// Peer id, listen addresses and connected peers.
     pub async fn info(&self) -> Result<NetworkInfo, NetError> {
         let (tx, rx) = oneshot::channel();
@@ -319,6 +400,8 @@ pub struct Network {
     pub client: Client,
     /// Requests from peers (only when serving).
     pub inbound: mpsc::Receiver<InboundRequest>,
+    /// Registry requests and announcements (only with the registry role).
+    pub registry: mpsc::Receiver<RegistryEvent>,
     /// The network task; it ends when every `Client` is dropped.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -364,15 +447,25 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
 
     let (commands_tx, commands_rx) = mpsc::channel(256);
     let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue.max(1));
+    let (registry_tx, registry_rx) = mpsc::channel(config.inbound_queue.max(1));
+    if config.registry {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(REGISTRY_TOPIC))
+            .map_err(|e| NetError::Build(e.to_string()))?;
+    }
     let actor = Actor {
         swarm,
         commands: commands_rx,
         inbound: inbound_tx,
+        registry_events: registry_tx,
         listen_addrs,
         pending_dials: HashMap::new(),
         pending_queries: HashMap::new(),
         pending_piece: HashMap::new(),
         pending_challenge: HashMap::new(),
+        pending_registry: HashMap::new(),
     };
     let task = tokio::spawn(actor.run());
     info!(%peer_id, "network started");
@@ -382,6 +475,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
             peer_id,
         },
         inbound: inbound_rx,
+        registry: registry_rx,
         task,
     })
 }
@@ -396,6 +490,20 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
     let rr_config = request_response::Config::default()
         .with_request_timeout(config.request_timeout)
         .with_max_concurrent_streams(config.max_streams_per_connection);
+    let registry_support = if config.registry {
+        ProtocolSupport::Full
+    } else {
+        ProtocolSupport::Outbound
+    };
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(MAX_GOSSIP_MESSAGE)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        // The same record announced by two nodes is one message.
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+        })
+        .build()
+        .map_err(|e| build(&e))?;
     let dht_server = config.dht_server;
     let republish = config.provider_republish;
     let swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -411,6 +519,10 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
         .map_err(|e| build(&e))?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )?;
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             kad_config
                 .set_query_timeout(Duration::from_secs(30))
@@ -426,7 +538,7 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
             } else {
                 kad::Mode::Client
             }));
-            Behaviour {
+            Ok(Behaviour {
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/tessera/1.0.0".into(),
                     key.public(),
@@ -441,9 +553,15 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
                 challenge: request_response::Behaviour::with_codec(
                     CborCodec::new(MAX_CHALLENGE_REQUEST, MAX_CHALLENGE_RESPONSE),
                     [(CHALLENGE_PROTOCOL, support)],
+                    rr_config.clone(),
+                ),
+                registry: request_response::Behaviour::with_codec(
+                    CborCodec::new(MAX_REGISTRY_REQUEST, MAX_REGISTRY_RESPONSE),
+                    [(REGISTRY_PROTOCOL, registry_support)],
                     rr_config,
                 ),
-            }
+                gossipsub,
+            })
         })
         .map_err(|e| build(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
@@ -456,17 +574,21 @@ enum Query {
     Provide(Reply<()>),
     Providers(HashSet<PeerId>, Reply<HashSet<PeerId>>),
     Closest(Reply<Vec<PeerId>>),
+    PutRecord(Reply<()>),
+    GetRecord(Vec<Vec<u8>>, Reply<Vec<Vec<u8>>>),
 }
 
 struct Actor {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<InboundRequest>,
+    registry_events: mpsc::Sender<RegistryEvent>,
     listen_addrs: Vec<Multiaddr>,
     pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
     pending_queries: HashMap<QueryId, Query>,
     pending_piece: HashMap<OutboundRequestId, (PeerId, Reply<PieceResponse>)>,
     pending_challenge: HashMap<OutboundRequestId, (PeerId, Reply<ChallengeResponse>)>,
+    pending_registry: HashMap<OutboundRequestId, (PeerId, Reply<RegistryResponse>)>,
 }
 
 impl Actor {
@@ -569,6 +691,52 @@ impl Actor {
                     debug!("challenge response dropped: the peer went away");
                 }
             }
+            Command::Registry(peer, request, reply) => {
+                let id = swarm.behaviour_mut().registry.send_request(&peer, request);
+                self.pending_registry.insert(id, (peer, reply));
+            }
+            Command::RespondRegistry(channel, response) => {
+                if swarm
+                    .behaviour_mut()
+                    .registry
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("registry response dropped: the peer went away");
+                }
+            }
+            Command::Announce(data, reply) => {
+                let topic = gossipsub::IdentTopic::new(REGISTRY_TOPIC);
+                let result = match swarm.behaviour_mut().gossipsub.publish(topic, data) {
+                    Ok(_)
+                    | Err(
+                        gossipsub::PublishError::NoPeersSubscribedToTopic
+                        | gossipsub::PublishError::Duplicate,
+                    ) => Ok(()),
+                    Err(e) => Err(NetError::Gossip(e.to_string())),
+                };
+                let _ = reply.send(result);
+            }
+            Command::PutRecord(key, value, reply) => {
+                let record = kad::Record::new(key, value);
+                match swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record(record, kad::Quorum::One)
+                {
+                    Ok(id) => {
+                        self.pending_queries.insert(id, Query::PutRecord(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dht(e.to_string())));
+                    }
+                }
+            }
+            Command::GetRecord(key, reply) => {
+                let id = swarm.behaviour_mut().kad.get_record(RecordKey::new(&key));
+                self.pending_queries
+                    .insert(id, Query::GetRecord(Vec::new(), reply));
+            }
             Command::Info(reply) => {
                 let _ = reply.send(NetworkInfo {
                     peer_id: *swarm.local_peer_id(),
@@ -614,6 +782,8 @@ impl Actor {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::Piece(event)) => self.on_piece(event),
             SwarmEvent::Behaviour(BehaviourEvent::Challenge(event)) => self.on_challenge(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Registry(event)) => self.on_registry(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             _ => {}
         }
     }
@@ -684,113 +854,36 @@ impl Actor {
                     let _ = reply.send(Ok(ids));
                 }
             }
+            QueryResult::PutRecord(result) => {
+                if let Some(Query::PutRecord(reply)) = self.pending_queries.remove(&id) {
+                    let _ =
+                        reply.send(result.map(|_| ()).map_err(|e| NetError::Dht(e.to_string())));
+                }
+            }
+            QueryResult::GetRecord(result) => {
+                if let Some(Query::GetRecord(found, _)) = self.pending_queries.get_mut(&id)
+                    && let Ok(GetRecordOk::FoundRecord(peer_record)) = result
+                    && found.len() < MAX_RECORD_VALUES
+                {
+                    found.push(peer_record.record.value);
+                }
+                if step.last
+                    && let Some(Query::GetRecord(found, reply)) = self.pending_queries.remove(&id)
+                {
+                    // Not found and timed out both end with what was found so far.
+                    let _ = reply.send(Ok(found));
+                }
+            }
             QueryResult::RepublishProvider(Err(e)) => {
                 warn!(error = %e, "republishing a provider record failed")
             }
             _ => {}
         }
     }
-
-    fn on_piece(&mut self, event: request_response::Event<PieceRequest, PieceResponse>) {
-        let Some((peer, request, channel)) = settle(event, &mut self.pending_piece) else {
-            return;
-        };
-        let refused = self.inbound.try_send(InboundRequest::Piece {
-            peer,
-            request,
-            channel,
-        });
-        if let Err(mpsc::error::TrySendError::Full(InboundRequest::Piece {
-            channel,
-            request,
-            ..
-        })) = refused
-        {
-            let busy = PieceResponse::Error {
-                piece: *request.piece(),
-                code: ErrorCode::Busy,
-                message: "node is busy".into(),
-            };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .piece
-                .send_response(channel, busy);
-        }
-    }
-
-    fn on_challenge(
-        &mut self,
-        event: request_response::Event<ChallengeRequest, ChallengeResponse>,
-    ) {
-        let Some((peer, request, channel)) = settle(event, &mut self.pending_challenge) else {
-            return;
-        };
-        let refused = self.inbound.try_send(InboundRequest::Challenge {
-            peer,
-            request,
-            channel,
-        });
-        if let Err(mpsc::error::TrySendError::Full(InboundRequest::Challenge {
-            channel,
-            request,
-            ..
-        })) = refused
-        {
-            let busy = ChallengeResponse::Error {
-                piece: request.piece,
-                code: ErrorCode::Busy,
-                message: "node is busy".into(),
-            };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .challenge
-                .send_response(channel, busy);
-        }
-    }
 }
 
-/// Completes outbound requests from a request-response event; returns an inbound request for
-/// the caller to forward.
-fn settle<Req, Resp>(
-    event: request_response::Event<Req, Resp>,
-    pending: &mut HashMap<OutboundRequestId, (PeerId, Reply<Resp>)>,
-) -> Option<(PeerId, Req, ResponseChannel<Resp>)> {
-    match event {
-        request_response::Event::Message { peer, message, .. } => match message {
-            request_response::Message::Request {
-                request, channel, ..
-            } => return Some((peer, request, channel)),
-            request_response::Message::Response {
-                request_id,
-                response,
-            } => {
-                if let Some((_, reply)) = pending.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
-        },
-        request_response::Event::OutboundFailure {
-            peer,
-            request_id,
-            error,
-            ..
-        } => {
-            if let Some((_, reply)) = pending.remove(&request_id) {
-                let _ = reply.send(Err(NetError::Request {
-                    peer,
-                    reason: error.to_string(),
-                }));
-            }
-        }
-        request_response::Event::InboundFailure { peer, error, .. } => {
-            debug!(%peer, %error, "inbound request failed");
-        }
-        request_response::Event::ResponseSent { .. } => {}
-    }
-    None
-}
+/// Most values one DHT record lookup collects.
+const MAX_RECORD_VALUES: usize = 32;
 
 fn key(cid: &Cid) -> RecordKey {
     RecordKey::new(&cid.to_bytes())
