@@ -59,13 +59,13 @@ pub async fn providers(session: &Session, cid: Cid) -> Result<Vec<PeerId>, Clien
     Ok(holders)
 }
 
-/// Fetches a small block (at most `max_len` bytes, at most one range) whole and verified.
+/// Fetches a block (a layout, a manifest) of at most `max_len` bytes whole, every range
+/// verified against its CID.
 pub async fn fetch_block(
     session: &Session,
     cid: Cid,
     max_len: u64,
 ) -> Result<Vec<u8>, ClientError> {
-    let max_len = max_len.min(MAX_RANGE_LEN);
     let mut attempts = Vec::new();
     for peer in providers(session, cid).await? {
         match block_from(session, peer, cid, max_len).await {
@@ -96,22 +96,17 @@ async fn block_from(
         PieceResponse::Has { size: None, .. } => return Err("does not hold it".into()),
         other => return Err(unexpected(&other)),
     };
+    // The size is the provider's claim: checked against the limit before memory is spent.
     if size == 0 || size > max_len {
         return Err(format!(
             "says it is {size} bytes; a block is 1 to {max_len}"
         ));
     }
-    get_range(
-        session,
-        peer,
-        cid,
-        size,
-        ByteRange {
-            start: 0,
-            len: size,
-        },
-    )
-    .await
+    let mut block = Vec::with_capacity(usize::try_from(size).map_err(|e| e.to_string())?);
+    for range in ByteRange::split(size, MAX_RANGE_LEN) {
+        block.extend(get_range(session, peer, cid, size, range).await?);
+    }
+    Ok(block)
 }
 
 /// Fetches the whole piece `cid` of `size` bytes from `providers` into a new file at `out`,

@@ -1,6 +1,25 @@
 //! Tessera's dataset registry.
 //!
-//! Not built yet. The registry will keep signed version records (publisher key, dataset name,
-//! version, manifest CID, parent record) as a chain per publisher and name, learn new records
-//! over gossipsub, catch up over request-response, and resolve `NAME@VERSION` to a manifest
-//! CID. Manifests themselves are defined in `tessera-formats`. See `docs/ARCHITECTURE.md`.
+//! - [`store`]: verified version records in RocksDB, one chain per (publisher, name), with
+//!   the manifests they name.
+//! - [`service`]: the registry role of a node: admits records (signature, chain, manifest),
+//!   answers `/tessera/registry/1`, announces over gossipsub and catches up with other
+//!   registry nodes.
+//! - [`remote`]: what clients call: submit a record, list datasets, read a log, resolve
+//!   `[PUBLISHER/]NAME[@VERSION]` to a manifest CID.
+//! - [`http`]: the read-only HTTP API and shard gateway of a registry node.
+//!
+//! Records and manifests are defined in `tessera-formats`. See `docs/ARCHITECTURE.md`.
+
+pub mod http;
+pub mod remote;
+pub mod service;
+pub mod store;
+
+pub use service::{Registry, RegistryConfig, run};
+pub use store::{Admission, AdmitError, Entry, RecordStore};
+
+/// Locks a mutex; a panic while it was held leaves plain data behind, still usable.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -36,6 +36,7 @@ impl LocalNetwork {
                 max_piece: capacity,
                 http: None,
                 scrub_interval_secs: 0,
+                registry: true,
             };
             let node = StorageNode::start(config.clone()).await?;
             if i == 0 {

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
 use serde::{Deserialize, Serialize};
+use tessera_dataset_registry::{Registry, RegistryConfig};
 use tessera_net::{Client, Multiaddr, NetworkConfig, identity};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -37,6 +38,14 @@ pub struct NodeConfig {
     /// Seconds between two checks of every held piece against its CID; 0 turns them off.
     #[serde(default = "default_scrub_interval")]
     pub scrub_interval_secs: u64,
+    /// Run the dataset registry role: keep version records, answer `/tessera/registry/1`,
+    /// follow announcements and serve the registry's HTTP API.
+    #[serde(default = "default_registry")]
+    pub registry: bool,
+}
+
+fn default_registry() -> bool {
+    true
 }
 
 fn default_max_piece() -> u64 {
@@ -63,6 +72,9 @@ pub enum NodeError {
     /// The network could not start.
     #[error(transparent)]
     Net(#[from] tessera_net::NetError),
+    /// The registry's database could not be opened.
+    #[error("registry: {0}")]
+    Registry(#[from] tessera_dataset_registry::AdmitError),
     /// The HTTP port could not be bound.
     #[error("HTTP port {addr}: {source}")]
     Http {
@@ -89,6 +101,8 @@ pub struct StorageNode {
     pub http: Option<SocketAddr>,
     /// What the store's start-up check found.
     pub startup: StartupReport,
+    /// The registry role, if it runs.
+    pub registry: Option<Registry>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -114,6 +128,7 @@ impl StorageNode {
             NetworkConfig {
                 listen: config.listen.clone(),
                 bootstrap: config.bootstrap.clone(),
+                registry: config.registry,
                 ..NetworkConfig::default()
             },
         )
@@ -131,6 +146,18 @@ impl StorageNode {
             network.inbound,
         )));
         tasks.push(tokio::spawn(announce_held(client.clone(), store.clone())));
+        let registry = if config.registry {
+            let registry_config = RegistryConfig::new(config.data_dir.join("registry"));
+            let registry = Registry::open(&registry_config, client.clone())?;
+            tasks.push(tokio::spawn(tessera_dataset_registry::run(
+                registry.clone(),
+                registry_config,
+                network.registry,
+            )));
+            Some(registry)
+        } else {
+            None
+        };
         if config.scrub_interval_secs > 0 {
             tasks.push(tokio::spawn(scrub_periodically(
                 client.clone(),
@@ -153,10 +180,13 @@ impl StorageNode {
                     store: store.clone(),
                     metrics: metrics.clone(),
                 };
-                let router = Router::new()
+                let mut router = Router::new()
                     .route("/status", get(status))
                     .route("/metrics", get(metrics_text))
                     .with_state(state);
+                if let Some(registry) = &registry {
+                    router = router.merge(tessera_dataset_registry::http::router(registry.clone()));
+                }
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = axum::serve(listener, router).await {
                         warn!(error = %e, "HTTP port stopped");
@@ -175,6 +205,7 @@ impl StorageNode {
             addresses,
             http,
             startup,
+            registry,
             tasks,
         })
     }

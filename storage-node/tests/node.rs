@@ -30,6 +30,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         max_piece: 16 << 20,
         http: Some("127.0.0.1:0".parse().unwrap()),
         scrub_interval_secs: 0,
+        registry: true,
     }
 }
 

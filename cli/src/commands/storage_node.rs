@@ -43,6 +43,9 @@ pub(crate) struct Args {
     /// Address for the HTTP port with /status and /metrics, like 127.0.0.1:8080.
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// Do not run the dataset registry role (records, /tessera/registry/1, HTTP /v1 API).
+    #[arg(long)]
+    no_registry: bool,
 }
 
 /// The config file: every field optional, unknown fields refused.
@@ -57,6 +60,7 @@ struct FileConfig {
     capacity: Option<ByteSize>,
     http: Option<SocketAddr>,
     scrub_interval_secs: Option<u64>,
+    registry: Option<bool>,
 }
 
 fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
@@ -97,6 +101,7 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
         scrub_interval_secs: file
             .scrub_interval_secs
             .unwrap_or(tessera_storage_node::node::DEFAULT_SCRUB_INTERVAL_SECS),
+        registry: !args.no_registry && file.registry.unwrap_or(true),
     })
 }
 

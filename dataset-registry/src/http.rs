@@ -1,0 +1,315 @@
+//! The registry node's read-only HTTP API and shard gateway.
+//!
+//! ```text
+//! GET /v1/datasets                               latest version of every dataset
+//! GET /v1/datasets/{publisher}/{name}            every version, oldest first
+//! GET /v1/datasets/{publisher}/{name}/{version}  one version (N, vN or latest) and its manifest
+//! GET /v1/manifests/{cid}                        a manifest as JSON
+//! GET /v1/shards/{cid}                           a shard's bytes, verified before they are sent
+//! ```
+//!
+//! Errors are `{"error": {"code": "...", "message": "..."}}` with a status that matches the
+//! code: `bad_request` 400, `not_found` 404, `busy` 503, `unavailable` 502, `internal` 500.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{Path, Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use cid::Cid;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_client::{GetOptions, get::fetch_shard};
+use tessera_formats::{Manifest, PublisherKey, address};
+use tokio::sync::Semaphore;
+use tokio_util::io::ReaderStream;
+
+use crate::{
+    service::Registry,
+    store::{AdmitError, Entry},
+};
+
+/// Shards fetched for the gateway at once; more requests get `busy`.
+const GATEWAY_PARALLEL: usize = 4;
+/// Most datasets in one list page.
+const MAX_LIST: usize = 1000;
+
+#[derive(Clone)]
+struct Api {
+    registry: Registry,
+    gateway: Arc<Semaphore>,
+}
+
+/// The routes, to be merged into the node's HTTP server.
+pub fn router(registry: Registry) -> Router {
+    let api = Api {
+        registry,
+        gateway: Arc::new(Semaphore::new(GATEWAY_PARALLEL)),
+    };
+    Router::new()
+        .route("/v1/datasets", get(list))
+        .route("/v1/datasets/{publisher}/{name}", get(versions))
+        .route("/v1/datasets/{publisher}/{name}/{version}", get(version))
+        .route("/v1/manifests/{cid}", get(manifest))
+        .route("/v1/shards/{cid}", get(shard))
+        .with_state(api)
+}
+
+/// An error with its status and stable code.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl From<AdmitError> for ApiError {
+    fn from(e: AdmitError) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AdmitError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+fn record_json(e: &Entry) -> Value {
+    let r = &e.record.record;
+    json!({
+        "record": e.cid.to_string(),
+        "publisher": r.publisher.to_string(),
+        "name": r.name,
+        "version": r.version,
+        "manifest": r.manifest.to_string(),
+        "parent": r.parent.map(|c| c.to_string()),
+        "time_ms": r.time_ms,
+        "message": r.message,
+    })
+}
+
+fn manifest_json(cid: &Cid, m: &Manifest) -> Value {
+    let shards: Vec<Value> = m
+        .shards
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "cid": s.layout.content.to_string(),
+                "size": s.layout.size,
+                "rows": s.rows,
+                "row_groups": s.row_groups.iter().map(|g| json!({
+                    "offset": g.offset, "size": g.size, "rows": g.rows,
+                })).collect::<Vec<_>>(),
+                "erasure": {
+                    "k": s.layout.erasure.k,
+                    "m": s.layout.erasure.m,
+                    "stripe_size": s.layout.erasure.stripe_size,
+                },
+                "pieces": s.layout.pieces.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "cid": cid.to_string(),
+        "version": m.version,
+        "schema": m.schema.as_ref().map(|s| json!({ "format": s.format, "bytes": s.bytes.len() })),
+        "shards": shards,
+        "rows": m.total_rows(),
+        "bytes": m.total_bytes(),
+        "parent": m.parent.map(|c| c.to_string()),
+        "created_ms": m.created_ms,
+        "metadata": m.metadata,
+    })
+}
+
+fn publisher(text: &str) -> Result<PublisherKey, ApiError> {
+    text.parse()
+        .map_err(|e: tessera_formats::record::RecordError| ApiError::bad_request(e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    /// `PUBLISHER/NAME` where the previous page ended.
+    after: Option<String>,
+}
+
+async fn list(State(api): State<Api>, Query(q): Query<ListQuery>) -> ApiResult {
+    let after = match q.after.as_deref().map(|a| a.split_once('/')) {
+        None => None,
+        Some(Some((p, name))) => Some((publisher(p)?, name.to_string())),
+        Some(None) => return Err(ApiError::bad_request("after is PUBLISHER/NAME")),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIST);
+    let store = api.registry.store().clone();
+    let (entries, more) = blocking(move || store.heads(after.as_ref(), limit)).await?;
+    let datasets: Vec<Value> = entries.iter().map(record_json).collect();
+    Ok(Json(json!({ "datasets": datasets, "more": more })).into_response())
+}
+
+async fn versions(State(api): State<Api>, Path((p, name)): Path<(String, String)>) -> ApiResult {
+    let key = publisher(&p)?;
+    let store = api.registry.store().clone();
+    let mut all = Vec::new();
+    loop {
+        let (store, name) = (store.clone(), name.clone());
+        let from = all.len() as u64 + 1;
+        let (page, more) = blocking(move || store.chain(&key, &name, from, 1000)).await?;
+        all.extend(page);
+        if !more {
+            break;
+        }
+    }
+    if all.is_empty() {
+        return Err(ApiError::not_found(format!("no dataset {p}/{name}")));
+    }
+    let versions: Vec<Value> = all.iter().map(record_json).collect();
+    Ok(Json(json!({ "publisher": p, "name": name, "versions": versions })).into_response())
+}
+
+async fn version(
+    State(api): State<Api>,
+    Path((p, name, v)): Path<(String, String, String)>,
+) -> ApiResult {
+    let key = publisher(&p)?;
+    let number = match v.as_str() {
+        "latest" => None,
+        v => Some(
+            v.strip_prefix('v')
+                .unwrap_or(v)
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("version {v:?} is N, vN or latest")))?,
+        ),
+    };
+    let store = api.registry.store().clone();
+    let lookup = name.clone();
+    let entry = blocking(move || match number {
+        Some(n) => store.version(&key, &lookup, n),
+        None => store.head(&key, &lookup),
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("no version {v} of {p}/{name}")))?;
+    let manifest_cid = entry.record.record.manifest;
+    let manifest = load_manifest(&api, manifest_cid).await?;
+    Ok(Json(json!({
+        "record": record_json(&entry),
+        "manifest": manifest_json(&manifest_cid, &manifest),
+    }))
+    .into_response())
+}
+
+async fn load_manifest(api: &Api, cid: Cid) -> Result<Manifest, ApiError> {
+    let store = api.registry.store().clone();
+    let block = blocking(move || store.manifest(&cid))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no manifest {cid} in this registry")))?;
+    Manifest::from_block(&block).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("stored manifest {cid}: {e}"),
+        )
+    })
+}
+
+fn parse_cid(text: &str) -> Result<Cid, ApiError> {
+    address::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+async fn manifest(State(api): State<Api>, Path(cid): Path<String>) -> ApiResult {
+    let cid = parse_cid(&cid)?;
+    let manifest = load_manifest(&api, cid).await?;
+    Ok(Json(manifest_json(&cid, &manifest)).into_response())
+}
+
+async fn shard(State(api): State<Api>, Path(cid): Path<String>) -> ApiResult {
+    let cid = parse_cid(&cid)?;
+    let store = api.registry.store().clone();
+    let (manifest_cid, index) = blocking(move || store.shard(&cid)).await?.ok_or_else(|| {
+        ApiError::not_found(format!("no dataset in this registry has shard {cid}"))
+    })?;
+    let manifest = load_manifest(&api, manifest_cid).await?;
+    let layout = manifest
+        .shards
+        .get(index)
+        .filter(|s| s.layout.content == cid)
+        .map(|s| s.layout.clone())
+        .ok_or_else(|| {
+            ApiError::not_found(format!("shard {cid} is not in manifest {manifest_cid}"))
+        })?;
+    let Ok(_permit) = api.gateway.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the gateway is serving as many shards as it may; try again",
+        ));
+    };
+    let spool = api
+        .registry
+        .spool()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let path = spool.path().join("shard");
+    // fetch_shard names the file only once its bytes hash to the shard's CID.
+    fetch_shard(
+        api.registry.session(),
+        &layout,
+        &path,
+        &GetOptions::default(),
+    )
+    .await
+    .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    // The open handle keeps the bytes readable after the spool directory is removed.
+    drop(spool);
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.apache.parquet".to_string(),
+            ),
+            (header::CONTENT_LENGTH, layout.size.to_string()),
+            (header::ETAG, format!("\"{cid}\"")),
+        ],
+        Body::from_stream(ReaderStream::new(file)),
+    )
+        .into_response())
+}

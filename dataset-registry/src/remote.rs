@@ -1,0 +1,279 @@
+//! What clients ask registry nodes: submit a record, list datasets, read a dataset's log and
+//! resolve a reference to a manifest CID. Every record that comes back is verified here again:
+//! a registry node is trusted for availability, not for truth.
+
+use cid::Cid;
+use serde_bytes::ByteBuf;
+use tessera_client::Session;
+use tessera_formats::{DatasetRef, PublisherKey, SignedRecord, VersionSel, address::dag_cbor_cid};
+use tessera_net::{
+    NetError, PeerId,
+    protocol::{MAX_RECORDS_PER_RESPONSE, RegistryErrorCode, RegistryRequest, RegistryResponse},
+};
+use tracing::debug;
+
+use crate::{service::rendezvous, store::Entry};
+
+/// A registry call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// No registry node could be reached.
+    #[error("no registry node answered{}", tried(.0))]
+    NoRegistry(Vec<(PeerId, String)>),
+    /// A registry node refused the record.
+    #[error("the registry refused the record ({}): {message}", .code.as_str())]
+    Refused {
+        /// Why, for programs.
+        code: RegistryErrorCode,
+        /// Why, for people.
+        message: String,
+    },
+    /// No dataset matches the reference.
+    #[error("no dataset matches {0}")]
+    NotFound(String),
+    /// Several publishers have a dataset of that name.
+    #[error("{name} is published by several keys; name one as PUBLISHER/{name}: {}", .publishers.join(", "))]
+    Ambiguous {
+        /// The dataset name.
+        name: String,
+        /// The publishers' keys.
+        publishers: Vec<String>,
+    },
+    /// The network failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+fn tried(attempts: &[(PeerId, String)]) -> String {
+    if attempts.is_empty() {
+        return " (none found)".into();
+    }
+    let list: Vec<String> = attempts
+        .iter()
+        .map(|(p, why)| format!("{p}: {why}"))
+        .collect();
+    format!(": {}", list.join("; "))
+}
+
+/// The registry nodes to ask: the DHT's providers of the registry key, then the peers this
+/// session is connected to (a bootstrap node is often a registry).
+pub async fn registry_peers(session: &Session) -> Result<Vec<PeerId>, RemoteError> {
+    let net = session.net();
+    let mut peers: Vec<PeerId> = net
+        .get_providers(rendezvous())
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    peers.sort();
+    for peer in net.info().await?.connected_peers {
+        if !peers.contains(&peer) {
+            peers.push(peer);
+        }
+    }
+    peers.retain(|p| *p != session.peer_id());
+    Ok(peers)
+}
+
+/// Sends `request` to registry nodes in turn until one answers; a refusal of the record
+/// itself is final, a busy or failing node is skipped.
+async fn ask(
+    session: &Session,
+    request: RegistryRequest,
+) -> Result<(PeerId, RegistryResponse), RemoteError> {
+    let mut attempts = Vec::new();
+    for peer in registry_peers(session).await? {
+        let call = session.net().registry_request(peer, request.clone());
+        match tokio::time::timeout(session.timeouts().finish, call).await {
+            Ok(Ok(RegistryResponse::Error {
+                code: code @ (RegistryErrorCode::Busy | RegistryErrorCode::Internal),
+                message,
+            })) => attempts.push((peer, format!("{}: {message}", code.as_str()))),
+            Ok(Ok(response)) => return Ok((peer, response)),
+            Ok(Err(e)) => attempts.push((peer, e.to_string())),
+            Err(_) => attempts.push((peer, "no answer in time".into())),
+        }
+        debug!(%peer, "registry node did not answer; trying the next");
+    }
+    Err(RemoteError::NoRegistry(attempts))
+}
+
+/// Submits a signed record block; returns its CID once a registry node accepted it.
+pub async fn submit(session: &Session, block: Vec<u8>) -> Result<Cid, RemoteError> {
+    match ask(session, RegistryRequest::Submit { record: block }).await? {
+        (_, RegistryResponse::Accepted { record }) => Ok(record),
+        (_, RegistryResponse::Error { code, message }) => {
+            Err(RemoteError::Refused { code, message })
+        }
+        (peer, other) => Err(RemoteError::NoRegistry(vec![(
+            peer,
+            format!("unexpected answer {other:?}"),
+        )])),
+    }
+}
+
+/// Verifies record blocks from a registry node; drops (and logs) any that fail.
+fn verified(peer: PeerId, records: Vec<ByteBuf>) -> Vec<Entry> {
+    records
+        .into_iter()
+        .filter_map(|b| match SignedRecord::from_block(&b) {
+            Ok(record) => Some(Entry {
+                cid: dag_cbor_cid(&b),
+                record,
+                block: b.into_vec(),
+            }),
+            Err(e) => {
+                debug!(%peer, error = %e, "registry node sent a bad record");
+                None
+            }
+        })
+        .collect()
+}
+
+async fn records(
+    session: &Session,
+    request: RegistryRequest,
+) -> Result<(Vec<Entry>, bool), RemoteError> {
+    match ask(session, request).await? {
+        (peer, RegistryResponse::Records { records, more }) => Ok((verified(peer, records), more)),
+        (_, RegistryResponse::Error { code, message }) => {
+            Err(RemoteError::Refused { code, message })
+        }
+        (peer, other) => Err(RemoteError::NoRegistry(vec![(
+            peer,
+            format!("unexpected answer {other:?}"),
+        )])),
+    }
+}
+
+/// The latest record of every dataset a registry node knows, up to `max` of them.
+pub async fn list(session: &Session, max: usize) -> Result<Vec<Entry>, RemoteError> {
+    let mut out: Vec<Entry> = Vec::new();
+    let mut after = None;
+    while out.len() < max {
+        let request = RegistryRequest::Heads {
+            after: after.clone(),
+            limit: MAX_RECORDS_PER_RESPONSE,
+        };
+        let (page, more) = records(session, request).await?;
+        let Some(last) = page.last() else { break };
+        after = Some((
+            last.record.record.publisher,
+            last.record.record.name.clone(),
+        ));
+        out.extend(page);
+        if !more {
+            break;
+        }
+    }
+    out.truncate(max);
+    Ok(out)
+}
+
+/// Every version of one dataset, oldest first, each checked to follow the one before.
+pub async fn log(
+    session: &Session,
+    publisher: &PublisherKey,
+    name: &str,
+) -> Result<Vec<Entry>, RemoteError> {
+    let mut out: Vec<Entry> = Vec::new();
+    loop {
+        let request = RegistryRequest::Chain {
+            publisher: *publisher,
+            name: name.to_string(),
+            from: out.len() as u64 + 1,
+            limit: MAX_RECORDS_PER_RESPONSE,
+        };
+        let (page, more) = records(session, request).await?;
+        if page.is_empty() {
+            break;
+        }
+        for entry in page {
+            let follows = match out.last() {
+                None => entry.record.record.version == 1 && entry.record.record.parent.is_none(),
+                Some(prev) => entry.record.check_follows(&prev.record, &prev.cid).is_ok(),
+            };
+            if !follows || entry.record.record.publisher != *publisher {
+                return Err(RemoteError::NoRegistry(vec![(
+                    session.peer_id(),
+                    format!(
+                        "the log of {name} does not chain at version {}",
+                        entry.record.record.version
+                    ),
+                )]));
+            }
+            out.push(entry);
+        }
+        if !more {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves a named reference to its record. Without a publisher, a name that several
+/// publishers use resolves to `own`'s dataset if it has one, and is ambiguous otherwise.
+pub async fn find(
+    session: &Session,
+    publisher: Option<&str>,
+    name: &str,
+    version: VersionSel,
+    own: Option<&PublisherKey>,
+) -> Result<Entry, RemoteError> {
+    let version = match version {
+        VersionSel::Latest => None,
+        VersionSel::Number(n) => Some(n),
+    };
+    let request = RegistryRequest::Find {
+        publisher: publisher.map(str::to_string),
+        name: name.to_string(),
+        version,
+    };
+    let (mut found, _) = records(session, request).await?;
+    found.retain(|e| {
+        let r = &e.record.record;
+        r.name == name
+            && version.is_none_or(|v| r.version == v)
+            && publisher.is_none_or(|p| r.publisher.has_prefix(p))
+    });
+    if found.len() > 1
+        && let Some(own) = own
+        && let Some(i) = found.iter().position(|e| e.record.record.publisher == *own)
+    {
+        return Ok(found.swap_remove(i));
+    }
+    match found.len() {
+        0 => Err(RemoteError::NotFound(match publisher {
+            Some(p) => format!("{p}/{name}"),
+            None => name.to_string(),
+        })),
+        1 => Ok(found.remove(0)),
+        _ => Err(RemoteError::Ambiguous {
+            name: name.to_string(),
+            publishers: found
+                .iter()
+                .map(|e| e.record.record.publisher.to_string())
+                .collect(),
+        }),
+    }
+}
+
+/// The manifest CID a reference names, and the record it came from (none for a bare CID).
+pub async fn resolve(
+    session: &Session,
+    reference: &DatasetRef,
+    own: Option<&PublisherKey>,
+) -> Result<(Cid, Option<Entry>), RemoteError> {
+    match reference {
+        DatasetRef::Cid(cid) => Ok((*cid, None)),
+        DatasetRef::Named {
+            publisher,
+            name,
+            version,
+        } => {
+            let entry = find(session, publisher.as_deref(), name, *version, own).await?;
+            Ok((entry.record.record.manifest, Some(entry)))
+        }
+    }
+}

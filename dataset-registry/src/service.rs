@@ -1,0 +1,600 @@
+//! The registry role of a node: admits records, answers the registry protocol, announces what
+//! it accepts and catches up with other registry nodes.
+//!
+//! ```text
+//!  Submit / announcement ──▶ verify ──▶ chain check ──▶ fetch manifest ──▶ store ──▶ gossip
+//!                                          │ parent unknown                    └──▶ DHT head
+//!                                          ▼
+//!                              Chain { from: have + 1 } to the sender, then admit in order
+//!  PeerJoined / every sync interval ──▶ Heads pages from the peer ──▶ Chain for what is behind
+//! ```
+//!
+//! Convergence: every accepted record is announced; a node that missed announcements (it was
+//! offline, its queue was full) learns the heads of every dataset from each registry peer it
+//! meets and then every interval, and fetches the versions it lacks in order. Two honest nodes
+//! that can reach each other therefore end with the same chains. A publisher that signs two
+//! different records for one version forks its own chain; each node keeps the one it saw
+//! first and refuses the other (`VersionReused`).
+
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use cid::Cid;
+use serde_bytes::ByteBuf;
+use tessera_client::{Session, fetch::fetch_block};
+use tessera_formats::{
+    Manifest, PublisherKey, SignedRecord,
+    address::{dag_cbor_cid, raw_cid},
+    manifest::MAX_MANIFEST_BYTES,
+    record::MAX_RECORD_BYTES,
+};
+use tessera_net::{
+    Client, PeerId, RegistryEvent,
+    protocol::{MAX_RECORDS_PER_RESPONSE, RegistryErrorCode, RegistryRequest, RegistryResponse},
+};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, info, warn};
+
+use crate::store::{Admission, AdmitError, Entry, RecordStore};
+
+/// The DHT key registry nodes provide, so that clients can find them.
+pub fn rendezvous() -> Cid {
+    raw_cid(b"/tessera/registry/1")
+}
+
+/// The DHT key under which a dataset's latest record is stored.
+pub fn head_key(publisher: &PublisherKey, name: &str) -> Vec<u8> {
+    format!("/tessera/dataset-head/1/{publisher}/{name}").into_bytes()
+}
+
+/// How the registry role runs.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Where its RocksDB lives.
+    pub dir: PathBuf,
+    /// Where the gateway spools shards it fetches; emptied at start.
+    pub spool_dir: PathBuf,
+    /// How often it catches up with the registry peers it knows.
+    pub sync_interval: Duration,
+    /// Registry events handled at once.
+    pub parallel: usize,
+    /// Most pages of heads read from one peer in one catch-up.
+    pub max_sync_pages: usize,
+}
+
+impl RegistryConfig {
+    /// Defaults, with the database in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        let mut spool = dir.clone().into_os_string();
+        spool.push("-spool");
+        Self {
+            dir,
+            spool_dir: spool.into(),
+            sync_interval: Duration::from_secs(60),
+            parallel: 16,
+            max_sync_pages: 1024,
+        }
+    }
+}
+
+/// A record that was refused, with the wire code.
+#[derive(Debug)]
+pub struct Refusal {
+    /// For programs.
+    pub code: RegistryErrorCode,
+    /// For people.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: RegistryErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<AdmitError> for Refusal {
+    fn from(e: AdmitError) -> Self {
+        let code = match &e {
+            AdmitError::Record(_) => RegistryErrorCode::BadRecord,
+            AdmitError::VersionReused { .. } => RegistryErrorCode::VersionReused,
+            AdmitError::MissingParent { .. } | AdmitError::BrokenChain(_) => {
+                RegistryErrorCode::BrokenChain
+            }
+            _ => RegistryErrorCode::Internal,
+        };
+        Refusal::new(code, e.to_string())
+    }
+}
+
+/// The registry role: a handle shared by the event loop, its tasks and the HTTP API.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: RecordStore,
+    session: Session,
+    peers: Mutex<HashSet<PeerId>>,
+    spool_dir: PathBuf,
+}
+
+impl Registry {
+    /// Opens the record store and takes a handle on the node's network.
+    pub fn open(config: &RegistryConfig, net: Client) -> Result<Self, AdmitError> {
+        let store = RecordStore::open(&config.dir)?;
+        // Leftovers of a gateway fetch cut short by a crash.
+        let _ = std::fs::remove_dir_all(&config.spool_dir);
+        std::fs::create_dir_all(&config.spool_dir).map_err(|e| {
+            AdmitError::Damaged(format!("creating {}: {e}", config.spool_dir.display()))
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                session: Session::with_client(net),
+                peers: Mutex::new(HashSet::new()),
+                spool_dir: config.spool_dir.clone(),
+            }),
+        })
+    }
+
+    /// The record store.
+    pub fn store(&self) -> &RecordStore {
+        &self.inner.store
+    }
+
+    /// The node's network session.
+    pub fn session(&self) -> &Session {
+        &self.inner.session
+    }
+
+    /// A fresh directory in the spool, removed when dropped.
+    pub fn spool(&self) -> std::io::Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix("shard-")
+            .tempdir_in(&self.inner.spool_dir)
+    }
+
+    fn net(&self) -> &Client {
+        self.inner.session.net()
+    }
+
+    fn remember(&self, peer: PeerId) {
+        if peer != self.net().peer_id() {
+            crate::lock(&self.inner.peers).insert(peer);
+        }
+    }
+
+    /// Admits a record block: verifies it, checks the chain (fetching missing ancestors from
+    /// `source`, or from every registry peer known), resolves its manifest, stores it and,
+    /// when it is new, announces it.
+    pub async fn accept(&self, block: Vec<u8>, source: Option<PeerId>) -> Result<Cid, Refusal> {
+        let (cid, record) = parse(&block)?;
+        if let Err(AdmitError::MissingParent { have, .. }) = self.blocking_admit(&record, cid).await
+        {
+            let peers: Vec<PeerId> = match source {
+                Some(peer) => vec![peer],
+                None => crate::lock(&self.inner.peers).iter().copied().collect(),
+            };
+            let r = &record.record;
+            for peer in peers {
+                if let Err(e) = self.catch_up(peer, &r.publisher, &r.name, have + 1).await {
+                    debug!(%peer, error = %e.message, "catching up a chain failed");
+                }
+                if self.blocking_admit(&record, cid).await.is_ok() {
+                    break;
+                }
+            }
+        }
+        self.admit_in_order(record, cid, block).await
+    }
+
+    /// Stores a record whose parent is known (or that has none), after resolving its manifest.
+    async fn admit_in_order(
+        &self,
+        record: SignedRecord,
+        cid: Cid,
+        block: Vec<u8>,
+    ) -> Result<Cid, Refusal> {
+        if self.blocking_admit(&record, cid).await? == Admission::Known {
+            return Ok(cid);
+        }
+        let (manifest, manifest_block) = self.resolve_manifest(&record).await?;
+        let store = self.store().clone();
+        let admitted = {
+            let (record, block) = (record.clone(), block.clone());
+            tokio::task::spawn_blocking(move || {
+                store.insert(&record, &cid, &block, &manifest, &manifest_block)
+            })
+            .await
+            .map_err(|e| Refusal::new(RegistryErrorCode::Internal, e.to_string()))??
+        };
+        if admitted == Admission::New {
+            let r = &record.record;
+            info!(%cid, publisher = %r.publisher, name = %r.name, version = r.version, "record accepted");
+            if let Err(e) = self.net().announce(block.clone()).await {
+                warn!(error = %e, "announcing a record failed");
+            }
+            let key = head_key(&r.publisher, &r.name);
+            let net = self.net().clone();
+            // The DHT put is slow on a large network; nothing waits for it.
+            tokio::spawn(async move {
+                if let Err(e) = net.put_record(key, block).await {
+                    debug!(error = %e, "storing a dataset head on the DHT failed");
+                }
+            });
+        }
+        Ok(cid)
+    }
+
+    async fn blocking_admit(
+        &self,
+        record: &SignedRecord,
+        cid: Cid,
+    ) -> Result<Admission, AdmitError> {
+        let (store, record) = (self.store().clone(), record.clone());
+        tokio::task::spawn_blocking(move || store.admit(&record, &cid))
+            .await
+            .map_err(|e| AdmitError::Damaged(e.to_string()))?
+    }
+
+    /// Fetches the record's manifest from the network and checks it, and that it derives from
+    /// the parent version's manifest.
+    async fn resolve_manifest(
+        &self,
+        record: &SignedRecord,
+    ) -> Result<(Manifest, Vec<u8>), Refusal> {
+        let r = &record.record;
+        let unresolved = |why: String| {
+            Refusal::new(
+                RegistryErrorCode::ManifestUnresolved,
+                format!("manifest {}: {why}", r.manifest),
+            )
+        };
+        let block = match self.store().manifest(&r.manifest)? {
+            Some(block) => block,
+            None => fetch_block(self.session(), r.manifest, MAX_MANIFEST_BYTES as u64)
+                .await
+                .map_err(|e| unresolved(e.to_string()))?,
+        };
+        let manifest = Manifest::from_block(&block).map_err(|e| unresolved(e.to_string()))?;
+        if let Some(parent) = &r.parent {
+            let parent = self
+                .store()
+                .get(parent)?
+                .ok_or_else(|| unresolved("its parent record vanished".into()))?;
+            if manifest.parent != Some(parent.record.record.manifest) {
+                return Err(unresolved(format!(
+                    "it names parent manifest {:?}, but version {} is manifest {}",
+                    manifest.parent.map(|c| c.to_string()),
+                    parent.record.record.version,
+                    parent.record.record.manifest
+                )));
+            }
+        }
+        Ok((manifest, block))
+    }
+
+    /// Fetches and admits, in order, the versions of one dataset from `from` on that `peer`
+    /// has.
+    async fn catch_up(
+        &self,
+        peer: PeerId,
+        publisher: &PublisherKey,
+        name: &str,
+        mut from: u64,
+    ) -> Result<(), Refusal> {
+        loop {
+            let request = RegistryRequest::Chain {
+                publisher: *publisher,
+                name: name.to_string(),
+                from,
+                limit: MAX_RECORDS_PER_RESPONSE,
+            };
+            let (records, more) = self.records_from(peer, request).await?;
+            let Some(last) = records.len().checked_sub(1) else {
+                return Ok(());
+            };
+            for (i, block) in records.into_iter().enumerate() {
+                let (cid, record) = parse(&block)?;
+                if record.record.publisher != *publisher || record.record.name != name {
+                    return Err(Refusal::new(
+                        RegistryErrorCode::BadRequest,
+                        format!("{peer} answered a chain request with another dataset"),
+                    ));
+                }
+                let version = record.record.version;
+                // The peer sends versions in order, so each one's parent is known by now.
+                self.admit_in_order(record, cid, block).await?;
+                if i == last {
+                    from = version + 1;
+                }
+            }
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn records_from(
+        &self,
+        peer: PeerId,
+        request: RegistryRequest,
+    ) -> Result<(Vec<Vec<u8>>, bool), Refusal> {
+        let net_error =
+            |e: tessera_net::NetError| Refusal::new(RegistryErrorCode::Internal, e.to_string());
+        match self
+            .net()
+            .registry_request(peer, request)
+            .await
+            .map_err(net_error)?
+        {
+            RegistryResponse::Records { records, more } => {
+                Ok((records.into_iter().map(ByteBuf::into_vec).collect(), more))
+            }
+            RegistryResponse::Error { code, message } => Err(Refusal::new(code, message)),
+            other => Err(Refusal::new(
+                RegistryErrorCode::BadRequest,
+                format!("unexpected answer {other:?}"),
+            )),
+        }
+    }
+
+    /// Reads every dataset head `peer` has and fetches the versions this node lacks.
+    pub async fn sync_with(&self, peer: PeerId, max_pages: usize) -> Result<usize, Refusal> {
+        let mut after = None;
+        let mut learned = 0;
+        for _ in 0..max_pages {
+            let request = RegistryRequest::Heads {
+                after: after.clone(),
+                limit: MAX_RECORDS_PER_RESPONSE,
+            };
+            let (heads, more) = self.records_from(peer, request).await?;
+            for block in heads {
+                let (cid, record) = parse(&block)?;
+                let r = &record.record;
+                after = Some((r.publisher, r.name.clone()));
+                match self.blocking_admit(&record, cid).await {
+                    Ok(Admission::Known) => continue,
+                    Err(AdmitError::VersionReused { existing, .. }) => {
+                        warn!(%peer, name = %r.name, version = r.version, %existing, "a peer has another record for a version this node holds");
+                        continue;
+                    }
+                    _ => {}
+                }
+                let have = self
+                    .store()
+                    .head(&r.publisher, &r.name)?
+                    .map_or(0, |e| e.record.record.version);
+                if let Err(e) = self.catch_up(peer, &r.publisher, &r.name, have + 1).await {
+                    debug!(%peer, name = %r.name, error = %e.message, "catching up failed");
+                } else {
+                    learned += 1;
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        Ok(learned)
+    }
+
+    /// Looks for a dataset's latest record on the DHT and admits the newest valid one found,
+    /// fetching its ancestors from known registry peers.
+    pub async fn find_on_dht(&self, publisher: &PublisherKey, name: &str) -> Option<Entry> {
+        let values = self
+            .net()
+            .get_record(head_key(publisher, name))
+            .await
+            .ok()?;
+        let mut best: Option<(u64, Vec<u8>)> = None;
+        for value in values {
+            let Ok((_, record)) = parse(&value) else {
+                continue;
+            };
+            let r = &record.record;
+            if r.publisher == *publisher
+                && r.name == name
+                && best.as_ref().is_none_or(|(v, _)| r.version > *v)
+            {
+                best = Some((r.version, value));
+            }
+        }
+        let (_, block) = best?;
+        let cid = self.accept(block, None).await.ok()?;
+        self.store().get(&cid).ok().flatten()
+    }
+
+    /// Answers one registry protocol request.
+    pub async fn answer(&self, peer: PeerId, request: RegistryRequest) -> RegistryResponse {
+        let limit = |l: u32| l.clamp(1, MAX_RECORDS_PER_RESPONSE) as usize;
+        let records = |(entries, more): (Vec<Entry>, bool)| RegistryResponse::Records {
+            records: entries
+                .into_iter()
+                .map(|e| ByteBuf::from(e.block))
+                .collect(),
+            more,
+        };
+        let result = match request {
+            RegistryRequest::Submit { record } => {
+                return match self.accept(record, Some(peer)).await {
+                    Ok(record) => RegistryResponse::Accepted { record },
+                    Err(r) => RegistryResponse::Error {
+                        code: r.code,
+                        message: r.message,
+                    },
+                };
+            }
+            RegistryRequest::Heads { after, limit: l } => {
+                let store = self.store().clone();
+                blocking(move || store.heads(after.as_ref(), limit(l)))
+                    .await
+                    .map(records)
+            }
+            RegistryRequest::Chain {
+                publisher,
+                name,
+                from,
+                limit: l,
+            } => {
+                let store = self.store().clone();
+                blocking(move || store.chain(&publisher, &name, from, limit(l)))
+                    .await
+                    .map(records)
+            }
+            RegistryRequest::Find {
+                publisher,
+                name,
+                version,
+            } => {
+                let found = {
+                    let (store, publisher, name) =
+                        (self.store().clone(), publisher.clone(), name.clone());
+                    blocking(move || store.find(publisher.as_deref(), &name, version)).await
+                };
+                match found {
+                    Ok(found) if found.is_empty() => {
+                        // Not known here: a full publisher key lets the DHT say.
+                        let key = publisher
+                            .as_deref()
+                            .and_then(|p| p.parse::<PublisherKey>().ok());
+                        let mut found = Vec::new();
+                        if let Some(key) = key
+                            && self.find_on_dht(&key, &name).await.is_some()
+                        {
+                            let store = self.store().clone();
+                            found = blocking(move || {
+                                store.find(Some(&key.to_string()), &name, version)
+                            })
+                            .await
+                            .unwrap_or_default();
+                        }
+                        Ok(records((found, false)))
+                    }
+                    other => other.map(|f| (f, false)).map(records),
+                }
+            }
+        };
+        result.unwrap_or_else(|e| RegistryResponse::Error {
+            code: RegistryErrorCode::Internal,
+            message: e.to_string(),
+        })
+    }
+}
+
+fn parse(block: &[u8]) -> Result<(Cid, SignedRecord), Refusal> {
+    if block.len() > MAX_RECORD_BYTES {
+        return Err(Refusal::new(
+            RegistryErrorCode::BadRecord,
+            format!(
+                "{} bytes; a record is at most {MAX_RECORD_BYTES}",
+                block.len()
+            ),
+        ));
+    }
+    let record = SignedRecord::from_block(block)
+        .map_err(|e| Refusal::new(RegistryErrorCode::BadRecord, e.to_string()))?;
+    Ok((dag_cbor_cid(block), record))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AdmitError> + Send + 'static,
+) -> Result<T, AdmitError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AdmitError::Damaged(e.to_string()))?
+}
+
+/// Runs the registry role until the network's event channel closes: handles requests and
+/// announcements (`config.parallel` at once), advertises the node as a registry, and catches
+/// up with the registry peers it knows every `config.sync_interval`.
+pub async fn run(
+    registry: Registry,
+    config: RegistryConfig,
+    mut events: mpsc::Receiver<RegistryEvent>,
+) {
+    let permits = Arc::new(Semaphore::new(config.parallel.max(1)));
+    let advertise = registry.clone();
+    tokio::spawn(async move {
+        // Providing fails until the routing table has a peer; retry a few times.
+        for _ in 0..10 {
+            if advertise.net().start_providing(rendezvous()).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    let mut ticks = tokio::time::interval(config.sync_interval);
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let registry = registry.clone();
+                let max_pages = config.max_sync_pages;
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    handle(&registry, event, max_pages).await;
+                });
+            }
+            _ = ticks.tick() => {
+                let registry = registry.clone();
+                let max_pages = config.max_sync_pages;
+                tokio::spawn(async move { registry.sync_all(max_pages).await });
+            }
+        }
+    }
+    debug!("registry stopped");
+}
+
+impl Registry {
+    /// Catches up with every registry peer known, and those the DHT lists.
+    pub async fn sync_all(&self, max_pages: usize) {
+        if let Ok(found) = self.net().get_providers(rendezvous()).await {
+            for peer in found {
+                self.remember(peer);
+            }
+        }
+        let peers: Vec<PeerId> = crate::lock(&self.inner.peers).iter().copied().collect();
+        for peer in peers {
+            match self.sync_with(peer, max_pages).await {
+                Ok(n) if n > 0 => info!(%peer, datasets = n, "caught up"),
+                Ok(_) => {}
+                Err(e) => debug!(%peer, error = %e.message, "catching up failed"),
+            }
+        }
+    }
+}
+
+async fn handle(registry: &Registry, event: RegistryEvent, max_pages: usize) {
+    match event {
+        RegistryEvent::Request {
+            peer,
+            request,
+            channel,
+        } => {
+            let response = registry.answer(peer, request).await;
+            let _ = registry.net().respond_registry(channel, response).await;
+        }
+        RegistryEvent::Announcement { source, data } => {
+            registry.remember(source);
+            if let Err(e) = registry.accept(data, Some(source)).await {
+                debug!(%source, error = %e.message, "announced record refused");
+            }
+        }
+        RegistryEvent::PeerJoined { peer } => {
+            registry.remember(peer);
+            if let Err(e) = registry.sync_with(peer, max_pages).await {
+                debug!(%peer, error = %e.message, "catching up failed");
+            }
+        }
+    }
+}

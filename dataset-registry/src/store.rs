@@ -1,0 +1,604 @@
+//! The registry's records in RocksDB: verified record blocks, the chain of each dataset, its
+//! head, an index by name, and the manifests the records name.
+//!
+//! ```text
+//! r CID                          -> signed record block
+//! v PUBLISHER NAME 0 VERSION(be) -> record CID          (one slot per version: no reuse)
+//! h PUBLISHER NAME               -> head VERSION(be)
+//! n NAME 0 PUBLISHER             -> ()                  (find by name)
+//! m MANIFEST-CID                 -> manifest block
+//! s SHARD-CID                    -> MANIFEST-CID INDEX(be u32)   (the gateway's index)
+//! ```
+//!
+//! Only records that passed [`RecordStore::admit`] are written, all keys of one record in one
+//! synced batch, under one writer lock: the check and the write see the same state.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use cid::Cid;
+use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use tessera_formats::{Manifest, PublisherKey, SignedRecord, record::RecordError};
+
+/// A record as stored: verified, with its CID and block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The record block's CID.
+    pub cid: Cid,
+    /// The record.
+    pub record: SignedRecord,
+    /// The block.
+    pub block: Vec<u8>,
+}
+
+/// Whether a record is new to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// It is stored already.
+    Known,
+    /// It can be stored.
+    New,
+}
+
+/// Why a record cannot be stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdmitError {
+    /// The block does not parse, breaks a rule or its signature fails.
+    #[error("bad record: {0}")]
+    Record(RecordError),
+    /// Another record holds this publisher, name and version.
+    #[error("version {version} of {name} is already record {existing}")]
+    VersionReused {
+        /// The dataset.
+        name: String,
+        /// The version.
+        version: u64,
+        /// The record that holds it.
+        existing: Box<Cid>,
+    },
+    /// The parent record is not known here yet: fetch the chain from version `have + 1`.
+    #[error("parent record {parent} is not known here (this node has up to version {have})")]
+    MissingParent {
+        /// The parent's CID.
+        parent: Box<Cid>,
+        /// The highest version of the dataset known here (0 for none).
+        have: u64,
+    },
+    /// The record does not follow its parent.
+    #[error("{0}")]
+    BrokenChain(RecordError),
+    /// The database failed.
+    #[error("registry database: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// A stored value is damaged.
+    #[error("registry database: damaged value under {0}")]
+    Damaged(String),
+}
+
+/// The record store; cheap to clone.
+#[derive(Clone)]
+pub struct RecordStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RecordStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordStore").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    db: DB,
+    write: Mutex<()>,
+}
+
+fn dataset_key(tag: u8, publisher: &PublisherKey, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + 32 + name.len() + 9);
+    k.push(tag);
+    k.extend_from_slice(&publisher.0);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn version_key(publisher: &PublisherKey, name: &str, version: u64) -> Vec<u8> {
+    let mut k = dataset_key(b'v', publisher, name);
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn tagged(tag: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + bytes.len());
+    k.push(tag);
+    k.extend_from_slice(bytes);
+    k
+}
+
+fn name_key(name: &str, publisher: &PublisherKey) -> Vec<u8> {
+    let mut k = tagged(b'n', name.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&publisher.0);
+    k
+}
+
+fn u64_of(bytes: &[u8], what: &str) -> Result<u64, AdmitError> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| AdmitError::Damaged(what.to_string()))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+fn synced() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+impl RecordStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, AdmitError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        let db = DB::open(&opts, dir)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                write: Mutex::new(()),
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `record` (with block CID `cid`) may be stored: known already, new, or refused.
+    pub fn admit(&self, record: &SignedRecord, cid: &Cid) -> Result<Admission, AdmitError> {
+        record.verify().map_err(AdmitError::Record)?;
+        let db = &self.inner.db;
+        if db.get_pinned(tagged(b'r', &cid.to_bytes()))?.is_some() {
+            return Ok(Admission::Known);
+        }
+        let r = &record.record;
+        if let Some(existing) = self.version_cid(&r.publisher, &r.name, r.version)? {
+            return Err(AdmitError::VersionReused {
+                name: r.name.clone(),
+                version: r.version,
+                existing: Box::new(existing),
+            });
+        }
+        if let Some(parent_cid) = &r.parent {
+            let Some(parent) = self.get(parent_cid)? else {
+                return Err(AdmitError::MissingParent {
+                    parent: Box::new(*parent_cid),
+                    have: self.head_version(&r.publisher, &r.name)?.unwrap_or(0),
+                });
+            };
+            record
+                .check_follows(&parent.record, parent_cid)
+                .map_err(AdmitError::BrokenChain)?;
+        }
+        Ok(Admission::New)
+    }
+
+    /// Stores an admitted record with its manifest (already fetched and validated, CID
+    /// `record.record.manifest`). Checks admission again under the writer lock.
+    pub fn insert(
+        &self,
+        record: &SignedRecord,
+        cid: &Cid,
+        block: &[u8],
+        manifest: &Manifest,
+        manifest_block: &[u8],
+    ) -> Result<Admission, AdmitError> {
+        let _writer = self.lock();
+        if self.admit(record, cid)? == Admission::Known {
+            return Ok(Admission::Known);
+        }
+        let r = &record.record;
+        let mut batch = WriteBatch::default();
+        batch.put(tagged(b'r', &cid.to_bytes()), block);
+        batch.put(
+            version_key(&r.publisher, &r.name, r.version),
+            cid.to_bytes(),
+        );
+        // Versions arrive in order (a missing parent is refused), so this one is the head.
+        batch.put(
+            dataset_key(b'h', &r.publisher, &r.name),
+            r.version.to_be_bytes(),
+        );
+        batch.put(name_key(&r.name, &r.publisher), []);
+        let manifest_cid = r.manifest.to_bytes();
+        batch.put(tagged(b'm', &manifest_cid), manifest_block);
+        for (index, shard) in manifest.shards.iter().enumerate() {
+            let mut value = manifest_cid.clone();
+            value.extend_from_slice(&u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes());
+            batch.put(tagged(b's', &shard.layout.content.to_bytes()), value);
+        }
+        self.inner.db.write_opt(batch, &synced())?;
+        Ok(Admission::New)
+    }
+
+    /// The record with block CID `cid`.
+    pub fn get(&self, cid: &Cid) -> Result<Option<Entry>, AdmitError> {
+        let Some(block) = self.inner.db.get(tagged(b'r', &cid.to_bytes()))? else {
+            return Ok(None);
+        };
+        // Stored blocks were verified on the way in; a failure here is disk damage.
+        let record = SignedRecord::from_block(&block)
+            .map_err(|e| AdmitError::Damaged(format!("record {cid}: {e}")))?;
+        Ok(Some(Entry {
+            cid: *cid,
+            record,
+            block,
+        }))
+    }
+
+    fn version_cid(
+        &self,
+        publisher: &PublisherKey,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<Cid>, AdmitError> {
+        let key = version_key(publisher, name, version);
+        match self.inner.db.get(&key)? {
+            None => Ok(None),
+            Some(bytes) => Cid::try_from(bytes.as_slice())
+                .map(Some)
+                .map_err(|_| AdmitError::Damaged(format!("version {version} of {name}"))),
+        }
+    }
+
+    fn head_version(
+        &self,
+        publisher: &PublisherKey,
+        name: &str,
+    ) -> Result<Option<u64>, AdmitError> {
+        match self.inner.db.get(dataset_key(b'h', publisher, name))? {
+            None => Ok(None),
+            Some(bytes) => u64_of(&bytes, name).map(Some),
+        }
+    }
+
+    /// Version `version` of a dataset.
+    pub fn version(
+        &self,
+        publisher: &PublisherKey,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<Entry>, AdmitError> {
+        match self.version_cid(publisher, name, version)? {
+            Some(cid) => self.get(&cid),
+            None => Ok(None),
+        }
+    }
+
+    /// A dataset's latest version.
+    pub fn head(&self, publisher: &PublisherKey, name: &str) -> Result<Option<Entry>, AdmitError> {
+        match self.head_version(publisher, name)? {
+            Some(v) => self.version(publisher, name, v),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` records of a dataset from version `from` on, and whether more follow.
+    pub fn chain(
+        &self,
+        publisher: &PublisherKey,
+        name: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<Entry>, bool), AdmitError> {
+        let head = self.head_version(publisher, name)?.unwrap_or(0);
+        let mut out = Vec::new();
+        let mut v = from.max(1);
+        while v <= head && out.len() < limit {
+            if let Some(entry) = self.version(publisher, name, v)? {
+                out.push(entry);
+            }
+            v += 1;
+        }
+        Ok((out, v <= head))
+    }
+
+    /// The latest record of up to `limit` datasets ordered by (publisher, name), starting
+    /// after `after`, and whether more follow.
+    pub fn heads(
+        &self,
+        after: Option<&(PublisherKey, String)>,
+        limit: usize,
+    ) -> Result<(Vec<Entry>, bool), AdmitError> {
+        let start = match after {
+            Some((publisher, name)) => {
+                let mut k = dataset_key(b'h', publisher, name);
+                k.push(0); // just past `after`
+                k
+            }
+            None => vec![b'h'],
+        };
+        let mut out = Vec::new();
+        let iter = self
+            .inner
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (key, value) = item?;
+            if key.first() != Some(&b'h') {
+                break;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let (publisher, name) = parse_dataset_key(&key)?;
+            let version = u64_of(&value, &name)?;
+            if let Some(entry) = self.version(&publisher, &name, version)? {
+                out.push(entry);
+            }
+        }
+        Ok((out, false))
+    }
+
+    /// The records of datasets named `name` whose publisher key starts with `prefix` (any if
+    /// none): version `version`, or the latest.
+    pub fn find(
+        &self,
+        prefix: Option<&str>,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Vec<Entry>, AdmitError> {
+        let mut start = tagged(b'n', name.as_bytes());
+        start.push(0);
+        let mut out = Vec::new();
+        let iter = self
+            .inner
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (key, _) = item?;
+            let Some(rest) = key.strip_prefix(start.as_slice()) else {
+                break;
+            };
+            let publisher = PublisherKey(
+                rest.try_into()
+                    .map_err(|_| AdmitError::Damaged(format!("name index of {name}")))?,
+            );
+            if prefix.is_some_and(|p| !publisher.has_prefix(p)) {
+                continue;
+            }
+            let entry = match version {
+                Some(v) => self.version(&publisher, name, v)?,
+                None => self.head(&publisher, name)?,
+            };
+            out.extend(entry);
+            if out.len() >= 64 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A manifest block a stored record names.
+    pub fn manifest(&self, cid: &Cid) -> Result<Option<Vec<u8>>, AdmitError> {
+        Ok(self.inner.db.get(tagged(b'm', &cid.to_bytes()))?)
+    }
+
+    /// A manifest that lists the shard with content CID `shard`, and the shard's index in it.
+    pub fn shard(&self, shard: &Cid) -> Result<Option<(Cid, usize)>, AdmitError> {
+        let Some(value) = self.inner.db.get(tagged(b's', &shard.to_bytes()))? else {
+            return Ok(None);
+        };
+        let damaged = || AdmitError::Damaged(format!("shard index of {shard}"));
+        let split = value.len().checked_sub(4).ok_or_else(damaged)?;
+        let (cid, index) = value.split_at(split);
+        let cid = Cid::try_from(cid).map_err(|_| damaged())?;
+        let index = u32::from_be_bytes(index.try_into().map_err(|_| damaged())?);
+        Ok(Some((cid, index as usize)))
+    }
+}
+
+fn parse_dataset_key(key: &[u8]) -> Result<(PublisherKey, String), AdmitError> {
+    let damaged = || AdmitError::Damaged("a dataset head".into());
+    let rest = key.get(1..).ok_or_else(damaged)?;
+    if rest.len() < 32 {
+        return Err(damaged());
+    }
+    let (publisher, name) = rest.split_at(32);
+    let publisher = PublisherKey(publisher.try_into().map_err(|_| damaged())?);
+    let name = String::from_utf8(name.to_vec()).map_err(|_| damaged())?;
+    Ok((publisher, name))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use tessera_formats::{
+        VersionRecord,
+        manifest::MANIFEST_VERSION,
+        record::{RECORD_VERSION, SigningKey},
+    };
+
+    use super::*;
+
+    fn manifest(n: u64, parent: Option<Cid>) -> (Manifest, Cid, Vec<u8>) {
+        let m = Manifest {
+            version: MANIFEST_VERSION,
+            schema: None,
+            shards: vec![],
+            parent,
+            created_ms: n,
+            metadata: BTreeMap::new(),
+        };
+        let (cid, block) = m.to_block().unwrap();
+        (m, cid, block)
+    }
+
+    struct Chain {
+        key: SigningKey,
+        name: String,
+        last: Option<(Cid, Cid)>,
+        version: u64,
+    }
+
+    impl Chain {
+        fn new(seed: u8, name: &str) -> Self {
+            Self {
+                key: SigningKey::from_bytes(&[seed; 32]),
+                name: name.into(),
+                last: None,
+                version: 0,
+            }
+        }
+
+        /// The next record, its CID, block and manifest; does not store it.
+        fn next(&mut self) -> (SignedRecord, Cid, Vec<u8>, Manifest, Vec<u8>) {
+            self.version += 1;
+            let (m, mcid, mblock) = manifest(self.version, self.last.map(|l| l.1));
+            let record = VersionRecord {
+                format: RECORD_VERSION,
+                publisher: PublisherKey::of(&self.key),
+                name: self.name.clone(),
+                version: self.version,
+                manifest: mcid,
+                parent: self.last.map(|l| l.0),
+                time_ms: self.version,
+                message: String::new(),
+            }
+            .sign(&self.key)
+            .unwrap();
+            let (cid, block) = record.to_block().unwrap();
+            self.last = Some((cid, mcid));
+            (record, cid, block, m, mblock)
+        }
+    }
+
+    fn insert(
+        store: &RecordStore,
+        r: &(SignedRecord, Cid, Vec<u8>, Manifest, Vec<u8>),
+    ) -> Result<Admission, AdmitError> {
+        store.insert(&r.0, &r.1, &r.2, &r.3, &r.4)
+    }
+
+    #[test]
+    fn chains_grow_in_order_and_refuse_reuse_and_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordStore::open(dir.path()).unwrap();
+        let mut chain = Chain::new(1, "web");
+        let v1 = chain.next();
+        let v2 = chain.next();
+        let v3 = chain.next();
+        // v2 before v1: its parent is missing.
+        assert!(matches!(
+            insert(&store, &v2),
+            Err(AdmitError::MissingParent { have: 0, .. })
+        ));
+        assert_eq!(insert(&store, &v1).unwrap(), Admission::New);
+        assert_eq!(insert(&store, &v1).unwrap(), Admission::Known);
+        assert_eq!(insert(&store, &v2).unwrap(), Admission::New);
+        // Another v2 signed by the same publisher: the version is taken.
+        let mut fork = Chain::new(1, "web");
+        fork.next();
+        fork.last = Some((v1.1, v1.0.record.manifest));
+        let mut other_v2 = fork.next();
+        other_v2.0.record.message = "fork".into();
+        other_v2.0 = other_v2.0.record.clone().sign(&fork.key).unwrap();
+        other_v2.1 = other_v2.0.to_block().unwrap().0;
+        assert!(matches!(
+            insert(&store, &other_v2),
+            Err(AdmitError::VersionReused { version: 2, .. })
+        ));
+        assert_eq!(insert(&store, &v3).unwrap(), Admission::New);
+        let head = store.head(&v1.0.record.publisher, "web").unwrap().unwrap();
+        assert_eq!(head.cid, v3.1);
+        let (log, more) = store.chain(&v1.0.record.publisher, "web", 1, 2).unwrap();
+        assert_eq!(
+            log.iter()
+                .map(|e| e.record.record.version)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert!(more);
+        assert_eq!(
+            store.manifest(&v3.0.record.manifest).unwrap(),
+            Some(v3.4.clone())
+        );
+
+        // A forged record is never stored.
+        let mut forged = chain.next();
+        forged.0.record.message = "forged".into();
+        assert!(matches!(
+            insert(&store, &forged),
+            Err(AdmitError::Record(_))
+        ));
+        assert_eq!(
+            store
+                .head(&v1.0.record.publisher, "web")
+                .unwrap()
+                .unwrap()
+                .cid,
+            v3.1
+        );
+
+        // Reopening keeps everything.
+        drop(store);
+        let store = RecordStore::open(dir.path()).unwrap();
+        assert_eq!(store.get(&v2.1).unwrap().unwrap().record, v2.0);
+    }
+
+    #[test]
+    fn heads_page_and_find_by_name_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordStore::open(dir.path()).unwrap();
+        let mut publishers = Vec::new();
+        for seed in 1..=3u8 {
+            for name in ["a", "web", "web-2"] {
+                let mut chain = Chain::new(seed, name);
+                insert(&store, &chain.next()).unwrap();
+                if name == "web" {
+                    insert(&store, &chain.next()).unwrap();
+                }
+            }
+            publishers.push(PublisherKey::of(&SigningKey::from_bytes(&[seed; 32])));
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, more) = store.heads(after.as_ref(), 4).unwrap();
+            for e in &page {
+                seen.push((e.record.record.publisher, e.record.record.name.clone()));
+            }
+            after = seen.last().cloned();
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 9);
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(seen, sorted);
+
+        assert_eq!(store.find(None, "web", None).unwrap().len(), 3);
+        assert!(
+            store
+                .find(None, "web", None)
+                .unwrap()
+                .iter()
+                .all(|e| e.record.record.version == 2)
+        );
+        assert_eq!(store.find(None, "web", Some(1)).unwrap().len(), 3);
+        assert!(store.find(None, "web", Some(3)).unwrap().is_empty());
+        let prefix = &publishers[1].to_string()[..8];
+        let found = store.find(Some(prefix), "web", Some(1)).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].record.record.publisher, publishers[1]);
+        assert!(store.find(None, "we", None).unwrap().is_empty());
+    }
+}
