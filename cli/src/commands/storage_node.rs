@@ -163,12 +163,14 @@ mod tests {
             bootstrap: vec![],
             capacity,
             http: None,
+            no_registry: false,
         };
         let c = node_config(args(None)).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/srv/t"));
         assert_eq!(c.capacity, 50 << 30);
         assert_eq!(c.listen.len(), 1);
         assert_eq!(c.http, Some("127.0.0.1:8080".parse().unwrap()));
+        assert!(c.registry);
         let c = node_config(args(Some(ByteSize::mib(5)))).unwrap();
         assert_eq!(c.capacity, 5 << 20);
 
