@@ -9,11 +9,13 @@
 //! - [`fetch`]: one piece or block from its providers, range by range, every range verified
 //!   against the CID, falling back to another provider on a slow, missing or lying one.
 //! - [`get`]: a shard back from its layout CID, with up to `m` pieces lost.
+//! - [`dataset`]: publish a directory of Parquet files as a dataset version, fetch one back.
 //! - [`audit`]: challenge a holder and verify its proof against the piece CID alone.
 //!
 //! See `docs/ARCHITECTURE.md`.
 
 pub mod audit;
+pub mod dataset;
 pub mod error;
 pub mod fetch;
 pub mod get;

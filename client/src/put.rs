@@ -3,6 +3,7 @@
 //! it is stored.
 
 use std::{
+    collections::HashSet,
     fs::File,
     io::{BufReader, BufWriter},
     path::{Path, PathBuf},
@@ -96,7 +97,15 @@ pub async fn put_file(
             .map_err(|e| ClientError::io("encoding")(std::io::Error::other(e)))??
     };
     info!(content = %layout.content, size = layout.size, "encoded");
-    let (holders, shares_nodes) = store_pieces(session, &layout, &pieces, options.parallel).await?;
+    let (holders, shares_nodes) = store_pieces(
+        session,
+        &layout,
+        &pieces,
+        options.parallel,
+        &StoreHooks::default(),
+    )
+    .await?;
+    let holders = holders.into_iter().flatten().collect();
     let (layout_cid, block) = layout.to_block().map_err(|source| ClientError::Layout {
         cid: Box::new(layout.content),
         source,
@@ -114,7 +123,7 @@ pub async fn put_file(
     })
 }
 
-fn encode_to_files(
+pub(crate) fn encode_to_files(
     path: &Path,
     dir: &Path,
     params: ErasureParams,
@@ -139,14 +148,36 @@ fn encode_to_files(
     Ok((layout, paths))
 }
 
+/// Called with a piece's index, CID and holder once it is stored.
+pub type OnStored = Arc<dyn Fn(usize, Cid, PeerId) + Send + Sync>;
+
+/// What a caller that resumes or reports progress adds to [`store_pieces`].
+#[derive(Default)]
+pub struct StoreHooks {
+    /// Pieces stored before (by an interrupted run): not sent again.
+    pub skip: HashSet<Cid>,
+    /// Told about every piece stored.
+    pub on_stored: Option<OnStored>,
+}
+
+impl std::fmt::Debug for StoreHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHooks")
+            .field("skip", &self.skip.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Stores the pieces of `layout` (piece `i` read from `pieces[i]`) on distinct nodes, `parallel`
-/// at a time. Returns each piece's holder and whether a node got two pieces.
+/// at a time, except those in `hooks.skip`. Returns each piece's holder (none for a skipped
+/// one) and whether a node got two pieces.
 pub async fn store_pieces(
     session: &Session,
     layout: &ShardLayout,
     pieces: &[PathBuf],
     parallel: usize,
-) -> Result<(Vec<PeerId>, bool), ClientError> {
+    hooks: &StoreHooks,
+) -> Result<(Vec<Option<PeerId>>, bool), ClientError> {
     let key = layout.content.to_bytes();
     let mut candidates = session.net().closest_peers(key.clone()).await?;
     if candidates.len() < pieces.len() {
@@ -167,6 +198,10 @@ pub async fn store_pieces(
     let size = layout.piece_len();
     let mut tasks = JoinSet::new();
     for (index, (cid, path)) in layout.pieces.iter().zip(pieces).enumerate() {
+        if hooks.skip.contains(cid) {
+            continue;
+        }
+        let on_stored = hooks.on_stored.clone();
         let (net, cid, path) = (session.net().clone(), *cid, path.clone());
         let (placement, permits, timeouts) =
             (placement.clone(), permits.clone(), session.timeouts());
@@ -180,6 +215,9 @@ pub async fn store_pieces(
                 match upload(&net, node, cid, size, Source::File(&path), timeouts).await {
                     Ok(()) => {
                         debug!(index, %node, "piece stored");
+                        if let Some(on_stored) = on_stored {
+                            on_stored(index, cid, node);
+                        }
                         return Ok((index, node));
                     }
                     Err(e) => {
@@ -198,7 +236,7 @@ pub async fn store_pieces(
         holders[index] = Some(node);
     }
     let shares = lock(&placement).shares_nodes();
-    Ok((holders.into_iter().flatten().collect(), shares))
+    Ok((holders, shares))
 }
 
 /// Stores a small block (a layout, a manifest) on up to `copies` distinct nodes, the ones

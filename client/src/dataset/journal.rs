@@ -1,0 +1,85 @@
+//! The publish journal: one line per piece stored, appended and flushed as each is acked, so
+//! that a publish run again after an interruption skips what is already on the network.
+//! Lines that do not parse (a torn last line) are ignored.
+
+use std::{
+    collections::HashSet,
+    fs::{File, OpenOptions},
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use cid::Cid;
+use serde::{Deserialize, Serialize};
+
+use super::DatasetError;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Line {
+    piece: String,
+    holder: String,
+}
+
+/// An open journal.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: Mutex<File>,
+    stored: HashSet<Cid>,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path` and reads what it holds.
+    pub fn open(path: &Path) -> Result<Self, DatasetError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(DatasetError::io(format!("creating {}", dir.display())))?;
+        }
+        let mut stored = HashSet::new();
+        if let Ok(file) = File::open(path) {
+            for line in BufReader::new(file).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(Line { piece, .. }) = serde_json::from_str(&line)
+                    && let Ok(cid) = Cid::try_from(piece.as_str())
+                {
+                    stored.insert(cid);
+                }
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(DatasetError::io(format!("opening {}", path.display())))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+            stored,
+        })
+    }
+
+    /// Pieces an earlier run stored.
+    pub fn stored(&self) -> &HashSet<Cid> {
+        &self.stored
+    }
+
+    /// Records a stored piece.
+    pub fn record(&self, piece: &Cid, holder: &impl ToString) {
+        let line = Line {
+            piece: piece.to_string(),
+            holder: holder.to_string(),
+        };
+        if let Ok(mut text) = serde_json::to_string(&line) {
+            text.push('\n');
+            let mut file = crate::lock(&self.file);
+            // A line that fails to reach the disk only means the piece is sent again.
+            let _ = file.write_all(text.as_bytes()).and_then(|()| file.flush());
+        }
+    }
+
+    /// Removes the journal once the publish is complete.
+    pub fn finish(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

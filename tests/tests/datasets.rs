@@ -1,0 +1,451 @@
+//! Datasets over a real network on 127.0.0.1 (six storage nodes running the registry role,
+//! RocksDB each): publish Parquet files, fetch them by CID and by name, publish a second
+//! version, resume, lose nodes, and refuse forged records.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap
+)]
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use arrow::{
+    array::{Float64Array, Int64Array, RecordBatch, StringArray},
+    datatypes::{DataType, Field, Schema},
+};
+use parquet::{
+    arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
+    file::properties::WriterProperties,
+};
+use tessera_client::{
+    Session,
+    dataset::{DatasetError, FetchOptions, PublishOptions, fetch_dataset, publish::list_parquet},
+    fetch::providers,
+};
+use tessera_dataset_registry::{
+    VersionError, fetch_version, publish_version,
+    remote::{self, RemoteError},
+};
+use tessera_formats::{
+    DatasetRef, PublisherKey, VersionRecord,
+    address::dag_cbor_cid,
+    record::{RECORD_VERSION, SigningKey},
+};
+use tessera_net::protocol::RegistryErrorCode;
+use tessera_storage_node::LocalNetwork;
+use tessera_tests::sample_bytes;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Writes a Parquet file of `rows` rows in row groups of 2,000, with text that does not
+/// compress, so the file is about `rows * 130` bytes.
+fn write_parquet(path: &Path, label: &str, rows: usize) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("text", DataType::Utf8, true),
+        Field::new("score", DataType::Float64, false),
+    ]));
+    let noise = sample_bytes(label, rows * 48);
+    let texts: Vec<String> = noise.chunks(48).map(|c| format!("{c:02x?}")).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+            Arc::new(StringArray::from_iter_values(texts)),
+            Arc::new(Float64Array::from_iter_values(
+                (0..rows).map(|i| i as f64 / 7.0),
+            )),
+        ],
+    )
+    .unwrap();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(2_000))
+        .build();
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+fn read_rows(path: &Path) -> Vec<RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn assert_same_files(a: &Path, b: &Path) {
+    for (name, path) in list_parquet(a).unwrap() {
+        let copy = b.join(&name);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(&copy).unwrap(),
+            "{name}"
+        );
+        assert_eq!(read_rows(&path), read_rows(&copy), "{name}");
+    }
+}
+
+/// Node `i`'s registry records.
+fn records(network: &LocalNetwork, i: usize) -> &tessera_dataset_registry::RecordStore {
+    network.node(i).unwrap().registry.as_ref().unwrap().store()
+}
+
+async fn fetch(
+    session: &Session,
+    cid: tessera_formats::Cid,
+    out: &Path,
+) -> Result<tessera_client::dataset::FetchReport, DatasetError> {
+    fetch_dataset(session, cid, out, &FetchOptions::default()).await
+}
+
+fn options(journal: &Path) -> PublishOptions {
+    PublishOptions {
+        parallel: 8,
+        journal: Some(journal.to_path_buf()),
+        ..PublishOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publish_fetch_version_and_lose_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = LocalNetwork::start(&dir.path().join("nodes"), 6, 256 * MIB)
+        .await
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("train")).unwrap();
+    write_parquet(&data.join("part-0.parquet"), "part 0", 16_000);
+    write_parquet(&data.join("part-1.parquet"), "part 1", 20_000);
+    write_parquet(&data.join("train/part-2.parquet"), "part 2", 12_000);
+    let signer = SigningKey::from_bytes(&[7; 32]);
+    let publisher = PublisherKey::of(&signer);
+
+    // Version 1.
+    let writer = Session::join(network.bootstrap()).await.unwrap();
+    let files = list_parquet(&data).unwrap();
+    assert_eq!(files.len(), 3);
+    let journal = dir.path().join("journal");
+    let v1 = publish_version(
+        &writer,
+        files,
+        "web-text",
+        "first",
+        &signer,
+        options(&journal),
+    )
+    .await
+    .unwrap();
+    let params = v1.report.params;
+    assert_eq!((params.k, params.m), (3, 2), "defaults for six nodes");
+    assert_eq!(v1.record.record.version, 1);
+    assert_eq!(v1.report.pieces_sent, 3 * 5);
+    assert!(v1.report.manifest_holders.len() > usize::from(params.m) + 1);
+    assert!(
+        v1.report
+            .manifest
+            .shards
+            .iter()
+            .all(|s| s.row_groups.len() >= 6)
+    );
+    assert!(!journal.exists(), "a finished publish leaves no journal");
+
+    // Fetch by CID and by name from a reader that joins through another node.
+    let reader = Session::join(network.node(3).unwrap().addresses.clone())
+        .await
+        .unwrap();
+    let by_cid = dir.path().join("by-cid");
+    let got = fetch(&reader, v1.report.manifest_cid, &by_cid)
+        .await
+        .unwrap();
+    assert_eq!(got.fetched.len(), 3);
+    assert_same_files(&data, &by_cid);
+    let by_name = dir.path().join("by-name");
+    for reference in [
+        "web-text",
+        &format!("{publisher}/web-text@v1"),
+        &format!("{}/web-text@latest", &publisher.to_string()[..8]),
+    ] {
+        let _ = std::fs::remove_dir_all(&by_name);
+        let (cid, entry, _) = fetch_version(
+            &reader,
+            &reference.parse::<DatasetRef>().unwrap(),
+            &by_name,
+            None,
+            &FetchOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(cid, v1.report.manifest_cid, "{reference}");
+        assert_eq!(entry.unwrap().cid, v1.record_cid);
+        assert_same_files(&data, &by_name);
+    }
+
+    // Resume: a missing shard is fetched again, the others are kept.
+    std::fs::remove_file(by_cid.join("part-1.parquet")).unwrap();
+    let again = fetch(&reader, v1.report.manifest_cid, &by_cid)
+        .await
+        .unwrap();
+    assert_eq!(again.fetched, ["part-1.parquet"]);
+    assert_eq!(again.present.len(), 2);
+    assert_same_files(&data, &by_cid);
+    // A file with other bytes in a shard's place is never overwritten.
+    std::fs::write(by_cid.join("part-0.parquet"), b"not the shard").unwrap();
+    let conflict = fetch(&reader, v1.report.manifest_cid, &by_cid).await;
+    assert!(
+        matches!(conflict, Err(DatasetError::Conflict { .. })),
+        "{conflict:?}"
+    );
+
+    // Version 2 changes one file: only its pieces are stored; a registry node that was down
+    // while it was published catches up when it returns.
+    network.stop(5).await;
+    write_parquet(&data.join("part-1.parquet"), "part 1, revised", 20_000);
+    let files = list_parquet(&data).unwrap();
+    let v2 = publish_version(
+        &writer,
+        files,
+        "web-text",
+        "revise part 1",
+        &signer,
+        options(&journal),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v2.record.record.version, 2);
+    assert_eq!(v2.record.record.parent, Some(v1.record_cid));
+    assert_eq!(v2.report.manifest.parent, Some(v1.report.manifest_cid));
+    assert_eq!(v2.report.reused, ["part-0.parquet", "train/part-2.parquet"]);
+    assert_eq!(v2.report.pieces_sent, 5, "only the changed file's pieces");
+    let log = remote::log(&reader, &publisher, "web-text").await.unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|e| e.record.record.version)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    network.restart(5).await.unwrap();
+    let registry5 = network.node(5).unwrap().registry.clone().unwrap();
+    let mut caught_up = false;
+    for _ in 0..100 {
+        if let Some(head) = registry5.store().head(&publisher, "web-text").unwrap()
+            && head.cid == v2.record_cid
+        {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(caught_up, "the restarted registry node did not catch up");
+    for i in 0..6 {
+        let head = records(&network, i).head(&publisher, "web-text").unwrap();
+        assert_eq!(head.map(|h| h.cid), Some(v2.record_cid), "node {i}");
+    }
+    // Both versions still fetch.
+    let (_, _, v1_again) = fetch_version(
+        &reader,
+        &"web-text@v1".parse().unwrap(),
+        &dir.path().join("v1"),
+        None,
+        &FetchOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        v1_again.manifest.shards[1].layout.content,
+        v1.report.manifest.shards[1].layout.content
+    );
+
+    // Lose the holders of m pieces of the changed shard: it is rebuilt from parity.
+    let shard = &v2.report.manifest.shards[1];
+    let mut holders = Vec::new();
+    for piece in &shard.layout.pieces {
+        let found = providers(&reader, *piece).await.unwrap();
+        holders.push(network.index_of(&found[0]).unwrap());
+    }
+    // The reader joined through node 3, which stays up. Data pieces' holders go first, so
+    // the fetch has to use parity.
+    let keep = network.index_of(&reader_bootstrap_peer(&network)).unwrap();
+    let victims: Vec<usize> = holders.iter().copied().filter(|i| *i != keep).collect();
+    assert!(victims[..2].iter().all(|v| holders[..3].contains(v)));
+    for &i in &victims[..2] {
+        network.stop(i).await;
+    }
+    let out = dir.path().join("v2-degraded");
+    let (_, _, got) = fetch_version(
+        &reader,
+        &"web-text@v2".parse().unwrap(),
+        &out,
+        None,
+        &FetchOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        got.reconstructed.contains(&"part-1.parquet".to_string()),
+        "{:?}",
+        got.reconstructed
+    );
+    assert_same_files(&data, &out);
+    // One more: the shard cannot be rebuilt, the error names it, and no file takes its name.
+    network.stop(victims[2]).await;
+    let out = dir.path().join("v2-lost");
+    let lost = fetch(&reader, v2.report.manifest_cid, &out).await;
+    // Three of six nodes are down, so other shards may have lost m + 1 pieces too: every
+    // shard that failed is named, none has a file under its name, and the others are whole.
+    let Err(DatasetError::Shards { failed, total: 3 }) = lost else {
+        panic!("expected named shard failures, got {lost:?}");
+    };
+    let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"part-1.parquet"), "{names:?}");
+    for shard in &v2.report.manifest.shards {
+        let path = out.join(&shard.name);
+        if names.contains(&shard.name.as_str()) {
+            assert!(!path.exists(), "{}", shard.name);
+        } else {
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                std::fs::read(data.join(&shard.name)).unwrap()
+            );
+        }
+    }
+    assert!(
+        std::fs::read_dir(&out).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".tessera")),
+        "temporary files left behind"
+    );
+    drop((writer, reader));
+    network.shutdown().await;
+}
+
+/// The node a client that joins through `network.bootstrap()` talks to first.
+fn reader_bootstrap_peer(network: &LocalNetwork) -> tessera_net::PeerId {
+    network.node(3).unwrap().client.peer_id()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_and_unresolvable_records_are_refused_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(dir.path(), 3, 64 * MIB).await.unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_parquet(&data.join("a.parquet"), "a", 3_000);
+    let (alice, mallory) = (
+        SigningKey::from_bytes(&[1; 32]),
+        SigningKey::from_bytes(&[2; 32]),
+    );
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let v1 = publish_version(
+        &session,
+        list_parquet(&data).unwrap(),
+        "corpus",
+        "",
+        &alice,
+        PublishOptions::default(),
+    )
+    .await
+    .unwrap();
+    let refused = |result: Result<_, RemoteError>, code: RegistryErrorCode| match result {
+        Err(RemoteError::Refused { code: got, message }) => assert_eq!(got, code, "{message}"),
+        other => panic!("expected a {code:?} refusal, got {other:?}"),
+    };
+    let next = |signer: &SigningKey, publisher: PublisherKey, version: u64, message: &str| {
+        VersionRecord {
+            format: RECORD_VERSION,
+            publisher,
+            name: "corpus".into(),
+            version,
+            manifest: v1.report.manifest_cid,
+            parent: (version > 1).then_some(v1.record_cid),
+            time_ms: 1,
+            message: message.into(),
+        }
+        .sign(signer)
+        .unwrap()
+    };
+
+    // A bad signature: a field changed after signing.
+    let mut forged = next(&alice, PublisherKey::of(&alice), 2, "ok");
+    forged.record.message = "changed".into();
+    let block = tessera_formats::block::encode(&forged).unwrap();
+    refused(
+        remote::submit(&session, block).await,
+        RegistryErrorCode::BadRecord,
+    );
+    // Another key claiming Alice's chain: its signature is not Alice's.
+    let mut stolen = next(&mallory, PublisherKey::of(&mallory), 2, "mine");
+    stolen.record.publisher = PublisherKey::of(&alice);
+    let block = tessera_formats::block::encode(&stolen).unwrap();
+    refused(
+        remote::submit(&session, block).await,
+        RegistryErrorCode::BadRecord,
+    );
+    // Mallory's own record naming Alice's v1 as parent: a broken chain.
+    let grafted = next(&mallory, PublisherKey::of(&mallory), 2, "graft");
+    refused(
+        remote::submit(&session, grafted.to_block().unwrap().1).await,
+        RegistryErrorCode::BrokenChain,
+    );
+    // Version 1 again, with another message: the version is taken.
+    let reuse = next(&alice, PublisherKey::of(&alice), 1, "again");
+    refused(
+        remote::submit(&session, reuse.to_block().unwrap().1).await,
+        RegistryErrorCode::VersionReused,
+    );
+    // A manifest nobody holds.
+    let mut ghost = next(&alice, PublisherKey::of(&alice), 2, "ghost");
+    ghost.record.manifest = dag_cbor_cid(b"no such manifest");
+    let ghost = ghost.record.sign(&alice).unwrap();
+    refused(
+        remote::submit(&session, ghost.to_block().unwrap().1).await,
+        RegistryErrorCode::ManifestUnresolved,
+    );
+    // Garbage and trailing bytes.
+    let mut trailing = v1.record.to_block().unwrap().1;
+    trailing.push(0);
+    refused(
+        remote::submit(&session, trailing).await,
+        RegistryErrorCode::BadRecord,
+    );
+    refused(
+        remote::submit(&session, b"garbage".to_vec()).await,
+        RegistryErrorCode::BadRecord,
+    );
+
+    // None of it shows: one dataset, one version, on every registry node.
+    let listed = remote::list(&session, 100).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].cid, v1.record_cid);
+    let log = remote::log(&session, &PublisherKey::of(&alice), "corpus")
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    for i in 0..3 {
+        let store = records(&network, i).clone();
+        assert!(
+            store.find(None, "corpus", Some(2)).unwrap().is_empty(),
+            "node {i}"
+        );
+    }
+    let missing = remote::find(
+        &session,
+        None,
+        "corpus",
+        tessera_formats::VersionSel::Number(2),
+        None,
+    )
+    .await;
+    assert!(
+        matches!(missing, Err(RemoteError::NotFound(_))),
+        "{missing:?}"
+    );
+    let _: Option<VersionError> = None;
+    drop(session);
+    network.shutdown().await;
+}
