@@ -31,6 +31,12 @@ enum Command {
     Put(commands::put::Args),
     /// Fetch a file stored with `put` by its CID, verified.
     Get(commands::get::Args),
+    /// Publish a directory of Parquet files as the next version of a dataset.
+    Publish(commands::publish::Args),
+    /// Fetch a dataset version by manifest CID or NAME@VERSION into a directory.
+    Fetch(commands::fetch::Args),
+    /// List datasets, show a dataset's versions, resolve a name to a manifest CID.
+    Datasets(commands::datasets::Args),
 }
 
 #[tokio::main]
@@ -53,6 +59,9 @@ async fn main() -> ExitCode {
         Command::StorageNode(args) => commands::storage_node::run(args).await,
         Command::Put(args) => commands::put::run(args).await,
         Command::Get(args) => commands::get::run(args).await,
+        Command::Publish(args) => commands::publish::run(args).await,
+        Command::Fetch(args) => commands::fetch::run(args).await,
+        Command::Datasets(args) => commands::datasets::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

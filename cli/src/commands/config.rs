@@ -29,3 +29,11 @@ pub(crate) fn default_path(name: &str) -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     Some(base.join("tessera").join(name))
 }
+
+/// `$XDG_CACHE_HOME/tessera/NAME` or `~/.cache/tessera/NAME`.
+pub(crate) fn cache_path(name: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("tessera").join(name))
+}

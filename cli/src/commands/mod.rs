@@ -2,8 +2,13 @@
 
 pub(crate) mod cid;
 pub(crate) mod config;
+pub(crate) mod datasets;
 pub(crate) mod demo;
+pub(crate) mod fetch;
 pub(crate) mod get;
 pub(crate) mod join;
+pub(crate) mod progress;
+pub(crate) mod publish;
+pub(crate) mod publisher_key;
 pub(crate) mod put;
 pub(crate) mod storage_node;

@@ -1,0 +1,64 @@
+//! `tessera fetch CID|NAME@VERSION -o DIR`: fetch a dataset version, every shard verified;
+//! run it again after an interruption and it fetches only what is missing.
+
+use std::{path::PathBuf, time::Instant};
+
+use anyhow::Context as _;
+use bytesize::ByteSize;
+use tessera_client::dataset::FetchOptions;
+use tessera_dataset_registry::fetch_version;
+use tessera_formats::{DatasetRef, PublisherKey};
+
+use super::{join::JoinArgs, progress, publisher_key};
+
+#[derive(Debug, clap::Args)]
+#[command(rename_all = "kebab-case")]
+pub(crate) struct Args {
+    /// A manifest CID, or [PUBLISHER/]NAME[@latest|@vN].
+    reference: String,
+    /// The directory to write the dataset's files into.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Shards fetched at once.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
+    /// A publisher key whose datasets win when a name is ambiguous [default: your own].
+    #[arg(long)]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    join: JoinArgs,
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let reference: DatasetRef = args.reference.parse()?;
+    let own = publisher_key::load(&publisher_key::key_path(args.key.as_deref())?)?
+        .map(|k| PublisherKey::of(&k));
+    let session = args.join.join().await?;
+    let (bar, sink) = progress::bar();
+    let options = FetchOptions {
+        parallel_shards: args.parallel,
+        progress: sink,
+        ..FetchOptions::default()
+    };
+    let started = Instant::now();
+    let (cid, entry, report) =
+        fetch_version(&session, &reference, &args.output, own.as_ref(), &options)
+            .await
+            .with_context(|| format!("fetching {reference}"))?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(entry) = entry {
+        let r = &entry.record.record;
+        eprintln!("{}/{}@v{}: {}", r.publisher, r.name, r.version, r.message);
+    }
+    eprintln!(
+        "fetched {cid} into {}: {} shards fetched ({}, {:.1} MB/s), {} already in place, {} rebuilt from parity",
+        args.output.display(),
+        report.fetched.len(),
+        ByteSize::b(report.bytes),
+        report.bytes as f64 / 1e6 / seconds.max(1e-9),
+        report.present.len(),
+        report.reconstructed.len(),
+    );
+    Ok(())
+}
