@@ -104,10 +104,7 @@ type ApiResult = Result<Response, ApiError>;
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, AdmitError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(ApiError::from)
+    crate::service::blocking(f).await.map_err(ApiError::from)
 }
 
 fn record_json(e: &Entry) -> Value {

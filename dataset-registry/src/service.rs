@@ -241,9 +241,7 @@ impl Registry {
         cid: Cid,
     ) -> Result<Admission, AdmitError> {
         let (store, record) = (self.store().clone(), record.clone());
-        tokio::task::spawn_blocking(move || store.admit(&record, &cid))
-            .await
-            .map_err(|e| AdmitError::Damaged(e.to_string()))?
+        blocking(move || store.admit(&record, &cid)).await
     }
 
     /// Fetches the record's manifest from the network and checks it, and that it derives from
@@ -505,7 +503,8 @@ fn parse(block: &[u8]) -> Result<(Cid, SignedRecord), Refusal> {
     Ok((dag_cbor_cid(block), record))
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs a store call on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, AdmitError> + Send + 'static,
 ) -> Result<T, AdmitError> {
     tokio::task::spawn_blocking(f)

@@ -20,7 +20,10 @@ use std::{
 
 use cid::Cid;
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
-use tessera_formats::{Manifest, PublisherKey, SignedRecord, record::RecordError};
+use tessera_formats::{
+    Manifest, PublisherKey, SignedRecord, block,
+    record::{MAX_RECORD_BYTES, RecordError},
+};
 
 /// A record as stored: verified, with its CID and block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,8 +233,9 @@ impl RecordStore {
         let Some(block) = self.inner.db.get(tagged(b'r', &cid.to_bytes()))? else {
             return Ok(None);
         };
-        // Stored blocks were verified on the way in; a failure here is disk damage.
-        let record = SignedRecord::from_block(&block)
+        // Stored blocks were verified on the way in: parse strictly, but do not check the
+        // signature again on every read. A failure here is disk damage.
+        let record = block::decode::<SignedRecord>(&block, MAX_RECORD_BYTES)
             .map_err(|e| AdmitError::Damaged(format!("record {cid}: {e}")))?;
         Ok(Some(Entry {
             cid: *cid,

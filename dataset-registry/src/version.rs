@@ -1,17 +1,14 @@
 //! Publishing and fetching whole dataset versions: the client's dataset operations joined to
 //! the registry's records.
 
-use std::{
-    path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::path::{Path, PathBuf};
 
 use cid::Cid;
 use tessera_client::{
     Session,
     dataset::{
         DatasetError, FetchOptions, FetchReport, PublishOptions, PublishReport,
-        fetch::fetch_manifest, fetch_dataset, publish,
+        fetch::fetch_manifest, fetch_dataset, publish, unix_ms,
     },
 };
 use tessera_formats::{
@@ -81,9 +78,7 @@ pub async fn publish_version(
         options.parent = Some((cid, fetch_manifest(session, cid).await?));
     }
     let report = publish(session, files, &options).await?;
-    let time_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let time_ms = unix_ms();
     let record = VersionRecord {
         format: RECORD_VERSION,
         publisher,

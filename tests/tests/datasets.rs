@@ -271,13 +271,17 @@ async fn publish_fetch_version_and_lose_nodes() {
         let found = providers(&reader, *piece).await.unwrap();
         holders.push(network.index_of(&found[0]).unwrap());
     }
-    // The reader joined through node 3, which stays up. Data pieces' holders go first, so
-    // the fetch has to use parity.
-    let keep = network.index_of(&reader_bootstrap_peer(&network)).unwrap();
-    let victims: Vec<usize> = holders.iter().copied().filter(|i| *i != keep).collect();
+    // A reader that joins through a node holding none of the shard's pieces, so that node
+    // stays up. Data pieces' holders go first (m <= k), so the fetch has to use parity.
+    let entry = (0..6)
+        .find(|i| network.node(*i).is_some() && !holders.contains(i))
+        .unwrap();
+    let reader = Session::join(network.node(entry).unwrap().addresses.clone())
+        .await
+        .unwrap();
     let k = usize::from(shard.layout.erasure.k);
-    assert!(victims[..2].iter().all(|v| holders[..k].contains(v)));
-    for &i in &victims[..2] {
+    assert!(k >= 2, "the first two holders must hold data pieces");
+    for &i in &holders[..2] {
         network.stop(i).await;
     }
     let out = dir.path().join("v2-degraded");
@@ -297,7 +301,7 @@ async fn publish_fetch_version_and_lose_nodes() {
     );
     assert_same_files(&data, &out);
     // One more: the shard cannot be rebuilt, the error names it, and no file takes its name.
-    network.stop(victims[2]).await;
+    network.stop(holders[2]).await;
     let out = dir.path().join("v2-lost");
     let lost = fetch(&reader, v2.report.manifest_cid, &out).await;
     // Three of six nodes are down, so other shards may have lost m + 1 pieces too: every
@@ -328,11 +332,6 @@ async fn publish_fetch_version_and_lose_nodes() {
     );
     drop((writer, reader));
     network.shutdown().await;
-}
-
-/// The node a client that joins through `network.bootstrap()` talks to first.
-fn reader_bootstrap_peer(network: &LocalNetwork) -> tessera_net::PeerId {
-    network.node(3).unwrap().client.peer_id()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

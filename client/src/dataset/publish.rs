@@ -14,7 +14,6 @@ use std::{
     fs::File,
     path::{Path, PathBuf},
     sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use cid::Cid;
@@ -31,7 +30,7 @@ use super::{
     DatasetError, Progress, ProgressSink,
     inspect::{ParquetInfo, inspect, schema_bytes, schema_difference},
     journal::Journal,
-    report,
+    report, unix_ms,
 };
 use crate::{
     error::ClientError,
@@ -280,9 +279,7 @@ pub async fn publish(
             layout,
         });
     }
-    let created_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let created_ms = unix_ms();
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         schema: infos.first().map(|i| Schema {
