@@ -39,6 +39,11 @@ impl<P: Copy + Eq + std::hash::Hash> Placement<P> {
         Some(node)
     }
 
+    /// `node` already holds a piece of this shard (stored by an earlier, interrupted run).
+    pub fn held(&mut self, node: P) {
+        *self.load.entry(node).or_default() += 1;
+    }
+
     /// An attempt on `node` failed: its assignment is taken back and it gets no other.
     pub fn fail(&mut self, node: P) {
         if let Some(n) = self.load.get_mut(&node) {
@@ -71,6 +76,16 @@ mod tests {
         let mut p = Placement::new([1, 2, 3, 4, 5, 6, 7]);
         let got: Vec<_> = (0..6).map(|_| p.assign().unwrap()).collect();
         assert_eq!(got, [1, 2, 3, 4, 5, 6]);
+        assert!(!p.shares_nodes());
+    }
+
+    #[test]
+    fn pieces_held_before_count_against_their_nodes() {
+        let mut p = Placement::new([1, 2, 3, 4, 5]);
+        p.held(2);
+        p.held(4);
+        let got: Vec<_> = (0..3).map(|_| p.assign().unwrap()).collect();
+        assert_eq!(got, [1, 3, 5]);
         assert!(!p.shares_nodes());
     }
 

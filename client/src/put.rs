@@ -3,7 +3,7 @@
 //! it is stored.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     fs::File,
     io::{BufReader, BufWriter},
     path::{Path, PathBuf},
@@ -154,8 +154,10 @@ pub type OnStored = Arc<dyn Fn(usize, Cid, PeerId) + Send + Sync>;
 /// What a caller that resumes or reports progress adds to [`store_pieces`].
 #[derive(Default)]
 pub struct StoreHooks {
-    /// Pieces stored before (by an interrupted run): not sent again.
-    pub skip: HashSet<Cid>,
+    /// Pieces stored before (by an interrupted run) and their holders: not sent again, and
+    /// their holders count as holding a piece, so no other piece joins them while a node
+    /// with none is left.
+    pub skip: HashMap<Cid, PeerId>,
     /// Told about every piece stored.
     pub on_stored: Option<OnStored>,
 }
@@ -169,8 +171,8 @@ impl std::fmt::Debug for StoreHooks {
 }
 
 /// Stores the pieces of `layout` (piece `i` read from `pieces[i]`) on distinct nodes, `parallel`
-/// at a time, except those in `hooks.skip`. Returns each piece's holder (none for a skipped
-/// one) and whether a node got two pieces.
+/// at a time, except those in `hooks.skip`. Returns each piece's holder (a skipped piece's
+/// from the hook) and whether a node got two pieces.
 pub async fn store_pieces(
     session: &Session,
     layout: &ShardLayout,
@@ -193,12 +195,18 @@ pub async fn store_pieces(
         return Err(ClientError::NoNodes);
     }
     debug!(candidates = candidates.len(), "placing pieces");
-    let placement = Arc::new(Mutex::new(Placement::new(candidates)));
+    let mut placement = Placement::new(candidates);
+    for (cid, holder) in &hooks.skip {
+        if layout.pieces.contains(cid) {
+            placement.held(*holder);
+        }
+    }
+    let placement = Arc::new(Mutex::new(placement));
     let permits = Arc::new(Semaphore::new(parallel.max(1)));
     let size = layout.piece_len();
     let mut tasks = JoinSet::new();
     for (index, (cid, path)) in layout.pieces.iter().zip(pieces).enumerate() {
-        if hooks.skip.contains(cid) {
+        if hooks.skip.contains_key(cid) {
             continue;
         }
         let on_stored = hooks.on_stored.clone();
@@ -234,6 +242,11 @@ pub async fn store_pieces(
         let (index, node) =
             joined.map_err(|e| ClientError::io("uploading")(std::io::Error::other(e)))??;
         holders[index] = Some(node);
+    }
+    for (index, cid) in layout.pieces.iter().enumerate() {
+        if let Some(holder) = hooks.skip.get(cid) {
+            holders[index] = Some(*holder);
+        }
     }
     let shares = lock(&placement).shares_nodes();
     Ok((holders, shares))

@@ -62,7 +62,7 @@ pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8], max: usize) -> Resu
         });
     }
     let value: T =
-        serde_ipld_dagcbor::from_slice(bytes).map_err(|e| BlockError::Malformed(e.to_string()))?;
+        serde_ipld_dagcbor::from_slice(bytes).map_err(|e| BlockError::Malformed(describe(e)))?;
     let canonical = encode(&value)?;
     if canonical != bytes {
         return Err(BlockError::NotCanonical {
@@ -71,6 +71,21 @@ pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8], max: usize) -> Resu
         });
     }
     Ok(value)
+}
+
+/// The decoder's error in words (its own `Display` is its `Debug`).
+fn describe<E: std::fmt::Debug>(e: serde_ipld_dagcbor::DecodeError<E>) -> String {
+    use serde_ipld_dagcbor::DecodeError as D;
+    match e {
+        D::Msg(message) => message,
+        D::TrailingData => "trailing bytes after the value".into(),
+        D::Eof { name, .. } => format!("truncated in a {name}"),
+        D::Mismatch { name, found } | D::Unsupported { name, found } => {
+            format!("expected {name}, found byte 0x{found:02x}")
+        }
+        D::DepthOverflow { .. } => "nested too deeply".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 #[cfg(test)]
@@ -124,7 +139,11 @@ mod tests {
     fn trailing_bytes_are_refused() {
         let mut bytes = encode(&sample()).unwrap();
         bytes.push(0);
-        assert!(decode::<Sample>(&bytes, 1024).is_err());
+        let err = decode::<Sample>(&bytes, 1024).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed block: trailing bytes after the value"
+        );
     }
 
     #[test]

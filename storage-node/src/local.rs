@@ -34,7 +34,8 @@ impl LocalNetwork {
                 bootstrap: bootstrap.clone(),
                 capacity,
                 max_piece: capacity,
-                http: None,
+                // Every node serves its HTTP API (status, metrics, registry) on a port of its own.
+                http: Some((std::net::Ipv4Addr::LOCALHOST, 0).into()),
                 scrub_interval_secs: 0,
                 registry: true,
             };

@@ -20,8 +20,11 @@ use parquet::{
 };
 use tessera_client::{
     Session,
-    dataset::{DatasetError, FetchOptions, PublishOptions, fetch_dataset, publish::list_parquet},
+    dataset::{
+        DatasetError, FetchOptions, Progress, PublishOptions, fetch_dataset, publish::list_parquet,
+    },
     fetch::providers,
+    put::store_block,
 };
 use tessera_dataset_registry::{
     VersionError, fetch_version, publish_version,
@@ -30,6 +33,7 @@ use tessera_dataset_registry::{
 use tessera_formats::{
     DatasetRef, PublisherKey, VersionRecord,
     address::dag_cbor_cid,
+    manifest::MAX_METADATA_VALUE_BYTES,
     record::{RECORD_VERSION, SigningKey},
 };
 use tessera_net::protocol::RegistryErrorCode;
@@ -423,6 +427,41 @@ async fn forged_and_unresolvable_records_are_refused_and_never_shown() {
         RegistryErrorCode::BadRecord,
     );
 
+    // Manifests that are in the network but are not manifests: trailing bytes, an oversize
+    // field, wrong types. Each is refused as unresolvable, with the reason.
+    let v1_block = v1.report.manifest.to_block().unwrap().1;
+    let mut trailing = v1_block.clone();
+    trailing.push(0);
+    let mut oversize = v1.report.manifest.clone();
+    oversize.parent = Some(v1.report.manifest_cid);
+    oversize
+        .metadata
+        .insert("notes".into(), "x".repeat(MAX_METADATA_VALUE_BYTES + 1));
+    let oversize = tessera_formats::block::encode(&oversize).unwrap();
+    let wrong_types = tessera_formats::block::encode(&std::collections::BTreeMap::from([
+        ("version", "one"),
+        ("shards", "none"),
+    ]))
+    .unwrap();
+    for (bytes, reason) in [
+        (trailing, "trailing"),
+        (oversize, "metadata[notes]"),
+        (wrong_types, "expected array"),
+    ] {
+        let cid = dag_cbor_cid(&bytes);
+        store_block(&session, cid, &bytes, 3).await.unwrap();
+        let mut bad = next(&alice, PublisherKey::of(&alice), 2, reason);
+        bad.record.manifest = cid;
+        let bad = bad.record.sign(&alice).unwrap();
+        match remote::submit(&session, bad.to_block().unwrap().1).await {
+            Err(RemoteError::Refused { code, message }) => {
+                assert_eq!(code, RegistryErrorCode::ManifestUnresolved, "{message}");
+                assert!(message.contains(reason), "{reason}: {message}");
+            }
+            other => panic!("{reason}: expected a refusal, got {other:?}"),
+        }
+    }
+
     // None of it shows: one dataset, one version, on every registry node.
     let listed = remote::list(&session, 100).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -451,6 +490,234 @@ async fn forged_and_unresolvable_records_are_refused_and_never_shown() {
         "{missing:?}"
     );
     let _: Option<VersionError> = None;
+    drop(session);
+    network.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_publish_resumes_without_storing_pieces_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(&dir.path().join("nodes"), 6, 64 * MIB)
+        .await
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_parquet(&data.join("a.parquet"), "a", 8_000);
+    write_parquet(&data.join("b.parquet"), "b", 8_000);
+    let signer = SigningKey::from_bytes(&[3; 32]);
+    let session = Arc::new(Session::join(network.bootstrap()).await.unwrap());
+    let journal = dir.path().join("journal");
+
+    // The first run is cut off once four pieces are acknowledged, one piece at a time.
+    let (stored_tx, mut stored_rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink: tessera_client::dataset::ProgressSink = Some(Arc::new(move |event| {
+        if let Progress::PieceStored { .. } = event {
+            let _ = stored_tx.send(());
+        }
+    }));
+    let first = tokio::spawn({
+        let (session, signer, files) = (session.clone(), signer.clone(), list_parquet(&data));
+        let options = PublishOptions {
+            parallel: 1,
+            progress: sink,
+            ..options(&journal)
+        };
+        async move { publish_version(&session, files.unwrap(), "resumable", "", &signer, options).await }
+    });
+    for _ in 0..4 {
+        stored_rx.recv().await.unwrap();
+    }
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    let journaled = std::fs::read_to_string(&journal).unwrap().lines().count();
+    assert!(journaled >= 4, "{journaled} pieces journaled");
+
+    // The second run sends only what the first did not store, and every shard still has its
+    // pieces on distinct nodes.
+    let v1 = publish_version(
+        &session,
+        list_parquet(&data).unwrap(),
+        "resumable",
+        "",
+        &signer,
+        options(&journal),
+    )
+    .await
+    .unwrap();
+    let total = 2 * v1.report.params.total();
+    assert!(v1.report.pieces_resumed >= 4, "{:?}", v1.report);
+    assert_eq!(v1.report.pieces_resumed + v1.report.pieces_sent, total);
+    assert!(!journal.exists());
+    for shard in &v1.report.manifest.shards {
+        let mut holders = std::collections::HashSet::new();
+        for piece in &shard.layout.pieces {
+            holders.extend(providers(&session, *piece).await.unwrap());
+        }
+        assert!(
+            holders.len() >= shard.layout.pieces.len(),
+            "{}: {} pieces on {} nodes",
+            shard.name,
+            shard.layout.pieces.len(),
+            holders.len()
+        );
+    }
+    let out = dir.path().join("out");
+    fetch(&session, v1.report.manifest_cid, &out).await.unwrap();
+    assert_same_files(&data, &out);
+    drop(session);
+    network.shutdown().await;
+}
+
+/// GETs `path` from a node's HTTP port; returns the status and the body as JSON.
+async fn get_json(http: &reqwest::Client, base: &str, path: &str) -> (u16, serde_json::Value) {
+    let response = http.get(format!("{base}{path}")).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_api_lists_versions_serves_manifests_and_verified_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = LocalNetwork::start(&dir.path().join("nodes"), 3, 64 * MIB)
+        .await
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_parquet(&data.join("a.parquet"), "a", 4_000);
+    write_parquet(&data.join("b.parquet"), "b", 3_000);
+    let signer = SigningKey::from_bytes(&[4; 32]);
+    let publisher = PublisherKey::of(&signer);
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    // 2+1 over three nodes: every node holds one piece of each shard.
+    let params = tessera_formats::erasure::ErasureParams::new(2, 1, 64 * 1024).unwrap();
+    let publish = |message: &'static str| {
+        let files = list_parquet(&data).unwrap();
+        let (session, signer) = (&session, &signer);
+        async move {
+            let options = PublishOptions {
+                params: Some(params),
+                ..PublishOptions::default()
+            };
+            publish_version(session, files, "pages", message, signer, options)
+                .await
+                .unwrap()
+        }
+    };
+    let v1 = publish("one").await;
+    write_parquet(&data.join("b.parquet"), "b, again", 3_000);
+    let v2 = publish("two").await;
+
+    let base = format!("http://{}", network.node(0).unwrap().http.unwrap());
+    let http = reqwest::Client::new();
+
+    let (status, body) = get_json(&http, &base, "/v1/datasets").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["more"], false);
+    let datasets = body["datasets"].as_array().unwrap();
+    assert_eq!(datasets.len(), 1);
+    assert_eq!(datasets[0]["name"], "pages");
+    assert_eq!(datasets[0]["version"], 2);
+    assert_eq!(datasets[0]["publisher"], publisher.to_string());
+    assert_eq!(datasets[0]["record"], v2.record_cid.to_string());
+
+    let (status, body) = get_json(&http, &base, &format!("/v1/datasets/{publisher}/pages")).await;
+    assert_eq!(status, 200, "{body}");
+    let versions: Vec<_> = body["versions"].as_array().unwrap().iter().collect();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["message"], "one");
+    assert_eq!(versions[1]["parent"], v1.record_cid.to_string());
+
+    for (selector, published) in [("v1", &v1), ("1", &v1), ("latest", &v2)] {
+        let path = format!("/v1/datasets/{publisher}/pages/{selector}");
+        let (status, body) = get_json(&http, &base, &path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let manifest = &body["manifest"];
+        assert_eq!(
+            manifest["cid"],
+            published.report.manifest_cid.to_string(),
+            "{path}"
+        );
+        assert_eq!(manifest["rows"], 7_000);
+        assert_eq!(manifest["shards"][0]["name"], "a.parquet");
+        assert_eq!(manifest["shards"][1]["erasure"]["k"], 2);
+        assert_eq!(
+            manifest["shards"][1]["cid"],
+            published.report.manifest.shards[1]
+                .layout
+                .content
+                .to_string()
+        );
+    }
+    let path = format!("/v1/manifests/{}", v1.report.manifest_cid);
+    let (status, body) = get_json(&http, &base, &path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["shards"][1]["rows"], 3_000);
+    assert_eq!(body["parent"], serde_json::Value::Null);
+
+    // The gateway streams a shard's bytes, the same as the file published.
+    let shard = &v2.report.manifest.shards[1].layout;
+    let response = http
+        .get(format!("{base}/v1/shards/{}", shard.content))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["content-length"].to_str().unwrap(),
+        shard.size.to_string()
+    );
+    assert_eq!(
+        response.headers()["etag"].to_str().unwrap(),
+        format!("\"{}\"", shard.content)
+    );
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(
+        bytes.as_ref(),
+        std::fs::read(data.join("b.parquet")).unwrap()
+    );
+
+    // Errors: a stable code and a status to match.
+    let unknown = dag_cbor_cid(b"nothing here");
+    let other = PublisherKey::of(&SigningKey::from_bytes(&[5; 32]));
+    for (path, want_status, want_code) in [
+        (format!("/v1/datasets/{publisher}/absent"), 404, "not_found"),
+        (
+            format!("/v1/datasets/{other}/pages/latest"),
+            404,
+            "not_found",
+        ),
+        (
+            format!("/v1/datasets/{publisher}/pages/v9"),
+            404,
+            "not_found",
+        ),
+        (
+            format!("/v1/datasets/{publisher}/pages/vx"),
+            400,
+            "bad_request",
+        ),
+        ("/v1/datasets/not-a-key/pages".into(), 400, "bad_request"),
+        ("/v1/datasets?after=no-slash".into(), 400, "bad_request"),
+        ("/v1/manifests/not-a-cid".into(), 400, "bad_request"),
+        (format!("/v1/manifests/{unknown}"), 404, "not_found"),
+        (format!("/v1/shards/{unknown}"), 404, "not_found"),
+    ] {
+        let (status, body) = get_json(&http, &base, &path).await;
+        assert_eq!(status, want_status, "{path}: {body}");
+        assert_eq!(body["error"]["code"], want_code, "{path}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().len() > 3,
+            "{path}"
+        );
+    }
+
+    // With two of three pieces gone, the gateway cannot rebuild the shard: 502, not bytes.
+    network.stop(1).await;
+    network.stop(2).await;
+    let path = format!("/v1/shards/{}", shard.content);
+    let (status, body) = get_json(&http, &base, &path).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
     drop(session);
     network.shutdown().await;
 }

@@ -3,7 +3,7 @@
 //! Lines that do not parse (a torn last line) are ignored.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     fs::{File, OpenOptions},
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
@@ -12,6 +12,7 @@ use std::{
 
 use cid::Cid;
 use serde::{Deserialize, Serialize};
+use tessera_net::PeerId;
 
 use super::DatasetError;
 
@@ -26,7 +27,7 @@ struct Line {
 pub struct Journal {
     path: PathBuf,
     file: Mutex<File>,
-    stored: HashSet<Cid>,
+    stored: HashMap<Cid, PeerId>,
 }
 
 impl Journal {
@@ -36,14 +37,15 @@ impl Journal {
             std::fs::create_dir_all(dir)
                 .map_err(DatasetError::io(format!("creating {}", dir.display())))?;
         }
-        let mut stored = HashSet::new();
+        let mut stored = HashMap::new();
         if let Ok(file) = File::open(path) {
             for line in BufReader::new(file).lines() {
                 let Ok(line) = line else { break };
-                if let Ok(Line { piece, .. }) = serde_json::from_str(&line)
+                if let Ok(Line { piece, holder }) = serde_json::from_str(&line)
                     && let Ok(cid) = Cid::try_from(piece.as_str())
+                    && let Ok(holder) = holder.parse::<PeerId>()
                 {
-                    stored.insert(cid);
+                    stored.insert(cid, holder);
                 }
             }
         }
@@ -59,13 +61,13 @@ impl Journal {
         })
     }
 
-    /// Pieces an earlier run stored.
-    pub fn stored(&self) -> &HashSet<Cid> {
+    /// Pieces an earlier run stored, and the node each went to.
+    pub fn stored(&self) -> &HashMap<Cid, PeerId> {
         &self.stored
     }
 
     /// Records a stored piece.
-    pub fn record(&self, piece: &Cid, holder: &impl ToString) {
+    pub fn record(&self, piece: &Cid, holder: &PeerId) {
         let line = Line {
             piece: piece.to_string(),
             holder: holder.to_string(),

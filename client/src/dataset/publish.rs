@@ -350,7 +350,11 @@ async fn store_file(
     };
     let piece_len = layout.piece_len();
     let skip = journal.map(|j| j.stored().clone()).unwrap_or_default();
-    let resumed = layout.pieces.iter().filter(|p| skip.contains(p)).count();
+    let resumed = layout
+        .pieces
+        .iter()
+        .filter(|p| skip.contains_key(p))
+        .count();
     let progress = options.progress.clone();
     let journal = journal.cloned();
     let hooks = StoreHooks {
