@@ -99,3 +99,121 @@ pub fn schema_bytes(schema: &Schema) -> Vec<u8> {
         .finished_data()
         .to_vec()
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use arrow::{
+        array::{ArrayRef, Float64Array, Int64Array, RecordBatch},
+        datatypes::{DataType, Field},
+    };
+    use parquet::{arrow::ArrowWriter, file::properties::WriterProperties};
+
+    use super::*;
+
+    /// Writes `rows` rows of `id: Int64` and `score` (of type `score`) in row groups of 1,000.
+    pub(crate) fn write(path: &Path, rows: usize, score: &DataType) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("score", score.clone(), false),
+        ]));
+        let ids = Int64Array::from_iter_values(0..i64::try_from(rows).unwrap());
+        let scores: ArrayRef = match score {
+            DataType::Float64 => Arc::new(Float64Array::from_iter_values(
+                ids.values().iter().map(|&i| i as f64),
+            )),
+            _ => Arc::new(ids.clone()),
+        };
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), scores]).unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1_000))
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(File::create(path).unwrap(), schema, Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    #[test]
+    fn rows_and_row_groups_come_from_the_footer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.parquet");
+        write(&path, 4_500, &DataType::Float64);
+        let info = inspect(&path).unwrap();
+        assert_eq!(info.rows, 4_500);
+        assert_eq!(info.size, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(
+            info.row_groups.iter().map(|g| g.rows).collect::<Vec<_>>(),
+            [1_000, 1_000, 1_000, 1_000, 500]
+        );
+        let mut end = 4; // the leading "PAR1"
+        for group in &info.row_groups {
+            assert!(group.offset >= end && group.size > 0, "{group:?}");
+            end = group.offset + group.size;
+        }
+        assert!(end < info.size, "the footer follows the last row group");
+        assert_eq!(info.schema.fields().len(), 2);
+    }
+
+    #[test]
+    fn a_file_that_is_not_parquet_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("text.parquet");
+        std::fs::write(&text, "id,score\n1,2.0\n").unwrap();
+        let cut = dir.path().join("cut.parquet");
+        write(&cut, 2_000, &DataType::Float64);
+        let bytes = std::fs::read(&cut).unwrap();
+        std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+        for path in [text, cut] {
+            match inspect(&path) {
+                Err(e @ DatasetError::NotParquet { .. }) => {
+                    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+                }
+                other => panic!("{}: {other:?}", path.display()),
+            }
+        }
+    }
+
+    #[test]
+    fn schema_differences_name_the_column() {
+        let field = |name: &str, ty: DataType, nullable: bool| Field::new(name, ty, nullable);
+        let base = Schema::new(vec![
+            field("id", DataType::Int64, false),
+            field("text", DataType::Utf8, true),
+        ]);
+        assert_eq!(schema_difference(&base, &base.clone()), None);
+        let retyped = Schema::new(vec![
+            field("id", DataType::Int32, false),
+            field("text", DataType::Utf8, true),
+        ]);
+        let why = schema_difference(&base, &retyped).unwrap();
+        assert!(
+            why.contains("\"id\": Int32") && why.contains("Int64"),
+            "{why}"
+        );
+        let nullable = Schema::new(vec![
+            field("id", DataType::Int64, true),
+            field("text", DataType::Utf8, true),
+        ]);
+        assert!(
+            schema_difference(&base, &nullable)
+                .unwrap()
+                .contains("(nullable)")
+        );
+        let extra = Schema::new(vec![
+            field("id", DataType::Int64, false),
+            field("text", DataType::Utf8, true),
+            field("lang", DataType::Utf8, true),
+        ]);
+        assert_eq!(
+            schema_difference(&base, &extra).unwrap(),
+            "extra column \"lang\""
+        );
+        let missing = Schema::new(vec![field("id", DataType::Int64, false)]);
+        assert_eq!(
+            schema_difference(&base, &missing).unwrap(),
+            "missing column \"text\""
+        );
+    }
+}

@@ -379,7 +379,51 @@ async fn store_file(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use arrow::datatypes::DataType;
+
     use super::*;
+    use crate::dataset::inspect::tests::write;
+
+    #[test]
+    fn the_file_with_another_schema_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("a.parquet"), 1_500, &DataType::Float64);
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        write(&dir.path().join("sub/b.parquet"), 1_000, &DataType::Float64);
+        write(&dir.path().join("sub/c.parquet"), 1_000, &DataType::Int64);
+        std::fs::write(dir.path().join("notes.txt"), "not a shard").unwrap();
+        std::fs::write(dir.path().join(".hidden.parquet"), "skipped").unwrap();
+        let files = list_parquet(dir.path()).unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a.parquet", "sub/b.parquet", "sub/c.parquet"]);
+        assert_eq!(
+            inspect_all(&files[..2])
+                .unwrap()
+                .iter()
+                .map(|i| i.rows)
+                .collect::<Vec<_>>(),
+            [1_500, 1_000]
+        );
+        match inspect_all(&files) {
+            Err(DatasetError::SchemaMismatch {
+                path,
+                first,
+                difference,
+            }) => {
+                assert_eq!(path, dir.path().join("sub/c.parquet"));
+                assert_eq!(first, dir.path().join("a.parquet"));
+                assert!(difference.contains("\"score\": Int64"), "{difference}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            list_parquet(empty.path()),
+            Err(DatasetError::NoFiles(_))
+        ));
+    }
 
     #[test]
     fn default_params_fit_the_network() {
