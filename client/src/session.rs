@@ -82,7 +82,7 @@ impl Session {
 
     /// Another handle on the same network and timeouts, for tasks; dropping it leaves the
     /// network running.
-    pub(crate) fn clone_handle(&self) -> Self {
+    pub fn clone_handle(&self) -> Self {
         Self {
             net: self.net.clone(),
             timeouts: self.timeouts,

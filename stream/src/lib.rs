@@ -3,8 +3,17 @@
 //! - [`plan`]: the epoch's order (shards shuffled, then samples shuffled inside blocks of
 //!   shards) and its split among ranks and data-loader workers; pure.
 //! - [`permutation`]: the keyed permutation both shuffles use.
+//! - [`cache`]: shard files by content CID, verified on every use, LRU past a byte limit.
+//! - [`reader`]: a worker's batches: shards prefetched into the cache, the needed rows read
+//!   from each and put in the epoch's order.
 
+pub mod cache;
+pub mod error;
 pub mod permutation;
 pub mod plan;
+pub mod reader;
 
+pub use cache::{CacheStats, Lease, ShardCache};
+pub use error::StreamError;
 pub use plan::{EpochOrder, Partition, PlanError, Remainder, Sample, Split};
+pub use reader::{DatasetStream, StreamOptions, StreamState};

@@ -10,14 +10,6 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use arrow::{
-    array::{Float64Array, Int64Array, RecordBatch, StringArray},
-    datatypes::{DataType, Field, Schema},
-};
-use parquet::{
-    arrow::{ArrowWriter, arrow_reader::ParquetRecordBatchReaderBuilder},
-    file::properties::WriterProperties,
-};
 use tessera_client::{
     Session,
     dataset::{
@@ -38,48 +30,9 @@ use tessera_formats::{
 };
 use tessera_net::protocol::RegistryErrorCode;
 use tessera_storage_node::LocalNetwork;
-use tessera_tests::sample_bytes;
+use tessera_tests::{read_rows, write_parquet};
 
 const MIB: u64 = 1024 * 1024;
-
-/// Writes a Parquet file of `rows` rows in row groups of 2,000, with text that does not
-/// compress, so the file is about `rows * 130` bytes.
-fn write_parquet(path: &Path, label: &str, rows: usize) {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("text", DataType::Utf8, true),
-        Field::new("score", DataType::Float64, false),
-    ]));
-    let noise = sample_bytes(label, rows * 48);
-    let texts: Vec<String> = noise.chunks(48).map(|c| format!("{c:02x?}")).collect();
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(Int64Array::from_iter_values(0..rows as i64)),
-            Arc::new(StringArray::from_iter_values(texts)),
-            Arc::new(Float64Array::from_iter_values(
-                (0..rows).map(|i| i as f64 / 7.0),
-            )),
-        ],
-    )
-    .unwrap();
-    let props = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(2_000))
-        .build();
-    let mut writer =
-        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
-}
-
-fn read_rows(path: &Path) -> Vec<RecordBatch> {
-    ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
 
 fn assert_same_files(a: &Path, b: &Path) {
     for (name, path) in list_parquet(a).unwrap() {

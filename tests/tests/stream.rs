@@ -1,0 +1,269 @@
+//! Streaming a published dataset into a job of several ranks and workers, over real nodes on
+//! 127.0.0.1: partitioning, order, resume and the shard cache.
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+use arrow::array::{AsArray, RecordBatch};
+use tessera_client::{
+    Session,
+    dataset::{PublishOptions, publish, publish::list_parquet},
+};
+use tessera_formats::{Cid, Manifest};
+use tessera_storage_node::LocalNetwork;
+use tessera_stream::{DatasetStream, Partition, ShardCache, StreamOptions, StreamState};
+use tessera_tests::{read_rows, write_parquet};
+
+const MIB: u64 = 1024 * 1024;
+
+fn texts(batch: &RecordBatch) -> Vec<String> {
+    batch
+        .column_by_name("text")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|t| t.unwrap().to_string())
+        .collect()
+}
+
+/// Reads a whole stream: its batches' texts, and its state after each batch.
+async fn drain(
+    mut stream: DatasetStream,
+    stop_after: Option<usize>,
+) -> (Vec<Vec<String>>, StreamState) {
+    let mut batches = Vec::new();
+    while stop_after.is_none_or(|n| batches.len() < n) {
+        match stream.next_batch().await {
+            Some(batch) => batches.push(texts(&batch.unwrap())),
+            None => break,
+        }
+    }
+    (batches, stream.state())
+}
+
+struct Job<'a> {
+    session: &'a Session,
+    cid: Cid,
+    manifest: Arc<Manifest>,
+}
+
+impl Job<'_> {
+    fn open(&self, cache: &ShardCache, options: &StreamOptions) -> DatasetStream {
+        DatasetStream::open(
+            self.session,
+            self.cid,
+            self.manifest.clone(),
+            cache.clone(),
+            options,
+        )
+        .unwrap()
+    }
+
+    /// A rank's batches with `workers` workers, interleaved as a data loader does.
+    async fn rank(
+        &self,
+        cache: &ShardCache,
+        base: &StreamOptions,
+        rank: u32,
+        world_size: u32,
+        workers: u32,
+    ) -> Vec<Vec<String>> {
+        let mut per_worker = Vec::new();
+        for worker in 0..workers {
+            let options = StreamOptions {
+                partition: Partition {
+                    rank,
+                    world_size,
+                    worker,
+                    workers,
+                },
+                ..base.clone()
+            };
+            per_worker.push(drain(self.open(cache, &options), None).await.0);
+        }
+        let mut out = Vec::new();
+        let longest = per_worker.iter().map(Vec::len).max().unwrap_or(0);
+        for i in 0..longest {
+            for w in &per_worker {
+                if let Some(b) = w.get(i) {
+                    out.push(b.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+fn all_texts(dir: &Path) -> Vec<String> {
+    let mut all = Vec::new();
+    for (_, path) in list_parquet(dir).unwrap() {
+        for batch in read_rows(&path) {
+            all.extend(texts(&batch));
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ranks_and_workers_read_every_sample_once_resume_and_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(&dir.path().join("nodes"), 4, 64 * MIB)
+        .await
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (i, rows) in [1_500, 2_500, 1_000, 3_000, 2_000, 2_000]
+        .into_iter()
+        .enumerate()
+    {
+        write_parquet(
+            &data.join(format!("part-{i}.parquet")),
+            &format!("s{i}"),
+            rows,
+        );
+    }
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let report = publish(
+        &session,
+        list_parquet(&data).unwrap(),
+        &PublishOptions::default(),
+    )
+    .await
+    .unwrap();
+    let job = Job {
+        session: &session,
+        cid: report.manifest_cid,
+        manifest: Arc::new(report.manifest.clone()),
+    };
+    let dataset = all_texts(&data);
+    assert_eq!(dataset.len(), 12_000);
+    let cache = ShardCache::open(&dir.path().join("cache"), 64 * MIB).unwrap();
+    let base = StreamOptions {
+        seed: 7,
+        batch_size: 100,
+        block_shards: 2,
+        ..StreamOptions::default()
+    };
+
+    // 4 ranks x 2 workers: 12,000 samples in 30 batches of 100 per rank, each read once.
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut ranks = Vec::new();
+    for rank in 0..4 {
+        let batches = job.rank(&cache, &base, rank, 4, 2).await;
+        assert_eq!(batches.len(), 30, "rank {rank}");
+        assert!(batches.iter().all(|b| b.len() == 100));
+        for text in batches.iter().flatten() {
+            *seen.entry(text.clone()).or_default() += 1;
+        }
+        ranks.push(batches);
+    }
+    assert_eq!(seen.len(), dataset.len());
+    assert!(seen.values().all(|&n| n == 1), "a sample read twice");
+    assert!(dataset.iter().all(|t| seen.contains_key(t)));
+    // Shuffled: the first batch of rank 0 is not the first rows of any one file.
+    let first = &ranks[0][0];
+    let from: std::collections::BTreeSet<usize> = first
+        .iter()
+        .map(|t| dataset.iter().position(|d| d == t).unwrap() / 1_000)
+        .collect();
+    assert!(from.len() > 1, "{from:?}");
+
+    // The same seed and epoch give the same order; another epoch another.
+    assert_eq!(job.rank(&cache, &base, 0, 4, 2).await, ranks[0]);
+    let epoch1 = StreamOptions {
+        epoch: 1,
+        ..base.clone()
+    };
+    assert_ne!(job.rank(&cache, &epoch1, 0, 4, 2).await, ranks[0]);
+
+    // Resume rank 1 (one worker) twice from saved states: the same output as one run.
+    let one = |options: &StreamOptions| StreamOptions {
+        partition: Partition {
+            rank: 1,
+            world_size: 2,
+            worker: 0,
+            workers: 1,
+        },
+        ..options.clone()
+    };
+    let (whole, _) = drain(job.open(&cache, &one(&base)), None).await;
+    let (mut got, state) = drain(job.open(&cache, &one(&base)), Some(7)).await;
+    assert_eq!(state.consumed, 700);
+    let saved = serde_json::to_string(&state).unwrap();
+    let state: StreamState = serde_json::from_str(&saved).unwrap();
+    let resumed = state.resume(&job.cid, one(&base)).unwrap();
+    let (more, state) = drain(job.open(&cache, &resumed), Some(19)).await;
+    got.extend(more);
+    let resumed = state.resume(&job.cid, one(&base)).unwrap();
+    let (rest, state) = drain(job.open(&cache, &resumed), None).await;
+    got.extend(rest);
+    assert_eq!(got, whole);
+    assert_eq!(state.consumed, 6_000);
+    let other_seed = StreamOptions {
+        seed: 8,
+        ..one(&base)
+    };
+    assert!(state.resume(&job.cid, other_seed).is_err());
+
+    // Every shard came over the network once; the epochs after read the cache.
+    let stats = cache.stats();
+    assert_eq!(stats.fetched, 6, "{stats:?}");
+    assert!(stats.hits > 6);
+
+    // A cache smaller than the dataset stays within its limit.
+    let bytes: u64 = report.manifest.shards.iter().map(|s| s.layout.size).sum();
+    let largest = report
+        .manifest
+        .shards
+        .iter()
+        .map(|s| s.layout.size)
+        .max()
+        .unwrap();
+    let limit = (bytes / 2).max(2 * largest);
+    let small = ShardCache::open(&dir.path().join("small"), limit).unwrap();
+    let (batches, _) = drain(job.open(&small, &base), None).await;
+    assert_eq!(batches.len(), 120);
+    let small_stats = small.stats();
+    assert!(
+        small_stats.peak_bytes <= limit,
+        "{small_stats:?} over {limit}"
+    );
+    assert!(small_stats.evicted > 0, "{small_stats:?}");
+    let on_disk: u64 = std::fs::read_dir(dir.path().join("small"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(on_disk <= limit);
+
+    // A cached shard that rots on disk is caught and fetched again.
+    let victim = cache.path_of(&report.manifest.shards[3].layout.content);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[100] ^= 0x40;
+    std::fs::write(&victim, &bytes).unwrap();
+    let (batches, _) = drain(job.open(&cache, &base), None).await;
+    let stats = cache.stats();
+    assert_eq!((stats.corrupt, stats.fetched), (1, 7), "{stats:?}");
+    let mut again: Vec<&String> = batches.iter().flatten().collect();
+    again.sort();
+    let mut want: Vec<&String> = dataset.iter().collect();
+    want.sort();
+    assert_eq!(again, want);
+
+    // With every node gone, another epoch still streams, from the cache alone.
+    drop(job);
+    let cid = report.manifest_cid;
+    network.shutdown().await;
+    let job = Job {
+        session: &session,
+        cid,
+        manifest: Arc::new(report.manifest.clone()),
+    };
+    let epoch2 = StreamOptions {
+        epoch: 2,
+        ..base.clone()
+    };
+    let (batches, _) = drain(job.open(&cache, &epoch2), None).await;
+    assert_eq!(batches.len(), 120);
+    assert_eq!(cache.stats().fetched, 7);
+}
