@@ -175,16 +175,17 @@ impl DatasetStream {
             spans,
             manifest,
         });
-        let (leases_tx, leases_rx) = mpsc::channel(options.prefetch_shards.max(1));
+        // One slot per shard fetched ahead, and one for the segment they belong to.
+        let (steps_tx, steps_rx) = mpsc::channel(options.prefetch_shards.max(1) + 1);
         let (batches_tx, batches_rx) = mpsc::channel(BATCHES_AHEAD);
         let prefetcher = tokio::spawn(prefetch(
             plan.clone(),
             cache,
             session.clone_handle(),
-            leases_tx,
+            steps_tx,
         ));
         let columns = options.columns.clone();
-        let decoder = tokio::spawn(decode(plan.clone(), columns, leases_rx, batches_tx));
+        let decoder = tokio::spawn(decode(plan.clone(), columns, steps_rx, batches_tx));
         Ok(Self {
             batches: batches_rx,
             state: StreamState {
@@ -295,30 +296,36 @@ impl Plan {
 
 type Ready = JoinHandle<(Lease, Result<PathBuf, StreamError>)>;
 
-async fn prefetch(
-    plan: Arc<Plan>,
-    cache: ShardCache,
-    session: Session,
-    leases: mpsc::Sender<Result<Ready, StreamError>>,
-) {
+/// What the prefetcher hands the decoder, in order: a segment, then one item per shard it
+/// needs. The plan is walked once, here.
+enum Step {
+    Segment(Arc<Segment>),
+    Shard(Result<Ready, StreamError>),
+}
+
+async fn prefetch(plan: Arc<Plan>, cache: ShardCache, session: Session, steps: mpsc::Sender<Step>) {
     let session = Arc::new(session);
     for segment in plan.segments() {
-        for shard in segment.shards {
-            let Some(entry) = plan.manifest.shards.get(shard as usize) else {
-                continue;
-            };
-            let ready = match cache.reserve(&entry.layout).await {
-                Ok(lease) => {
+        let segment = Arc::new(segment);
+        if steps.send(Step::Segment(segment.clone())).await.is_err() {
+            return;
+        }
+        for &shard in &segment.shards {
+            let ready = match plan.manifest.shards.get(shard as usize) {
+                Some(entry) => cache.reserve(&entry.layout).await.map(|lease| {
                     let session = session.clone();
-                    Ok(tokio::spawn(async move {
+                    tokio::spawn(async move {
                         let path = lease.ready(&session).await;
                         (lease, path)
-                    }))
-                }
-                Err(e) => Err(e),
+                    })
+                }),
+                None => Err(StreamError::Parquet {
+                    name: format!("shard {shard}"),
+                    reason: "not in the manifest".into(),
+                }),
             };
             let failed = ready.is_err();
-            if leases.send(ready).await.is_err() || failed {
+            if steps.send(Step::Shard(ready)).await.is_err() || failed {
                 return;
             }
         }
@@ -328,13 +335,17 @@ async fn prefetch(
 async fn decode(
     plan: Arc<Plan>,
     columns: Option<Vec<String>>,
-    mut leases: mpsc::Receiver<Result<Ready, StreamError>>,
+    mut steps: mpsc::Receiver<Step>,
     batches: mpsc::Sender<Result<(RecordBatch, u64), StreamError>>,
 ) {
     let columns = columns.map(Arc::new);
     let mut pending = VecDeque::new();
-    for segment in plan.segments() {
-        match read_segment(&plan, &segment, columns.clone(), &mut leases).await {
+    while let Some(step) = steps.recv().await {
+        let Step::Segment(segment) = step else {
+            let _ = batches.send(Err(out_of_step())).await;
+            return;
+        };
+        match read_segment(&plan, &segment, columns.clone(), &mut steps).await {
             Ok(Some(rows)) => pending.push_back(rows),
             Ok(None) => {}
             Err(e) => {
@@ -388,23 +399,32 @@ fn take_front(
     }
 }
 
-/// Reads the segment's samples, in order, from its shards (taken from `leases` in the same
+fn out_of_step() -> StreamError {
+    StreamError::io("prefetch")(std::io::Error::other("a shard arrived outside its segment"))
+}
+
+/// Reads the segment's samples, in order, from its shards (taken from `steps` in the same
 /// order the prefetcher reserved them).
 async fn read_segment(
     plan: &Plan,
     segment: &Segment,
     columns: Option<Arc<Vec<String>>>,
-    leases: &mut mpsc::Receiver<Result<Ready, StreamError>>,
+    steps: &mut mpsc::Receiver<Step>,
 ) -> Result<Option<RecordBatch>, StreamError> {
     if segment.samples.is_empty() {
         return Ok(None);
     }
     let mut reads = Vec::with_capacity(segment.shards.len());
     for &shard in &segment.shards {
-        let ready = leases
-            .recv()
-            .await
-            .ok_or_else(|| StreamError::io("prefetch")(std::io::Error::other("stopped")))??;
+        let ready = match steps.recv().await {
+            Some(Step::Shard(ready)) => ready?,
+            Some(Step::Segment(_)) => return Err(out_of_step()),
+            None => {
+                return Err(StreamError::io("prefetch")(std::io::Error::other(
+                    "stopped",
+                )));
+            }
+        };
         let (lease, path) = ready
             .await
             .map_err(|e| StreamError::io("prefetch")(std::io::Error::other(e)))?;
