@@ -37,6 +37,8 @@ enum Command {
     Fetch(commands::fetch::Args),
     /// List datasets, show a dataset's versions, resolve a name to a manifest CID.
     Datasets(commands::datasets::Args),
+    /// Stream one worker's shuffled part of an epoch of a dataset as Arrow IPC on stdout.
+    Stream(commands::stream::Args),
 }
 
 #[tokio::main]
@@ -61,6 +63,7 @@ async fn main() -> ExitCode {
         Command::Get(args) => commands::get::run(args).await,
         Command::Publish(args) => commands::publish::run(args).await,
         Command::Fetch(args) => commands::fetch::run(args).await,
+        Command::Stream(args) => commands::stream::run(args).await,
         Command::Datasets(args) => commands::datasets::run(args).await,
     };
     match result {

@@ -12,6 +12,14 @@ pub enum StreamError {
     /// The options do not make a plan.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// A column asked for is not in the dataset.
+    #[error("the dataset has no column {column:?}; its columns are: {columns}")]
+    NoColumn {
+        /// The column asked for.
+        column: String,
+        /// The dataset's columns.
+        columns: String,
+    },
     /// A saved state belongs to another stream.
     #[error("the saved state is for {0}; this stream differs")]
     StateMismatch(String),

@@ -570,7 +570,20 @@ fn output_schema(
     match columns {
         None => Ok(schema),
         Some(names) => {
-            let mut roots = root_indices(&schema, names).map_err(bad)?;
+            let mut roots = names
+                .iter()
+                .map(|n| {
+                    schema.index_of(n).map_err(|_| StreamError::NoColumn {
+                        column: n.clone(),
+                        columns: schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             roots.sort_unstable();
             roots.dedup();
             Ok(Arc::new(

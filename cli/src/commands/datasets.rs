@@ -1,11 +1,9 @@
 //! `tessera datasets list|log|resolve`: what the registry knows.
 
-use std::path::PathBuf;
-
 use tessera_dataset_registry::{Entry, remote};
-use tessera_formats::{DatasetRef, PublisherKey, VersionSel};
+use tessera_formats::{DatasetRef, VersionSel};
 
-use super::{join::JoinArgs, publisher_key};
+use super::{join::JoinArgs, reader::ReaderArgs};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -25,21 +23,15 @@ enum Command {
     Log {
         /// [PUBLISHER/]NAME.
         name: String,
-        /// A publisher key whose datasets win when a name is ambiguous [default: your own].
-        #[arg(long)]
-        key: Option<PathBuf>,
         #[command(flatten)]
-        join: JoinArgs,
+        reader: ReaderArgs,
     },
     /// Print the manifest CID that a reference names.
     Resolve {
         /// [PUBLISHER/]NAME[@latest|@vN].
         reference: String,
-        /// A publisher key whose datasets win when a name is ambiguous [default: your own].
-        #[arg(long)]
-        key: Option<PathBuf>,
         #[command(flatten)]
-        join: JoinArgs,
+        reader: ReaderArgs,
     },
 }
 
@@ -56,10 +48,6 @@ fn line(e: &Entry) -> String {
     )
 }
 
-fn own(key: Option<&std::path::Path>) -> anyhow::Result<Option<PublisherKey>> {
-    Ok(publisher_key::load(&publisher_key::key_path(key)?)?.map(|k| PublisherKey::of(&k)))
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::List { join } => {
@@ -68,7 +56,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 println!("{}", line(&entry));
             }
         }
-        Command::Log { name, key, join } => {
+        Command::Log { name, reader } => {
             let reference: DatasetRef = name.parse()?;
             let DatasetRef::Named {
                 publisher, name, ..
@@ -76,8 +64,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             else {
                 anyhow::bail!("log takes [PUBLISHER/]NAME, not a CID");
             };
-            let session = join.join().await?;
-            let own = own(key.as_deref())?;
+            let session = reader.join().await?;
+            let own = reader.preferred()?;
             let head = remote::find(
                 &session,
                 publisher.as_deref(),
@@ -90,14 +78,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 println!("{}", line(&entry));
             }
         }
-        Command::Resolve {
-            reference,
-            key,
-            join,
-        } => {
+        Command::Resolve { reference, reader } => {
             let reference: DatasetRef = reference.parse()?;
-            let session = join.join().await?;
-            let own = own(key.as_deref())?;
+            let session = reader.join().await?;
+            let own = reader.preferred()?;
             let (cid, _) = remote::resolve(&session, &reference, own.as_ref()).await?;
             println!("{cid}");
         }

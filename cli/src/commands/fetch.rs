@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use bytesize::ByteSize;
 use tessera_client::dataset::FetchOptions;
 use tessera_dataset_registry::fetch_version;
-use tessera_formats::{DatasetRef, PublisherKey};
+use tessera_formats::DatasetRef;
 
-use super::{join::JoinArgs, progress, publisher_key};
+use super::{progress, reader::ReaderArgs};
 
 #[derive(Debug, clap::Args)]
 #[command(rename_all = "kebab-case")]
@@ -22,18 +22,14 @@ pub(crate) struct Args {
     /// Shards fetched at once.
     #[arg(long, default_value_t = 4)]
     parallel: usize,
-    /// A publisher key whose datasets win when a name is ambiguous [default: your own].
-    #[arg(long)]
-    key: Option<PathBuf>,
     #[command(flatten)]
-    join: JoinArgs,
+    reader: ReaderArgs,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let reference: DatasetRef = args.reference.parse()?;
-    let own = publisher_key::load(&publisher_key::key_path(args.key.as_deref())?)?
-        .map(|k| PublisherKey::of(&k));
-    let session = args.join.join().await?;
+    let own = args.reader.preferred()?;
+    let session = args.reader.join().await?;
     let (bar, sink) = progress::bar();
     let options = FetchOptions {
         parallel_shards: args.parallel,

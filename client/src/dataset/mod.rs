@@ -20,7 +20,7 @@ pub mod inspect;
 pub mod journal;
 pub mod publish;
 
-pub use fetch::{FetchOptions, FetchReport, fetch_dataset};
+pub use fetch::{FetchOptions, FetchReport, fetch_dataset, fetch_manifest};
 pub use publish::{PublishOptions, PublishReport, default_params, publish};
 
 /// What a publish or fetch reports while it runs, for a progress display.
