@@ -1,9 +1,20 @@
-# Shared by the bench-* scripts: a release build of `tessera`, a work directory that is removed
-# on exit, and a network of storage node processes on 127.0.0.1. Source it, don't run it.
-source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
-
-cargo build --quiet --release --locked --manifest-path "$tessera_root/Cargo.toml" -p tessera-cli
-bin="${CARGO_TARGET_DIR:-$tessera_root/target}/release/tessera"
+# Shared by the bench-* scripts: release builds of `tessera` and the examples, a work
+# directory that is removed on exit, and a network of storage node processes on 127.0.0.1.
+# Source it, don't run it.
+#
+# TESSERA_BIN (the tessera binary) and TESSERA_EXAMPLES (the folder of the example binaries)
+# run the benchmarks with binaries built elsewhere, on a machine without Rust.
+tessera_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -n "${TESSERA_BIN:-}" ]; then
+    bin=$TESSERA_BIN
+    examples=${TESSERA_EXAMPLES:?set TESSERA_EXAMPLES beside TESSERA_BIN}
+else
+    source "$tessera_root/scripts/setup.sh"
+    cargo build --quiet --release --locked --manifest-path "$tessera_root/Cargo.toml" \
+        -p tessera-cli -p tessera-examples --example parquet_dataset --example read_parquet
+    bin="${CARGO_TARGET_DIR:-$tessera_root/target}/release/tessera"
+    examples="${CARGO_TARGET_DIR:-$tessera_root/target}/release/examples"
+fi
 source "$tessera_root/scripts/network-lib.sh"
 
 now() { date +%s.%N; }
@@ -11,3 +22,14 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 peak_kib() { awk '/VmHWM/ { print $2 }' "/proc/$1/status"; }
+
+# Runs a command, writing its peak memory in KiB to FILE (0 where GNU time is missing).
+measure() { # file, command...
+    local file=$1; shift
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -f '%M' -o "$file" "$@"
+    else
+        echo 0 > "$file"
+        "$@"
+    fi
+}

@@ -14,7 +14,7 @@ tessera_setup() {
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
   if ! command -v cargo >/dev/null 2>&1; then
-    echo "tessera: no Rust toolchain found; install Rust 1.88 or newer with rustup first" >&2
+    echo "tessera: no Rust toolchain found; install Rust 1.89 or newer with rustup first" >&2
     return 1
   fi
 

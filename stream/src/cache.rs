@@ -13,20 +13,28 @@
 //!
 //! Reservations taken in use order cannot deadlock: the shard needed next was reserved before
 //! any shard after it, so the room it waits for is held only by shards used before it.
+//!
+//! Several processes (a data loader's workers) may share one directory. A fetch writes a
+//! temporary file and renames it into place, so a shard another process fetched first is
+//! simply there; temporary files are removed at open only once they are stale; and a shard is
+//! handed to the reader as an open file, verified through that handle, so another process
+//! evicting it cannot pull the bytes away mid-read. Each process keeps to the byte limit for
+//! the shards it knows of: the directory can hold up to the limit times the processes.
 
 use std::{
     collections::HashMap,
     fs::File,
+    io::Seek as _,
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
     },
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 
 use cid::Cid;
-use tessera_client::{GetOptions, Session, get::fetch_shard};
+use tessera_client::{ClientError, GetOptions, Session, get::fetch_shard};
 use tessera_formats::{
     ShardLayout,
     address::{self, HashFn, hash_reader},
@@ -108,7 +116,10 @@ impl ShardCache {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(".tessera-") {
-                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+                // Another process's fetch may be writing it; only an abandoned one goes.
+                if is_stale(&path) {
+                    let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+                }
                 continue;
             }
             let Ok(cid) = address::parse(&name) else {
@@ -150,6 +161,28 @@ impl ShardCache {
             state.stats.peak_bytes = state.used;
         }
         Ok(cache)
+    }
+
+    /// Takes the directory-wide lock on fetching `cid`, waiting while another process holds
+    /// it. Lock files stay (they are empty) until a later open finds them stale.
+    async fn lock_file(&self, cid: &Cid) -> Result<File, StreamError> {
+        let path = self.inner.dir.join(format!(".tessera-lock-{cid}"));
+        let what = || format!("locking {}", path.display());
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(StreamError::io(what()))?;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(StreamError::io(what())(e)),
+            }
+        }
     }
 
     /// The byte limit.
@@ -259,18 +292,22 @@ impl ShardCache {
     }
 
     /// Marks `cid` present (`Ok`) or drops its reservation (`Err`), and wakes waiters.
-    fn settle(&self, cid: &Cid, fetched: Result<u64, ()>) {
+    fn settle(&self, cid: &Cid, outcome: Settled) {
         let mut state = self.lock();
-        match fetched {
-            Ok(bytes) => {
+        match outcome {
+            Settled::Fetched(_) | Settled::Found => {
                 if let Some(entry) = state.entries.get_mut(cid) {
                     entry.status = Status::Present;
                     entry.claimed = false;
                 }
-                state.stats.fetched += 1;
-                state.stats.bytes_fetched += bytes;
+                if let Settled::Fetched(bytes) = outcome {
+                    state.stats.fetched += 1;
+                    state.stats.bytes_fetched += bytes;
+                } else {
+                    state.stats.hits += 1;
+                }
             }
-            Err(()) => {
+            Settled::Failed => {
                 if let Some(entry) = state.entries.remove(cid) {
                     state.used -= entry.size;
                 }
@@ -297,6 +334,17 @@ impl ShardCache {
     }
 }
 
+/// How a fetch a lease took on ended.
+#[derive(Debug, Clone, Copy)]
+enum Settled {
+    /// Fetched from the network: so many bytes.
+    Fetched(u64),
+    /// Another process sharing the directory had fetched it.
+    Found,
+    /// Not fetched: its room is given back.
+    Failed,
+}
+
 /// A pinned shard: not evicted while the lease lives.
 #[derive(Debug)]
 pub struct Lease {
@@ -313,8 +361,8 @@ impl Lease {
     }
 
     /// Waits until the shard's file is in the cache and its bytes are its CID's, fetching it
-    /// from the network if needed; returns the file's path.
-    pub async fn ready(&self, session: &Session) -> Result<PathBuf, StreamError> {
+    /// from the network if needed; returns the file, open, its bytes just verified.
+    pub async fn ready(&self, session: &Session) -> Result<File, StreamError> {
         let cid = self.layout.content;
         let path = self.cache.path_of(&cid);
         loop {
@@ -323,12 +371,12 @@ impl Lease {
             notified.as_mut().enable();
             match self.cache.status(&cid) {
                 Some(Status::Present) => {
-                    if self.verify(&path).await? {
+                    if let Some(file) = self.verify(&path).await? {
                         self.cache.lock().stats.hits += 1;
                         touch(&path);
-                        return Ok(path);
+                        return Ok(file);
                     }
-                    warn!(%cid, "cached shard does not match its CID; fetching it again");
+                    warn!(%cid, "cached shard is missing or does not match its CID; fetching it again");
                     if self.cache.mark_corrupt(&cid) {
                         let _ = std::fs::remove_file(&path);
                         self.fetching.store(true, Ordering::Relaxed);
@@ -361,33 +409,64 @@ impl Lease {
         true
     }
 
-    async fn fetch(&self, session: &Session, path: &Path) -> Result<PathBuf, StreamError> {
+    async fn fetch(&self, session: &Session, path: &Path) -> Result<File, StreamError> {
         let cid = self.layout.content;
-        let result = fetch_shard(session, &self.layout, path, &GetOptions::default()).await;
-        match result {
-            Ok(_) => {
+        // One process of those sharing the directory fetches a shard; the others wait for it
+        // and then find the file in place.
+        let _lock = self.cache.lock_file(&cid).await?;
+        if let Some(file) = self.verify(path).await? {
+            self.fetching.store(false, Ordering::Relaxed);
+            self.cache.settle(&cid, Settled::Found);
+            return Ok(file);
+        }
+        let _ = std::fs::remove_file(path);
+        let mut result = fetch_shard(session, &self.layout, path, &GetOptions::default())
+            .await
+            .map(|_| ());
+        if let Err(ClientError::OutputExists(_)) = result {
+            // Another process sharing the directory fetched it first; its bytes are checked
+            // like any cached file's.
+            result = Ok(());
+        }
+        let opened = match result {
+            Ok(()) => self.verify(path).await,
+            Err(e) => Err(StreamError::Fetch {
+                shard: Box::new(cid),
+                source: e,
+            }),
+        };
+        match opened {
+            Ok(Some(file)) => {
                 self.fetching.store(false, Ordering::Relaxed);
-                self.cache.settle(&cid, Ok(self.layout.size));
-                Ok(path.to_path_buf())
+                self.cache.settle(&cid, Settled::Fetched(self.layout.size));
+                Ok(file)
+            }
+            Ok(None) => {
+                self.fetching.store(false, Ordering::Relaxed);
+                self.cache.settle(&cid, Settled::Failed);
+                Err(StreamError::io(format!("shard {cid}"))(
+                    std::io::Error::other("fetched, but then missing or not its CID's bytes"),
+                ))
             }
             Err(e) => {
                 self.fetching.store(false, Ordering::Relaxed);
-                self.cache.settle(&cid, Err(()));
-                Err(StreamError::Fetch {
-                    shard: Box::new(cid),
-                    source: e,
-                })
+                self.cache.settle(&cid, Settled::Failed);
+                Err(e)
             }
         }
     }
 
-    async fn verify(&self, path: &Path) -> Result<bool, StreamError> {
+    /// The file at `path`, open, if its bytes are the shard's; `None` if it is missing or
+    /// they are not. Hashed through the handle that is returned, so what was checked is what
+    /// is read.
+    async fn verify(&self, path: &Path) -> Result<Option<File>, StreamError> {
         let (path, want) = (path.to_path_buf(), self.layout.content);
         tokio::task::spawn_blocking(move || {
-            let Ok(file) = File::open(&path) else {
-                return Ok(false);
+            let Ok(mut file) = File::open(&path) else {
+                return Ok(None);
             };
-            Ok(hash_reader(file, HashFn::Blake3).is_ok_and(|(cid, _)| cid == want))
+            let matches = hash_reader(&mut file, HashFn::Blake3).is_ok_and(|(cid, _)| cid == want);
+            Ok((matches && file.rewind().is_ok()).then_some(file))
         })
         .await
         .map_err(|e| StreamError::io("verifying a cached shard")(std::io::Error::other(e)))?
@@ -399,7 +478,7 @@ impl Drop for Lease {
         let cid = self.layout.content;
         if self.fetching.load(Ordering::Relaxed) {
             // Dropped mid-fetch: nothing usable is on disk, so the reservation goes.
-            self.cache.settle(&cid, Err(()));
+            self.cache.settle(&cid, Settled::Failed);
             return;
         }
         let mut state = self.cache.lock();
@@ -409,6 +488,25 @@ impl Drop for Lease {
         drop(state);
         self.cache.inner.changed.notify_waiters();
     }
+}
+
+/// How often a process waiting for another's fetch of a shard looks again.
+const LOCK_POLL: Duration = Duration::from_millis(20);
+
+/// Temporary files untouched this long belong to no running fetch.
+const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Whether `path` (a temporary file, or a directory of them) has not been written to for
+/// [`STALE_AFTER`].
+fn is_stale(path: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut newest = modified(path);
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            newest = newest.max(modified(&entry.path()));
+        }
+    }
+    newest.is_some_and(|t| t.elapsed().is_ok_and(|age| age > STALE_AFTER))
 }
 
 /// Records a use in the file's mtime, so the order survives a restart; best effort.

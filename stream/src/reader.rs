@@ -13,7 +13,11 @@
 //! plus the batches in the channel. Rows come only from shard files whose bytes were just
 //! checked against their CID.
 
-use std::{collections::VecDeque, fs::File, path::PathBuf, sync::Arc};
+use std::{
+    collections::{HashMap, VecDeque},
+    fs::File,
+    sync::Arc,
+};
 
 use arrow::{
     array::RecordBatch,
@@ -185,7 +189,10 @@ impl DatasetStream {
             steps_tx,
         ));
         let columns = options.columns.clone();
-        let decoder = tokio::spawn(decode(plan.clone(), columns, steps_rx, batches_tx));
+        // One decoded segment waits while the emitter cuts the one before into batches.
+        let (decoded_tx, decoded_rx) = mpsc::channel(1);
+        let decoder = tokio::spawn(decode(plan.clone(), columns, steps_rx, decoded_tx));
+        let emitter = tokio::spawn(emit(decoded_rx, batches_tx));
         Ok(Self {
             batches: batches_rx,
             state: StreamState {
@@ -199,7 +206,7 @@ impl DatasetStream {
             },
             schema,
             batches_left: plan.spans.len() as u64,
-            tasks: vec![prefetcher, decoder],
+            tasks: vec![prefetcher, decoder, emitter],
         })
     }
 
@@ -294,7 +301,7 @@ impl Plan {
     }
 }
 
-type Ready = JoinHandle<(Lease, Result<PathBuf, StreamError>)>;
+type Ready = JoinHandle<(Lease, Result<File, StreamError>)>;
 
 /// What the prefetcher hands the decoder, in order: a segment, then one item per shard it
 /// needs. The plan is walked once, here.
@@ -315,8 +322,8 @@ async fn prefetch(plan: Arc<Plan>, cache: ShardCache, session: Session, steps: m
                 Some(entry) => cache.reserve(&entry.layout).await.map(|lease| {
                     let session = session.clone();
                     tokio::spawn(async move {
-                        let path = lease.ready(&session).await;
-                        (lease, path)
+                        let file = lease.ready(&session).await;
+                        (lease, file)
                     })
                 }),
                 None => Err(StreamError::Parquet {
@@ -332,55 +339,117 @@ async fn prefetch(plan: Arc<Plan>, cache: ShardCache, session: Session, steps: m
     }
 }
 
+/// A segment as the decoder hands it to the emitter: its rows (none if it has no samples)
+/// and the batches that end in it.
+struct Decoded {
+    rows: Option<SegmentRows>,
+    span_ends: Vec<(u64, u64)>,
+}
+
+/// Reads each segment's rows, while the emitter cuts the previous one into batches.
 async fn decode(
     plan: Arc<Plan>,
     columns: Option<Vec<String>>,
     mut steps: mpsc::Receiver<Step>,
-    batches: mpsc::Sender<Result<(RecordBatch, u64), StreamError>>,
+    decoded: mpsc::Sender<Result<Decoded, StreamError>>,
 ) {
     let columns = columns.map(Arc::new);
-    let mut pending = VecDeque::new();
     while let Some(step) = steps.recv().await {
         let Step::Segment(segment) = step else {
-            let _ = batches.send(Err(out_of_step())).await;
+            let _ = decoded.send(Err(out_of_step())).await;
+            return;
+        };
+        // Wait for room first, so at most one decoded segment waits beside the one emitted.
+        let Ok(permit) = decoded.reserve().await else {
             return;
         };
         match read_segment(&plan, &segment, columns.clone(), &mut steps).await {
-            Ok(Some(rows)) => pending.push_back(rows),
-            Ok(None) => {}
+            Ok(rows) => permit.send(Ok(Decoded {
+                rows,
+                span_ends: segment.span_ends.clone(),
+            })),
             Err(e) => {
-                let _ = batches.send(Err(e)).await;
-                return;
-            }
-        }
-        for &(start, end) in &segment.span_ends {
-            let want = usize::try_from(end - start).unwrap_or(usize::MAX);
-            let batch = take_front(&mut pending, want);
-            if batches.send(batch.map(|b| (b, end))).await.is_err() {
+                permit.send(Err(e));
                 return;
             }
         }
     }
 }
 
-/// Cuts the first `want` rows off `pending`: slices, copied only when a batch spans two
-/// segments.
+/// Cuts decoded segments into the worker's batches, in order.
+async fn emit(
+    mut decoded: mpsc::Receiver<Result<Decoded, StreamError>>,
+    batches: mpsc::Sender<Result<(RecordBatch, u64), StreamError>>,
+) {
+    let mut pending = VecDeque::new();
+    while let Some(segment) = decoded.recv().await {
+        let segment = match segment {
+            Ok(segment) => segment,
+            Err(e) => {
+                let _ = batches.send(Err(e)).await;
+                return;
+            }
+        };
+        pending.extend(segment.rows);
+        for &(start, end) in &segment.span_ends {
+            let want = usize::try_from(end - start).unwrap_or(usize::MAX);
+            let batch = take_front(&mut pending, want);
+            let failed = batch.is_err();
+            if batches.send(batch.map(|b| (b, end))).await.is_err() || failed {
+                return;
+            }
+        }
+    }
+}
+
+/// A segment's decoded rows: the needed rows of each of its shards as read, and where each
+/// sample is among them, in output order. Batches are put together from it one at a time,
+/// so no copy of the whole segment is made.
+struct SegmentRows {
+    parts: Vec<RecordBatch>,
+    /// (part, row in part) of each sample, in output order.
+    indices: Vec<(usize, usize)>,
+    /// Samples already taken.
+    taken: usize,
+}
+
+impl SegmentRows {
+    fn left(&self) -> usize {
+        self.indices.len() - self.taken
+    }
+
+    /// The next `n` samples as one batch.
+    fn take(&mut self, n: usize) -> Result<RecordBatch, StreamError> {
+        let indices = &self.indices[self.taken..self.taken + n];
+        let parts: Vec<&RecordBatch> = self.parts.iter().collect();
+        let batch = interleave_record_batch(&parts, indices).map_err(|e| StreamError::Parquet {
+            name: "(segment)".into(),
+            reason: e.to_string(),
+        })?;
+        self.taken += n;
+        Ok(batch)
+    }
+}
+
+/// Takes the next `want` samples off `pending`, across segments when a batch spans two.
 fn take_front(
-    pending: &mut VecDeque<RecordBatch>,
+    pending: &mut VecDeque<SegmentRows>,
     want: usize,
 ) -> Result<RecordBatch, StreamError> {
     let mut parts = Vec::new();
     let mut taken = 0;
     while taken < want {
-        let Some(front) = pending.pop_front() else {
+        let Some(front) = pending.front_mut() else {
             break;
         };
-        let n = (want - taken).min(front.num_rows());
-        if n < front.num_rows() {
-            pending.push_front(front.slice(n, front.num_rows() - n));
+        let n = (want - taken).min(front.left());
+        if n > 0 {
+            parts.push(front.take(n)?);
+            taken += n;
         }
-        parts.push(front.slice(0, n));
-        taken += n;
+        if front.left() == 0 {
+            pending.pop_front();
+        }
     }
     let short = || StreamError::Parquet {
         name: "(batch)".into(),
@@ -403,19 +472,103 @@ fn out_of_step() -> StreamError {
     StreamError::io("prefetch")(std::io::Error::other("a shard arrived outside its segment"))
 }
 
-/// Reads the segment's samples, in order, from its shards (taken from `steps` in the same
-/// order the prefetcher reserved them).
+/// One shard's part of a segment once read.
+struct ShardRows {
+    /// Where a row of the shard is among the rows read.
+    ranks: Ranks,
+    /// The index in the segment's parts of this shard's first batch.
+    first_part: usize,
+    /// Rows before each of its batches, and after the last.
+    offsets: Vec<usize>,
+}
+
+/// The rank of a row among the rows read from a shard.
+enum Ranks {
+    /// Every row was read: a row is its own rank.
+    All,
+    /// Most rows were read: a table of every row's rank (`u32::MAX` for those not read), so a
+    /// lookup is one memory access and not a search.
+    Dense(Vec<u32>),
+    /// Few rows were read: their sorted list, searched.
+    Sparse(Vec<u64>),
+}
+
+impl Ranks {
+    /// For `rows` (sorted, distinct) of a shard of `total` rows.
+    fn new(rows: Vec<u64>, total: u64) -> Self {
+        if rows.len() as u64 == total {
+            return Self::All;
+        }
+        let dense = usize::try_from(total)
+            .ok()
+            .filter(|&t| t <= 8 * rows.len() && u32::try_from(t).is_ok());
+        match dense {
+            Some(total) => {
+                let mut table = vec![u32::MAX; total];
+                for (rank, &row) in rows.iter().enumerate() {
+                    if let (Some(slot), Ok(rank)) = (
+                        usize::try_from(row).ok().and_then(|r| table.get_mut(r)),
+                        u32::try_from(rank),
+                    ) {
+                        *slot = rank;
+                    }
+                }
+                Self::Dense(table)
+            }
+            None => Self::Sparse(rows),
+        }
+    }
+
+    fn of(&self, row: u64) -> Option<usize> {
+        match self {
+            Self::All => usize::try_from(row).ok(),
+            Self::Dense(table) => {
+                let rank = *table.get(usize::try_from(row).ok()?)?;
+                (rank != u32::MAX).then_some(rank as usize)
+            }
+            Self::Sparse(rows) => rows.binary_search(&row).ok(),
+        }
+    }
+}
+
+impl ShardRows {
+    /// (part, row in part) of `row`.
+    fn locate(&self, row: u64) -> Option<(usize, usize)> {
+        let rank = self.ranks.of(row)?;
+        let batch = self
+            .offsets
+            .partition_point(|&o| o <= rank)
+            .checked_sub(1)?;
+        (batch + 1 < self.offsets.len())
+            .then(|| (self.first_part + batch, rank - self.offsets[batch]))
+    }
+}
+
+/// Reads the segment's needed rows from its shards (taken from `steps` in the order the
+/// prefetcher reserved them), the shards in parallel on blocking threads.
 async fn read_segment(
     plan: &Plan,
     segment: &Segment,
     columns: Option<Arc<Vec<String>>>,
     steps: &mut mpsc::Receiver<Step>,
-) -> Result<Option<RecordBatch>, StreamError> {
+) -> Result<Option<SegmentRows>, StreamError> {
     if segment.samples.is_empty() {
         return Ok(None);
     }
+    let slot: HashMap<u32, usize> = segment
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (s, i))
+        .collect();
+    let mut wanted = vec![Vec::new(); segment.shards.len()];
+    for sample in &segment.samples {
+        if let Some(&i) = slot.get(&sample.shard) {
+            wanted[i].push(sample.row);
+        }
+    }
     let mut reads = Vec::with_capacity(segment.shards.len());
-    for &shard in &segment.shards {
+    for (&shard, mut rows) in segment.shards.iter().zip(wanted) {
         let ready = match steps.recv().await {
             Some(Step::Shard(ready)) => ready?,
             Some(Step::Segment(_)) => return Err(out_of_step()),
@@ -425,16 +578,10 @@ async fn read_segment(
                 )));
             }
         };
-        let (lease, path) = ready
+        let (lease, file) = ready
             .await
             .map_err(|e| StreamError::io("prefetch")(std::io::Error::other(e)))?;
-        let path = path?;
-        let mut rows: Vec<u64> = segment
-            .samples
-            .iter()
-            .filter(|s| s.shard == shard)
-            .map(|s| s.row)
-            .collect();
+        let file = file?;
         rows.sort_unstable();
         rows.dedup();
         let name = plan
@@ -445,28 +592,33 @@ async fn read_segment(
             .unwrap_or_default();
         let columns = columns.clone();
         reads.push(tokio::task::spawn_blocking(move || {
-            let batch = read_rows(&path, &name, &rows, columns.as_deref().map(Vec::as_slice));
+            let read = read_rows(file, &name, &rows, columns.as_deref().map(Vec::as_slice));
             drop(lease);
-            batch.map(|b| (shard, rows, b))
+            read.map(|(batches, total)| (Ranks::new(rows, total), batches))
         }));
     }
-    let mut parts = Vec::with_capacity(reads.len());
+    let mut parts = Vec::new();
+    let mut shards = Vec::with_capacity(reads.len());
     for read in reads {
-        parts.push(
-            read.await
-                .map_err(|e| StreamError::io("reading a shard")(std::io::Error::other(e)))??,
-        );
+        let (ranks, batches) = read
+            .await
+            .map_err(|e| StreamError::io("reading a shard")(std::io::Error::other(e)))??;
+        let mut offsets = vec![0];
+        for b in &batches {
+            offsets.push(offsets.last().copied().unwrap_or(0) + b.num_rows());
+        }
+        shards.push(ShardRows {
+            ranks,
+            first_part: parts.len(),
+            offsets,
+        });
+        parts.extend(batches);
     }
-    // Each sample's (part, row within the part's batch), in output order.
     let mut indices = Vec::with_capacity(segment.samples.len());
     for sample in &segment.samples {
-        let found = parts
-            .iter()
-            .position(|(s, _, _)| *s == sample.shard)
-            .and_then(|p| {
-                let rows = &parts[p].1;
-                rows.binary_search(&sample.row).ok().map(|r| (p, r))
-            });
+        let found = slot
+            .get(&sample.shard)
+            .and_then(|&i| shards[i].locate(sample.row));
         let Some(index) = found else {
             return Err(StreamError::Parquet {
                 name: format!("shard {}", sample.shard),
@@ -475,31 +627,33 @@ async fn read_segment(
         };
         indices.push(index);
     }
-    let batches: Vec<&RecordBatch> = parts.iter().map(|(_, _, b)| b).collect();
-    let rows = interleave_record_batch(&batches, &indices).map_err(|e| StreamError::Parquet {
-        name: "(segment)".into(),
-        reason: e.to_string(),
-    })?;
     debug!(
         samples = segment.samples.len(),
-        shards = parts.len(),
+        shards = shards.len(),
         "segment read"
     );
-    Ok(Some(rows))
+    Ok(Some(SegmentRows {
+        parts,
+        indices,
+        taken: 0,
+    }))
 }
 
-/// Reads rows `rows` (sorted, distinct) of the Parquet file at `path`.
+/// Rows decoded per Parquet read; a shard's rows arrive in batches of this many.
+const READ_BATCH_ROWS: usize = 64 * 1024;
+
+/// Reads rows `rows` (sorted, distinct) of the Parquet `file`: the batches, and the file's
+/// row count.
 fn read_rows(
-    path: &std::path::Path,
+    file: File,
     name: &str,
     rows: &[u64],
     columns: Option<&[String]>,
-) -> Result<RecordBatch, StreamError> {
+) -> Result<(Vec<RecordBatch>, u64), StreamError> {
     let bad = |reason: String| StreamError::Parquet {
         name: name.to_string(),
         reason,
     };
-    let file = File::open(path).map_err(|e| bad(e.to_string()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
     let mask = match columns {
         Some(names) => {
@@ -509,37 +663,49 @@ fn read_rows(
         None => ProjectionMask::all(),
     };
     let total = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
-    let mut selectors = Vec::new();
-    let mut at = 0u64;
-    for &row in rows {
-        if row >= total {
-            return Err(bad(format!("row {row} of a {total}-row file")));
-        }
-        if row > at {
-            selectors.push(RowSelector::skip(usize::try_from(row - at).unwrap_or(0)));
-        }
-        selectors.push(RowSelector::select(1));
-        at = row + 1;
+    if let Some(&last) = rows.last()
+        && last >= total
+    {
+        return Err(bad(format!("row {last} of a {total}-row file")));
     }
-    let reader = builder
+    let all = rows.len() as u64 == total;
+    let mut builder = builder
         .with_projection(mask)
-        .with_row_selection(RowSelection::from(selectors))
-        .with_batch_size(rows.len().clamp(1, 65_536))
-        .build()
-        .map_err(|e| bad(e.to_string()))?;
-    let schema = arrow::array::RecordBatchReader::schema(&reader);
-    let parts: Vec<RecordBatch> = reader
+        .with_batch_size(rows.len().clamp(1, READ_BATCH_ROWS));
+    if !all {
+        builder = builder.with_row_selection(selection(rows));
+    }
+    let reader = builder.build().map_err(|e| bad(e.to_string()))?;
+    let batches: Vec<RecordBatch> = reader
         .collect::<Result<_, _>>()
         .map_err(|e| bad(e.to_string()))?;
-    let batch = concat_batches(&schema, &parts).map_err(|e| bad(e.to_string()))?;
-    if batch.num_rows() != rows.len() {
-        return Err(bad(format!(
-            "{} rows read, {} asked for",
-            batch.num_rows(),
-            rows.len()
-        )));
+    let read: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if read != rows.len() {
+        return Err(bad(format!("{read} rows read, {} asked for", rows.len())));
     }
-    Ok(batch)
+    Ok((batches, total))
+}
+
+/// The row selection of `rows` (sorted, distinct), a run of neighbours as one selector.
+fn selection(rows: &[u64]) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut at = 0u64;
+    let mut iter = rows.iter().copied().peekable();
+    while let Some(first) = iter.next() {
+        let mut last = first;
+        while iter.peek() == Some(&(last + 1)) {
+            last += 1;
+            iter.next();
+        }
+        if first > at {
+            selectors.push(RowSelector::skip(usize::try_from(first - at).unwrap_or(0)));
+        }
+        selectors.push(RowSelector::select(
+            usize::try_from(last - first + 1).unwrap_or(0),
+        ));
+        at = last + 1;
+    }
+    RowSelection::from(selectors)
 }
 
 fn root_indices(schema: &SchemaRef, names: &[String]) -> Result<Vec<usize>, String> {

@@ -328,4 +328,46 @@ async fn a_new_version_fetches_only_its_changed_shards_through_the_shared_cache(
     let mut want = all_texts(&data);
     want.sort();
     assert_eq!(got, want);
+
+    // Two processes' caches on one directory (a data loader's workers), fetching the same
+    // shards at once, while a third opens it: each gets every shard, verified.
+    let shared = dir.path().join("shared");
+    let worker = |worker: u32| {
+        let cache = ShardCache::open(&shared, 64 * MIB).unwrap();
+        let options = StreamOptions {
+            partition: Partition {
+                rank: 0,
+                world_size: 1,
+                worker,
+                workers: 2,
+            },
+            ..stream.clone()
+        };
+        let stream = DatasetStream::open(
+            &session,
+            v2.manifest_cid,
+            Arc::new(v2.manifest.clone()),
+            cache.clone(),
+            &options,
+        )
+        .unwrap();
+        async move { (drain(stream, None).await.0, cache.stats()) }
+    };
+    let opener = async {
+        for _ in 0..20 {
+            ShardCache::open(&shared, 64 * MIB).unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    let ((a, a_stats), (b, b_stats), ()) = tokio::join!(worker(0), worker(1), opener);
+    let mut both: Vec<String> = a.into_iter().chain(b).flatten().collect();
+    both.sort();
+    assert_eq!(both, want);
+    // Each shard came over the network once; the other worker waited and found it.
+    assert_eq!(
+        a_stats.fetched + b_stats.fetched,
+        4,
+        "{a_stats:?} {b_stats:?}"
+    );
+    assert_eq!(a_stats.hits + b_stats.hits, 4, "{a_stats:?} {b_stats:?}");
 }
