@@ -420,16 +420,13 @@ impl Lease {
             return Ok(file);
         }
         let _ = std::fs::remove_file(path);
-        let mut result = fetch_shard(session, &self.layout, path, &GetOptions::default())
-            .await
-            .map(|_| ());
-        if let Err(ClientError::OutputExists(_)) = result {
+        let result = fetch_shard(session, &self.layout, path, &GetOptions::default()).await;
+        let opened = match result {
+            // The fetch hashed the bytes against the CID as it wrote them: no second pass.
+            Ok(_) => Ok(File::open(path).ok()),
             // Another process sharing the directory fetched it first; its bytes are checked
             // like any cached file's.
-            result = Ok(());
-        }
-        let opened = match result {
-            Ok(()) => self.verify(path).await,
+            Err(ClientError::OutputExists(_)) => self.verify(path).await,
             Err(e) => Err(StreamError::Fetch {
                 shard: Box::new(cid),
                 source: e,
