@@ -415,8 +415,7 @@ impl Lease {
         // and then find the file in place.
         let _lock = self.cache.lock_file(&cid).await?;
         if let Some(file) = self.verify(path).await? {
-            self.fetching.store(false, Ordering::Relaxed);
-            self.cache.settle(&cid, Settled::Found);
+            self.finish(Settled::Found);
             return Ok(file);
         }
         let _ = std::fs::remove_file(path);
@@ -432,25 +431,24 @@ impl Lease {
                 source: e,
             }),
         };
-        match opened {
-            Ok(Some(file)) => {
-                self.fetching.store(false, Ordering::Relaxed);
-                self.cache.settle(&cid, Settled::Fetched(self.layout.size));
-                Ok(file)
-            }
-            Ok(None) => {
-                self.fetching.store(false, Ordering::Relaxed);
-                self.cache.settle(&cid, Settled::Failed);
-                Err(StreamError::io(format!("shard {cid}"))(
-                    std::io::Error::other("fetched, but then missing or not its CID's bytes"),
+        let opened = opened.and_then(|file| {
+            file.ok_or_else(|| {
+                StreamError::io(format!("shard {cid}"))(std::io::Error::other(
+                    "fetched, but then missing or not its CID's bytes",
                 ))
-            }
-            Err(e) => {
-                self.fetching.store(false, Ordering::Relaxed);
-                self.cache.settle(&cid, Settled::Failed);
-                Err(e)
-            }
-        }
+            })
+        });
+        self.finish(match &opened {
+            Ok(_) => Settled::Fetched(self.layout.size),
+            Err(_) => Settled::Failed,
+        });
+        opened
+    }
+
+    /// Ends this lease's fetch: the entry is settled and dropping the lease no longer frees it.
+    fn finish(&self, outcome: Settled) {
+        self.fetching.store(false, Ordering::Relaxed);
+        self.cache.settle(&self.layout.content, outcome);
     }
 
     /// The file at `path`, open, if its bytes are the shard's; `None` if it is missing or
