@@ -563,7 +563,16 @@ async fn http_api_lists_versions_serves_manifests_and_verified_shards() {
     let base = format!("http://{}", network.node(0).unwrap().http.unwrap());
     let http = reqwest::Client::new();
 
-    let (status, body) = get_json(&http, &base, "/v1/datasets").await;
+    // Node 0 may have version 2 from gossip a moment after the node it was submitted to:
+    // wait for it (bounded), then check what it serves.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, body) = get_json(&http, &base, "/v1/datasets").await;
+        if body["datasets"][0]["version"] == 2 || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["more"], false);
     let datasets = body["datasets"].as_array().unwrap();
