@@ -9,7 +9,12 @@ use std::{
 };
 
 use cid::Cid;
-use tessera_formats::{ShardLayout, address::DAG_CBOR, erasure::decode, layout::MAX_LAYOUT_BYTES};
+use tessera_formats::{
+    ShardLayout,
+    address::DAG_CBOR,
+    erasure::{Pieces, decode_with},
+    layout::MAX_LAYOUT_BYTES,
+};
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
@@ -24,12 +29,16 @@ use crate::{
 pub struct GetOptions {
     /// Ranges of one piece in flight at once.
     pub ranges_per_piece: usize,
+    /// Sync the output to disk before giving it its name. A cache that hashes what it finds
+    /// after a restart does not need it.
+    pub durable: bool,
 }
 
 impl Default for GetOptions {
     fn default() -> Self {
         Self {
             ranges_per_piece: 4,
+            durable: true,
         }
     }
 }
@@ -147,10 +156,12 @@ pub async fn fetch_shard(
 
     let layout_owned = layout.clone();
     let out_path = out.to_path_buf();
-    let report =
-        tokio::task::spawn_blocking(move || decode_into(&layout_owned, &fetched, &out_path))
-            .await
-            .map_err(|e| ClientError::io("decoding")(std::io::Error::other(e)))??;
+    let durable = options.durable;
+    let report = tokio::task::spawn_blocking(move || {
+        decode_into(&layout_owned, &fetched, &out_path, durable)
+    })
+    .await
+    .map_err(|e| ClientError::io("decoding")(std::io::Error::other(e)))??;
     drop(spool);
     failed.sort_unstable();
     Ok(GetReport {
@@ -165,6 +176,7 @@ fn decode_into(
     layout: &ShardLayout,
     fetched: &[(usize, PathBuf)],
     out: &Path,
+    durable: bool,
 ) -> Result<tessera_formats::erasure::DecodeReport, ClientError> {
     let mut sources: Vec<Option<File>> = (0..layout.erasure.total()).map(|_| None).collect();
     for (index, path) in fetched {
@@ -180,10 +192,18 @@ fn decode_into(
             "creating a file in {}",
             dir.display()
         )))?;
-    let report = decode(layout, &mut sources, BufWriter::new(tmp.as_file()))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(ClientError::io(format!("syncing {}", out.display())))?;
+    // Every range was checked against its piece's CID as it arrived.
+    let report = decode_with(
+        layout,
+        &mut sources,
+        BufWriter::new(tmp.as_file()),
+        Pieces::Checked,
+    )?;
+    if durable {
+        tmp.as_file()
+            .sync_all()
+            .map_err(ClientError::io(format!("syncing {}", out.display())))?;
+    }
     tmp.persist_noclobber(out)
         .map_err(|e| match e.error.kind() {
             std::io::ErrorKind::AlreadyExists => ClientError::OutputExists(out.to_path_buf()),

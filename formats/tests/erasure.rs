@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use tessera_formats::{
     address::raw_cid,
     erasure::{
-        DecodeError, ErasureParams, HEADER_LEN, PieceFault, decode, encode, encode_to_vecs,
-        verify_piece,
+        DecodeError, ErasureParams, HEADER_LEN, PieceFault, Pieces, decode, decode_with, encode,
+        encode_to_vecs, verify_piece,
     },
 };
 
@@ -248,5 +248,34 @@ fn a_layout_whose_content_cid_is_wrong_is_caught() {
     let (mut layout, pieces) = encode_to_vecs(params, &data(5000, 1)).unwrap();
     layout.content = raw_cid(b"something else");
     let err = decode_vec(&layout, pieces.into_iter().map(Some).collect()).unwrap_err();
+    assert!(matches!(err, DecodeError::OutputMismatch { .. }), "{err:?}");
+}
+
+#[test]
+fn checked_pieces_decode_without_a_second_check_and_the_output_hash_still_guards() {
+    let params = ErasureParams::new(3, 2, 1024).unwrap();
+    let original = data(9000, 6);
+    let (layout, pieces) = encode_to_vecs(params, &original).unwrap();
+    let run = |pieces: Vec<Option<Vec<u8>>>| {
+        let mut sources: Vec<Option<Cursor<Vec<u8>>>> =
+            pieces.into_iter().map(|p| p.map(Cursor::new)).collect();
+        let mut out = Vec::new();
+        decode_with(&layout, &mut sources, &mut out, Pieces::Checked).map(|report| (out, report))
+    };
+
+    let (out, report) = run(pieces.iter().cloned().map(Some).collect()).unwrap();
+    assert_eq!(out, original);
+    assert_eq!(report.used, vec![0, 1, 2]);
+
+    let mut some: Vec<_> = pieces.iter().cloned().map(Some).collect();
+    some[1] = None;
+    let (out, report) = run(some).unwrap();
+    assert_eq!(out, original);
+    assert!(report.reconstructed);
+
+    // A byte that changed in a piece the caller vouched for is caught by the output hash.
+    let mut bad: Vec<_> = pieces.iter().cloned().map(Some).collect();
+    bad[0].as_mut().unwrap()[HEADER_LEN + 10] ^= 1;
+    let err = run(bad).unwrap_err();
     assert!(matches!(err, DecodeError::OutputMismatch { .. }), "{err:?}");
 }

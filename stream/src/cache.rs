@@ -419,7 +419,12 @@ impl Lease {
             return Ok(file);
         }
         let _ = std::fs::remove_file(path);
-        let result = fetch_shard(session, &self.layout, path, &GetOptions::default()).await;
+        // Not synced: a shard found after a restart is hashed before it is used.
+        let options = GetOptions {
+            durable: false,
+            ..GetOptions::default()
+        };
+        let result = fetch_shard(session, &self.layout, path, &options).await;
         let opened = match result {
             // The fetch hashed the bytes against the CID as it wrote them: no second pass.
             Ok(_) => Ok(File::open(path).ok()),

@@ -178,7 +178,29 @@ pub fn verify_piece<R: Read>(
 pub fn decode<R: Read + Seek, W: Write>(
     layout: &ShardLayout,
     sources: &mut [Option<R>],
+    out: W,
+) -> Result<DecodeReport, DecodeError> {
+    decode_with(layout, sources, out, Pieces::Unchecked)
+}
+
+/// Whether the pieces given to [`decode_with`] still need checking against their CIDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pieces {
+    /// Check each piece before using it, and pass over the ones that fail.
+    Unchecked,
+    /// The caller checked every piece against its CID as it received it (a fetch verifies
+    /// each range), so the first `k` present are used as they are. The output is still hashed
+    /// against the content CID, which catches a piece that changed since.
+    Checked,
+}
+
+/// [`decode`], saying whether the pieces were checked already: a whole read and hash of
+/// every piece is saved where they were.
+pub fn decode_with<R: Read + Seek, W: Write>(
+    layout: &ShardLayout,
+    sources: &mut [Option<R>],
     mut out: W,
+    pieces: Pieces,
 ) -> Result<DecodeReport, DecodeError> {
     layout.validate()?;
     let params = layout.erasure;
@@ -201,10 +223,13 @@ pub fn decode<R: Read + Seek, W: Write>(
             missing.push(index);
             continue;
         };
-        let verdict = source
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| PieceFault::Io(e.to_string()))
-            .and_then(|_| verify_piece(layout, index, &mut *source));
+        let verdict = match pieces {
+            Pieces::Checked => Ok(()),
+            Pieces::Unchecked => source
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| PieceFault::Io(e.to_string()))
+                .and_then(|_| verify_piece(layout, index, &mut *source)),
+        };
         match verdict {
             Ok(()) => used.push(index),
             Err(fault) => corrupt.push((index, fault)),

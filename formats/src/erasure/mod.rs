@@ -14,7 +14,9 @@ mod encode;
 mod header;
 mod params;
 
-pub use decode::{DecodeError, DecodeReport, PieceFault, decode, verify_piece};
+pub use decode::{
+    DecodeError, DecodeReport, PieceFault, Pieces, decode, decode_with, verify_piece,
+};
 pub use encode::{EncodeError, StripeCodec, encode, encode_to_vecs};
 pub use header::{FORMAT_VERSION, HEADER_LEN, HeaderError, MAGIC, PieceHeader};
 pub use params::{
