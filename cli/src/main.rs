@@ -39,6 +39,8 @@ enum Command {
     Datasets(commands::datasets::Args),
     /// Stream one worker's shuffled part of an epoch of a dataset as Arrow IPC on stdout.
     Stream(commands::stream::Args),
+    /// Check what a robots.txt file allows a crawler to fetch, and which line decided.
+    Robots(commands::robots::Args),
 }
 
 #[tokio::main]
@@ -65,6 +67,7 @@ async fn main() -> ExitCode {
         Command::Fetch(args) => commands::fetch::run(args).await,
         Command::Stream(args) => commands::stream::run(args).await,
         Command::Datasets(args) => commands::datasets::run(args).await,
+        Command::Robots(args) => commands::robots::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -112,3 +112,55 @@ fn storage_node_serves_its_status_until_stopped() {
     // The identity was kept in the data directory.
     assert!(dir.path().join("identity.key").exists());
 }
+
+#[test]
+fn robots_check_says_which_line_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("robots.txt");
+    std::fs::write(
+        &file,
+        "User-agent: *\nDisallow: /\n\nUser-agent: TesseraBot\nDisallow: /private\nAllow: /private/ok\nCrawl-delay: 2\n",
+    )
+    .unwrap();
+    let out = tessera()
+        .args(["robots", "check"])
+        .arg(&file)
+        .args([
+            "--agent",
+            "TesseraBot/0.1",
+            "http://example.com/private/x?y=1",
+        ])
+        .args(["/private/ok/page", "https://example.com/public"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "deny   http://example.com/private/x?y=1  (line 5: Disallow: /private)",
+            "allow  /private/ok/page  (line 6: Allow: /private/ok)",
+            "allow  https://example.com/public  (no rule matches)",
+            "crawl-delay 2 s for TesseraBot/0.1",
+        ]
+    );
+
+    let out = tessera()
+        .args([
+            "robots",
+            "check",
+            "/no/such/robots.txt",
+            "--agent",
+            "x",
+            "/",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading /no/such/robots.txt"));
+}

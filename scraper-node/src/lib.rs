@@ -1,6 +1,20 @@
-//! Tessera's scraper node.
+//! Tessera's scraper node: polite, safe crawling of web pages into Parquet rows with
+//! provenance.
 //!
-//! Not built yet. The node will take leases of URLs from a crawl coordinator, fetch them
-//! politely (robots.txt, crawl delays, AI opt-outs) without reaching the contributor's private
-//! network, and write Parquet shards with a signed provenance record for every row. See
-//! `docs/ARCHITECTURE.md`.
+//! The pure parts, each testable alone:
+//! - [`robots`]: robots.txt per RFC 9309, with the line that decided;
+//! - [`optout`]: AI opt-outs (TDMRep, `noai`);
+//! - [`address`]: which IP addresses the node may connect to;
+//! - [`canonical`]: canonical URLs and the crawl's scope;
+//! - [`extract`]: title, main text, language, tokens and links of a page.
+//!
+//! And [`fetch`], which fetches one page through all of them.
+//!
+//! See `docs/ARCHITECTURE.md` for how a crawl runs across nodes.
+
+pub mod address;
+pub mod canonical;
+pub mod extract;
+pub mod fetch;
+pub mod optout;
+pub mod robots;

@@ -12,5 +12,6 @@ pub(crate) mod publish;
 pub(crate) mod publisher_key;
 pub(crate) mod put;
 pub(crate) mod reader;
+pub(crate) mod robots;
 pub(crate) mod storage_node;
 pub(crate) mod stream;

@@ -1,0 +1,438 @@
+//! From an HTML page to what a dataset row needs: title, main text, language with its score,
+//! GPT-2 token count, outgoing links, and the page's own robots and TDM directives.
+//!
+//! Main text comes from `dom_smoothie` (a port of Mozilla's Readability, which drops menus,
+//! footers and boilerplate); where it finds no article, the visible text of the body is used.
+//! Links, meta tags and the title come from `scraper`. Pure and synchronous: the node runs it
+//! on a blocking thread.
+
+use std::{collections::HashSet, sync::LazyLock};
+
+use dom_smoothie::{Config, Readability, TextMode};
+use scraper::{ElementRef, Html, Node, Selector};
+use url::Url;
+
+use crate::{
+    canonical::canonicalize,
+    optout::{Directives, tdm_reserved},
+};
+
+/// Most links taken from one page.
+pub const MAX_LINKS_PER_PAGE: usize = 1000;
+/// Most elements Readability scores; larger pages fall back to the body's text.
+const MAX_ELEMENTS: usize = 50_000;
+/// Characters of text the language detector reads.
+const LANGUAGE_SAMPLE: usize = 16 * 1024;
+
+/// What was taken from one page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extracted {
+    /// The page's `<title>`, whitespace collapsed.
+    pub title: String,
+    /// The main text, paragraphs separated by blank lines.
+    pub text: String,
+    /// ISO 639-1 code where there is one (ISO 639-3 otherwise); empty when undetected.
+    pub language: String,
+    /// The detector's confidence, 0 to 1.
+    pub language_score: f64,
+    /// GPT-2 tokens in `text`, as FineWeb counts them.
+    pub token_count: u64,
+    /// Outgoing links, canonical, deduplicated, at most [`MAX_LINKS_PER_PAGE`]; none when the
+    /// page says `nofollow`. Links marked `rel=nofollow` are left out.
+    pub links: Vec<Url>,
+    /// The page's robots meta tags for this crawler.
+    pub directives: Directives,
+    /// A `<meta name="tdm-reservation" content="1">`.
+    pub tdm_reserved: bool,
+}
+
+struct Selectors {
+    title: Selector,
+    meta: Selector,
+    base: Selector,
+    links: Selector,
+    body: Selector,
+}
+
+static SELECTORS: LazyLock<Selectors> = LazyLock::new(|| {
+    let parse = |s| Selector::parse(s).expect("a constant selector parses");
+    Selectors {
+        title: parse("title"),
+        meta: parse("meta[name][content]"),
+        base: parse("base[href]"),
+        links: parse("a[href], area[href]"),
+        body: parse("body"),
+    }
+});
+
+/// Extracts what a row needs from `html`, the page at `url`, for the crawler `agent`.
+pub fn extract(html: &str, url: &Url, agent: &str) -> Extracted {
+    let doc = Html::parse_document(html);
+    let s = &*SELECTORS;
+
+    let title = doc
+        .select(&s.title)
+        .next()
+        .map(|t| collapse(&t.text().collect::<String>()))
+        .unwrap_or_default();
+
+    let mut directives = Directives::default();
+    let mut tdm = false;
+    for meta in doc.select(&s.meta) {
+        let (Some(name), Some(content)) = (meta.attr("name"), meta.attr("content")) else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("tdm-reservation") {
+            tdm |= tdm_reserved(content);
+        } else {
+            directives.add_meta(name, content, agent);
+        }
+    }
+
+    let links = if directives.nofollow {
+        Vec::new()
+    } else {
+        links(&doc, url)
+    };
+
+    let text = main_text(html, url).unwrap_or_else(|| body_text(&doc));
+    let (language, language_score) = language(&text);
+    let token_count = tiktoken_rs::r50k_base_singleton().count_ordinary(&text) as u64;
+    Extracted {
+        title,
+        text,
+        language,
+        language_score,
+        token_count,
+        links,
+        directives,
+        tdm_reserved: tdm,
+    }
+}
+
+fn links(doc: &Html, url: &Url) -> Vec<Url> {
+    let s = &*SELECTORS;
+    let base = doc
+        .select(&s.base)
+        .next()
+        .and_then(|b| b.attr("href"))
+        .and_then(|href| canonicalize(href, Some(url)).ok())
+        .unwrap_or_else(|| url.clone());
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for a in doc.select(&s.links) {
+        let nofollow = a.attr("rel").is_some_and(|rel| {
+            rel.split_ascii_whitespace()
+                .any(|r| r.eq_ignore_ascii_case("nofollow"))
+        });
+        let Some(href) = a.attr("href") else { continue };
+        if nofollow {
+            continue;
+        }
+        if let Ok(link) = canonicalize(href, Some(&base))
+            && seen.insert(link.as_str().to_string())
+        {
+            out.push(link);
+            if out.len() == MAX_LINKS_PER_PAGE {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Readability's article text, or `None` where it finds no article.
+fn main_text(html: &str, url: &Url) -> Option<String> {
+    let config = Config {
+        max_elements_to_parse: MAX_ELEMENTS,
+        text_mode: TextMode::Formatted,
+        ..Config::default()
+    };
+    let mut readability = Readability::new(html, Some(url.as_str()), Some(config)).ok()?;
+    let article = readability.parse().ok()?;
+    let text = tidy(&article.text_content);
+    (!text.is_empty()).then_some(text)
+}
+
+/// The visible text of the body: text outside scripts, styles and templates, a line per
+/// block element.
+fn body_text(doc: &Html) -> String {
+    let mut out = String::new();
+    if let Some(body) = doc.select(&SELECTORS.body).next() {
+        collect_text(body, &mut out);
+    }
+    tidy(&out)
+}
+
+fn collect_text(element: ElementRef<'_>, out: &mut String) {
+    for child in element.children() {
+        match child.value() {
+            Node::Text(text) => {
+                let t = collapse(text);
+                if !t.is_empty() {
+                    if !out.is_empty() && !out.ends_with('\n') {
+                        out.push(' ');
+                    }
+                    out.push_str(&t);
+                }
+            }
+            Node::Element(e)
+                if !matches!(
+                    e.name(),
+                    "script" | "style" | "noscript" | "template" | "svg"
+                ) =>
+            {
+                let block = matches!(
+                    e.name(),
+                    "p" | "div"
+                        | "br"
+                        | "li"
+                        | "ul"
+                        | "ol"
+                        | "tr"
+                        | "table"
+                        | "section"
+                        | "article"
+                        | "header"
+                        | "footer"
+                        | "main"
+                        | "nav"
+                        | "aside"
+                        | "pre"
+                        | "blockquote"
+                        | "h1"
+                        | "h2"
+                        | "h3"
+                        | "h4"
+                        | "h5"
+                        | "h6"
+                        | "dt"
+                        | "dd"
+                );
+                if block && !out.is_empty() && !out.ends_with('\n') {
+                    out.push('\n');
+                }
+                if let Some(child) = ElementRef::wrap(child) {
+                    collect_text(child, out);
+                }
+                if block && !out.is_empty() && !out.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whitespace inside lines collapsed, blank lines kept as paragraph breaks (at most one).
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = false;
+    for line in text.lines().map(collapse) {
+        if line.is_empty() {
+            blank = !out.is_empty();
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank { "\n\n" } else { "\n" });
+        }
+        out.push_str(&line);
+        blank = false;
+    }
+    out
+}
+
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn language(text: &str) -> (String, f64) {
+    let sample: String = text.chars().take(LANGUAGE_SAMPLE).collect();
+    match whatlang::detect(&sample) {
+        Some(info) => (iso_639_1(info.lang().code()).to_string(), info.confidence()),
+        None => (String::new(), 0.0),
+    }
+}
+
+/// FineWeb's `language` column holds two-letter codes; whatlang names ISO 639-3 ones.
+fn iso_639_1(code: &str) -> &str {
+    match code {
+        "afr" => "af",
+        "aka" => "ak",
+        "amh" => "am",
+        "ara" => "ar",
+        "aze" => "az",
+        "bel" => "be",
+        "ben" => "bn",
+        "bul" => "bg",
+        "cat" => "ca",
+        "ces" => "cs",
+        "cmn" => "zh",
+        "cym" => "cy",
+        "dan" => "da",
+        "deu" => "de",
+        "ell" => "el",
+        "eng" => "en",
+        "epo" => "eo",
+        "est" => "et",
+        "fin" => "fi",
+        "fra" => "fr",
+        "guj" => "gu",
+        "heb" => "he",
+        "hin" => "hi",
+        "hrv" => "hr",
+        "hun" => "hu",
+        "hye" => "hy",
+        "ind" => "id",
+        "ita" => "it",
+        "jav" => "jv",
+        "jpn" => "ja",
+        "kan" => "kn",
+        "kat" => "ka",
+        "khm" => "km",
+        "kor" => "ko",
+        "lat" => "la",
+        "lav" => "lv",
+        "lit" => "lt",
+        "mal" => "ml",
+        "mar" => "mr",
+        "mkd" => "mk",
+        "mya" => "my",
+        "nep" => "ne",
+        "nld" => "nl",
+        "nob" => "nb",
+        "ori" => "or",
+        "pan" => "pa",
+        "pes" => "fa",
+        "pol" => "pl",
+        "por" => "pt",
+        "ron" => "ro",
+        "rus" => "ru",
+        "sin" => "si",
+        "slk" => "sk",
+        "slv" => "sl",
+        "sna" => "sn",
+        "spa" => "es",
+        "srp" => "sr",
+        "swe" => "sv",
+        "tam" => "ta",
+        "tel" => "te",
+        "tgl" => "tl",
+        "tha" => "th",
+        "tuk" => "tk",
+        "tur" => "tr",
+        "ukr" => "uk",
+        "urd" => "ur",
+        "uzb" => "uz",
+        "vie" => "vi",
+        "yid" => "yi",
+        "zul" => "zu",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGENT: &str = "TesseraBot/0.1";
+
+    fn page(body: &str, head: &str) -> String {
+        format!(
+            "<!doctype html><html><head><title> A  Title </title>{head}</head><body>{body}</body></html>"
+        )
+    }
+
+    const ARTICLE: &str = "<nav><a href='/menu'>Menu</a></nav><article><h1>On rivers</h1>\
+        <p>Rivers carry water from the mountains to the sea, and along the way they shape the \
+        land, carve valleys and feed the plains where people have farmed for thousands of years.</p>\
+        <p>Most large rivers begin as small streams fed by rain and melting snow. Over time they \
+        join together and grow, until they become wide enough to carry boats and trade.</p>\
+        <p>See <a href='other.html#part'>another page</a>, <a href='http://Elsewhere.ORG/x'>a site</a>, \
+        <a href='mailto:a@b.c'>mail</a> and <a rel='nofollow' href='/secret'>this</a>.</p></article>\
+        <footer>Copyright</footer>";
+
+    #[test]
+    fn an_article_gives_title_text_language_tokens_and_links() {
+        let url = Url::parse("http://example.com/dir/page.html").unwrap();
+        let got = extract(&page(ARTICLE, ""), &url, AGENT);
+        assert_eq!(got.title, "A Title");
+        assert!(got.text.contains("Rivers carry water"), "{}", got.text);
+        assert!(got.text.contains("\n\nMost large rivers"), "{}", got.text);
+        assert!(!got.text.contains("Copyright"), "{}", got.text);
+        assert_eq!(got.language, "en");
+        assert!(got.language_score > 0.5, "{}", got.language_score);
+        assert!(
+            got.token_count > 50 && got.token_count < 150,
+            "{}",
+            got.token_count
+        );
+        let links: Vec<_> = got.links.iter().map(Url::as_str).collect();
+        assert_eq!(
+            links,
+            [
+                "http://example.com/menu",
+                "http://example.com/dir/other.html",
+                "http://elsewhere.org/x"
+            ]
+        );
+        assert!(got.directives.keep() && !got.tdm_reserved);
+    }
+
+    #[test]
+    fn meta_tags_opt_out_and_stop_links() {
+        let url = Url::parse("http://example.com/").unwrap();
+        let got = extract(
+            &page(ARTICLE, "<meta name='robots' content='noai, nofollow'>"),
+            &url,
+            AGENT,
+        );
+        assert!(got.directives.noai && !got.directives.keep());
+        assert!(got.links.is_empty());
+        let got = extract(
+            &page("<p>x</p>", "<meta name='tdm-reservation' content='1'>"),
+            &url,
+            AGENT,
+        );
+        assert!(got.tdm_reserved);
+    }
+
+    #[test]
+    fn a_page_without_an_article_gives_its_body_text() {
+        let url = Url::parse("http://example.com/").unwrap();
+        let got = extract(
+            &page(
+                "<div>Hello <b>there</b></div><script>var x = 1;</script><div>Second line</div>",
+                "",
+            ),
+            &url,
+            AGENT,
+        );
+        assert!(got.text.starts_with("Hello there\n"), "{:?}", got.text);
+        assert!(got.text.ends_with("\nSecond line"), "{:?}", got.text);
+        assert_eq!(
+            body_text(&Html::parse_document(&page(
+                "<div>a <b>b</b></div><p>c</p>",
+                ""
+            ))),
+            "a b\nc"
+        );
+        // Junk gives empty fields, never a panic.
+        let got = extract("\u{0}<<<>>>&&&", &url, AGENT);
+        assert!(got.title.is_empty());
+    }
+
+    #[test]
+    fn the_base_element_moves_relative_links() {
+        let url = Url::parse("http://example.com/a/b.html").unwrap();
+        let got = extract(
+            &page(
+                "<a href='c.html'>c</a>",
+                "<base href='http://example.com/other/'>",
+            ),
+            &url,
+            AGENT,
+        );
+        assert_eq!(got.links[0].as_str(), "http://example.com/other/c.html");
+    }
+}
