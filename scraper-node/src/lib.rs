@@ -6,9 +6,11 @@
 //! - [`optout`]: AI opt-outs (TDMRep, `noai`);
 //! - [`address`]: which IP addresses the node may connect to;
 //! - [`canonical`]: canonical URLs and the crawl's scope;
-//! - [`extract`]: title, main text, language, tokens and links of a page.
+//! - [`extract`]: title, main text, language, tokens and links of a page;
+//! - [`provenance`]: the row schema (FineWeb's columns and provenance) and row signatures.
 //!
-//! And [`fetch`], which fetches one page through all of them.
+//! And [`fetch`], which fetches one page through all of them, and [`shard`], which writes
+//! rows into Parquet shards that roll at a size.
 //!
 //! See `docs/ARCHITECTURE.md` for how a crawl runs across nodes.
 
@@ -17,4 +19,6 @@ pub mod canonical;
 pub mod extract;
 pub mod fetch;
 pub mod optout;
+pub mod provenance;
 pub mod robots;
+pub mod shard;

@@ -1,0 +1,276 @@
+//! Rows into Parquet shards that roll at a size: the scraper node's output.
+//!
+//! ```text
+//! push(row) ─▶ builder (at most BATCH_ROWS rows or BATCH_BYTES of text)
+//!           ─▶ a row group of the open file ─▶ file over the target size? close it:
+//!              NAME.parquet.partial ─fsync, rename─▶ NAME.parquet ─▶ Finished
+//! ```
+//!
+//! Memory holds one batch of rows, never a whole shard, and no page bodies at all.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use parquet::{
+    arrow::ArrowWriter,
+    basic::{Compression, ZstdLevel},
+    errors::ParquetError,
+    file::properties::WriterProperties,
+};
+
+use crate::provenance::{Row, RowBuilder, schema};
+
+/// Rows gathered before they are written as a row group.
+const BATCH_ROWS: usize = 1024;
+/// Bytes of rows gathered before they are written as a row group.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// A shard written and closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// Its file.
+    pub path: PathBuf,
+    /// Its name, as the rows' `file_path` column has it.
+    pub name: String,
+    /// Rows in it.
+    pub rows: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// Writing a shard failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardError {
+    /// The file system.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Parquet or Arrow.
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] ParquetError),
+    /// Arrow.
+    #[error("building rows: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+struct Open {
+    name: String,
+    partial: PathBuf,
+    writer: ArrowWriter<File>,
+    rows: u64,
+}
+
+/// Writes rows into shards named `PREFIX-NNNNN.parquet` in a directory, each closed once it
+/// passes the target size.
+pub struct ShardWriter {
+    dir: PathBuf,
+    prefix: String,
+    target: u64,
+    next: u32,
+    open: Option<Open>,
+    builder: RowBuilder,
+}
+
+impl std::fmt::Debug for ShardWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardWriter")
+            .field("dir", &self.dir)
+            .field("prefix", &self.prefix)
+            .field("target", &self.target)
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardWriter {
+    /// A writer into `dir`, starting at shard number `first`, rolling past `target` bytes.
+    pub fn new(dir: &Path, prefix: &str, target: u64, first: u32) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            prefix: prefix.to_string(),
+            target: target.max(1),
+            next: first,
+            open: None,
+            builder: RowBuilder::default(),
+        }
+    }
+
+    /// The name of the shard the next row goes into, for its `file_path` column.
+    pub fn current_name(&self) -> String {
+        match &self.open {
+            Some(open) => open.name.clone(),
+            None => self.name(self.next),
+        }
+    }
+
+    fn name(&self, index: u32) -> String {
+        format!("{}-{index:05}.parquet", self.prefix)
+    }
+
+    /// Adds a row; returns the shard it closed, if it closed one.
+    pub fn push(&mut self, row: &Row) -> Result<Option<Finished>, ShardError> {
+        self.builder.push(row)?;
+        if self.builder.len() < BATCH_ROWS && self.builder.bytes() < BATCH_BYTES {
+            return Ok(None);
+        }
+        self.write_batch()?;
+        let open = self.open.as_ref();
+        let size = open.map_or(0, |o| {
+            o.writer.bytes_written() + o.writer.in_progress_size()
+        });
+        if size as u64 >= self.target {
+            return self.close();
+        }
+        Ok(None)
+    }
+
+    /// Writes what is gathered and closes the open shard, if any.
+    pub fn finish(mut self) -> Result<Option<Finished>, ShardError> {
+        self.write_batch()?;
+        self.close()
+    }
+
+    fn write_batch(&mut self) -> Result<(), ShardError> {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        let batch = self.builder.finish()?;
+        if self.open.is_none() {
+            self.open = Some(self.create()?);
+        }
+        if let Some(open) = self.open.as_mut() {
+            open.writer.write(&batch)?;
+            // One batch, one row group: the writer holds no more than a batch.
+            open.writer.flush()?;
+            open.rows += batch.num_rows() as u64;
+        }
+        Ok(())
+    }
+
+    fn create(&mut self) -> Result<Open, ShardError> {
+        let name = self.name(self.next);
+        self.next += 1;
+        let partial = self.dir.join(format!("{name}.partial"));
+        let file = File::create(&partial).map_err(|source| ShardError::Io {
+            what: format!("creating {}", partial.display()),
+            source,
+        })?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_created_by(concat!("tessera-scraper-node ", env!("CARGO_PKG_VERSION")).into())
+            .build();
+        let writer = ArrowWriter::try_new(file, schema(), Some(props))?;
+        Ok(Open {
+            name,
+            partial,
+            writer,
+            rows: 0,
+        })
+    }
+
+    fn close(&mut self) -> Result<Option<Finished>, ShardError> {
+        let Some(open) = self.open.take() else {
+            return Ok(None);
+        };
+        let file = open.writer.into_inner()?;
+        let io = |what: String| move |source| ShardError::Io { what, source };
+        file.sync_all()
+            .map_err(io(format!("syncing {}", open.partial.display())))?;
+        let path = self.dir.join(&open.name);
+        std::fs::rename(&open.partial, &path).map_err(io(format!("naming {}", path.display())))?;
+        let bytes = std::fs::metadata(&path)
+            .map_err(io(format!("reading {}", path.display())))?
+            .len();
+        Ok(Some(Finished {
+            path,
+            name: open.name,
+            rows: open.rows,
+            bytes,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::identity::Keypair;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+    use crate::provenance::{sign, verify_batch};
+
+    fn row(key: &Keypair, i: usize, file_path: String) -> Row {
+        let url = format!("http://example.com/{i}");
+        let text = format!("page {i} ").repeat(200);
+        let body = *blake3::hash(url.as_bytes()).as_bytes();
+        Row {
+            signature: sign(key, &url, 7, &body, &text).unwrap(),
+            text,
+            id: format!("<urn:uuid:{i}>"),
+            dump: "crawl".into(),
+            url,
+            date: "2025-01-01T00:00:00Z".into(),
+            file_path,
+            language: "en".into(),
+            language_score: 1.0,
+            token_count: 400,
+            fetch_time_us: 7,
+            http_status: 200,
+            content_type: "text/html".into(),
+            body_blake3: body,
+            scraper: key.public().to_peer_id(),
+        }
+    }
+
+    #[test]
+    fn shards_roll_at_the_target_and_read_back_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Keypair::generate_ed25519();
+        let mut writer = ShardWriter::new(dir.path(), "node", 64 * 1024, 0);
+        let mut done = Vec::new();
+        for i in 0..3000 {
+            let name = writer.current_name();
+            if let Some(f) = writer.push(&row(&key, i, name)).unwrap() {
+                done.push(f);
+            }
+        }
+        done.extend(writer.finish().unwrap());
+        assert!(done.len() >= 2, "{done:?}");
+        assert_eq!(done.iter().map(|f| f.rows).sum::<u64>(), 3000);
+        assert_eq!(done[0].name, "node-00000.parquet");
+
+        let mut seen = 0;
+        for f in &done {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f.path).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                assert_eq!(batch.schema(), schema());
+                assert!(verify_batch(&batch).unwrap().is_empty());
+                let paths = batch
+                    .column_by_name("file_path")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<arrow::array::StringArray>()
+                    .unwrap();
+                assert!(paths.iter().all(|p| p == Some(f.name.as_str())));
+                seen += batch.num_rows();
+            }
+        }
+        assert_eq!(seen, 3000);
+        // No partial files are left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| n.ends_with(".parquet")), "{names:?}");
+    }
+}
