@@ -7,6 +7,9 @@
 //! - [`address`]: which IP addresses the node may connect to;
 //! - [`canonical`]: canonical URLs and the crawl's scope;
 //! - [`extract`]: title, main text, language, tokens and links of a page;
+//! - [`spec`]: a crawl's description (TOML), checked against its limits;
+//! - [`frontier`]: the crawl frontier, leases and per-host politeness, with the records that
+//!   let a coordinator survive a restart;
 //! - [`provenance`]: the row schema (FineWeb's columns and provenance) and row signatures.
 //!
 //! And [`fetch`], which fetches one page through all of them, and [`shard`], which writes
@@ -18,7 +21,9 @@ pub mod address;
 pub mod canonical;
 pub mod extract;
 pub mod fetch;
+pub mod frontier;
 pub mod optout;
 pub mod provenance;
 pub mod robots;
 pub mod shard;
+pub mod spec;

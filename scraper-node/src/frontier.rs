@@ -1,0 +1,741 @@
+//! The crawl frontier: which URLs are known, which are leased to which node, and when each
+//! host may be visited next. Sans-IO: every call takes the time and returns the records to
+//! persist; the coordinator writes them to RocksDB and can rebuild the frontier from them
+//! after a restart.
+//!
+//! ```text
+//! seeds, links ─▶ in scope? depth <= max? new? under max_pages? ─▶ queued (per host, FIFO)
+//! lease(node, now): a host with queued URLs, fewer than `host_leases` leases running and its
+//!                   spacing passed ─▶ up to `lease_size` of its URLs, due back by a deadline
+//! complete(lease, reports, now): each URL still owed to this lease (or queued again) is
+//!                   accepted once ─▶ stored / skipped / failed or queued again; links queued;
+//!                   the host's next visit = now + spacing; URLs not accepted were already
+//!                   done by another lease, and the node drops their rows
+//! expire(now):      leases past their deadline ─▶ their URLs queued again (failed after
+//!                   `max_attempts` leases)
+//! ```
+//!
+//! A node writes a lease's rows only after the coordinator accepted them, so every page is in
+//! the output once, whichever lease fetched it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::{
+    canonical::{Scope, canonicalize, host_key},
+    spec::CrawlSpec,
+};
+
+/// Where one URL stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UrlState {
+    /// Waiting for a lease.
+    Queued,
+    /// Leased.
+    Leased(u64),
+    /// Fetched and written to a shard.
+    Stored,
+    /// Not fetched or not kept, and why (robots.txt, an opt-out, not HTML, a 404...).
+    Skipped(String),
+    /// Failed every attempt, and the last reason.
+    Failed(String),
+}
+
+/// One URL's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UrlRecord {
+    /// Links followed from a seed to reach it.
+    pub depth: u32,
+    /// Where it stands.
+    pub state: UrlState,
+    /// Leases it has taken.
+    pub attempts: u32,
+    /// Order of discovery, for a first-in first-out queue that survives a restart.
+    pub seq: u64,
+}
+
+/// URLs handed to one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The lease.
+    pub id: u64,
+    /// The node holding it (its peer id).
+    pub node: String,
+    /// The host all its URLs are on.
+    pub host: String,
+    /// The URLs.
+    pub urls: Vec<String>,
+    /// The least time between two requests to the host, in milliseconds.
+    pub spacing_ms: u64,
+    /// When it must be completed by (ms since the Unix epoch).
+    pub deadline_ms: u64,
+}
+
+/// A host's politeness record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// No lease for the host before this time (ms since the Unix epoch).
+    pub next_ms: u64,
+    /// Its robots.txt `Crawl-delay`, as a node reported it, in milliseconds.
+    pub crawl_delay_ms: u64,
+}
+
+/// A record to persist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// A URL's record, new or changed.
+    Url(String, UrlRecord),
+    /// A lease handed out.
+    Lease(Lease),
+    /// A lease completed or expired.
+    LeaseGone(u64),
+    /// A host's politeness record.
+    Host(String, HostRecord),
+    /// The next lease id.
+    NextLease(u64),
+}
+
+/// What a node reports for one URL of a lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UrlReport {
+    /// The URL, as leased.
+    pub url: String,
+    /// What came of it.
+    pub result: PageResult,
+    /// Links found on the page (canonical, at most a page's worth).
+    pub links: Vec<String>,
+}
+
+/// What came of one URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PageResult {
+    /// Fetched; its row is ready to write.
+    Stored,
+    /// Not fetched or not kept, for good.
+    Skipped(String),
+    /// Failed for now; worth another attempt.
+    Failed(String),
+}
+
+/// A lease that cannot be completed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrontierError {
+    /// No such lease: it expired (and its URLs may be done by another), or never existed.
+    #[error("no lease {0} (expired or unknown)")]
+    UnknownLease(u64),
+    /// The lease belongs to another node.
+    #[error("lease {0} is not this node's")]
+    NotYours(u64),
+}
+
+/// Counts for `crawl status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// URLs known.
+    pub known: u64,
+    /// Waiting for a lease.
+    pub queued: u64,
+    /// Leased now.
+    pub leased: u64,
+    /// Stored.
+    pub stored: u64,
+    /// Skipped.
+    pub skipped: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Leases running.
+    pub leases: u64,
+    /// Queued URLs per host, largest backlog first (at most 20 hosts).
+    pub backlog: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct Host {
+    queue: VecDeque<String>,
+    active: u32,
+    record: HostRecord,
+}
+
+/// The frontier of one crawl.
+#[derive(Debug)]
+pub struct Frontier {
+    scope: Scope,
+    max_pages: u64,
+    max_depth: u32,
+    host_leases: u32,
+    lease_size: usize,
+    delay_ms: u64,
+    lease_timeout_ms: u64,
+    max_attempts: u32,
+    urls: HashMap<String, UrlRecord>,
+    hosts: BTreeMap<String, Host>,
+    leases: HashMap<u64, Lease>,
+    next_lease: u64,
+    next_seq: u64,
+    /// The host after which the next lease search starts, so hosts take turns.
+    cursor: String,
+}
+
+impl Frontier {
+    /// An empty frontier for `spec`.
+    pub fn new(spec: &CrawlSpec) -> Self {
+        let p = &spec.politeness;
+        Self {
+            scope: spec.scope(),
+            max_pages: spec.max_pages,
+            max_depth: spec.max_depth,
+            host_leases: p.host_leases.max(1),
+            lease_size: usize::try_from(p.lease_size.max(1)).unwrap_or(1),
+            // Whole milliseconds, rounded up: spacing is never shorter than asked.
+            delay_ms: std::time::Duration::try_from_secs_f64(p.delay_seconds).map_or(0, |d| {
+                u64::try_from(d.as_micros().div_ceil(1000)).unwrap_or(u64::MAX)
+            }),
+            lease_timeout_ms: p.lease_timeout_seconds.saturating_mul(1000),
+            max_attempts: p.max_attempts.max(1),
+            urls: HashMap::new(),
+            hosts: BTreeMap::new(),
+            leases: HashMap::new(),
+            next_lease: 1,
+            next_seq: 0,
+            cursor: String::new(),
+        }
+    }
+
+    /// Rebuilds a frontier from every record it persisted (in any order; a later record of
+    /// the same key replaces an earlier one, as in the store).
+    pub fn restore(spec: &CrawlSpec, changes: impl IntoIterator<Item = Change>) -> Self {
+        let mut f = Self::new(spec);
+        let mut leases = HashMap::new();
+        let mut hosts = HashMap::new();
+        for change in changes {
+            match change {
+                Change::Url(url, record) => {
+                    f.next_seq = f.next_seq.max(record.seq + 1);
+                    f.urls.insert(url, record);
+                }
+                Change::Lease(lease) => {
+                    leases.insert(lease.id, lease);
+                }
+                Change::LeaseGone(id) => {
+                    leases.remove(&id);
+                }
+                Change::Host(key, record) => {
+                    hosts.insert(key, record);
+                }
+                Change::NextLease(next) => f.next_lease = f.next_lease.max(next),
+            }
+        }
+        for (key, record) in hosts {
+            f.hosts.entry(key).or_default().record = record;
+        }
+        let mut queued: Vec<(u64, String)> = f
+            .urls
+            .iter()
+            .filter(|(_, r)| r.state == UrlState::Queued)
+            .map(|(u, r)| (r.seq, u.clone()))
+            .collect();
+        queued.sort_unstable();
+        for (_, url) in queued {
+            if let Some(key) = key_of(&url) {
+                f.hosts.entry(key).or_default().queue.push_back(url);
+            }
+        }
+        for (id, lease) in leases {
+            f.next_lease = f.next_lease.max(id + 1);
+            f.hosts.entry(lease.host.clone()).or_default().active += 1;
+            f.leases.insert(id, lease);
+        }
+        f
+    }
+
+    /// Adds the crawl's seeds (depth 0).
+    pub fn seed(&mut self, seeds: &[String]) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for seed in seeds {
+            self.offer(seed, None, 0, &mut changes);
+        }
+        changes
+    }
+
+    /// Offers a URL found at `depth`; it is queued if it is new, in scope, not too deep and
+    /// the crawl has room for it.
+    fn offer(&mut self, link: &str, base: Option<&Url>, depth: u32, changes: &mut Vec<Change>) {
+        if depth > self.max_depth || self.urls.len() as u64 >= self.max_pages {
+            return;
+        }
+        let Ok(url) = canonicalize(link, base) else {
+            return;
+        };
+        if !self.scope.admits(&url) || self.urls.contains_key(url.as_str()) {
+            return;
+        }
+        let record = UrlRecord {
+            depth,
+            state: UrlState::Queued,
+            attempts: 0,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        let key = host_key(&url);
+        let url = url.to_string();
+        self.hosts
+            .entry(key)
+            .or_default()
+            .queue
+            .push_back(url.clone());
+        self.urls.insert(url.clone(), record.clone());
+        changes.push(Change::Url(url, record));
+    }
+
+    /// A lease for `node`, if some host has queued URLs and may be visited at `now_ms`.
+    pub fn lease(&mut self, node: &str, now_ms: u64) -> Option<(Lease, Vec<Change>)> {
+        let keys: Vec<String> = self
+            .hosts
+            .range::<String, _>((
+                std::ops::Bound::Excluded(self.cursor.clone()),
+                std::ops::Bound::Unbounded,
+            ))
+            .chain(self.hosts.range::<String, _>(..=self.cursor.clone()))
+            .filter(|(_, h)| {
+                h.active < self.host_leases && h.record.next_ms <= now_ms && !h.queue.is_empty()
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let mut urls = Vec::new();
+            let host = self.hosts.get_mut(&key)?;
+            while urls.len() < self.lease_size {
+                let Some(url) = host.queue.pop_front() else {
+                    break;
+                };
+                // Entries whose URL was done meanwhile (a late completion) are dropped here.
+                if self
+                    .urls
+                    .get(&url)
+                    .is_some_and(|r| r.state == UrlState::Queued)
+                {
+                    urls.push(url);
+                }
+            }
+            if urls.is_empty() {
+                continue;
+            }
+            host.active += 1;
+            let spacing_ms = self.delay_ms.max(host.record.crawl_delay_ms);
+            let id = self.next_lease;
+            self.next_lease += 1;
+            let lease = Lease {
+                id,
+                node: node.to_string(),
+                host: key.clone(),
+                deadline_ms: now_ms
+                    + self.lease_timeout_ms
+                    + spacing_ms.saturating_mul(urls.len() as u64),
+                urls,
+                spacing_ms,
+            };
+            let mut changes = vec![
+                Change::NextLease(self.next_lease),
+                Change::Lease(lease.clone()),
+            ];
+            for url in &lease.urls {
+                if let Some(record) = self.urls.get_mut(url) {
+                    record.state = UrlState::Leased(id);
+                    record.attempts += 1;
+                    changes.push(Change::Url(url.clone(), record.clone()));
+                }
+            }
+            self.cursor = key;
+            self.leases.insert(id, lease.clone());
+            return Some((lease, changes));
+        }
+        None
+    }
+
+    /// Completes lease `id` of `node`: returns the URLs accepted (the node writes the rows
+    /// of these and drops the rest) and the records to persist.
+    pub fn complete(
+        &mut self,
+        id: u64,
+        node: &str,
+        reports: &[UrlReport],
+        crawl_delay_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<(Vec<String>, Vec<Change>), FrontierError> {
+        let lease = self
+            .leases
+            .get(&id)
+            .ok_or(FrontierError::UnknownLease(id))?;
+        if lease.node != node {
+            return Err(FrontierError::NotYours(id));
+        }
+        let lease = self
+            .leases
+            .remove(&id)
+            .ok_or(FrontierError::UnknownLease(id))?;
+        let mut changes = vec![Change::LeaseGone(id)];
+        let mut accepted = Vec::new();
+        for report in reports.iter().filter(|r| lease.urls.contains(&r.url)) {
+            let Some(record) = self.urls.get_mut(&report.url) else {
+                continue;
+            };
+            if !matches!(record.state, UrlState::Leased(l) if l == id) {
+                continue;
+            }
+            let depth = record.depth;
+            record.state = match &report.result {
+                PageResult::Stored => UrlState::Stored,
+                PageResult::Skipped(why) => UrlState::Skipped(why.clone()),
+                PageResult::Failed(why) if record.attempts >= self.max_attempts => {
+                    UrlState::Failed(why.clone())
+                }
+                PageResult::Failed(_) => UrlState::Queued,
+            };
+            let requeue = record.state == UrlState::Queued;
+            changes.push(Change::Url(report.url.clone(), record.clone()));
+            accepted.push(report.url.clone());
+            if requeue && let Some(h) = self.hosts.get_mut(&lease.host) {
+                h.queue.push_back(report.url.clone());
+            }
+            if let Ok(base) = Url::parse(&report.url) {
+                for link in &report.links {
+                    self.offer(link, Some(&base), depth + 1, &mut changes);
+                }
+            }
+        }
+        // URLs the node did not report go back to the queue.
+        self.release(&lease, "not reported", &mut changes);
+        self.host_done(&lease.host, crawl_delay_ms, now_ms, &mut changes);
+        Ok((accepted, changes))
+    }
+
+    /// Takes back every lease whose deadline passed.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Change> {
+        let due: Vec<u64> = self
+            .leases
+            .values()
+            .filter(|l| l.deadline_ms <= now_ms)
+            .map(|l| l.id)
+            .collect();
+        let mut changes = Vec::new();
+        for id in due {
+            if let Some(lease) = self.leases.remove(&id) {
+                changes.push(Change::LeaseGone(id));
+                self.release(&lease, "lease expired", &mut changes);
+                self.host_done(&lease.host, None, now_ms, &mut changes);
+            }
+        }
+        changes
+    }
+
+    /// Puts a lease's URLs that are still owed to it back in the queue (or fails them).
+    fn release(&mut self, lease: &Lease, why: &str, changes: &mut Vec<Change>) {
+        for url in &lease.urls {
+            let Some(record) = self.urls.get_mut(url) else {
+                continue;
+            };
+            if !matches!(record.state, UrlState::Leased(l) if l == lease.id) {
+                continue;
+            }
+            if record.attempts >= self.max_attempts {
+                record.state =
+                    UrlState::Failed(format!("{why} after {} attempts", record.attempts));
+            } else {
+                record.state = UrlState::Queued;
+                if let Some(h) = self.hosts.get_mut(&lease.host) {
+                    h.queue.push_back(url.clone());
+                }
+            }
+            changes.push(Change::Url(url.clone(), record.clone()));
+        }
+    }
+
+    fn host_done(
+        &mut self,
+        key: &str,
+        crawl_delay_ms: Option<u64>,
+        now_ms: u64,
+        changes: &mut Vec<Change>,
+    ) {
+        let host = self.hosts.entry(key.to_string()).or_default();
+        host.active = host.active.saturating_sub(1);
+        if let Some(d) = crawl_delay_ms {
+            host.record.crawl_delay_ms = d;
+        }
+        let spacing = self.delay_ms.max(host.record.crawl_delay_ms);
+        host.record.next_ms = host.record.next_ms.max(now_ms + spacing);
+        changes.push(Change::Host(key.to_string(), host.record));
+    }
+
+    /// When a lease could next be handed out, if work is queued: the earliest time a host
+    /// with queued URLs and room for a lease may be visited.
+    pub fn next_ready_ms(&self) -> Option<u64> {
+        self.hosts
+            .values()
+            .filter(|h| h.active < self.host_leases && h.queue.iter().any(|u| self.is_queued(u)))
+            .map(|h| h.record.next_ms)
+            .min()
+    }
+
+    fn is_queued(&self, url: &str) -> bool {
+        self.urls
+            .get(url)
+            .is_some_and(|r| r.state == UrlState::Queued)
+    }
+
+    /// The earliest lease deadline.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.leases.values().map(|l| l.deadline_ms).min()
+    }
+
+    /// Whether nothing is queued or leased.
+    pub fn is_done(&self) -> bool {
+        self.leases.is_empty() && !self.urls.values().any(|r| r.state == UrlState::Queued)
+    }
+
+    /// The record of `url`.
+    pub fn record(&self, url: &str) -> Option<&UrlRecord> {
+        self.urls.get(url)
+    }
+
+    /// Counts and backlogs.
+    pub fn progress(&self) -> Progress {
+        let mut p = Progress {
+            known: self.urls.len() as u64,
+            leases: self.leases.len() as u64,
+            ..Progress::default()
+        };
+        for record in self.urls.values() {
+            match record.state {
+                UrlState::Queued => p.queued += 1,
+                UrlState::Leased(_) => p.leased += 1,
+                UrlState::Stored => p.stored += 1,
+                UrlState::Skipped(_) => p.skipped += 1,
+                UrlState::Failed(_) => p.failed += 1,
+            }
+        }
+        let mut backlog: Vec<(String, u64)> = self
+            .hosts
+            .iter()
+            .map(|(k, h)| {
+                (
+                    k.clone(),
+                    h.queue.iter().filter(|u| self.is_queued(u)).count() as u64,
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        backlog.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        backlog.truncate(20);
+        p.backlog = backlog;
+        p
+    }
+}
+
+fn key_of(url: &str) -> Option<String> {
+    Url::parse(url).ok().map(|u| host_key(&u))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &str) -> CrawlSpec {
+        CrawlSpec::from_toml(&format!(
+            "name = \"t\"\nseeds = [\"http://a.test/\", \"http://b.test/\"]\ndomains = [\"a.test\", \"b.test\"]\nmax_pages = 50\nmax_depth = 2\n[politeness]\ndelay_seconds = 1.0\nlease_size = 2\nlease_timeout_seconds = 10\nmax_attempts = 2\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    fn stored(url: &str, links: &[&str]) -> UrlReport {
+        UrlReport {
+            url: url.into(),
+            result: PageResult::Stored,
+            links: links.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    /// Replays every change into a fresh frontier, as a restarted coordinator does.
+    fn replay(spec: &CrawlSpec, log: &[Change]) -> Frontier {
+        Frontier::restore(spec, log.iter().cloned())
+    }
+
+    #[test]
+    fn hosts_get_one_lease_at_a_time_spaced_by_the_delay() {
+        let spec = spec("");
+        let mut f = Frontier::new(&spec);
+        f.seed(&spec.seeds);
+        let (a, _) = f.lease("n1", 0).unwrap();
+        let (b, _) = f.lease("n2", 0).unwrap();
+        assert_ne!(a.host, b.host);
+        assert!(f.lease("n3", 0).is_none(), "each host has its lease");
+
+        let (accepted, _) = f
+            .complete(
+                a.id,
+                "n1",
+                &[stored(&a.urls[0], &["/x", "/y", "/z", "http://c.test/"])],
+                Some(3000),
+                100,
+            )
+            .unwrap();
+        assert_eq!(accepted, a.urls);
+        // The host is rested for its Crawl-delay (3 s, longer than the spec's 1 s).
+        assert!(f.lease("n1", 3099).is_none());
+        assert_eq!(f.next_ready_ms(), Some(3100));
+        let (next, _) = f.lease("n1", 3100).unwrap();
+        assert_eq!(next.host, a.host);
+        assert_eq!(next.spacing_ms, 3000);
+        assert_eq!(next.urls.len(), 2, "lease_size");
+        // c.test is out of scope; nothing else was added.
+        assert_eq!(f.progress().known, 5);
+    }
+
+    #[test]
+    fn links_respect_depth_dedup_and_max_pages() {
+        let spec = spec("");
+        let mut f = Frontier::new(&spec);
+        f.seed(&spec.seeds);
+        let (l, _) = f.lease("n", 0).unwrap();
+        let url = l.urls[0].clone();
+        f.complete(
+            l.id,
+            "n",
+            &[stored(&url, &["/d1", "/d1#frag", "/D1"])],
+            None,
+            0,
+        )
+        .unwrap();
+        assert_eq!(f.record("http://a.test/d1").unwrap().depth, 1);
+        assert!(
+            f.record("http://a.test/D1").is_some(),
+            "paths are case-sensitive"
+        );
+        // Depth 2 is the last one followed.
+        let mut now = 0;
+        let mut depth3 = false;
+        while let Some((l, _)) = {
+            now += 10_000;
+            f.lease("n", now)
+        } {
+            let reports: Vec<_> = l
+                .urls
+                .iter()
+                .map(|u| stored(u, &[&format!("{u}/deeper")]))
+                .collect();
+            f.complete(l.id, "n", &reports, None, now).unwrap();
+            depth3 |= f.urls.values().any(|r| r.depth > 2);
+        }
+        assert!(!depth3);
+        assert!(f.is_done());
+
+        let mut small = CrawlSpec {
+            max_pages: 3,
+            ..spec.clone()
+        };
+        small.politeness.lease_size = 10;
+        let mut f = Frontier::new(&small);
+        f.seed(&small.seeds);
+        let (l, _) = f.lease("n", 0).unwrap();
+        f.complete(
+            l.id,
+            "n",
+            &[stored(&l.urls[0], &["/1", "/2", "/3"])],
+            None,
+            0,
+        )
+        .unwrap();
+        assert_eq!(f.progress().known, 3);
+    }
+
+    #[test]
+    fn expired_leases_come_back_and_fail_after_max_attempts() {
+        let spec = spec("");
+        let mut f = Frontier::new(&spec);
+        f.seed(&spec.seeds[..1]);
+        let (l, _) = f.lease("n1", 0).unwrap();
+        assert_eq!(l.deadline_ms, 10_000 + 1000);
+        assert!(f.expire(10_999).is_empty());
+        f.expire(11_000);
+        assert_eq!(f.progress().queued, 1);
+        let (l2, _) = f.lease("n2", 12_000).unwrap();
+        assert_eq!(l2.urls, l.urls);
+        // The first node comes back late: its lease is gone.
+        assert_eq!(
+            f.complete(l.id, "n1", &[stored(&l.urls[0], &[])], None, 12_001),
+            Err(FrontierError::UnknownLease(l.id))
+        );
+        assert_eq!(
+            f.complete(l2.id, "n1", &[], None, 12_001),
+            Err(FrontierError::NotYours(l2.id))
+        );
+        f.expire(100_000);
+        assert_eq!(f.progress().failed, 1);
+        assert!(f.is_done());
+    }
+
+    #[test]
+    fn failures_are_retried_then_counted_and_unreported_urls_return() {
+        let spec = spec("");
+        let mut f = Frontier::new(&spec);
+        f.seed(&spec.seeds[..1]);
+        let (l, _) = f.lease("n", 0).unwrap();
+        f.complete(l.id, "n", &[stored(&l.urls[0], &["/a", "/b"])], None, 0)
+            .unwrap();
+        let (l, _) = f.lease("n", 1000).unwrap();
+        assert_eq!(l.urls.len(), 2);
+        let fail = UrlReport {
+            url: l.urls[0].clone(),
+            result: PageResult::Failed("HTTP 503".into()),
+            links: vec![],
+        };
+        // One failed, one not reported: both are queued again.
+        f.complete(l.id, "n", std::slice::from_ref(&fail), None, 1000)
+            .unwrap();
+        assert_eq!(f.progress().queued, 2);
+        let (l, _) = f.lease("n", 2000).unwrap();
+        let fail = UrlReport {
+            url: l.urls[0].clone(),
+            ..fail
+        };
+        let skip = UrlReport {
+            url: l.urls[1].clone(),
+            result: PageResult::Skipped("robots.txt".into()),
+            links: vec![],
+        };
+        f.complete(l.id, "n", &[fail, skip], None, 2000).unwrap();
+        let p = f.progress();
+        assert_eq!((p.stored, p.skipped, p.failed, p.queued), (1, 1, 1, 0));
+    }
+
+    #[test]
+    fn a_restored_frontier_continues_where_the_first_stopped() {
+        let spec = spec("");
+        let mut f = Frontier::new(&spec);
+        let mut log = f.seed(&spec.seeds);
+        let (a, changes) = f.lease("n1", 0).unwrap();
+        log.extend(changes);
+        let (_, changes) = f
+            .complete(a.id, "n1", &[stored(&a.urls[0], &["/next"])], None, 0)
+            .unwrap();
+        log.extend(changes);
+        let (b, changes) = f.lease("n2", 0).unwrap();
+        log.extend(changes);
+
+        let mut g = replay(&spec, &log);
+        assert_eq!(g.progress(), f.progress());
+        // The running lease survives the restart and completes there.
+        let (accepted, _) = g
+            .complete(b.id, "n2", &[stored(&b.urls[0], &[])], None, 5)
+            .unwrap();
+        assert_eq!(accepted.len(), 1);
+        // New leases get new ids, and the host's rest is kept.
+        assert!(g.lease("n3", 999).is_none());
+        let (c, _) = g.lease("n3", 1000).unwrap();
+        assert!(c.id > b.id);
+        assert_eq!(c.urls, ["http://a.test/next"]);
+    }
+}
