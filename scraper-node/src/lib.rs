@@ -12,13 +12,17 @@
 //!   let a coordinator survive a restart;
 //! - [`provenance`]: the row schema (FineWeb's columns and provenance) and row signatures.
 //!
-//! And [`fetch`], which fetches one page through all of them, and [`shard`], which writes
-//! rows into Parquet shards that roll at a size.
+//! Around them: [`fetch`] fetches one page through all the rules; [`shard`] writes rows into
+//! Parquet shards that roll at a size; [`crawl_store`] keeps the coordinator's crawls in
+//! RocksDB; [`coordinator`] is the task that owns them; [`worker`] is a scraper node's loop of
+//! leases.
 //!
 //! See `docs/ARCHITECTURE.md` for how a crawl runs across nodes.
 
 pub mod address;
 pub mod canonical;
+pub mod coordinator;
+pub mod crawl_store;
 pub mod extract;
 pub mod fetch;
 pub mod frontier;
@@ -27,3 +31,4 @@ pub mod provenance;
 pub mod robots;
 pub mod shard;
 pub mod spec;
+pub mod worker;

@@ -15,9 +15,8 @@ use std::{
 
 use axum::{
     Router,
-    extract::{Request, State},
+    extract::State,
     http::{HeaderMap, StatusCode, header},
-    middleware::{self, Next},
     response::{IntoResponse, Redirect, Response},
     routing::get,
 };
@@ -28,9 +27,13 @@ use tessera_scraper_node::{
 };
 use url::Url;
 
+mod common;
+
+use common::AccessLog;
+
 #[derive(Clone, Default)]
 struct Site {
-    log: Arc<Mutex<Vec<(String, Instant)>>>,
+    log: AccessLog,
     hits_429: Arc<AtomicU32>,
     hits_500: Arc<AtomicU32>,
     robots_status: Arc<Mutex<Option<StatusCode>>>,
@@ -38,11 +41,7 @@ struct Site {
 
 impl Site {
     fn requested(&self, path: &str) -> Vec<Instant> {
-        let log = self.log.lock().unwrap();
-        log.iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, t)| *t)
-            .collect()
+        self.log.requested(path)
     }
 }
 
@@ -54,12 +53,6 @@ fn page(text: &str) -> Response {
         format!("<html><body><p>{text}</p></body></html>"),
     )
         .into_response()
-}
-
-async fn log(State(site): State<Site>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_string();
-    site.log.lock().unwrap().push((path, Instant::now()));
-    next.run(request).await
 }
 
 async fn robots(State(site): State<Site>) -> Response {
@@ -151,15 +144,11 @@ fn router(site: Site, other: SocketAddr) -> Router {
             get(|| async { ([("tdm-reservation", "1")], page("reserved by header")) }),
         )
         .route("/reserved/page", get(|| async { page("reserved by file") }))
-        .layer(middleware::from_fn_with_state(site.clone(), log))
         .with_state(site)
 }
 
 async fn serve(ip: IpAddr, site: Site, other: SocketAddr) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(site, other)).await });
-    addr
+    common::serve(ip, router(site.clone(), other), site.log.clone()).await
 }
 
 fn config(network: NetworkPolicy) -> FetchConfig {
@@ -347,8 +336,7 @@ async fn requests_to_one_host_keep_their_spacing() {
     for task in tasks {
         task.await.unwrap();
     }
-    let mut times: Vec<Instant> = site.log.lock().unwrap().iter().map(|(_, t)| *t).collect();
-    times.sort();
+    let times = site.log.times();
     assert!(times.len() >= 7, "{}", times.len());
     for pair in times.windows(2) {
         assert!(
@@ -421,8 +409,5 @@ async fn the_contributors_network_is_never_reached() {
         }) => {}
         other => panic!("redirect: {other:?}"),
     }
-    assert!(
-        other_site.log.lock().unwrap().is_empty(),
-        "the loopback site was reached"
-    );
+    assert!(other_site.log.is_empty(), "the loopback site was reached");
 }

@@ -1,0 +1,69 @@
+//! What the scraper tests share: a real HTTP server on loopback with an access log, the
+//! witness of what was (and was not) requested.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use axum::{
+    Router,
+    extract::{Request, State},
+    middleware::{self, Next},
+    response::Response,
+};
+
+/// Every request a test site answered: its path and when it arrived.
+#[derive(Clone, Default)]
+pub(crate) struct AccessLog(Arc<Mutex<Vec<(String, Instant)>>>);
+
+impl AccessLog {
+    /// When `path` was requested.
+    pub(crate) fn requested(&self, path: &str) -> Vec<Instant> {
+        let log = self.0.lock().unwrap();
+        log.iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
+    /// Every request's arrival, in order.
+    pub(crate) fn times(&self) -> Vec<Instant> {
+        let mut times: Vec<Instant> = self.0.lock().unwrap().iter().map(|(_, t)| *t).collect();
+        times.sort();
+        times
+    }
+
+    /// Every path requested, in order of arrival.
+    pub(crate) fn paths(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// Whether nothing was requested.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.lock().unwrap().is_empty()
+    }
+}
+
+async fn record(State(log): State<AccessLog>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    log.0.lock().unwrap().push((path, Instant::now()));
+    next.run(request).await
+}
+
+/// Serves `router` on `ip` (an ephemeral port), logging every request to `log`.
+pub(crate) async fn serve(ip: IpAddr, router: Router, log: AccessLog) -> SocketAddr {
+    let router = router.layer(middleware::from_fn_with_state(log, record));
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}

@@ -1,0 +1,327 @@
+//! A crawl of a real test site on loopback by three workers sharing one coordinator: every
+//! allowed page lands once in the output Parquet with verified provenance, nothing disallowed
+//! or opted out is requested or kept, and the host's spacing holds across all workers, also
+//! when the coordinator is killed and restarted mid-crawl.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use arrow::array::{Array, StringArray};
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+    routing::get,
+};
+use common::AccessLog;
+use libp2p::identity::Keypair;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tessera_scraper_node::{
+    address::NetworkPolicy,
+    coordinator::{Completion, Coordinator, CrawlStatus, Offer},
+    crawl_store::ShardRecord,
+    provenance::{schema, verify_batch},
+    spec::CrawlSpec,
+    worker::{ApiError, CrawlApi, Worker, WorkerConfig},
+};
+use tokio::sync::watch;
+
+const HTML: &str = "text/html; charset=utf-8";
+const ROBOTS: &str = "User-agent: *\nDisallow: /\n\nUser-agent: TesseraBot\nDisallow: /private/\nDisallow: /bot-excluded\nCrawl-delay: 0.1\n";
+
+fn page(title: &str, links: &[&str]) -> Response {
+    let links: String = links
+        .iter()
+        .map(|l| format!("<li><a href=\"{l}\">{l}</a></li>"))
+        .collect();
+    let body = format!(
+        "<html><head><title>{title}</title></head><body><article><h1>{title}</h1>\
+         <p>This page is called {title}. It is part of a small test site that a crawler visits \
+         to show that it follows links, keeps to the rules of the site and writes what it finds \
+         into a dataset with the provenance of every row.</p><ul>{links}</ul></article></body></html>"
+    );
+    ([(header::CONTENT_TYPE, HTML)], body).into_response()
+}
+
+#[derive(Clone, Default)]
+struct Counters {
+    flaky: Arc<AtomicU32>,
+    limited: Arc<AtomicU32>,
+}
+
+fn site() -> Router {
+    let home = [
+        "/a",
+        "/b",
+        "/private/x",
+        "/bot-excluded",
+        "/gone",
+        "/flaky",
+        "/limited",
+        "/r1",
+        "/big",
+        "/file.pdf",
+        "/noai",
+        "/meta-noai",
+        "/deep1",
+        "mailto:someone@example.com",
+        "http://elsewhere.invalid/",
+    ];
+    Router::new()
+        .route("/robots.txt", get(|| async { ROBOTS }))
+        .route("/", get(move || async move { page("home", &home) }))
+        .route("/a", get(|| async { page("a", &["/b", "/a#top", "/"]) }))
+        .route("/b", get(|| async { page("b", &["/"]) }))
+        .route("/private/x", get(|| async { page("private", &[]) }))
+        .route("/bot-excluded", get(|| async { page("excluded", &[]) }))
+        .route("/gone", get(|| async { StatusCode::NOT_FOUND }))
+        .route(
+            "/flaky",
+            get(|State(c): State<Counters>| async move {
+                if c.flaky.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+                page("flaky", &[])
+            }),
+        )
+        .route(
+            "/limited",
+            get(|State(c): State<Counters>| async move {
+                if c.limited.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")]).into_response();
+                }
+                page("limited", &[])
+            }),
+        )
+        .route("/r1", get(|| async { Redirect::temporary("/r2") }))
+        .route("/r2", get(|| async { Redirect::permanent("/final") }))
+        .route("/final", get(|| async { page("final", &[]) }))
+        .route("/big", get(|| async { ([(header::CONTENT_TYPE, HTML)], "x".repeat(20_000)) }))
+        .route("/file.pdf", get(|| async { ([(header::CONTENT_TYPE, "application/pdf")], "%PDF-1.4") }))
+        .route("/noai", get(|| async { ([("x-robots-tag", "noai")], page("noai", &[])) }))
+        .route(
+            "/meta-noai",
+            get(|| async {
+                let body = "<html><head><meta name=\"robots\" content=\"noai\"></head><body><p>Please do not use this page for AI training; it says so in its meta tags.</p></body></html>";
+                ([(header::CONTENT_TYPE, HTML)], body)
+            }),
+        )
+        .route("/deep1", get(|| async { page("deep1", &["/deep2"]) }))
+        .route("/deep2", get(|| async { page("deep2", &["/deep3"]) }))
+        .route("/deep3", get(|| async { page("deep3", &["/deep4"]) }))
+        .route("/deep4", get(|| async { page("deep4", &[]) }))
+        .with_state(Counters::default())
+}
+
+fn spec(addr: SocketAddr) -> CrawlSpec {
+    CrawlSpec::from_toml(&format!(
+        "name = \"test-site\"\nseeds = [\"http://{addr}/\"]\nmax_pages = 100\nmax_depth = 3\nshard_size = \"64KiB\"\n\
+         [politeness]\ndelay_seconds = 0.05\nlease_size = 3\nlease_timeout_seconds = 30\nmax_body = \"8KiB\"\nvalidate_fraction = 0.0\n"
+    ))
+    .unwrap()
+}
+
+/// The coordinator the workers talk to, which the test can replace (a restart).
+#[derive(Clone)]
+struct Switchboard(Arc<RwLock<Coordinator>>);
+
+impl Switchboard {
+    fn get(&self) -> Coordinator {
+        self.0.read().unwrap().clone()
+    }
+}
+
+impl CrawlApi for Switchboard {
+    async fn lease(&self, node: &str) -> Result<Offer, ApiError> {
+        CrawlApi::lease(&self.get(), node).await
+    }
+
+    async fn complete(&self, completion: Completion) -> Result<Vec<String>, ApiError> {
+        CrawlApi::complete(&self.get(), completion).await
+    }
+
+    async fn shard(&self, crawl: &str, shard: ShardRecord) -> Result<(), ApiError> {
+        CrawlApi::shard(&self.get(), crawl, shard).await
+    }
+}
+
+struct Run {
+    log: AccessLog,
+    addr: SocketAddr,
+    out: tempfile::TempDir,
+    crawl: String,
+    peers: Vec<String>,
+}
+
+/// Crawls the test site with three workers; `restart` kills and restarts the coordinator
+/// once the crawl is under way.
+async fn crawl(restart: bool) -> Run {
+    let log = AccessLog::default();
+    let addr = common::serve("127.0.0.1".parse().unwrap(), site(), log.clone()).await;
+    let db = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(db.path()).unwrap();
+    let crawl = coordinator.start_crawl(spec(addr)).await.unwrap();
+    let board = Switchboard(Arc::new(RwLock::new(coordinator)));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut peers = Vec::new();
+    let mut workers = Vec::new();
+    for i in 0..3 {
+        let key = Keypair::generate_ed25519();
+        peers.push(key.public().to_peer_id().to_string());
+        let config = WorkerConfig {
+            out_dir: out.path().join(format!("node{i}")),
+            network: NetworkPolicy::allow_private(),
+            idle_wait: Duration::from_millis(50),
+        };
+        let mut stop = stop_rx.clone();
+        let worker = Worker::new(board.clone(), key, config);
+        workers.push(tokio::spawn(worker.run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })));
+    }
+
+    if restart {
+        // Once some pages are stored, the coordinator's task dies and a new one opens its store.
+        let before = wait_for(&board, |s| s.progress.stored >= 3).await;
+        assert!(!before.finished, "the crawl ended before the restart");
+        board.get().kill().await;
+        let restarted = reopen(db.path()).await;
+        *board.0.write().unwrap() = restarted;
+    }
+
+    wait_for(&board, |s| s.finished && s.rows == s.progress.stored).await;
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    drop(db);
+    Run {
+        log,
+        addr,
+        out,
+        crawl,
+        peers,
+    }
+}
+
+async fn reopen(dir: &Path) -> Coordinator {
+    for _ in 0..100 {
+        if let Ok(c) = Coordinator::start(dir) {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the store did not reopen");
+}
+
+async fn wait_for(board: &Switchboard, done: impl Fn(&CrawlStatus) -> bool) -> CrawlStatus {
+    for _ in 0..600 {
+        if let Ok(status) = board.get().status().await
+            && let Some(status) = status.into_iter().next().filter(&done)
+        {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("crawl did not get there: {:?}", board.get().status().await);
+}
+
+/// Every row of every shard: url -> (peer, count), checking schema and signatures.
+fn rows(out: &Path, crawl: &str) -> BTreeMap<String, (String, usize)> {
+    let mut rows: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for node in std::fs::read_dir(out).unwrap() {
+        let dir = node.unwrap().path().join(crawl);
+        let Ok(files) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for file in files {
+            let path = file.unwrap().path();
+            assert_eq!(path.extension().unwrap(), "parquet", "{}", path.display());
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                assert_eq!(batch.schema(), schema());
+                assert!(verify_batch(&batch).unwrap().is_empty());
+                let col = |n: &str| {
+                    batch
+                        .column_by_name(n)
+                        .unwrap()
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .unwrap()
+                        .clone()
+                };
+                let (urls, peers, langs) = (col("url"), col("scraper_peer_id"), col("language"));
+                for i in 0..batch.num_rows() {
+                    assert_eq!(langs.value(i), "en");
+                    let entry = rows
+                        .entry(urls.value(i).to_string())
+                        .or_insert((peers.value(i).to_string(), 0));
+                    entry.1 += 1;
+                }
+            }
+        }
+    }
+    rows
+}
+
+fn check(run: &Run) {
+    let rows = rows(run.out.path(), &run.crawl);
+    let want: BTreeSet<String> = [
+        "/", "/a", "/b", "/flaky", "/limited", "/final", "/deep1", "/deep2", "/deep3",
+    ]
+    .iter()
+    .map(|p| format!("http://{}{p}", run.addr))
+    .collect();
+    let got: BTreeSet<String> = rows.keys().cloned().collect();
+    assert_eq!(got, want);
+    for (url, (peer, count)) in &rows {
+        assert_eq!(*count, 1, "{url} stored {count} times");
+        assert!(run.peers.contains(peer));
+    }
+    // Disallowed, opted out by TDMRep or too deep: never requested.
+    for path in ["/private/x", "/bot-excluded", "/deep4"] {
+        assert!(run.log.requested(path).is_empty(), "{path} was requested");
+    }
+    // The host's spacing held across every worker: the spec's delay between any two
+    // requests, and Crawl-delay between pages.
+    let times = run.log.times();
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(45),
+            "{:?}",
+            pair[1] - pair[0]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_workers_crawl_the_site_into_verified_parquet() {
+    let run = crawl(false).await;
+    check(&run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_restarted_mid_crawl_finishes_it_without_loss_or_duplicates() {
+    let run = crawl(true).await;
+    check(&run);
+}
