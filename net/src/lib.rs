@@ -17,5 +17,6 @@ pub use libp2p::{
     Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol, request_response::ResponseChannel,
 };
 pub use network::{
-    Client, InboundRequest, NetError, Network, NetworkConfig, NetworkInfo, RegistryEvent, start,
+    Client, CrawlEvent, InboundRequest, NetError, Network, NetworkConfig, NetworkInfo,
+    RegistryEvent, start,
 };

@@ -16,6 +16,9 @@
 //!   Chain { publisher, name, from, limit } -> Records { records, more }   (in version order)
 //!   Find { publisher, name, version }      -> Records { records, more }
 //! gossipsub topic /tessera/registry/announce/1: signed record blocks, as they are accepted
+//! /tessera/crawl/1      scraper node -> crawl coordinator
+//!   CrawlRequest { body }                  -> CrawlResponse { body }
+//!   (bodies are the scraper's DAG-CBOR messages: lease, complete, shard; see scraper-node)
 //! ```
 //! Every piece response names the piece (and range) it answers. Messages are DAG-CBOR, one per
 //! stream direction, and the codec refuses any message over its limit before decoding it.
@@ -34,6 +37,8 @@ pub const CHALLENGE_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/cha
 pub const REGISTRY_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/registry/1");
 /// The gossipsub topic on which registry nodes announce the records they accept.
 pub const REGISTRY_TOPIC: &str = "/tessera/registry/announce/1";
+/// The crawl protocol between scraper nodes and a crawl coordinator.
+pub const CRAWL_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/crawl/1");
 /// Tessera's own Kademlia DHT, apart from the public IPFS one.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/kad/1.0.0");
 
@@ -57,6 +62,11 @@ pub const MAX_REGISTRY_REQUEST: u64 = MAX_RECORD_BYTES as u64 + ENVELOPE;
 /// Largest registry response on the wire.
 pub const MAX_REGISTRY_RESPONSE: u64 =
     MAX_RECORDS_PER_RESPONSE as u64 * (MAX_RECORD_BYTES as u64 + 16) + ENVELOPE;
+/// Largest crawl message body either way: a lease of 1,000 URLs, or a report of one with
+/// their links.
+pub const MAX_CRAWL_BODY: u64 = 4 * 1024 * 1024;
+/// Largest crawl message on the wire.
+pub const MAX_CRAWL_MESSAGE: u64 = MAX_CRAWL_BODY + ENVELOPE;
 /// Largest gossip message: one record block.
 pub const MAX_GOSSIP_MESSAGE: usize = MAX_RECORD_BYTES + 1024;
 
@@ -300,4 +310,21 @@ impl RegistryErrorCode {
             RegistryErrorCode::Internal => "internal",
         }
     }
+}
+
+/// A request of the crawl protocol: one of the scraper's messages, as DAG-CBOR, which the
+/// coordinator decodes within its own limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrawlRequest {
+    /// The message.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// A response of the crawl protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrawlResponse {
+    /// The message.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
 }

@@ -207,7 +207,8 @@ pub struct Fetcher {
     client: reqwest::Client,
     config: Arc<FetchConfig>,
     rules: Arc<Mutex<HashMap<String, SiteRules>>>,
-    turns: Arc<tokio::sync::Mutex<HashMap<String, Instant>>>,
+    /// Per host: when its next request may leave; held while a request is in flight.
+    turns: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Instant>>>>>,
 }
 
 impl Fetcher {
@@ -229,7 +230,7 @@ impl Fetcher {
             client,
             config: Arc::new(config),
             rules: Arc::new(Mutex::new(HashMap::new())),
-            turns: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
+            turns: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -370,8 +371,7 @@ impl Fetcher {
         let mut backoff = self.config.backoff;
         loop {
             attempts += 1;
-            self.wait_turn(url, spacing).await;
-            let retry_in = match self.client.get(url.clone()).send().await {
+            let retry_in = match self.send_in_turn(url, spacing).await {
                 Ok(response) => {
                     let status = response.status();
                     let limited = matches!(
@@ -414,18 +414,23 @@ impl Fetcher {
         }
     }
 
-    /// Waits until `spacing` has passed since the last request to `url`'s host, and books
-    /// this one.
-    async fn wait_turn(&self, url: &Url, spacing: Duration) {
-        let key = host_key(url);
-        let at = {
-            let mut turns = self.turns.lock().await;
-            let now = Instant::now();
-            let at = turns.get(&key).map_or(now, |next| (*next).max(now));
-            turns.insert(key, at + spacing);
-            at
-        };
-        tokio::time::sleep_until(at.into()).await;
+    /// Sends one GET when the host's turn comes. A host has one request in flight at a time,
+    /// and the next leaves `spacing` after the answer to the last came back, so connection
+    /// set-up never eats into the spacing as the server sees it.
+    async fn send_in_turn(
+        &self,
+        url: &Url,
+        spacing: Duration,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let slot = lock(&self.turns)
+            .entry(host_key(url))
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Instant::now())))
+            .clone();
+        let mut next = slot.lock().await;
+        tokio::time::sleep_until((*next).into()).await;
+        let sent = self.client.get(url.clone()).send().await;
+        *next = Instant::now() + spacing;
+        sent
     }
 
     /// robots.txt and `tdmrep.json` of `url`'s origin, from the cache or fetched.

@@ -15,7 +15,7 @@
 //! Around them: [`fetch`] fetches one page through all the rules; [`shard`] writes rows into
 //! Parquet shards that roll at a size; [`crawl_store`] keeps the coordinator's crawls in
 //! RocksDB; [`coordinator`] is the task that owns them; [`worker`] is a scraper node's loop of
-//! leases.
+//! leases; [`wire`] and [`remote`] carry the crawl protocol between them over libp2p.
 //!
 //! See `docs/ARCHITECTURE.md` for how a crawl runs across nodes.
 
@@ -28,7 +28,9 @@ pub mod fetch;
 pub mod frontier;
 pub mod optout;
 pub mod provenance;
+pub mod remote;
 pub mod robots;
 pub mod shard;
 pub mod spec;
+pub mod wire;
 pub mod worker;

@@ -11,10 +11,10 @@ use libp2p::{
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{Actor, InboundRequest, NetError, RegistryEvent, Reply};
+use super::{Actor, CrawlEvent, InboundRequest, NetError, RegistryEvent, Reply};
 use crate::protocol::{
-    ChallengeRequest, ChallengeResponse, ErrorCode, PieceRequest, PieceResponse, REGISTRY_TOPIC,
-    RegistryErrorCode, RegistryRequest, RegistryResponse,
+    ChallengeRequest, ChallengeResponse, CrawlRequest, CrawlResponse, ErrorCode, PieceRequest,
+    PieceResponse, REGISTRY_TOPIC, RegistryErrorCode, RegistryRequest, RegistryResponse,
 };
 
 impl Actor {
@@ -100,6 +100,26 @@ impl Actor {
                 .swarm
                 .behaviour_mut()
                 .registry
+                .send_response(channel, busy);
+        }
+    }
+
+    pub(super) fn on_crawl(&mut self, event: request_response::Event<CrawlRequest, CrawlResponse>) {
+        let Some((peer, request, channel)) = settle(event, &mut self.pending_crawl) else {
+            return;
+        };
+        let refused = self.crawl_events.try_send(CrawlEvent {
+            peer,
+            request,
+            channel,
+        });
+        if let Err(mpsc::error::TrySendError::Full(CrawlEvent { channel, .. })) = refused {
+            // An empty body is the coordinator's "busy": the node asks again later.
+            let busy = CrawlResponse { body: Vec::new() };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .crawl
                 .send_response(channel, busy);
         }
     }

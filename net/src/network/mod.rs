@@ -37,11 +37,11 @@ mod inbound;
 use crate::{
     codec::CborCodec,
     protocol::{
-        CHALLENGE_PROTOCOL, ChallengeRequest, ChallengeResponse, KAD_PROTOCOL,
-        MAX_CHALLENGE_REQUEST, MAX_CHALLENGE_RESPONSE, MAX_GOSSIP_MESSAGE, MAX_PIECE_REQUEST,
-        MAX_PIECE_RESPONSE, MAX_REGISTRY_REQUEST, MAX_REGISTRY_RESPONSE, PIECE_PROTOCOL,
-        PieceRequest, PieceResponse, REGISTRY_PROTOCOL, REGISTRY_TOPIC, RegistryRequest,
-        RegistryResponse,
+        CHALLENGE_PROTOCOL, CRAWL_PROTOCOL, ChallengeRequest, ChallengeResponse, CrawlRequest,
+        CrawlResponse, KAD_PROTOCOL, MAX_CHALLENGE_REQUEST, MAX_CHALLENGE_RESPONSE,
+        MAX_CRAWL_MESSAGE, MAX_GOSSIP_MESSAGE, MAX_PIECE_REQUEST, MAX_PIECE_RESPONSE,
+        MAX_REGISTRY_REQUEST, MAX_REGISTRY_RESPONSE, PIECE_PROTOCOL, PieceRequest, PieceResponse,
+        REGISTRY_PROTOCOL, REGISTRY_TOPIC, RegistryRequest, RegistryResponse,
     },
 };
 
@@ -58,6 +58,8 @@ pub struct NetworkConfig {
     pub serve: bool,
     /// Run the registry role: serve `/tessera/registry/1` and follow the announcement topic.
     pub registry: bool,
+    /// Run the crawl coordinator role: serve `/tessera/crawl/1`.
+    pub crawl: bool,
     /// How long one request may take before it fails.
     pub request_timeout: Duration,
     /// Most concurrent request streams per connection.
@@ -76,6 +78,7 @@ impl Default for NetworkConfig {
             dht_server: true,
             serve: true,
             registry: false,
+            crawl: false,
             request_timeout: Duration::from_secs(30),
             max_streams_per_connection: 16,
             provider_republish: Duration::from_secs(60 * 60),
@@ -93,6 +96,7 @@ impl NetworkConfig {
             dht_server: false,
             serve: false,
             registry: false,
+            crawl: false,
             ..Self::default()
         }
     }
@@ -193,6 +197,18 @@ pub enum RegistryEvent {
     },
 }
 
+/// A crawl protocol request, to be answered with [`Client::respond_crawl`] (only with the
+/// crawl coordinator role).
+#[derive(Debug)]
+pub struct CrawlEvent {
+    /// Who asks: the authenticated peer, whatever the message claims.
+    pub peer: PeerId,
+    /// What they ask.
+    pub request: CrawlRequest,
+    /// Where the answer goes.
+    pub channel: ResponseChannel<CrawlResponse>,
+}
+
 /// What the network knows about itself.
 #[derive(Debug, Clone)]
 pub struct NetworkInfo {
@@ -222,6 +238,7 @@ struct Behaviour {
     piece: request_response::Behaviour<CborCodec<PieceRequest, PieceResponse>>,
     challenge: request_response::Behaviour<CborCodec<ChallengeRequest, ChallengeResponse>>,
     registry: request_response::Behaviour<CborCodec<RegistryRequest, RegistryResponse>>,
+    crawl: request_response::Behaviour<CborCodec<CrawlRequest, CrawlResponse>>,
     gossipsub: gossipsub::Behaviour,
 }
 
@@ -241,6 +258,8 @@ enum Command {
     RespondChallenge(ResponseChannel<ChallengeResponse>, ChallengeResponse),
     Registry(PeerId, RegistryRequest, Reply<RegistryResponse>),
     RespondRegistry(ResponseChannel<RegistryResponse>, RegistryResponse),
+    Crawl(PeerId, CrawlRequest, Reply<CrawlResponse>),
+    RespondCrawl(ResponseChannel<CrawlResponse>, CrawlResponse),
     Announce(Vec<u8>, Reply<()>),
     PutRecord(Vec<u8>, Vec<u8>, Reply<()>),
     GetRecord(Vec<u8>, Reply<Vec<Vec<u8>>>),
@@ -366,6 +385,27 @@ impl Client {
             .map_err(|_| NetError::Stopped)
     }
 
+    /// Sends a crawl protocol request and waits for its response.
+    pub async fn crawl_request(
+        &self,
+        peer: PeerId,
+        request: CrawlRequest,
+    ) -> Result<CrawlResponse, NetError> {
+        self.call(|r| Command::Crawl(peer, request, r)).await
+    }
+
+    /// Answers an inbound crawl request.
+    pub async fn respond_crawl(
+        &self,
+        channel: ResponseChannel<CrawlResponse>,
+        response: CrawlResponse,
+    ) -> Result<(), NetError> {
+        self.commands
+            .send(Command::RespondCrawl(channel, response))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
     /// Publishes `data` on the registry topic. Having no subscribed peer is not an error: the
     /// others catch up over `/tessera/registry/1`.
     pub async fn announce(&self, data: Vec<u8>) -> Result<(), NetError> {
@@ -402,6 +442,8 @@ pub struct Network {
     pub inbound: mpsc::Receiver<InboundRequest>,
     /// Registry requests and announcements (only with the registry role).
     pub registry: mpsc::Receiver<RegistryEvent>,
+    /// Crawl protocol requests (only with the crawl coordinator role).
+    pub crawl: mpsc::Receiver<CrawlEvent>,
     /// The network task; it ends when every `Client` is dropped.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -448,6 +490,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
     let (commands_tx, commands_rx) = mpsc::channel(256);
     let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue.max(1));
     let (registry_tx, registry_rx) = mpsc::channel(config.inbound_queue.max(1));
+    let (crawl_tx, crawl_rx) = mpsc::channel(config.inbound_queue.max(1));
     if config.registry {
         swarm
             .behaviour_mut()
@@ -460,12 +503,14 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         commands: commands_rx,
         inbound: inbound_tx,
         registry_events: registry_tx,
+        crawl_events: crawl_tx,
         listen_addrs,
         pending_dials: HashMap::new(),
         pending_queries: HashMap::new(),
         pending_piece: HashMap::new(),
         pending_challenge: HashMap::new(),
         pending_registry: HashMap::new(),
+        pending_crawl: HashMap::new(),
     };
     let task = tokio::spawn(actor.run());
     info!(%peer_id, "network started");
@@ -476,6 +521,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         },
         inbound: inbound_rx,
         registry: registry_rx,
+        crawl: crawl_rx,
         task,
     })
 }
@@ -490,11 +536,14 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
     let rr_config = request_response::Config::default()
         .with_request_timeout(config.request_timeout)
         .with_max_concurrent_streams(config.max_streams_per_connection);
-    let registry_support = if config.registry {
-        ProtocolSupport::Full
-    } else {
-        ProtocolSupport::Outbound
+    let role = |on: bool| {
+        if on {
+            ProtocolSupport::Full
+        } else {
+            ProtocolSupport::Outbound
+        }
     };
+    let (registry_support, crawl_support) = (role(config.registry), role(config.crawl));
     let gossip_config = gossipsub::ConfigBuilder::default()
         .max_transmit_size(MAX_GOSSIP_MESSAGE)
         .validation_mode(gossipsub::ValidationMode::Strict)
@@ -558,6 +607,11 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
                 registry: request_response::Behaviour::with_codec(
                     CborCodec::new(MAX_REGISTRY_REQUEST, MAX_REGISTRY_RESPONSE),
                     [(REGISTRY_PROTOCOL, registry_support)],
+                    rr_config.clone(),
+                ),
+                crawl: request_response::Behaviour::with_codec(
+                    CborCodec::new(MAX_CRAWL_MESSAGE, MAX_CRAWL_MESSAGE),
+                    [(CRAWL_PROTOCOL, crawl_support)],
                     rr_config,
                 ),
                 gossipsub,
@@ -583,12 +637,14 @@ struct Actor {
     commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<InboundRequest>,
     registry_events: mpsc::Sender<RegistryEvent>,
+    crawl_events: mpsc::Sender<CrawlEvent>,
     listen_addrs: Vec<Multiaddr>,
     pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
     pending_queries: HashMap<QueryId, Query>,
     pending_piece: HashMap<OutboundRequestId, (PeerId, Reply<PieceResponse>)>,
     pending_challenge: HashMap<OutboundRequestId, (PeerId, Reply<ChallengeResponse>)>,
     pending_registry: HashMap<OutboundRequestId, (PeerId, Reply<RegistryResponse>)>,
+    pending_crawl: HashMap<OutboundRequestId, (PeerId, Reply<CrawlResponse>)>,
 }
 
 impl Actor {
@@ -705,6 +761,20 @@ impl Actor {
                     debug!("registry response dropped: the peer went away");
                 }
             }
+            Command::Crawl(peer, request, reply) => {
+                let id = swarm.behaviour_mut().crawl.send_request(&peer, request);
+                self.pending_crawl.insert(id, (peer, reply));
+            }
+            Command::RespondCrawl(channel, response) => {
+                if swarm
+                    .behaviour_mut()
+                    .crawl
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("crawl response dropped: the peer went away");
+                }
+            }
             Command::Announce(data, reply) => {
                 let topic = gossipsub::IdentTopic::new(REGISTRY_TOPIC);
                 let result = match swarm.behaviour_mut().gossipsub.publish(topic, data) {
@@ -783,6 +853,7 @@ impl Actor {
             SwarmEvent::Behaviour(BehaviourEvent::Piece(event)) => self.on_piece(event),
             SwarmEvent::Behaviour(BehaviourEvent::Challenge(event)) => self.on_challenge(event),
             SwarmEvent::Behaviour(BehaviourEvent::Registry(event)) => self.on_registry(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Crawl(event)) => self.on_crawl(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             _ => {}
         }

@@ -37,6 +37,13 @@ impl AccessLog {
         times
     }
 
+    /// Every request, in order of arrival.
+    pub(crate) fn entries(&self) -> Vec<(String, Instant)> {
+        let mut entries = self.0.lock().unwrap().clone();
+        entries.sort_by_key(|(_, t)| *t);
+        entries
+    }
+
     /// Every path requested, in order of arrival.
     pub(crate) fn paths(&self) -> Vec<String> {
         self.0

@@ -1,0 +1,126 @@
+//! Both ends of the crawl protocol over libp2p: a scraper node's [`RemoteCoordinator`], and
+//! [`serve`], which answers scraper nodes from a [`Coordinator`].
+
+use tessera_net::{CrawlEvent, PeerId, protocol::CrawlRequest, protocol::CrawlResponse};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::{
+    coordinator::{Completion, Coordinator, Offer},
+    crawl_store::ShardRecord,
+    wire::{CrawlCall, CrawlReply, decode, encode, encode_completion},
+    worker::{ApiError, CrawlApi},
+};
+
+/// A coordinator on another node, reached over `/tessera/crawl/1`.
+#[derive(Debug, Clone)]
+pub struct RemoteCoordinator {
+    net: tessera_net::Client,
+    coordinator: PeerId,
+}
+
+impl RemoteCoordinator {
+    /// The coordinator `coordinator`, reached through `net` (already connected or dialable).
+    pub fn new(net: tessera_net::Client, coordinator: PeerId) -> Self {
+        Self { net, coordinator }
+    }
+
+    async fn call(&self, body: Vec<u8>) -> Result<CrawlReply, ApiError> {
+        let response = self
+            .net
+            .crawl_request(self.coordinator, CrawlRequest { body })
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        if response.body.is_empty() {
+            return Err(ApiError::Unavailable("coordinator is busy".into()));
+        }
+        match decode::<CrawlReply>(&response.body) {
+            Ok(CrawlReply::Refused(why)) => Err(ApiError::Refused(why)),
+            Ok(CrawlReply::Unavailable(why)) => Err(ApiError::Unavailable(why)),
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(ApiError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+fn unexpected(reply: &CrawlReply) -> ApiError {
+    ApiError::Unavailable(format!("unexpected reply: {reply:?}"))
+}
+
+impl CrawlApi for RemoteCoordinator {
+    async fn lease(&self, _node: &str) -> Result<Offer, ApiError> {
+        let body = encode(&CrawlCall::Lease).map_err(|e| ApiError::Local(e.to_string()))?;
+        match self.call(body).await? {
+            CrawlReply::Offer(offer) => Ok(offer),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn complete(&self, completion: Completion) -> Result<Vec<String>, ApiError> {
+        let body = encode_completion(&completion).map_err(|e| ApiError::Local(e.to_string()))?;
+        match self.call(body).await? {
+            CrawlReply::Accepted(urls) => Ok(urls),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn shard(&self, crawl: &str, shard: ShardRecord) -> Result<(), ApiError> {
+        let call = CrawlCall::Shard {
+            crawl: crawl.to_string(),
+            shard,
+        };
+        let body = encode(&call).map_err(|e| ApiError::Local(e.to_string()))?;
+        match self.call(body).await? {
+            CrawlReply::Recorded => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// Answers crawl requests from `events` with `coordinator`, one at a time (the coordinator
+/// is one task anyway), until the network stops.
+pub async fn serve(
+    coordinator: Coordinator,
+    net: tessera_net::Client,
+    mut events: mpsc::Receiver<CrawlEvent>,
+) {
+    while let Some(event) = events.recv().await {
+        let reply = answer(&coordinator, event.peer, &event.request.body).await;
+        let body = encode(&reply).unwrap_or_else(|e| {
+            warn!(%e, "crawl reply does not encode");
+            encode(&CrawlReply::Unavailable("reply too large".into())).unwrap_or_default()
+        });
+        if net
+            .respond_crawl(event.channel, CrawlResponse { body })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn answer(coordinator: &Coordinator, peer: PeerId, body: &[u8]) -> CrawlReply {
+    let call = match decode::<CrawlCall>(body) {
+        Ok(call) => call,
+        Err(e) => return CrawlReply::Refused(e.to_string()),
+    };
+    // The node is the connection's peer, whatever the message says.
+    let node = peer.to_string();
+    debug!(%node, ?call, "crawl request");
+    let result = match call {
+        CrawlCall::Lease => coordinator.lease(&node).await.map(CrawlReply::Offer),
+        CrawlCall::Complete(completion) => coordinator
+            .complete(Completion { node, ..completion })
+            .await
+            .map(CrawlReply::Accepted),
+        CrawlCall::Shard { crawl, shard } => coordinator
+            .shard(&crawl, ShardRecord { node, ..shard })
+            .await
+            .map(|()| CrawlReply::Recorded),
+    };
+    result.unwrap_or_else(|e| match ApiError::from(e) {
+        ApiError::Unavailable(why) => CrawlReply::Unavailable(why),
+        ApiError::Refused(why) | ApiError::Local(why) => CrawlReply::Refused(why),
+    })
+}
