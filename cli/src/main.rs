@@ -41,6 +41,10 @@ enum Command {
     Stream(commands::stream::Args),
     /// Check what a robots.txt file allows a crawler to fetch, and which line decided.
     Robots(commands::robots::Args),
+    /// Run a scraper node: crawl web pages politely into signed Parquet rows.
+    ScraperNode(commands::scraper_node::Args),
+    /// Start, watch and stop crawls on a scraper node.
+    Crawl(commands::crawl::Args),
 }
 
 #[tokio::main]
@@ -68,6 +72,8 @@ async fn main() -> ExitCode {
         Command::Stream(args) => commands::stream::run(args).await,
         Command::Datasets(args) => commands::datasets::run(args).await,
         Command::Robots(args) => commands::robots::run(args),
+        Command::ScraperNode(args) => commands::scraper_node::run(args).await,
+        Command::Crawl(args) => commands::crawl::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

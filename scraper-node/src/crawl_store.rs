@@ -24,6 +24,7 @@ use crate::{frontier::Change, spec::CrawlSpec};
 
 /// Where a crawl stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CrawlState {
     /// URLs are being leased.
     Running,

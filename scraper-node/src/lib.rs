@@ -15,7 +15,8 @@
 //! Around them: [`fetch`] fetches one page through all the rules; [`shard`] writes rows into
 //! Parquet shards that roll at a size; [`crawl_store`] keeps the coordinator's crawls in
 //! RocksDB; [`coordinator`] is the task that owns them; [`worker`] is a scraper node's loop of
-//! leases; [`wire`] and [`remote`] carry the crawl protocol between them over libp2p.
+//! leases; [`wire`] and [`remote`] carry the crawl protocol between them over libp2p;
+//! [`node`] wires a whole scraper node together, with its HTTP API for crawls.
 //!
 //! See `docs/ARCHITECTURE.md` for how a crawl runs across nodes.
 
@@ -26,6 +27,7 @@ pub mod crawl_store;
 pub mod extract;
 pub mod fetch;
 pub mod frontier;
+pub mod node;
 pub mod optout;
 pub mod provenance;
 pub mod remote;

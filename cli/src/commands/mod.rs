@@ -2,6 +2,8 @@
 
 pub(crate) mod cid;
 pub(crate) mod config;
+pub(crate) mod crawl;
+pub(crate) mod daemon;
 pub(crate) mod datasets;
 pub(crate) mod demo;
 pub(crate) mod fetch;
@@ -13,5 +15,6 @@ pub(crate) mod publisher_key;
 pub(crate) mod put;
 pub(crate) mod reader;
 pub(crate) mod robots;
+pub(crate) mod scraper_node;
 pub(crate) mod storage_node;
 pub(crate) mod stream;

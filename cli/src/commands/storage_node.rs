@@ -19,7 +19,10 @@ use serde::Deserialize;
 use tessera_net::Multiaddr;
 use tessera_storage_node::{NodeConfig, StorageNode};
 
-use super::config::read_toml;
+use super::{
+    config::read_toml,
+    daemon::{self, say},
+};
 
 #[derive(Debug, clap::Args)]
 #[command(rename_all = "kebab-case")]
@@ -68,24 +71,13 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
         Some(path) => read_toml(path)?,
         None => FileConfig::default(),
     };
-    let data_dir = match args.data_dir.or(file.data_dir) {
-        Some(dir) => dir,
-        None => PathBuf::from(std::env::var_os("HOME").context("no --data-dir and no $HOME")?)
-            .join(".local/share/tessera/storage-node"),
-    };
-    let listen = match (args.listen, file.listen) {
-        (flags, _) if !flags.is_empty() => flags,
-        (_, file) if !file.is_empty() => file,
-        _ => vec![
-            "/ip4/0.0.0.0/tcp/4001".parse()?,
-            "/ip4/0.0.0.0/udp/4001/quic-v1".parse()?,
-        ],
-    };
-    let bootstrap = if args.bootstrap.is_empty() {
-        file.bootstrap
-    } else {
-        args.bootstrap
-    };
+    let data_dir = daemon::data_dir(args.data_dir, file.data_dir, "storage-node")?;
+    let default_listen = vec![
+        "/ip4/0.0.0.0/tcp/4001".parse()?,
+        "/ip4/0.0.0.0/udp/4001/quic-v1".parse()?,
+    ];
+    let listen = daemon::list(args.listen, file.listen, || default_listen);
+    let bootstrap = daemon::list(args.bootstrap, file.bootstrap, Vec::new);
     let capacity = args
         .capacity
         .or(file.capacity)
@@ -125,21 +117,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         node.startup.pieces,
         ByteSize::b(config.capacity)
     ));
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listening for SIGTERM")?;
-    tokio::select! {
-        signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C")?,
-        _ = terminate.recv() => {}
-    }
+    daemon::until_stopped().await?;
     say(format_args!("stopping"));
     node.shutdown().await;
     Ok(())
-}
-
-/// Writes a line to stdout; a node keeps running when nobody reads its stdout any more.
-fn say(line: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub(crate) mod site;
+
 use std::{
     net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},

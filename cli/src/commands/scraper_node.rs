@@ -1,0 +1,126 @@
+//! `tessera scraper-node`: run a scraper node until interrupted.
+//!
+//! Settings come from a TOML file (`--config`), and flags override it:
+//!
+//! ```toml
+//! data-dir = "/var/lib/tessera/scraper"
+//! listen = ["/ip4/0.0.0.0/tcp/4002"]
+//! bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
+//! http = "127.0.0.1:8090"            # the crawl API; only with the coordinator role
+//! coordinator = "/ip4/203.0.113.9/tcp/4002/p2p/12D3KooW..."   # scrape for this coordinator
+//! coordinate = true                  # accept crawls and lease them out
+//! ```
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use tessera_net::Multiaddr;
+use tessera_scraper_node::{
+    address::NetworkPolicy,
+    node::{ScraperConfig, ScraperNode},
+};
+
+use super::{
+    config::read_toml,
+    daemon::{self, say},
+};
+
+/// The crawl API's address unless one is given.
+pub(crate) const DEFAULT_HTTP: &str = "127.0.0.1:8090";
+
+#[derive(Debug, clap::Args)]
+#[command(rename_all = "kebab-case")]
+pub(crate) struct Args {
+    /// TOML file with the node's settings; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the node keeps its identity, crawls and shards
+    /// [default: ~/.local/share/tessera/scraper-node].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// libp2p listen address (repeatable) [default: TCP on port 4002].
+    #[arg(long)]
+    listen: Vec<Multiaddr>,
+    /// Peer to join through, ending in /p2p/PEER_ID (repeatable).
+    #[arg(long)]
+    bootstrap: Vec<Multiaddr>,
+    /// Address of the crawl API [default: 127.0.0.1:8090].
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Scrape for the coordinator at this address (ending in /p2p/PEER_ID) instead of this
+    /// node's own.
+    #[arg(long)]
+    coordinator: Option<Multiaddr>,
+    /// Do not run the coordinator role (no crawl API, no leases for others).
+    #[arg(long)]
+    no_coordinate: bool,
+    /// Fetch from loopback, LAN and link-local addresses too. For tests and demos only: it
+    /// lets crawled pages reach this machine's own network.
+    #[arg(long)]
+    allow_private_networks: bool,
+}
+
+/// The config file: every field optional, unknown fields refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    listen: Vec<Multiaddr>,
+    #[serde(default)]
+    bootstrap: Vec<Multiaddr>,
+    http: Option<SocketAddr>,
+    coordinator: Option<Multiaddr>,
+    coordinate: Option<bool>,
+}
+
+fn node_config(args: Args) -> anyhow::Result<ScraperConfig> {
+    let file: FileConfig = match &args.config {
+        Some(path) => read_toml(path)?,
+        None => FileConfig::default(),
+    };
+    let data_dir = daemon::data_dir(args.data_dir, file.data_dir, "scraper-node")?;
+    let default_listen = vec!["/ip4/0.0.0.0/tcp/4002".parse()?];
+    let listen = daemon::list(args.listen, file.listen, || default_listen);
+    let bootstrap = daemon::list(args.bootstrap, file.bootstrap, Vec::new);
+    let coordinate = !args.no_coordinate && file.coordinate.unwrap_or(true);
+    Ok(ScraperConfig {
+        data_dir,
+        listen,
+        bootstrap,
+        http: Some(args.http.or(file.http).unwrap_or(DEFAULT_HTTP.parse()?)),
+        coordinator: args.coordinator.or(file.coordinator),
+        coordinate,
+        network: if args.allow_private_networks {
+            NetworkPolicy::allow_private()
+        } else {
+            NetworkPolicy::public_only()
+        },
+    })
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let config = node_config(args)?;
+    if config.network.allow_private {
+        eprintln!(
+            "WARNING: --allow-private-networks is on: this node will fetch from loopback, LAN \
+             and link-local addresses. Use it only for tests and demos."
+        );
+    }
+    let node = ScraperNode::start(config.clone())
+        .await
+        .context("starting the scraper node")?;
+    say(format_args!("peer id   {}", node.peer_id));
+    for addr in &node.addresses {
+        say(format_args!("listening {addr}"));
+    }
+    if let Some(http) = node.http {
+        say(format_args!("crawls    http://{http}/v1/crawls"));
+    }
+    say(format_args!("data      {}", config.data_dir.display()));
+    daemon::until_stopped().await?;
+    say(format_args!("stopping"));
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! A whole scraper node: identity, network, the crawl coordinator role, the HTTP API for
+//! crawls, and a worker, wired together and started with one call.
+//!
+//! ```text
+//! POST /v1/crawls (TOML spec) ─▶ coordinator ─▶ 201 {"id"}
+//! GET  /v1/crawls             ─▶ every crawl's status (JSON)
+//! GET  /v1/crawls/{id}        ─▶ one crawl's status
+//! POST /v1/crawls/{id}/stop   ─▶ no new leases
+//! /tessera/crawl/1            ─▶ other scraper nodes lease from this node's coordinator
+//! worker                      ─▶ leases from --coordinator PEER, or from this node's own
+//! ```
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Serialize;
+use tessera_net::{Multiaddr, NetworkConfig, PeerId, Protocol, identity};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::{
+    address::NetworkPolicy,
+    coordinator::{Coordinator, CoordinatorError, CrawlStatus},
+    remote::{RemoteCoordinator, serve},
+    spec::CrawlSpec,
+    worker::{Worker, WorkerConfig},
+};
+
+/// Largest crawl spec accepted over HTTP.
+const MAX_SPEC_BYTES: usize = 1024 * 1024;
+
+/// Everything a scraper node is started with. The CLI fills it from a TOML file and flags.
+#[derive(Debug, Clone)]
+pub struct ScraperConfig {
+    /// Where the node keeps its identity, crawls and shards.
+    pub data_dir: PathBuf,
+    /// libp2p listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through.
+    pub bootstrap: Vec<Multiaddr>,
+    /// The HTTP API's address; none if absent.
+    pub http: Option<SocketAddr>,
+    /// Another node's coordinator to take leases from (`…/p2p/PEER_ID`); this node's own if
+    /// none.
+    pub coordinator: Option<Multiaddr>,
+    /// Run the coordinator role: accept crawls over HTTP and lease them to scraper nodes.
+    pub coordinate: bool,
+    /// Which addresses the worker may fetch from.
+    pub network: NetworkPolicy,
+}
+
+/// The node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScraperNodeError {
+    /// The data directory could not be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The identity could not be loaded or created.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    /// The network could not start.
+    #[error(transparent)]
+    Net(#[from] tessera_net::NetError),
+    /// The crawl store could not be opened.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+    /// The coordinator address has no `/p2p/PEER_ID`.
+    #[error("coordinator address {0} must end in /p2p/PEER_ID")]
+    CoordinatorAddress(Multiaddr),
+    /// The HTTP port could not be bound.
+    #[error("HTTP port {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running scraper node.
+#[derive(Debug)]
+pub struct ScraperNode {
+    /// Its peer id (the key that signs its rows).
+    pub peer_id: PeerId,
+    /// Addresses other nodes reach it at, with `/p2p/PEER_ID`.
+    pub addresses: Vec<Multiaddr>,
+    /// The HTTP API's bound address.
+    pub http: Option<SocketAddr>,
+    /// The coordinator, when the node runs that role.
+    pub coordinator: Option<Coordinator>,
+    tasks: Vec<JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    worker: JoinHandle<()>,
+}
+
+impl ScraperNode {
+    /// Starts the node.
+    pub async fn start(config: ScraperConfig) -> Result<Self, ScraperNodeError> {
+        if config.network.allow_private {
+            warn!(
+                "PRIVATE NETWORKS ALLOWED: this scraper node will fetch from loopback, LAN and \
+                 link-local addresses (--allow-private-networks); use it only for tests and demos"
+            );
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ScraperNodeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let key = identity::load_or_create(&config.data_dir)?;
+        let peer_id = key.public().to_peer_id();
+        let mut bootstrap = config.bootstrap.clone();
+        let remote = match &config.coordinator {
+            Some(addr) => match addr.iter().last() {
+                Some(Protocol::P2p(peer)) => {
+                    bootstrap.push(addr.clone());
+                    Some(peer)
+                }
+                _ => return Err(ScraperNodeError::CoordinatorAddress(addr.clone())),
+            },
+            None => None,
+        };
+        let network = tessera_net::start(
+            key.clone(),
+            NetworkConfig {
+                listen: config.listen.clone(),
+                bootstrap,
+                dht_server: false,
+                serve: false,
+                registry: false,
+                crawl: config.coordinate,
+                ..NetworkConfig::default()
+            },
+        )
+        .await?;
+        let addresses = network.client.info().await?.dialable_addrs();
+        let mut tasks = vec![network.task];
+
+        let coordinator = if config.coordinate {
+            let coordinator = Coordinator::start(&config.data_dir.join("crawls"))?;
+            tasks.push(tokio::spawn(serve(
+                coordinator.clone(),
+                network.client.clone(),
+                network.crawl,
+            )));
+            Some(coordinator)
+        } else {
+            None
+        };
+
+        let http = match (config.http, &coordinator) {
+            (Some(addr), Some(c)) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ScraperNodeError::Http { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| ScraperNodeError::Http { addr, source })?;
+                let router = router(c.clone());
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, router).await {
+                        warn!(%e, "HTTP API stopped");
+                    }
+                }));
+                Some(bound)
+            }
+            _ => None,
+        };
+
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let worker_config = WorkerConfig {
+            out_dir: config.data_dir.join("shards"),
+            network: config.network.clone(),
+            idle_wait: Duration::from_secs(1),
+        };
+        let until = async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let worker = match (remote, &coordinator) {
+            (Some(peer), _) => {
+                let api = RemoteCoordinator::new(network.client.clone(), peer);
+                tokio::spawn(Worker::new(api, key, worker_config).run(until))
+            }
+            (None, Some(c)) => tokio::spawn(Worker::new(c.clone(), key, worker_config).run(until)),
+            (None, None) => tokio::spawn(async {}),
+        };
+        info!(%peer_id, "scraper node started");
+        Ok(Self {
+            peer_id,
+            addresses,
+            http,
+            coordinator,
+            tasks,
+            stop,
+            worker,
+        })
+    }
+
+    /// Stops the node: the worker closes and reports its open shards first.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.worker.await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The HTTP API over a coordinator.
+pub fn router(coordinator: Coordinator) -> Router {
+    Router::new()
+        .route("/v1/crawls", post(start_crawl).get(list_crawls))
+        .route("/v1/crawls/{id}", get(one_crawl))
+        .route("/v1/crawls/{id}/stop", post(stop_crawl))
+        .with_state(coordinator)
+}
+
+#[derive(Serialize)]
+struct ApiError {
+    error: &'static str,
+    message: String,
+}
+
+fn error(status: StatusCode, error: &'static str, message: String) -> Response {
+    (status, Json(ApiError { error, message })).into_response()
+}
+
+fn coordinator_error(e: CoordinatorError) -> Response {
+    match e {
+        CoordinatorError::UnknownCrawl(_) => {
+            error(StatusCode::NOT_FOUND, "unknown_crawl", e.to_string())
+        }
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+#[derive(Serialize)]
+struct Started {
+    id: String,
+}
+
+async fn start_crawl(State(c): State<Coordinator>, body: String) -> Response {
+    if body.len() > MAX_SPEC_BYTES {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "spec_too_large",
+            format!("{} bytes; at most {MAX_SPEC_BYTES}", body.len()),
+        );
+    }
+    let spec = match CrawlSpec::from_toml(&body) {
+        Ok(spec) => spec,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_spec", e.to_string()),
+    };
+    match c.start_crawl(spec).await {
+        Ok(id) => (StatusCode::CREATED, Json(Started { id })).into_response(),
+        Err(e) => coordinator_error(e),
+    }
+}
+
+async fn list_crawls(State(c): State<Coordinator>) -> Response {
+    match c.status().await {
+        Ok(all) => Json(all).into_response(),
+        Err(e) => coordinator_error(e),
+    }
+}
+
+async fn one_crawl(State(c): State<Coordinator>, Path(id): Path<String>) -> Response {
+    match c.status().await {
+        Ok(all) => match all.into_iter().find(|s: &CrawlStatus| s.id == id) {
+            Some(status) => Json(status).into_response(),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "unknown_crawl",
+                format!("no crawl {id}"),
+            ),
+        },
+        Err(e) => coordinator_error(e),
+    }
+}
+
+async fn stop_crawl(State(c): State<Coordinator>, Path(id): Path<String>) -> Response {
+    match c.stop(&id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => coordinator_error(e),
+    }
+}

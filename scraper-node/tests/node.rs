@@ -1,0 +1,109 @@
+//! Two scraper nodes as an operator runs them: one coordinates and scrapes, the other only
+//! scrapes for it; a crawl is started, watched and stopped through the HTTP API.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{AccessLog, site};
+use serde_json::Value;
+use tessera_scraper_node::{
+    address::NetworkPolicy,
+    node::{ScraperConfig, ScraperNode},
+};
+
+fn config(dir: &std::path::Path, coordinator: Option<tessera_net::Multiaddr>) -> ScraperConfig {
+    ScraperConfig {
+        data_dir: dir.to_path_buf(),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap: vec![],
+        http: coordinator
+            .is_none()
+            .then(|| "127.0.0.1:0".parse().unwrap()),
+        coordinate: coordinator.is_none(),
+        coordinator,
+        network: NetworkPolicy::allow_private(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crawl_started_over_http_is_done_by_two_nodes() {
+    let log = AccessLog::default();
+    let addr = common::serve("127.0.0.1".parse().unwrap(), site::site(), log.clone()).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = ScraperNode::start(config(dir_a.path(), None))
+        .await
+        .unwrap();
+    let b = ScraperNode::start(config(dir_b.path(), Some(a.addresses[0].clone())))
+        .await
+        .unwrap();
+    let api = format!("http://{}/v1/crawls", a.http.unwrap());
+    let http = reqwest::Client::new();
+
+    // A bad spec is refused with its reason; an unknown crawl is a 404.
+    let bad = http.post(&api).body("name = 1").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["error"], "bad_spec");
+    let missing = http.get(format!("{api}/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let spec = format!(
+        "name = \"site\"\nseeds = [\"http://{addr}/\"]\nmax_pages = 100\nmax_depth = 3\n\
+         [politeness]\ndelay_seconds = 0.05\nlease_size = 2\nmax_body = \"8KiB\"\n"
+    );
+    let started = http.post(&api).body(spec).send().await.unwrap();
+    assert_eq!(started.status(), 201);
+    let id = started.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let status_of = |id: String| {
+        let request = http.get(format!("{api}/{id}"));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let mut status = Value::Null;
+    for _ in 0..600 {
+        status = status_of(id.clone()).await;
+        if status["finished"] == true && status["rows"] == status["progress"]["stored"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["finished"], true, "{status}");
+    assert_eq!(status["progress"]["stored"], site::KEPT.len());
+    assert_eq!(status["rows"], site::KEPT.len());
+    let list: Value = http.get(&api).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let stop = http.post(format!("{api}/{id}/stop")).send().await.unwrap();
+    assert_eq!(stop.status(), 204);
+    assert_eq!(status_of(id.clone()).await["state"], "stopped");
+
+    // Both nodes' shard folders together hold every kept page.
+    b.shutdown().await;
+    a.shutdown().await;
+    let files = |d: &std::path::Path| {
+        walk(&d.join("shards"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .count()
+    };
+    assert!(files(dir_a.path()) + files(dir_b.path()) >= 1);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
