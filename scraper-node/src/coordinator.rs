@@ -323,7 +323,7 @@ impl Actor {
                 granted = Some((id.clone(), crawl.spec.clone(), lease, changes));
                 break;
             }
-            if let Some(at) = crawl.frontier.next_ready_ms() {
+            if let Some(at) = crawl.frontier.next_ready_ms(node) {
                 soonest = Some(soonest.map_or(at, |s: u64| s.min(at)));
             }
         }

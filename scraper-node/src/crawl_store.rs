@@ -10,6 +10,8 @@
 //! c/{crawl}/h/{host:port}               HostRecord
 //! c/{crawl}/next                        next lease id
 //! c/{crawl}/s/{shard name}              ShardRecord
+//! c/{crawl}/k/{url}                     (host, Check)   (deleted when it is settled)
+//! c/{crawl}/n/{node}                    Score
 //! ```
 //!
 //! Each frontier step is one synced write batch: after a crash the store holds the state
@@ -155,6 +157,16 @@ impl CrawlStore {
                     batch.put(key(crawl, &format!("h/{host}")), json(record));
                 }
                 Change::NextLease(next) => batch.put(key(crawl, "next"), json(next)),
+                Change::Check(host, check) => {
+                    batch.put(
+                        key(crawl, &format!("k/{}", check.url)),
+                        json(&(host, check)),
+                    );
+                }
+                Change::CheckGone(url) => batch.delete(key(crawl, &format!("k/{url}"))),
+                Change::Score(node, score) => {
+                    batch.put(key(crawl, &format!("n/{node}")), json(score));
+                }
             }
         }
     }
@@ -237,6 +249,13 @@ impl Loading {
                 .changes
                 .push(Change::Host(host.to_string(), serde_json::from_slice(v)?)),
             Some(("s", _)) => self.shards.push(serde_json::from_slice(v)?),
+            Some(("k", _)) => {
+                let (host, check) = serde_json::from_slice(v)?;
+                self.changes.push(Change::Check(host, check));
+            }
+            Some(("n", node)) => self
+                .changes
+                .push(Change::Score(node.to_string(), serde_json::from_slice(v)?)),
             _ => {}
         }
         Ok(())
@@ -280,6 +299,7 @@ mod tests {
                 url: l.urls[0].clone(),
                 result: PageResult::Stored,
                 links: vec!["/a".into(), "/b".into()],
+                text_blake3: None,
             };
             let (_, changes) = f.complete(l.id, "n", &[report], None, 10).unwrap();
             store.apply("crawl1", &changes).unwrap();

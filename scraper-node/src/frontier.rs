@@ -26,6 +26,7 @@ use url::Url;
 use crate::{
     canonical::{Scope, canonicalize, host_key},
     spec::CrawlSpec,
+    validation::{Check, Checks, Score, sampled},
 };
 
 /// Where one URL stands.
@@ -71,6 +72,10 @@ pub struct Lease {
     pub spacing_ms: u64,
     /// When it must be completed by (ms since the Unix epoch).
     pub deadline_ms: u64,
+    /// A check: its one URL was stored by another node and is fetched again to compare; the
+    /// node writes no row for it.
+    #[serde(default)]
+    pub check: bool,
 }
 
 /// A host's politeness record.
@@ -95,6 +100,12 @@ pub enum Change {
     Host(String, HostRecord),
     /// The next lease id.
     NextLease(u64),
+    /// A check queued (or queued again), on its host.
+    Check(String, Check),
+    /// A check settled: its URL.
+    CheckGone(String),
+    /// A node's validation score.
+    Score(String, Score),
 }
 
 /// What a node reports for one URL of a lease.
@@ -106,6 +117,9 @@ pub struct UrlReport {
     pub result: PageResult,
     /// Links found on the page (canonical, at most a page's worth).
     pub links: Vec<String>,
+    /// BLAKE3 of the page's extracted text, hex, when it was stored (or checked).
+    #[serde(default)]
+    pub text_blake3: Option<String>,
 }
 
 /// What came of one URL.
@@ -150,6 +164,10 @@ pub struct Progress {
     pub leases: u64,
     /// Queued URLs per host, largest backlog first (at most 20 hosts).
     pub backlog: Vec<(String, u64)>,
+    /// Stored pages waiting to be fetched again by another node.
+    pub checks_pending: u64,
+    /// Per node that stored pages: how its pages fared when fetched again by others.
+    pub validation: Vec<(String, Score)>,
 }
 
 #[derive(Debug, Default)]
@@ -177,6 +195,10 @@ pub struct Frontier {
     next_seq: u64,
     /// The host after which the next lease search starts, so hosts take turns.
     cursor: String,
+    validate_fraction: f64,
+    checks: Checks,
+    /// Checks out on leases, by lease.
+    checking: HashMap<u64, Check>,
 }
 
 impl Frontier {
@@ -201,6 +223,9 @@ impl Frontier {
             next_lease: 1,
             next_seq: 0,
             cursor: String::new(),
+            validate_fraction: p.validate_fraction,
+            checks: Checks::default(),
+            checking: HashMap::new(),
         }
     }
 
@@ -210,6 +235,7 @@ impl Frontier {
         let mut f = Self::new(spec);
         let mut leases = HashMap::new();
         let mut hosts = HashMap::new();
+        let mut checks: BTreeMap<String, (String, Check)> = BTreeMap::new();
         for change in changes {
             match change {
                 Change::Url(url, record) => {
@@ -226,6 +252,13 @@ impl Frontier {
                     hosts.insert(key, record);
                 }
                 Change::NextLease(next) => f.next_lease = f.next_lease.max(next),
+                Change::Check(host, check) => {
+                    checks.insert(check.url.clone(), (host, check));
+                }
+                Change::CheckGone(url) => {
+                    checks.remove(&url);
+                }
+                Change::Score(node, score) => f.checks.set_score(&node, score),
             }
         }
         for (key, record) in hosts {
@@ -242,6 +275,16 @@ impl Frontier {
             if let Some(key) = key_of(&url) {
                 f.hosts.entry(key).or_default().queue.push_back(url);
             }
+        }
+        for (id, lease) in &leases {
+            if lease.check
+                && let Some((_, check)) = lease.urls.first().and_then(|u| checks.remove(u))
+            {
+                f.checking.insert(*id, check);
+            }
+        }
+        for (host, check) in checks.into_values() {
+            f.checks.push(&host, check);
         }
         for (id, lease) in leases {
             f.next_lease = f.next_lease.max(id + 1);
@@ -299,12 +342,17 @@ impl Frontier {
                 std::ops::Bound::Unbounded,
             ))
             .chain(self.hosts.range::<String, _>(..=self.cursor.clone()))
-            .filter(|(_, h)| {
-                h.active < self.host_leases && h.record.next_ms <= now_ms && !h.queue.is_empty()
+            .filter(|(k, h)| {
+                h.active < self.host_leases
+                    && h.record.next_ms <= now_ms
+                    && (!h.queue.is_empty() || self.checks.has_for(k, node))
             })
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
+            if let Some(check) = self.checks.take_for(&key, node) {
+                return Some(self.check_lease(&key, node, check, now_ms));
+            }
             let mut urls = Vec::new();
             let host = self.hosts.get_mut(&key)?;
             while urls.len() < self.lease_size {
@@ -323,36 +371,88 @@ impl Frontier {
             if urls.is_empty() {
                 continue;
             }
-            host.active += 1;
-            let spacing_ms = self.delay_ms.max(host.record.crawl_delay_ms);
-            let id = self.next_lease;
-            self.next_lease += 1;
-            let lease = Lease {
-                id,
-                node: node.to_string(),
-                host: key.clone(),
-                deadline_ms: now_ms
-                    + self.lease_timeout_ms
-                    + spacing_ms.saturating_mul(urls.len() as u64),
-                urls,
-                spacing_ms,
-            };
-            let mut changes = vec![
-                Change::NextLease(self.next_lease),
-                Change::Lease(lease.clone()),
-            ];
+            let (lease, mut changes) = self.issue(&key, node, urls, false, now_ms);
             for url in &lease.urls {
                 if let Some(record) = self.urls.get_mut(url) {
-                    record.state = UrlState::Leased(id);
+                    record.state = UrlState::Leased(lease.id);
                     record.attempts += 1;
                     changes.push(Change::Url(url.clone(), record.clone()));
                 }
             }
-            self.cursor = key;
-            self.leases.insert(id, lease.clone());
             return Some((lease, changes));
         }
         None
+    }
+
+    /// A lease of one check on `key` for `node`.
+    fn check_lease(
+        &mut self,
+        key: &str,
+        node: &str,
+        check: Check,
+        now_ms: u64,
+    ) -> (Lease, Vec<Change>) {
+        let (lease, mut changes) = self.issue(key, node, vec![check.url.clone()], true, now_ms);
+        changes.push(Change::Check(key.to_string(), check.clone()));
+        self.checking.insert(lease.id, check);
+        (lease, changes)
+    }
+
+    /// Hands `urls` of host `key` to `node`, due back after the lease timeout plus the
+    /// spacing of each URL.
+    fn issue(
+        &mut self,
+        key: &str,
+        node: &str,
+        urls: Vec<String>,
+        check: bool,
+        now_ms: u64,
+    ) -> (Lease, Vec<Change>) {
+        let host = self.hosts.entry(key.to_string()).or_default();
+        host.active += 1;
+        let spacing_ms = self.delay_ms.max(host.record.crawl_delay_ms);
+        let id = self.next_lease;
+        self.next_lease += 1;
+        let lease = Lease {
+            id,
+            node: node.to_string(),
+            host: key.to_string(),
+            deadline_ms: now_ms
+                + self.lease_timeout_ms
+                + spacing_ms.saturating_mul(urls.len() as u64),
+            urls,
+            spacing_ms,
+            check,
+        };
+        self.cursor = key.to_string();
+        self.leases.insert(id, lease.clone());
+        let changes = vec![
+            Change::NextLease(self.next_lease),
+            Change::Lease(lease.clone()),
+        ];
+        (lease, changes)
+    }
+
+    /// Settles the check a lease carried: `found` is the text hash the checking node
+    /// reported, `None` if it could not fetch the page.
+    fn settle_check(&mut self, lease: &Lease, found: Option<&str>, changes: &mut Vec<Change>) {
+        let Some(check) = self.checking.remove(&lease.id) else {
+            return;
+        };
+        let url = check.url.clone();
+        let (again, scores) = self.checks.settle(check, &lease.node, found);
+        changes.extend(
+            scores
+                .into_iter()
+                .map(|(node, score)| Change::Score(node, score)),
+        );
+        match again {
+            Some(check) => {
+                changes.push(Change::Check(lease.host.clone(), check.clone()));
+                self.checks.push(&lease.host, check);
+            }
+            None => changes.push(Change::CheckGone(url)),
+        }
     }
 
     /// Completes lease `id` of `node`: returns the URLs accepted (the node writes the rows
@@ -377,6 +477,15 @@ impl Frontier {
             .remove(&id)
             .ok_or(FrontierError::UnknownLease(id))?;
         let mut changes = vec![Change::LeaseGone(id)];
+        if lease.check {
+            let found = reports
+                .iter()
+                .find(|r| lease.urls.contains(&r.url) && r.result == PageResult::Stored)
+                .and_then(|r| r.text_blake3.as_deref());
+            self.settle_check(&lease, found, &mut changes);
+            self.host_done(&lease.host, crawl_delay_ms, now_ms, &mut changes);
+            return Ok((Vec::new(), changes));
+        }
         let mut accepted = Vec::new();
         for report in reports.iter().filter(|r| lease.urls.contains(&r.url)) {
             let Some(record) = self.urls.get_mut(&report.url) else {
@@ -396,6 +505,19 @@ impl Frontier {
             };
             let requeue = record.state == UrlState::Queued;
             changes.push(Change::Url(report.url.clone(), record.clone()));
+            if record.state == UrlState::Stored
+                && let Some(hash) = &report.text_blake3
+                && sampled(&report.url, self.validate_fraction)
+            {
+                let check = Check {
+                    url: report.url.clone(),
+                    node: lease.node.clone(),
+                    text_blake3: hash.clone(),
+                    attempts: 0,
+                };
+                changes.push(Change::Check(lease.host.clone(), check.clone()));
+                self.checks.push(&lease.host, check);
+            }
             accepted.push(report.url.clone());
             if requeue && let Some(h) = self.hosts.get_mut(&lease.host) {
                 h.queue.push_back(report.url.clone());
@@ -424,7 +546,11 @@ impl Frontier {
         for id in due {
             if let Some(lease) = self.leases.remove(&id) {
                 changes.push(Change::LeaseGone(id));
-                self.release(&lease, "lease expired", &mut changes);
+                if lease.check {
+                    self.settle_check(&lease, None, &mut changes);
+                } else {
+                    self.release(&lease, "lease expired", &mut changes);
+                }
                 self.host_done(&lease.host, None, now_ms, &mut changes);
             }
         }
@@ -470,13 +596,17 @@ impl Frontier {
         changes.push(Change::Host(key.to_string(), host.record));
     }
 
-    /// When a lease could next be handed out, if work is queued: the earliest time a host
-    /// with queued URLs and room for a lease may be visited.
-    pub fn next_ready_ms(&self) -> Option<u64> {
+    /// When a lease could next be handed to `node`, if work is queued for it: the earliest
+    /// time a host with queued URLs (or a check `node` may do) and room for a lease may be
+    /// visited.
+    pub fn next_ready_ms(&self, node: &str) -> Option<u64> {
         self.hosts
-            .values()
-            .filter(|h| h.active < self.host_leases && h.queue.iter().any(|u| self.is_queued(u)))
-            .map(|h| h.record.next_ms)
+            .iter()
+            .filter(|(k, h)| {
+                h.active < self.host_leases
+                    && (h.queue.iter().any(|u| self.is_queued(u)) || self.checks.has_for(k, node))
+            })
+            .map(|(_, h)| h.record.next_ms)
             .min()
     }
 
@@ -531,6 +661,13 @@ impl Frontier {
         backlog.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         backlog.truncate(20);
         p.backlog = backlog;
+        p.checks_pending = self.checks.pending() + self.checking.len() as u64;
+        p.validation = self
+            .checks
+            .scores()
+            .iter()
+            .map(|(n, s)| (n.clone(), *s))
+            .collect();
         p
     }
 }
@@ -555,6 +692,7 @@ mod tests {
             url: url.into(),
             result: PageResult::Stored,
             links: links.iter().map(|l| l.to_string()).collect(),
+            text_blake3: None,
         }
     }
 
@@ -585,7 +723,7 @@ mod tests {
         assert_eq!(accepted, a.urls);
         // The host is rested for its Crawl-delay (3 s, longer than the spec's 1 s).
         assert!(f.lease("n1", 3099).is_none());
-        assert_eq!(f.next_ready_ms(), Some(3100));
+        assert_eq!(f.next_ready_ms("n1"), Some(3100));
         let (next, _) = f.lease("n1", 3100).unwrap();
         assert_eq!(next.host, a.host);
         assert_eq!(next.spacing_ms, 3000);
@@ -691,6 +829,7 @@ mod tests {
             url: l.urls[0].clone(),
             result: PageResult::Failed("HTTP 503".into()),
             links: vec![],
+            text_blake3: None,
         };
         // One failed, one not reported: both are queued again.
         f.complete(l.id, "n", std::slice::from_ref(&fail), None, 1000)
@@ -705,10 +844,50 @@ mod tests {
             url: l.urls[1].clone(),
             result: PageResult::Skipped("robots.txt".into()),
             links: vec![],
+            text_blake3: None,
         };
         f.complete(l.id, "n", &[fail, skip], None, 2000).unwrap();
         let p = f.progress();
         assert_eq!((p.stored, p.skipped, p.failed, p.queued), (1, 1, 1, 0));
+    }
+
+    #[test]
+    fn stored_pages_are_checked_by_another_node_and_scored() {
+        let spec = spec("validate_fraction = 1.0\n");
+        let mut f = Frontier::new(&spec);
+        let mut log = f.seed(&spec.seeds[..1]);
+        let (l, changes) = f.lease("A", 0).unwrap();
+        log.extend(changes);
+        let first = UrlReport {
+            text_blake3: Some("h1".into()),
+            ..stored(&l.urls[0], &[])
+        };
+        let (_, changes) = f.complete(l.id, "A", &[first], None, 0).unwrap();
+        log.extend(changes);
+        assert_eq!(f.progress().checks_pending, 1);
+        // A never checks its own page; the crawl is done for it.
+        assert!(f.lease("A", 5000).is_none());
+        assert_eq!(f.next_ready_ms("A"), None);
+        assert_eq!(f.next_ready_ms("B"), Some(1000));
+        assert!(f.is_done());
+
+        // A restart keeps the check.
+        let mut f = replay(&spec, &log);
+        let (check, _) = f.lease("B", 5000).unwrap();
+        assert!(check.check);
+        assert_eq!(check.urls, l.urls);
+        let found = UrlReport {
+            text_blake3: Some("h2".into()),
+            ..stored(&l.urls[0], &["/never-followed"])
+        };
+        let (accepted, _) = f.complete(check.id, "B", &[found], None, 5000).unwrap();
+        assert!(accepted.is_empty(), "no row is written for a check");
+        let p = f.progress();
+        assert_eq!(p.checks_pending, 0);
+        assert_eq!(p.known, 1, "a check's links are not followed");
+        let scores: BTreeMap<_, _> = p.validation.into_iter().collect();
+        assert_eq!(scores["A"].disagreed, 1);
+        assert_eq!(scores["B"].checks_disagreed, 1);
     }
 
     #[test]

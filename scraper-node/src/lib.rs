@@ -10,6 +10,7 @@
 //! - [`spec`]: a crawl's description (TOML), checked against its limits;
 //! - [`frontier`]: the crawl frontier, leases and per-host politeness, with the records that
 //!   let a coordinator survive a restart;
+//! - [`validation`]: stored pages fetched again by other nodes, and each node's score;
 //! - [`provenance`]: the row schema (FineWeb's columns and provenance) and row signatures.
 //!
 //! Around them: [`fetch`] fetches one page through all the rules; [`shard`] writes rows into
@@ -34,5 +35,6 @@ pub mod remote;
 pub mod robots;
 pub mod shard;
 pub mod spec;
+pub mod validation;
 pub mod wire;
 pub mod worker;

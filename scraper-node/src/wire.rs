@@ -103,6 +103,7 @@ mod tests {
             links: (0..links)
                 .map(|i| format!("http://example.com/{i}/{}", "x".repeat(2000)))
                 .collect(),
+            text_blake3: Some("ab".repeat(32)),
         };
         let small = Completion {
             crawl: "c".into(),

@@ -228,16 +228,23 @@ impl<C: CrawlApi> Worker<C> {
                 .crawl_delay(&parsed, spacing)
                 .await
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
-            let (result, links, row) = match outcome {
-                Outcome::Page(page) => self.row_for(page, spec, crawl).await,
-                Outcome::Skipped(skip) => (PageResult::Skipped(skip.to_string()), vec![], None),
-                Outcome::Failed(error) => (PageResult::Failed(error.to_string()), vec![], None),
+            let (report, row) = match outcome {
+                Outcome::Page(page) => self.row_for(url, page, spec, crawl).await,
+                Outcome::Skipped(skip) => (
+                    report(url, PageResult::Skipped(skip.to_string()), vec![]),
+                    None,
+                ),
+                Outcome::Failed(error) => (
+                    report(url, PageResult::Failed(error.to_string()), vec![]),
+                    None,
+                ),
             };
-            debug!(%url, ?result, "fetched");
-            if let Some(row) = row {
+            debug!(%url, result = ?report.result, check = lease.check, "fetched");
+            // A check's row is never written: the page is another node's.
+            if let Some(row) = row.filter(|_| !lease.check) {
                 rows.insert(url.clone(), row);
             }
-            reports.push(report(url, result, links));
+            reports.push(report);
         }
         let accepted = self.complete(crawl, &lease, reports, crawl_delay).await?;
         let mut written = 0;
@@ -281,30 +288,30 @@ impl<C: CrawlApi> Worker<C> {
         }
     }
 
-    /// The row for a fetched page, or why there is none; and its links.
+    /// What came of a fetched page: its report (with its links and text hash) and its row.
     async fn row_for(
         &self,
+        url: &str,
         page: crate::fetch::Page,
         spec: &CrawlSpec,
         crawl: &str,
-    ) -> (PageResult, Vec<String>, Option<Row>) {
+    ) -> (UrlReport, Option<Row>) {
         let (key, agent, dump) = (self.key.clone(), spec.user_agent.clone(), crawl.to_string());
         let ai_optouts = spec.politeness.ai_optouts;
+        let leased = url.to_string();
         let made = tokio::task::spawn_blocking(move || {
             let html = decode_html(&page.body, &page.content_type);
             let extracted = extract(&html, &page.url, &agent);
             let links: Vec<String> = extracted.links.iter().map(|u| u.to_string()).collect();
+            let skipped =
+                |why: &str| report(&leased, PageResult::Skipped(why.into()), links.clone());
             if ai_optouts && (!extracted.directives.keep() || extracted.tdm_reserved) {
-                return (
-                    PageResult::Skipped("opted out in its meta tags".into()),
-                    links,
-                    None,
-                );
+                return (skipped("opted out in its meta tags"), None);
             }
             if extracted.text.is_empty() {
-                return (PageResult::Skipped("no text".into()), links, None);
+                return (skipped("no text"), None);
             }
-            match Row::for_page(
+            let row = Row::for_page(
                 &key,
                 page.url.as_str(),
                 page.fetched_at,
@@ -314,13 +321,25 @@ impl<C: CrawlApi> Worker<C> {
                 &extracted,
                 &format!("tessera-crawl:{dump}"),
                 String::new(),
-            ) {
-                Ok(row) => (PageResult::Stored, links, Some(row)),
-                Err(e) => (PageResult::Failed(e.to_string()), links, None),
+            );
+            match row {
+                Ok(row) => {
+                    let mut stored = report(&leased, PageResult::Stored, links);
+                    stored.text_blake3 =
+                        Some(blake3::hash(extracted.text.as_bytes()).to_hex().to_string());
+                    (stored, Some(row))
+                }
+                Err(e) => (
+                    report(&leased, PageResult::Failed(e.to_string()), links),
+                    None,
+                ),
             }
         })
         .await;
-        made.unwrap_or_else(|e| (PageResult::Failed(format!("extraction: {e}")), vec![], None))
+        made.unwrap_or_else(|e| {
+            let failed = PageResult::Failed(format!("extraction: {e}"));
+            (report(url, failed, vec![]), None)
+        })
     }
 
     async fn write(&mut self, crawl: &str, spec: &CrawlSpec, mut row: Row) -> Result<(), ApiError> {
@@ -416,5 +435,6 @@ fn report(url: &str, result: PageResult, links: Vec<String>) -> UrlReport {
         url: url.to_string(),
         result,
         links,
+        text_blake3: None,
     }
 }

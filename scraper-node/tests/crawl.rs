@@ -74,14 +74,16 @@ struct Setup {
     crawl: String,
 }
 
-/// The test site, and a coordinator with a crawl of it.
-async fn setup() -> Setup {
+/// The test site, and a coordinator with a crawl of it that checks `validate` of the pages.
+async fn setup(validate: f64) -> Setup {
     let log = AccessLog::default();
     let addr = common::serve("127.0.0.1".parse().unwrap(), site(), log.clone()).await;
     let db = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(db.path()).unwrap();
-    let crawl = coordinator.start_crawl(spec(addr)).await.unwrap();
+    let mut spec = spec(addr);
+    spec.politeness.validate_fraction = validate;
+    let crawl = coordinator.start_crawl(spec).await.unwrap();
     Setup {
         log,
         addr,
@@ -120,7 +122,7 @@ async fn crawl(restart: bool) -> Run {
         out,
         coordinator,
         crawl,
-    } = setup().await;
+    } = setup(0.0).await;
     let board = Switchboard(Arc::new(RwLock::new(coordinator)));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -280,7 +282,7 @@ async fn scraper_nodes_crawl_through_a_coordinator_over_libp2p() {
         out,
         coordinator,
         crawl,
-    } = setup().await;
+    } = setup(0.0).await;
 
     // The coordinator's node serves /tessera/crawl/1; scraper nodes join through it.
     let coordinator_net = tessera_net::start(
@@ -340,4 +342,81 @@ async fn scraper_nodes_crawl_through_a_coordinator_over_libp2p() {
     assert!(by_node.iter().all(|p| run.peers.contains(p)));
     assert_eq!(status.rows, 9);
     drop(nets);
+}
+
+/// A node that reports a made-up text hash for every page it stores or checks.
+#[derive(Clone)]
+struct Liar(Switchboard);
+
+impl CrawlApi for Liar {
+    async fn lease(&self, node: &str) -> Result<Offer, ApiError> {
+        self.0.lease(node).await
+    }
+
+    async fn complete(&self, mut completion: Completion) -> Result<Vec<String>, ApiError> {
+        for report in &mut completion.reports {
+            if report.text_blake3.is_some() {
+                report.text_blake3 = Some("00".repeat(32));
+            }
+        }
+        self.0.complete(completion).await
+    }
+
+    async fn shard(&self, crawl: &str, shard: ShardRecord) -> Result<(), ApiError> {
+        self.0.shard(crawl, shard).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_fetched_again_by_other_nodes_expose_a_node_that_lies() {
+    let Setup {
+        log: _log,
+        db: _db,
+        out,
+        coordinator,
+        ..
+    } = setup(1.0).await;
+    let board = Switchboard(Arc::new(RwLock::new(coordinator)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
+    let liar = keys[2].public().to_peer_id().to_string();
+    let mut workers = Vec::new();
+    for (i, key) in keys.into_iter().enumerate() {
+        let stop = stop_rx.clone();
+        workers.push(if i == 2 {
+            spawn_worker(Liar(board.clone()), key, out.path(), i, stop)
+        } else {
+            spawn_worker(board.clone(), key, out.path(), i, stop)
+        });
+    }
+    let status = wait_for(&board, |s| {
+        s.finished && s.rows == s.progress.stored && s.progress.checks_pending == 0
+    })
+    .await;
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let scores: BTreeMap<String, _> = status.progress.validation.into_iter().collect();
+    let lies = scores[&liar];
+    assert_eq!(lies.agreed, 0, "{scores:?}");
+    assert!(lies.disagreed + lies.checks_disagreed > 0, "{scores:?}");
+    assert_eq!(lies.checks_agreed, 0, "{scores:?}");
+    for (node, score) in scores.iter().filter(|(n, _)| **n != liar) {
+        // An honest node disagrees only where the liar is on the other side.
+        assert!(score.agreed + score.checks_agreed > 0, "{node}: {scores:?}");
+        assert!(
+            score.disagreed <= lies.checks_disagreed,
+            "{node}: {scores:?}"
+        );
+    }
+    let checked: u64 = scores
+        .values()
+        .map(|s| s.agreed + s.disagreed + s.inconclusive)
+        .sum();
+    assert_eq!(
+        checked,
+        site::KEPT.len() as u64,
+        "every stored page was checked once"
+    );
 }

@@ -172,4 +172,20 @@ fn print_status(s: &Value) {
     for host in p["backlog"].as_array().into_iter().flatten() {
         println!("  backlog {}  {}", host[0].as_str().unwrap_or("?"), host[1]);
     }
+    if p["checks_pending"].as_u64().is_some_and(|n| n > 0) {
+        println!("  checks pending {}", p["checks_pending"]);
+    }
+    // Each node's pages as fetched again by others, and its own checks of others' pages.
+    for entry in p["validation"].as_array().into_iter().flatten() {
+        let v = &entry[1];
+        println!(
+            "  node {}  pages agreed {} disagreed {} inconclusive {}  its checks agreed {} disagreed {}",
+            entry[0].as_str().unwrap_or("?"),
+            v["agreed"],
+            v["disagreed"],
+            v["inconclusive"],
+            v["checks_agreed"],
+            v["checks_disagreed"],
+        );
+    }
 }
