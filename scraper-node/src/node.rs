@@ -76,6 +76,9 @@ pub enum ScraperNodeError {
     /// The crawl store could not be opened.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
+    /// Neither the coordinator role nor another node's coordinator: the node would do nothing.
+    #[error("a scraper node needs the coordinator role or a coordinator to scrape for")]
+    NoWork,
     /// The coordinator address has no `/p2p/PEER_ID`.
     #[error("coordinator address {0} must end in /p2p/PEER_ID")]
     CoordinatorAddress(Multiaddr),
@@ -118,6 +121,9 @@ impl ScraperNode {
             path: config.data_dir.clone(),
             source,
         })?;
+        if !config.coordinate && config.coordinator.is_none() {
+            return Err(ScraperNodeError::NoWork);
+        }
         let key = identity::load_or_create(&config.data_dir)?;
         let peer_id = key.public().to_peer_id();
         let mut bootstrap = config.bootstrap.clone();
@@ -194,7 +200,7 @@ impl ScraperNode {
                 tokio::spawn(Worker::new(api, key, worker_config).run(until))
             }
             (None, Some(c)) => tokio::spawn(Worker::new(c.clone(), key, worker_config).run(until)),
-            (None, None) => tokio::spawn(async {}),
+            (None, None) => return Err(ScraperNodeError::NoWork),
         };
         info!(%peer_id, "scraper node started");
         Ok(Self {

@@ -39,6 +39,12 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
     let b = ScraperNode::start(config(dir_b.path(), Some(a.addresses[0].clone())))
         .await
         .unwrap();
+    // A node with nothing to coordinate and no coordinator to scrape for is refused.
+    let idle = ScraperConfig {
+        coordinate: false,
+        ..config(dir_b.path(), None)
+    };
+    assert!(ScraperNode::start(idle).await.is_err());
     let api = format!("http://{}/v1/crawls", a.http.unwrap());
     let http = reqwest::Client::new();
 
