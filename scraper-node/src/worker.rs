@@ -149,23 +149,30 @@ impl<C: CrawlApi> Worker<C> {
         }
     }
 
-    /// Runs until `stop` resolves, then closes and reports open shards.
+    /// Runs until `stop` resolves, then closes and reports open shards. A lease under way is
+    /// finished first: cutting it short could drop rows the coordinator already accepted.
     pub async fn run(mut self, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
+            // Between steps only: is it time to stop?
             tokio::select! {
+                biased;
                 () = &mut stop => break,
-                step = self.step() => match step {
-                    Ok(Step::Idle) => tokio::select! {
-                        () = &mut stop => break,
-                        () = tokio::time::sleep(self.config.idle_wait) => {}
-                    },
-                    Ok(_) => {}
-                    Err(e) => {
-                        warn!(%e, "worker step failed");
-                        tokio::time::sleep(self.config.idle_wait).await;
-                    }
-                },
+                () = std::future::ready(()) => {}
+            }
+            let pause = match self.step().await {
+                Ok(Step::Idle) => true,
+                Ok(_) => false,
+                Err(e) => {
+                    warn!(%e, "worker step failed");
+                    true
+                }
+            };
+            if pause {
+                tokio::select! {
+                    () = &mut stop => break,
+                    () = tokio::time::sleep(self.config.idle_wait) => {}
+                }
             }
         }
         if let Err(e) = self.flush().await {
