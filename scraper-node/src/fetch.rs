@@ -524,11 +524,18 @@ impl Fetcher {
                 return Ok(Small::Status(status.as_u16()));
             }
             let mut body = Vec::new();
-            while let Ok(Some(chunk)) = response.chunk().await {
-                let room = usize::try_from(limit).unwrap_or(usize::MAX) - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() as u64 >= limit {
-                    break;
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let room = usize::try_from(limit).unwrap_or(usize::MAX) - body.len();
+                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        if body.len() as u64 >= limit {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    // Half a robots.txt could lack the lines that forbid: treat it as none read.
+                    Err(_) => return Ok(Small::Unreachable),
                 }
             }
             return Ok(Small::Body(body));

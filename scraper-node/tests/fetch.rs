@@ -37,6 +37,8 @@ struct Site {
     hits_429: Arc<AtomicU32>,
     hits_500: Arc<AtomicU32>,
     robots_status: Arc<Mutex<Option<StatusCode>>>,
+    /// robots.txt breaks off after its first line.
+    robots_broken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Site {
@@ -58,6 +60,16 @@ fn page(text: &str) -> Response {
 async fn robots(State(site): State<Site>) -> Response {
     if let Some(status) = *site.robots_status.lock().unwrap() {
         return status.into_response();
+    }
+    if site.robots_broken.load(Ordering::SeqCst) {
+        use futures::StreamExt as _;
+        // The first line goes out with the headers; the connection dies a moment later.
+        let first = futures::stream::once(async { Ok("User-agent: *\n".to_string()) });
+        let then = futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(std::io::Error::other("connection lost"))
+        });
+        return axum::body::Body::from_stream(first.chain(then)).into_response();
     }
     "User-agent: *\nDisallow: /private\n\nUser-agent: TesseraBot\nDisallow: /private\nDisallow: /bot-only\n"
         .into_response()
@@ -319,6 +331,17 @@ async fn robots_txt_errors_allow_or_refuse_as_rfc_9309_says() {
         Outcome::Skipped(Skip::Robots { .. })
     ));
     assert_eq!(site.requested("/").len(), 0);
+
+    // A robots.txt cut off mid-way is no robots.txt read: everything is refused.
+    *site.robots_status.lock().unwrap() = None;
+    site.robots_broken.store(true, Ordering::SeqCst);
+    let before = site.requested("/private/secret").len();
+    let fetcher = Fetcher::new(config(NetworkPolicy::allow_private())).unwrap();
+    assert!(matches!(
+        fetch(&fetcher, addr, "/private/secret").await,
+        Outcome::Skipped(Skip::Robots { rule: Some(_), .. })
+    ));
+    assert_eq!(site.requested("/private/secret").len(), before);
 }
 
 #[tokio::test]
