@@ -9,17 +9,22 @@ const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Reads and parses the TOML file at `path`.
 pub(crate) fn read_toml<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = read_bounded(path, MAX_CONFIG_BYTES, "config")?;
+    toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+}
+
+/// Reads the text file at `path` (a `what`, for messages), refusing one over `max` bytes
+/// before reading it.
+pub(crate) fn read_bounded(path: &Path, max: u64, what: &str) -> anyhow::Result<String> {
     let len = std::fs::metadata(path)
-        .with_context(|| format!("reading config {}", path.display()))?
+        .with_context(|| format!("reading {what} {}", path.display()))?
         .len();
     anyhow::ensure!(
-        len <= MAX_CONFIG_BYTES,
-        "config {} is over 1 MiB",
+        len <= max,
+        "{what} {} is {len} bytes; at most {max}",
         path.display()
     );
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
 /// `$XDG_CONFIG_HOME/tessera/NAME` or `~/.config/tessera/NAME`.

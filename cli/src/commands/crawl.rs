@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
-use super::scraper_node::DEFAULT_HTTP;
+use super::{config::read_bounded, scraper_node::DEFAULT_HTTP};
 
 /// Largest spec file read.
 const MAX_SPEC_BYTES: u64 = 1024 * 1024;
@@ -53,12 +53,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .build()?;
     match args.command {
         Command::Start { spec, wait } => {
-            let len = std::fs::metadata(&spec)
-                .with_context(|| format!("reading {}", spec.display()))?
-                .len();
-            anyhow::ensure!(len <= MAX_SPEC_BYTES, "{} is over 1 MiB", spec.display());
-            let text = std::fs::read_to_string(&spec)
-                .with_context(|| format!("reading {}", spec.display()))?;
+            let text = read_bounded(&spec, MAX_SPEC_BYTES, "crawl spec")?;
             let started = call(http.post(&api).body(text)).await?;
             let id = started["id"]
                 .as_str()

@@ -17,7 +17,10 @@ use tessera_dataset_registry::remote;
 use tessera_formats::DatasetRef;
 use tessera_stream::{DatasetStream, Partition, Remainder, ShardCache, StreamOptions, StreamState};
 
-use super::{config::cache_path, reader::ReaderArgs};
+use super::{
+    config::{cache_path, read_bounded},
+    reader::ReaderArgs,
+};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Format {
@@ -216,18 +219,12 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 const MAX_STATE_BYTES: u64 = 64 * 1024;
 
 fn read_state(path: &Path) -> anyhow::Result<Option<StreamState>> {
-    let len = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
+    match std::fs::metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    anyhow::ensure!(
-        len <= MAX_STATE_BYTES,
-        "{} is {len} bytes, too large for a stream state",
-        path.display()
-    );
-    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let state = serde_json::from_slice(&text)
+        _ => {}
+    }
+    let text = read_bounded(path, MAX_STATE_BYTES, "stream state")?;
+    let state = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a stream state", path.display()))?;
     Ok(Some(state))
 }
