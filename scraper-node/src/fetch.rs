@@ -523,22 +523,12 @@ impl Fetcher {
             if !status.is_success() {
                 return Ok(Small::Status(status.as_u16()));
             }
-            let mut body = Vec::new();
-            loop {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        let room = usize::try_from(limit).unwrap_or(usize::MAX) - body.len();
-                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                        if body.len() as u64 >= limit {
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    // Half a robots.txt could lack the lines that forbid: treat it as none read.
-                    Err(_) => return Ok(Small::Unreachable),
-                }
-            }
-            return Ok(Small::Body(body));
+            // Past the limit the rest is ignored; half a file could lack the lines that forbid,
+            // so a broken read is no file read.
+            return Ok(match read_up_to(&mut response, limit).await {
+                Ok((body, _)) => Small::Body(body),
+                Err(_) => Small::Unreachable,
+            });
         }
         Ok(Small::Unreachable)
     }
@@ -572,19 +562,32 @@ async fn read_limited(response: &mut reqwest::Response, limit: u64) -> Result<Ve
     if announced.is_some_and(|len| len > limit) {
         return Err(ReadError::TooLarge);
     }
-    let mut body =
-        Vec::with_capacity(usize::try_from(announced.unwrap_or(0).min(limit)).unwrap_or(0));
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| ReadError::Http(error_chain(&e)))?
-    {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(ReadError::TooLarge);
+    match read_up_to(response, limit).await {
+        Ok((_, true)) => Err(ReadError::TooLarge),
+        Ok((body, false)) => Ok(body),
+        Err(e) => Err(ReadError::Http(error_chain(&e))),
+    }
+}
+
+/// Reads the body, keeping at most `limit` bytes; says whether there was more.
+async fn read_up_to(
+    response: &mut reqwest::Response,
+    limit: u64,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let announced = header_str(response.headers(), CONTENT_LENGTH)
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = Vec::with_capacity(announced.min(limit));
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok((body, false))
 }
 
 fn redirect_target(from: &Url, headers: &HeaderMap) -> Result<Url, Stop> {
