@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::{
     crawl_store::{CrawlState, CrawlStore, CrawlStoreError, ShardRecord},
     frontier::{Change, Frontier, FrontierError, Lease, Progress, UrlReport},
+    lock,
     spec::CrawlSpec,
 };
 
@@ -182,11 +183,7 @@ impl Coordinator {
     /// Stops the coordinator's task at once, as a crash would: whatever it had not persisted
     /// is lost, and every handle gets [`CoordinatorError::Gone`] from then on.
     pub async fn kill(&self) {
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let task = lock(&self.task).take();
         if let Some(task) = task {
             task.abort();
             let _ = task.await;
@@ -254,11 +251,14 @@ impl Actor {
     }
 
     async fn persist(&self, crawl: &str, changes: Vec<Change>) -> Result<(), CoordinatorError> {
-        let (store, crawl) = (self.store.clone(), crawl.to_string());
-        tokio::task::spawn_blocking(move || store.apply(&crawl, &changes))
-            .await
-            .map_err(|_| CoordinatorError::Gone)?
-            .map_err(CoordinatorError::from)
+        let crawl = crawl.to_string();
+        on_store(&self.store, move |store| store.apply(&crawl, &changes)).await
+    }
+
+    fn crawl_mut(&mut self, crawl: &str) -> Result<&mut Crawl, CoordinatorError> {
+        self.crawls
+            .get_mut(crawl)
+            .ok_or_else(|| CoordinatorError::UnknownCrawl(crawl.to_string()))
     }
 
     async fn handle(&mut self, command: Command) {
@@ -294,10 +294,11 @@ impl Actor {
         };
         let mut frontier = Frontier::new(&spec);
         let changes = frontier.seed(&spec.seeds);
-        let (store, id2, spec2) = (self.store.clone(), id.clone(), spec.clone());
-        tokio::task::spawn_blocking(move || store.create(&id2, &spec2, &changes))
-            .await
-            .map_err(|_| CoordinatorError::Gone)??;
+        let (id2, spec2) = (id.clone(), spec.clone());
+        on_store(&self.store, move |store| {
+            store.create(&id2, &spec2, &changes)
+        })
+        .await?;
         info!(crawl = %id, name = %spec.name, "crawl started");
         self.crawls.insert(
             id.clone(),
@@ -346,10 +347,7 @@ impl Actor {
     }
 
     async fn complete(&mut self, c: Completion) -> Result<Vec<String>, CoordinatorError> {
-        let crawl = self
-            .crawls
-            .get_mut(&c.crawl)
-            .ok_or_else(|| CoordinatorError::UnknownCrawl(c.crawl.clone()))?;
+        let crawl = self.crawl_mut(&c.crawl)?;
         let (accepted, changes) =
             crawl
                 .frontier
@@ -359,30 +357,22 @@ impl Actor {
     }
 
     async fn shard(&mut self, crawl: &str, shard: ShardRecord) -> Result<(), CoordinatorError> {
-        let c = self
-            .crawls
-            .get_mut(crawl)
-            .ok_or_else(|| CoordinatorError::UnknownCrawl(crawl.to_string()))?;
+        let store = self.store.clone();
+        let c = self.crawl_mut(crawl)?;
         if c.shards.iter().any(|s| s.name == shard.name) {
             return Ok(());
         }
-        let (store, id, record) = (self.store.clone(), crawl.to_string(), shard.clone());
-        tokio::task::spawn_blocking(move || store.add_shard(&id, &record))
-            .await
-            .map_err(|_| CoordinatorError::Gone)??;
+        let (id, record) = (crawl.to_string(), shard.clone());
+        on_store(&store, move |store| store.add_shard(&id, &record)).await?;
         c.shards.push(shard);
         Ok(())
     }
 
     async fn set_state(&mut self, crawl: &str, state: CrawlState) -> Result<(), CoordinatorError> {
-        let c = self
-            .crawls
-            .get_mut(crawl)
-            .ok_or_else(|| CoordinatorError::UnknownCrawl(crawl.to_string()))?;
-        let (store, id, s) = (self.store.clone(), crawl.to_string(), state.clone());
-        tokio::task::spawn_blocking(move || store.set_state(&id, &s))
-            .await
-            .map_err(|_| CoordinatorError::Gone)??;
+        let store = self.store.clone();
+        let c = self.crawl_mut(crawl)?;
+        let (id, s) = (crawl.to_string(), state.clone());
+        on_store(&store, move |store| store.set_state(&id, &s)).await?;
         c.state = state;
         Ok(())
     }
@@ -417,6 +407,18 @@ impl Actor {
             }
         }
     }
+}
+
+/// Runs a store call on a blocking thread: RocksDB's synced writes block.
+async fn on_store(
+    store: &Arc<CrawlStore>,
+    call: impl FnOnce(&CrawlStore) -> Result<(), CrawlStoreError> + Send + 'static,
+) -> Result<(), CoordinatorError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || call(&store))
+        .await
+        .map_err(|_| CoordinatorError::Gone)?
+        .map_err(CoordinatorError::from)
 }
 
 fn hex_prefix(bytes: &[u8]) -> String {

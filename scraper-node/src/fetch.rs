@@ -32,6 +32,7 @@ use url::{Host, Url};
 use crate::{
     address::{NetworkPolicy, Reach},
     canonical::{Scope, canonicalize, host_key},
+    lock,
     optout::{Directives, TdmRep, tdm_reserved},
     robots::{MAX_ROBOTS_BYTES, Robots, Rule},
 };
@@ -635,10 +636,6 @@ fn path_and_query(url: &Url) -> String {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_string(),
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The resolver reqwest uses: the system's answer, less every address the policy refuses.

@@ -24,6 +24,7 @@ use crate::{
     extract::extract,
     fetch::{FetchConfig, Fetcher, Outcome, decode_html},
     frontier::{Lease, PageResult, UrlReport},
+    lock,
     provenance::Row,
     shard::{Finished, ShardWriter},
     spec::CrawlSpec,
@@ -351,10 +352,7 @@ impl<C: CrawlApi> Worker<C> {
 
     async fn write(&mut self, crawl: &str, spec: &CrawlSpec, mut row: Row) -> Result<(), ApiError> {
         let finished = {
-            let mut writers = self
-                .writers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut writers = lock(&self.writers);
             if !writers.contains_key(crawl) {
                 let writer = self.new_writer(crawl, spec)?;
                 writers.insert(crawl.to_string(), writer);
@@ -419,12 +417,7 @@ impl<C: CrawlApi> Worker<C> {
 
     /// Closes every open shard and reports it.
     pub async fn flush(&mut self) -> Result<(), ApiError> {
-        let writers: Vec<(String, ShardWriter)> = self
-            .writers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .drain()
-            .collect();
+        let writers: Vec<(String, ShardWriter)> = lock(&self.writers).drain().collect();
         for (crawl, writer) in writers {
             if let Some(f) = writer
                 .finish()
