@@ -48,20 +48,9 @@ impl Session {
         )
         .await?;
         let client = net.client;
-        let mut errors = Vec::new();
-        for addr in bootstrap {
-            match tokio::time::timeout(Duration::from_secs(10), client.dial(addr.clone())).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => errors.push(e.to_string()),
-                Err(_) => errors.push(format!("dialing {addr}: no answer in 10 s")),
-            }
-        }
-        if client.info().await?.connected_peers.is_empty() {
+        if let Err(e) = connect(&client, &bootstrap).await {
             net.task.abort();
-            return Err(ClientError::Unreachable(errors.join("; ")));
-        }
-        if let Err(e) = client.bootstrap().await {
-            warn!(error = %e, "DHT bootstrap incomplete");
+            return Err(e);
         }
         debug!(peer = %client.peer_id(), "joined the network");
         Ok(Self {
@@ -109,6 +98,29 @@ impl Session {
     pub fn peer_id(&self) -> PeerId {
         self.net.peer_id()
     }
+}
+
+/// Dials each of `bootstrap` and fills the DHT routing table through them, for a session or
+/// for a node that joins the storage network. Fails when no bootstrap peer answers.
+pub async fn connect(client: &Client, bootstrap: &[Multiaddr]) -> Result<(), ClientError> {
+    if bootstrap.is_empty() {
+        return Err(ClientError::NoBootstrap);
+    }
+    let mut errors = Vec::new();
+    for addr in bootstrap {
+        match tokio::time::timeout(Duration::from_secs(10), client.dial(addr.clone())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(e.to_string()),
+            Err(_) => errors.push(format!("dialing {addr}: no answer in 10 s")),
+        }
+    }
+    if client.info().await?.connected_peers.is_empty() {
+        return Err(ClientError::Unreachable(errors.join("; ")));
+    }
+    if let Err(e) = client.bootstrap().await {
+        warn!(error = %e, "DHT bootstrap incomplete");
+    }
+    Ok(())
 }
 
 impl Drop for Session {

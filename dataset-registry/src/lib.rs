@@ -14,6 +14,7 @@
 //! Records and manifests are defined in `tessera-formats`. See `docs/ARCHITECTURE.md`.
 
 pub mod http;
+pub mod publisher_key;
 pub mod remote;
 pub mod service;
 pub mod store;
@@ -21,7 +22,10 @@ pub mod version;
 
 pub use service::{Registry, RegistryConfig, run};
 pub use store::{Admission, AdmitError, Entry, RecordStore};
-pub use version::{Published, VersionError, fetch_version, publish_version};
+pub use version::{
+    Published, Registered, StoredVersion, VersionError, fetch_version, publish_stored,
+    publish_version,
+};
 
 /// Locks a mutex; a panic while it was held leaves plain data behind, still usable.
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -1,18 +1,22 @@
 //! Publishing and fetching whole dataset versions: the client's dataset operations joined to
 //! the registry's records.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use cid::Cid;
 use tessera_client::{
     Session,
     dataset::{
         DatasetError, FetchOptions, FetchReport, PublishOptions, PublishReport,
-        fetch::fetch_manifest, fetch_dataset, publish, unix_ms,
+        fetch::fetch_manifest, fetch_dataset, publish, store_manifest, unix_ms,
     },
 };
 use tessera_formats::{
-    DatasetRef, PublisherKey, SignedRecord, VersionRecord, VersionSel,
+    DatasetRef, Manifest, PublisherKey, SignedRecord, VersionRecord, VersionSel,
+    manifest::{MANIFEST_VERSION, Schema, ShardEntry},
     record::{RECORD_VERSION, RecordError, SigningKey, check_name},
 };
 
@@ -59,44 +63,132 @@ pub async fn publish_version(
     mut options: PublishOptions,
 ) -> Result<Published, VersionError> {
     check_name(name)?;
-    let publisher = PublisherKey::of(signer);
-    let parent = match remote::find(
-        session,
-        Some(&publisher.to_string()),
-        name,
-        VersionSel::Latest,
-        None,
-    )
-    .await
-    {
-        Ok(entry) => Some(entry),
-        Err(RemoteError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let parent = latest(session, signer, name).await?;
     if let Some(parent) = &parent {
         let cid = parent.record.record.manifest;
         options.parent = Some((cid, fetch_manifest(session, cid).await?));
     }
     let report = publish(session, files, &options).await?;
-    let time_ms = unix_ms();
-    let record = VersionRecord {
-        format: RECORD_VERSION,
-        publisher,
-        name: name.to_string(),
-        version: parent.as_ref().map_or(1, |p| p.record.record.version + 1),
-        manifest: report.manifest_cid,
-        parent: parent.as_ref().map(|p| p.cid),
-        time_ms,
-        message: message.to_string(),
-    }
-    .sign(signer)?;
-    let (_, block) = record.to_block()?;
-    let record_cid = remote::submit(session, block).await?;
+    let (record_cid, record) = register(
+        session,
+        name,
+        message,
+        signer,
+        report.manifest_cid,
+        parent.as_ref(),
+    )
+    .await?;
     Ok(Published {
         record_cid,
         record,
         report,
     })
+}
+
+/// A version whose shards are already stored in the network (a crawl's, stored as they
+/// closed): its manifest is built, stored and registered as the signer's next version of
+/// `name`, with the current version as its parent.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    /// The dataset's name.
+    pub name: String,
+    /// What this version is.
+    pub message: String,
+    /// The shards, in the order the manifest lists them.
+    pub shards: Vec<ShardEntry>,
+    /// Their common schema.
+    pub schema: Schema,
+    /// Free-form metadata for the manifest.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What registering a [`StoredVersion`] made.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The manifest's CID: the version's name.
+    pub manifest_cid: Cid,
+    /// The record's CID.
+    pub record_cid: Cid,
+    /// The signed record.
+    pub record: SignedRecord,
+}
+
+/// Publishes `version`; see [`StoredVersion`].
+pub async fn publish_stored(
+    session: &Session,
+    version: StoredVersion,
+    signer: &SigningKey,
+) -> Result<Registered, VersionError> {
+    check_name(&version.name)?;
+    let parent = latest(session, signer, &version.name).await?;
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        schema: Some(version.schema),
+        shards: version.shards,
+        parent: parent.as_ref().map(|p| p.record.record.manifest),
+        created_ms: unix_ms(),
+        metadata: version.metadata,
+    };
+    manifest
+        .validate()
+        .map_err(|source| DatasetError::Manifest {
+            cid: Box::new(Cid::default()),
+            source,
+        })?;
+    let (manifest_cid, _) = store_manifest(session, &manifest, 1).await?;
+    let (record_cid, record) = register(
+        session,
+        &version.name,
+        &version.message,
+        signer,
+        manifest_cid,
+        parent.as_ref(),
+    )
+    .await?;
+    Ok(Registered {
+        manifest_cid,
+        record_cid,
+        record,
+    })
+}
+
+/// The signer's current version of `name`, if it has one.
+async fn latest(
+    session: &Session,
+    signer: &SigningKey,
+    name: &str,
+) -> Result<Option<Entry>, VersionError> {
+    let publisher = PublisherKey::of(signer).to_string();
+    match remote::find(session, Some(&publisher), name, VersionSel::Latest, None).await {
+        Ok(entry) => Ok(Some(entry)),
+        Err(RemoteError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Signs the record of `manifest` as the version after `parent` and submits it.
+async fn register(
+    session: &Session,
+    name: &str,
+    message: &str,
+    signer: &SigningKey,
+    manifest: Cid,
+    parent: Option<&Entry>,
+) -> Result<(Cid, SignedRecord), VersionError> {
+    let record = VersionRecord {
+        format: RECORD_VERSION,
+        publisher: PublisherKey::of(signer),
+        name: name.to_string(),
+        version: parent.map_or(1, |p| p.record.record.version + 1),
+        manifest,
+        parent: parent.map(|p| p.cid),
+        time_ms: unix_ms(),
+        message: message.to_string(),
+    }
+    .sign(signer)?;
+    let (_, block) = record.to_block()?;
+    let record_cid = remote::submit(session, block).await?;
+    Ok((record_cid, record))
 }
 
 /// Resolves `reference` and fetches the version into `out`. Returns the manifest CID, the

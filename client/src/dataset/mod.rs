@@ -21,7 +21,10 @@ pub mod journal;
 pub mod publish;
 
 pub use fetch::{FetchOptions, FetchReport, fetch_dataset, fetch_manifest};
-pub use publish::{PublishOptions, PublishReport, default_params, publish};
+pub use publish::{
+    PublishOptions, PublishReport, StoredShard, default_params, publish, store_manifest,
+    store_shard,
+};
 
 /// What a publish or fetch reports while it runs, for a progress display.
 #[derive(Debug, Clone)]

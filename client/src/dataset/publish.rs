@@ -258,10 +258,10 @@ pub async fn publish(
             }
             None => {
                 let stored = store_file(session, path, params, options, journal.as_ref()).await?;
-                pieces_sent += stored.1;
-                pieces_resumed += stored.2;
-                bytes_sent += stored.3;
-                stored.0
+                pieces_sent += stored.pieces_sent;
+                pieces_resumed += stored.pieces_resumed;
+                bytes_sent += stored.bytes_sent;
+                stored.layout
             }
         };
         report(
@@ -279,33 +279,15 @@ pub async fn publish(
             layout,
         });
     }
-    let created_ms = unix_ms();
     let manifest = Manifest {
         version: MANIFEST_VERSION,
-        schema: infos.first().map(|i| Schema {
-            format: "arrow-ipc".into(),
-            bytes: schema_bytes(&i.schema),
-        }),
+        schema: infos.first().map(|i| arrow_schema(&i.schema)),
         shards,
         parent: options.parent.as_ref().map(|(cid, _)| *cid),
-        created_ms,
+        created_ms: unix_ms(),
         metadata: options.metadata.clone(),
     };
-    let (manifest_cid, block) = manifest
-        .to_block()
-        .map_err(|source| DatasetError::Manifest {
-            cid: Box::new(Cid::default()),
-            source,
-        })?;
-    // More copies than any shard can lose pieces: the manifest is the only way to the data.
-    let max_m = manifest
-        .shards
-        .iter()
-        .map(|s| s.layout.erasure.m)
-        .max()
-        .unwrap_or(params.m);
-    let copies = usize::from(max_m) + 2;
-    let manifest_holders = store_block(session, manifest_cid, &block, copies).await?;
+    let (manifest_cid, manifest_holders) = store_manifest(session, &manifest, params.m).await?;
     info!(%manifest_cid, shards = manifest.shards.len(), new_files, new_bytes, "dataset stored");
     if let Some(journal) = journal
         && let Ok(journal) = Arc::try_unwrap(journal)
@@ -324,15 +306,71 @@ pub async fn publish(
     })
 }
 
-/// Encodes one file and stores its pieces, skipping those the journal has. Returns the
-/// layout, pieces sent, pieces skipped and bytes sent.
+/// A file stored in the network as one erasure-coded shard.
+#[derive(Debug, Clone)]
+pub struct StoredShard {
+    /// How it is stored.
+    pub layout: ShardLayout,
+    /// Pieces sent in this run.
+    pub pieces_sent: usize,
+    /// Pieces an interrupted run had already stored.
+    pub pieces_resumed: usize,
+    /// Bytes of pieces sent in this run.
+    pub bytes_sent: u64,
+}
+
+/// Encodes the file at `path` and stores its `k + m` pieces on distinct nodes, for a caller
+/// that builds its own manifest (a crawl's shards, stored as they close). Uses the options'
+/// spool directory, parallelism and progress; never a journal.
+pub async fn store_shard(
+    session: &Session,
+    path: &Path,
+    params: ErasureParams,
+    options: &PublishOptions,
+) -> Result<StoredShard, DatasetError> {
+    params.validate().map_err(ClientError::from)?;
+    store_file(session, path, params, options, None).await
+}
+
+/// Stores a manifest on more nodes than any of its shards can lose pieces (`m` for a
+/// manifest without shards): it is the only way to the data. Returns its CID and holders.
+pub async fn store_manifest(
+    session: &Session,
+    manifest: &Manifest,
+    default_m: u16,
+) -> Result<(Cid, Vec<PeerId>), DatasetError> {
+    let (cid, block) = manifest
+        .to_block()
+        .map_err(|source| DatasetError::Manifest {
+            cid: Box::new(Cid::default()),
+            source,
+        })?;
+    let max_m = manifest
+        .shards
+        .iter()
+        .map(|s| s.layout.erasure.m)
+        .max()
+        .unwrap_or(default_m);
+    let holders = store_block(session, cid, &block, usize::from(max_m) + 2).await?;
+    Ok((cid, holders))
+}
+
+/// A manifest's schema entry for an Arrow schema.
+pub fn arrow_schema(schema: &arrow::datatypes::Schema) -> Schema {
+    Schema {
+        format: "arrow-ipc".into(),
+        bytes: schema_bytes(schema),
+    }
+}
+
+/// Encodes one file and stores its pieces, skipping those the journal has.
 async fn store_file(
     session: &Session,
     path: &Path,
     params: ErasureParams,
     options: &PublishOptions,
     journal: Option<&Arc<Journal>>,
-) -> Result<(ShardLayout, usize, usize, u64), DatasetError> {
+) -> Result<StoredShard, DatasetError> {
     let spool_parent = options.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let spool = tempfile::Builder::new()
         .prefix(".tessera-publish-")
@@ -374,7 +412,12 @@ async fn store_file(
     }
     store_pieces(session, &layout, &pieces, options.parallel.max(1), &hooks).await?;
     let sent = layout.pieces.len() - resumed;
-    Ok((layout, sent, resumed, sent as u64 * piece_len))
+    Ok(StoredShard {
+        layout,
+        pieces_sent: sent,
+        pieces_resumed: resumed,
+        bytes_sent: sent as u64 * piece_len,
+    })
 }
 
 #[cfg(test)]
