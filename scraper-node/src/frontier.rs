@@ -199,6 +199,38 @@ pub struct Frontier {
     checks: Checks,
     /// Checks out on leases, by lease.
     checking: HashMap<u64, Check>,
+    /// URLs in each state, kept as they change: status and the coordinator's checks read
+    /// them often, and a crawl may know millions of URLs.
+    counts: Counts,
+}
+
+/// URLs per state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counts {
+    queued: u64,
+    leased: u64,
+    stored: u64,
+    skipped: u64,
+    failed: u64,
+}
+
+impl Counts {
+    fn of(&mut self, state: &UrlState) -> &mut u64 {
+        match state {
+            UrlState::Queued => &mut self.queued,
+            UrlState::Leased(_) => &mut self.leased,
+            UrlState::Stored => &mut self.stored,
+            UrlState::Skipped(_) => &mut self.skipped,
+            UrlState::Failed(_) => &mut self.failed,
+        }
+    }
+
+    /// A URL moved from `old` to `new`.
+    fn moved(&mut self, old: &UrlState, new: &UrlState) {
+        let from = self.of(old);
+        *from = from.saturating_sub(1);
+        *self.of(new) += 1;
+    }
 }
 
 impl Frontier {
@@ -226,6 +258,7 @@ impl Frontier {
             validate_fraction: p.validate_fraction,
             checks: Checks::default(),
             checking: HashMap::new(),
+            counts: Counts::default(),
         }
     }
 
@@ -291,6 +324,9 @@ impl Frontier {
             f.hosts.entry(lease.host.clone()).or_default().active += 1;
             f.leases.insert(id, lease);
         }
+        for record in f.urls.values() {
+            *f.counts.of(&record.state) += 1;
+        }
         f
     }
 
@@ -330,6 +366,7 @@ impl Frontier {
             .queue
             .push_back(url.clone());
         self.urls.insert(url.clone(), record.clone());
+        self.counts.queued += 1;
         changes.push(Change::Url(url, record));
     }
 
@@ -374,7 +411,9 @@ impl Frontier {
             let (lease, mut changes) = self.issue(&key, node, urls, false, now_ms);
             for url in &lease.urls {
                 if let Some(record) = self.urls.get_mut(url) {
-                    record.state = UrlState::Leased(lease.id);
+                    let leased = UrlState::Leased(lease.id);
+                    self.counts.moved(&record.state, &leased);
+                    record.state = leased;
                     record.attempts += 1;
                     changes.push(Change::Url(url.clone(), record.clone()));
                 }
@@ -495,7 +534,7 @@ impl Frontier {
                 continue;
             }
             let depth = record.depth;
-            record.state = match &report.result {
+            let state = match &report.result {
                 PageResult::Stored => UrlState::Stored,
                 PageResult::Skipped(why) => UrlState::Skipped(why.clone()),
                 PageResult::Failed(why) if record.attempts >= self.max_attempts => {
@@ -503,6 +542,8 @@ impl Frontier {
                 }
                 PageResult::Failed(_) => UrlState::Queued,
             };
+            self.counts.moved(&record.state, &state);
+            record.state = state;
             let requeue = record.state == UrlState::Queued;
             changes.push(Change::Url(report.url.clone(), record.clone()));
             if record.state == UrlState::Stored
@@ -566,14 +607,17 @@ impl Frontier {
             if !matches!(record.state, UrlState::Leased(l) if l == lease.id) {
                 continue;
             }
-            if record.attempts >= self.max_attempts {
-                record.state =
-                    UrlState::Failed(format!("{why} after {} attempts", record.attempts));
+            let state = if record.attempts >= self.max_attempts {
+                UrlState::Failed(format!("{why} after {} attempts", record.attempts))
             } else {
-                record.state = UrlState::Queued;
-                if let Some(h) = self.hosts.get_mut(&lease.host) {
-                    h.queue.push_back(url.clone());
-                }
+                UrlState::Queued
+            };
+            self.counts.moved(&record.state, &state);
+            record.state = state;
+            if record.state == UrlState::Queued
+                && let Some(h) = self.hosts.get_mut(&lease.host)
+            {
+                h.queue.push_back(url.clone());
             }
             changes.push(Change::Url(url.clone(), record.clone()));
         }
@@ -621,9 +665,15 @@ impl Frontier {
         self.leases.values().map(|l| l.deadline_ms).min()
     }
 
-    /// Whether nothing is queued or leased.
+    /// Whether every URL is done: none queued, none leased. Checks of stored pages may still
+    /// be queued or out.
     pub fn is_done(&self) -> bool {
-        self.leases.is_empty() && !self.urls.values().any(|r| r.state == UrlState::Queued)
+        self.counts.queued == 0 && self.counts.leased == 0
+    }
+
+    /// Pages stored.
+    pub fn stored(&self) -> u64 {
+        self.counts.stored
     }
 
     /// The record of `url`.
@@ -633,20 +683,17 @@ impl Frontier {
 
     /// Counts and backlogs.
     pub fn progress(&self) -> Progress {
+        let c = self.counts;
         let mut p = Progress {
             known: self.urls.len() as u64,
             leases: self.leases.len() as u64,
+            queued: c.queued,
+            leased: c.leased,
+            stored: c.stored,
+            skipped: c.skipped,
+            failed: c.failed,
             ..Progress::default()
         };
-        for record in self.urls.values() {
-            match record.state {
-                UrlState::Queued => p.queued += 1,
-                UrlState::Leased(_) => p.leased += 1,
-                UrlState::Stored => p.stored += 1,
-                UrlState::Skipped(_) => p.skipped += 1,
-                UrlState::Failed(_) => p.failed += 1,
-            }
-        }
         let mut backlog: Vec<(String, u64)> = self
             .hosts
             .iter()
@@ -685,6 +732,15 @@ mod tests {
             "name = \"t\"\nseeds = [\"http://a.test/\", \"http://b.test/\"]\ndomains = [\"a.test\", \"b.test\"]\nmax_pages = 50\nmax_depth = 2\n[politeness]\ndelay_seconds = 1.0\nlease_size = 2\nlease_timeout_seconds = 10\nmax_attempts = 2\n{extra}"
         ))
         .unwrap()
+    }
+
+    /// The counts kept as URLs move agree with counting them afresh.
+    fn assert_counts(f: &Frontier) {
+        let mut fresh = Counts::default();
+        for record in f.urls.values() {
+            *fresh.of(&record.state) += 1;
+        }
+        assert_eq!(f.counts, fresh);
     }
 
     fn stored(url: &str, links: &[&str]) -> UrlReport {
@@ -787,6 +843,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.progress().known, 3);
+        assert_counts(&f);
     }
 
     #[test]
@@ -813,6 +870,7 @@ mod tests {
         f.expire(100_000);
         assert_eq!(f.progress().failed, 1);
         assert!(f.is_done());
+        assert_counts(&f);
     }
 
     #[test]
@@ -849,6 +907,7 @@ mod tests {
         f.complete(l.id, "n", &[fail, skip], None, 2000).unwrap();
         let p = f.progress();
         assert_eq!((p.stored, p.skipped, p.failed, p.queued), (1, 1, 1, 0));
+        assert_counts(&f);
     }
 
     #[test]
@@ -916,5 +975,6 @@ mod tests {
         let (c, _) = g.lease("n3", 1000).unwrap();
         assert!(c.id > b.id);
         assert_eq!(c.urls, ["http://a.test/next"]);
+        assert_counts(&g);
     }
 }
