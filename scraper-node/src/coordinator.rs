@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! handle ──Command + oneshot──▶ actor ── frontier step ──▶ store.apply (synced) ──▶ reply
-//!                                 └── every second: expire leases past their deadline
+//!                                 └── every second: expire leases past their deadline;
+//!                                     publish crawls whose URLs and shards are all in
+//!                                     (a task; its result comes back to the actor)
 //! ```
 //!
 //! A reply is sent only after its records are durable, so a node never acts on a lease or an
@@ -24,6 +26,7 @@ use crate::{
     crawl_store::{CrawlState, CrawlStore, CrawlStoreError, ShardRecord},
     frontier::{Change, Frontier, FrontierError, Lease, Progress, UrlReport},
     lock,
+    publish::{PublishedCrawl, Publisher, publish_crawl, shard_entry},
     spec::CrawlSpec,
 };
 
@@ -41,11 +44,17 @@ pub enum Offer {
         spec: Box<CrawlSpec>,
         /// The URLs.
         lease: Lease,
+        /// Crawls whose URLs are all done: the node closes and reports their open shards.
+        #[serde(default)]
+        close: Vec<String>,
     },
     /// Work is queued but no host may be visited yet: ask again after this long.
     Wait {
         /// Milliseconds.
         retry_ms: u64,
+        /// Crawls whose URLs are all done, as for a lease.
+        #[serde(default)]
+        close: Vec<String>,
     },
     /// No crawl has work.
     Idle,
@@ -83,6 +92,9 @@ pub struct CrawlStatus {
     pub rows: u64,
     /// Whether no URL is queued or leased.
     pub finished: bool,
+    /// Stored pages that are in no recorded shard yet: rows still open on their nodes, or
+    /// lost with a node that left before closing its shard.
+    pub rows_pending: u64,
 }
 
 /// A coordinator request that failed.
@@ -101,6 +113,9 @@ pub enum CoordinatorError {
     /// The coordinator has stopped.
     #[error("the coordinator has stopped")]
     Gone,
+    /// A shard record that disagrees with itself or with a recorded shard.
+    #[error("shard refused: {0}")]
+    BadShard(String),
 }
 
 enum Command {
@@ -122,6 +137,15 @@ enum Command {
     Stop(String, oneshot::Sender<Result<(), CoordinatorError>>),
 }
 
+/// How long a crawl whose URLs are done waits for the shards of its stored pages before it is
+/// published without the missing ones, in lease timeouts: a node that stopped answering
+/// would otherwise hold the crawl back for ever.
+const SHARD_GRACE_LEASES: u64 = 2;
+/// First wait before publishing is tried again; it doubles up to [`PUBLISH_RETRY_MAX`].
+const PUBLISH_RETRY: Duration = Duration::from_secs(10);
+/// Longest wait between attempts to publish.
+const PUBLISH_RETRY_MAX: Duration = Duration::from_secs(600);
+
 /// A handle to the coordinator; clone it freely.
 #[derive(Debug, Clone)]
 pub struct Coordinator {
@@ -140,11 +164,68 @@ struct Crawl {
     state: CrawlState,
     frontier: Frontier,
     shards: Vec<ShardRecord>,
+    /// When its URLs were first seen all done (since this start).
+    done_since: Option<u64>,
+    /// No attempt to publish before this time.
+    publish_after: u64,
+    /// A publish task is running.
+    publishing: bool,
 }
+
+impl Crawl {
+    fn new(
+        spec: CrawlSpec,
+        state: CrawlState,
+        frontier: Frontier,
+        shards: Vec<ShardRecord>,
+    ) -> Self {
+        Self {
+            spec,
+            state,
+            frontier,
+            shards,
+            done_since: None,
+            publish_after: 0,
+            publishing: false,
+        }
+    }
+
+    fn rows(&self) -> u64 {
+        self.shards.iter().map(|s| s.rows).sum()
+    }
+
+    fn rows_pending(&self) -> u64 {
+        self.frontier.stored().saturating_sub(self.rows())
+    }
+
+    /// Whether it is time to publish: its URLs are done, and every stored page is in a shard
+    /// or the grace for the missing ones has passed. Returns the pages missing.
+    fn ready_to_publish(&mut self, now: u64) -> Option<u64> {
+        let waiting = matches!(
+            self.state,
+            CrawlState::Running | CrawlState::Unpublished { .. } | CrawlState::Unpublishable(_)
+        );
+        if !waiting || self.publishing || now < self.publish_after || !self.frontier.is_done() {
+            return None;
+        }
+        let since = *self.done_since.get_or_insert(now);
+        let missing = self.rows_pending();
+        let grace = self
+            .spec
+            .politeness
+            .lease_timeout_seconds
+            .saturating_mul(1000 * SHARD_GRACE_LEASES);
+        (missing == 0 || now >= since.saturating_add(grace)).then_some(missing)
+    }
+}
+
+type PublishResult = (String, Result<PublishedCrawl, String>);
 
 struct Actor {
     store: Arc<CrawlStore>,
     crawls: BTreeMap<String, Crawl>,
+    publisher: Option<Arc<Publisher>>,
+    published: mpsc::Sender<PublishResult>,
 }
 
 /// Milliseconds since the Unix epoch: lease deadlines outlive a restart.
@@ -155,8 +236,10 @@ pub fn now_ms() -> u64 {
 }
 
 impl Coordinator {
-    /// Opens the store in `dir`, restores its crawls and starts the coordinator task.
-    pub fn start(dir: &Path) -> Result<Self, CoordinatorError> {
+    /// Opens the store in `dir`, restores its crawls and starts the coordinator task. Crawls
+    /// that finish are published with `publisher`; without one they stay unpublished, their
+    /// shards on the nodes that wrote them.
+    pub fn start(dir: &Path, publisher: Option<Publisher>) -> Result<Self, CoordinatorError> {
         let store = Arc::new(CrawlStore::open(dir)?);
         let mut crawls = BTreeMap::new();
         for stored in store.load()? {
@@ -164,16 +247,18 @@ impl Coordinator {
             info!(crawl = %stored.id, progress = ?frontier.progress(), "crawl restored");
             crawls.insert(
                 stored.id,
-                Crawl {
-                    spec: stored.spec,
-                    state: stored.state,
-                    frontier,
-                    shards: stored.shards,
-                },
+                Crawl::new(stored.spec, stored.state, frontier, stored.shards),
             );
         }
         let (tx, rx) = mpsc::channel(256);
-        let task = tokio::spawn(Actor { store, crawls }.run(rx));
+        let (published, results) = mpsc::channel(16);
+        let actor = Actor {
+            store,
+            crawls,
+            publisher: publisher.map(Arc::new),
+            published,
+        };
+        let task = tokio::spawn(actor.run(rx, results));
         Ok(Self {
             commands: tx,
             task: Arc::new(std::sync::Mutex::new(Some(task))),
@@ -236,7 +321,11 @@ impl Coordinator {
 }
 
 impl Actor {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut results: mpsc::Receiver<PublishResult>,
+    ) {
         let mut tick = tokio::time::interval(EXPIRE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -245,7 +334,11 @@ impl Actor {
                     Some(command) => self.handle(command).await,
                     None => return,
                 },
-                _ = tick.tick() => self.expire().await,
+                Some((crawl, result)) = results.recv() => self.published(&crawl, result).await,
+                _ = tick.tick() => {
+                    self.expire().await;
+                    self.publish_ready().await;
+                }
             }
         }
     }
@@ -279,7 +372,7 @@ impl Actor {
                 let _ = reply.send(self.status());
             }
             Command::Stop(crawl, reply) => {
-                let _ = reply.send(self.set_state(&crawl, CrawlState::Stopped).await);
+                let _ = reply.send(self.stop(&crawl).await);
             }
         }
     }
@@ -302,12 +395,7 @@ impl Actor {
         info!(crawl = %id, name = %spec.name, "crawl started");
         self.crawls.insert(
             id.clone(),
-            Crawl {
-                spec,
-                state: CrawlState::Running,
-                frontier,
-                shards: Vec::new(),
-            },
+            Crawl::new(spec, CrawlState::Running, frontier, Vec::new()),
         );
         Ok(id)
     }
@@ -316,8 +404,9 @@ impl Actor {
         let now = now_ms();
         let mut soonest: Option<u64> = None;
         let mut granted = None;
+        // A finished crawl still leases the checks of its pages; only a stopped one rests.
         for (id, crawl) in &mut self.crawls {
-            if crawl.state != CrawlState::Running {
+            if crawl.state == CrawlState::Stopped {
                 continue;
             }
             if let Some((lease, changes)) = crawl.frontier.lease(node, now) {
@@ -328,6 +417,14 @@ impl Actor {
                 soonest = Some(soonest.map_or(at, |s: u64| s.min(at)));
             }
         }
+        // Crawls waiting for their last shards, so that no node holds one open.
+        let close: Vec<String> = self
+            .crawls
+            .iter()
+            .filter(|(_, c)| c.state != CrawlState::Stopped && c.frontier.is_done())
+            .filter(|(_, c)| c.rows_pending() > 0)
+            .map(|(id, _)| id.clone())
+            .collect();
         match granted {
             Some((crawl, spec, lease, changes)) => {
                 self.persist(&crawl, changes).await?;
@@ -335,11 +432,13 @@ impl Actor {
                     crawl,
                     spec: Box::new(spec),
                     lease,
+                    close,
                 })
             }
             None => Ok(match soonest {
                 Some(at) => Offer::Wait {
                     retry_ms: at.saturating_sub(now).clamp(10, 5000),
+                    close,
                 },
                 None => Offer::Idle,
             }),
@@ -359,13 +458,33 @@ impl Actor {
     async fn shard(&mut self, crawl: &str, shard: ShardRecord) -> Result<(), CoordinatorError> {
         let store = self.store.clone();
         let c = self.crawl_mut(crawl)?;
-        if c.shards.iter().any(|s| s.name == shard.name) {
-            return Ok(());
+        if let Some(known) = c.shards.iter().find(|s| s.name == shard.name) {
+            // A report sent again after a lost reply is fine; other bytes under the same name
+            // would drop rows from the dataset.
+            return if known.cid == shard.cid {
+                Ok(())
+            } else {
+                Err(CoordinatorError::BadShard(format!(
+                    "shard {} is recorded with content {}, not {}",
+                    shard.name, known.cid, shard.cid
+                )))
+            };
+        }
+        if shard.layout.is_some() {
+            shard_entry(crawl, &shard).map_err(CoordinatorError::BadShard)?;
         }
         let (id, record) = (crawl.to_string(), shard.clone());
         on_store(&store, move |store| store.add_shard(&id, &record)).await?;
         c.shards.push(shard);
         Ok(())
+    }
+
+    async fn stop(&mut self, crawl: &str) -> Result<(), CoordinatorError> {
+        // A published crawl stays published: stopping it has nothing left to stop.
+        if matches!(self.crawl_mut(crawl)?.state, CrawlState::Published { .. }) {
+            return Ok(());
+        }
+        self.set_state(crawl, CrawlState::Stopped).await
     }
 
     async fn set_state(&mut self, crawl: &str, state: CrawlState) -> Result<(), CoordinatorError> {
@@ -386,8 +505,9 @@ impl Actor {
                 state: c.state.clone(),
                 progress: c.frontier.progress(),
                 shards: c.shards.len() as u64,
-                rows: c.shards.iter().map(|s| s.rows).sum(),
+                rows: c.rows(),
                 finished: c.frontier.is_done(),
+                rows_pending: c.rows_pending(),
             })
             .collect()
     }
@@ -405,6 +525,83 @@ impl Actor {
             if let Err(e) = self.persist(&id, changes).await {
                 warn!(crawl = %id, %e, "persisting expired leases failed");
             }
+        }
+    }
+}
+
+impl Actor {
+    /// Starts a publish task for every crawl that is ready.
+    async fn publish_ready(&mut self) {
+        let now = now_ms();
+        let mut unpublishable = Vec::new();
+        for (id, c) in &mut self.crawls {
+            let Some(missing) = c.ready_to_publish(now) else {
+                continue;
+            };
+            let Some(publisher) = self.publisher.clone() else {
+                // Without a storage network there is nothing to try again.
+                if !matches!(c.state, CrawlState::Unpublishable(_)) {
+                    unpublishable.push(id.clone());
+                }
+                continue;
+            };
+            if missing > 0 {
+                warn!(crawl = %id, missing, "publishing without pages whose shards never came");
+            }
+            c.publishing = true;
+            let (id, spec, shards) = (id.clone(), c.spec.clone(), c.shards.clone());
+            let results = self.published.clone();
+            tokio::spawn(async move {
+                let result = publish_crawl(&publisher, &id, &spec, &shards, missing).await;
+                let _ = results.send((id, result)).await;
+            });
+        }
+        for id in unpublishable {
+            let state = CrawlState::Unpublishable(
+                "this node has no storage network to publish to: start it with --bootstrap \
+                 and a storage node's address"
+                    .into(),
+            );
+            if let Err(e) = self.set_state(&id, state).await {
+                warn!(crawl = %id, %e, "recording the crawl's state failed");
+            }
+        }
+    }
+
+    /// Records what a publish task did.
+    async fn published(&mut self, crawl: &str, result: Result<PublishedCrawl, String>) {
+        let Some(c) = self.crawls.get_mut(crawl) else {
+            return;
+        };
+        c.publishing = false;
+        let state = match result {
+            Ok(done) => {
+                info!(crawl, manifest = %done.manifest, version = done.version, "crawl published");
+                CrawlState::Published {
+                    manifest: done.manifest,
+                    version: done.version,
+                }
+            }
+            Err(reason) => {
+                let attempts = match &c.state {
+                    CrawlState::Unpublished { attempts, .. } => attempts + 1,
+                    _ => 1,
+                };
+                let wait = PUBLISH_RETRY
+                    .saturating_mul(1 << attempts.min(8))
+                    .min(PUBLISH_RETRY_MAX);
+                c.publish_after =
+                    now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                warn!(crawl, %reason, attempts, "publishing the crawl failed");
+                CrawlState::Unpublished { reason, attempts }
+            }
+        };
+        // A crawl stopped while its publish ran stays stopped.
+        if c.state == CrawlState::Stopped {
+            return;
+        }
+        if let Err(e) = self.set_state(crawl, state).await {
+            warn!(crawl, %e, "recording the crawl's state failed");
         }
     }
 }

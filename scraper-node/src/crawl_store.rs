@@ -22,6 +22,8 @@ use std::path::Path;
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 
+use tessera_formats::manifest::RowGroup;
+
 use crate::{frontier::Change, spec::CrawlSpec};
 
 /// Where a crawl stands.
@@ -36,12 +38,22 @@ pub enum CrawlState {
     Published {
         /// The manifest CID.
         manifest: String,
+        /// The version number in the registry.
+        version: u64,
     },
-    /// Every URL is done but publishing failed; retried.
-    Unpublished(String),
+    /// Every URL is done but publishing failed; it is tried again.
+    Unpublished {
+        /// Why the last attempt failed.
+        reason: String,
+        /// Attempts so far.
+        attempts: u32,
+    },
+    /// Every URL is done, but this node has no storage network to publish to; its shards
+    /// stay on the nodes that wrote them until it is started with one.
+    Unpublishable(String),
 }
 
-/// A shard a scraper node wrote and stored in the network.
+/// A shard a scraper node wrote, and stored in the network when it has storage nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardRecord {
     /// Its file name.
@@ -54,6 +66,13 @@ pub struct ShardRecord {
     pub bytes: u64,
     /// The node that wrote it.
     pub node: String,
+    /// Its row groups, from its footer, for the manifest.
+    #[serde(default)]
+    pub row_groups: Vec<RowGroup>,
+    /// Its layout in the network (a DAG-CBOR `ShardLayout` block); none while the node that
+    /// wrote it has no storage network, and then the crawl cannot be published.
+    #[serde(default, with = "serde_bytes")]
+    pub layout: Option<Vec<u8>>,
 }
 
 /// A crawl as stored.
@@ -315,6 +334,12 @@ mod tests {
                         rows: 1,
                         bytes: 100,
                         node: "n".into(),
+                        row_groups: vec![RowGroup {
+                            offset: 4,
+                            size: 90,
+                            rows: 1,
+                        }],
+                        layout: Some(vec![0xa1, 0x01, 0x02]),
                     },
                 )
                 .unwrap();
@@ -328,11 +353,19 @@ mod tests {
             ("crawl1", &spec, &CrawlState::Running)
         );
         assert_eq!(c.shards.len(), 1);
+        assert_eq!(c.shards[0].layout.as_deref(), Some(&[0xa1, 0x01, 0x02][..]));
+        assert_eq!(c.shards[0].row_groups[0].size, 90);
         let mut g = Frontier::restore(&c.spec, c.changes.clone());
         assert_eq!(g.progress(), f.progress());
         assert!(g.complete(lease.id, "n", &[], None, 6000).is_ok());
 
         store.set_state("crawl1", &CrawlState::Stopped).unwrap();
         assert_eq!(store.load().unwrap()[0].state, CrawlState::Stopped);
+        let published = CrawlState::Published {
+            manifest: "bafy".into(),
+            version: 2,
+        };
+        store.set_state("crawl1", &published).unwrap();
+        assert_eq!(store.load().unwrap()[0].state, published);
     }
 }

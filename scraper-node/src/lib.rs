@@ -31,6 +31,7 @@ pub mod frontier;
 pub mod node;
 pub mod optout;
 pub mod provenance;
+pub mod publish;
 pub mod remote;
 pub mod robots;
 pub mod shard;

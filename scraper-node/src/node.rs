@@ -8,9 +8,10 @@
 //! POST /v1/crawls/{id}/stop   ─▶ no new leases
 //! /tessera/crawl/1            ─▶ other scraper nodes lease from this node's coordinator
 //! worker                      ─▶ leases from --coordinator PEER, or from this node's own
+//! --bootstrap STORAGE NODES   ─▶ shards stored in the network; finished crawls published
 //! ```
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -20,6 +21,9 @@ use axum::{
     routing::{get, post},
 };
 use serde::Serialize;
+use tessera_client::{ClientError, Session, session::connect};
+use tessera_dataset_registry::publisher_key::{self, KeyFileError};
+use tessera_formats::{PublisherKey, record::SigningKey};
 use tessera_net::{Multiaddr, NetworkConfig, PeerId, Protocol, identity};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -27,6 +31,7 @@ use tracing::{info, warn};
 use crate::{
     address::NetworkPolicy,
     coordinator::{Coordinator, CoordinatorError, CrawlStatus},
+    publish::Publisher,
     remote::{RemoteCoordinator, serve},
     spec::CrawlSpec,
     worker::{Worker, WorkerConfig},
@@ -42,7 +47,9 @@ pub struct ScraperConfig {
     pub data_dir: PathBuf,
     /// libp2p listen addresses.
     pub listen: Vec<Multiaddr>,
-    /// Peers to join through.
+    /// Storage nodes to join through: closed shards are stored in their network, and the
+    /// coordinator publishes finished crawls there. Without any, shards stay in the data
+    /// directory and crawls are not published.
     pub bootstrap: Vec<Multiaddr>,
     /// The HTTP API's address; none if absent.
     pub http: Option<SocketAddr>,
@@ -53,6 +60,9 @@ pub struct ScraperConfig {
     pub coordinate: bool,
     /// Which addresses the worker may fetch from.
     pub network: NetworkPolicy,
+    /// The key that signs the dataset versions of finished crawls; `publisher.key` in the
+    /// data directory (created on first use) when none.
+    pub publisher_key: Option<SigningKey>,
 }
 
 /// The node could not start.
@@ -73,6 +83,12 @@ pub enum ScraperNodeError {
     /// The network could not start.
     #[error(transparent)]
     Net(#[from] tessera_net::NetError),
+    /// No storage node answered.
+    #[error("joining the storage network: {0}")]
+    Storage(#[source] ClientError),
+    /// The publisher key could not be loaded or created.
+    #[error(transparent)]
+    PublisherKey(#[from] KeyFileError),
     /// The crawl store could not be opened.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
@@ -103,6 +119,9 @@ pub struct ScraperNode {
     pub http: Option<SocketAddr>,
     /// The coordinator, when the node runs that role.
     pub coordinator: Option<Coordinator>,
+    /// The publisher its finished crawls are published as, when it coordinates and has a
+    /// storage network.
+    pub publisher: Option<PublisherKey>,
     tasks: Vec<JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
     worker: JoinHandle<()>,
@@ -152,9 +171,38 @@ impl ScraperNode {
         .await?;
         let addresses = network.client.info().await?.dialable_addrs();
         let mut tasks = vec![network.task];
+        let storage = if config.bootstrap.is_empty() {
+            warn!(
+                "no storage nodes (--bootstrap): shards stay on this node, crawls are not published"
+            );
+            None
+        } else {
+            connect(&network.client, &config.bootstrap)
+                .await
+                .map_err(ScraperNodeError::Storage)?;
+            Some(Arc::new(Session::with_client(network.client.clone())))
+        };
 
+        let mut publisher_id = None;
         let coordinator = if config.coordinate {
-            let coordinator = Coordinator::start(&config.data_dir.join("crawls"))?;
+            let publisher = match (&storage, config.publisher_key.clone()) {
+                (None, _) => None,
+                (Some(_), Some(key)) => Some(key),
+                (Some(_), None) => {
+                    let path = config.data_dir.join("publisher.key");
+                    let (key, created) = publisher_key::load_or_create(&path)?;
+                    if created {
+                        info!(path = %path.display(), "publisher key created");
+                    }
+                    Some(key)
+                }
+            }
+            .map(|key| Publisher {
+                session: Session::with_client(network.client.clone()),
+                key,
+            });
+            publisher_id = publisher.as_ref().map(|p| PublisherKey::of(&p.key));
+            let coordinator = Coordinator::start(&config.data_dir.join("crawls"), publisher)?;
             tasks.push(tokio::spawn(serve(
                 coordinator.clone(),
                 network.client.clone(),
@@ -189,6 +237,7 @@ impl ScraperNode {
             out_dir: config.data_dir.join("shards"),
             network: config.network.clone(),
             idle_wait: Duration::from_secs(1),
+            storage,
         };
         let until = async move {
             let mut rx = stop_rx;
@@ -208,6 +257,7 @@ impl ScraperNode {
             addresses,
             http,
             coordinator,
+            publisher: publisher_id,
             tasks,
             stop,
             worker,

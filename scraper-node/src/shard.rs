@@ -110,6 +110,12 @@ impl ShardWriter {
         }
     }
 
+    /// The number the next shard it opens gets: where a later writer of the same prefix
+    /// starts, so that no name is used twice.
+    pub fn next_index(&self) -> u32 {
+        self.next
+    }
+
     fn name(&self, index: u32) -> String {
         format!("{}-{index:05}.parquet", self.prefix)
     }
@@ -131,8 +137,9 @@ impl ShardWriter {
         Ok(None)
     }
 
-    /// Writes what is gathered and closes the open shard, if any.
-    pub fn finish(mut self) -> Result<Option<Finished>, ShardError> {
+    /// Writes what is gathered and closes the open shard, if any. A row pushed after it
+    /// opens the next shard.
+    pub fn finish(&mut self) -> Result<Option<Finished>, ShardError> {
         self.write_batch()?;
         self.close()
     }

@@ -9,6 +9,7 @@
 //! max_depth = 3
 //! user_agent = "TesseraBot/0.1 (+https://github.com/tessera-network/tessera)"
 //! shard_size = "64MiB"
+//! erasure = { k = 3, m = 2 }            # how shards are stored (default: from the nodes reachable)
 //!
 //! [politeness]
 //! delay_seconds = 1.0                   # between requests to one host, whichever nodes send them
@@ -24,6 +25,11 @@
 
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
+
+use tessera_formats::{
+    erasure::{DEFAULT_STRIPE_SIZE, ErasureParams},
+    record::check_name,
+};
 
 use crate::{
     canonical::{Scope, canonicalize},
@@ -63,9 +69,23 @@ pub struct CrawlSpec {
     /// Shards roll past this size.
     #[serde(default = "default_shard_size")]
     pub shard_size: ByteSize,
+    /// How shards are erasure-coded in the network; chosen from the storage nodes reachable
+    /// when absent.
+    #[serde(default)]
+    pub erasure: Option<Erasure>,
     /// How gently.
     #[serde(default)]
     pub politeness: Politeness,
+}
+
+/// A crawl's erasure coding: any `k` of a shard's `k + m` pieces give it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Erasure {
+    /// Data pieces.
+    pub k: u16,
+    /// Parity pieces: how many of a shard's nodes may be lost.
+    pub m: u16,
 }
 
 /// How gently a crawl treats the sites it visits.
@@ -133,9 +153,8 @@ impl CrawlSpec {
     /// Checks every field against its limits; the seeds must be URLs in scope.
     pub fn check(&self) -> Result<(), SpecError> {
         let fail = |m: String| Err(SpecError(m));
-        if self.name.is_empty() || self.name.len() > 128 {
-            return fail("name must be 1 to 128 characters".into());
-        }
+        // The name becomes a dataset name in the registry: checked now, not at the end.
+        check_name(&self.name).map_err(|e| SpecError(e.to_string()))?;
         if self.seeds.is_empty() || self.seeds.len() > MAX_SEEDS {
             return fail(format!("seeds: 1 to {MAX_SEEDS} URLs"));
         }
@@ -150,6 +169,10 @@ impl CrawlSpec {
         }
         if self.shard_size.as_u64() < 64 * 1024 || self.shard_size.as_u64() > 4 << 30 {
             return fail("shard_size must be 64 KiB to 4 GiB".into());
+        }
+        if let Some(e) = self.erasure {
+            ErasureParams::new(e.k, e.m, DEFAULT_STRIPE_SIZE)
+                .map_err(|why| SpecError(format!("erasure: {why}")))?;
         }
         let p = &self.politeness;
         if !(p.delay_seconds.is_finite() && (0.0..=3600.0).contains(&p.delay_seconds)) {
@@ -247,6 +270,11 @@ mod tests {
             ),
             (("http://example.com/docs/", "ftp://example.com/"), "seed"),
             (("max_depth = 2", "max_depth = 2\nsurprise = 1"), "surprise"),
+            (("\"docs\"", "\"Docs Crawl\""), "name"),
+            (
+                ("max_depth = 2", "max_depth = 2\nerasure = { k = 0, m = 2 }"),
+                "erasure",
+            ),
             (
                 ("max_depth = 2", "max_depth = 2\ndomains = [\"other.org\"]"),
                 "outside",

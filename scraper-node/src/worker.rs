@@ -4,17 +4,34 @@
 //! ```text
 //! lease ─▶ for each URL: fetch (rules, spacing) ─▶ extract (blocking thread) ─▶ signed row
 //!       ─▶ complete(reports) ─▶ accepted URLs ─▶ their rows into the crawl's shard writer
-//!       ─▶ a shard closed ─▶ its CID and row count to the coordinator
-//! idle  ─▶ open shards closed and reported
+//!       ─▶ a shard closed ─▶ pending ─▶ stored in the network (with storage nodes)
+//!       ─▶ its CID, rows, row groups and layout to the coordinator ─▶ local file removed
+//! idle, or the crawl's URLs all done ─▶ open shards closed
 //! ```
 //!
 //! Rows wait in memory only between fetching and acceptance: one lease's worth, page bodies
-//! dropped as soon as their hash and text are taken.
+//! dropped as soon as their hash and text are taken. A closed shard stays pending, on disk,
+//! until the coordinator has recorded it: a failed upload or report is tried again at every
+//! step, and a restarted worker reports the shards it finds on disk again (the coordinator
+//! takes a shard it already has as a repeat).
 
-use std::{collections::HashMap, future::Future, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use libp2p::identity::Keypair;
-use tessera_formats::address::{HashFn, hash_reader};
+use tessera_client::{
+    Session,
+    dataset::{PublishOptions, default_params, inspect::inspect, store_shard},
+};
+use tessera_formats::{
+    address::{HashFn, hash_reader},
+    erasure::{DEFAULT_STRIPE_SIZE, ErasureParams},
+};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -96,10 +113,15 @@ pub struct WorkerConfig {
     pub network: NetworkPolicy,
     /// How long to wait when no crawl has work.
     pub idle_wait: Duration,
+    /// The storage network that closed shards are stored in; without one they stay in
+    /// `out_dir` and the crawl cannot be published.
+    pub storage: Option<Arc<Session>>,
 }
 
 /// Pause between reports of a lease while the coordinator is unavailable.
 const COMPLETE_RETRY: Duration = Duration::from_millis(200);
+/// Pause before pending shards are tried again after an attempt left some.
+const SETTLE_RETRY: Duration = Duration::from_secs(5);
 
 /// What one step of the loop did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +148,16 @@ pub struct Worker<C> {
     fetchers: HashMap<String, Fetcher>,
     /// Behind a lock only so that the worker is `Sync`; one task uses it.
     writers: std::sync::Mutex<HashMap<String, ShardWriter>>,
+    /// Closed shards the coordinator has not recorded yet.
+    pending: Vec<Pending>,
+    /// No new attempt at the pending shards before this.
+    settle_after: tokio::time::Instant,
+    /// Each crawl's erasure coding, chosen once.
+    params: HashMap<String, ErasureParams>,
+    /// Each crawl's next shard number in this run.
+    next_shard: HashMap<String, u32>,
+    /// Part of every shard name: shards of different runs never share a name.
+    run_id: String,
 }
 
 impl<C> std::fmt::Debug for Worker<C> {
@@ -140,6 +172,10 @@ impl<C: CrawlApi> Worker<C> {
     /// A worker signing rows with `key`.
     pub fn new(api: C, key: Keypair, config: WorkerConfig) -> Self {
         let peer = key.public().to_peer_id().to_string();
+        let pending = closed_shards(&config.out_dir, &shard_prefix(&peer));
+        if !pending.is_empty() {
+            info!(shards = pending.len(), "shards on disk to report again");
+        }
         Self {
             api,
             key,
@@ -147,6 +183,11 @@ impl<C: CrawlApi> Worker<C> {
             config,
             fetchers: HashMap::new(),
             writers: std::sync::Mutex::new(HashMap::new()),
+            pending,
+            settle_after: tokio::time::Instant::now(),
+            params: HashMap::new(),
+            next_shard: HashMap::new(),
+            run_id: format!("{:x}", now_ms()),
         }
     }
 
@@ -181,18 +222,78 @@ impl<C: CrawlApi> Worker<C> {
         }
     }
 
-    /// Takes and does one lease, waits for a host's turn, or closes shards when idle.
+    /// Takes and does one lease, waits for a host's turn, or closes shards when idle; then
+    /// stores and reports the shards that are pending.
     pub async fn step(&mut self) -> Result<Step, ApiError> {
-        match self.api.lease(&self.peer).await? {
-            Offer::Lease { crawl, spec, lease } => self.do_lease(&crawl, &spec, lease).await,
-            Offer::Wait { retry_ms } => {
+        let step = match self.api.lease(&self.peer).await? {
+            Offer::Lease {
+                crawl,
+                spec,
+                lease,
+                close,
+            } => {
+                self.close(&close)?;
+                self.do_lease(&crawl, &spec, lease).await?
+            }
+            Offer::Wait { retry_ms, close } => {
+                self.close(&close)?;
                 tokio::time::sleep(Duration::from_millis(retry_ms)).await;
-                Ok(Step::Waited)
+                Step::Waited
             }
             Offer::Idle => {
-                self.flush().await?;
-                Ok(Step::Idle)
+                let all: Vec<String> = lock(&self.writers).keys().cloned().collect();
+                self.close(&all)?;
+                Step::Idle
             }
+        };
+        self.settle().await;
+        Ok(step)
+    }
+
+    /// Closes the open shards of `crawls`; they join the pending ones.
+    fn close(&mut self, crawls: &[String]) -> Result<(), ApiError> {
+        for crawl in crawls {
+            let Some(mut writer) = lock(&self.writers).remove(crawl) else {
+                continue;
+            };
+            let finished = writer
+                .finish()
+                .map_err(|e| ApiError::Local(e.to_string()))?;
+            self.next_shard.insert(crawl.clone(), writer.next_index());
+            if let Some(f) = finished {
+                self.pending.push(Pending::new(crawl, f));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores and reports every pending shard it can; what fails stays pending and is tried
+    /// again after [`SETTLE_RETRY`].
+    async fn settle(&mut self) {
+        if self.pending.is_empty() || tokio::time::Instant::now() < self.settle_after {
+            return;
+        }
+        for mut shard in std::mem::take(&mut self.pending) {
+            match self.report_shard(&mut shard).await {
+                Ok(()) => {
+                    // In the network now: the contributor's disk gets its space back.
+                    if self.config.storage.is_some()
+                        && let Err(e) = std::fs::remove_file(&shard.file.path)
+                    {
+                        warn!(path = %shard.file.path.display(), %e, "removing a stored shard");
+                    }
+                }
+                Err(ApiError::Refused(why)) => {
+                    warn!(crawl = %shard.crawl, shard = %shard.file.name, %why, "shard refused; kept on disk");
+                }
+                Err(e) => {
+                    debug!(crawl = %shard.crawl, shard = %shard.file.name, %e, "shard not reported yet");
+                    self.pending.push(shard);
+                }
+            }
+        }
+        if !self.pending.is_empty() {
+            self.settle_after = tokio::time::Instant::now() + SETTLE_RETRY;
         }
     }
 
@@ -258,7 +359,7 @@ impl<C: CrawlApi> Worker<C> {
         let mut written = 0;
         for url in accepted {
             if let Some(row) = rows.remove(&url) {
-                self.write(crawl, spec, row).await?;
+                self.write(crawl, spec, row)?;
                 written += 1;
             }
         }
@@ -350,13 +451,13 @@ impl<C: CrawlApi> Worker<C> {
         })
     }
 
-    async fn write(&mut self, crawl: &str, spec: &CrawlSpec, mut row: Row) -> Result<(), ApiError> {
+    fn write(&mut self, crawl: &str, spec: &CrawlSpec, mut row: Row) -> Result<(), ApiError> {
+        if !lock(&self.writers).contains_key(crawl) {
+            let writer = self.new_writer(crawl, spec)?;
+            lock(&self.writers).insert(crawl.to_string(), writer);
+        }
         let finished = {
             let mut writers = lock(&self.writers);
-            if !writers.contains_key(crawl) {
-                let writer = self.new_writer(crawl, spec)?;
-                writers.insert(crawl.to_string(), writer);
-            }
             let writer = writers
                 .get_mut(crawl)
                 .ok_or_else(|| ApiError::Local("no shard writer".into()))?;
@@ -366,68 +467,186 @@ impl<C: CrawlApi> Worker<C> {
                 .map_err(|e| ApiError::Local(e.to_string()))?
         };
         if let Some(f) = finished {
-            self.report_shard(crawl, f).await?;
+            self.pending.push(Pending::new(crawl, f));
         }
         Ok(())
     }
 
-    fn new_writer(&self, crawl: &str, spec: &CrawlSpec) -> Result<ShardWriter, ApiError> {
+    fn new_writer(&mut self, crawl: &str, spec: &CrawlSpec) -> Result<ShardWriter, ApiError> {
         let dir = self.config.out_dir.join(crawl);
         std::fs::create_dir_all(&dir)
             .map_err(|e| ApiError::Local(format!("creating {}: {e}", dir.display())))?;
-        // Shards are named after the node, numbered on from those already in the folder.
-        let prefix = self
-            .peer
-            .get(self.peer.len().saturating_sub(12)..)
-            .unwrap_or("node");
-        let first = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(Result::ok).count())
-            .unwrap_or(0);
+        if let Some(e) = spec.erasure {
+            let params = ErasureParams::new(e.k, e.m, DEFAULT_STRIPE_SIZE)
+                .map_err(|e| ApiError::Local(e.to_string()))?;
+            self.params.insert(crawl.to_string(), params);
+        }
+        // Named after the node and this run, numbered within the run: a name is never used
+        // twice, even after the files of an earlier run were stored and removed.
+        let prefix = format!("{}-{}", shard_prefix(&self.peer), self.run_id);
+        let first = self.next_shard.get(crawl).copied().unwrap_or(0);
         Ok(ShardWriter::new(
             &dir,
-            prefix,
+            &prefix,
             spec.shard_size.as_u64(),
-            u32::try_from(first).unwrap_or(u32::MAX),
+            first,
         ))
     }
 
-    async fn report_shard(&self, crawl: &str, shard: Finished) -> Result<(), ApiError> {
-        let path = shard.path.clone();
-        let cid = tokio::task::spawn_blocking(move || {
-            std::fs::File::open(&path).and_then(|f| hash_reader(f, HashFn::Blake3))
+    /// The erasure coding of `crawl`'s shards: its spec's, or the default for the storage
+    /// nodes reachable when its first shard is stored.
+    async fn params(&mut self, crawl: &str, storage: &Session) -> Result<ErasureParams, ApiError> {
+        if let Some(p) = self.params.get(crawl) {
+            return Ok(*p);
+        }
+        let nodes = storage
+            .net()
+            .closest_peers(b"tessera/publish".to_vec())
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("finding storage nodes: {e}")))?;
+        let params = default_params(nodes.len());
+        self.params.insert(crawl.to_string(), params);
+        Ok(params)
+    }
+
+    /// Stores `shard` in the network (when the node has storage nodes) and reports it. What
+    /// is done is kept in `shard`, so a failed report does not upload it again.
+    async fn report_shard(&mut self, shard: &mut Pending) -> Result<(), ApiError> {
+        let record = match &shard.record {
+            Some(record) => record.clone(),
+            None => {
+                let record = self.shard_record(&shard.crawl, &shard.file).await?;
+                shard.record = Some(record.clone());
+                record
+            }
+        };
+        info!(
+            crawl = %shard.crawl,
+            shard = %record.name,
+            rows = record.rows,
+            stored = record.layout.is_some(),
+            "shard written"
+        );
+        self.api.shard(&shard.crawl, record).await
+    }
+
+    /// The record of a closed shard: its CID and footer, and its layout once it is stored in
+    /// the network.
+    async fn shard_record(
+        &mut self,
+        crawl: &str,
+        file: &Finished,
+    ) -> Result<ShardRecord, ApiError> {
+        let path = file.path.clone();
+        let (cid, info) = tokio::task::spawn_blocking(move || {
+            let cid = std::fs::File::open(&path)
+                .and_then(|f| hash_reader(f, HashFn::Blake3))
+                .map_err(|e| format!("hashing {}: {e}", path.display()))?
+                .0;
+            let info = inspect(&path).map_err(|e| e.to_string())?;
+            Ok::<_, String>((cid, info))
         })
         .await
         .map_err(|e| ApiError::Local(e.to_string()))?
-        .map_err(|e| ApiError::Local(format!("hashing {}: {e}", shard.path.display())))?
-        .0;
-        info!(crawl, shard = %shard.name, rows = shard.rows, "shard written");
-        self.api
-            .shard(
-                crawl,
-                ShardRecord {
-                    name: shard.name,
-                    cid: cid.to_string(),
-                    rows: shard.rows,
-                    bytes: shard.bytes,
-                    node: self.peer.clone(),
-                },
-            )
-            .await
+        .map_err(ApiError::Local)?;
+        let layout = match self.config.storage.clone() {
+            Some(storage) => {
+                let params = self.params(crawl, &storage).await?;
+                let options = PublishOptions {
+                    parallel: 4,
+                    spool_dir: Some(self.config.out_dir.clone()),
+                    ..PublishOptions::default()
+                };
+                let stored = store_shard(&storage, &file.path, params, &options)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(format!("storing {}: {e}", file.name)))?;
+                let (_, block) = stored
+                    .layout
+                    .to_block()
+                    .map_err(|e| ApiError::Local(e.to_string()))?;
+                Some(block)
+            }
+            None => None,
+        };
+        Ok(ShardRecord {
+            name: file.name.clone(),
+            cid: cid.to_string(),
+            rows: info.rows,
+            bytes: info.size,
+            node: self.peer.clone(),
+            row_groups: info.row_groups,
+            layout,
+        })
     }
 
-    /// Closes every open shard and reports it.
+    /// Closes every open shard, then stores and reports what is pending.
     pub async fn flush(&mut self) -> Result<(), ApiError> {
-        let writers: Vec<(String, ShardWriter)> = lock(&self.writers).drain().collect();
-        for (crawl, writer) in writers {
-            if let Some(f) = writer
-                .finish()
-                .map_err(|e| ApiError::Local(e.to_string()))?
-            {
-                self.report_shard(&crawl, f).await?;
-            }
+        let all: Vec<String> = lock(&self.writers).keys().cloned().collect();
+        self.close(&all)?;
+        self.settle_after = tokio::time::Instant::now();
+        self.settle().await;
+        match self.pending.len() {
+            0 => Ok(()),
+            n => Err(ApiError::Unavailable(format!(
+                "{n} shards not reported yet; they stay on disk and are reported at the next start"
+            ))),
         }
-        Ok(())
     }
+}
+
+/// A closed shard on its way to the coordinator.
+#[derive(Debug)]
+struct Pending {
+    crawl: String,
+    file: Finished,
+    /// Its record, once made (and its pieces stored).
+    record: Option<ShardRecord>,
+}
+
+impl Pending {
+    fn new(crawl: &str, file: Finished) -> Self {
+        Self {
+            crawl: crawl.to_string(),
+            file,
+            record: None,
+        }
+    }
+}
+
+/// The start of the names of this node's shards: the end of its peer id.
+fn shard_prefix(peer: &str) -> String {
+    peer.get(peer.len().saturating_sub(12)..)
+        .unwrap_or("node")
+        .to_string()
+}
+
+/// Shards a node closed in an earlier run and may not have reported: `PREFIX-*.parquet` in
+/// each crawl's folder of `out_dir`.
+fn closed_shards(out_dir: &Path, prefix: &str) -> Vec<Pending> {
+    let mut found = Vec::new();
+    for crawl in std::fs::read_dir(out_dir).into_iter().flatten().flatten() {
+        let crawl_name = crawl.file_name().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(crawl.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(prefix) || !name.ends_with(".parquet") {
+                continue;
+            }
+            let Ok(meta) = file.metadata() else { continue };
+            let finished = Finished {
+                path: file.path(),
+                name,
+                rows: 0,
+                bytes: meta.len(),
+            };
+            found.push(Pending::new(&crawl_name, finished));
+        }
+    }
+    found.sort_by(|a, b| a.file.name.cmp(&b.file.name));
+    found
 }
 
 fn report(url: &str, result: PageResult, links: Vec<String>) -> UrlReport {

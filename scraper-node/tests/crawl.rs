@@ -81,7 +81,7 @@ async fn setup(validate: f64) -> Setup {
     let addr = common::serve("127.0.0.1".parse().unwrap(), site(), log.clone()).await;
     let db = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let coordinator = Coordinator::start(db.path()).unwrap();
+    let coordinator = Coordinator::start(db.path(), None).unwrap();
     let mut spec = spec(addr);
     spec.politeness.validate_fraction = validate;
     let crawl = coordinator.start_crawl(spec).await.unwrap();
@@ -107,6 +107,7 @@ fn spawn_worker<C: CrawlApi + 'static>(
         out_dir: out.join(format!("node{i}")),
         network: NetworkPolicy::allow_private(),
         idle_wait: Duration::from_millis(50),
+        storage: None,
     };
     tokio::spawn(Worker::new(api, key, config).run(async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -167,7 +168,7 @@ async fn crawl(restart: bool) -> Run {
 
 async fn reopen(dir: &Path) -> Coordinator {
     for _ in 0..100 {
-        if let Ok(c) = Coordinator::start(dir) {
+        if let Ok(c) = Coordinator::start(dir, None) {
             return c;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -25,6 +25,7 @@ fn config(dir: &std::path::Path, coordinator: Option<tessera_net::Multiaddr>) ->
         coordinate: coordinator.is_none(),
         coordinator,
         network: NetworkPolicy::allow_private(),
+        publisher_key: None,
     }
 }
 
@@ -74,14 +75,24 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
     let mut status = Value::Null;
     for _ in 0..600 {
         status = status_of(id.clone()).await;
-        if status["finished"] == true && status["rows"] == status["progress"]["stored"] {
+        // Without storage nodes a finished crawl cannot be published, and says why.
+        if status["state"].get("unpublishable").is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(status["finished"], true, "{status}");
+    assert_eq!(status["progress"]["queued"], 0);
     assert_eq!(status["progress"]["stored"], site::KEPT.len());
     assert_eq!(status["rows"], site::KEPT.len());
+    assert_eq!(status["rows_pending"], 0);
+    assert!(
+        status["state"]["unpublishable"]
+            .as_str()
+            .unwrap()
+            .contains("--bootstrap"),
+        "{status}"
+    );
     let list: Value = http.get(&api).send().await.unwrap().json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
 

@@ -27,7 +27,8 @@ enum Command {
     Start {
         /// The spec.
         spec: PathBuf,
-        /// Wait until the crawl is done, showing its progress.
+        /// Wait until the crawl is done and published, showing its progress; the last line
+        /// printed is the dataset version's manifest CID.
         #[arg(long)]
         wait: bool,
     },
@@ -66,7 +67,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("crawl {id} started");
             let status = watch(&http, &format!("{api}/{id}")).await?;
             print_status(&status);
-            println!("{id}");
+            let state = &status["state"];
+            match state.get("published").map(|p| &p["manifest"]) {
+                Some(Value::String(manifest)) => println!("{manifest}"),
+                _ => bail!("crawl {id} ended unpublished: {}", describe(state)),
+            }
         }
         Command::Status { id: Some(id) } => {
             print_status(&call(http.get(format!("{api}/{id}"))).await?)
@@ -113,8 +118,12 @@ async fn reason(response: reqwest::Response) -> String {
     }
 }
 
-/// Polls until every URL is done and every stored page is in a reported shard, with a
-/// progress line on a terminal.
+/// How many failed attempts to publish `--wait` sits through: the coordinator goes on
+/// trying after that, but a person waiting should hear why.
+const WAIT_ATTEMPTS: u64 = 3;
+
+/// Polls until the crawl is published, stopped, or cannot be published, with a progress
+/// line on a terminal.
 async fn watch(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -128,15 +137,36 @@ async fn watch(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
     };
     loop {
         let status = call(http.get(url)).await?;
-        let p = &status["progress"];
+        let (p, state) = (&status["progress"], &status["state"]);
         if let Some(bar) = &bar {
+            let busiest = p["backlog"]
+                .get(0)
+                .map(|h| {
+                    format!(
+                        ", busiest host {} ({} queued)",
+                        h[0].as_str().unwrap_or("?"),
+                        h[1]
+                    )
+                })
+                .unwrap_or_default();
             bar.set_message(format!(
-                "{} stored, {} skipped, {} failed, {} queued, {} leased, {} rows in shards",
-                p["stored"], p["skipped"], p["failed"], p["queued"], p["leased"], status["rows"]
+                "{} stored, {} skipped, {} failed, {} queued, {} leased, {} rows in shards{busiest}; {}",
+                p["stored"],
+                p["skipped"],
+                p["failed"],
+                p["queued"],
+                p["leased"],
+                status["rows"],
+                describe(state),
             ));
         }
-        let done = status["finished"] == true && status["rows"] == p["stored"];
-        if done || status["state"] == "stopped" {
+        let done = state.get("published").is_some()
+            || state == "stopped"
+            || state.get("unpublishable").is_some()
+            || state["unpublished"]["attempts"]
+                .as_u64()
+                .is_some_and(|n| n >= WAIT_ATTEMPTS);
+        if done {
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
@@ -146,16 +176,38 @@ async fn watch(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
     }
 }
 
+/// A crawl's state in words.
+fn describe(state: &Value) -> String {
+    if let Some(s) = state.as_str() {
+        return s.to_string();
+    }
+    if let Some(p) = state.get("published") {
+        return format!(
+            "published as version {}: {}",
+            p["version"],
+            p["manifest"].as_str().unwrap_or("?")
+        );
+    }
+    if let Some(u) = state.get("unpublished") {
+        return format!(
+            "not published yet ({} attempts): {}",
+            u["attempts"],
+            u["reason"].as_str().unwrap_or("?")
+        );
+    }
+    if let Some(reason) = state.get("unpublishable") {
+        return format!("cannot be published: {}", reason.as_str().unwrap_or("?"));
+    }
+    state.to_string()
+}
+
 fn print_status(s: &Value) {
     let p = &s["progress"];
     println!(
         "{}  {}  {}  stored {}  skipped {}  failed {}  queued {}  leased {}  shards {}  rows {}",
         s["id"].as_str().unwrap_or("?"),
         s["name"].as_str().unwrap_or("?"),
-        match &s["state"] {
-            Value::String(state) => state.clone(),
-            other => other.to_string(),
-        },
+        describe(&s["state"]),
         p["stored"],
         p["skipped"],
         p["failed"],
@@ -166,6 +218,9 @@ fn print_status(s: &Value) {
     );
     for host in p["backlog"].as_array().into_iter().flatten() {
         println!("  backlog {}  {}", host[0].as_str().unwrap_or("?"), host[1]);
+    }
+    if s["rows_pending"].as_u64().is_some_and(|n| n > 0) {
+        println!("  pages not in a recorded shard yet {}", s["rows_pending"]);
     }
     if p["checks_pending"].as_u64().is_some_and(|n| n > 0) {
         println!("  checks pending {}", p["checks_pending"]);

@@ -5,7 +5,8 @@
 //! ```toml
 //! data-dir = "/var/lib/tessera/scraper"
 //! listen = ["/ip4/0.0.0.0/tcp/4002"]
-//! bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
+//! bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]   # storage nodes
+//! publisher-key = "/var/lib/tessera/scraper/publisher.key"   # signs published crawls
 //! http = "127.0.0.1:8090"            # the crawl API; only with the coordinator role
 //! coordinator = "/ip4/203.0.113.9/tcp/4002/p2p/12D3KooW..."   # scrape for this coordinator
 //! coordinate = true                  # accept crawls and lease them out
@@ -24,6 +25,7 @@ use tessera_scraper_node::{
 use super::{
     config::read_toml,
     daemon::{self, say},
+    publisher_key,
 };
 
 /// The crawl API's address unless one is given.
@@ -42,9 +44,15 @@ pub(crate) struct Args {
     /// libp2p listen address (repeatable) [default: TCP on port 4002].
     #[arg(long)]
     listen: Vec<Multiaddr>,
-    /// Peer to join through, ending in /p2p/PEER_ID (repeatable).
+    /// Storage node to join through, ending in /p2p/PEER_ID (repeatable). Shards are stored
+    /// in their network and finished crawls published there; without one, shards stay in
+    /// the data directory.
     #[arg(long)]
     bootstrap: Vec<Multiaddr>,
+    /// The key that signs the dataset versions of finished crawls
+    /// [default: publisher.key in the data directory, created if missing].
+    #[arg(long)]
+    publisher_key: Option<PathBuf>,
     /// Address of the crawl API [default: 127.0.0.1:8090].
     #[arg(long)]
     http: Option<SocketAddr>,
@@ -73,6 +81,7 @@ struct FileConfig {
     http: Option<SocketAddr>,
     coordinator: Option<Multiaddr>,
     coordinate: Option<bool>,
+    publisher_key: Option<PathBuf>,
 }
 
 fn node_config(args: Args) -> anyhow::Result<ScraperConfig> {
@@ -85,6 +94,13 @@ fn node_config(args: Args) -> anyhow::Result<ScraperConfig> {
     let listen = daemon::list(args.listen, file.listen, || default_listen);
     let bootstrap = daemon::list(args.bootstrap, file.bootstrap, Vec::new);
     let coordinate = !args.no_coordinate && file.coordinate.unwrap_or(true);
+    let publisher_key = match args.publisher_key.or(file.publisher_key) {
+        Some(path) => Some(
+            publisher_key::load(&path)?
+                .with_context(|| format!("no publisher key at {}", path.display()))?,
+        ),
+        None => None,
+    };
     Ok(ScraperConfig {
         data_dir,
         listen,
@@ -97,6 +113,7 @@ fn node_config(args: Args) -> anyhow::Result<ScraperConfig> {
         } else {
             NetworkPolicy::public_only()
         },
+        publisher_key,
     })
 }
 
@@ -119,6 +136,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         say(format_args!("crawls    http://{http}/v1/crawls"));
     }
     say(format_args!("data      {}", config.data_dir.display()));
+    match &node.publisher {
+        Some(publisher) => say(format_args!("publishes as {publisher}")),
+        None if config.coordinate => say(format_args!(
+            "no storage nodes (--bootstrap): crawls stay on this node, unpublished"
+        )),
+        None => {}
+    }
     daemon::until_stopped().await?;
     say(format_args!("stopping"));
     node.shutdown().await;

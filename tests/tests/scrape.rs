@@ -1,0 +1,283 @@
+//! From web pages to a published dataset: two scraper nodes crawl a real site on 127.0.0.1,
+//! store their shards in a network of five storage nodes (RocksDB each), and the coordinating
+//! node publishes the crawl as a signed dataset version that anyone fetches by name, every
+//! row verified. A second crawl of the same name becomes version 2.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use arrow::array::{Array, StringArray};
+use axum::{
+    Router,
+    extract::{Path as UrlPath, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::Value;
+use tessera_client::{
+    Session,
+    dataset::{FetchOptions, publish::list_parquet},
+};
+use tessera_dataset_registry::fetch_version;
+use tessera_formats::DatasetRef;
+use tessera_scraper_node::{
+    address::NetworkPolicy,
+    node::{ScraperConfig, ScraperNode},
+    provenance::{schema, verify_batch},
+    publish::CRAWL_KEY,
+};
+use tessera_storage_node::LocalNetwork;
+use tessera_tests::read_rows;
+
+const MIB: u64 = 1024 * 1024;
+/// Pages linked from the home page; `/private/…` is disallowed by robots.txt.
+const PAGES: usize = 12;
+
+/// Paths the site answered, in order.
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn page(i: usize) -> String {
+    let links: String = (0..PAGES)
+        .map(|j| format!("<a href=\"/page/{j}\">page {j}</a> "))
+        .collect();
+    format!(
+        "<html><head><title>Page {i}</title></head><body><article><h1>Page {i}</h1>\
+         <p>This is page number {i} of a small site that two scraper nodes crawl together. \
+         Every page of it should end up exactly once in the dataset that the crawl publishes, \
+         signed by the node that fetched it.</p><nav>{links}<a href=\"/private/x\">x</a></nav>\
+         </article></body></html>"
+    )
+}
+
+async fn serve(log: Log) -> SocketAddr {
+    let router = Router::new()
+        .route(
+            "/robots.txt",
+            get(|| async { "User-agent: *\nDisallow: /private/\n" }),
+        )
+        .route("/", get(|| async { html(page(PAGES)) }))
+        .route(
+            "/page/{i}",
+            get(|UrlPath(i): UrlPath<usize>| async move {
+                if i < PAGES {
+                    html(page(i))
+                } else {
+                    StatusCode::NOT_FOUND.into_response()
+                }
+            }),
+        )
+        .route("/private/x", get(|| async { html(page(99)) }))
+        .layer(axum::middleware::from_fn_with_state(
+            log,
+            |State(log): State<Log>,
+             request: axum::extract::Request,
+             next: axum::middleware::Next| async move {
+                log.lock().unwrap().push(request.uri().path().to_string());
+                next.run(request).await
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+fn html(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+fn config(
+    dir: &Path,
+    storage: Vec<tessera_net::Multiaddr>,
+    coordinator: Option<tessera_net::Multiaddr>,
+) -> ScraperConfig {
+    ScraperConfig {
+        data_dir: dir.to_path_buf(),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap: storage,
+        http: coordinator
+            .is_none()
+            .then(|| "127.0.0.1:0".parse().unwrap()),
+        coordinate: coordinator.is_none(),
+        coordinator,
+        network: NetworkPolicy::allow_private(),
+        publisher_key: None,
+    }
+}
+
+/// Starts a crawl of the site and waits until it is published; returns its id and status.
+async fn crawl(http: &reqwest::Client, api: &str, site: SocketAddr) -> (String, Value) {
+    let spec = format!(
+        "name = \"site-text\"\nseeds = [\"http://{site}/\"]\nmax_pages = 100\nmax_depth = 2\n\
+         shard_size = \"64KiB\"\n\
+         [politeness]\ndelay_seconds = 0.01\nlease_size = 4\nvalidate_fraction = 0.0\n"
+    );
+    let started = http.post(api).body(spec).send().await.unwrap();
+    assert_eq!(started.status(), 201);
+    let id = started.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..1200 {
+        let status: Value = http
+            .get(format!("{api}/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["state"].get("published").is_some() {
+            return (id, status);
+        }
+        assert!(status["state"].get("unpublishable").is_none(), "{status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the crawl was not published in a minute");
+}
+
+/// url -> (times seen, file_path), after checking every row's schema and signature.
+fn rows(dir: &Path) -> BTreeMap<String, (usize, String)> {
+    let mut out: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (name, path) in list_parquet(dir).unwrap() {
+        for batch in read_rows(&path) {
+            assert_eq!(batch.schema(), schema());
+            assert!(verify_batch(&batch).unwrap().is_empty(), "{name}");
+            let col = |n: &str| {
+                batch
+                    .column_by_name(n)
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone()
+            };
+            let (urls, files) = (col("url"), col("file_path"));
+            for i in 0..urls.len() {
+                // A row names the dataset file it lives in.
+                assert_eq!(files.value(i), name);
+                let entry = out
+                    .entry(urls.value(i).to_string())
+                    .or_insert((0, name.clone()));
+                entry.0 += 1;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crawl_is_stored_published_and_fetched_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(&dir.path().join("storage"), 5, 256 * MIB)
+        .await
+        .unwrap();
+    let log = Log::default();
+    let site = serve(log.clone()).await;
+
+    let a = ScraperNode::start(config(&dir.path().join("a"), network.bootstrap(), None))
+        .await
+        .unwrap();
+    let b = ScraperNode::start(config(
+        &dir.path().join("b"),
+        network.bootstrap(),
+        Some(a.addresses[0].clone()),
+    ))
+    .await
+    .unwrap();
+    let publisher = a.publisher.unwrap();
+    assert!(b.publisher.is_none(), "only the coordinator publishes");
+    let api = format!("http://{}/v1/crawls", a.http.unwrap());
+    let http = reqwest::Client::new();
+
+    let (id, status) = crawl(&http, &api, site).await;
+    let manifest = status["state"]["published"]["manifest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(status["state"]["published"]["version"], 1);
+    assert_eq!(status["progress"]["stored"], PAGES + 1);
+    assert_eq!(status["rows"], PAGES + 1);
+    assert_eq!(status["rows_pending"], 0);
+    assert!(
+        !log.lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.starts_with("/private")),
+        "robots.txt was not honoured"
+    );
+
+    // Anyone fetches the version by name, from the storage network alone.
+    let reader = Session::join(network.bootstrap()).await.unwrap();
+    let out = dir.path().join("fetched");
+    let reference: DatasetRef = format!("{publisher}/site-text@v1").parse().unwrap();
+    let (cid, entry, _) = fetch_version(&reader, &reference, &out, None, &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(cid.to_string(), manifest);
+    let v1 = entry.unwrap();
+    assert_eq!(v1.record.record.version, 1);
+    let got = rows(&out);
+    let mut want: Vec<String> = (0..PAGES)
+        .map(|i| format!("http://{site}/page/{i}"))
+        .collect();
+    want.push(format!("http://{site}/"));
+    want.sort();
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), want);
+    assert!(got.values().all(|(n, _)| *n == 1), "a page twice: {got:?}");
+    assert!(got.values().all(|(_, f)| f.starts_with(&format!("{id}/"))));
+    let fetched_manifest = tessera_client::dataset::fetch_manifest(&reader, cid)
+        .await
+        .unwrap();
+    assert_eq!(fetched_manifest.metadata[CRAWL_KEY], id);
+    assert_eq!(fetched_manifest.total_rows(), PAGES as u64 + 1);
+
+    // The nodes gave their disks back: their shards live in the network now.
+    let local = |node: &str| {
+        walk(&dir.path().join(node).join("shards"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .count()
+    };
+    assert_eq!(local("a") + local("b"), 0);
+
+    // The same dataset crawled again is its next version, with the first as parent.
+    let (_, again) = crawl(&http, &api, site).await;
+    assert_eq!(again["state"]["published"]["version"], 2);
+    let v2: DatasetRef = format!("{publisher}/site-text@latest").parse().unwrap();
+    let out2 = dir.path().join("fetched-v2");
+    let (cid2, entry2, _) = fetch_version(&reader, &v2, &out2, None, &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        cid2.to_string(),
+        again["state"]["published"]["manifest"].as_str().unwrap()
+    );
+    assert_eq!(entry2.unwrap().record.record.parent, Some(v1.cid));
+    assert_eq!(rows(&out2).len(), PAGES + 1);
+
+    b.shutdown().await;
+    a.shutdown().await;
+    network.shutdown().await;
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
