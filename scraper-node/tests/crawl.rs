@@ -426,3 +426,64 @@ async fn pages_fetched_again_by_other_nodes_expose_a_node_that_lies() {
         "every stored page was checked once"
     );
 }
+
+/// A node whose coordinator takes its leases but cannot record shards: as if it went away
+/// just as the node closed them.
+#[derive(Clone)]
+struct NoShards(Switchboard);
+
+impl CrawlApi for NoShards {
+    async fn lease(&self, node: &str) -> Result<Offer, ApiError> {
+        self.0.lease(node).await
+    }
+
+    async fn complete(&self, completion: Completion) -> Result<Vec<String>, ApiError> {
+        self.0.complete(completion).await
+    }
+
+    async fn shard(&self, _crawl: &str, _shard: ShardRecord) -> Result<(), ApiError> {
+        Err(ApiError::Unavailable(
+            "the coordinator is restarting".into(),
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shards_not_recorded_before_a_worker_stops_are_reported_when_it_starts_again() {
+    let Setup {
+        log,
+        addr,
+        db: _db,
+        out,
+        coordinator,
+        crawl,
+    } = setup(0.0).await;
+    let board = Switchboard(Arc::new(RwLock::new(coordinator)));
+    let key = Keypair::generate_ed25519();
+    let peers = vec![key.public().to_peer_id().to_string()];
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = spawn_worker(NoShards(board.clone()), key.clone(), out.path(), 0, stop_rx);
+    let stuck = wait_for(&board, |s| s.finished && s.progress.stored > 0).await;
+    stop_tx.send(true).unwrap();
+    worker.await.unwrap();
+    // Every page is accepted, none is in a recorded shard: the rows wait on the node's disk.
+    assert_eq!(stuck.rows, 0);
+    assert_eq!(stuck.rows_pending, stuck.progress.stored);
+
+    // The same node, started again, reports what it finds on disk, and only once.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = spawn_worker(board.clone(), key, out.path(), 0, stop_rx);
+    let done = wait_for(&board, |s| s.rows == s.progress.stored).await;
+    stop_tx.send(true).unwrap();
+    worker.await.unwrap();
+    assert_eq!(done.rows_pending, 0);
+    assert_eq!(done.rows, site::KEPT.len() as u64);
+    check(&Run {
+        log,
+        addr,
+        out,
+        crawl,
+        peers,
+    });
+}

@@ -1,7 +1,8 @@
 //! From web pages to a published dataset: two scraper nodes crawl a real site on 127.0.0.1,
 //! store their shards in a network of five storage nodes (RocksDB each), and the coordinating
 //! node publishes the crawl as a signed dataset version that anyone fetches by name, every
-//! row verified. A second crawl of the same name becomes version 2.
+//! row verified. A second crawl of the same name becomes version 2; the same crawl published
+//! again (a coordinator restarted after registering it) stays one version.
 
 #![allow(clippy::unwrap_used)]
 
@@ -24,15 +25,20 @@ use axum::{
 use serde_json::Value;
 use tessera_client::{
     Session,
-    dataset::{FetchOptions, publish::list_parquet},
+    dataset::{
+        FetchOptions, PublishOptions, default_params, inspect::inspect, publish::list_parquet,
+        store_shard,
+    },
 };
-use tessera_dataset_registry::fetch_version;
-use tessera_formats::DatasetRef;
+use tessera_dataset_registry::{fetch_version, remote};
+use tessera_formats::{DatasetRef, PublisherKey, VersionSel, record::SigningKey};
 use tessera_scraper_node::{
     address::NetworkPolicy,
+    crawl_store::ShardRecord,
     node::{ScraperConfig, ScraperNode},
     provenance::{schema, verify_batch},
-    publish::CRAWL_KEY,
+    publish::{CRAWL_KEY, Publisher, publish_crawl},
+    spec::CrawlSpec,
 };
 use tessera_storage_node::LocalNetwork;
 use tessera_tests::read_rows;
@@ -280,4 +286,80 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// A coordinator that registered a crawl's version and was restarted before it recorded so
+/// publishes the crawl again: it gets the version it made, not a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crawl_published_again_is_the_same_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(&dir.path().join("storage"), 4, 256 * MIB)
+        .await
+        .unwrap();
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let path = dir.path().join("shard.parquet");
+    tessera_tests::write_parquet(&path, "crawl shard", 3_000);
+    let stored = store_shard(
+        &session,
+        &path,
+        default_params(4),
+        &PublishOptions::default(),
+    )
+    .await
+    .unwrap();
+    let info = inspect(&path).unwrap();
+    let record = ShardRecord {
+        name: "node-00000.parquet".into(),
+        cid: stored.layout.content.to_string(),
+        rows: info.rows,
+        bytes: info.size,
+        node: "node".into(),
+        row_groups: info.row_groups,
+        layout: Some(stored.layout.to_block().unwrap().1),
+    };
+    let publisher = Publisher {
+        session: Session::join(network.bootstrap()).await.unwrap(),
+        key: SigningKey::from_bytes(&[3; 32]),
+    };
+    let spec = CrawlSpec::from_toml(
+        "name = \"again\"\nseeds = [\"http://example.com/\"]\nmax_pages = 10\nmax_depth = 1\n",
+    )
+    .unwrap();
+    let records = [record];
+
+    let first = publish_crawl(&publisher, "crawl-a", &spec, &records, 0)
+        .await
+        .unwrap();
+    assert_eq!(first.version, 1);
+    // Once the record has spread (a restart takes longer than gossip), publishing the same
+    // crawl again finds it.
+    let me = PublisherKey::of(&publisher.key).to_string();
+    for _ in 0..200 {
+        if remote::find(&session, Some(&me), "again", VersionSel::Latest, None)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = publish_crawl(&publisher, "crawl-a", &spec, &records, 0)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+
+    // Another crawl of the same name is the next version, and says what it lacks.
+    let other = publish_crawl(&publisher, "crawl-b", &spec, &records, 2)
+        .await
+        .unwrap();
+    assert_eq!(other.version, 2);
+    let manifest =
+        tessera_client::dataset::fetch_manifest(&session, other.manifest.parse().unwrap())
+            .await
+            .unwrap();
+    assert_eq!(manifest.metadata[CRAWL_KEY], "crawl-b");
+    assert_eq!(manifest.metadata["tessera.crawl.missing_pages"], "2");
+    assert_eq!(manifest.shards[0].name, "crawl-b/node-00000.parquet");
+
+    network.shutdown().await;
 }
