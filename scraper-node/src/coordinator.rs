@@ -527,9 +527,6 @@ impl Actor {
             }
         }
     }
-}
-
-impl Actor {
     /// Starts a publish task for every crawl that is ready.
     async fn publish_ready(&mut self) {
         let now = now_ms();
@@ -538,11 +535,22 @@ impl Actor {
             let Some(missing) = c.ready_to_publish(now) else {
                 continue;
             };
-            let Some(publisher) = self.publisher.clone() else {
-                // Without a storage network there is nothing to try again.
-                if !matches!(c.state, CrawlState::Unpublishable(_)) {
-                    unpublishable.push(id.clone());
+            // Nothing to try again: no storage network, or no page to publish.
+            let cannot = match &self.publisher {
+                None => Some(
+                    "this node has no storage network to publish to: start it with \
+                     --bootstrap and a storage node's address",
+                ),
+                Some(_) if c.frontier.stored() == 0 => Some("the crawl stored no pages"),
+                Some(_) => None,
+            };
+            if let Some(why) = cannot {
+                if c.state != CrawlState::Unpublishable(why.to_string()) {
+                    unpublishable.push((id.clone(), why));
                 }
+                continue;
+            }
+            let Some(publisher) = self.publisher.clone() else {
                 continue;
             };
             if missing > 0 {
@@ -556,12 +564,8 @@ impl Actor {
                 let _ = results.send((id, result)).await;
             });
         }
-        for id in unpublishable {
-            let state = CrawlState::Unpublishable(
-                "this node has no storage network to publish to: start it with --bootstrap \
-                 and a storage node's address"
-                    .into(),
-            );
+        for (id, why) in unpublishable {
+            let state = CrawlState::Unpublishable(why.to_string());
             if let Err(e) = self.set_state(&id, state).await {
                 warn!(crawl = %id, %e, "recording the crawl's state failed");
             }

@@ -621,7 +621,7 @@ fn shard_prefix(peer: &str) -> String {
 }
 
 /// Shards a node closed in an earlier run and may not have reported: `PREFIX-*.parquet` in
-/// each crawl's folder of `out_dir`.
+/// each crawl's folder of `out_dir`. Shards it left open are removed.
 fn closed_shards(out_dir: &Path, prefix: &str) -> Vec<Pending> {
     let mut found = Vec::new();
     for crawl in std::fs::read_dir(out_dir).into_iter().flatten().flatten() {
@@ -632,7 +632,16 @@ fn closed_shards(out_dir: &Path, prefix: &str) -> Vec<Pending> {
             .flatten()
         {
             let name = file.file_name().to_string_lossy().into_owned();
-            if !name.starts_with(prefix) || !name.ends_with(".parquet") {
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            if name.ends_with(".partial") {
+                // A shard an earlier run never closed: unreadable, its rows are gone.
+                warn!(file = %file.path().display(), "removing a shard left open by an earlier run");
+                let _ = std::fs::remove_file(file.path());
+                continue;
+            }
+            if !name.ends_with(".parquet") {
                 continue;
             }
             let Ok(meta) = file.metadata() else { continue };
