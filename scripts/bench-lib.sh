@@ -11,7 +11,8 @@ if [ -n "${TESSERA_BIN:-}" ]; then
 else
     source "$tessera_root/scripts/setup.sh"
     cargo build --quiet --release --locked --manifest-path "$tessera_root/Cargo.toml" \
-        -p tessera-cli -p tessera-examples --example parquet_dataset --example read_parquet
+        -p tessera-cli -p tessera-examples --bin tessera --example parquet_dataset --example read_parquet \
+        --example static_site
     bin="${CARGO_TARGET_DIR:-$tessera_root/target}/release/tessera"
     examples="${CARGO_TARGET_DIR:-$tessera_root/target}/release/examples"
 fi

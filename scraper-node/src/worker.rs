@@ -16,7 +16,7 @@
 //! takes a shard it already has as a repeat).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     future::Future,
     path::{Path, PathBuf},
     sync::Arc,
@@ -120,6 +120,8 @@ pub struct WorkerConfig {
 
 /// Pause between reports of a lease while the coordinator is unavailable.
 const COMPLETE_RETRY: Duration = Duration::from_millis(200);
+/// Pages of a lease whose bodies may wait for extraction while the next page is fetched.
+const EXTRACT_AHEAD: usize = 2;
 /// Pause before pending shards are tried again after an attempt left some.
 const SETTLE_RETRY: Duration = Duration::from_secs(5);
 
@@ -327,9 +329,14 @@ impl<C: CrawlApi> Worker<C> {
         let mut reports = Vec::with_capacity(lease.urls.len());
         let mut rows: HashMap<String, Row> = HashMap::new();
         let mut crawl_delay = None;
+        // Pages are extracted on blocking threads while the next ones are fetched; results
+        // are taken in lease order, and at most EXTRACT_AHEAD bodies wait for extraction.
+        let mut made: VecDeque<Made> = VecDeque::new();
+        let mut extracting = 0;
         for url in &lease.urls {
             let Ok(parsed) = url::Url::parse(url) else {
-                reports.push(report(url, PageResult::Skipped("not a URL".into()), vec![]));
+                let skipped = report(url, PageResult::Skipped("not a URL".into()), vec![]);
+                made.push_back(Made::Ready(url.clone(), skipped));
                 continue;
             };
             let outcome = fetcher.fetch(&parsed, &scope, spacing).await;
@@ -337,23 +344,29 @@ impl<C: CrawlApi> Worker<C> {
                 .crawl_delay(&parsed, spacing)
                 .await
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
-            let (report, row) = match outcome {
-                Outcome::Page(page) => self.row_for(url, page, spec, crawl).await,
-                Outcome::Skipped(skip) => (
+            let next = match outcome {
+                Outcome::Page(page) => {
+                    while extracting >= EXTRACT_AHEAD {
+                        let Some(done) = made.pop_front() else { break };
+                        extracting -= usize::from(matches!(done, Made::Extracting(..)));
+                        take(done, lease.check, &mut reports, &mut rows).await;
+                    }
+                    extracting += 1;
+                    Made::Extracting(url.clone(), self.start_row(url, page, spec, crawl))
+                }
+                Outcome::Skipped(skip) => Made::Ready(
+                    url.clone(),
                     report(url, PageResult::Skipped(skip.to_string()), vec![]),
-                    None,
                 ),
-                Outcome::Failed(error) => (
+                Outcome::Failed(error) => Made::Ready(
+                    url.clone(),
                     report(url, PageResult::Failed(error.to_string()), vec![]),
-                    None,
                 ),
             };
-            debug!(%url, result = ?report.result, check = lease.check, "fetched");
-            // A check's row is never written: the page is another node's.
-            if let Some(row) = row.filter(|_| !lease.check) {
-                rows.insert(url.clone(), row);
-            }
-            reports.push(report);
+            made.push_back(next);
+        }
+        for done in made {
+            take(done, lease.check, &mut reports, &mut rows).await;
         }
         let accepted = self.complete(crawl, &lease, reports, crawl_delay).await?;
         let mut written = 0;
@@ -398,17 +411,19 @@ impl<C: CrawlApi> Worker<C> {
     }
 
     /// What came of a fetched page: its report (with its links and text hash) and its row.
-    async fn row_for(
+    /// Starts making the report and row of a fetched page (with its links and text hash) on
+    /// a blocking thread: extraction is the node's CPU work.
+    fn start_row(
         &self,
         url: &str,
         page: crate::fetch::Page,
         spec: &CrawlSpec,
         crawl: &str,
-    ) -> (UrlReport, Option<Row>) {
+    ) -> tokio::task::JoinHandle<(UrlReport, Option<Row>)> {
         let (key, agent, dump) = (self.key.clone(), spec.user_agent.clone(), crawl.to_string());
         let ai_optouts = spec.politeness.ai_optouts;
         let leased = url.to_string();
-        let made = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let html = decode_html(&page.body, &page.content_type);
             let extracted = extract(&html, &page.url, &agent);
             let links: Vec<String> = extracted.links.iter().map(|u| u.to_string()).collect();
@@ -443,11 +458,6 @@ impl<C: CrawlApi> Worker<C> {
                     None,
                 ),
             }
-        })
-        .await;
-        made.unwrap_or_else(|e| {
-            let failed = PageResult::Failed(format!("extraction: {e}"));
-            (report(url, failed, vec![]), None)
         })
     }
 
@@ -656,6 +666,38 @@ fn closed_shards(out_dir: &Path, prefix: &str) -> Vec<Pending> {
     }
     found.sort_by(|a, b| a.file.name.cmp(&b.file.name));
     found
+}
+
+/// A lease's URL on its way to a report: done, or its page still being extracted.
+enum Made {
+    /// Skipped or failed: no page, so no row.
+    Ready(String, UrlReport),
+    Extracting(String, tokio::task::JoinHandle<(UrlReport, Option<Row>)>),
+}
+
+/// Takes a URL's report, and its row unless the lease is a check (the page is another
+/// node's, so no row is written).
+async fn take(
+    made: Made,
+    check: bool,
+    reports: &mut Vec<UrlReport>,
+    rows: &mut HashMap<String, Row>,
+) {
+    let (url, report_, row) = match made {
+        Made::Ready(url, r) => (url, r, None),
+        Made::Extracting(url, handle) => match handle.await {
+            Ok((r, row)) => (url, r, row),
+            Err(e) => {
+                let failed = report(&url, PageResult::Failed(format!("extraction: {e}")), vec![]);
+                (url, failed, None)
+            }
+        },
+    };
+    debug!(%url, result = ?report_.result, check, "fetched");
+    if let Some(row) = row.filter(|_| !check) {
+        rows.insert(url, row);
+    }
+    reports.push(report_);
 }
 
 fn report(url: &str, result: PageResult, links: Vec<String>) -> UrlReport {
