@@ -6,10 +6,12 @@ pub mod dataset_ref;
 pub mod erasure;
 pub mod layout;
 pub mod manifest;
+pub mod receipt;
 pub mod record;
 
 pub use cid::Cid;
 pub use dataset_ref::{DatasetRef, VersionSel};
 pub use layout::ShardLayout;
 pub use manifest::Manifest;
+pub use receipt::{AuditReceipt, AuditResult, SignedReceipt};
 pub use record::{PublisherKey, SignedRecord, VersionRecord};

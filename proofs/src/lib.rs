@@ -4,6 +4,7 @@ pub mod challenge;
 pub mod outboard;
 pub mod prove;
 pub mod range;
+pub mod schedule;
 pub mod tree;
 pub mod verify;
 
@@ -13,4 +14,5 @@ pub use challenge::{
 pub use outboard::{Outboard, OutboardError, PieceData};
 pub use prove::{MAX_PROOF_BODY, Proof, ProveError, prove};
 pub use range::{ByteRange, MAX_RANGE_LEN, RangeError, prove_range, verify_range};
+pub use schedule::{Schedule, Strikes};
 pub use verify::{ProofError, Verified, verify};
