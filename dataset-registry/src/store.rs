@@ -392,6 +392,31 @@ impl RecordStore {
         Ok(self.inner.db.get(tagged(b'm', &cid.to_bytes()))?)
     }
 
+    /// The distinct pieces of every stored manifest, at most `limit` of them, and whether
+    /// some were left out: what an auditor challenges.
+    pub fn pieces(&self, limit: usize) -> Result<(Vec<Cid>, bool), AdmitError> {
+        let mut seen = std::collections::BTreeSet::new();
+        let iter = self
+            .inner
+            .db
+            .iterator(IteratorMode::From(b"m", Direction::Forward));
+        for item in iter {
+            let (key, block) = item?;
+            if key.first() != Some(&b'm') {
+                break;
+            }
+            let manifest = Manifest::from_block(&block)
+                .map_err(|_| AdmitError::Damaged("a stored manifest".into()))?;
+            for piece in manifest.shards.iter().flat_map(|s| &s.layout.pieces) {
+                if seen.len() == limit && !seen.contains(piece) {
+                    return Ok((seen.into_iter().collect(), true));
+                }
+                seen.insert(*piece);
+            }
+        }
+        Ok((seen.into_iter().collect(), false))
+    }
+
     /// A manifest that lists the shard with content CID `shard`, and the shard's index in it.
     pub fn shard(&self, shard: &Cid) -> Result<Option<(Cid, usize)>, AdmitError> {
         let Some(value) = self.inner.db.get(tagged(b's', &shard.to_bytes()))? else {

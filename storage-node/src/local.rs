@@ -38,6 +38,10 @@ impl LocalNetwork {
                 http: Some((std::net::Ipv4Addr::LOCALHOST, 0).into()),
                 scrub_interval_secs: 0,
                 registry: true,
+                // Audits are driven by hand here (`StorageNode::auditor`), not on a timer.
+                audit_interval_secs: 0,
+                audit_period_secs: 0,
+                audit_failures: 3,
             };
             let node = StorageNode::start(config.clone()).await?;
             if i == 0 {

@@ -30,6 +30,9 @@ pub struct Metrics {
     challenges_answered: Counter,
     pieces_stored: Counter,
     pieces_failed_check: Counter,
+    audits_passed: Counter,
+    audits_failed: Counter,
+    pieces_failed_audit: Counter,
     pieces_held: Gauge,
     bytes_used: Gauge,
     bytes_free: Gauge,
@@ -53,6 +56,9 @@ impl Metrics {
             challenges_answered: Counter::default(),
             pieces_stored: Counter::default(),
             pieces_failed_check: Counter::default(),
+            audits_passed: Counter::default(),
+            audits_failed: Counter::default(),
+            pieces_failed_audit: Counter::default(),
             pieces_held: Gauge::default(),
             bytes_used: Gauge::default(),
             bytes_free: Gauge::default(),
@@ -84,6 +90,21 @@ impl Metrics {
             "pieces_failed_check",
             "Held pieces found not matching their CID and dropped",
             m.pieces_failed_check.clone(),
+        );
+        registry.register(
+            "audits_passed",
+            "Challenges this node sent as an auditor whose proof verified",
+            m.audits_passed.clone(),
+        );
+        registry.register(
+            "audits_failed",
+            "Challenges this node sent as an auditor that failed (bad proof, refused, timeout, unreachable)",
+            m.audits_failed.clone(),
+        );
+        registry.register(
+            "pieces_failed_audit",
+            "Pieces another node failed to prove the configured number of times in a row",
+            m.pieces_failed_audit.clone(),
         );
         registry.register("pieces_held", "Pieces held now", m.pieces_held.clone());
         registry.register("bytes_used", "Bytes of pieces held", m.bytes_used.clone());
@@ -121,6 +142,23 @@ impl Metrics {
 
     pub(crate) fn failed_check(&self) {
         self.pieces_failed_check.inc();
+    }
+
+    pub(crate) fn audit_passed(&self) {
+        self.audits_passed.inc();
+    }
+
+    pub(crate) fn audit_failed(&self) {
+        self.audits_failed.inc();
+    }
+
+    pub(crate) fn piece_failed_audit(&self) {
+        self.pieces_failed_audit.inc();
+    }
+
+    /// Audits this node sent that passed and that failed, so far.
+    pub fn audits(&self) -> (u64, u64) {
+        (self.audits_passed.get(), self.audits_failed.get())
     }
 
     /// Held pieces that failed a check so far.

@@ -10,8 +10,12 @@ use tessera_net::{Client, Multiaddr, NetworkConfig, identity};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use tessera_formats::record::SigningKey;
+
 use crate::{
+    audit::{AuditConfig, Auditor, signing_key},
     metrics::Metrics,
+    receipts::{ReceiptStore, ReceiptStoreError},
     service::{ServiceLimits, serve},
     store::{PieceStore, StartupReport, StoreConfig, StoreError},
 };
@@ -42,6 +46,57 @@ pub struct NodeConfig {
     /// follow announcements and serve the registry's HTTP API.
     #[serde(default = "default_registry")]
     pub registry: bool,
+    /// Seconds between two audit rounds; 0 turns the auditor role off. It needs the registry
+    /// role, whose datasets it audits.
+    #[serde(default = "default_audit_interval")]
+    pub audit_interval_secs: u64,
+    /// Seconds in which every known piece is challenged once.
+    #[serde(default = "default_audit_period")]
+    pub audit_period_secs: u64,
+    /// Failures in a row after which a node fails a piece.
+    #[serde(default = "default_audit_failures")]
+    pub audit_failures: u32,
+}
+
+fn default_audit_interval() -> u64 {
+    AuditConfig::default().interval.as_secs()
+}
+
+fn default_audit_period() -> u64 {
+    AuditConfig::default().period.as_secs()
+}
+
+fn default_audit_failures() -> u32 {
+    AuditConfig::default().failures
+}
+
+impl NodeConfig {
+    /// A node in `data_dir` with every default (no listen address, no bootstrap peer, 10 GiB).
+    pub fn with_defaults(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            capacity: 10 << 30,
+            max_piece: default_max_piece(),
+            http: None,
+            scrub_interval_secs: default_scrub_interval(),
+            registry: default_registry(),
+            audit_interval_secs: default_audit_interval(),
+            audit_period_secs: default_audit_period(),
+            audit_failures: default_audit_failures(),
+        }
+    }
+
+    /// The auditor's settings; none when the role is off.
+    pub fn audit(&self) -> Option<AuditConfig> {
+        (self.audit_interval_secs > 0 && self.registry).then(|| AuditConfig {
+            interval: Duration::from_secs(self.audit_interval_secs),
+            period: Duration::from_secs(self.audit_period_secs.max(self.audit_interval_secs)),
+            failures: self.audit_failures.max(1),
+            ..AuditConfig::default()
+        })
+    }
 }
 
 fn default_registry() -> bool {
@@ -75,6 +130,12 @@ pub enum NodeError {
     /// The registry's database could not be opened.
     #[error("registry: {0}")]
     Registry(#[from] tessera_dataset_registry::AdmitError),
+    /// The receipt store could not be opened.
+    #[error(transparent)]
+    Receipts(#[from] ReceiptStoreError),
+    /// The identity is not an Ed25519 key, which receipts need.
+    #[error("the node's identity is not an Ed25519 key")]
+    NotEd25519,
     /// The HTTP port could not be bound.
     #[error("HTTP port {addr}: {source}")]
     Http {
@@ -103,6 +164,10 @@ pub struct StorageNode {
     pub startup: StartupReport,
     /// The registry role, if it runs.
     pub registry: Option<Registry>,
+    /// The audit receipts it keeps.
+    pub receipts: Arc<ReceiptStore>,
+    /// The key that signs its receipts (its identity's).
+    key: SigningKey,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -112,6 +177,7 @@ impl StorageNode {
     /// every held piece.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         let keypair = identity::load_or_create(&config.data_dir)?;
+        let key = signing_key(&keypair).ok_or(NodeError::NotEd25519)?;
         let store_config = StoreConfig {
             dir: config.data_dir.clone(),
             capacity: config.capacity,
@@ -158,6 +224,18 @@ impl StorageNode {
         } else {
             None
         };
+        let receipts = Arc::new(ReceiptStore::open(&config.data_dir.join("receipts"))?);
+        if let (Some(audit), Some(registry)) = (config.audit(), &registry) {
+            let auditor = Auditor::new(
+                client.clone(),
+                registry.store().clone(),
+                receipts.clone(),
+                key.clone(),
+                metrics.clone(),
+                audit,
+            );
+            tasks.push(tokio::spawn(auditor.run()));
+        }
         if config.scrub_interval_secs > 0 {
             tasks.push(tokio::spawn(scrub_periodically(
                 client.clone(),
@@ -206,8 +284,24 @@ impl StorageNode {
             http,
             startup,
             registry,
+            receipts,
+            key,
             tasks,
         })
+    }
+
+    /// An auditor with this node's key, registry and receipts, for driving rounds by hand
+    /// (tests, an operator's one-off audit); none without the registry role.
+    pub fn auditor(&self, config: AuditConfig) -> Option<Auditor> {
+        let registry = self.registry.as_ref()?;
+        Some(Auditor::new(
+            self.client.clone(),
+            registry.store().clone(),
+            self.receipts.clone(),
+            self.key.clone(),
+            self.metrics.clone(),
+            config,
+        ))
     }
 
     /// Stops every task of the node (network, service, HTTP) and waits until they are gone:

@@ -31,6 +31,9 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         http: Some("127.0.0.1:0".parse().unwrap()),
         scrub_interval_secs: 0,
         registry: true,
+        audit_interval_secs: 0,
+        audit_period_secs: 0,
+        audit_failures: 3,
     }
 }
 

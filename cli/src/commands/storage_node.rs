@@ -9,6 +9,9 @@
 //! capacity = "50GiB"
 //! http = "127.0.0.1:8080"
 //! scrub-interval-secs = 86400   # re-hash every held piece once a day; 0 turns it off
+//! audit-interval = "30m"        # an audit round every 30 minutes; "0s" turns the auditor off
+//! audit-period = "24h"          # every known piece challenged once a day
+//! audit-failures = 3            # failures in a row before a node fails a piece
 //! ```
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -49,6 +52,18 @@ pub(crate) struct Args {
     /// Do not run the dataset registry role (records, /tessera/registry/1, HTTP /v1 API).
     #[arg(long)]
     no_registry: bool,
+    /// Time between audit rounds, like 30m; 0s turns the auditor role off [default: 30m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    audit_interval: Option<std::time::Duration>,
+    /// Time in which every known piece is challenged once, like 24h [default: 24h].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    audit_period: Option<std::time::Duration>,
+}
+
+/// A duration in a config file, like "30m".
+fn duration(text: Option<&str>, what: &str) -> anyhow::Result<Option<std::time::Duration>> {
+    text.map(|t| humantime::parse_duration(t).with_context(|| format!("{what}: {t:?}")))
+        .transpose()
 }
 
 /// The config file: every field optional, unknown fields refused.
@@ -64,6 +79,9 @@ struct FileConfig {
     http: Option<SocketAddr>,
     scrub_interval_secs: Option<u64>,
     registry: Option<bool>,
+    audit_interval: Option<String>,
+    audit_period: Option<String>,
+    audit_failures: Option<u32>,
 }
 
 fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
@@ -78,6 +96,7 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
     ];
     let listen = daemon::list(args.listen, file.listen, || default_listen);
     let bootstrap = daemon::list(args.bootstrap, file.bootstrap, Vec::new);
+    let defaults = NodeConfig::with_defaults(data_dir.clone());
     let capacity = args
         .capacity
         .or(file.capacity)
@@ -94,6 +113,15 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
             .scrub_interval_secs
             .unwrap_or(tessera_storage_node::node::DEFAULT_SCRUB_INTERVAL_SECS),
         registry: !args.no_registry && file.registry.unwrap_or(true),
+        audit_interval_secs: args
+            .audit_interval
+            .or(duration(file.audit_interval.as_deref(), "audit-interval")?)
+            .map_or(defaults.audit_interval_secs, |d| d.as_secs()),
+        audit_period_secs: args
+            .audit_period
+            .or(duration(file.audit_period.as_deref(), "audit-period")?)
+            .map_or(defaults.audit_period_secs, |d| d.as_secs()),
+        audit_failures: file.audit_failures.unwrap_or(defaults.audit_failures),
     })
 }
 
@@ -145,8 +173,11 @@ mod tests {
             capacity,
             http: None,
             no_registry: false,
+            audit_interval: None,
+            audit_period: None,
         };
         let c = node_config(args(None)).unwrap();
+        assert_eq!((c.audit_interval_secs, c.audit_period_secs), (1800, 86_400));
         assert_eq!(c.data_dir, PathBuf::from("/srv/t"));
         assert_eq!(c.capacity, 50 << 30);
         assert_eq!(c.listen.len(), 1);
@@ -154,6 +185,19 @@ mod tests {
         assert!(c.registry);
         let c = node_config(args(Some(ByteSize::mib(5)))).unwrap();
         assert_eq!(c.capacity, 5 << 20);
+        let c = node_config(Args {
+            audit_interval: Some(std::time::Duration::from_secs(300)),
+            ..args(None)
+        })
+        .unwrap();
+        assert_eq!(c.audit_interval_secs, 300);
+
+        std::fs::write(&path, "audit-interval = \"1h\"\naudit-failures = 5\n").unwrap();
+        let c = node_config(args(None)).unwrap();
+        assert_eq!((c.audit_interval_secs, c.audit_failures), (3600, 5));
+        std::fs::write(&path, "audit-interval = \"often\"\n").unwrap();
+        let err = format!("{:#}", node_config(args(None)).unwrap_err());
+        assert!(err.contains("audit-interval"), "{err}");
 
         std::fs::write(&path, "capacity = \"lots\"\n").unwrap();
         let err = format!("{:#}", node_config(args(None)).unwrap_err());

@@ -1,0 +1,153 @@
+//! Audit receipts in RocksDB: every receipt this node signed as an auditor (and, later, those
+//! it hears from others), kept as its verified block and found by audited node and time.
+//!
+//! ```text
+//! key                                         value
+//! r/{node key 32 B}{time ms, 8 B BE}{cid}     the signed receipt's DAG-CBOR block
+//! ```
+
+use std::path::Path;
+
+use cid::Cid;
+use rocksdb::{DB, Direction, IteratorMode, Options, WriteOptions};
+use tessera_formats::{
+    SignedReceipt,
+    receipt::{NodeKey, ReceiptError},
+};
+
+/// The receipt store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiptStoreError {
+    /// RocksDB.
+    #[error("receipt store: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// A receipt that does not verify, offered or found on disk.
+    #[error("receipt: {0}")]
+    Receipt(#[from] ReceiptError),
+}
+
+/// The receipts a node keeps; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct ReceiptStore {
+    db: DB,
+}
+
+fn key(node: &NodeKey, time_ms: u64, cid: &Cid) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + 32 + 8 + 40);
+    k.extend_from_slice(b"r/");
+    k.extend_from_slice(&node.0);
+    k.extend_from_slice(&time_ms.to_be_bytes());
+    k.extend_from_slice(&cid.to_bytes());
+    k
+}
+
+impl ReceiptStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, ReceiptStoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        Ok(Self {
+            db: DB::open(&opts, dir)?,
+        })
+    }
+
+    /// Keeps a receipt after checking it; returns its CID. Keeping one twice is harmless.
+    pub fn insert(&self, receipt: &SignedReceipt) -> Result<Cid, ReceiptStoreError> {
+        let (cid, block) = receipt.to_block()?;
+        let r = &receipt.receipt;
+        // Not synced: a receipt lost to a crash is one audit fewer, never a wrong one.
+        self.db.put_opt(
+            key(&r.node, r.time_ms, &cid),
+            block,
+            &WriteOptions::default(),
+        )?;
+        Ok(cid)
+    }
+
+    /// The receipts about `node` from `since_ms` on, oldest first, at most `limit`.
+    pub fn about(
+        &self,
+        node: &NodeKey,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<SignedReceipt>, ReceiptStoreError> {
+        let mut prefix = b"r/".to_vec();
+        prefix.extend_from_slice(&node.0);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&since_ms.to_be_bytes());
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, block) = item?;
+            if !k.starts_with(&prefix) || out.len() == limit {
+                break;
+            }
+            out.push(SignedReceipt::from_block(&block)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_formats::{
+        AuditReceipt, AuditResult, PublisherKey, address::raw_cid, receipt::RECEIPT_VERSION,
+        record::SigningKey,
+    };
+
+    use super::*;
+
+    #[test]
+    fn receipts_are_found_by_node_and_time_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let auditor = SigningKey::from_bytes(&[1; 32]);
+        let (a, b) = (PublisherKey([2; 32]), PublisherKey([3; 32]));
+        let receipt = |node: NodeKey, time_ms: u64, result: AuditResult| {
+            AuditReceipt {
+                format: RECEIPT_VERSION,
+                auditor: PublisherKey::of(&auditor),
+                node,
+                piece: raw_cid(b"piece"),
+                size: if result.passed() { 4096 } else { 0 },
+                nonce: [5; 32],
+                samples: 16,
+                result,
+                time_ms,
+            }
+            .sign(&auditor)
+            .unwrap()
+        };
+        {
+            let store = ReceiptStore::open(dir.path()).unwrap();
+            for t in [30, 10, 20] {
+                store.insert(&receipt(a, t, AuditResult::Passed)).unwrap();
+            }
+            store.insert(&receipt(b, 15, AuditResult::Timeout)).unwrap();
+            // The same receipt twice is kept once.
+            store.insert(&receipt(b, 15, AuditResult::Timeout)).unwrap();
+        }
+        let store = ReceiptStore::open(dir.path()).unwrap();
+        let times = |node, since, limit| -> Vec<u64> {
+            store
+                .about(&node, since, limit)
+                .unwrap()
+                .iter()
+                .map(|r| r.receipt.time_ms)
+                .collect()
+        };
+        assert_eq!(times(a, 0, 10), [10, 20, 30]);
+        assert_eq!(times(a, 15, 10), [20, 30]);
+        assert_eq!(times(a, 0, 2), [10, 20]);
+        assert_eq!(times(b, 0, 10), [15]);
+        assert!(times(PublisherKey([4; 32]), 0, 10).is_empty());
+
+        // A receipt whose signature does not verify is not kept.
+        let mut forged = receipt(a, 40, AuditResult::Passed);
+        forged.receipt.result = AuditResult::BadProof;
+        assert!(store.insert(&forged).is_err());
+        assert_eq!(times(a, 0, 10), [10, 20, 30]);
+    }
+}
