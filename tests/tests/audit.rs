@@ -1,7 +1,8 @@
 //! Audits over a real network on 127.0.0.1: a dataset is published on five storage nodes, one
 //! node loses a piece and rots another, and an auditor's rounds catch it: failed receipts for
 //! that node, passed ones for the others, the node failing both pieces after the configured
-//! failures in a row, and every receipt signed and kept.
+//! failures in a row, and every receipt signed and kept. A node that answers with a proof for
+//! another nonce, or over other bytes, fails every time.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,6 +11,8 @@ use std::{collections::BTreeMap, io::Write as _, time::Duration};
 use tessera_client::{Session, dataset::PublishOptions, dataset::publish::list_parquet};
 use tessera_dataset_registry::publish_version;
 use tessera_formats::{AuditResult, Cid, record::SigningKey};
+use tessera_net::{InboundRequest, Keypair, NetworkConfig, protocol::ChallengeResponse};
+use tessera_proofs::{Challenge, Outboard, Proof, prove};
 use tessera_storage_node::{
     LocalNetwork,
     audit::{AuditConfig, node_key},
@@ -154,5 +157,88 @@ async fn a_node_that_loses_and_rots_pieces_fails_its_audits() {
     assert_eq!(failed_count, 4);
     assert_eq!(passed, u64::try_from(2 * holders_audited - 4).unwrap());
 
+    network.shutdown().await;
+}
+
+/// How the lying node answers a challenge for a piece it holds.
+#[derive(Clone, Copy, Debug)]
+enum Lie {
+    /// A true proof, for a nonce of its own choosing (one it could have computed in advance).
+    OtherNonce,
+    /// The same, relabelled with the nonce it was asked for.
+    Relabelled,
+    /// A proof over other bytes, claimed for the piece.
+    OtherBytes,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(&dir.path().join("nodes"), 1, 64 * MIB)
+        .await
+        .unwrap();
+    let auditor_node = network.node(0).unwrap();
+    let piece_bytes = tessera_tests::sample_bytes("liar's piece", 300_000);
+    let other_bytes = tessera_tests::sample_bytes("other bytes", 300_000);
+    let piece = tessera_formats::address::raw_cid(&piece_bytes);
+    let (outboard, _) = Outboard::compute(&piece_bytes).unwrap();
+    let (other_outboard, _) = Outboard::compute(&other_bytes).unwrap();
+
+    // The liar: a node on the network that answers challenges itself.
+    let liar = tessera_net::start(
+        Keypair::generate_ed25519(),
+        NetworkConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            ..NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let liar_peer = liar.client.peer_id();
+    let lie = std::sync::Arc::new(std::sync::Mutex::new(Lie::OtherNonce));
+    let (client, mut inbound, mode) = (liar.client.clone(), liar.inbound, lie.clone());
+    tokio::spawn(async move {
+        while let Some(request) = inbound.recv().await {
+            let InboundRequest::Challenge {
+                request, channel, ..
+            } = request
+            else {
+                continue;
+            };
+            let own = Challenge {
+                nonce: [7; 32],
+                ..request.clone()
+            };
+            let current = *mode.lock().unwrap();
+            let proof = match current {
+                Lie::OtherNonce => prove(&own, &piece_bytes, &outboard).unwrap(),
+                Lie::Relabelled => Proof {
+                    nonce: request.nonce,
+                    ..prove(&own, &piece_bytes, &outboard).unwrap()
+                },
+                Lie::OtherBytes => prove(&request, &other_bytes, &other_outboard).unwrap(),
+            };
+            let _ = client
+                .respond_challenge(channel, ChallengeResponse::Proof(proof))
+                .await;
+        }
+    });
+    let liar_addr = liar.client.info().await.unwrap().dialable_addrs()[0].clone();
+    auditor_node.client.dial(liar_addr).await.unwrap();
+
+    let auditor = auditor_node
+        .auditor(AuditConfig {
+            samples: 64,
+            ..AuditConfig::default()
+        })
+        .unwrap();
+    for mode in [Lie::OtherNonce, Lie::Relabelled, Lie::OtherBytes] {
+        *lie.lock().unwrap() = mode;
+        for _ in 0..3 {
+            let receipt = auditor.audit(liar_peer, piece).await.unwrap();
+            assert_eq!(receipt.receipt.result, AuditResult::BadProof, "{mode:?}");
+            receipt.verify().unwrap();
+        }
+    }
     network.shutdown().await;
 }
