@@ -177,30 +177,22 @@ impl ScraperNode {
             );
             None
         } else {
-            connect(&network.client, &config.bootstrap)
-                .await
-                .map_err(ScraperNodeError::Storage)?;
+            if let Err(e) = connect(&network.client, &config.bootstrap).await {
+                tasks.iter().for_each(JoinHandle::abort);
+                return Err(ScraperNodeError::Storage(e));
+            }
             Some(Arc::new(Session::with_client(network.client.clone())))
         };
 
         let mut publisher_id = None;
         let coordinator = if config.coordinate {
-            let publisher = match (&storage, config.publisher_key.clone()) {
-                (None, _) => None,
-                (Some(_), Some(key)) => Some(key),
-                (Some(_), None) => {
-                    let path = config.data_dir.join("publisher.key");
-                    let (key, created) = publisher_key::load_or_create(&path)?;
-                    if created {
-                        info!(path = %path.display(), "publisher key created");
-                    }
-                    Some(key)
-                }
-            }
-            .map(|key| Publisher {
-                session: Session::with_client(network.client.clone()),
-                key,
-            });
+            let publisher = match &storage {
+                Some(_) => Some(Publisher {
+                    session: Session::with_client(network.client.clone()),
+                    key: signing_key(&config)?,
+                }),
+                None => None,
+            };
             publisher_id = publisher.as_ref().map(|p| PublisherKey::of(&p.key));
             let coordinator = Coordinator::start(&config.data_dir.join("crawls"), publisher)?;
             tasks.push(tokio::spawn(serve(
@@ -275,6 +267,20 @@ impl ScraperNode {
             let _ = task.await;
         }
     }
+}
+
+/// The key finished crawls are signed with: the configured one, or `publisher.key` in the
+/// data directory, created on first use.
+fn signing_key(config: &ScraperConfig) -> Result<SigningKey, ScraperNodeError> {
+    if let Some(key) = &config.publisher_key {
+        return Ok(key.clone());
+    }
+    let path = config.data_dir.join("publisher.key");
+    let (key, created) = publisher_key::load_or_create(&path)?;
+    if created {
+        info!(path = %path.display(), "publisher key created");
+    }
+    Ok(key)
 }
 
 /// The HTTP API over a coordinator.
