@@ -53,6 +53,18 @@ pub fn encode_with_cid<T: Serialize>(value: &T) -> Result<(Cid, Vec<u8>), BlockE
     Ok((dag_cbor_cid(&bytes), bytes))
 }
 
+/// Encodes a value as a block of at most `max` bytes; returns its CID and the bytes.
+pub fn encode_bounded<T: Serialize>(value: &T, max: usize) -> Result<(Cid, Vec<u8>), BlockError> {
+    let (cid, bytes) = encode_with_cid(value)?;
+    if bytes.len() > max {
+        return Err(BlockError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    Ok((cid, bytes))
+}
+
 /// Decodes a block of at most `max` bytes that must be the canonical encoding of a `T`.
 pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8], max: usize) -> Result<T, BlockError> {
     if bytes.len() > max {

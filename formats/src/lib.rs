@@ -8,6 +8,7 @@ pub mod layout;
 pub mod manifest;
 pub mod receipt;
 pub mod record;
+mod signed;
 
 pub use cid::Cid;
 pub use dataset_ref::{DatasetRef, VersionSel};

@@ -16,13 +16,14 @@
 //! Pure: the auditor's loop, the store and the gossip are the nodes' business.
 
 use cid::Cid;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     address::{BLAKE3, RAW},
     block::{self, BlockError},
     record::PublisherKey,
+    signed,
 };
 
 /// The receipt format version this code writes and reads.
@@ -147,12 +148,6 @@ impl AuditReceipt {
         Ok(())
     }
 
-    fn signing_bytes(&self) -> Result<Vec<u8>, ReceiptError> {
-        let mut bytes = SIGNING_DOMAIN.to_vec();
-        bytes.extend(block::encode(self)?);
-        Ok(bytes)
-    }
-
     /// Signs the receipt with the auditor's identity key, which must be the receipt's
     /// auditor.
     pub fn sign(self, auditor: &SigningKey) -> Result<SignedReceipt, ReceiptError> {
@@ -163,7 +158,7 @@ impl AuditReceipt {
                 "the signing key is not the receipt's auditor",
             ));
         }
-        let signature = auditor.sign(&self.signing_bytes()?).to_bytes().to_vec();
+        let signature = signed::sign(SIGNING_DOMAIN, &self, auditor)?;
         Ok(SignedReceipt {
             receipt: self,
             signature,
@@ -187,28 +182,16 @@ impl SignedReceipt {
     pub fn verify(&self) -> Result<(), ReceiptError> {
         self.receipt.validate()?;
         let auditor = self.receipt.auditor;
-        let bad = || ReceiptError::BadSignature { auditor };
-        let key = VerifyingKey::from_bytes(&auditor.0).map_err(|_| bad())?;
-        let signature: [u8; 64] = self.signature.as_slice().try_into().map_err(|_| bad())?;
-        key.verify_strict(
-            &self.receipt.signing_bytes()?,
-            &Signature::from_bytes(&signature),
-        )
-        .map_err(|_| bad())
+        if !signed::verifies(SIGNING_DOMAIN, &self.receipt, &auditor.0, &self.signature)? {
+            return Err(ReceiptError::BadSignature { auditor });
+        }
+        Ok(())
     }
 
     /// Encodes the signed receipt as a DAG-CBOR block; returns its CID and bytes.
     pub fn to_block(&self) -> Result<(Cid, Vec<u8>), ReceiptError> {
         self.verify()?;
-        let (cid, bytes) = block::encode_with_cid(self)?;
-        if bytes.len() > MAX_RECEIPT_BYTES {
-            return Err(BlockError::TooLarge {
-                len: bytes.len(),
-                max: MAX_RECEIPT_BYTES,
-            }
-            .into());
-        }
-        Ok((cid, bytes))
+        Ok(block::encode_bounded(self, MAX_RECEIPT_BYTES)?)
     }
 
     /// Decodes a receipt block and checks its rules and signature.

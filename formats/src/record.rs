@@ -16,12 +16,12 @@ use std::{fmt, str::FromStr};
 
 use cid::Cid;
 pub use ed25519_dalek::SigningKey;
-use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
     address::{DAG_CBOR, HashFn},
     block::{self, BlockError},
+    signed,
 };
 
 /// The record format version this code writes and reads.
@@ -227,13 +227,6 @@ impl VersionRecord {
         Ok(())
     }
 
-    /// The bytes the publisher signs.
-    fn signing_bytes(&self) -> Result<Vec<u8>, RecordError> {
-        let mut bytes = SIGNING_DOMAIN.to_vec();
-        bytes.extend(block::encode(self)?);
-        Ok(bytes)
-    }
-
     /// Signs the record with the publisher's key, which must be the record's publisher.
     pub fn sign(self, signer: &SigningKey) -> Result<SignedRecord, RecordError> {
         self.validate()?;
@@ -243,7 +236,7 @@ impl VersionRecord {
                 "the signing key is not the record's publisher",
             ));
         }
-        let signature = signer.sign(&self.signing_bytes()?).to_bytes().to_vec();
+        let signature = signed::sign(SIGNING_DOMAIN, &self, signer)?;
         Ok(SignedRecord {
             record: self,
             signature,
@@ -275,28 +268,16 @@ impl SignedRecord {
     pub fn verify(&self) -> Result<(), RecordError> {
         self.record.validate()?;
         let publisher = self.record.publisher;
-        let bad = || RecordError::BadSignature { publisher };
-        let key = VerifyingKey::from_bytes(&publisher.0).map_err(|_| bad())?;
-        let signature: [u8; 64] = self.signature.as_slice().try_into().map_err(|_| bad())?;
-        key.verify_strict(
-            &self.record.signing_bytes()?,
-            &Signature::from_bytes(&signature),
-        )
-        .map_err(|_| bad())
+        if !signed::verifies(SIGNING_DOMAIN, &self.record, &publisher.0, &self.signature)? {
+            return Err(RecordError::BadSignature { publisher });
+        }
+        Ok(())
     }
 
     /// Encodes the signed record as a DAG-CBOR block; returns its CID and bytes.
     pub fn to_block(&self) -> Result<(Cid, Vec<u8>), RecordError> {
         self.verify()?;
-        let (cid, bytes) = block::encode_with_cid(self)?;
-        if bytes.len() > MAX_RECORD_BYTES {
-            return Err(BlockError::TooLarge {
-                len: bytes.len(),
-                max: MAX_RECORD_BYTES,
-            }
-            .into());
-        }
-        Ok((cid, bytes))
+        Ok(block::encode_bounded(self, MAX_RECORD_BYTES)?)
     }
 
     /// Decodes a record block and checks its rules and signature.
