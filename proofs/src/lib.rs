@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod challenge;
+pub mod ledger;
 pub mod outboard;
 pub mod prove;
 pub mod range;
@@ -11,6 +12,7 @@ pub mod verify;
 pub use challenge::{
     Challenge, ChallengeError, DEFAULT_SAMPLES, MAX_SAMPLES, pass_probability, samples_for,
 };
+pub use ledger::{Ledger, Proven, ledger};
 pub use outboard::{Outboard, OutboardError, PieceData};
 pub use prove::{MAX_PROOF_BODY, Proof, ProveError, prove};
 pub use range::{ByteRange, MAX_RANGE_LEN, RangeError, prove_range, verify_range};

@@ -1,0 +1,180 @@
+//! What audit receipts prove: per node, the storage it held over a window, in byte-hours,
+//! computed by anyone from the receipts alone.
+//!
+//! The receipts of one (node, piece) pair, from every auditor, are put in time order. A passed
+//! audit at time `t` credits the piece's size for the time since the pair's previous receipt,
+//! but never more than `cap` (a node is not paid for months on one audit) and never before
+//! the window's start; a failed audit credits nothing, and the next pass counts only from it.
+//!
+//! ```text
+//! pair's receipts:   pass(t1)      pass(t2)      fail(t3)      pass(t4)
+//! credited:          [t1-cap,t1]   (t1,t2]       —             (t3,t4]     each clipped to the
+//!                                                                          window and to `cap`
+//! ```
+//!
+//! Receipts that do not verify are counted apart and credit nothing. Merging several
+//! auditors' receipts this way never counts the same hour twice.
+
+use std::collections::BTreeMap;
+
+use cid::Cid;
+use tessera_formats::{SignedReceipt, receipt::NodeKey};
+
+/// What one node proved in a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Proven {
+    /// Byte-milliseconds of pieces it proved it held.
+    pub byte_ms: u128,
+    /// Audits it passed.
+    pub passed: u64,
+    /// Audits it failed.
+    pub failed: u64,
+}
+
+impl Proven {
+    /// The proven storage in GiB-hours.
+    pub fn gib_hours(&self) -> f64 {
+        // Precision is not at stake at these magnitudes.
+        #[allow(clippy::cast_precision_loss)]
+        let byte_ms = self.byte_ms as f64;
+        byte_ms / f64::from(1u32 << 30) / 3_600_000.0
+    }
+}
+
+/// The ledger of a window: what every node proved, and how many receipts did not verify.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ledger {
+    /// Per audited node.
+    pub nodes: BTreeMap<NodeKey, Proven>,
+    /// Receipts whose signature or rules failed; they count for nothing.
+    pub invalid: usize,
+}
+
+/// Computes the ledger of the window `[from_ms, to_ms)` from `receipts` (any order, any
+/// auditors, duplicates allowed), crediting at most `cap_ms` per pass.
+pub fn ledger(receipts: &[SignedReceipt], from_ms: u64, to_ms: u64, cap_ms: u64) -> Ledger {
+    let mut out = Ledger::default();
+    // Per (node, piece): (time, passed, size) of each audit.
+    type Audits = Vec<(u64, bool, u64)>;
+    let mut pairs: BTreeMap<(NodeKey, Cid), Audits> = BTreeMap::new();
+    for signed in receipts {
+        if signed.verify().is_err() {
+            out.invalid += 1;
+            continue;
+        }
+        let r = &signed.receipt;
+        if r.time_ms < from_ms || r.time_ms >= to_ms {
+            continue;
+        }
+        pairs
+            .entry((r.node, r.piece))
+            .or_default()
+            .push((r.time_ms, r.result.passed(), r.size));
+    }
+    for ((node, _), mut audits) in pairs {
+        audits.sort_unstable();
+        audits.dedup();
+        let proven = out.nodes.entry(node).or_default();
+        let mut previous: Option<u64> = None;
+        for (time, passed, size) in audits {
+            if passed {
+                let since = previous
+                    .unwrap_or(0)
+                    .max(time.saturating_sub(cap_ms))
+                    .max(from_ms);
+                proven.byte_ms += u128::from(size) * u128::from(time.saturating_sub(since));
+                proven.passed += 1;
+            } else {
+                proven.failed += 1;
+            }
+            previous = Some(time);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_formats::{
+        AuditReceipt, AuditResult, PublisherKey, address::raw_cid, receipt::RECEIPT_VERSION,
+        record::SigningKey,
+    };
+
+    use super::*;
+
+    const HOUR: u64 = 3_600_000;
+    const GIB: u64 = 1 << 30;
+
+    fn receipt(
+        auditor: &SigningKey,
+        node: NodeKey,
+        piece: &[u8],
+        time_ms: u64,
+        passed: bool,
+    ) -> SignedReceipt {
+        AuditReceipt {
+            format: RECEIPT_VERSION,
+            auditor: PublisherKey::of(auditor),
+            node,
+            piece: raw_cid(piece),
+            size: if passed { GIB } else { 0 },
+            nonce: [1; 32],
+            samples: 10,
+            result: if passed {
+                AuditResult::Passed
+            } else {
+                AuditResult::Timeout
+            },
+            time_ms,
+        }
+        .sign(auditor)
+        .unwrap()
+    }
+
+    #[test]
+    fn passes_credit_the_time_since_the_last_audit_and_failures_reset_it() {
+        let (a1, a2) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let (n, m) = (PublisherKey([7; 32]), PublisherKey([8; 32]));
+        let receipts = vec![
+            // Node n, piece x: passes at 10 h and 12 h (two auditors), fails at 14 h, passes
+            // at 15 h.
+            receipt(&a1, n, b"x", 10 * HOUR, true),
+            receipt(&a2, n, b"x", 12 * HOUR, true),
+            receipt(&a1, n, b"x", 14 * HOUR, false),
+            receipt(&a2, n, b"x", 15 * HOUR, true),
+            // The same receipt again counts once.
+            receipt(&a2, n, b"x", 15 * HOUR, true),
+            // Node m, piece y: one pass at 30 h, long after the window starts.
+            receipt(&a1, m, b"y", 30 * HOUR, true),
+        ];
+        let l = ledger(&receipts, 0, 100 * HOUR, 4 * HOUR);
+        // n: 4 h (capped) + 2 h + 1 h (since the failure) = 7 GiB-hours.
+        let proven = l.nodes[&n];
+        assert!((proven.gib_hours() - 7.0).abs() < 1e-9, "{proven:?}");
+        assert_eq!((proven.passed, proven.failed), (3, 1));
+        assert!((l.nodes[&m].gib_hours() - 4.0).abs() < 1e-9);
+        assert_eq!(l.invalid, 0);
+
+        // A window that starts at 11 h: the pass at 12 h counts from 11 h; the one at 10 h is
+        // outside.
+        let late = ledger(&receipts, 11 * HOUR, 20 * HOUR, 4 * HOUR);
+        assert!((late.nodes[&n].gib_hours() - 2.0).abs() < 1e-9, "{late:?}");
+        assert!(!late.nodes.contains_key(&m));
+    }
+
+    #[test]
+    fn receipts_that_do_not_verify_count_for_nothing() {
+        let auditor = SigningKey::from_bytes(&[1; 32]);
+        let n = PublisherKey([7; 32]);
+        let mut forged = receipt(&auditor, n, b"x", 5 * HOUR, true);
+        forged.receipt.size = 100 * GIB;
+        let mut failed_made_passed = receipt(&auditor, n, b"x", 6 * HOUR, false);
+        failed_made_passed.receipt.result = AuditResult::Passed;
+        let l = ledger(&[forged, failed_made_passed], 0, 10 * HOUR, HOUR);
+        assert_eq!(l.invalid, 2);
+        assert!(l.nodes.is_empty());
+    }
+}
