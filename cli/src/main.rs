@@ -45,6 +45,11 @@ enum Command {
     ScraperNode(commands::scraper_node::Args),
     /// Start, watch and stop crawls on a scraper node.
     Crawl(commands::crawl::Args),
+    /// What a storage node's auditor checked, found failed and repaired.
+    Audit(commands::audit::Args),
+    /// The storage each node proved and the pages it scraped in a period, from signed
+    /// receipts (each one verified) and scraped datasets.
+    Rewards(commands::rewards::Args),
 }
 
 #[tokio::main]
@@ -74,6 +79,8 @@ async fn main() -> ExitCode {
         Command::Robots(args) => commands::robots::run(args),
         Command::ScraperNode(args) => commands::scraper_node::run(args).await,
         Command::Crawl(args) => commands::crawl::run(args).await,
+        Command::Audit(args) => commands::audit::run(args).await,
+        Command::Rewards(args) => commands::rewards::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -84,6 +84,19 @@ pub enum ClientError {
     /// The fetched pieces did not decode to the shard.
     #[error("decoding: {0}")]
     Decode(#[from] DecodeError),
+    /// A rebuilt piece does not have the CID its layout names (the layout lies about its
+    /// encoding, or this build encodes differently).
+    #[error("shard {shard}: piece {index} rebuilds to {got}, not {want}")]
+    RebuiltMismatch {
+        /// The shard's content CID.
+        shard: Box<Cid>,
+        /// The piece's index.
+        index: usize,
+        /// What the rebuild gave.
+        got: Box<Cid>,
+        /// What the layout names.
+        want: Box<Cid>,
+    },
     /// The output file exists.
     #[error("{} exists; remove it or pick another name", .0.display())]
     OutputExists(PathBuf),

@@ -87,6 +87,19 @@ pub async fn fetch_shard(
     out: &Path,
     options: &GetOptions,
 ) -> Result<GetReport, ClientError> {
+    fetch_shard_with(session, layout, out, options, &[]).await
+}
+
+/// Like [`fetch_shard`], with some pieces at hand already (`(index, file)`: a storage node's
+/// own pieces): those are used first and not fetched. They are not hashed on their own;
+/// the decoded shard is hashed against its CID, so a bad one fails the whole.
+pub async fn fetch_shard_with(
+    session: &Session,
+    layout: &ShardLayout,
+    out: &Path,
+    options: &GetOptions,
+    have: &[(usize, PathBuf)],
+) -> Result<GetReport, ClientError> {
     layout.validate().map_err(|source| ClientError::Layout {
         cid: Box::new(layout.content),
         source,
@@ -119,13 +132,22 @@ pub async fn fetch_shard(
             Ok::<_, (usize, String)>((index, path))
         })
     };
-    for index in 0..k {
+    let mut fetched: Vec<(usize, PathBuf)> = Vec::with_capacity(k);
+    for (index, path) in have {
+        if *index < total && fetched.len() < k && fetched.iter().all(|(i, _)| i != index) {
+            fetched.push((*index, path.clone()));
+        }
+    }
+    // Data pieces first, then parity, skipping those at hand.
+    let at_hand: Vec<usize> = fetched.iter().map(|(i, _)| *i).collect();
+    let mut order = (0..total).filter(|i| !at_hand.contains(i));
+    for index in order.by_ref().take(k - fetched.len()) {
         spawn(&mut tasks, index);
     }
-    let mut next = k;
-    let mut fetched: Vec<(usize, PathBuf)> = Vec::with_capacity(k);
     let mut failed = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
+    while fetched.len() < k
+        && let Some(joined) = tasks.join_next().await
+    {
         match joined {
             Ok(Ok(piece)) => {
                 fetched.push(piece);
@@ -136,9 +158,8 @@ pub async fn fetch_shard(
             Ok(Err((index, why))) => {
                 debug!(index, %why, "piece lost; fetching another instead");
                 failed.push((index, why));
-                if next < total {
+                if let Some(next) = order.next() {
                     spawn(&mut tasks, next);
-                    next += 1;
                 }
             }
             Err(e) => return Err(ClientError::io("fetching")(std::io::Error::other(e))),

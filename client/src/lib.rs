@@ -10,6 +10,7 @@
 //!   against the CID, falling back to another provider on a slow, missing or lying one.
 //! - [`get`]: a shard back from its layout CID, with up to `m` pieces lost.
 //! - [`dataset`]: publish a directory of Parquet files as a dataset version, fetch one back.
+//! - [`repair`]: rebuild a shard's lost pieces from any `k` others onto new nodes.
 //! - [`audit`]: challenge a holder and verify its proof against the piece CID alone.
 //!
 //! See `docs/ARCHITECTURE.md`.
@@ -21,6 +22,7 @@ pub mod fetch;
 pub mod get;
 pub mod placement;
 pub mod put;
+pub mod repair;
 mod rpc;
 pub mod session;
 pub mod upload;

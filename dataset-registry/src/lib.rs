@@ -21,7 +21,7 @@ pub mod store;
 pub mod version;
 
 pub use service::{Registry, RegistryConfig, run};
-pub use store::{Admission, AdmitError, Entry, RecordStore};
+pub use store::{Admission, AdmitError, AuditSet, DatasetShards, Entry, RecordStore};
 pub use version::{
     Published, Registered, StoredVersion, VersionError, fetch_version, publish_stored,
     publish_version,

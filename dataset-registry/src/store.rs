@@ -21,7 +21,7 @@ use std::{
 use cid::Cid;
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use tessera_formats::{
-    Manifest, PublisherKey, SignedRecord, block,
+    Manifest, PublisherKey, ShardLayout, SignedRecord, block,
     record::{MAX_RECORD_BYTES, RecordError},
 };
 
@@ -34,6 +34,32 @@ pub struct Entry {
     pub record: SignedRecord,
     /// The block.
     pub block: Vec<u8>,
+}
+
+/// The shards an auditor covers and the datasets they belong to ([`RecordStore::audit_set`]).
+#[derive(Debug, Clone, Default)]
+pub struct AuditSet {
+    /// Each distinct shard layout, with its block's CID.
+    pub shards: Vec<(Cid, ShardLayout)>,
+    /// Each dataset's latest version and its shards' layout CIDs.
+    pub datasets: Vec<DatasetShards>,
+    /// Whether shards were left out to keep within the piece limit.
+    pub more: bool,
+}
+
+/// A dataset's latest version and the layout CIDs of its shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetShards {
+    /// Its publisher.
+    pub publisher: PublisherKey,
+    /// Its name.
+    pub name: String,
+    /// The latest version.
+    pub version: u64,
+    /// That version's manifest.
+    pub manifest: Cid,
+    /// Its shards' layout CIDs, in manifest order.
+    pub shards: Vec<Cid>,
 }
 
 /// Whether a record is new to the store.
@@ -392,29 +418,76 @@ impl RecordStore {
         Ok(self.inner.db.get(tagged(b'm', &cid.to_bytes()))?)
     }
 
-    /// The distinct pieces of every stored manifest, at most `limit` of them, and whether
-    /// some were left out: what an auditor challenges.
-    pub fn pieces(&self, limit: usize) -> Result<(Vec<Cid>, bool), AdmitError> {
+    /// What an auditor covers: the distinct shard layouts of every stored manifest (until
+    /// they hold more than `max_pieces` pieces), and the shards of each dataset's latest
+    /// version, by which redundancy is reported.
+    pub fn audit_set(&self, max_pieces: usize) -> Result<AuditSet, AdmitError> {
+        let mut set = AuditSet::default();
         let mut seen = std::collections::BTreeSet::new();
+        let mut pieces = 0usize;
         let iter = self
             .inner
             .db
             .iterator(IteratorMode::From(b"m", Direction::Forward));
-        for item in iter {
+        'manifests: for item in iter {
             let (key, block) = item?;
             if key.first() != Some(&b'm') {
                 break;
             }
             let manifest = Manifest::from_block(&block)
                 .map_err(|_| AdmitError::Damaged("a stored manifest".into()))?;
-            for piece in manifest.shards.iter().flat_map(|s| &s.layout.pieces) {
-                if seen.len() == limit && !seen.contains(piece) {
-                    return Ok((seen.into_iter().collect(), true));
+            for shard in manifest.shards {
+                let (cid, _) = shard
+                    .layout
+                    .to_block()
+                    .map_err(|_| AdmitError::Damaged("a stored manifest's layout".into()))?;
+                if seen.contains(&cid) {
+                    continue;
                 }
-                seen.insert(*piece);
+                if pieces + shard.layout.pieces.len() > max_pieces {
+                    set.more = true;
+                    break 'manifests;
+                }
+                pieces += shard.layout.pieces.len();
+                seen.insert(cid);
+                set.shards.push((cid, shard.layout));
             }
         }
-        Ok((seen.into_iter().collect(), false))
+        let mut after = None;
+        loop {
+            let (heads, more) = self.heads(after.as_ref(), 256)?;
+            for entry in &heads {
+                let record = &entry.record.record;
+                let Some(block) = self.manifest(&record.manifest)? else {
+                    continue;
+                };
+                let manifest = Manifest::from_block(&block)
+                    .map_err(|_| AdmitError::Damaged("a stored manifest".into()))?;
+                let mut shards = Vec::with_capacity(manifest.shards.len());
+                for shard in &manifest.shards {
+                    let (cid, _) = shard
+                        .layout
+                        .to_block()
+                        .map_err(|_| AdmitError::Damaged("a stored manifest's layout".into()))?;
+                    shards.push(cid);
+                }
+                set.datasets.push(DatasetShards {
+                    publisher: record.publisher,
+                    name: record.name.clone(),
+                    version: record.version,
+                    manifest: record.manifest,
+                    shards,
+                });
+            }
+            match heads.last() {
+                Some(last) if more => {
+                    let r = &last.record.record;
+                    after = Some((r.publisher, r.name.clone()));
+                }
+                _ => break,
+            }
+        }
+        Ok(set)
     }
 
     /// A manifest that lists the shard with content CID `shard`, and the shard's index in it.

@@ -2,6 +2,7 @@
 
 pub mod address;
 pub mod block;
+pub mod claim;
 pub mod dataset_ref;
 pub mod erasure;
 pub mod layout;
@@ -11,6 +12,7 @@ pub mod record;
 mod signed;
 
 pub use cid::Cid;
+pub use claim::{RepairClaim, SignedClaim};
 pub use dataset_ref::{DatasetRef, VersionSel};
 pub use layout::ShardLayout;
 pub use manifest::Manifest;

@@ -2,7 +2,7 @@
 //!
 //! - [`network`]: one task owns the rust-libp2p `Swarm` (TCP and QUIC with Noise and Yamux,
 //!   Identify, Ping, Tessera's Kademlia DHT with provider and value records, gossipsub for
-//!   registry announcements, and the request-response protocols); a cloneable [`Client`]
+//!   registry announcements and audit receipts, and the request-response protocols); a cloneable [`Client`]
 //!   talks to it.
 //! - [`protocol`]: the versioned protocol names, their messages and their size limits.
 //! - [`codec`]: DAG-CBOR framing with limits enforced while reading.
@@ -17,6 +17,6 @@ pub use libp2p::{
     Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol, request_response::ResponseChannel,
 };
 pub use network::{
-    Client, CrawlEvent, InboundRequest, NetError, Network, NetworkConfig, NetworkInfo,
-    RegistryEvent, start,
+    Client, CrawlEvent, GossipMessage, InboundRequest, NetError, Network, NetworkConfig,
+    NetworkInfo, RegistryEvent, start,
 };

@@ -37,6 +37,8 @@ pub const CHALLENGE_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/cha
 pub const REGISTRY_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/registry/1");
 /// The gossipsub topic on which registry nodes announce the records they accept.
 pub const REGISTRY_TOPIC: &str = "/tessera/registry/announce/1";
+/// The gossipsub topic on which auditors share their signed receipts.
+pub const RECEIPT_TOPIC: &str = "/tessera/audit/receipts/1";
 /// The crawl protocol between scraper nodes and a crawl coordinator.
 pub const CRAWL_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/crawl/1");
 /// Tessera's own Kademlia DHT, apart from the public IPFS one.
@@ -67,7 +69,7 @@ pub const MAX_REGISTRY_RESPONSE: u64 =
 pub const MAX_CRAWL_BODY: u64 = 4 * 1024 * 1024;
 /// Largest crawl message on the wire.
 pub const MAX_CRAWL_MESSAGE: u64 = MAX_CRAWL_BODY + ENVELOPE;
-/// Largest gossip message: one record block.
+/// Largest gossip message: one record block (a receipt block is smaller).
 pub const MAX_GOSSIP_MESSAGE: usize = MAX_RECORD_BYTES + 1024;
 
 /// A request of the piece protocol.

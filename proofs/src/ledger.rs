@@ -18,7 +18,10 @@
 use std::collections::BTreeMap;
 
 use cid::Cid;
-use tessera_formats::{SignedReceipt, receipt::NodeKey};
+use tessera_formats::{
+    SignedReceipt,
+    receipt::{NodeKey, ReceiptError},
+};
 
 /// What one node proved in a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -48,6 +51,23 @@ pub struct Ledger {
     pub nodes: BTreeMap<NodeKey, Proven>,
     /// Receipts whose signature or rules failed; they count for nothing.
     pub invalid: usize,
+}
+
+/// Receipt blocks decoded and checked: every receipt that verifies, once however often it was
+/// given, and for each block that does not, its position and why.
+pub fn decode_blocks(blocks: &[Vec<u8>]) -> (Vec<SignedReceipt>, Vec<(usize, ReceiptError)>) {
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for (index, block) in blocks.iter().enumerate() {
+        if !seen.insert(*blake3::hash(block).as_bytes()) {
+            continue;
+        }
+        match SignedReceipt::from_block(block) {
+            Ok(receipt) => good.push(receipt),
+            Err(e) => bad.push((index, e)),
+        }
+    }
+    (good, bad)
 }
 
 /// Computes the ledger of the window `[from_ms, to_ms)` from `receipts` (any order, any
@@ -176,5 +196,24 @@ mod tests {
         let l = ledger(&[forged, failed_made_passed], 0, 10 * HOUR, HOUR);
         assert_eq!(l.invalid, 2);
         assert!(l.nodes.is_empty());
+    }
+
+    #[test]
+    fn blocks_are_decoded_once_and_bad_ones_named() {
+        let auditor = SigningKey::from_bytes(&[1; 32]);
+        let n = PublisherKey([7; 32]);
+        let good = receipt(&auditor, n, b"x", HOUR, true);
+        let (_, block) = good.to_block().unwrap();
+        let mut altered = good.clone();
+        altered.receipt.time_ms += 1;
+        let altered = tessera_formats::block::encode(&altered).unwrap();
+        let mut resigned = block.clone();
+        let last = resigned.len() - 1;
+        resigned[last] ^= 1;
+        let blocks = vec![block.clone(), altered, block, resigned, b"junk".to_vec()];
+        let (receipts, bad) = decode_blocks(&blocks);
+        assert_eq!(receipts, [good]);
+        assert_eq!(bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 3, 4]);
+        assert!(matches!(bad[0].1, ReceiptError::BadSignature { .. }));
     }
 }

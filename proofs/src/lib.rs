@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod challenge;
+pub mod health;
 pub mod ledger;
 pub mod outboard;
 pub mod prove;
@@ -12,9 +13,10 @@ pub mod verify;
 pub use challenge::{
     Challenge, ChallengeError, DEFAULT_SAMPLES, MAX_SAMPLES, pass_probability, samples_for,
 };
-pub use ledger::{Ledger, Proven, ledger};
+pub use health::{Rules, Standing, Standings, Verdict, repair_below, verdict};
+pub use ledger::{Ledger, Proven, decode_blocks, ledger};
 pub use outboard::{Outboard, OutboardError, PieceData};
 pub use prove::{MAX_PROOF_BODY, Proof, ProveError, prove};
 pub use range::{ByteRange, MAX_RANGE_LEN, RangeError, prove_range, verify_range};
-pub use schedule::{Schedule, Strikes};
+pub use schedule::Schedule;
 pub use verify::{ProofError, Verified, verify};

@@ -1,4 +1,4 @@
-//! Which pieces an auditor challenges, and when a node counts as having lost one.
+//! Which pieces an auditor challenges, and when.
 //!
 //! An auditor works in periods of `period`, each cut into rounds of `interval`. At a
 //! period's start it draws a secret seed and orders the pieces it knows by a keyed hash of
@@ -11,11 +11,8 @@
 //! pieces per round    = ceil(pieces / R)
 //! round r: order[r * per_round .. (r + 1) * per_round]
 //! ```
-//!
-//! [`Strikes`] counts each (node, piece) pair's failures in a row: a node fails a piece only
-//! after `threshold` of them, so a node that blinks is not taken for one that lost data.
 
-use std::{collections::HashMap, hash::Hash, time::Duration};
+use std::time::Duration;
 
 use cid::Cid;
 
@@ -65,46 +62,6 @@ impl Schedule {
             .take(per_round)
             .map(|(_, p)| p)
             .collect()
-    }
-}
-
-/// Failures in a row per key (a node and a piece): [`Strikes::record`] says when a key
-/// reaches the threshold, and a pass clears it.
-#[derive(Debug, Clone)]
-pub struct Strikes<K> {
-    threshold: u32,
-    counts: HashMap<K, u32>,
-}
-
-impl<K: Eq + Hash> Strikes<K> {
-    /// Failing takes `threshold` failures in a row (at least 1).
-    pub fn new(threshold: u32) -> Self {
-        Self {
-            threshold: threshold.max(1),
-            counts: HashMap::new(),
-        }
-    }
-
-    /// Records one audit of `key`; returns true when this failure is the one that makes the
-    /// node fail the piece (exactly once per run of failures).
-    pub fn record(&mut self, key: K, passed: bool) -> bool {
-        if passed {
-            self.counts.remove(&key);
-            return false;
-        }
-        let count = self.counts.entry(key).or_insert(0);
-        *count = count.saturating_add(1);
-        *count == self.threshold
-    }
-
-    /// Failures in a row of `key` so far.
-    pub fn count(&self, key: &K) -> u32 {
-        self.counts.get(key).copied().unwrap_or(0)
-    }
-
-    /// Forgets `key` (its piece was rebuilt elsewhere, or its node is gone).
-    pub fn forget(&mut self, key: &K) {
-        self.counts.remove(key);
     }
 }
 
@@ -167,25 +124,5 @@ mod tests {
         assert_eq!(short.rounds_per_period(), 1);
         assert_eq!(short.round(&all, &[1; 32], 0).len(), 1000);
         assert!(short.round(&all, &[1; 32], 1).is_empty());
-    }
-
-    #[test]
-    fn a_node_fails_a_piece_after_failures_in_a_row() {
-        let mut strikes = Strikes::new(3);
-        assert!(!strikes.record("a", false));
-        assert!(!strikes.record("a", false));
-        // A pass in between starts the count again.
-        assert!(!strikes.record("a", true));
-        assert_eq!(strikes.count(&"a"), 0);
-        assert!(!strikes.record("a", false));
-        assert!(!strikes.record("a", false));
-        assert!(strikes.record("a", false));
-        // Said once per run of failures.
-        assert!(!strikes.record("a", false));
-        assert_eq!(strikes.count(&"a"), 4);
-        assert!(!strikes.record("b", false));
-        strikes.forget(&"a");
-        assert_eq!(strikes.count(&"a"), 0);
-        assert!(Strikes::new(0).record("c", false), "a threshold of 0 is 1");
     }
 }

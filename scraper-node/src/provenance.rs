@@ -386,6 +386,55 @@ pub fn verify_batch(batch: &RecordBatch) -> Result<Vec<(usize, ProvenanceError)>
     Ok(failures)
 }
 
+/// What one scraper node contributed to a dataset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Contribution {
+    /// Rows whose signature verifies, fetched in the window.
+    pub pages: u64,
+    /// Rows naming the node whose signature does not verify.
+    pub rejected: u64,
+}
+
+/// Adds the pages of a batch of the row schema to `into`, per scraper peer id: rows fetched in
+/// `[from_us, to_us)` whose signature verifies count as pages, rows that do not verify as
+/// rejected. A batch that is not of the row schema is an error.
+pub fn contributions(
+    batch: &RecordBatch,
+    from_us: i64,
+    to_us: i64,
+    into: &mut std::collections::BTreeMap<String, Contribution>,
+) -> Result<(), ProvenanceError> {
+    let failed: std::collections::BTreeSet<usize> =
+        verify_batch(batch)?.into_iter().map(|(i, _)| i).collect();
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| ProvenanceError::Schema(format!("no column {name}")))
+    };
+    let scraper = column("scraper_peer_id")?
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| ProvenanceError::Schema("scraper_peer_id is not a string column".into()))?;
+    let time = column("fetch_time")?
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| ProvenanceError::Schema("fetch_time is not a µs timestamp".into()))?;
+    for i in 0..batch.num_rows() {
+        let node = if scraper.is_null(i) {
+            String::new()
+        } else {
+            scraper.value(i).to_string()
+        };
+        let entry = into.entry(node).or_default();
+        if failed.contains(&i) {
+            entry.rejected += 1;
+        } else if (from_us..to_us).contains(&time.value(i)) {
+            entry.pages += 1;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,6 +520,42 @@ mod tests {
         let peers = StringArray::from(vec![key.public().to_peer_id().to_string(), other]);
         let failures = verify_batch(&replace(&batch, "scraper_peer_id", Arc::new(peers))).unwrap();
         assert_eq!(failures.iter().map(|f| f.0).collect::<Vec<_>>(), [1]);
+
+        // Contributions count the rows that verify, in the window, per node.
+        let me = key.public().to_peer_id().to_string();
+        let mut counted = std::collections::BTreeMap::new();
+        contributions(&batch, 0, i64::MAX, &mut counted).unwrap();
+        assert_eq!(
+            counted[&me],
+            Contribution {
+                pages: 2,
+                rejected: 0
+            }
+        );
+        let edited = replace(
+            &batch,
+            "text",
+            Arc::new(StringArray::from(vec!["first page", "edited"])),
+        );
+        let mut counted = std::collections::BTreeMap::new();
+        contributions(&edited, 0, i64::MAX, &mut counted).unwrap();
+        assert_eq!(
+            counted[&me],
+            Contribution {
+                pages: 1,
+                rejected: 1
+            }
+        );
+        let mut counted = std::collections::BTreeMap::new();
+        contributions(&batch, 0, 1_763_856_000_000_000, &mut counted).unwrap();
+        assert_eq!(
+            counted[&me],
+            Contribution {
+                pages: 0,
+                rejected: 0
+            },
+            "outside the window"
+        );
     }
 
     #[test]

@@ -1,34 +1,47 @@
-//! The auditor role: challenge the holders of the pieces of every dataset the node knows, so
-//! that each piece is challenged once per period, and keep a signed receipt of every answer.
+//! The auditor role: challenge the holders of every piece of every dataset the node knows,
+//! once per period, keep and share a signed receipt of every answer, and rebuild the pieces
+//! that holders lost once a shard's redundancy falls below the threshold.
 //!
 //! ```text
-//! period start: secret seed, the registry's pieces ─▶ Schedule (proofs::schedule)
-//! every interval: the round's pieces ─▶ their providers on the DHT (not this node)
-//!   ─▶ challenge(piece, fresh nonce) with a deadline ─▶ verify against the piece CID alone
-//!   ─▶ receipt (passed, bad_proof, refused, timeout, unreachable), signed, kept
-//!   ─▶ Strikes: `failures` in a row and the node fails the piece
+//! period start: secret seed, the registry's shards ─▶ Schedule (proofs::schedule)
+//! every interval: the round's shards, and those with a holder still failing
+//!   each piece ─▶ its providers on the DHT ─▶ challenge(piece, fresh nonce), all at once,
+//!     each with a deadline ─▶ verify against the piece CID alone
+//!   ─▶ receipt (passed, bad_proof, refused, timeout, unreachable): signed, kept, gossiped
+//!   ─▶ Standings (proofs::health): failed after `failures` in a row, silence after `grace`
+//!   ─▶ intact pieces < k + ceil(spare * m) ─▶ claim the shard on the DHT ─▶ rebuild
+//!      the lost pieces from any k (client::repair) onto nodes holding none of the shard
 //! ```
-//!
-//! Not built yet: sharing receipts with other nodes, and repairing what fails.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use cid::Cid;
 use libp2p::identity::{Keypair, PublicKey};
-use tessera_dataset_registry::RecordStore;
+use serde::Serialize;
+use tessera_client::{Session, repair::rebuild};
+use tessera_dataset_registry::{AuditSet, DatasetShards, RecordStore};
 use tessera_formats::{
-    AuditReceipt, AuditResult, PublisherKey, SignedReceipt,
+    AuditReceipt, AuditResult, PublisherKey, RepairClaim, ShardLayout, SignedClaim, SignedReceipt,
+    claim::CLAIM_VERSION,
     receipt::{NodeKey, RECEIPT_VERSION},
     record::SigningKey,
 };
 use tessera_net::{Client, PeerId, protocol::ChallengeResponse};
-use tessera_proofs::{Challenge, DEFAULT_SAMPLES, Schedule, Strikes, verify};
+use tessera_proofs::{
+    Challenge, DEFAULT_SAMPLES, Rules, Schedule, Standing, Standings, Verdict, verdict, verify,
+};
+use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::{metrics::Metrics, receipts::ReceiptStore};
+use crate::{metrics::Metrics, receipts::ReceiptStore, store::PieceStore};
 
 /// How the auditor works.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AuditConfig {
     /// Time between rounds.
     pub interval: Duration,
@@ -36,12 +49,23 @@ pub struct AuditConfig {
     pub period: Duration,
     /// Failures in a row after which a node fails a piece.
     pub failures: u32,
+    /// How long a holder that does not answer at all is waited for before its pieces count
+    /// as lost (from its first failure).
+    pub grace: Duration,
     /// Chunks sampled per challenge.
     pub samples: u32,
     /// How long a holder has to answer.
     pub timeout: Duration,
     /// Most pieces one period covers.
     pub max_pieces: usize,
+    /// Rebuild lost pieces.
+    pub repair: bool,
+    /// A shard is repaired once fewer than `k + ceil(spare * m)` of its pieces are intact.
+    pub spare: f64,
+    /// How long a repair claim holds.
+    pub claim_lease: Duration,
+    /// How long a claimer waits before reading its claim back.
+    pub claim_settle: Duration,
 }
 
 impl Default for AuditConfig {
@@ -50,9 +74,14 @@ impl Default for AuditConfig {
             interval: Duration::from_secs(30 * 60),
             period: Duration::from_secs(24 * 60 * 60),
             failures: 3,
+            grace: Duration::from_secs(2 * 60 * 60),
             samples: DEFAULT_SAMPLES,
             timeout: Duration::from_secs(60),
             max_pieces: 1_000_000,
+            repair: true,
+            spare: 0.5,
+            claim_lease: Duration::from_secs(15 * 60),
+            claim_settle: Duration::from_secs(2),
         }
     }
 }
@@ -62,28 +91,157 @@ impl Default for AuditConfig {
 pub struct RoundReport {
     /// Every receipt the round signed.
     pub receipts: Vec<SignedReceipt>,
-    /// (holder, piece) pairs that reached the failure threshold in this round.
+    /// (holder, piece) pairs that the round found failed (each once per run of failures).
     pub failed: Vec<(PeerId, Cid)>,
+    /// Pieces rebuilt: the piece and its new holder.
+    pub repaired: Vec<(Cid, PeerId)>,
+    /// Shards with fewer than `k` intact pieces, by layout CID.
+    pub lost: Vec<Cid>,
 }
 
-/// A node's auditor.
-pub struct Auditor {
-    client: Client,
-    registry: RecordStore,
-    receipts: Arc<ReceiptStore>,
-    key: SigningKey,
-    me: NodeKey,
-    metrics: Arc<Metrics>,
-    config: AuditConfig,
-    strikes: Strikes<(PeerId, Cid)>,
+/// One shard as the auditor last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShardHealth {
+    /// Pieces with a holder in good standing (or not yet failed).
+    pub intact: usize,
+    /// k.
+    pub k: usize,
+    /// k + m.
+    pub total: usize,
+    /// When it was last checked (ms since the epoch).
+    pub checked_ms: u64,
 }
 
-impl std::fmt::Debug for Auditor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auditor")
-            .field("me", &self.me)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+/// A dataset's redundancy: its worst shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatasetHealth {
+    /// Publisher key (hex).
+    pub publisher: String,
+    /// Name.
+    pub name: String,
+    /// Latest version.
+    pub version: u64,
+    /// Its manifest CID.
+    pub manifest: String,
+    /// Shards in the version.
+    pub shards: usize,
+    /// Shards checked so far this node's auditor ran.
+    pub checked: usize,
+    /// Fewest intact pieces of any checked shard.
+    pub min_intact: Option<usize>,
+    /// Fewest spare pieces (intact minus k) of any checked shard: how many more losses the
+    /// worst shard survives.
+    pub min_spare: Option<i64>,
+}
+
+/// A holder failing a piece.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailingHolder {
+    /// The holder's peer id.
+    pub node: String,
+    /// The piece.
+    pub piece: String,
+    /// Failures in a row.
+    pub failures: u32,
+    /// Since when (ms).
+    pub since_ms: u64,
+    /// Whether it counts as lost now.
+    pub failed: bool,
+}
+
+/// What `GET /v1/audit` and `tessera audit status` show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditStatus {
+    /// Whether the auditor role runs.
+    pub auditor: bool,
+    /// Challenges sent that passed.
+    pub audits_passed: u64,
+    /// Challenges sent that failed.
+    pub audits_failed: u64,
+    /// (holder, piece) pairs found failed.
+    pub pieces_failed: u64,
+    /// Pieces rebuilt onto new holders.
+    pub pieces_repaired: u64,
+    /// Piece bytes fetched for repairs.
+    pub repair_bytes_fetched: u64,
+    /// Piece bytes sent for repairs.
+    pub repair_bytes_sent: u64,
+    /// Shards known.
+    pub shards: usize,
+    /// Shards below `k` intact pieces at their last check.
+    pub shards_lost: usize,
+    /// Each dataset's latest version.
+    pub datasets: Vec<DatasetHealth>,
+    /// Holders failing now.
+    pub failing: Vec<FailingHolder>,
+}
+
+/// What the auditor knows, shared with the HTTP port.
+#[derive(Debug, Default)]
+pub struct AuditView {
+    running: bool,
+    shards: BTreeMap<Cid, ShardHealth>,
+    datasets: Vec<DatasetShards>,
+    failing: Vec<FailingHolder>,
+}
+
+/// A handle to the auditor's view.
+pub type SharedView = Arc<Mutex<AuditView>>;
+
+impl AuditView {
+    /// The status document, with the node's counters.
+    pub fn status(&self, metrics: &Metrics) -> AuditStatus {
+        let counters = metrics.audit_counters();
+        let datasets = self
+            .datasets
+            .iter()
+            .map(|d| {
+                let seen: Vec<&ShardHealth> =
+                    d.shards.iter().filter_map(|s| self.shards.get(s)).collect();
+                DatasetHealth {
+                    publisher: d.publisher.to_string(),
+                    name: d.name.clone(),
+                    version: d.version,
+                    manifest: d.manifest.to_string(),
+                    shards: d.shards.len(),
+                    checked: seen.len(),
+                    min_intact: seen.iter().map(|s| s.intact).min(),
+                    min_spare: seen
+                        .iter()
+                        .map(|s| i64::try_from(s.intact).unwrap_or(i64::MAX) - s.k as i64)
+                        .min(),
+                }
+            })
+            .collect();
+        AuditStatus {
+            auditor: self.running,
+            audits_passed: counters.passed,
+            audits_failed: counters.failed,
+            pieces_failed: counters.pieces_failed,
+            pieces_repaired: counters.repaired,
+            repair_bytes_fetched: counters.repair_fetched,
+            repair_bytes_sent: counters.repair_sent,
+            shards: self.shards.len(),
+            shards_lost: self.shards.values().filter(|s| s.intact < s.k).count(),
+            datasets,
+            failing: self.failing.clone(),
+        }
+    }
+
+    /// Each dataset's fewest spare pieces, for `/metrics`.
+    pub fn dataset_spares(&self) -> Vec<(String, i64)> {
+        self.datasets
+            .iter()
+            .filter_map(|d| {
+                let spare = d
+                    .shards
+                    .iter()
+                    .filter_map(|s| self.shards.get(s))
+                    .map(|s| i64::try_from(s.intact).unwrap_or(i64::MAX) - s.k as i64)
+                    .min()?;
+                Some((format!("{}/{}@v{}", d.publisher, d.name, d.version), spare))
+            })
+            .collect()
     }
 }
 
@@ -91,6 +249,10 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The Ed25519 signing key of a libp2p identity, for receipts; none for other key types.
@@ -111,116 +273,41 @@ pub fn node_key(peer: &PeerId) -> Option<NodeKey> {
     Some(PublisherKey(public.try_into_ed25519().ok()?.to_bytes()))
 }
 
-impl Auditor {
-    /// An auditor that challenges the pieces `registry` knows, signing with `key`.
-    pub fn new(
-        client: Client,
-        registry: RecordStore,
-        receipts: Arc<ReceiptStore>,
-        key: SigningKey,
-        metrics: Arc<Metrics>,
-        config: AuditConfig,
-    ) -> Self {
-        let me = PublisherKey::of(&key);
-        Self {
-            client,
-            registry,
-            receipts,
-            key,
-            me,
-            metrics,
-            config,
-            strikes: Strikes::new(config.failures),
-        }
-    }
+/// The peer id of a node key (an Ed25519 identity); none for bytes that are not a key.
+pub fn peer_of(key: &NodeKey) -> Option<PeerId> {
+    let public = libp2p::identity::ed25519::PublicKey::try_from_bytes(&key.0).ok()?;
+    Some(PublicKey::from(public).to_peer_id())
+}
 
-    /// The schedule its config makes.
-    pub fn schedule(&self) -> Schedule {
-        Schedule {
-            interval: self.config.interval,
-            period: self.config.period,
-        }
-    }
+/// The DHT key of a shard's repair claim.
+pub fn claim_key(shard: &Cid) -> Vec<u8> {
+    let mut key = b"/tessera/repair-claim/1/".to_vec();
+    key.extend_from_slice(&shard.to_bytes());
+    key
+}
 
-    /// The pieces of every dataset the registry holds.
-    pub async fn known_pieces(&self) -> Vec<Cid> {
-        let (registry, limit) = (self.registry.clone(), self.config.max_pieces);
-        match tokio::task::spawn_blocking(move || registry.pieces(limit)).await {
-            Ok(Ok((pieces, more))) => {
-                if more {
-                    warn!(limit, "more pieces than one audit period covers; some wait");
-                }
-                pieces
-            }
-            Ok(Err(e)) => {
-                warn!(%e, "listing the pieces to audit failed");
-                Vec::new()
-            }
-            Err(e) => {
-                warn!(%e, "listing the pieces to audit failed");
-                Vec::new()
-            }
-        }
-    }
+/// Sends challenges and signs receipts; cheap to clone into tasks.
+#[derive(Clone)]
+struct Challenger {
+    client: Client,
+    receipts: Arc<ReceiptStore>,
+    key: SigningKey,
+    me: NodeKey,
+    metrics: Arc<Metrics>,
+    samples: u32,
+    timeout: Duration,
+}
 
-    /// Runs until the task is stopped: a round every interval, a new seed and piece list
-    /// every period. The first round waits one interval.
-    pub async fn run(mut self) {
-        let schedule = self.schedule();
-        let mut ticks = tokio::time::interval(self.config.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
-        loop {
-            let seed: [u8; 32] = rand::random();
-            let pieces = self.known_pieces().await;
-            info!(pieces = pieces.len(), "audit period begins");
-            for round in 0..schedule.rounds_per_period() {
-                ticks.tick().await;
-                let report = self.round(&pieces, &seed, round).await;
-                debug!(round, receipts = report.receipts.len(), "audit round");
-            }
-        }
-    }
-
-    /// Challenges every holder of the pieces of round `round` of the period seeded `seed`.
-    pub async fn round(&mut self, pieces: &[Cid], seed: &[u8; 32], round: u64) -> RoundReport {
-        let mut report = RoundReport::default();
-        let me = self.client.peer_id();
-        for piece in self.schedule().round(pieces, seed, round) {
-            let holders = match self.client.get_providers(*piece).await {
-                Ok(holders) => holders,
-                Err(e) => {
-                    warn!(%piece, %e, "finding the holders of a piece failed");
-                    continue;
-                }
-            };
-            for holder in holders.into_iter().filter(|h| *h != me) {
-                let Some(receipt) = self.audit(holder, *piece).await else {
-                    continue;
-                };
-                let passed = receipt.receipt.result.passed();
-                if self.strikes.record((holder, *piece), passed) {
-                    warn!(%holder, %piece, failures = self.config.failures, "node failed a piece");
-                    self.metrics.piece_failed_audit();
-                    report.failed.push((holder, *piece));
-                }
-                report.receipts.push(receipt);
-            }
-        }
-        report
-    }
-
-    /// Challenges `holder` for `piece` once; returns the signed receipt, kept in the store.
-    /// None when the holder's peer id carries no Ed25519 key (no receipt can name it).
-    pub async fn audit(&self, holder: PeerId, piece: Cid) -> Option<SignedReceipt> {
+impl Challenger {
+    async fn audit(&self, holder: PeerId, piece: Cid) -> Option<SignedReceipt> {
         let node = node_key(&holder)?;
         let challenge = Challenge {
             piece,
             nonce: rand::random(),
-            samples: self.config.samples,
+            samples: self.samples,
         };
         let answer = tokio::time::timeout(
-            self.config.timeout,
+            self.timeout,
             self.client.challenge(holder, challenge.clone()),
         )
         .await;
@@ -262,6 +349,472 @@ impl Auditor {
             Ok(Err(e)) => warn!(%e, "keeping an audit receipt failed"),
             Err(e) => warn!(%e, "keeping an audit receipt failed"),
         }
+        if let Ok((_, block)) = signed.to_block()
+            && let Err(e) = self.client.share_receipt(block).await
+        {
+            debug!(%e, "sharing an audit receipt failed");
+        }
         Some(signed)
+    }
+}
+
+/// A node's auditor.
+pub struct Auditor {
+    challenger: Challenger,
+    registry: RecordStore,
+    store: Option<PieceStore>,
+    config: AuditConfig,
+    standings: Standings<(PeerId, Cid)>,
+    /// Shards with a holder still failing: checked again next round.
+    follow: BTreeSet<Cid>,
+    view: SharedView,
+    spool: PathBuf,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auditor")
+            .field("me", &self.challenger.me)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an auditor is built from.
+#[derive(Debug)]
+pub struct AuditorParts {
+    /// The node's network.
+    pub client: Client,
+    /// The registry whose datasets it audits.
+    pub registry: RecordStore,
+    /// Where receipts are kept.
+    pub receipts: Arc<ReceiptStore>,
+    /// The node's piece store: pieces it holds itself count without a challenge.
+    pub store: Option<PieceStore>,
+    /// The node's identity key, which signs receipts and claims.
+    pub key: SigningKey,
+    /// The node's counters.
+    pub metrics: Arc<Metrics>,
+    /// The view the HTTP port shows.
+    pub view: SharedView,
+    /// Where repairs spool pieces.
+    pub spool: PathBuf,
+}
+
+impl Auditor {
+    /// An auditor over `parts`, working as `config` says.
+    pub fn new(parts: AuditorParts, config: AuditConfig) -> Self {
+        let me = PublisherKey::of(&parts.key);
+        Self {
+            challenger: Challenger {
+                client: parts.client,
+                receipts: parts.receipts,
+                key: parts.key,
+                me,
+                metrics: parts.metrics,
+                samples: config.samples,
+                timeout: config.timeout,
+            },
+            registry: parts.registry,
+            store: parts.store,
+            standings: Standings::new(Rules {
+                threshold: config.failures,
+                grace_ms: ms(config.grace),
+            }),
+            config,
+            follow: BTreeSet::new(),
+            view: parts.view,
+            spool: parts.spool,
+        }
+    }
+
+    /// The schedule its config makes.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            interval: self.config.interval,
+            period: self.config.period,
+        }
+    }
+
+    /// The shards of every dataset the registry holds, and each dataset's latest version.
+    pub async fn known_shards(&self) -> AuditSet {
+        let (registry, limit) = (self.registry.clone(), self.config.max_pieces);
+        let set = match tokio::task::spawn_blocking(move || registry.audit_set(limit)).await {
+            Ok(Ok(set)) => set,
+            Ok(Err(e)) => {
+                warn!(%e, "listing the shards to audit failed");
+                AuditSet::default()
+            }
+            Err(e) => {
+                warn!(%e, "listing the shards to audit failed");
+                AuditSet::default()
+            }
+        };
+        if set.more {
+            warn!(
+                limit = self.config.max_pieces,
+                "more pieces than one audit period covers; some wait"
+            );
+        }
+        let mut view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
+        view.datasets.clone_from(&set.datasets);
+        let known: HashSet<&Cid> = set.shards.iter().map(|(cid, _)| cid).collect();
+        view.shards.retain(|cid, _| known.contains(cid));
+        set
+    }
+
+    /// Runs until the task is stopped: a round every interval, a new seed and shard list
+    /// every period. The first round waits one interval.
+    pub async fn run(mut self) {
+        self.view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .running = true;
+        let schedule = self.schedule();
+        let mut ticks = tokio::time::interval(self.config.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            let seed: [u8; 32] = rand::random();
+            let set = self.known_shards().await;
+            info!(shards = set.shards.len(), "audit period begins");
+            for round in 0..schedule.rounds_per_period() {
+                ticks.tick().await;
+                let report = self.round(&set.shards, &seed, round).await;
+                debug!(
+                    round,
+                    receipts = report.receipts.len(),
+                    repaired = report.repaired.len(),
+                    "audit round"
+                );
+            }
+        }
+    }
+
+    /// Checks the shards of round `round` of the period seeded `seed`, and every shard with
+    /// a holder still failing: challenges their holders and repairs what needs it.
+    pub async fn round(
+        &mut self,
+        shards: &[(Cid, ShardLayout)],
+        seed: &[u8; 32],
+        round: u64,
+    ) -> RoundReport {
+        let keys: Vec<Cid> = shards.iter().map(|(cid, _)| *cid).collect();
+        let mut due: BTreeSet<Cid> = self
+            .schedule()
+            .round(&keys, seed, round)
+            .into_iter()
+            .copied()
+            .collect();
+        due.extend(std::mem::take(&mut self.follow));
+        let mut report = RoundReport::default();
+        for (cid, layout) in shards.iter().filter(|(cid, _)| due.contains(cid)) {
+            self.check(*cid, layout, &mut report).await;
+        }
+        self.publish_failing();
+        report
+    }
+
+    /// Challenges every holder of every piece of one shard; repairs it if it needs it.
+    async fn check(&mut self, shard: Cid, layout: &ShardLayout, report: &mut RoundReport) {
+        let me = self.challenger.client.peer_id();
+        let total = layout.pieces.len();
+        let mut holders: Vec<HashSet<PeerId>> = vec![HashSet::new(); total];
+        for (index, piece) in layout.pieces.iter().enumerate() {
+            match self.challenger.client.get_providers(*piece).await {
+                Ok(found) => holders[index] = found,
+                Err(e) => {
+                    // Without the holders the shard's state is unknown: judge it next round.
+                    warn!(%piece, %e, "finding the holders of a piece failed");
+                    self.follow.insert(shard);
+                    return;
+                }
+            }
+        }
+        let mut intact = vec![false; total];
+        let mut audits = JoinSet::new();
+        for (index, piece) in layout.pieces.iter().enumerate() {
+            for holder in &holders[index] {
+                if *holder == me {
+                    intact[index] |= self.holds(piece).await;
+                    continue;
+                }
+                let (challenger, holder, piece) = (self.challenger.clone(), *holder, *piece);
+                audits.spawn(async move { (index, holder, challenger.audit(holder, piece).await) });
+            }
+        }
+        let mut unsettled = false;
+        while let Some(joined) = audits.join_next().await {
+            let Ok((index, holder, receipt)) = joined else {
+                continue;
+            };
+            let Some(receipt) = receipt else { continue };
+            let (piece, now) = (layout.pieces[index], now_ms());
+            if self
+                .standings
+                .record((holder, piece), receipt.receipt.result, now)
+            {
+                warn!(%holder, %piece, "node failed a piece");
+                self.challenger.metrics.piece_failed_audit();
+                report.failed.push((holder, piece));
+            }
+            let standing = self.standings.standing(&(holder, piece), now);
+            unsettled |= standing == Standing::Suspect;
+            intact[index] |= standing.counts();
+            report.receipts.push(receipt);
+        }
+        let (k, m) = (layout.erasure.data(), total - layout.erasure.data());
+        let mut health = ShardHealth {
+            intact: intact.iter().filter(|i| **i).count(),
+            k,
+            total,
+            checked_ms: now_ms(),
+        };
+        match verdict(&intact, k, m, self.config.spare) {
+            Verdict::Healthy => {}
+            Verdict::Lost => {
+                warn!(%shard, content = %layout.content, intact = health.intact, k, "shard has fewer than k intact pieces");
+                report.lost.push(shard);
+            }
+            Verdict::Repair(missing) if self.config.repair => {
+                let exclude: HashSet<PeerId> = holders.iter().flatten().copied().collect();
+                match self.repair(shard, layout, &missing, &exclude).await {
+                    Some(stored) => {
+                        unsettled |= stored.len() < missing.len();
+                        health.intact += stored.len();
+                        for (index, node) in stored {
+                            report.repaired.push((layout.pieces[index], node));
+                        }
+                    }
+                    // Not repaired (claimed elsewhere, or failed): look again next round.
+                    None => unsettled = true,
+                }
+            }
+            Verdict::Repair(_) => {}
+        }
+        if unsettled {
+            self.follow.insert(shard);
+        }
+        self.view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .shards
+            .insert(shard, health);
+    }
+
+    async fn holds(&self, piece: &Cid) -> bool {
+        let Some(store) = self.store.clone() else {
+            return false;
+        };
+        let piece = *piece;
+        matches!(
+            tokio::task::spawn_blocking(move || store.has(&piece)).await,
+            Ok(Ok(Some(_)))
+        )
+    }
+
+    /// Claims the shard and rebuilds `missing`; returns the pieces stored and their holders.
+    async fn repair(
+        &self,
+        shard: Cid,
+        layout: &ShardLayout,
+        missing: &[usize],
+        exclude: &HashSet<PeerId>,
+    ) -> Option<Vec<(usize, PeerId)>> {
+        if !self.claim(shard).await {
+            debug!(%shard, "repair claimed by another node");
+            return None;
+        }
+        // Another node may have rebuilt pieces since this round looked: only what is still
+        // missing now is rebuilt.
+        let mut still = Vec::with_capacity(missing.len());
+        for &index in missing {
+            let found = self
+                .challenger
+                .client
+                .get_providers(layout.pieces[index])
+                .await
+                .unwrap_or_default();
+            if found.iter().all(|p| exclude.contains(p)) {
+                still.push(index);
+            }
+        }
+        if still.is_empty() {
+            self.release(shard).await;
+            return Some(Vec::new());
+        }
+        let missing = &still[..];
+        info!(%shard, content = %layout.content, ?missing, "repairing shard");
+        let mut have = Vec::new();
+        for (index, piece) in layout.pieces.iter().enumerate() {
+            if let Some(store) = &self.store
+                && self.holds(piece).await
+            {
+                have.push((index, store.piece_path(piece)));
+            }
+        }
+        let session = Session::with_client(self.challenger.client.clone());
+        let result = rebuild(&session, layout, missing, exclude, &have, &self.spool).await;
+        self.release(shard).await;
+        match result {
+            Ok(done) => {
+                let mut stored = done.stored;
+                let me = self.challenger.client.peer_id();
+                for (index, path) in done.unplaced {
+                    // No other node took it; this node keeps it when it holds none of the shard.
+                    if !exclude.contains(&me)
+                        && stored.iter().all(|(_, n)| *n != me)
+                        && self.keep_rebuilt(layout.pieces[index], &path).await
+                    {
+                        stored.push((index, me));
+                    } else {
+                        warn!(%shard, index, "no node without a piece of the shard took it");
+                    }
+                    let _ = std::fs::remove_file(&path);
+                }
+                self.challenger.metrics.repaired(
+                    stored.len() as u64,
+                    done.fetched_bytes,
+                    done.sent_bytes,
+                );
+                info!(
+                    %shard,
+                    pieces = stored.len(),
+                    fetched = done.fetched_bytes,
+                    sent = done.sent_bytes,
+                    "shard repaired"
+                );
+                Some(stored)
+            }
+            Err(e) => {
+                warn!(%shard, error = %e, "repair failed");
+                None
+            }
+        }
+    }
+
+    /// Stores a rebuilt piece in this node's own store and announces it.
+    async fn keep_rebuilt(&self, piece: Cid, path: &std::path::Path) -> bool {
+        let Some(store) = self.store.clone() else {
+            return false;
+        };
+        let file = path.to_path_buf();
+        match tokio::task::spawn_blocking(move || store.import(piece, &file)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(%piece, error = %e, "keeping a rebuilt piece failed");
+                return false;
+            }
+            Err(e) => {
+                warn!(%piece, error = %e, "keeping a rebuilt piece failed");
+                return false;
+            }
+        }
+        if let Err(e) = self.challenger.client.start_providing(piece).await {
+            warn!(%piece, error = %e, "announcing a rebuilt piece failed");
+        }
+        true
+    }
+
+    /// Live claims on `shard` by other nodes among the DHT's values.
+    fn others(&self, shard: &Cid, values: &[Vec<u8>], now: u64) -> Vec<NodeKey> {
+        let horizon = now.saturating_add(2 * ms(self.config.claim_lease));
+        values
+            .iter()
+            .filter_map(|v| SignedClaim::from_block(v).ok())
+            .map(|c| c.claim)
+            .filter(|c| {
+                c.shard == *shard
+                    && c.expires_ms > now
+                    && c.expires_ms <= horizon
+                    && c.claimer != self.challenger.me
+            })
+            .map(|c| c.claimer)
+            .collect()
+    }
+
+    /// Claims a shard's repair: none live by another node before, ours written, and after
+    /// the settle time no other live claim by a smaller key (two claimers that raced both
+    /// see both; the smaller key repairs). A claim written too slowly to be seen by a racer
+    /// is given up.
+    async fn claim(&self, shard: Cid) -> bool {
+        let client = &self.challenger.client;
+        let key = claim_key(&shard);
+        let started = Instant::now();
+        let found = client.get_record(key.clone()).await.unwrap_or_default();
+        if !self.others(&shard, &found, now_ms()).is_empty() {
+            return false;
+        }
+        let Some(block) = self.claim_block(shard, now_ms() + ms(self.config.claim_lease)) else {
+            return false;
+        };
+        if let Err(e) = client.put_record(key.clone(), block).await {
+            debug!(%shard, error = %e, "writing a repair claim failed");
+            return false;
+        }
+        if started.elapsed() > self.config.claim_settle / 2 {
+            self.release(shard).await;
+            return false;
+        }
+        tokio::time::sleep(self.config.claim_settle).await;
+        let found = client.get_record(key).await.unwrap_or_default();
+        let mine = self.challenger.me;
+        !self
+            .others(&shard, &found, now_ms())
+            .iter()
+            .any(|c| *c < mine)
+            && found
+                .iter()
+                .filter_map(|v| SignedClaim::from_block(v).ok())
+                .any(|c| c.claim.claimer == mine && c.claim.shard == shard)
+    }
+
+    /// Lets the claim lapse now.
+    async fn release(&self, shard: Cid) {
+        if let Some(block) = self.claim_block(shard, now_ms()) {
+            let _ = self
+                .challenger
+                .client
+                .put_record(claim_key(&shard), block)
+                .await;
+        }
+    }
+
+    fn claim_block(&self, shard: Cid, expires_ms: u64) -> Option<Vec<u8>> {
+        RepairClaim {
+            format: CLAIM_VERSION,
+            claimer: self.challenger.me,
+            shard,
+            expires_ms,
+        }
+        .sign(&self.challenger.key)
+        .and_then(|c| c.to_block())
+        .ok()
+    }
+
+    fn publish_failing(&self) {
+        let now = now_ms();
+        let failing = self
+            .standings
+            .failing()
+            .map(|((node, piece), streak)| FailingHolder {
+                node: node.to_string(),
+                piece: piece.to_string(),
+                failures: streak.failures,
+                since_ms: streak.since_ms,
+                failed: self.standings.standing(&(*node, *piece), now) == Standing::Failed,
+            })
+            .collect();
+        self.view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failing = failing;
+    }
+
+    /// Challenges `holder` for `piece` once; returns the signed receipt, kept in the store
+    /// and shared on the receipt topic. None when the holder's peer id carries no Ed25519
+    /// key (no receipt can name it).
+    pub async fn audit(&self, holder: PeerId, piece: Cid) -> Option<SignedReceipt> {
+        self.challenger.audit(holder, piece).await
     }
 }

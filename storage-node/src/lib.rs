@@ -6,8 +6,10 @@
 //! - [`service`]: answers the piece and challenge protocols of `tessera-net` from the store and
 //!   announces stored pieces on the DHT.
 //! - [`metrics`]: the node's counters in Prometheus text format.
-//! - [`audit`]: the auditor role: challenges the holders of known pieces on a schedule and
-//!   signs a receipt for every answer; [`receipts`] keeps them in RocksDB.
+//! - [`audit`]: the auditor role: challenges the holders of known pieces on a schedule, signs
+//!   a receipt for every answer and shares it, and rebuilds the pieces of shards whose
+//!   redundancy fell below the threshold (claimed on the DHT first); [`receipts`] keeps its
+//!   own receipts and those shared by others in RocksDB.
 //! - [`local`]: a network of real nodes on 127.0.0.1 in one process (the demo, tests).
 //! - [`node`]: a whole node (identity, store, network, service, HTTP `/status` and `/metrics`)
 //!   started with one call; held pieces are re-announced at every start.

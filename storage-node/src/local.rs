@@ -42,6 +42,9 @@ impl LocalNetwork {
                 audit_interval_secs: 0,
                 audit_period_secs: 0,
                 audit_failures: 3,
+                audit_grace_secs: 0,
+                repair: true,
+                repair_spare: 0.5,
             };
             let node = StorageNode::start(config.clone()).await?;
             if i == 0 {

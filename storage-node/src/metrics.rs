@@ -19,6 +19,28 @@ struct CodeLabel {
     code: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DatasetLabel {
+    dataset: String,
+}
+
+/// The auditor's counters so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditCounters {
+    /// Challenges sent whose proof verified.
+    pub passed: u64,
+    /// Challenges sent that failed.
+    pub failed: u64,
+    /// (holder, piece) pairs found failed.
+    pub pieces_failed: u64,
+    /// Pieces rebuilt.
+    pub repaired: u64,
+    /// Piece bytes fetched to rebuild them.
+    pub repair_fetched: u64,
+    /// Piece bytes sent to their new holders.
+    pub repair_sent: u64,
+}
+
 /// Counters of one storage node.
 #[derive(Debug)]
 pub struct Metrics {
@@ -28,11 +50,16 @@ pub struct Metrics {
     bytes_in: Counter,
     bytes_out: Counter,
     challenges_answered: Counter,
+    proof_bytes: Counter,
     pieces_stored: Counter,
     pieces_failed_check: Counter,
     audits_passed: Counter,
     audits_failed: Counter,
     pieces_failed_audit: Counter,
+    pieces_repaired: Counter,
+    repair_bytes_fetched: Counter,
+    repair_bytes_sent: Counter,
+    dataset_spare_pieces: Family<DatasetLabel, Gauge>,
     pieces_held: Gauge,
     bytes_used: Gauge,
     bytes_free: Gauge,
@@ -54,11 +81,16 @@ impl Metrics {
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             challenges_answered: Counter::default(),
+            proof_bytes: Counter::default(),
             pieces_stored: Counter::default(),
             pieces_failed_check: Counter::default(),
             audits_passed: Counter::default(),
             audits_failed: Counter::default(),
             pieces_failed_audit: Counter::default(),
+            pieces_repaired: Counter::default(),
+            repair_bytes_fetched: Counter::default(),
+            repair_bytes_sent: Counter::default(),
+            dataset_spare_pieces: Family::default(),
             pieces_held: Gauge::default(),
             bytes_used: Gauge::default(),
             bytes_free: Gauge::default(),
@@ -80,6 +112,11 @@ impl Metrics {
             "challenges_answered",
             "Storage challenges answered with a proof",
             m.challenges_answered.clone(),
+        );
+        registry.register(
+            "proof_bytes",
+            "Bytes of storage proofs sent in answer to challenges",
+            m.proof_bytes.clone(),
         );
         registry.register(
             "pieces_stored",
@@ -105,6 +142,26 @@ impl Metrics {
             "pieces_failed_audit",
             "Pieces another node failed to prove the configured number of times in a row",
             m.pieces_failed_audit.clone(),
+        );
+        registry.register(
+            "pieces_repaired",
+            "Lost pieces this node rebuilt onto new holders",
+            m.pieces_repaired.clone(),
+        );
+        registry.register(
+            "repair_bytes_fetched",
+            "Piece bytes fetched to rebuild lost pieces",
+            m.repair_bytes_fetched.clone(),
+        );
+        registry.register(
+            "repair_bytes_sent",
+            "Rebuilt piece bytes sent to new holders",
+            m.repair_bytes_sent.clone(),
+        );
+        registry.register(
+            "dataset_spare_pieces",
+            "Per dataset (latest version), the intact pieces beyond k of its worst shard at its last audit",
+            m.dataset_spare_pieces.clone(),
         );
         registry.register("pieces_held", "Pieces held now", m.pieces_held.clone());
         registry.register("bytes_used", "Bytes of pieces held", m.bytes_used.clone());
@@ -136,6 +193,15 @@ impl Metrics {
         self.challenges_answered.inc();
     }
 
+    pub(crate) fn proof_bytes(&self, n: u64) {
+        self.proof_bytes.inc_by(n);
+    }
+
+    /// Bytes of storage proofs this node sent so far.
+    pub fn proof_bytes_sent(&self) -> u64 {
+        self.proof_bytes.get()
+    }
+
     pub(crate) fn stored(&self) {
         self.pieces_stored.inc();
     }
@@ -156,9 +222,39 @@ impl Metrics {
         self.pieces_failed_audit.inc();
     }
 
+    pub(crate) fn repaired(&self, pieces: u64, fetched: u64, sent: u64) {
+        self.pieces_repaired.inc_by(pieces);
+        self.repair_bytes_fetched.inc_by(fetched);
+        self.repair_bytes_sent.inc_by(sent);
+    }
+
     /// Audits this node sent that passed and that failed, so far.
     pub fn audits(&self) -> (u64, u64) {
         (self.audits_passed.get(), self.audits_failed.get())
+    }
+
+    /// Every auditor counter.
+    pub fn audit_counters(&self) -> AuditCounters {
+        AuditCounters {
+            passed: self.audits_passed.get(),
+            failed: self.audits_failed.get(),
+            pieces_failed: self.pieces_failed_audit.get(),
+            repaired: self.pieces_repaired.get(),
+            repair_fetched: self.repair_bytes_fetched.get(),
+            repair_sent: self.repair_bytes_sent.get(),
+        }
+    }
+
+    /// Sets each dataset's spare pieces (its worst shard's intact pieces beyond k).
+    pub fn set_dataset_spares(&self, spares: &[(String, i64)]) {
+        self.dataset_spare_pieces.clear();
+        for (dataset, spare) in spares {
+            self.dataset_spare_pieces
+                .get_or_create(&DatasetLabel {
+                    dataset: dataset.clone(),
+                })
+                .set(*spare);
+        }
     }
 
     /// Held pieces that failed a check so far.

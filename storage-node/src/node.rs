@@ -1,19 +1,30 @@
 //! A whole storage node: identity, piece store, network, protocol service and HTTP port, wired
 //! together and started with one call.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, PoisonError},
+    time::Duration,
+};
 
-use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::header,
+    response::IntoResponse,
+    routing::get,
+};
 use serde::{Deserialize, Serialize};
 use tessera_dataset_registry::{Registry, RegistryConfig};
 use tessera_net::{Client, Multiaddr, NetworkConfig, identity};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use tessera_formats::record::SigningKey;
+use tessera_formats::{SignedReceipt, record::SigningKey};
 
 use crate::{
-    audit::{AuditConfig, Auditor, signing_key},
+    audit::{AuditConfig, AuditStatus, Auditor, AuditorParts, SharedView, signing_key},
     metrics::Metrics,
     receipts::{ReceiptStore, ReceiptStoreError},
     service::{ServiceLimits, serve},
@@ -56,6 +67,29 @@ pub struct NodeConfig {
     /// Failures in a row after which a node fails a piece.
     #[serde(default = "default_audit_failures")]
     pub audit_failures: u32,
+    /// Seconds a holder that does not answer at all is waited for, from its first failed
+    /// audit, before its pieces count as lost.
+    #[serde(default = "default_audit_grace")]
+    pub audit_grace_secs: u64,
+    /// Rebuild lost pieces of the datasets it audits.
+    #[serde(default = "default_repair")]
+    pub repair: bool,
+    /// A shard is repaired once fewer than `k + ceil(repair_spare * m)` of its pieces are
+    /// intact (0..=1; at least one spare piece).
+    #[serde(default = "default_repair_spare")]
+    pub repair_spare: f64,
+}
+
+fn default_audit_grace() -> u64 {
+    AuditConfig::default().grace.as_secs()
+}
+
+fn default_repair() -> bool {
+    AuditConfig::default().repair
+}
+
+fn default_repair_spare() -> f64 {
+    AuditConfig::default().spare
 }
 
 fn default_audit_interval() -> u64 {
@@ -85,6 +119,9 @@ impl NodeConfig {
             audit_interval_secs: default_audit_interval(),
             audit_period_secs: default_audit_period(),
             audit_failures: default_audit_failures(),
+            audit_grace_secs: default_audit_grace(),
+            repair: default_repair(),
+            repair_spare: default_repair_spare(),
         }
     }
 
@@ -94,6 +131,9 @@ impl NodeConfig {
             interval: Duration::from_secs(self.audit_interval_secs),
             period: Duration::from_secs(self.audit_period_secs.max(self.audit_interval_secs)),
             failures: self.audit_failures.max(1),
+            grace: Duration::from_secs(self.audit_grace_secs),
+            repair: self.repair,
+            spare: self.repair_spare,
             ..AuditConfig::default()
         })
     }
@@ -166,8 +206,11 @@ pub struct StorageNode {
     pub registry: Option<Registry>,
     /// The audit receipts it keeps.
     pub receipts: Arc<ReceiptStore>,
+    /// What its auditor knows (shown on `/v1/audit`).
+    pub audit_view: SharedView,
     /// The key that signs its receipts (its identity's).
     key: SigningKey,
+    data_dir: PathBuf,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -195,6 +238,7 @@ impl StorageNode {
                 listen: config.listen.clone(),
                 bootstrap: config.bootstrap.clone(),
                 registry: config.registry,
+                receipts: config.registry,
                 ..NetworkConfig::default()
             },
         )
@@ -225,13 +269,23 @@ impl StorageNode {
             None
         };
         let receipts = Arc::new(ReceiptStore::open(&config.data_dir.join("receipts"))?);
+        tasks.push(tokio::spawn(keep_shared_receipts(
+            receipts.clone(),
+            network.receipts,
+        )));
+        let audit_view = SharedView::default();
         if let (Some(audit), Some(registry)) = (config.audit(), &registry) {
             let auditor = Auditor::new(
-                client.clone(),
-                registry.store().clone(),
-                receipts.clone(),
-                key.clone(),
-                metrics.clone(),
+                AuditorParts {
+                    client: client.clone(),
+                    registry: registry.store().clone(),
+                    receipts: receipts.clone(),
+                    store: Some(store.clone()),
+                    key: key.clone(),
+                    metrics: metrics.clone(),
+                    view: audit_view.clone(),
+                    spool: config.data_dir.join("repair"),
+                },
                 audit,
             );
             tasks.push(tokio::spawn(auditor.run()));
@@ -257,10 +311,14 @@ impl StorageNode {
                     client: client.clone(),
                     store: store.clone(),
                     metrics: metrics.clone(),
+                    receipts: receipts.clone(),
+                    audit: audit_view.clone(),
                 };
                 let mut router = Router::new()
                     .route("/status", get(status))
                     .route("/metrics", get(metrics_text))
+                    .route("/v1/audit", get(audit_status))
+                    .route("/v1/receipts", get(receipt_page))
                     .with_state(state);
                 if let Some(registry) = &registry {
                     router = router.merge(tessera_dataset_registry::http::router(registry.clone()));
@@ -285,7 +343,9 @@ impl StorageNode {
             startup,
             registry,
             receipts,
+            audit_view,
             key,
+            data_dir: config.data_dir,
             tasks,
         })
     }
@@ -295,11 +355,16 @@ impl StorageNode {
     pub fn auditor(&self, config: AuditConfig) -> Option<Auditor> {
         let registry = self.registry.as_ref()?;
         Some(Auditor::new(
-            self.client.clone(),
-            registry.store().clone(),
-            self.receipts.clone(),
-            self.key.clone(),
-            self.metrics.clone(),
+            AuditorParts {
+                client: self.client.clone(),
+                registry: registry.store().clone(),
+                receipts: self.receipts.clone(),
+                store: Some(self.store.clone()),
+                key: self.key.clone(),
+                metrics: self.metrics.clone(),
+                view: self.audit_view.clone(),
+                spool: self.data_dir.join("repair"),
+            },
             config,
         ))
     }
@@ -365,11 +430,33 @@ async fn scrub_periodically(
     }
 }
 
+/// Keeps the receipts other auditors share on the receipt topic; those that do not verify
+/// are dropped.
+async fn keep_shared_receipts(
+    receipts: Arc<ReceiptStore>,
+    mut shared: tokio::sync::mpsc::Receiver<tessera_net::GossipMessage>,
+) {
+    while let Some(message) = shared.recv().await {
+        let store = receipts.clone();
+        let kept = tokio::task::spawn_blocking(move || {
+            SignedReceipt::from_block(&message.data)
+                .map_err(ReceiptStoreError::from)
+                .and_then(|receipt| store.insert(&receipt))
+        })
+        .await;
+        if let Ok(Err(e)) = kept {
+            debug!(error = %e, "a shared receipt was refused");
+        }
+    }
+}
+
 #[derive(Clone)]
 struct HttpState {
     client: Client,
     store: PieceStore,
     metrics: Arc<Metrics>,
+    receipts: Arc<ReceiptStore>,
+    audit: SharedView,
 }
 
 /// The node's `/status` document.
@@ -415,7 +502,86 @@ async fn status(State(state): State<HttpState>) -> impl IntoResponse {
     }
 }
 
+async fn audit_status(State(state): State<HttpState>) -> Json<AuditStatus> {
+    let view = state.audit.lock().unwrap_or_else(PoisonError::into_inner);
+    Json(view.status(&state.metrics))
+}
+
+/// Most receipts one `/v1/receipts` page holds.
+pub const MAX_RECEIPTS_PER_PAGE: usize = 1000;
+
+/// Query of `GET /v1/receipts`.
+#[derive(Debug, Clone, Deserialize)]
+struct ReceiptQuery {
+    /// From this time on (ms since the epoch).
+    #[serde(default)]
+    from: u64,
+    /// Before this time (ms).
+    to: Option<u64>,
+    /// The `next` of the page before.
+    after: Option<String>,
+    /// At most this many (and at most [`MAX_RECEIPTS_PER_PAGE`]).
+    limit: Option<usize>,
+}
+
+/// A page of `GET /v1/receipts`: receipt blocks (DAG-CBOR, hex), oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReceiptPage {
+    /// The blocks, each hex-encoded.
+    pub receipts: Vec<String>,
+    /// Pass as `after` for the next page; none when this is the last.
+    pub next: Option<String>,
+}
+
+async fn receipt_page(
+    State(state): State<HttpState>,
+    Query(query): Query<ReceiptQuery>,
+) -> impl IntoResponse {
+    let bad = |message: String| {
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": { "code": "bad_request", "message": message } })),
+        )
+            .into_response()
+    };
+    let after = match query.after.as_deref().map(hex::decode).transpose() {
+        Ok(after) => after,
+        Err(e) => return bad(format!("after: {e}")),
+    };
+    let limit = query
+        .limit
+        .unwrap_or(MAX_RECEIPTS_PER_PAGE)
+        .clamp(1, MAX_RECEIPTS_PER_PAGE);
+    let (from, to) = (query.from, query.to.unwrap_or(u64::MAX));
+    let store = state.receipts.clone();
+    let page =
+        tokio::task::spawn_blocking(move || store.between(from, to, after.as_deref(), limit)).await;
+    match page {
+        Ok(Ok((blocks, next))) => Json(ReceiptPage {
+            receipts: blocks.iter().map(hex::encode).collect(),
+            next: next.map(hex::encode),
+        })
+        .into_response(),
+        Ok(Err(e)) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({ "error": { "code": "internal", "message": e.to_string() } })),
+        )
+            .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({ "error": { "code": "internal", "message": e.to_string() } })),
+        )
+            .into_response(),
+    }
+}
+
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
+    let spares = state
+        .audit
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .dataset_spares();
+    state.metrics.set_dataset_spares(&spares);
     (
         [(
             header::CONTENT_TYPE,

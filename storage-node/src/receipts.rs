@@ -1,15 +1,17 @@
-//! Audit receipts in RocksDB: every receipt this node signed as an auditor (and, later, those
-//! it hears from others), kept as its verified block and found by audited node and time.
+//! Audit receipts in RocksDB: every receipt this node signed as an auditor and those it hears
+//! from others on the receipt topic, kept as verified blocks, found by audited node and time
+//! or by time alone.
 //!
 //! ```text
 //! key                                         value
 //! r/{node key 32 B}{time ms, 8 B BE}{cid}     the signed receipt's DAG-CBOR block
+//! t/{time ms, 8 B BE}{cid}                    the same block
 //! ```
 
 use std::path::Path;
 
 use cid::Cid;
-use rocksdb::{DB, Direction, IteratorMode, Options, WriteOptions};
+use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use tessera_formats::{
     SignedReceipt,
     receipt::{NodeKey, ReceiptError},
@@ -32,6 +34,17 @@ pub enum ReceiptStoreError {
 pub struct ReceiptStore {
     db: DB,
 }
+
+fn time_key(time_ms: u64, cid: &Cid) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + 8 + 40);
+    k.extend_from_slice(b"t/");
+    k.extend_from_slice(&time_ms.to_be_bytes());
+    k.extend_from_slice(&cid.to_bytes());
+    k
+}
+
+/// Where a page of [`ReceiptStore::between`] ends: pass it back to get the next page.
+pub type Cursor = Vec<u8>;
 
 fn key(node: &NodeKey, time_ms: u64, cid: &Cid) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + 32 + 8 + 40);
@@ -56,13 +69,58 @@ impl ReceiptStore {
     pub fn insert(&self, receipt: &SignedReceipt) -> Result<Cid, ReceiptStoreError> {
         let (cid, block) = receipt.to_block()?;
         let r = &receipt.receipt;
+        let mut batch = WriteBatch::default();
+        batch.put(key(&r.node, r.time_ms, &cid), &block);
+        batch.put(time_key(r.time_ms, &cid), &block);
         // Not synced: a receipt lost to a crash is one audit fewer, never a wrong one.
-        self.db.put_opt(
-            key(&r.node, r.time_ms, &cid),
-            block,
-            &WriteOptions::default(),
-        )?;
+        self.db.write_opt(batch, &WriteOptions::default())?;
         Ok(cid)
+    }
+
+    /// Receipt blocks made in `[from_ms, to_ms)`, oldest first, at most `limit`, starting
+    /// after `after` (a cursor from an earlier page); the cursor of the last one returned if
+    /// more may follow. Blocks are returned as stored (they were verified when kept).
+    pub fn between(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, Option<Cursor>), ReceiptStoreError> {
+        let start = match after {
+            Some(cursor) if cursor.starts_with(b"t/") => {
+                let mut k = cursor.to_vec();
+                k.push(0); // just past the cursor
+                k
+            }
+            _ => {
+                let mut k = b"t/".to_vec();
+                k.extend_from_slice(&from_ms.to_be_bytes());
+                k
+            }
+        };
+        let end = {
+            let mut k = b"t/".to_vec();
+            k.extend_from_slice(&to_ms.to_be_bytes());
+            k
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, block) = item?;
+            if !k.starts_with(b"t/") || *k >= *end {
+                return Ok((out, None));
+            }
+            if out.len() == limit {
+                return Ok((out, last));
+            }
+            out.push(block.to_vec());
+            last = Some(k.to_vec());
+        }
+        Ok((out, None))
     }
 
     /// The receipts about `node` from `since_ms` on, oldest first, at most `limit`.
@@ -143,6 +201,23 @@ mod tests {
         assert_eq!(times(a, 0, 2), [10, 20]);
         assert_eq!(times(b, 0, 10), [15]);
         assert!(times(PublisherKey([4; 32]), 0, 10).is_empty());
+
+        // By time alone, in pages.
+        let page_times = |blocks: &[Vec<u8>]| -> Vec<u64> {
+            blocks
+                .iter()
+                .map(|b| SignedReceipt::from_block(b).unwrap().receipt.time_ms)
+                .collect()
+        };
+        let (all, more) = store.between(0, u64::MAX, None, 10).unwrap();
+        assert_eq!(page_times(&all), [10, 15, 20, 30]);
+        assert!(more.is_none());
+        let (first, cursor) = store.between(12, 31, None, 2).unwrap();
+        assert_eq!(page_times(&first), [15, 20]);
+        let (rest, end) = store.between(12, 31, cursor.as_deref(), 2).unwrap();
+        assert_eq!(page_times(&rest), [30]);
+        assert!(end.is_none());
+        assert!(store.between(31, 40, None, 10).unwrap().0.is_empty());
 
         // A receipt whose signature does not verify is not kept.
         let mut forged = receipt(a, 40, AuditResult::Passed);

@@ -159,6 +159,7 @@ impl Ctx {
                 let response = match self.challenge(request).await {
                     Ok(proof) => {
                         self.metrics.challenge_answered();
+                        self.metrics.proof_bytes(proof.body.len() as u64);
                         ChallengeResponse::Proof(proof)
                     }
                     Err((code, message)) => {

@@ -15,7 +15,7 @@
 
 use std::{
     fs::{self, File},
-    io::{self, Write},
+    io::{self, Read as _, Write},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{SystemTime, UNIX_EPOCH},
@@ -333,6 +333,28 @@ impl PieceStore {
             .map_err(io_err(format!("creating {}", upload.tmp_path.display())))?;
         upload.file = Some(file);
         Ok(upload)
+    }
+
+    /// Stores a piece from a local file (a piece this node rebuilt), checked against its CID
+    /// as any upload is.
+    pub fn import(&self, cid: Cid, path: &Path) -> Result<(), StoreError> {
+        let mut file = File::open(path).map_err(io_err(format!("opening {}", path.display())))?;
+        let size = file
+            .metadata()
+            .map_err(io_err(format!("reading {}", path.display())))?
+            .len();
+        let mut upload = self.begin_upload(cid, size)?;
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(io_err(format!("reading {}", path.display())))?;
+            if n == 0 {
+                break;
+            }
+            upload.write(upload.written(), &buf[..n])?;
+        }
+        upload.finish()
     }
 
     /// Removes a piece (its index entry first, then its files).

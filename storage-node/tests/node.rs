@@ -23,7 +23,6 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
 
 fn config(dir: &std::path::Path) -> NodeConfig {
     NodeConfig {
-        data_dir: dir.to_path_buf(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap: vec![],
         capacity: 64 << 20,
@@ -32,8 +31,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         scrub_interval_secs: 0,
         registry: true,
         audit_interval_secs: 0,
-        audit_period_secs: 0,
-        audit_failures: 3,
+        ..NodeConfig::with_defaults(dir.to_path_buf())
     }
 }
 

@@ -1,16 +1,21 @@
-//! Audits over a real network on 127.0.0.1: a dataset is published on five storage nodes, one
-//! node loses a piece and rots another, and an auditor's rounds catch it: failed receipts for
-//! that node, passed ones for the others, the node failing both pieces after the configured
-//! failures in a row, and every receipt signed and kept. A node that answers with a proof for
-//! another nonce, or over other bytes, fails every time.
+//! Audits and repair over a real network on 127.0.0.1. A node loses a piece and rots another:
+//! an auditor's rounds catch both after the configured failures in a row, rebuild them on
+//! nodes that hold no piece of their shards, and the dataset fetches without the node. Holders
+//! of a shard vanish one at a time, more than `m` of them, and the shard stays fetchable. A
+//! node that answers with a proof for another nonce, or over other bytes, fails every time.
 
 #![allow(clippy::unwrap_used)]
 
-use std::{collections::BTreeMap, io::Write as _, time::Duration};
+use std::{io::Write as _, path::Path, time::Duration};
 
-use tessera_client::{Session, dataset::PublishOptions, dataset::publish::list_parquet};
-use tessera_dataset_registry::publish_version;
-use tessera_formats::{AuditResult, Cid, record::SigningKey};
+use tessera_client::{
+    Session,
+    dataset::{FetchOptions, PublishOptions, publish::list_parquet},
+};
+use tessera_dataset_registry::{fetch_version, publish_version};
+use tessera_formats::{
+    AuditResult, Cid, DatasetRef, Manifest, erasure::ErasureParams, record::SigningKey,
+};
 use tessera_net::{InboundRequest, Keypair, NetworkConfig, protocol::ChallengeResponse};
 use tessera_proofs::{Challenge, Outboard, Proof, prove};
 use tessera_storage_node::{
@@ -21,50 +26,129 @@ use tessera_tests::write_parquet;
 
 const MIB: u64 = 1024 * 1024;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_node_that_loses_and_rots_pieces_fails_its_audits() {
-    let dir = tempfile::tempdir().unwrap();
-    let network = LocalNetwork::start(&dir.path().join("nodes"), 5, 256 * MIB)
-        .await
-        .unwrap();
-    let data = dir.path().join("data");
+/// Publishes `files` Parquet files as `name` through `network` with `params` (the default for
+/// the network when none), and waits until every node's registry lists every shard.
+async fn publish(
+    network: &LocalNetwork,
+    dir: &Path,
+    name: &str,
+    files: usize,
+    params: Option<ErasureParams>,
+) -> (Cid, Manifest) {
+    let data = dir.join(format!("data-{name}"));
     std::fs::create_dir_all(&data).unwrap();
-    write_parquet(&data.join("a.parquet"), "audit a", 6_000);
-    write_parquet(&data.join("b.parquet"), "audit b", 6_000);
+    for i in 0..files {
+        write_parquet(
+            &data.join(format!("{i}.parquet")),
+            &format!("{name} {i}"),
+            6_000,
+        );
+    }
     let session = Session::join(network.bootstrap()).await.unwrap();
     let published = publish_version(
         &session,
         list_parquet(&data).unwrap(),
-        "audited",
+        name,
         "",
         &SigningKey::from_bytes(&[4; 32]),
         PublishOptions {
+            params,
             parallel: 8,
             ..PublishOptions::default()
         },
     )
     .await
     .unwrap();
-    let pieces: Vec<Cid> = published
-        .report
-        .manifest
-        .shards
-        .iter()
-        .flat_map(|s| s.layout.pieces.clone())
-        .collect();
-
-    // Who holds what; the victim is a node with two pieces.
-    let mut held: BTreeMap<usize, Vec<Cid>> = BTreeMap::new();
-    for i in 0..5 {
-        let store = &network.node(i).unwrap().store;
-        for piece in &pieces {
-            if store.has(piece).unwrap().is_some() {
-                held.entry(i).or_default().push(*piece);
+    // Every registry hears of the version; wait until each lists its shards.
+    let shards = published.report.manifest.shards.len();
+    for i in 0..network.peers().len() {
+        let registry = network
+            .node(i)
+            .unwrap()
+            .registry
+            .as_ref()
+            .unwrap()
+            .store()
+            .clone();
+        for _ in 0..200 {
+            if registry.audit_set(1000).unwrap().shards.len() >= shards {
+                break;
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let (&victim, victim_pieces) = held.iter().find(|(_, p)| p.len() >= 2).unwrap();
-    let (lost, rotten) = (victim_pieces[0], victim_pieces[1]);
+    (published.report.manifest_cid, published.report.manifest)
+}
+
+/// Which running nodes hold `piece` in their stores.
+fn holders_of(network: &LocalNetwork, piece: &Cid) -> Vec<usize> {
+    (0..network.peers().len())
+        .filter(|i| {
+            network
+                .node(*i)
+                .is_some_and(|n| n.store.has(piece).unwrap().is_some())
+        })
+        .collect()
+}
+
+/// Fetches the dataset `manifest` from the network into a new directory under `dir`.
+async fn fetches(network: &LocalNetwork, dir: &Path, manifest: Cid, label: &str) {
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let out = dir.join(format!("fetched-{label}"));
+    let reference: DatasetRef = manifest.to_string().parse().unwrap();
+    fetch_version(&session, &reference, &out, None, &FetchOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+}
+
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+fn config(failures: u32) -> AuditConfig {
+    logs();
+    AuditConfig {
+        interval: Duration::from_secs(60),
+        period: Duration::from_secs(60),
+        failures,
+        grace: Duration::ZERO,
+        samples: 64,
+        timeout: Duration::from_secs(10),
+        spare: 1.0,
+        claim_settle: Duration::from_millis(200),
+        ..AuditConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_and_rotten_pieces_are_caught_and_rebuilt_on_other_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = LocalNetwork::start(&dir.path().join("nodes"), 5, 256 * MIB)
+        .await
+        .unwrap();
+    // Two shards of 2+2 on five nodes: each shard leaves one node free.
+    let (manifest_cid, manifest) = publish(&network, dir.path(), "audited", 2, None).await;
+    assert_eq!(manifest.shards.len(), 2);
+    let shard_pieces: Vec<Vec<Cid>> = manifest
+        .shards
+        .iter()
+        .map(|s| s.layout.pieces.clone())
+        .collect();
+
+    // The victim holds a piece of each shard: it loses one and rots the other.
+    let holds = |i: usize, shard: usize| {
+        shard_pieces[shard]
+            .iter()
+            .copied()
+            .find(|p| network.node(i).unwrap().store.has(p).unwrap().is_some())
+    };
+    let victim = (1..5)
+        .find(|i| holds(*i, 0).is_some() && holds(*i, 1).is_some())
+        .unwrap();
+    let (lost, rotten) = (holds(victim, 0).unwrap(), holds(victim, 1).unwrap());
     let victim_node = network.node(victim).unwrap();
     victim_node.store.remove(&lost).unwrap();
     // Rot every byte, so that any sample lands on rot: a few bad chunks would pass a 64-sample
@@ -75,88 +159,182 @@ async fn a_node_that_loses_and_rots_pieces_fails_its_audits() {
     file.write_all(&vec![0xAA; usize::try_from(len).unwrap()])
         .unwrap();
     drop(file);
-    let victim_key = node_key(&victim_node.client.peer_id()).unwrap();
+    let victim_peer = victim_node.client.peer_id();
+    let victim_key = node_key(&victim_peer).unwrap();
 
-    // The auditor: another node, once its registry has the dataset.
-    let auditor_index = (victim + 1) % 5;
-    let auditor_node = network.node(auditor_index).unwrap();
-    let registry = auditor_node.registry.as_ref().unwrap().store().clone();
-    for _ in 0..200 {
-        if registry.pieces(100).unwrap().0.len() == pieces.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let config = AuditConfig {
-        interval: Duration::from_secs(60),
-        period: Duration::from_secs(60),
-        failures: 2,
-        samples: 64,
-        timeout: Duration::from_secs(10),
-        ..AuditConfig::default()
-    };
-    let mut auditor = auditor_node.auditor(config).unwrap();
-    let known = auditor.known_pieces().await;
-    assert_eq!(known.len(), pieces.len());
+    // The auditor (node 0) fails a piece after two failures in a row.
+    let auditor_node = network.node(0).unwrap();
+    let mut auditor = auditor_node.auditor(config(2)).unwrap();
+    let set = auditor.known_shards().await;
+    assert_eq!(set.shards.len(), 2);
+    assert_eq!(set.datasets.len(), 1);
 
-    // One round covers every piece (the period is one interval).
-    let first = auditor.round(&known, &[1; 32], 0).await;
-    assert!(
-        first.failed.is_empty(),
-        "one failure is not yet a failed piece"
-    );
-    let holders_audited = first.receipts.len();
-    // Every piece's holders but the auditor itself: 8 pieces, minus the ones it holds.
-    let auditor_holds = held.get(&auditor_index).map_or(0, Vec::len);
-    assert_eq!(holders_audited, pieces.len() - auditor_holds);
+    // Round 1: two failures seen, nothing failed or repaired yet.
+    let first = auditor.round(&set.shards, &[1; 32], 0).await;
+    assert!(first.failed.is_empty() && first.repaired.is_empty());
     for receipt in &first.receipts {
         receipt.verify().unwrap();
         let r = &receipt.receipt;
         let bad = r.node == victim_key && (r.piece == lost || r.piece == rotten);
         assert_eq!(!r.result.passed(), bad, "{r:?}");
-        if r.piece == lost && bad {
-            assert_eq!(r.result, AuditResult::Refused);
-        }
-        if r.piece == rotten && bad {
-            assert_eq!(r.result, AuditResult::BadProof);
-        }
-        if r.result.passed() {
-            assert!(r.size > 0);
+        if bad {
+            let want = if r.piece == lost {
+                AuditResult::Refused
+            } else {
+                AuditResult::BadProof
+            };
+            assert_eq!(r.result, want);
         }
     }
+    let audited = first.receipts.len();
 
-    // The second failure in a row fails both pieces; the healthy ones stay clear.
-    let second = auditor.round(&known, &[2; 32], 0).await;
-    let mut failed: Vec<(String, Cid)> = second
-        .failed
-        .iter()
-        .map(|(peer, piece)| (peer.to_string(), *piece))
-        .collect();
+    // Round 2 (its shards, with a new seed): both pieces fail, and both are rebuilt.
+    let second = auditor.round(&set.shards, &[2; 32], 0).await;
+    let mut failed: Vec<_> = second.failed.clone();
     failed.sort();
-    let mut want = vec![
-        (victim_node.client.peer_id().to_string(), lost),
-        (victim_node.client.peer_id().to_string(), rotten),
-    ];
+    let mut want = vec![(victim_peer, lost), (victim_peer, rotten)];
     want.sort();
-    let victim_receipts: Vec<_> = second
-        .receipts
-        .iter()
-        .filter(|r| r.receipt.node == victim_key)
-        .map(|r| (r.receipt.piece, r.receipt.result))
-        .collect();
-    assert_eq!(
-        failed, want,
-        "lost {lost} rotten {rotten}: {victim_receipts:?}"
-    );
+    assert_eq!(failed, want);
+    let mut repaired: Vec<Cid> = second.repaired.iter().map(|(p, _)| *p).collect();
+    repaired.sort();
+    let mut want: Vec<Cid> = vec![lost, rotten];
+    want.sort();
+    assert_eq!(repaired, want, "{second:?}");
+    for (piece, holder) in &second.repaired {
+        let index = network.index_of(holder).unwrap();
+        assert_ne!(index, victim);
+        let shard = usize::from(shard_pieces[1].contains(piece));
+        // The new holder has the piece and no other piece of its shard.
+        let has: Vec<Cid> = shard_pieces[shard]
+            .iter()
+            .copied()
+            .filter(|p| network.node(index).unwrap().store.has(p).unwrap().is_some())
+            .collect();
+        assert_eq!(has, [*piece], "node {index}");
+    }
 
-    // The receipts are kept, found by node, and each verifies on its own.
+    // Receipts: kept by the auditor, found by node, shared with the other nodes.
     let kept = auditor_node.receipts.about(&victim_key, 0, 100).unwrap();
-    let failures = kept.iter().filter(|r| !r.receipt.result.passed()).count();
-    assert_eq!(failures, 4, "two pieces, two rounds");
-    let (passed, failed_count) = auditor_node.metrics.audits();
-    assert_eq!(failed_count, 4);
-    assert_eq!(passed, u64::try_from(2 * holders_audited - 4).unwrap());
+    assert_eq!(
+        kept.iter().filter(|r| !r.receipt.result.passed()).count(),
+        4
+    );
+    let others = auditor_node.metrics.audit_counters();
+    assert_eq!(others.failed, 4);
+    assert_eq!(others.repaired, 2);
+    assert_eq!(others.passed, u64::try_from(2 * audited - 4).unwrap());
+    let shared = network.node(victim).unwrap().receipts.clone();
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = shared.between(0, u64::MAX, None, 1000).unwrap().0.len();
+        if seen == 2 * audited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, 2 * audited, "the victim heard every receipt");
 
+    // The audit status shows the repairs and a healthy dataset.
+    let status = auditor_node
+        .audit_view
+        .lock()
+        .unwrap()
+        .status(&auditor_node.metrics);
+    assert_eq!(status.pieces_repaired, 2);
+    assert_eq!(status.datasets[0].min_spare, Some(2));
+
+    // A third round finds the shards whole; the victim stops, and the dataset still fetches.
+    let third = auditor.round(&set.shards, &[3; 32], 0).await;
+    assert!(third.repaired.is_empty() && third.lost.is_empty());
+    network.stop(victim).await;
+    fetches(&network, dir.path(), manifest_cid, "without the victim").await;
+    network.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repair_keeps_a_shard_alive_through_more_than_m_lost_holders() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = LocalNetwork::start(&dir.path().join("nodes"), 5, 256 * MIB)
+        .await
+        .unwrap();
+    // One shard of 2+1 on three of five nodes.
+    let params = ErasureParams::new(2, 1, 64 * 1024).unwrap();
+    let (manifest_cid, manifest) = publish(&network, dir.path(), "survivor", 1, Some(params)).await;
+    let pieces = manifest.shards[0].layout.pieces.clone();
+    let original: Vec<usize> = pieces
+        .iter()
+        .flat_map(|p| holders_of(&network, p))
+        .collect();
+    assert_eq!(original.len(), 3);
+    // The auditor is an original holder that stays; the others go, one at a time.
+    let auditor_index = original[0];
+    let mut auditor = network
+        .node(auditor_index)
+        .unwrap()
+        .auditor(config(1))
+        .unwrap();
+    let set = auditor.known_shards().await;
+    let mut gone = Vec::new();
+    for (round, victim) in original[1..].iter().copied().enumerate() {
+        network.stop(victim).await;
+        gone.push(victim);
+        let seed = [u8::try_from(round).unwrap(); 32];
+        let report = auditor.round(&set.shards, &seed, 0).await;
+        assert_eq!(
+            report.repaired.len(),
+            1,
+            "after node {victim} went: {report:?}"
+        );
+        assert!(report.lost.is_empty());
+        let (_, holder) = report.repaired[0];
+        assert!(!gone.contains(&network.index_of(&holder).unwrap()));
+    }
+    // Two of three original holders are gone (m = 1), and the shard fetches.
+    fetches(&network, dir.path(), manifest_cid, "after two losses").await;
+    network.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_auditors_never_rebuild_the_same_shard_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = LocalNetwork::start(&dir.path().join("nodes"), 5, 256 * MIB)
+        .await
+        .unwrap();
+    let params = ErasureParams::new(2, 1, 64 * 1024).unwrap();
+    let (manifest_cid, manifest) = publish(&network, dir.path(), "claimed", 1, Some(params)).await;
+    let holders: Vec<usize> = manifest.shards[0]
+        .layout
+        .pieces
+        .iter()
+        .flat_map(|p| holders_of(&network, p))
+        .collect();
+    let free: Vec<usize> = (0..5).filter(|i| !holders.contains(i)).collect();
+    assert_eq!(free.len(), 2);
+    // A holder goes; the two nodes without a piece audit at the same moment.
+    network.stop(holders[0]).await;
+    let mut rounds = Vec::new();
+    for i in &free {
+        let mut auditor = network.node(*i).unwrap().auditor(config(1)).unwrap();
+        let set = auditor.known_shards().await;
+        rounds.push(tokio::spawn(async move {
+            auditor.round(&set.shards, &[9; 32], 0).await
+        }));
+    }
+    let mut repaired = 0;
+    for round in rounds {
+        repaired += round.await.unwrap().repaired.len();
+    }
+    assert_eq!(
+        repaired, 1,
+        "one auditor claims the shard, the other leaves it"
+    );
+    fetches(
+        &network,
+        dir.path(),
+        manifest_cid,
+        "after the claimed repair",
+    )
+    .await;
     network.shutdown().await;
 }
 

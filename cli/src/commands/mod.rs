@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what several of them share.
 
+pub(crate) mod audit;
 pub(crate) mod cid;
 pub(crate) mod config;
 pub(crate) mod crawl;
@@ -14,6 +15,7 @@ pub(crate) mod publish;
 pub(crate) mod publisher_key;
 pub(crate) mod put;
 pub(crate) mod reader;
+pub(crate) mod rewards;
 pub(crate) mod robots;
 pub(crate) mod scraper_node;
 pub(crate) mod storage_node;

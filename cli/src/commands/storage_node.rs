@@ -12,6 +12,9 @@
 //! audit-interval = "30m"        # an audit round every 30 minutes; "0s" turns the auditor off
 //! audit-period = "24h"          # every known piece challenged once a day
 //! audit-failures = 3            # failures in a row before a node fails a piece
+//! audit-grace = "2h"            # how long a holder that does not answer is waited for
+//! repair = true                 # rebuild lost pieces of the datasets audited
+//! repair-spare = 0.5            # repair below k + ceil(0.5 * m) intact pieces
 //! ```
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -58,6 +61,9 @@ pub(crate) struct Args {
     /// Time in which every known piece is challenged once, like 24h [default: 24h].
     #[arg(long, value_parser = humantime::parse_duration)]
     audit_period: Option<std::time::Duration>,
+    /// Do not rebuild lost pieces (audits still run).
+    #[arg(long)]
+    no_repair: bool,
 }
 
 /// A duration in a config file, like "30m".
@@ -82,6 +88,9 @@ struct FileConfig {
     audit_interval: Option<String>,
     audit_period: Option<String>,
     audit_failures: Option<u32>,
+    audit_grace: Option<String>,
+    repair: Option<bool>,
+    repair_spare: Option<f64>,
 }
 
 fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
@@ -122,6 +131,16 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
             .or(duration(file.audit_period.as_deref(), "audit-period")?)
             .map_or(defaults.audit_period_secs, |d| d.as_secs()),
         audit_failures: file.audit_failures.unwrap_or(defaults.audit_failures),
+        audit_grace_secs: duration(file.audit_grace.as_deref(), "audit-grace")?
+            .map_or(defaults.audit_grace_secs, |d| d.as_secs()),
+        repair: !args.no_repair && file.repair.unwrap_or(defaults.repair),
+        repair_spare: match file.repair_spare {
+            Some(spare) if !(0.0..=1.0).contains(&spare) => {
+                anyhow::bail!("repair-spare: {spare} is not between 0 and 1")
+            }
+            Some(spare) => spare,
+            None => defaults.repair_spare,
+        },
     })
 }
 
@@ -175,6 +194,7 @@ mod tests {
             no_registry: false,
             audit_interval: None,
             audit_period: None,
+            no_repair: false,
         };
         let c = node_config(args(None)).unwrap();
         assert_eq!((c.audit_interval_secs, c.audit_period_secs), (1800, 86_400));
@@ -198,6 +218,17 @@ mod tests {
         std::fs::write(&path, "audit-interval = \"often\"\n").unwrap();
         let err = format!("{:#}", node_config(args(None)).unwrap_err());
         assert!(err.contains("audit-interval"), "{err}");
+        std::fs::write(
+            &path,
+            "audit-grace = \"10m\"\nrepair = false\nrepair-spare = 1.0\n",
+        )
+        .unwrap();
+        let c = node_config(args(None)).unwrap();
+        assert_eq!((c.audit_grace_secs, c.repair), (600, false));
+        assert!((c.repair_spare - 1.0).abs() < f64::EPSILON);
+        std::fs::write(&path, "repair-spare = 2.0\n").unwrap();
+        let err = format!("{:#}", node_config(args(None)).unwrap_err());
+        assert!(err.contains("repair-spare"), "{err}");
 
         std::fs::write(&path, "capacity = \"lots\"\n").unwrap();
         let err = format!("{:#}", node_config(args(None)).unwrap_err());

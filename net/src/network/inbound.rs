@@ -11,10 +11,11 @@ use libp2p::{
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{Actor, CrawlEvent, InboundRequest, NetError, RegistryEvent, Reply};
+use super::{Actor, CrawlEvent, GossipMessage, InboundRequest, NetError, RegistryEvent, Reply};
 use crate::protocol::{
     ChallengeRequest, ChallengeResponse, CrawlRequest, CrawlResponse, ErrorCode, PieceRequest,
-    PieceResponse, REGISTRY_TOPIC, RegistryErrorCode, RegistryRequest, RegistryResponse,
+    PieceResponse, RECEIPT_TOPIC, REGISTRY_TOPIC, RegistryErrorCode, RegistryRequest,
+    RegistryResponse,
 };
 
 impl Actor {
@@ -126,6 +127,24 @@ impl Actor {
 
     pub(super) fn on_gossip(&mut self, event: gossipsub::Event) {
         let forwarded = match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            } if message.topic == gossipsub::IdentTopic::new(RECEIPT_TOPIC).hash() => {
+                if self
+                    .receipt_events
+                    .try_send(GossipMessage {
+                        source: propagation_source,
+                        data: message.data,
+                    })
+                    .is_err()
+                {
+                    // Receipts are also served over HTTP; a busy node misses a few here.
+                    debug!("receipt dropped: the receipt queue is full");
+                }
+                Ok(())
+            }
             gossipsub::Event::Message {
                 propagation_source,
                 message,

@@ -41,7 +41,7 @@ use crate::{
         CrawlResponse, KAD_PROTOCOL, MAX_CHALLENGE_REQUEST, MAX_CHALLENGE_RESPONSE,
         MAX_CRAWL_MESSAGE, MAX_GOSSIP_MESSAGE, MAX_PIECE_REQUEST, MAX_PIECE_RESPONSE,
         MAX_REGISTRY_REQUEST, MAX_REGISTRY_RESPONSE, PIECE_PROTOCOL, PieceRequest, PieceResponse,
-        REGISTRY_PROTOCOL, REGISTRY_TOPIC, RegistryRequest, RegistryResponse,
+        RECEIPT_TOPIC, REGISTRY_PROTOCOL, REGISTRY_TOPIC, RegistryRequest, RegistryResponse,
     },
 };
 
@@ -60,6 +60,8 @@ pub struct NetworkConfig {
     pub registry: bool,
     /// Run the crawl coordinator role: serve `/tessera/crawl/1`.
     pub crawl: bool,
+    /// Follow the audit receipt topic (auditors, and anyone keeping receipts).
+    pub receipts: bool,
     /// How long one request may take before it fails.
     pub request_timeout: Duration,
     /// Most concurrent request streams per connection.
@@ -79,6 +81,7 @@ impl Default for NetworkConfig {
             serve: true,
             registry: false,
             crawl: false,
+            receipts: false,
             request_timeout: Duration::from_secs(30),
             max_streams_per_connection: 16,
             provider_republish: Duration::from_secs(60 * 60),
@@ -97,6 +100,7 @@ impl NetworkConfig {
             serve: false,
             registry: false,
             crawl: false,
+            receipts: false,
             ..Self::default()
         }
     }
@@ -197,6 +201,15 @@ pub enum RegistryEvent {
     },
 }
 
+/// A message on a gossip topic this node follows, as received: unverified.
+#[derive(Debug, Clone)]
+pub struct GossipMessage {
+    /// The peer that forwarded it.
+    pub source: PeerId,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
 /// A crawl protocol request, to be answered with [`Client::respond_crawl`] (only with the
 /// crawl coordinator role).
 #[derive(Debug)]
@@ -260,7 +273,7 @@ enum Command {
     RespondRegistry(ResponseChannel<RegistryResponse>, RegistryResponse),
     Crawl(PeerId, CrawlRequest, Reply<CrawlResponse>),
     RespondCrawl(ResponseChannel<CrawlResponse>, CrawlResponse),
-    Announce(Vec<u8>, Reply<()>),
+    Publish(&'static str, Vec<u8>, Reply<()>),
     PutRecord(Vec<u8>, Vec<u8>, Reply<()>),
     GetRecord(Vec<u8>, Reply<Vec<Vec<u8>>>),
     Info(oneshot::Sender<NetworkInfo>),
@@ -409,7 +422,15 @@ impl Client {
     /// Publishes `data` on the registry topic. Having no subscribed peer is not an error: the
     /// others catch up over `/tessera/registry/1`.
     pub async fn announce(&self, data: Vec<u8>) -> Result<(), NetError> {
-        self.call(|r| Command::Announce(data, r)).await
+        self.call(|r| Command::Publish(REGISTRY_TOPIC, data, r))
+            .await
+    }
+
+    /// Publishes a receipt block on the receipt topic; having no subscribed peer is not an
+    /// error.
+    pub async fn share_receipt(&self, block: Vec<u8>) -> Result<(), NetError> {
+        self.call(|r| Command::Publish(RECEIPT_TOPIC, block, r))
+            .await
     }
 
     /// Stores `value` under `key` on the DHT servers closest to the key (and locally).
@@ -444,6 +465,8 @@ pub struct Network {
     pub registry: mpsc::Receiver<RegistryEvent>,
     /// Crawl protocol requests (only with the crawl coordinator role).
     pub crawl: mpsc::Receiver<CrawlEvent>,
+    /// Receipt blocks from the receipt topic (only when following it).
+    pub receipts: mpsc::Receiver<GossipMessage>,
     /// The network task; it ends when every `Client` is dropped.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -491,6 +514,14 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
     let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue.max(1));
     let (registry_tx, registry_rx) = mpsc::channel(config.inbound_queue.max(1));
     let (crawl_tx, crawl_rx) = mpsc::channel(config.inbound_queue.max(1));
+    let (receipts_tx, receipts_rx) = mpsc::channel(config.inbound_queue.max(1));
+    if config.receipts {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(RECEIPT_TOPIC))
+            .map_err(|e| NetError::Build(e.to_string()))?;
+    }
     if config.registry {
         swarm
             .behaviour_mut()
@@ -504,6 +535,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         inbound: inbound_tx,
         registry_events: registry_tx,
         crawl_events: crawl_tx,
+        receipt_events: receipts_tx,
         listen_addrs,
         pending_dials: HashMap::new(),
         pending_queries: HashMap::new(),
@@ -522,6 +554,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         inbound: inbound_rx,
         registry: registry_rx,
         crawl: crawl_rx,
+        receipts: receipts_rx,
         task,
     })
 }
@@ -638,6 +671,7 @@ struct Actor {
     inbound: mpsc::Sender<InboundRequest>,
     registry_events: mpsc::Sender<RegistryEvent>,
     crawl_events: mpsc::Sender<CrawlEvent>,
+    receipt_events: mpsc::Sender<GossipMessage>,
     listen_addrs: Vec<Multiaddr>,
     pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
     pending_queries: HashMap<QueryId, Query>,
@@ -775,8 +809,8 @@ impl Actor {
                     debug!("crawl response dropped: the peer went away");
                 }
             }
-            Command::Announce(data, reply) => {
-                let topic = gossipsub::IdentTopic::new(REGISTRY_TOPIC);
+            Command::Publish(topic, data, reply) => {
+                let topic = gossipsub::IdentTopic::new(topic);
                 let result = match swarm.behaviour_mut().gossipsub.publish(topic, data) {
                     Ok(_)
                     | Err(
