@@ -47,6 +47,10 @@ const MIB: f64 = 1024.0 * 1024.0;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let temp = tempfile::tempdir()?;
     let work = args
         .work
@@ -152,6 +156,8 @@ async fn main() -> anyhow::Result<()> {
     network.stop(victim).await;
     let started = Instant::now();
     let config = AuditConfig {
+        // One round covers every shard.
+        period: AuditConfig::default().interval,
         failures: 1,
         grace: Duration::ZERO,
         spare: 1.0,
@@ -170,9 +176,11 @@ async fn main() -> anyhow::Result<()> {
                 auditor.round(&set.shards, &rand::random(), 0).await
             }));
         }
+        let mut this_round = 0;
         for task in tasks {
-            repaired += task.await?.repaired.len() as u64;
+            this_round += task.await?.repaired.len() as u64;
         }
+        repaired += this_round;
         let missing = pieces
             .iter()
             .filter(|p| {
@@ -181,7 +189,11 @@ async fn main() -> anyhow::Result<()> {
                     .all(|i| network.node(i).unwrap().store.has(p).unwrap().is_none())
             })
             .count();
-        if missing == 0 || rounds == 5 {
+        println!(
+            "  round {rounds}: {this_round} pieces rebuilt, {missing} still missing, {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        if missing == 0 || rounds == 10 {
             anyhow::ensure!(
                 missing == 0,
                 "{missing} pieces still missing after {rounds} rounds"

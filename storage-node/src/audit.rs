@@ -500,16 +500,26 @@ impl Auditor {
         round: u64,
     ) -> RoundReport {
         let keys: Vec<Cid> = shards.iter().map(|(cid, _)| *cid).collect();
-        let mut due: BTreeSet<Cid> = self
+        let layouts: BTreeMap<Cid, &ShardLayout> =
+            shards.iter().map(|(cid, layout)| (*cid, layout)).collect();
+        // In the seed's order: auditors with other seeds reach the same shards at other
+        // times, so they seldom race for a repair claim.
+        let mut due: Vec<Cid> = self
             .schedule()
             .round(&keys, seed, round)
             .into_iter()
             .copied()
             .collect();
-        due.extend(std::mem::take(&mut self.follow));
+        for shard in std::mem::take(&mut self.follow) {
+            if !due.contains(&shard) {
+                due.push(shard);
+            }
+        }
         let mut report = RoundReport::default();
-        for (cid, layout) in shards.iter().filter(|(cid, _)| due.contains(cid)) {
-            self.check(*cid, layout, &mut report).await;
+        for shard in due {
+            if let Some(layout) = layouts.get(&shard) {
+                self.check(shard, layout, &mut report).await;
+            }
         }
         self.publish_failing();
         report
@@ -570,6 +580,7 @@ impl Auditor {
             total,
             checked_ms: now_ms(),
         };
+        debug!(%shard, ?intact, holders = ?holders.iter().map(HashSet::len).collect::<Vec<_>>(), "shard checked");
         match verdict(&intact, k, m, self.config.spare) {
             Verdict::Healthy => {}
             Verdict::Lost => {
@@ -637,6 +648,8 @@ impl Auditor {
                 .unwrap_or_default();
             if found.iter().all(|p| exclude.contains(p)) {
                 still.push(index);
+            } else {
+                debug!(%shard, index, ?found, "piece has a new holder since the round looked");
             }
         }
         if still.is_empty() {
