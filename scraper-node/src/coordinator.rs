@@ -28,6 +28,7 @@ use crate::{
     lock,
     publish::{PublishedCrawl, Publisher, publish_crawl, shard_entry},
     spec::CrawlSpec,
+    validation::Score,
 };
 
 /// How often leases past their deadline are taken back.
@@ -558,9 +559,12 @@ impl Actor {
             }
             c.publishing = true;
             let (id, spec, shards) = (id.clone(), c.spec.clone(), c.shards.clone());
+            let validation: BTreeMap<String, Score> =
+                c.frontier.progress().validation.into_iter().collect();
             let results = self.published.clone();
             tokio::spawn(async move {
-                let result = publish_crawl(&publisher, &id, &spec, &shards, missing).await;
+                let result =
+                    publish_crawl(&publisher, &id, &spec, &shards, missing, &validation).await;
                 let _ = results.send((id, result)).await;
             });
         }

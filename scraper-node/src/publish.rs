@@ -21,14 +21,17 @@ use tessera_dataset_registry::{
 };
 use tessera_formats::{
     Manifest, PublisherKey, ShardLayout, VersionSel,
-    manifest::{MANIFEST_VERSION, ShardEntry},
+    manifest::{MANIFEST_VERSION, MAX_METADATA_VALUE_BYTES, ShardEntry},
     record::SigningKey,
 };
 
-use crate::{crawl_store::ShardRecord, provenance::schema, spec::CrawlSpec};
+use crate::{crawl_store::ShardRecord, provenance::schema, spec::CrawlSpec, validation::Score};
 
 /// The manifest metadata key that names the crawl a version came from.
 pub const CRAWL_KEY: &str = "tessera.crawl";
+/// The manifest metadata key of each scraper node's validation score (JSON: peer id to
+/// [`Score`]).
+pub const VALIDATION_KEY: &str = "tessera.crawl.validation";
 
 /// What a coordinator publishes finished crawls with: a session on the storage network and
 /// the publisher key that signs the versions.
@@ -103,6 +106,7 @@ pub async fn publish_crawl(
     spec: &CrawlSpec,
     shards: &[ShardRecord],
     missing_rows: u64,
+    validation: &BTreeMap<String, Score>,
 ) -> Result<PublishedCrawl, String> {
     let session = &publisher.session;
     if let Some(done) = already_published(publisher, crawl, &spec.name).await? {
@@ -130,6 +134,21 @@ pub async fn publish_crawl(
             "tessera.crawl.missing_pages".to_string(),
             missing_rows.to_string(),
         );
+    }
+    // Each node's validation score, for anyone counting what nodes contributed; left out
+    // (and said so) when the crawl had too many nodes for one metadata value.
+    if !validation.is_empty() {
+        match serde_json::to_string(validation) {
+            Ok(json) if json.len() <= MAX_METADATA_VALUE_BYTES => {
+                metadata.insert(VALIDATION_KEY.to_string(), json);
+            }
+            _ => {
+                metadata.insert(
+                    format!("{VALIDATION_KEY}.omitted"),
+                    format!("{} nodes", validation.len()),
+                );
+            }
+        }
     }
     let version = StoredVersion {
         name: spec.name.clone(),

@@ -36,9 +36,10 @@ use tessera_scraper_node::{
     address::NetworkPolicy,
     crawl_store::ShardRecord,
     node::{ScraperConfig, ScraperNode},
-    provenance::{schema, verify_batch},
-    publish::{CRAWL_KEY, Publisher, publish_crawl},
+    provenance::{contributions, schema, verify_batch},
+    publish::{CRAWL_KEY, Publisher, VALIDATION_KEY, publish_crawl},
     spec::CrawlSpec,
+    validation::Score,
 };
 use tessera_storage_node::LocalNetwork;
 use tessera_tests::read_rows;
@@ -240,6 +241,21 @@ async fn a_crawl_is_stored_published_and_fetched_by_name() {
     assert_eq!(got.keys().cloned().collect::<Vec<_>>(), want);
     assert!(got.values().all(|(n, _)| *n == 1), "a page twice: {got:?}");
     assert!(got.values().all(|(_, f)| f.starts_with(&format!("{id}/"))));
+    // Each scraper node's pages, as `tessera rewards` counts them: every row verifies, and
+    // they add up to the crawl.
+    let mut pages = BTreeMap::new();
+    for (_, path) in list_parquet(&out).unwrap() {
+        for batch in read_rows(&path) {
+            contributions(&batch, 0, i64::MAX, &mut pages).unwrap();
+        }
+    }
+    let nodes = [a.peer_id.to_string(), b.peer_id.to_string()];
+    assert!(pages.keys().all(|k| nodes.contains(k)), "{pages:?}");
+    assert!(pages.values().all(|c| c.rejected == 0));
+    assert_eq!(
+        pages.values().map(|c| c.pages).sum::<u64>(),
+        PAGES as u64 + 1
+    );
     let fetched_manifest = tessera_client::dataset::fetch_manifest(&reader, cid)
         .await
         .unwrap();
@@ -314,7 +330,7 @@ async fn a_crawl_published_again_is_the_same_version() {
     .unwrap();
     let records = [record];
 
-    let first = publish_crawl(&publisher, "crawl-a", &spec, &records, 0)
+    let first = publish_crawl(&publisher, "crawl-a", &spec, &records, 0, &BTreeMap::new())
         .await
         .unwrap();
     assert_eq!(first.version, 1);
@@ -330,13 +346,21 @@ async fn a_crawl_published_again_is_the_same_version() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let again = publish_crawl(&publisher, "crawl-a", &spec, &records, 0)
+    let again = publish_crawl(&publisher, "crawl-a", &spec, &records, 0, &BTreeMap::new())
         .await
         .unwrap();
     assert_eq!(again, first);
 
     // Another crawl of the same name is the next version, and says what it lacks.
-    let other = publish_crawl(&publisher, "crawl-b", &spec, &records, 2)
+    let scores = BTreeMap::from([(
+        "12D3KooWscraper".to_string(),
+        Score {
+            agreed: 3,
+            disagreed: 1,
+            ..Score::default()
+        },
+    )]);
+    let other = publish_crawl(&publisher, "crawl-b", &spec, &records, 2, &scores)
         .await
         .unwrap();
     assert_eq!(other.version, 2);
@@ -346,6 +370,10 @@ async fn a_crawl_published_again_is_the_same_version() {
             .unwrap();
     assert_eq!(manifest.metadata[CRAWL_KEY], "crawl-b");
     assert_eq!(manifest.metadata["tessera.crawl.missing_pages"], "2");
+    // The nodes' validation scores travel with the version, for `tessera rewards`.
+    let published: BTreeMap<String, Score> =
+        serde_json::from_str(&manifest.metadata[VALIDATION_KEY]).unwrap();
+    assert_eq!(published, scores);
     assert_eq!(manifest.shards[0].name, "crawl-b/node-00000.parquet");
 
     network.shutdown().await;

@@ -25,7 +25,11 @@ use tessera_client::dataset::FetchOptions;
 use tessera_dataset_registry::fetch_version;
 use tessera_formats::DatasetRef;
 use tessera_proofs::{decode_blocks, ledger};
-use tessera_scraper_node::provenance::{Contribution, contributions};
+use tessera_scraper_node::{
+    provenance::{Contribution, contributions},
+    publish::VALIDATION_KEY,
+    validation::Score,
+};
 use tessera_storage_node::{audit::peer_of, node::ReceiptPage};
 
 use super::{audit::DEFAULT_NODE, config::read_bounded, reader::ReaderArgs};
@@ -94,8 +98,14 @@ struct StorageRow {
 #[derive(Debug, Clone, Serialize)]
 struct PagesRow {
     peer_id: String,
+    /// Rows whose signature verifies, fetched in the period.
     pages: u64,
+    /// Rows naming the node whose signature does not verify.
     rejected: u64,
+    /// Its pages that another node fetched again with the same text (the crawls' scores).
+    checks_agreed: u64,
+    /// Its pages that another node fetched again with other text.
+    checks_disagreed: u64,
 }
 
 /// The whole report.
@@ -251,6 +261,7 @@ async fn count_pages(args: &Args, from_ms: u64, to_ms: u64) -> anyhow::Result<Ve
     let session = args.reader.join().await?;
     let own = args.reader.preferred()?;
     let mut counted: BTreeMap<String, Contribution> = BTreeMap::new();
+    let mut scores: BTreeMap<String, Score> = BTreeMap::new();
     let (from_us, to_us) = (
         i64::try_from(from_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
         i64::try_from(to_ms.saturating_mul(1000)).unwrap_or(i64::MAX),
@@ -272,6 +283,17 @@ async fn count_pages(args: &Args, from_ms: u64, to_ms: u64) -> anyhow::Result<Ve
             report.fetched.len() + report.present.len(),
             ByteSize::b(report.bytes)
         );
+        // The crawl's validation scores, as its coordinator published them (the manifest's
+        // CID covers them, and its publisher signed the version).
+        if let Some(json) = report.manifest.metadata.get(VALIDATION_KEY) {
+            let crawl: BTreeMap<String, Score> = serde_json::from_str(json)
+                .with_context(|| format!("{reference}: {VALIDATION_KEY} is not a score map"))?;
+            for (node, score) in crawl {
+                let total = scores.entry(node).or_default();
+                total.agreed += score.agreed;
+                total.disagreed += score.disagreed;
+            }
+        }
         let root = dir.path().to_path_buf();
         counted = tokio::task::spawn_blocking(move || {
             let mut counted = counted;
@@ -281,10 +303,15 @@ async fn count_pages(args: &Args, from_ms: u64, to_ms: u64) -> anyhow::Result<Ve
     }
     Ok(counted
         .into_iter()
-        .map(|(peer_id, c)| PagesRow {
-            peer_id,
-            pages: c.pages,
-            rejected: c.rejected,
+        .map(|(peer_id, c)| {
+            let score = scores.get(&peer_id).copied().unwrap_or_default();
+            PagesRow {
+                peer_id,
+                pages: c.pages,
+                rejected: c.rejected,
+                checks_agreed: score.agreed,
+                checks_disagreed: score.disagreed,
+            }
         })
         .collect())
 }
@@ -344,13 +371,13 @@ fn render(report: &Report, from: SystemTime, to: SystemTime) -> String {
     }
     if !report.pages.is_empty() {
         out.push_str(&format!(
-            "\npages contributed (rows whose signature verifies, fetched in the period)\n{:<54} {:>10} {:>9}\n",
-            "node", "pages", "rejected"
+            "\npages contributed (rows whose signature verifies, fetched in the period; checks: its pages fetched again by another node)\n{:<54} {:>10} {:>9} {:>13} {:>16}\n",
+            "node", "pages", "rejected", "checks agreed", "checks disagreed"
         ));
         for row in &report.pages {
             out.push_str(&format!(
-                "{:<54} {:>10} {:>9}\n",
-                row.peer_id, row.pages, row.rejected
+                "{:<54} {:>10} {:>9} {:>13} {:>16}\n",
+                row.peer_id, row.pages, row.rejected, row.checks_agreed, row.checks_disagreed
             ));
         }
     }
