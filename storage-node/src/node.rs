@@ -430,22 +430,59 @@ async fn scrub_periodically(
     }
 }
 
-/// Keeps the receipts other auditors share on the receipt topic; those that do not verify
-/// are dropped.
+/// How long receipts are kept: what `tessera rewards` can count back to.
+pub const RECEIPT_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+/// How far ahead of this node's clock a shared receipt may be dated.
+const RECEIPT_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Keeps the receipts other auditors share on the receipt topic: those that verify and are
+/// dated within the retention (and not in the future); the rest are dropped. Receipts past
+/// the retention are pruned every hour.
 async fn keep_shared_receipts(
     receipts: Arc<ReceiptStore>,
     mut shared: tokio::sync::mpsc::Receiver<tessera_net::GossipMessage>,
 ) {
-    while let Some(message) = shared.recv().await {
+    let retention = u64::try_from(RECEIPT_RETENTION.as_millis()).unwrap_or(u64::MAX);
+    let mut prune = tokio::time::interval(Duration::from_secs(60 * 60));
+    loop {
+        let message = tokio::select! {
+            message = shared.recv() => match message {
+                Some(message) => message,
+                None => return,
+            },
+            _ = prune.tick() => {
+                let store = receipts.clone();
+                let before = now_ms().saturating_sub(retention);
+                match tokio::task::spawn_blocking(move || store.prune(before)).await {
+                    Ok(Ok(n)) if n > 0 => debug!(pruned = n, "old receipts pruned"),
+                    Ok(Err(e)) => warn!(error = %e, "pruning receipts failed"),
+                    _ => {}
+                }
+                continue;
+            }
+        };
         let store = receipts.clone();
         let kept = tokio::task::spawn_blocking(move || {
-            SignedReceipt::from_block(&message.data)
-                .map_err(ReceiptStoreError::from)
-                .and_then(|receipt| store.insert(&receipt))
+            let receipt = SignedReceipt::from_block(&message.data)?;
+            let (now, time) = (now_ms(), receipt.receipt.time_ms);
+            if time > now.saturating_add(RECEIPT_CLOCK_SKEW_MS)
+                || time < now.saturating_sub(retention)
+            {
+                return Ok(None);
+            }
+            store.insert(&receipt).map(Some)
         })
         .await;
-        if let Ok(Err(e)) = kept {
-            debug!(error = %e, "a shared receipt was refused");
+        match kept {
+            Ok(Err(e)) => debug!(error = %e, "a shared receipt was refused"),
+            Ok(Ok(None)) => debug!("a shared receipt dated outside the retention was dropped"),
+            _ => {}
         }
     }
 }

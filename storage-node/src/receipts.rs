@@ -77,6 +77,37 @@ impl ReceiptStore {
         Ok(cid)
     }
 
+    /// Deletes every receipt made before `before_ms` (both its keys); returns how many.
+    pub fn prune(&self, before_ms: u64) -> Result<usize, ReceiptStoreError> {
+        let end = {
+            let mut k = b"t/".to_vec();
+            k.extend_from_slice(&before_ms.to_be_bytes());
+            k
+        };
+        let mut batch = WriteBatch::default();
+        let mut pruned = 0;
+        for item in self
+            .db
+            .iterator(IteratorMode::From(b"t/", Direction::Forward))
+        {
+            let (k, block) = item?;
+            if !k.starts_with(b"t/") || *k >= *end {
+                break;
+            }
+            // Blocks were checked when kept; one that no longer parses goes all the same.
+            if let Ok(receipt) = SignedReceipt::from_block(&block)
+                && let Ok((cid, _)) = receipt.to_block()
+            {
+                let r = &receipt.receipt;
+                batch.delete(key(&r.node, r.time_ms, &cid));
+            }
+            batch.delete(&k);
+            pruned += 1;
+        }
+        self.db.write_opt(batch, &WriteOptions::default())?;
+        Ok(pruned)
+    }
+
     /// Receipt blocks made in `[from_ms, to_ms)`, oldest first, at most `limit`, starting
     /// after `after` (a cursor from an earlier page); the cursor of the last one returned if
     /// more may follow. Blocks are returned as stored (they were verified when kept).
@@ -219,10 +250,16 @@ mod tests {
         assert!(end.is_none());
         assert!(store.between(31, 40, None, 10).unwrap().0.is_empty());
 
+        // Pruning drops what is older, from both indexes.
+        assert_eq!(store.prune(20).unwrap(), 2);
+        assert_eq!(times(a, 0, 10), [20, 30]);
+        assert!(times(b, 0, 10).is_empty());
+        assert_eq!(store.between(0, u64::MAX, None, 10).unwrap().0.len(), 2);
+
         // A receipt whose signature does not verify is not kept.
         let mut forged = receipt(a, 40, AuditResult::Passed);
         forged.receipt.result = AuditResult::BadProof;
         assert!(store.insert(&forged).is_err());
-        assert_eq!(times(a, 0, 10), [10, 20, 30]);
+        assert_eq!(times(a, 0, 10), [20, 30]);
     }
 }
