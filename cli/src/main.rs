@@ -23,7 +23,8 @@ struct Cli {
 enum Command {
     /// Print the content address (CID) of files.
     Cid(commands::cid::Args),
-    /// Start a small network of storage nodes on this machine, store a file, audit and break it.
+    /// Tessera's whole job on this machine: crawl a small site with two scraper nodes into a
+    /// dataset on local storage nodes, fetch it with a node down, stream it, audit and repair.
     Demo(commands::demo::Args),
     /// Run a storage node: keep pieces, serve them, answer storage challenges.
     StorageNode(commands::storage_node::Args),
@@ -56,11 +57,14 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // RUST_LOG overrides; by default only warnings, without the DHT's complaint that the first
-    // node of a network has no peers to bootstrap from.
+    // node of a network has no peers to bootstrap from, or gossipsub's about a record that
+    // several registry nodes announce.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,libp2p_kad::behaviour=error")
+                tracing_subscriber::EnvFilter::new(
+                    "warn,libp2p_kad::behaviour=error,libp2p_gossipsub::behaviour=error",
+                )
             }),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
