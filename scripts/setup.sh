@@ -34,7 +34,9 @@ tessera_setup() {
 
   if [ -z "${ROCKSDB_LIB_DIR:-}" ]; then
     local lib
-    lib="$(ldconfig -p 2>/dev/null | awk '/librocksdb\.so / { print $NF; exit }')"
+    # awk reads to the end: exiting early would kill ldconfig with SIGPIPE, and under
+    # `set -o pipefail` (CI) that fails the whole script.
+    lib="$(ldconfig -p 2>/dev/null | awk '/librocksdb\.so / && !found { print $NF; found = 1 }')"
     if [ -n "$lib" ]; then
       export ROCKSDB_LIB_DIR="$(dirname "$lib")"
     fi

@@ -319,6 +319,8 @@ impl StorageNode {
                     .route("/metrics", get(metrics_text))
                     .route("/v1/audit", get(audit_status))
                     .route("/v1/receipts", get(receipt_page))
+                    .route("/v1/rewards", get(rewards))
+                    .route("/", get(dashboard))
                     .with_state(state);
                 if let Some(registry) = &registry {
                     router = router.merge(tessera_dataset_registry::http::router(registry.clone()));
@@ -599,17 +601,119 @@ async fn receipt_page(
             next: next.map(hex::encode),
         })
         .into_response(),
-        Ok(Err(e)) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({ "error": { "code": "internal", "message": e.to_string() } })),
-        )
-            .into_response(),
-        Err(e) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({ "error": { "code": "internal", "message": e.to_string() } })),
-        )
-            .into_response(),
+        Ok(Err(e)) => internal(e.to_string()),
+        Err(e) => internal(e.to_string()),
     }
+}
+
+/// The operator's dashboard: one page that reads `/status`, `/v1/audit` and `/v1/rewards`.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
+}
+
+/// Most receipts one `/v1/rewards` answer reads: a longer window counts the newest first.
+pub const MAX_REWARD_RECEIPTS: usize = 1_000_000;
+
+/// Query of `GET /v1/rewards`.
+#[derive(Debug, Clone, Deserialize)]
+struct RewardsQuery {
+    /// From this time (ms) [default: 24 hours before `to`].
+    from: Option<u64>,
+    /// Before this time (ms) [default: now].
+    to: Option<u64>,
+    /// Most milliseconds one passed audit credits [default: 24 hours].
+    cap: Option<u64>,
+}
+
+/// One node's row of `GET /v1/rewards`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RewardRow {
+    /// The node's key (hex).
+    pub node: String,
+    /// Its peer id.
+    pub peer_id: String,
+    /// Storage it proved, in GiB-hours.
+    pub gib_hours: f64,
+    /// Audits it passed.
+    pub passed: u64,
+    /// Audits it failed.
+    pub failed: u64,
+}
+
+/// `GET /v1/rewards`: the ledger of the receipts this node holds, for a window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rewards {
+    /// Window start (ms).
+    pub from_ms: u64,
+    /// Window end (ms).
+    pub to_ms: u64,
+    /// Receipts read.
+    pub receipts: usize,
+    /// Whether more receipts than [`MAX_REWARD_RECEIPTS`] fell in the window.
+    pub truncated: bool,
+    /// Per audited node.
+    pub nodes: Vec<RewardRow>,
+}
+
+async fn rewards(
+    State(state): State<HttpState>,
+    Query(query): Query<RewardsQuery>,
+) -> impl IntoResponse {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    let to = query.to.unwrap_or_else(now_ms);
+    let from = query.from.unwrap_or_else(|| to.saturating_sub(DAY_MS));
+    let cap = query.cap.unwrap_or(DAY_MS);
+    let store = state.receipts.clone();
+    let computed = tokio::task::spawn_blocking(move || {
+        let mut blocks = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = store.between(from, to, after.as_deref(), 10_000)?;
+            blocks.extend(page);
+            if blocks.len() >= MAX_REWARD_RECEIPTS {
+                blocks.truncate(MAX_REWARD_RECEIPTS);
+                return Ok::<_, ReceiptStoreError>((blocks, true));
+            }
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok((blocks, false)),
+            }
+        }
+    })
+    .await;
+    let (blocks, truncated) = match computed {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => return internal(e.to_string()),
+        Err(e) => return internal(e.to_string()),
+    };
+    let (receipts, _) = tessera_proofs::decode_blocks(&blocks);
+    let ledger = tessera_proofs::ledger(&receipts, from, to, cap);
+    Json(Rewards {
+        from_ms: from,
+        to_ms: to,
+        receipts: receipts.len(),
+        truncated,
+        nodes: ledger
+            .nodes
+            .iter()
+            .map(|(key, proven)| RewardRow {
+                node: key.to_string(),
+                peer_id: crate::audit::peer_of(key).map_or_else(|| "-".into(), |p| p.to_string()),
+                gib_hours: proven.gib_hours(),
+                passed: proven.passed,
+                failed: proven.failed,
+            })
+            .collect(),
+    })
+    .into_response()
+}
+
+fn internal(message: String) -> axum::response::Response {
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({ "error": { "code": "internal", "message": message } })),
+    )
+        .into_response()
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {

@@ -155,7 +155,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(http) = node.http {
         say(format_args!(
-            "http      http://{http}/status  http://{http}/metrics"
+            "http      http://{http}/status  http://{http}/metrics  http://{http}/ (dashboard)"
         ));
     }
     say(format_args!(

@@ -1,0 +1,132 @@
+"""The storage node's dashboard, loaded in headless Chromium and checked against the node's JSON.
+
+scripts/test-browser starts the nodes and runs this with TESSERA (the binary), TESSERA_WORK (a
+scratch directory), TESSERA_BOOTSTRAP (node 0's address) and TESSERA_HTTP (node 0's HTTP base
+URL) set. Node 0 audits every two seconds, so its audit and reward figures move while the page
+is read: those are checked to lie between the JSON read before and the JSON read after.
+"""
+
+import json
+import os
+import subprocess
+import time
+import unittest
+import urllib.request
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+WORK = os.environ["TESSERA_WORK"]
+BOOTSTRAP = os.environ["TESSERA_BOOTSTRAP"]
+HTTP = os.environ["TESSERA_HTTP"]
+TESSERA = os.environ["TESSERA"]
+
+
+def get(path):
+    with urllib.request.urlopen(HTTP + path, timeout=30) as response:
+        return json.load(response)
+
+
+def gib(n):
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+    i, v = 0, float(n)
+    while v >= 1024 and i < len(units) - 1:
+        v /= 1024
+        i += 1
+    return f"{n} B" if i == 0 else f"{v:.1f} {units[i]}"
+
+
+def wait_for(check, what, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class DashboardTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        data = os.path.join(WORK, "browser-data")
+        os.makedirs(data, exist_ok=True)
+        for i in range(2):
+            table = pa.table({"id": pa.array(range(i * 500, (i + 1) * 500), pa.int64())})
+            pq.write_table(table, os.path.join(data, f"part-{i}.parquet"))
+        subprocess.run(
+            [TESSERA, "publish", data, "--name", "browser", "--key",
+             os.path.join(WORK, "browser.key"), "--bootstrap", BOOTSTRAP],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        # Node 0 audits the dataset's holders and keeps receipts.
+        wait_for(lambda: get("/v1/audit")["audits_passed"] > 0, "audits")
+        wait_for(lambda: get("/v1/rewards")["nodes"], "rewards")
+        options = webdriver.ChromeOptions()
+        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+            options.add_argument(flag)
+        driver_path = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+        cls.driver = webdriver.Chrome(service=Service(driver_path), options=options)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.driver.quit()
+
+    def text(self, element_id):
+        return self.driver.find_element(By.ID, element_id).text
+
+    def test_the_page_shows_what_the_json_says(self):
+        before = {"status": get("/status"), "audit": get("/v1/audit"), "rewards": get("/v1/rewards")}
+        self.driver.get(HTTP + "/")
+        WebDriverWait(self.driver, 30).until(lambda d: self.text("updated") != "never")
+        shown = {i: self.text(i) for i in (
+            "peer-id", "version", "peers", "pieces", "bytes-used", "bytes-free", "capacity",
+            "auditor", "audits-passed", "audits-failed", "pieces-repaired", "shards", "receipts")}
+        addresses = [li.text for li in self.driver.find_elements(By.CSS_SELECTOR, "#addresses li")]
+        datasets = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                    for tr in self.driver.find_elements(By.CSS_SELECTOR, "#datasets tr")]
+        rewards = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                   for tr in self.driver.find_elements(By.CSS_SELECTOR, "#rewards tr")]
+        after = {"status": get("/status"), "audit": get("/v1/audit"), "rewards": get("/v1/rewards")}
+
+        status = after["status"]
+        self.assertEqual(shown["peer-id"], status["peer_id"])
+        self.assertEqual(shown["version"], status["version"])
+        self.assertEqual(addresses, status["addresses"])
+        self.assertEqual(shown["capacity"], gib(status["capacity"]))
+        self.assertEqual(int(shown["pieces"]), status["pieces"])
+        self.assertEqual(shown["bytes-used"], gib(status["bytes_used"]))
+        self.assertEqual(int(shown["peers"]), status["peers_connected"])
+        self.assertEqual(shown["auditor"], "running")
+
+        # Counters that move: between what the JSON said before and after.
+        for element, key in (("audits-passed", "audits_passed"), ("audits-failed", "audits_failed"),
+                             ("pieces-repaired", "pieces_repaired")):
+            self.assertLessEqual(before["audit"][key], int(shown[element]), element)
+            self.assertLessEqual(int(shown[element]), after["audit"][key], element)
+        self.assertGreater(int(shown["audits-passed"]), 0)
+        self.assertEqual(int(shown["shards"]), after["audit"]["shards"])
+
+        [dataset] = after["audit"]["datasets"]
+        self.assertEqual(len(datasets), 1)
+        self.assertEqual(datasets[0][0], f"{dataset['publisher'][:8]}…/browser")
+        self.assertEqual(datasets[0][1], f"v{dataset['version']}")
+        self.assertEqual(int(datasets[0][2]), dataset["shards"])
+
+        # The rewards table: one row per audited node, as /v1/rewards has them.
+        peers = {n["peer_id"] for n in after["rewards"]["nodes"]}
+        self.assertTrue(rewards)
+        for row in rewards:
+            self.assertIn(row[0], peers)
+            self.assertGreater(float(row[1]), 0.0)
+            self.assertGreater(int(row[2]), 0)
+        self.assertLessEqual(before["rewards"]["receipts"], int(shown["receipts"]))
+        self.assertLessEqual(int(shown["receipts"]), after["rewards"]["receipts"])
+
+
+if __name__ == "__main__":
+    unittest.main()
