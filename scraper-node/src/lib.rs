@@ -17,7 +17,8 @@
 //! Parquet shards that roll at a size; [`crawl_store`] keeps the coordinator's crawls in
 //! RocksDB; [`coordinator`] is the task that owns them; [`worker`] is a scraper node's loop of
 //! leases; [`wire`] and [`remote`] carry the crawl protocol between them over libp2p;
-//! [`node`] wires a whole scraper node together, with its HTTP API for crawls.
+//! [`node`] wires a whole scraper node together, with its HTTP API for crawls and its
+//! dashboard; [`stats`] counts what the worker did.
 //!
 //! See `docs/ARCHITECTURE.md` for how a crawl runs across nodes.
 
@@ -36,6 +37,7 @@ pub mod remote;
 pub mod robots;
 pub mod shard;
 pub mod spec;
+pub mod stats;
 pub mod validation;
 pub mod wire;
 pub mod worker;

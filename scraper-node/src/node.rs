@@ -20,7 +20,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tessera_client::{ClientError, Session, session::connect};
 use tessera_dataset_registry::publisher_key::{self, KeyFileError};
 use tessera_formats::{PublisherKey, record::SigningKey};
@@ -34,6 +34,7 @@ use crate::{
     publish::Publisher,
     remote::{RemoteCoordinator, serve},
     spec::CrawlSpec,
+    stats::{WorkerCounts, WorkerStats},
     worker::{Worker, WorkerConfig},
 };
 
@@ -122,6 +123,8 @@ pub struct ScraperNode {
     /// The publisher its finished crawls are published as, when it coordinates and has a
     /// storage network.
     pub publisher: Option<PublisherKey>,
+    /// What its worker did.
+    pub stats: Arc<WorkerStats>,
     tasks: Vec<JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
     worker: JoinHandle<()>,
@@ -205,15 +208,31 @@ impl ScraperNode {
             None
         };
 
-        let http = match (config.http, &coordinator) {
-            (Some(addr), Some(c)) => {
+        let stats = Arc::new(WorkerStats::default());
+        let http = match config.http {
+            Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| ScraperNodeError::Http { addr, source })?;
                 let bound = listener
                     .local_addr()
                     .map_err(|source| ScraperNodeError::Http { addr, source })?;
-                let router = router(c.clone());
+                let state = NodeState {
+                    client: network.client.clone(),
+                    peer_id: peer_id.to_string(),
+                    addresses: addresses.iter().map(ToString::to_string).collect(),
+                    stats: stats.clone(),
+                    coordinator: coordinator.clone(),
+                    works_for: remote.map(|p| p.to_string()),
+                    publisher: publisher_id.map(|p| p.to_string()),
+                };
+                let mut router = Router::new()
+                    .route("/", get(dashboard))
+                    .route("/v1/node", get(node_status))
+                    .with_state(state);
+                if let Some(c) = &coordinator {
+                    router = router.merge(self::router(c.clone()));
+                }
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = axum::serve(listener, router).await {
                         warn!(%e, "HTTP API stopped");
@@ -221,7 +240,7 @@ impl ScraperNode {
                 }));
                 Some(bound)
             }
-            _ => None,
+            None => None,
         };
 
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -238,9 +257,13 @@ impl ScraperNode {
         let worker = match (remote, &coordinator) {
             (Some(peer), _) => {
                 let api = RemoteCoordinator::new(network.client.clone(), peer);
-                tokio::spawn(Worker::new(api, key, worker_config).run(until))
+                let worker = Worker::new(api, key, worker_config).with_stats(stats.clone());
+                tokio::spawn(worker.run(until))
             }
-            (None, Some(c)) => tokio::spawn(Worker::new(c.clone(), key, worker_config).run(until)),
+            (None, Some(c)) => {
+                let worker = Worker::new(c.clone(), key, worker_config).with_stats(stats.clone());
+                tokio::spawn(worker.run(until))
+            }
             (None, None) => return Err(ScraperNodeError::NoWork),
         };
         info!(%peer_id, "scraper node started");
@@ -250,6 +273,7 @@ impl ScraperNode {
             http,
             coordinator,
             publisher: publisher_id,
+            stats,
             tasks,
             stop,
             worker,
@@ -281,6 +305,78 @@ fn signing_key(config: &ScraperConfig) -> Result<SigningKey, ScraperNodeError> {
         info!(path = %path.display(), "publisher key created");
     }
     Ok(key)
+}
+
+/// What the dashboard and `GET /v1/node` read.
+#[derive(Clone)]
+struct NodeState {
+    client: tessera_net::Client,
+    peer_id: String,
+    addresses: Vec<String>,
+    stats: Arc<WorkerStats>,
+    coordinator: Option<Coordinator>,
+    works_for: Option<String>,
+    publisher: Option<String>,
+}
+
+/// `GET /v1/node`: the scraper node at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Its peer id: the key that signs its rows.
+    pub peer_id: String,
+    /// Its libp2p addresses.
+    pub addresses: Vec<String>,
+    /// Peers connected now.
+    pub peers_connected: usize,
+    /// Whether it runs the coordinator role.
+    pub coordinator: bool,
+    /// The coordinator it works for, when not itself.
+    pub works_for: Option<String>,
+    /// The publisher key its finished crawls are signed with.
+    pub publisher: Option<String>,
+    /// What its worker did since it started.
+    pub worker: WorkerCounts,
+    /// The crawls it coordinates.
+    pub crawls: Vec<CrawlStatus>,
+    /// Tessera's version.
+    pub version: String,
+}
+
+async fn node_status(State(state): State<NodeState>) -> Response {
+    let peers = match state.client.info().await {
+        Ok(info) => info.connected_peers.len(),
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "network_stopped",
+                e.to_string(),
+            );
+        }
+    };
+    let crawls = match &state.coordinator {
+        Some(c) => match c.status().await {
+            Ok(all) => all,
+            Err(e) => return coordinator_error(e),
+        },
+        None => Vec::new(),
+    };
+    Json(NodeStatus {
+        peer_id: state.peer_id.clone(),
+        addresses: state.addresses.clone(),
+        peers_connected: peers,
+        coordinator: state.coordinator.is_some(),
+        works_for: state.works_for.clone(),
+        publisher: state.publisher.clone(),
+        worker: state.stats.counts(),
+        crawls,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+    .into_response()
+}
+
+/// The operator's dashboard: one page over `GET /v1/node`.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
 }
 
 /// The HTTP API over a coordinator.

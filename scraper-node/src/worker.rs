@@ -45,6 +45,7 @@ use crate::{
     provenance::Row,
     shard::{Finished, ShardWriter},
     spec::CrawlSpec,
+    stats::WorkerStats,
 };
 
 /// A call to the coordinator failed.
@@ -160,6 +161,8 @@ pub struct Worker<C> {
     next_shard: HashMap<String, u32>,
     /// Part of every shard name: shards of different runs never share a name.
     run_id: String,
+    /// What it did, for the node's dashboard.
+    stats: Arc<WorkerStats>,
 }
 
 impl<C> std::fmt::Debug for Worker<C> {
@@ -190,7 +193,14 @@ impl<C: CrawlApi> Worker<C> {
             params: HashMap::new(),
             next_shard: HashMap::new(),
             run_id: format!("{:x}", now_ms()),
+            stats: Arc::default(),
         }
+    }
+
+    /// The same worker, counting into `stats`.
+    #[must_use]
+    pub fn with_stats(self, stats: Arc<WorkerStats>) -> Self {
+        Self { stats, ..self }
     }
 
     /// Runs until `stop` resolves, then closes and reports open shards. A lease under way is
@@ -278,6 +288,7 @@ impl<C: CrawlApi> Worker<C> {
         for mut shard in std::mem::take(&mut self.pending) {
             match self.report_shard(&mut shard).await {
                 Ok(()) => {
+                    self.stats.shard();
                     // In the network now: the contributor's disk gets its space back.
                     if self.config.storage.is_some()
                         && let Err(e) = std::fs::remove_file(&shard.file.path)
@@ -376,6 +387,7 @@ impl<C: CrawlApi> Worker<C> {
                 written += 1;
             }
         }
+        self.stats.lease(written as u64);
         Ok(Step::Leased {
             urls: lease.urls.len(),
             rows: written,

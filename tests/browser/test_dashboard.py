@@ -1,4 +1,7 @@
-"""The storage node's dashboard, loaded in headless Chromium and checked against the node's JSON.
+"""Node dashboards, loaded in headless Chromium and checked against the nodes' JSON.
+
+A storage node's dashboard is checked on a node that audits a published dataset; a scraper
+node's on a node that crawled the site of examples/site/ (served here) into that network.
 
 scripts/test-browser starts the nodes and runs this with TESSERA (the binary), TESSERA_WORK (a
 scratch directory), TESSERA_BOOTSTRAP (node 0's address) and TESSERA_HTTP (node 0's HTTP base
@@ -6,9 +9,12 @@ URL) set. Node 0 audits every two seconds, so its audit and reward figures move 
 is read: those are checked to lie between the JSON read before and the JSON read after.
 """
 
+import functools
+import http.server
 import json
 import os
 import subprocess
+import threading
 import time
 import unittest
 import urllib.request
@@ -26,9 +32,20 @@ HTTP = os.environ["TESSERA_HTTP"]
 TESSERA = os.environ["TESSERA"]
 
 
-def get(path):
-    with urllib.request.urlopen(HTTP + path, timeout=30) as response:
+SITE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "site")
+
+
+def get(path, base=None):
+    with urllib.request.urlopen((base or HTTP) + path, timeout=30) as response:
         return json.load(response)
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    driver_path = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+    return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
 def gib(n):
@@ -66,11 +83,7 @@ class DashboardTest(unittest.TestCase):
         # Node 0 audits the dataset's holders and keeps receipts.
         wait_for(lambda: get("/v1/audit")["audits_passed"] > 0, "audits")
         wait_for(lambda: get("/v1/rewards")["nodes"], "rewards")
-        options = webdriver.ChromeOptions()
-        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-            options.add_argument(flag)
-        driver_path = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
-        cls.driver = webdriver.Chrome(service=Service(driver_path), options=options)
+        cls.driver = browser()
 
     @classmethod
     def tearDownClass(cls):
@@ -126,6 +139,70 @@ class DashboardTest(unittest.TestCase):
             self.assertGreater(int(row[2]), 0)
         self.assertLessEqual(before["rewards"]["receipts"], int(shown["receipts"]))
         self.assertLessEqual(int(shown["receipts"]), after["rewards"]["receipts"])
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class ScraperDashboardTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        handler = functools.partial(QuietHandler, directory=SITE)
+        cls.site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=cls.site.serve_forever, daemon=True).start()
+        cls.node = subprocess.Popen(
+            [TESSERA, "scraper-node", "--data-dir", os.path.join(WORK, "scraper"),
+             "--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0",
+             "--bootstrap", BOOTSTRAP, "--allow-private-networks"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        cls.base = None
+        for line in cls.node.stdout:
+            if line.startswith("dashboard"):
+                cls.base = line.split()[1].rstrip("/")
+            if line.startswith("data"):
+                break
+        assert cls.base, "the scraper node printed no dashboard address"
+        port = cls.site.server_address[1]
+        spec = (f'name = "browser-site"\nseeds = ["http://127.0.0.1:{port}/"]\nmax_pages = 50\n'
+                'max_depth = 3\n[politeness]\ndelay_seconds = 0.01\nlease_size = 4\n')
+        request = urllib.request.Request(cls.base + "/v1/crawls", data=spec.encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            cls.crawl = json.load(response)["id"]
+        wait_for(lambda: "published" in json.dumps(get(f"/v1/crawls/{cls.crawl}", cls.base)["state"]),
+                 "the crawl's publication", seconds=120)
+        cls.driver = browser()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.driver.quit()
+        cls.node.terminate()
+        cls.node.wait(timeout=30)
+        cls.site.shutdown()
+
+    def text(self, element_id):
+        return self.driver.find_element(By.ID, element_id).text
+
+    def test_the_page_shows_what_the_json_says(self):
+        self.driver.get(self.base + "/")
+        WebDriverWait(self.driver, 30).until(lambda d: self.text("updated") != "never")
+        node = get("/v1/node", self.base)
+        self.assertEqual(self.text("peer-id"), node["peer_id"])
+        self.assertEqual(self.text("publisher"), node["publisher"])
+        self.assertEqual(self.text("role"), "coordinator and worker")
+        self.assertEqual(int(self.text("pages")), node["worker"]["pages"])
+        self.assertEqual(int(self.text("shards")), node["worker"]["shards"])
+        self.assertEqual(int(self.text("leases")), node["worker"]["leases"])
+        # Every page of the site but the one robots.txt closes.
+        self.assertEqual(node["worker"]["pages"], 8)
+        [crawl] = node["crawls"]
+        rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                for tr in self.driver.find_elements(By.CSS_SELECTOR, "#crawls tr")]
+        self.assertEqual(rows, [[crawl["id"], "browser-site", "published",
+                                 str(crawl["progress"]["stored"]), str(crawl["rows"]),
+                                 str(crawl["shards"])]])
 
 
 if __name__ == "__main__":

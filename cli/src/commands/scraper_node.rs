@@ -7,7 +7,7 @@
 //! listen = ["/ip4/0.0.0.0/tcp/4002"]
 //! bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]   # storage nodes
 //! publisher-key = "/var/lib/tessera/scraper/publisher.key"   # signs published crawls
-//! http = "127.0.0.1:8090"            # the crawl API; only with the coordinator role
+//! http = "127.0.0.1:8090"            # the dashboard, and the crawl API of a coordinator
 //! coordinator = "/ip4/203.0.113.9/tcp/4002/p2p/12D3KooW..."   # scrape for this coordinator
 //! coordinate = true                  # accept crawls and lease them out
 //! ```
@@ -53,7 +53,8 @@ pub(crate) struct Args {
     /// [default: publisher.key in the data directory, created if missing].
     #[arg(long)]
     publisher_key: Option<PathBuf>,
-    /// Address of the crawl API [default: 127.0.0.1:8090].
+    /// Address of the HTTP port: the dashboard, and the crawl API of a coordinator
+    /// [default: 127.0.0.1:8090 for a coordinator, none for a worker].
     #[arg(long)]
     http: Option<SocketAddr>,
     /// Scrape for the coordinator at this address (ending in /p2p/PEER_ID) instead of this
@@ -105,7 +106,12 @@ fn node_config(args: Args) -> anyhow::Result<ScraperConfig> {
         data_dir,
         listen,
         bootstrap,
-        http: Some(args.http.or(file.http).unwrap_or(DEFAULT_HTTP.parse()?)),
+        // A coordinator always serves its crawl API; a worker serves its dashboard when asked.
+        http: match args.http.or(file.http) {
+            Some(addr) => Some(addr),
+            None if coordinate => Some(DEFAULT_HTTP.parse()?),
+            None => None,
+        },
         coordinator: args.coordinator.or(file.coordinator),
         coordinate,
         network: if args.allow_private_networks {
@@ -133,7 +139,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         say(format_args!("listening {addr}"));
     }
     if let Some(http) = node.http {
-        say(format_args!("crawls    http://{http}/v1/crawls"));
+        if node.coordinator.is_some() {
+            say(format_args!("crawls    http://{http}/v1/crawls"));
+        }
+        say(format_args!("dashboard http://{http}/"));
     }
     say(format_args!("data      {}", config.data_dir.display()));
     match &node.publisher {
