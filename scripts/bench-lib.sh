@@ -34,3 +34,13 @@ measure() { # file, command...
         "$@"
     fi
 }
+
+# Appends one figure and its baseline from the same run to $TESSERA_BENCH_OUT (JSON lines),
+# when set: what scripts/bench collects into docs/BENCHMARKS.md.
+record() { # section, name, value, unit, baseline name, baseline value
+    [ -n "${TESSERA_BENCH_OUT:-}" ] || return 0
+    python3 -c 'import json, sys
+s, n, v, u, bn, bv = sys.argv[1:7]
+print(json.dumps({"section": s, "name": n, "value": float(v), "unit": u,
+                  "baseline": bn, "baseline_value": float(bv)}))' "$@" >> "$TESSERA_BENCH_OUT"
+}
