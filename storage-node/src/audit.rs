@@ -112,6 +112,13 @@ pub struct ShardHealth {
     pub checked_ms: u64,
 }
 
+impl ShardHealth {
+    /// Intact pieces beyond `k`: how many more losses the shard survives (negative: lost).
+    pub fn spare(&self) -> i64 {
+        i64::try_from(self.intact).unwrap_or(i64::MAX) - i64::try_from(self.k).unwrap_or(0)
+    }
+}
+
 /// A dataset's redundancy: its worst shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DatasetHealth {
@@ -206,10 +213,7 @@ impl AuditView {
                     shards: d.shards.len(),
                     checked: seen.len(),
                     min_intact: seen.iter().map(|s| s.intact).min(),
-                    min_spare: seen
-                        .iter()
-                        .map(|s| i64::try_from(s.intact).unwrap_or(i64::MAX) - s.k as i64)
-                        .min(),
+                    min_spare: seen.iter().map(|s| s.spare()).min(),
                 }
             })
             .collect();
@@ -237,7 +241,7 @@ impl AuditView {
                     .shards
                     .iter()
                     .filter_map(|s| self.shards.get(s))
-                    .map(|s| i64::try_from(s.intact).unwrap_or(i64::MAX) - s.k as i64)
+                    .map(ShardHealth::spare)
                     .min()?;
                 Some((format!("{}/{}@v{}", d.publisher, d.name, d.version), spare))
             })
@@ -245,7 +249,8 @@ impl AuditView {
     }
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch: the clock receipts and claims are dated by.
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -542,11 +547,17 @@ impl Auditor {
             }
         }
         let mut intact = vec![false; total];
+        // This node's own pieces of the shard: counted without a challenge, read from disk
+        // by a repair.
+        let mut mine = Vec::new();
         let mut audits = JoinSet::new();
         for (index, piece) in layout.pieces.iter().enumerate() {
             for holder in &holders[index] {
                 if *holder == me {
-                    intact[index] |= self.holds(piece).await;
+                    if let Some(path) = self.held(piece).await {
+                        intact[index] = true;
+                        mine.push((index, path));
+                    }
                     continue;
                 }
                 let (challenger, holder, piece) = (self.challenger.clone(), *holder, *piece);
@@ -589,7 +600,7 @@ impl Auditor {
             }
             Verdict::Repair(missing) if self.config.repair => {
                 let exclude: HashSet<PeerId> = holders.iter().flatten().copied().collect();
-                match self.repair(shard, layout, &missing, &exclude).await {
+                match self.repair(shard, layout, &missing, &exclude, &mine).await {
                     Some(stored) => {
                         unsettled |= stored.len() < missing.len();
                         health.intact += stored.len();
@@ -613,24 +624,27 @@ impl Auditor {
             .insert(shard, health);
     }
 
-    async fn holds(&self, piece: &Cid) -> bool {
-        let Some(store) = self.store.clone() else {
-            return false;
-        };
+    /// Where this node keeps `piece`, if its store holds it.
+    async fn held(&self, piece: &Cid) -> Option<PathBuf> {
+        let store = self.store.clone()?;
         let piece = *piece;
+        let path = store.piece_path(&piece);
         matches!(
             tokio::task::spawn_blocking(move || store.has(&piece)).await,
             Ok(Ok(Some(_)))
         )
+        .then_some(path)
     }
 
-    /// Claims the shard and rebuilds `missing`; returns the pieces stored and their holders.
+    /// Claims the shard and rebuilds `missing` from this node's own pieces (`have`) and
+    /// others'; returns the pieces stored and their holders.
     async fn repair(
         &self,
         shard: Cid,
         layout: &ShardLayout,
         missing: &[usize],
         exclude: &HashSet<PeerId>,
+        have: &[(usize, PathBuf)],
     ) -> Option<Vec<(usize, PeerId)>> {
         if !self.claim(shard).await {
             debug!(%shard, "repair claimed by another node");
@@ -658,16 +672,8 @@ impl Auditor {
         }
         let missing = &still[..];
         info!(%shard, content = %layout.content, ?missing, "repairing shard");
-        let mut have = Vec::new();
-        for (index, piece) in layout.pieces.iter().enumerate() {
-            if let Some(store) = &self.store
-                && self.holds(piece).await
-            {
-                have.push((index, store.piece_path(piece)));
-            }
-        }
         let session = Session::with_client(self.challenger.client.clone());
-        let result = rebuild(&session, layout, missing, exclude, &have, &self.spool).await;
+        let result = rebuild(&session, layout, missing, exclude, have, &self.spool).await;
         self.release(shard).await;
         match result {
             Ok(done) => {

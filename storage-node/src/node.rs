@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use tessera_formats::{SignedReceipt, record::SigningKey};
 
 use crate::{
-    audit::{AuditConfig, AuditStatus, Auditor, AuditorParts, SharedView, signing_key},
+    audit::{AuditConfig, AuditStatus, Auditor, AuditorParts, SharedView, now_ms, signing_key},
     metrics::Metrics,
     receipts::{ReceiptStore, ReceiptStoreError},
     service::{ServiceLimits, serve},
@@ -437,12 +437,6 @@ pub const RECEIPT_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 /// How far ahead of this node's clock a shared receipt may be dated.
 const RECEIPT_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Keeps the receipts other auditors share on the receipt topic: those that verify and are
 /// dated within the retention (and not in the future); the rest are dropped. Receipts past
 /// the retention are pruned every hour.
@@ -693,19 +687,25 @@ async fn rewards(
         to_ms: to,
         receipts: receipts.len(),
         truncated,
-        nodes: ledger
-            .nodes
-            .iter()
-            .map(|(key, proven)| RewardRow {
-                node: key.to_string(),
-                peer_id: crate::audit::peer_of(key).map_or_else(|| "-".into(), |p| p.to_string()),
-                gib_hours: proven.gib_hours(),
-                passed: proven.passed,
-                failed: proven.failed,
-            })
-            .collect(),
+        nodes: reward_rows(&ledger),
     })
     .into_response()
+}
+
+/// A ledger's rows, one per audited node, in key order: what `/v1/rewards` and
+/// `tessera rewards` show.
+pub fn reward_rows(ledger: &tessera_proofs::Ledger) -> Vec<RewardRow> {
+    ledger
+        .nodes
+        .iter()
+        .map(|(key, proven)| RewardRow {
+            node: key.to_string(),
+            peer_id: crate::audit::peer_of(key).map_or_else(|| "-".into(), |p| p.to_string()),
+            gib_hours: proven.gib_hours(),
+            passed: proven.passed,
+            failed: proven.failed,
+        })
+        .collect()
 }
 
 fn internal(message: String) -> axum::response::Response {

@@ -35,10 +35,16 @@ pub struct ReceiptStore {
     db: DB,
 }
 
-fn time_key(time_ms: u64, cid: &Cid) -> Vec<u8> {
+/// The time index's keys of `time_ms` start with this; it sorts before all of them.
+fn time_prefix(time_ms: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + 8 + 40);
     k.extend_from_slice(b"t/");
     k.extend_from_slice(&time_ms.to_be_bytes());
+    k
+}
+
+fn time_key(time_ms: u64, cid: &Cid) -> Vec<u8> {
+    let mut k = time_prefix(time_ms);
     k.extend_from_slice(&cid.to_bytes());
     k
 }
@@ -79,11 +85,7 @@ impl ReceiptStore {
 
     /// Deletes every receipt made before `before_ms` (both its keys); returns how many.
     pub fn prune(&self, before_ms: u64) -> Result<usize, ReceiptStoreError> {
-        let end = {
-            let mut k = b"t/".to_vec();
-            k.extend_from_slice(&before_ms.to_be_bytes());
-            k
-        };
+        let end = time_prefix(before_ms);
         let mut batch = WriteBatch::default();
         let mut pruned = 0;
         for item in self
@@ -124,17 +126,9 @@ impl ReceiptStore {
                 k.push(0); // just past the cursor
                 k
             }
-            _ => {
-                let mut k = b"t/".to_vec();
-                k.extend_from_slice(&from_ms.to_be_bytes());
-                k
-            }
+            _ => time_prefix(from_ms),
         };
-        let end = {
-            let mut k = b"t/".to_vec();
-            k.extend_from_slice(&to_ms.to_be_bytes());
-            k
-        };
+        let end = time_prefix(to_ms);
         let mut out = Vec::new();
         let mut last = None;
         for item in self

@@ -30,7 +30,7 @@ use tessera_scraper_node::{
     publish::VALIDATION_KEY,
     validation::Score,
 };
-use tessera_storage_node::{audit::peer_of, node::ReceiptPage};
+use tessera_storage_node::node::{ReceiptPage, RewardRow, reward_rows};
 
 use super::{audit::DEFAULT_NODE, config::read_bounded, reader::ReaderArgs};
 
@@ -84,16 +84,6 @@ struct Rejected {
     reason: String,
 }
 
-/// One node's row of the storage table.
-#[derive(Debug, Clone, Serialize)]
-struct StorageRow {
-    node: String,
-    peer_id: String,
-    gib_hours: f64,
-    passed: u64,
-    failed: u64,
-}
-
 /// One node's row of the pages table.
 #[derive(Debug, Clone, Serialize)]
 struct PagesRow {
@@ -115,7 +105,7 @@ struct Report {
     to_ms: u64,
     receipts: usize,
     rejected: Vec<Rejected>,
-    storage: Vec<StorageRow>,
+    storage: Vec<RewardRow>,
     pages: Vec<PagesRow>,
 }
 
@@ -223,17 +213,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     let cap_ms = u64::try_from(args.cap.as_millis()).unwrap_or(u64::MAX);
     let proven = ledger(&receipts, from_ms, to_ms, cap_ms);
-    let storage = proven
-        .nodes
-        .iter()
-        .map(|(key, p)| StorageRow {
-            node: key.to_string(),
-            peer_id: peer_of(key).map_or_else(|| "-".into(), |p| p.to_string()),
-            gib_hours: p.gib_hours(),
-            passed: p.passed,
-            failed: p.failed,
-        })
-        .collect();
+    let storage = reward_rows(&proven);
 
     let pages = if args.dataset.is_empty() {
         Vec::new()
