@@ -14,6 +14,7 @@ use std::{
 };
 
 use cid::Cid;
+use tessera_formats::erasure::Geometry;
 use tessera_net::{
     PeerId,
     protocol::{PieceRequest, PieceResponse},
@@ -109,6 +110,51 @@ async fn block_from(
     Ok(block)
 }
 
+/// Where the verified ranges of a piece go.
+pub trait Sink: Send + Sync + 'static {
+    /// Writes the verified bytes at `offset` of the piece.
+    fn put(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+/// A piece file: every range at its own offset.
+impl Sink for File {
+    fn put(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all_at(bytes, offset)
+    }
+}
+
+/// The original of a shard, written from its data pieces: a range of data piece `index` goes
+/// where its bytes lie in the shard, and its header and padding go nowhere.
+#[derive(Debug)]
+pub struct Placed {
+    /// The shard's file, as long as the original.
+    pub file: Arc<File>,
+    /// The shard's stripes.
+    pub geometry: Geometry,
+    /// The data piece.
+    pub index: usize,
+}
+
+impl Sink for Placed {
+    fn put(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        for run in self
+            .geometry
+            .data_runs(self.index, offset, bytes.len() as u64)
+        {
+            let (at, len) = (usize_of(run.at)?, usize_of(run.len)?);
+            let run_bytes = bytes
+                .get(at..at + len)
+                .ok_or_else(|| std::io::Error::other("run outside its range"))?;
+            self.file.write_all_at(run_bytes, run.original)?;
+        }
+        Ok(())
+    }
+}
+
+fn usize_of(n: u64) -> std::io::Result<usize> {
+    usize::try_from(n).map_err(std::io::Error::other)
+}
+
 /// Fetches the whole piece `cid` of `size` bytes from `providers` into a new file at `out`,
 /// `in_flight` ranges at a time. On failure returns every provider tried and why it failed.
 pub async fn fetch_piece(
@@ -122,8 +168,22 @@ pub async fn fetch_piece(
     let local = |e: std::io::Error| vec![(session.peer_id(), format!("{}: {e}", out.display()))];
     let file = File::create_new(out).map_err(local)?;
     file.set_len(size).map_err(local)?;
+    fetch_piece_to(session, cid, size, providers, Arc::new(file), in_flight).await
+}
+
+/// Fetches the whole piece `cid` of `size` bytes from `providers` into `sink`, `in_flight`
+/// ranges at a time, each written once verified. On failure returns every provider tried and
+/// why it failed.
+pub async fn fetch_piece_to<S: Sink>(
+    session: &Session,
+    cid: Cid,
+    size: u64,
+    providers: Vec<PeerId>,
+    sink: Arc<S>,
+    in_flight: usize,
+) -> Result<(), Vec<(PeerId, String)>> {
     let shared = Arc::new(Shared {
-        file,
+        sink,
         ranges: Mutex::new(ByteRange::split(size, RANGE_LEN).collect()),
         providers: Mutex::new(providers),
         attempts: Mutex::new(Vec::new()),
@@ -147,14 +207,14 @@ pub async fn fetch_piece(
     Err(attempts)
 }
 
-struct Shared {
-    file: File,
+struct Shared<S> {
+    sink: Arc<S>,
     ranges: Mutex<VecDeque<ByteRange>>,
     providers: Mutex<Vec<PeerId>>,
     attempts: Mutex<Vec<(PeerId, String)>>,
 }
 
-impl Shared {
+impl<S: Sink> Shared<S> {
     /// Takes ranges until none are left (true) or no provider is left (false).
     async fn work(&self, session: &Session, cid: Cid, size: u64, worker: usize) -> bool {
         loop {
@@ -172,8 +232,8 @@ impl Shared {
                 };
                 let result = match get_range(session, peer, cid, size, range).await {
                     Ok(bytes) => self
-                        .file
-                        .write_all_at(&bytes, range.start)
+                        .sink
+                        .put(range.start, &bytes)
                         .map_err(|e| format!("writing the piece locally: {e}")),
                     Err(why) => Err(why),
                 };

@@ -1,26 +1,33 @@
-//! Reading a shard back: fetch the layout block, fetch pieces until `k` are whole (data pieces
-//! first, a parity piece for each one that fails), decode into a temporary file beside the
-//! output and give it its name only when its bytes hash to the shard's CID.
+//! Reading a shard back: fetch the layout block, then the pieces, and give the output its name
+//! only when its bytes hash to the shard's CID.
+//!
+//! ```text
+//! all k data pieces ──▶ each verified range written where it lies in the shard (one pass)
+//!   a data piece lost ──▶ pieces spooled until k are whole (data first, then parity for
+//!                         each that fails) ─▶ decoded into the output
+//! ```
 
 use std::{
     fs::File,
-    io::BufWriter,
+    io::{BufWriter, Seek as _},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use cid::Cid;
+use tempfile::NamedTempFile;
 use tessera_formats::{
     ShardLayout,
-    address::DAG_CBOR,
-    erasure::{Pieces, decode_with},
-    layout::MAX_LAYOUT_BYTES,
+    address::{DAG_CBOR, HashFn, hash_reader},
+    erasure::{DecodeError, Pieces, decode_with},
+    layout::{LayoutError, MAX_LAYOUT_BYTES},
 };
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
 use crate::{
     error::{ClientError, attempts_text},
-    fetch::{fetch_block, fetch_piece, providers},
+    fetch::{Placed, fetch_block, fetch_piece, fetch_piece_to, providers},
     session::Session,
 };
 
@@ -104,6 +111,21 @@ pub async fn fetch_shard_with(
         cid: Box::new(layout.content),
         source,
     })?;
+    let mut failed = Vec::new();
+    if have.is_empty() {
+        match fetch_placed(session, layout, out, options).await? {
+            Placement::Done => {
+                return Ok(GetReport {
+                    layout: layout.clone(),
+                    used: (0..layout.erasure.data()).collect(),
+                    failed,
+                    reconstructed: false,
+                });
+            }
+            // The spooled read below starts again without the piece that was lost.
+            Placement::Lost(lost) => failed.push(lost),
+        }
+    }
     let dir = dir_of(out);
     // Pieces are spooled beside the output, on the same disk, never in memory.
     let spool = tempfile::Builder::new()
@@ -140,11 +162,11 @@ pub async fn fetch_shard_with(
     }
     // Data pieces first, then parity, skipping those at hand.
     let at_hand: Vec<usize> = fetched.iter().map(|(i, _)| *i).collect();
-    let mut order = (0..total).filter(|i| !at_hand.contains(i));
+    let lost: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
+    let mut order = (0..total).filter(|i| !at_hand.contains(i) && !lost.contains(i));
     for index in order.by_ref().take(k - fetched.len()) {
         spawn(&mut tasks, index);
     }
-    let mut failed = Vec::new();
     while fetched.len() < k
         && let Some(joined) = tasks.join_next().await
     {
@@ -205,14 +227,7 @@ fn decode_into(
             File::open(path).map_err(ClientError::io(format!("opening {}", path.display())))?;
         sources[*index] = Some(file);
     }
-    let dir = dir_of(out);
-    let tmp = tempfile::Builder::new()
-        .prefix(".tessera-out-")
-        .tempfile_in(dir)
-        .map_err(ClientError::io(format!(
-            "creating a file in {}",
-            dir.display()
-        )))?;
+    let tmp = output_beside(out)?;
     // Every range was checked against its piece's CID as it arrived.
     let report = decode_with(
         layout,
@@ -220,6 +235,105 @@ fn decode_into(
         BufWriter::new(tmp.as_file()),
         Pieces::Checked,
     )?;
+    persist(tmp, out, durable)?;
+    Ok(report)
+}
+
+/// How a read of every data piece into place ended.
+enum Placement {
+    /// The output is in place, its bytes the shard's.
+    Done,
+    /// A data piece could not be fetched from any provider, and why.
+    Lost((usize, String)),
+}
+
+/// Reads the shard from its `k` data pieces, each verified range written straight to its
+/// place in a temporary file beside `out`, then hashes that file against the shard's CID and
+/// gives it its name. Nothing is spooled and nothing decoded.
+async fn fetch_placed(
+    session: &Session,
+    layout: &ShardLayout,
+    out: &Path,
+    options: &GetOptions,
+) -> Result<Placement, ClientError> {
+    let tmp = output_beside(out)?;
+    let what = || format!("preparing {}", tmp.path().display());
+    tmp.as_file()
+        .set_len(layout.size)
+        .map_err(ClientError::io(what()))?;
+    let file = Arc::new(tmp.as_file().try_clone().map_err(ClientError::io(what()))?);
+    let geometry = layout.erasure.geometry(layout.size);
+    let piece_len = layout.piece_len();
+    let mut tasks = JoinSet::new();
+    for index in 0..layout.erasure.data() {
+        let (session, cid) = (session.clone_handle(), layout.pieces[index]);
+        let sink = Arc::new(Placed {
+            file: file.clone(),
+            geometry,
+            index,
+        });
+        let in_flight = options.ranges_per_piece;
+        tasks.spawn(async move {
+            let found = providers(&session, cid)
+                .await
+                .map_err(|e| (index, e.to_string()))?;
+            fetch_piece_to(&session, cid, piece_len, found, sink, in_flight)
+                .await
+                .map_err(|attempts| (index, attempts_text(&attempts)))
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err((index, why))) => {
+                debug!(index, %why, "data piece lost; reading through parity instead");
+                return Ok(Placement::Lost((index, why)));
+            }
+            Err(e) => return Err(ClientError::io("fetching")(std::io::Error::other(e))),
+        }
+    }
+    drop(file);
+    let (content, out, durable) = (layout.content, out.to_path_buf(), options.durable);
+    tokio::task::spawn_blocking(move || {
+        let hash = HashFn::of(&content).map_err(|e| ClientError::Layout {
+            cid: Box::new(content),
+            source: LayoutError::from(e),
+        })?;
+        let mut reader = tmp.as_file();
+        reader
+            .rewind()
+            .and_then(|()| hash_reader(reader, hash))
+            .map_err(ClientError::io(format!("hashing {}", tmp.path().display())))
+            .and_then(|(got, _)| {
+                // The ranges matched their pieces; a mismatch here is a layout whose content
+                // CID does not belong to its pieces.
+                (got.hash() == content.hash())
+                    .then_some(())
+                    .ok_or(ClientError::Decode(DecodeError::OutputMismatch {
+                        expected: Box::new(content),
+                    }))
+            })?;
+        persist(tmp, &out, durable)
+    })
+    .await
+    .map_err(|e| ClientError::io("hashing")(std::io::Error::other(e)))??;
+    Ok(Placement::Done)
+}
+
+/// A temporary file in the directory of `out`, on the same disk, to be renamed into place.
+fn output_beside(out: &Path) -> Result<NamedTempFile, ClientError> {
+    let dir = dir_of(out);
+    tempfile::Builder::new()
+        .prefix(".tessera-out-")
+        .tempfile_in(dir)
+        .map_err(ClientError::io(format!(
+            "creating a file in {}",
+            dir.display()
+        )))
+}
+
+/// Gives the finished temporary file its name, synced first if `durable`.
+fn persist(tmp: NamedTempFile, out: &Path, durable: bool) -> Result<(), ClientError> {
     if durable {
         tmp.as_file()
             .sync_all()
@@ -233,7 +347,7 @@ fn decode_into(
                 source: e.error,
             },
         })?;
-    Ok(report)
+    Ok(())
 }
 
 /// The directory `out` goes in: spool and temporary output live there, on the same disk.

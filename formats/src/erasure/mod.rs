@@ -13,6 +13,7 @@ mod decode;
 mod encode;
 mod header;
 mod params;
+mod place;
 
 pub use decode::{
     DecodeError, DecodeReport, PieceFault, Pieces, decode, decode_with, verify_piece,
@@ -23,3 +24,4 @@ pub use params::{
     DEFAULT_STRIPE_SIZE, ErasureParams, Geometry, MAX_PIECES, MAX_STRIPE_BYTES, MAX_STRIPE_SIZE,
     MIN_STRIPE_SIZE, ParamsError,
 };
+pub use place::Run;

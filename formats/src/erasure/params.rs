@@ -139,8 +139,8 @@ impl Default for ErasureParams {
 /// Where an original's bytes go: full stripes, then at most one short one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
-    k: u64,
-    stripe_size: u64,
+    pub(super) k: u64,
+    pub(super) stripe_size: u64,
     /// Stripes with a block of `stripe_size` bytes per piece.
     pub full_stripes: u64,
     /// Block size of the short last stripe; 0 when there is none.
