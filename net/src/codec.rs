@@ -33,13 +33,30 @@ impl<Req, Resp> Clone for CborCodec<Req, Resp> {
     }
 }
 
+/// The most memory set aside before a message's bytes arrive.
+const PRESIZE_MAX: u64 = 4 << 20;
+/// Bytes read at a time.
+const READ_STEP: usize = 64 * 1024;
+
 async fn read_limited<T, M>(io: &mut T, max: u64) -> io::Result<M>
 where
     T: AsyncRead + Unpin + Send,
     M: DeserializeOwned,
 {
-    let mut buf = Vec::new();
-    io.take(max + 1).read_to_end(&mut buf).await?;
+    // Room for the largest message up front, so a 1 MiB range is not copied again at every
+    // doubling; only the part bytes arrive in is zeroed and touched.
+    let limit = max.saturating_add(1);
+    let mut buf = Vec::with_capacity(usize::try_from(limit.min(PRESIZE_MAX)).unwrap_or(0));
+    let mut io = io.take(limit);
+    loop {
+        let start = buf.len();
+        buf.resize(start + READ_STEP, 0);
+        let n = io.read(&mut buf[start..]).await?;
+        buf.truncate(start + n);
+        if n == 0 {
+            break;
+        }
+    }
     if buf.len() as u64 > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
