@@ -5,6 +5,7 @@
 //! cargo run --release -p tessera-examples --example read_parquet -- DIR [--batch-size 1024]
 //! ```
 //! Prints `rows N bytes B seconds S`: the rows decoded, the files' bytes and the time taken.
+//! It runs on the allocator `tessera` runs on, so the two are compared and not two mallocs.
 
 #![allow(clippy::print_stdout)]
 
@@ -13,6 +14,9 @@ use std::{fs::File, path::PathBuf, time::Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Read every .parquet file in DIR, in name order, all columns.
 #[derive(Debug, Parser)]

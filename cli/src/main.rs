@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tessera: decentralized, verifiable storage for AI datasets.
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about, rename_all = "kebab-case")]
