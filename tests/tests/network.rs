@@ -230,3 +230,54 @@ async fn a_piece_the_dht_does_not_know_is_found_by_asking_connected_peers() {
     assert_eq!(found, [network.peers()[0]]);
     network.shutdown().await;
 }
+
+/// The content CID is the last word on a shard written in place from its data pieces: a layout
+/// that names one shard's CID over another's pieces (which would poison a cache keyed by that
+/// CID) is refused, and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_whose_pieces_are_not_its_content_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(dir.path(), 3, 16 * MIB).await.unwrap();
+    let data = sample_bytes("placed", (MIB + 4321) as usize);
+    let input = dir.path().join("input.bin");
+    std::fs::write(&input, &data).unwrap();
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let put = put_file(&session, &input, &options(2, 1)).await.unwrap();
+
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let get = tessera_client::get::fetch_shard;
+    let honest = get(
+        &session,
+        &put.layout,
+        &out_dir.join("honest"),
+        &GetOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(!honest.reconstructed);
+    assert_eq!(honest.used, [0, 1]);
+    assert_eq!(std::fs::read(out_dir.join("honest")).unwrap(), data);
+
+    let mut lying = put.layout.clone();
+    lying.content = tessera_formats::address::raw_cid(b"some other shard");
+    let out = out_dir.join("lying");
+    let err = get(&session, &lying, &out, &GetOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tessera_client::ClientError::Decode(
+                tessera_formats::erasure::DecodeError::OutputMismatch { .. }
+            )
+        ),
+        "{err:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["honest"]);
+    network.shutdown().await;
+}
