@@ -35,6 +35,26 @@ measure() { # file, command...
     fi
 }
 
+# Drops the files under each PATH from the page cache (after a sync), so that the next read of
+# them comes from the disk: posix_fadvise(DONTNEED), which needs no privileges.
+drop_cached() { # path...
+    sync
+    python3 - "$@" <<'PY'
+import os, sys
+for root in sys.argv[1:]:
+    for d, _, files in os.walk(root):
+        for f in files:
+            try:
+                fd = os.open(os.path.join(d, f), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+PY
+}
+
 # Appends one figure and its baseline from the same run to $TESSERA_BENCH_OUT (JSON lines),
 # when set: what scripts/bench collects into docs/BENCHMARKS.md.
 record() { # section, name, value, unit, baseline name, baseline value
