@@ -8,6 +8,23 @@ use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use libp2p::{StreamProtocol, request_response};
 use serde::{Serialize, de::DeserializeOwned};
 
+/// A message of one of Tessera's protocols, written as DAG-CBOR: by serde, unless the type
+/// knows a faster way to the same bytes.
+pub trait Message: Serialize + DeserializeOwned + Send {
+    /// The message's DAG-CBOR bytes.
+    fn into_cbor(self) -> Result<Vec<u8>, String>
+    where
+        Self: Sized,
+    {
+        to_cbor(&self)
+    }
+}
+
+/// DAG-CBOR by serde.
+pub fn to_cbor<M: Serialize>(message: &M) -> Result<Vec<u8>, String> {
+    serde_ipld_dagcbor::to_vec(message).map_err(|e| e.to_string())
+}
+
 /// Encodes requests and responses of type `Req` and `Resp` as DAG-CBOR.
 #[derive(Debug)]
 pub struct CborCodec<Req, Resp> {
@@ -71,9 +88,10 @@ where
     })
 }
 
-fn encode<M: Serialize>(message: &M, max: u64) -> io::Result<Vec<u8>> {
-    let bytes = serde_ipld_dagcbor::to_vec(message)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+fn encode<M: Message>(message: M, max: u64) -> io::Result<Vec<u8>> {
+    let bytes = message
+        .into_cbor()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     if bytes.len() as u64 > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -93,8 +111,8 @@ async fn write_bytes<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: Vec<u8>) -
 
 impl<Req, Resp> request_response::Codec for CborCodec<Req, Resp>
 where
-    Req: Serialize + DeserializeOwned + Send,
-    Resp: Serialize + DeserializeOwned + Send,
+    Req: Message,
+    Resp: Message,
 {
     type Protocol = StreamProtocol;
     type Request = Req;
@@ -118,7 +136,7 @@ where
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let bytes = encode(&req, self.max_request);
+        let bytes = encode(req, self.max_request);
         write_bytes(io, bytes?).await
     }
 
@@ -131,7 +149,7 @@ where
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let bytes = encode(&res, self.max_response);
+        let bytes = encode(res, self.max_response);
         write_bytes(io, bytes?).await
     }
 }

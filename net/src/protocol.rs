@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 use tessera_formats::{PublisherKey, record::MAX_RECORD_BYTES};
 use tessera_proofs::{ByteRange, Challenge, MAX_PROOF_BODY, MAX_RANGE_LEN, Proof};
 
+use crate::codec::{Message, to_cbor};
+
 /// The piece protocol.
 pub const PIECE_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/piece/1");
 /// The storage challenge protocol.
@@ -329,4 +331,119 @@ pub struct CrawlResponse {
     /// The message.
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
+}
+
+impl Message for PieceRequest {}
+impl Message for ChallengeRequest {}
+impl Message for ChallengeResponse {}
+impl Message for RegistryRequest {}
+impl Message for RegistryResponse {}
+impl Message for CrawlRequest {}
+impl Message for CrawlResponse {}
+
+/// How serde writes a `Range` response whose body is empty, up to and with that body: the
+/// variant's map, whose keys sort `body` first (DAG-CBOR orders keys by length, then bytes).
+const EMPTY_RANGE_HEAD: &[u8] = b"\xa1\x65Range\xa4\x64body\x40";
+
+impl Message for PieceResponse {
+    /// A `Range` is the one large message a node sends over and over: serde would copy its
+    /// body into a buffer per map entry and again into the output. It is written as serde
+    /// writes it with no body, with the body's bytes put in place of the empty one.
+    fn into_cbor(mut self) -> Result<Vec<u8>, String> {
+        let Self::Range { body, .. } = &mut self else {
+            return to_cbor(&self);
+        };
+        let body = std::mem::take(body);
+        let head = to_cbor(&self)?;
+        match splice_body(&head, &body) {
+            Some(bytes) => Ok(bytes),
+            None => {
+                if let Self::Range { body: slot, .. } = &mut self {
+                    *slot = body;
+                }
+                to_cbor(&self)
+            }
+        }
+    }
+}
+
+/// The encoding of a `Range` response from `head`, its encoding with an empty body, and the
+/// body; `None` if `head` is not laid out as expected.
+fn splice_body(head: &[u8], body: &[u8]) -> Option<Vec<u8>> {
+    let rest = head.strip_prefix(EMPTY_RANGE_HEAD)?;
+    let before = &EMPTY_RANGE_HEAD[..EMPTY_RANGE_HEAD.len() - 1];
+    let mut out = Vec::with_capacity(head.len() + 9 + body.len());
+    out.extend_from_slice(before);
+    // A byte string's header (major type 2) in its shortest form, as DAG-CBOR requires.
+    let len = body.len() as u64;
+    match len {
+        0..=23 => out.push(0x40 | len.to_be_bytes()[7]),
+        24..=0xff => out.extend_from_slice(&[0x58, len.to_be_bytes()[7]]),
+        0x100..=0xffff => {
+            out.push(0x59);
+            out.extend_from_slice(&len.to_be_bytes()[6..]);
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(0x5a);
+            out.extend_from_slice(&len.to_be_bytes()[4..]);
+        }
+        _ => {
+            out.push(0x5b);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(body);
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// The spliced encoding of a `Range` is serde's, byte for byte, at every length class
+        /// of the body's header, and it reads back.
+        #[test]
+        fn a_range_is_written_as_serde_writes_it(
+            len in prop::sample::select(vec![0usize, 1, 23, 24, 255, 256, 65_535, 65_536, 300_000]),
+            start in any::<u64>(),
+            size in any::<u64>(),
+            seed in any::<u8>(),
+        ) {
+            let body: Vec<u8> = (0..len).map(|i| i.to_le_bytes()[0].wrapping_mul(seed)).collect();
+            let response = PieceResponse::Range {
+                piece: tessera_formats::address::raw_cid(&[seed]),
+                range: ByteRange { start, len: len as u64 },
+                size,
+                body,
+            };
+            let expected = to_cbor(&response).unwrap();
+            let mut empty = response.clone();
+            if let PieceResponse::Range { body, .. } = &mut empty {
+                body.clear();
+            }
+            let head = to_cbor(&empty).unwrap();
+            let PieceResponse::Range { body, .. } = &response else { unreachable!() };
+            let spliced = splice_body(&head, body);
+            prop_assert_eq!(spliced.as_ref(), Some(&expected));
+            prop_assert_eq!(response.clone().into_cbor().unwrap(), expected.clone());
+            let back: PieceResponse = serde_ipld_dagcbor::from_slice(&expected).unwrap();
+            prop_assert_eq!(back, response);
+        }
+    }
+
+    #[test]
+    fn other_responses_are_written_by_serde() {
+        let response = PieceResponse::Has {
+            piece: tessera_formats::address::raw_cid(b"x"),
+            size: Some(3),
+        };
+        assert_eq!(
+            response.clone().into_cbor().unwrap(),
+            to_cbor(&response).unwrap()
+        );
+    }
 }
