@@ -18,7 +18,7 @@ use cid::Cid;
 use tempfile::NamedTempFile;
 use tessera_formats::{
     ShardLayout,
-    address::{DAG_CBOR, HashFn, hash_reader},
+    address::{DAG_CBOR, VerifyError, verify_reader},
     erasure::{DecodeError, Pieces, decode_with},
     layout::{LayoutError, MAX_LAYOUT_BYTES},
 };
@@ -295,24 +295,21 @@ async fn fetch_placed(
     drop(file);
     let (content, out, durable) = (layout.content, out.to_path_buf(), options.durable);
     tokio::task::spawn_blocking(move || {
-        let hash = HashFn::of(&content).map_err(|e| ClientError::Layout {
-            cid: Box::new(content),
-            source: LayoutError::from(e),
-        })?;
         let mut reader = tmp.as_file();
-        reader
-            .rewind()
-            .and_then(|()| hash_reader(reader, hash))
-            .map_err(ClientError::io(format!("hashing {}", tmp.path().display())))
-            .and_then(|(got, _)| {
-                // The ranges matched their pieces; a mismatch here is a layout whose content
-                // CID does not belong to its pieces.
-                (got.hash() == content.hash())
-                    .then_some(())
-                    .ok_or(ClientError::Decode(DecodeError::OutputMismatch {
-                        expected: Box::new(content),
-                    }))
-            })?;
+        let hashing = || format!("hashing {}", tmp.path().display());
+        reader.rewind().map_err(ClientError::io(hashing()))?;
+        verify_reader(&content, reader).map_err(|e| match e {
+            // The ranges matched their pieces; a mismatch here is a layout whose content CID
+            // does not belong to its pieces.
+            VerifyError::Mismatch { expected, .. } => {
+                ClientError::Decode(DecodeError::OutputMismatch { expected })
+            }
+            VerifyError::Io(e) => ClientError::io(hashing())(e),
+            other => ClientError::Layout {
+                cid: Box::new(content),
+                source: LayoutError::Address(other.to_string()),
+            },
+        })?;
         persist(tmp, &out, durable)
     })
     .await

@@ -67,7 +67,9 @@ where
     let mut io = io.take(limit);
     loop {
         let start = buf.len();
-        buf.resize(start + READ_STEP, 0);
+        // No more than the limit lets through, so a small message never outgrows its room.
+        let left = usize::try_from(limit.saturating_sub(start as u64)).unwrap_or(READ_STEP);
+        buf.resize(start + READ_STEP.min(left), 0);
         let n = io.read(&mut buf[start..]).await?;
         buf.truncate(start + n);
         if n == 0 {
