@@ -94,18 +94,13 @@ pub(crate) fn prove_chunks<D: PieceData + ?Sized>(
         chunks,
         body: Vec::with_capacity(chunks.len() * (1024 + 16)),
         buf: vec![0u8; usize::try_from(GROUP).unwrap_or(16 * 1024)],
-        ahead: Vec::new(),
-        ahead_start: 0,
+        emitted_end: 0,
     };
     if !chunks.is_empty() {
         prover.walk(Node::root(size), chunks, Some(0))?;
     }
     Ok(prover.body)
 }
-
-/// Most chunks read from the piece in one call: a range proof reads its bytes in runs this
-/// long instead of one read per 1 KiB chunk.
-const READ_AHEAD_CHUNKS: usize = 256;
 
 struct Prover<'a, D: ?Sized> {
     data: &'a D,
@@ -114,9 +109,8 @@ struct Prover<'a, D: ?Sized> {
     chunks: &'a [u64],
     body: Vec<u8>,
     buf: Vec<u8>,
-    /// Bytes of the piece from `ahead_start`, read for a run of consecutive sampled chunks.
-    ahead: Vec<u8>,
-    ahead_start: u64,
+    /// End of the last run of consecutive sampled chunks whose bytes are in `body`.
+    emitted_end: u64,
 }
 
 impl<D: PieceData + ?Sized> Prover<'_, D> {
@@ -124,10 +118,9 @@ impl<D: PieceData + ?Sized> Prover<'_, D> {
     /// `stored` is the node's pre-order position in the outboard when it has stored children.
     fn walk(&mut self, node: Node, samples: &[u64], stored: Option<u64>) -> Result<(), ProveError> {
         if node.is_chunk() {
-            self.read_ahead(node)?;
-            let from = usize::try_from(node.start - self.ahead_start).unwrap_or(0);
-            let to = from + usize::try_from(node.len).unwrap_or(0);
-            self.body.extend_from_slice(&self.ahead[from..to]);
+            if node.start + node.len > self.emitted_end {
+                self.emit_run(node)?;
+            }
             return Ok(());
         }
         let (left, right) = node.children();
@@ -160,26 +153,23 @@ impl<D: PieceData + ?Sized> Prover<'_, D> {
         Ok(())
     }
 
-    /// Makes sure the chunk `node` is in the read-ahead buffer: if not, reads the run of
-    /// consecutive sampled chunks that starts with it.
-    fn read_ahead(&mut self, node: Node) -> Result<(), ProveError> {
-        let held = self.ahead_start + self.ahead.len() as u64;
-        if node.start >= self.ahead_start && node.start + node.len <= held {
-            return Ok(());
-        }
+    /// Appends the bytes of the run of consecutive sampled chunks that starts with `node`, read
+    /// straight into the body. Nothing comes between their bytes in the body: every node on the way from one
+    /// chunk of the run to the next holds a sampled chunk, so no chaining value is emitted.
+    fn emit_run(&mut self, node: Node) -> Result<(), ProveError> {
         let first = node.start / CHUNK;
         let at = self.chunks.partition_point(|&c| c < first);
         let run = self.chunks[at..]
             .iter()
             .zip(first..)
-            .take(READ_AHEAD_CHUNKS)
             .take_while(|(c, want)| **c == *want)
             .count()
             .max(1);
         let len = (run as u64 * CHUNK).min(self.data.len() - node.start);
-        self.ahead.resize(usize::try_from(len).unwrap_or(0), 0);
-        self.data.read_at(node.start, &mut self.ahead)?;
-        self.ahead_start = node.start;
+        let at = self.body.len();
+        self.body.resize(at + usize::try_from(len).unwrap_or(0), 0);
+        self.data.read_at(node.start, &mut self.body[at..])?;
+        self.emitted_end = node.start + len;
         Ok(())
     }
 
