@@ -16,4 +16,4 @@ pub mod reader;
 pub use cache::{CacheStats, Lease, ShardCache};
 pub use error::StreamError;
 pub use plan::{EpochOrder, Partition, PlanError, Remainder, Sample, Split};
-pub use reader::{DatasetStream, StreamOptions, StreamState};
+pub use reader::{DEFAULT_SEGMENT_SAMPLES, DatasetStream, StreamOptions, StreamState};

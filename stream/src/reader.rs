@@ -9,15 +9,11 @@
 //!               boundaries ─▶ bounded channel ─▶ next_batch()
 //! ```
 //!
-//! Memory: the rows of one segment (at most one block's, capped at [`MAX_SEGMENT_SAMPLES`])
-//! plus the batches in the channel. Rows come only from shard files whose bytes were just
+//! Memory: the rows of two segments (each at most one block's, capped at
+//! [`StreamOptions::segment_samples`]) plus the batches in the channel. Rows come only from shard files whose bytes were just
 //! checked against their CID.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    fs::File,
-    sync::Arc,
-};
+use std::{collections::VecDeque, fs::File, sync::Arc};
 
 use arrow::{
     array::RecordBatch,
@@ -38,11 +34,13 @@ use tracing::debug;
 use crate::{
     cache::{Lease, ShardCache},
     error::StreamError,
-    plan::{EpochOrder, Partition, Remainder, Sample, Split},
+    plan::{EpochOrder, Partition, PlanError, Remainder, Sample, Split},
 };
 
-/// Most samples decoded together; a block with more is read in several segments.
-pub const MAX_SEGMENT_SAMPLES: usize = 1 << 20;
+/// Most samples decoded together by default: 2^22, so that a block of four shards of a
+/// million rows each is decoded once. A block with more is read in several segments, each
+/// decoding every shard of the block again.
+pub const DEFAULT_SEGMENT_SAMPLES: usize = 1 << 22;
 /// Batches decoded ahead of the consumer.
 const BATCHES_AHEAD: usize = 4;
 
@@ -67,6 +65,9 @@ pub struct StreamOptions {
     pub prefetch_shards: usize,
     /// Samples of this rank already consumed (from a saved [`StreamState`]).
     pub consumed: u64,
+    /// Most samples decoded together: a block with more is read in segments of this many,
+    /// each decoding the block's shards again. Memory grows with it.
+    pub segment_samples: usize,
 }
 
 impl Default for StreamOptions {
@@ -81,6 +82,7 @@ impl Default for StreamOptions {
             columns: None,
             prefetch_shards: 4,
             consumed: 0,
+            segment_samples: DEFAULT_SEGMENT_SAMPLES,
         }
     }
 }
@@ -171,6 +173,9 @@ impl DatasetStream {
             options.batch_size,
             options.remainder,
         )?;
+        if options.segment_samples == 0 {
+            return Err(PlanError::Zero("segment_samples").into());
+        }
         let spans: Vec<(u64, u64)> = split.spans(options.consumed).collect();
         let schema = output_schema(&manifest, options.columns.as_deref())?;
         let plan = Arc::new(Plan {
@@ -178,6 +183,7 @@ impl DatasetStream {
             split,
             spans,
             manifest,
+            segment_samples: options.segment_samples,
         });
         // One slot per shard fetched ahead, and one for the segment they belong to.
         let (steps_tx, steps_rx) = mpsc::channel(options.prefetch_shards.max(1) + 1);
@@ -245,6 +251,7 @@ struct Plan {
     split: Split,
     spans: Vec<(u64, u64)>,
     manifest: Arc<Manifest>,
+    segment_samples: usize,
 }
 
 /// Runs of the worker's samples in one block each: (samples in output order, shards needed
@@ -273,7 +280,7 @@ impl Plan {
                 }
                 let position = self.split.position(i) % self.order.total();
                 let b = self.order.block_of(position);
-                if block.is_some_and(|x| x != b) || samples.len() >= MAX_SEGMENT_SAMPLES {
+                if block.is_some_and(|x| x != b) || samples.len() >= self.segment_samples {
                     break;
                 }
                 block = Some(b);
@@ -555,15 +562,23 @@ async fn read_segment(
     if segment.samples.is_empty() {
         return Ok(None);
     }
-    let slot: HashMap<u32, usize> = segment
+    // A block's few shards, sorted, with their place in the segment: a lookup per sample.
+    let mut slots: Vec<(u32, usize)> = segment
         .shards
         .iter()
         .enumerate()
         .map(|(i, &s)| (s, i))
         .collect();
+    slots.sort_unstable();
+    let slot = |shard: u32| {
+        slots
+            .binary_search_by_key(&shard, |&(s, _)| s)
+            .ok()
+            .map(|at| slots[at].1)
+    };
     let mut wanted = vec![Vec::new(); segment.shards.len()];
     for sample in &segment.samples {
-        if let Some(&i) = slot.get(&sample.shard) {
+        if let Some(i) = slot(sample.shard) {
             wanted[i].push(sample.row);
         }
     }
@@ -616,9 +631,7 @@ async fn read_segment(
     }
     let mut indices = Vec::with_capacity(segment.samples.len());
     for sample in &segment.samples {
-        let found = slot
-            .get(&sample.shard)
-            .and_then(|&i| shards[i].locate(sample.row));
+        let found = slot(sample.shard).and_then(|i| shards[i].locate(sample.row));
         let Some(index) = found else {
             return Err(StreamError::Parquet {
                 name: format!("shard {}", sample.shard),
@@ -640,7 +653,7 @@ async fn read_segment(
 }
 
 /// Rows decoded per Parquet read; a shard's rows arrive in batches of this many.
-const READ_BATCH_ROWS: usize = 64 * 1024;
+const READ_BATCH_ROWS: usize = 8 * 1024;
 
 /// Reads rows `rows` (sorted, distinct) of the Parquet `file`: the batches, and the file's
 /// row count.

@@ -206,6 +206,31 @@ async fn ranks_and_workers_read_every_sample_once_resume_and_cache() {
     };
     assert!(state.resume(&job.cid, other_seed).is_err());
 
+    // Blocks read in segments of 700 samples (each decoding the block's shards again), and
+    // resumed inside a segment: the same batches. A cap of 0 is refused.
+    let segmented = StreamOptions {
+        segment_samples: 700,
+        ..one(&base)
+    };
+    let (first, state) = drain(job.open(&cache, &segmented), Some(12)).await;
+    let resumed = state.resume(&job.cid, segmented.clone()).unwrap();
+    let (rest, _) = drain(job.open(&cache, &resumed), None).await;
+    assert_eq!([first, rest].concat(), whole);
+    let none = StreamOptions {
+        segment_samples: 0,
+        ..one(&base)
+    };
+    assert!(
+        DatasetStream::open(
+            &session,
+            job.cid,
+            job.manifest.clone(),
+            cache.clone(),
+            &none
+        )
+        .is_err()
+    );
+
     // Every shard came over the network once; the epochs after read the cache.
     let stats = cache.stats();
     assert_eq!(stats.fetched, 6, "{stats:?}");

@@ -15,7 +15,10 @@ use bytesize::ByteSize;
 use tessera_client::dataset::fetch_manifest;
 use tessera_dataset_registry::remote;
 use tessera_formats::DatasetRef;
-use tessera_stream::{DatasetStream, Partition, Remainder, ShardCache, StreamOptions, StreamState};
+use tessera_stream::{
+    DEFAULT_SEGMENT_SAMPLES, DatasetStream, Partition, Remainder, ShardCache, StreamOptions,
+    StreamState,
+};
 
 use super::{
     config::{cache_path, read_bounded},
@@ -74,6 +77,10 @@ pub(crate) struct Args {
     /// Shards fetched ahead of the one being read.
     #[arg(long, default_value_t = 4)]
     prefetch: usize,
+    /// Most samples decoded together: a block with more is decoded again for each part of
+    /// this many; memory grows with it.
+    #[arg(long, default_value_t = DEFAULT_SEGMENT_SAMPLES)]
+    segment_samples: usize,
     /// The shard cache, shared by all versions [default: ~/.cache/tessera/shards].
     #[arg(long)]
     cache: Option<PathBuf>,
@@ -130,6 +137,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         columns: args.columns.clone(),
         prefetch_shards: args.prefetch,
         consumed: args.consumed.unwrap_or(0),
+        segment_samples: args.segment_samples,
     };
     if let Some(path) = &args.state
         && let Some(saved) = read_state(path)?
