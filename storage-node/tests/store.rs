@@ -77,9 +77,23 @@ fn pieces_round_trip_and_serve_verified_ranges() {
     assert_eq!(report.pieces, 1);
     assert!(report.missing.is_empty() && report.recovered.is_empty());
     assert_eq!(store.has(&cid).unwrap(), Some(100_000));
+    // Served, removed and no longer served, then served again once put again.
+    let proves = |store: &PieceStore| {
+        let piece = store.open_piece(&cid)?;
+        let body = prove_range(&piece.file, &piece.outboard, range).unwrap();
+        assert_eq!(
+            verify_range(&cid, piece.size, range, &body).unwrap(),
+            &data[5000..25_000]
+        );
+        Ok::<_, StoreError>(())
+    };
+    proves(&store).unwrap();
     assert!(store.remove(&cid).unwrap());
     assert_eq!(store.has(&cid).unwrap(), None);
     assert_eq!(store.usage().used, 0);
+    assert!(matches!(proves(&store), Err(StoreError::NotFound(_))));
+    put(&store, &data).unwrap();
+    proves(&store).unwrap();
 }
 
 #[test]
