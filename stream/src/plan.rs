@@ -137,7 +137,7 @@ impl Block {
     }
 
     /// The sample at `offset` (`< len()`) within the block.
-    fn sample(&self, offset: u64) -> Sample {
+    pub fn sample(&self, offset: u64) -> Sample {
         let slot = self.rows.apply(offset);
         // The last bound <= slot: the shard that holds it.
         let i = self

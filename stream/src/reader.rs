@@ -280,12 +280,22 @@ impl Plan {
                 }
                 let position = self.split.position(i) % self.order.total();
                 let b = self.order.block_of(position);
-                if block.is_some_and(|x| x != b) || samples.len() >= self.segment_samples {
+                let room = self.segment_samples.saturating_sub(samples.len());
+                let Some(found) = self.order.blocks().get(b) else {
+                    break;
+                };
+                if block.is_some_and(|x| x != b) || room == 0 {
                     break;
                 }
                 block = Some(b);
-                samples.push(self.order.sample_at(position));
-                next = i + 1;
+                // The span's next samples in this block, up to the cap, in one run: their
+                // positions are consecutive and end inside the block, so they do not wrap.
+                let offset = position - found.start;
+                let run = (end - i)
+                    .min(found.len() - offset)
+                    .min(u64::try_from(room).unwrap_or(u64::MAX));
+                samples.extend((offset..offset + run).map(|o| found.sample(o)));
+                next = i + run;
             }
             if samples.is_empty() && span_ends.is_empty() {
                 return None;
@@ -583,7 +593,7 @@ async fn read_segment(
         }
     }
     let mut reads = Vec::with_capacity(segment.shards.len());
-    for (&shard, mut rows) in segment.shards.iter().zip(wanted) {
+    for (&shard, rows) in segment.shards.iter().zip(wanted) {
         let ready = match steps.recv().await {
             Some(Step::Shard(ready)) => ready?,
             Some(Step::Segment(_)) => return Err(out_of_step()),
@@ -597,8 +607,12 @@ async fn read_segment(
             .await
             .map_err(|e| StreamError::io("prefetch")(std::io::Error::other(e)))?;
         let file = file?;
-        rows.sort_unstable();
-        rows.dedup();
+        let total = plan
+            .manifest
+            .shards
+            .get(shard as usize)
+            .map_or(0, |s| s.rows);
+        let rows = needed_rows(rows, total);
         let name = plan
             .manifest
             .shards
@@ -650,6 +664,38 @@ async fn read_segment(
         indices,
         taken: 0,
     }))
+}
+
+/// `rows` of a shard of `total` rows (as the manifest says) sorted and without repeats: marked
+/// in a bitmap when they fit it, every row when there are as many as the shard has (the
+/// samples of a block are distinct, so a segment that covers it needs them all), else sorted.
+fn needed_rows(mut rows: Vec<u64>, total: u64) -> Vec<u64> {
+    if rows.len() as u64 >= total && total > 0 {
+        return (0..total).collect();
+    }
+    let fits = usize::try_from(total)
+        .ok()
+        .filter(|&t| t <= 64 * rows.len() && rows.iter().all(|&r| r < total));
+    let Some(total) = fits else {
+        rows.sort_unstable();
+        rows.dedup();
+        return rows;
+    };
+    let mut marked = vec![0u64; total.div_ceil(64)];
+    for row in rows.iter().filter_map(|&r| usize::try_from(r).ok()) {
+        if let Some(word) = marked.get_mut(row / 64) {
+            *word |= 1 << (row % 64);
+        }
+    }
+    rows.clear();
+    for (w, &word) in marked.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            rows.push((w * 64) as u64 + u64::from(bits.trailing_zeros()));
+            bits &= bits - 1;
+        }
+    }
+    rows
 }
 
 /// Rows decoded per Parquet read; a shard's rows arrive in batches of this many.
@@ -768,6 +814,40 @@ fn output_schema(
             Ok(Arc::new(
                 schema.project(&roots).map_err(|e| bad(e.to_string()))?,
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whichever way they are found, the needed rows are the asked ones, sorted, once each;
+        /// or every row of the shard when as many were asked as it has.
+        #[test]
+        fn needed_rows_are_the_asked_ones_sorted_once(
+            total in 0u64..5_000,
+            rows in proptest::collection::vec(0u64..6_000, 0..800),
+            past_the_end in any::<bool>(),
+        ) {
+            // Mostly rows of the shard (the bitmap's case), sometimes past its end too.
+            let rows: Vec<u64> = if past_the_end {
+                rows
+            } else {
+                rows.iter().map(|r| r % total.max(1)).collect()
+            };
+            let mut want = rows.clone();
+            want.sort_unstable();
+            want.dedup();
+            let got = needed_rows(rows.clone(), total);
+            if rows.len() as u64 >= total && total > 0 {
+                prop_assert_eq!(got, (0..total).collect::<Vec<_>>());
+            } else {
+                prop_assert_eq!(got, want);
+            }
         }
     }
 }
