@@ -18,11 +18,24 @@ pub trait Message: Serialize + DeserializeOwned + Send {
     {
         to_cbor(&self)
     }
+
+    /// The message read from its DAG-CBOR bytes.
+    fn from_cbor(bytes: Vec<u8>) -> Result<Self, String>
+    where
+        Self: Sized,
+    {
+        from_cbor(&bytes)
+    }
 }
 
 /// DAG-CBOR by serde.
 pub fn to_cbor<M: Serialize>(message: &M) -> Result<Vec<u8>, String> {
     serde_ipld_dagcbor::to_vec(message).map_err(|e| e.to_string())
+}
+
+/// A message read from DAG-CBOR by serde.
+pub fn from_cbor<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, String> {
+    serde_ipld_dagcbor::from_slice(bytes).map_err(|e| e.to_string())
 }
 
 /// Encodes requests and responses of type `Req` and `Resp` as DAG-CBOR.
@@ -58,7 +71,7 @@ const READ_STEP: usize = 64 * 1024;
 async fn read_limited<T, M>(io: &mut T, max: u64) -> io::Result<M>
 where
     T: AsyncRead + Unpin + Send,
-    M: DeserializeOwned,
+    M: Message,
 {
     // Room for the largest message up front, so a 1 MiB range is not copied again at every
     // doubling; only the part bytes arrive in is zeroed and touched.
@@ -82,7 +95,7 @@ where
             format!("message exceeds the {max}-byte limit"),
         ));
     }
-    serde_ipld_dagcbor::from_slice(&buf).map_err(|e| {
+    M::from_cbor(buf).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("malformed message: {e}"),

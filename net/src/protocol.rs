@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tessera_formats::{PublisherKey, record::MAX_RECORD_BYTES};
 use tessera_proofs::{ByteRange, Challenge, MAX_PROOF_BODY, MAX_RANGE_LEN, Proof};
 
-use crate::codec::{Message, to_cbor};
+use crate::codec::{Message, from_cbor, to_cbor};
 
 /// The piece protocol.
 pub const PIECE_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/piece/1");
@@ -365,6 +365,52 @@ impl Message for PieceResponse {
             }
         }
     }
+
+    /// The inverse: a `Range` laid out as serde writes it is read as its encoding with an empty
+    /// body, and the body is the received buffer, moved down in place, instead of a copy.
+    /// Anything else, or a body header not in its shortest form, is read by serde.
+    fn from_cbor(mut bytes: Vec<u8>) -> Result<Self, String> {
+        let Some((start, end)) = range_body(&bytes) else {
+            return from_cbor(&bytes);
+        };
+        let rest = &bytes[end..];
+        let mut head = Vec::with_capacity(EMPTY_RANGE_HEAD.len() + rest.len());
+        head.extend_from_slice(EMPTY_RANGE_HEAD);
+        head.extend_from_slice(rest);
+        let mut message: Self = from_cbor(&head)?;
+        if let Self::Range { body, .. } = &mut message {
+            bytes.truncate(end);
+            bytes.drain(..start);
+            *body = bytes;
+        }
+        Ok(message)
+    }
+}
+
+/// Where the body of a `Range` response lies in its encoding, `start..end`: after the variant's
+/// map header and the `body` key, a byte string whose header is in its shortest form.
+fn range_body(bytes: &[u8]) -> Option<(usize, usize)> {
+    let before = &EMPTY_RANGE_HEAD[..EMPTY_RANGE_HEAD.len() - 1];
+    let rest = bytes.strip_prefix(before)?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, header) = match first {
+        0x40..=0x57 => (u64::from(first - 0x40), 1),
+        0x58 => (u64::from(*rest.first()?), 2),
+        0x59 => (u64::from(u16::from_be_bytes(*rest.first_chunk()?)), 3),
+        0x5a => (u64::from(u32::from_be_bytes(*rest.first_chunk()?)), 5),
+        0x5b => (u64::from_be_bytes(*rest.first_chunk()?), 9),
+        _ => return None,
+    };
+    let shortest = match header {
+        1 => true,
+        2 => len >= 24,
+        3 => len > 0xff,
+        5 => len > 0xffff,
+        _ => len > 0xffff_ffff,
+    };
+    let start = before.len() + header;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    (shortest && end <= bytes.len()).then_some((start, end))
 }
 
 /// The encoding of a `Range` response from `head`, its encoding with an empty body, and the
@@ -431,8 +477,60 @@ mod tests {
             prop_assert_eq!(spliced.as_ref(), Some(&expected));
             prop_assert_eq!(response.clone().into_cbor().unwrap(), expected.clone());
             let back: PieceResponse = serde_ipld_dagcbor::from_slice(&expected).unwrap();
-            prop_assert_eq!(back, response);
+            prop_assert_eq!(&back, &response);
+            prop_assert_eq!(PieceResponse::from_cbor(expected).unwrap(), response);
         }
+
+        /// Whatever the bytes, reading a response with the body moved in place gives what
+        /// serde gives: the same message, or an error.
+        #[test]
+        fn a_range_is_read_as_serde_reads_it(
+            len in prop::sample::select(vec![0usize, 5, 24, 300, 70_000]),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in prop::option::of(any::<prop::sample::Index>()),
+        ) {
+            let response = PieceResponse::Range {
+                piece: tessera_formats::address::raw_cid(b"p"),
+                range: ByteRange { start: 7, len: len as u64 },
+                size: 1 << 20,
+                body: vec![9; len],
+            };
+            let mut bytes = to_cbor(&response).unwrap();
+            // Edits land mostly in the first bytes: the headers and the fields after a short body.
+            for (at, value) in edits {
+                let at = at.index(bytes.len().min(64));
+                bytes[at] = value;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            let by_serde: Result<PieceResponse, _> = from_cbor(&bytes);
+            let read = PieceResponse::from_cbor(bytes);
+            prop_assert_eq!(read.ok(), by_serde.ok());
+        }
+    }
+
+    #[test]
+    fn a_body_header_longer_than_needed_is_left_to_serde() {
+        let response = PieceResponse::Range {
+            piece: tessera_formats::address::raw_cid(b"p"),
+            range: ByteRange { start: 0, len: 3 },
+            size: 3,
+            body: vec![1, 2, 3],
+        };
+        let bytes = to_cbor(&response).unwrap();
+        let at = EMPTY_RANGE_HEAD.len() - 1;
+        assert_eq!(bytes[at], 0x43);
+        // The same length in a two-byte header: not DAG-CBOR.
+        let mut long = bytes[..at].to_vec();
+        long.extend_from_slice(&[0x58, 3]);
+        long.extend_from_slice(&bytes[at + 1..]);
+        assert!(range_body(&long).is_none());
+        assert_eq!(
+            PieceResponse::from_cbor(long.clone()).ok(),
+            from_cbor::<PieceResponse>(&long).ok()
+        );
+        assert_eq!(range_body(&bytes), Some((at + 1, at + 4)));
     }
 
     #[test]
