@@ -46,6 +46,8 @@ def core(section, name, figure, baseline_name, baseline, unit):
 R = "range_response_1MiB"
 core("wire codec", "write a 1 MiB piece range response", (R, "tessera", None),
      "serde_ipld_dagcbor, same bytes", (R, "serde", None), "GB/s")
+core("wire codec", "read a 1 MiB piece range response", (R + "_read", "tessera", None),
+     "serde_ipld_dagcbor, same message", (R + "_read", "serde", None), "GB/s")
 E = "erasure_10+4_40MiB"
 core("erasure coding", "encode 10+4, 1 MiB stripes, every piece hashed", (E, "encode_tessera", "1048576"),
      "reed-solomon-erasure bare", (E, "encode_bare", "1048576"), "GB/s")
