@@ -154,8 +154,9 @@ impl<D: PieceData + ?Sized> Prover<'_, D> {
     }
 
     /// Appends the bytes of the run of consecutive sampled chunks that starts with `node`, read
-    /// straight into the body. Nothing comes between their bytes in the body: every node on the way from one
-    /// chunk of the run to the next holds a sampled chunk, so no chaining value is emitted.
+    /// straight into the body. Nothing comes between their bytes in the body: every node on
+    /// the way from one chunk of the run to the next holds a sampled chunk, so no chaining
+    /// value is emitted.
     fn emit_run(&mut self, node: Node) -> Result<(), ProveError> {
         let first = node.start / CHUNK;
         let at = self.chunks.partition_point(|&c| c < first);

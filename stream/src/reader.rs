@@ -10,8 +10,8 @@
 //! ```
 //!
 //! Memory: the rows of two segments (each at most one block's, capped at
-//! [`StreamOptions::segment_samples`]) plus the batches in the channel. Rows come only from shard files whose bytes were just
-//! checked against their CID.
+//! [`StreamOptions::segment_samples`]) plus the batches in the channel. Rows come only from
+//! shard files whose bytes were just checked against their CID.
 
 use std::{collections::VecDeque, fs::File, sync::Arc};
 
@@ -292,8 +292,9 @@ impl Plan {
                 // positions are consecutive and end inside the block, so they do not wrap.
                 let offset = position - found.start;
                 let run = (end - i)
-                    .min(found.len() - offset)
-                    .min(u64::try_from(room).unwrap_or(u64::MAX));
+                    .min(found.len().saturating_sub(offset))
+                    .min(u64::try_from(room).unwrap_or(u64::MAX))
+                    .max(1);
                 samples.extend((offset..offset + run).map(|o| found.sample(o)));
                 next = i + run;
             }
