@@ -79,7 +79,8 @@ pub(crate) struct Args {
     prefetch: usize,
     /// Most samples decoded together: a block with more is decoded again for each part of
     /// this many; memory grows with it.
-    #[arg(long, default_value_t = DEFAULT_SEGMENT_SAMPLES)]
+    #[arg(long, default_value_t = DEFAULT_SEGMENT_SAMPLES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     segment_samples: usize,
     /// The shard cache, shared by all versions [default: ~/.cache/tessera/shards].
     #[arg(long)]
