@@ -138,7 +138,17 @@ impl Block {
 
     /// The sample at `offset` (`< len()`) within the block.
     pub fn sample(&self, offset: u64) -> Sample {
-        let slot = self.rows.apply(offset);
+        self.sample_of(self.rows.apply(offset))
+    }
+
+    /// The samples at `start..end` (`end <= len()`) within the block, in order.
+    pub fn samples(&self, start: u64, end: u64, out: &mut Vec<Sample>) {
+        self.rows
+            .apply_run(start, end, |slot| out.push(self.sample_of(slot)));
+    }
+
+    /// The sample in row `slot` of the block's shards laid end to end.
+    fn sample_of(&self, slot: u64) -> Sample {
         // The last bound <= slot: the shard that holds it.
         let i = self
             .bounds

@@ -295,7 +295,7 @@ impl Plan {
                     .min(found.len().saturating_sub(offset))
                     .min(u64::try_from(room).unwrap_or(u64::MAX))
                     .max(1);
-                samples.extend((offset..offset + run).map(|o| found.sample(o)));
+                found.samples(offset, offset + run, &mut samples);
                 next = i + run;
             }
             if samples.is_empty() && span_ends.is_empty() {
