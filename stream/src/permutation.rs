@@ -90,30 +90,26 @@ impl Permutation {
         }
     }
 
-    /// [`Self::encrypt`] of each lane, the lanes' rounds interleaved.
-    fn encrypt_lanes(&self, xs: &mut [u64; LANES]) {
+    /// The Feistel network on each of `L` inputs, their rounds interleaved.
+    fn encrypt_lanes<const L: usize>(&self, xs: &mut [u64; L]) {
         let mut left = xs.map(|x| x >> self.half_bits);
         let mut right = xs.map(|x| x & self.mask);
         for key in self.keys {
-            for lane in 0..LANES {
+            for lane in 0..L {
                 let next = left[lane] ^ (mix(right[lane] ^ key) & self.mask);
                 left[lane] = right[lane];
                 right[lane] = next;
             }
         }
-        for lane in 0..LANES {
+        for lane in 0..L {
             xs[lane] = (left[lane] << self.half_bits) | right[lane];
         }
     }
 
     fn encrypt(&self, x: u64) -> u64 {
-        let (mut left, mut right) = (x >> self.half_bits, x & self.mask);
-        for key in self.keys {
-            let next = left ^ (mix(right ^ key) & self.mask);
-            left = right;
-            right = next;
-        }
-        (left << self.half_bits) | right
+        let mut one = [x];
+        self.encrypt_lanes(&mut one);
+        one[0]
     }
 }
 
