@@ -608,18 +608,9 @@ async fn read_segment(
             .await
             .map_err(|e| StreamError::io("prefetch")(std::io::Error::other(e)))?;
         let file = file?;
-        let total = plan
-            .manifest
-            .shards
-            .get(shard as usize)
-            .map_or(0, |s| s.rows);
-        let rows = needed_rows(rows, total);
-        let name = plan
-            .manifest
-            .shards
-            .get(shard as usize)
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
+        let entry = plan.manifest.shards.get(shard as usize);
+        let rows = needed_rows(rows, entry.map_or(0, |s| s.rows));
+        let name = entry.map(|s| s.name.clone()).unwrap_or_default();
         let columns = columns.clone();
         reads.push(tokio::task::spawn_blocking(move || {
             let read = read_rows(file, &name, &rows, columns.as_deref().map(Vec::as_slice));
