@@ -19,7 +19,7 @@ use tessera_net::{
     PeerId,
     protocol::{PieceRequest, PieceResponse},
 };
-use tessera_proofs::{ByteRange, MAX_RANGE_LEN, verify_range};
+use tessera_proofs::{ByteRange, MAX_RANGE_LEN, verify_range_in};
 use tokio::task::JoinSet;
 use tracing::debug;
 
@@ -105,7 +105,8 @@ async fn block_from(
     }
     let mut block = Vec::with_capacity(usize::try_from(size).map_err(|e| e.to_string())?);
     for range in ByteRange::split(size, MAX_RANGE_LEN) {
-        block.extend(get_range(session, peer, cid, size, range).await?);
+        let (body, at) = get_range(session, peer, cid, size, range).await?;
+        block.extend_from_slice(&body[at]);
     }
     Ok(block)
 }
@@ -231,9 +232,9 @@ impl<S: Sink> Shared<S> {
                     providers[worker % providers.len()]
                 };
                 let result = match get_range(session, peer, cid, size, range).await {
-                    Ok(bytes) => self
+                    Ok((body, at)) => self
                         .sink
-                        .put(range.start, &bytes)
+                        .put(range.start, &body[at])
                         .map_err(|e| format!("writing the piece locally: {e}")),
                     Err(why) => Err(why),
                 };
@@ -250,14 +251,15 @@ impl<S: Sink> Shared<S> {
     }
 }
 
-/// One range from one provider, verified against the CID.
+/// One range from one provider, verified against the CID: the proof body, and where the
+/// range's bytes lie in it.
 async fn get_range(
     session: &Session,
     peer: PeerId,
     cid: Cid,
     size: u64,
     range: ByteRange,
-) -> Result<Vec<u8>, String> {
+) -> Result<(Vec<u8>, std::ops::Range<usize>), String> {
     match request(session, peer, PieceRequest::Get { piece: cid, range }).await? {
         PieceResponse::Range {
             piece,
@@ -268,7 +270,9 @@ async fn get_range(
             if claimed != size {
                 return Err(format!("says the piece is {claimed} bytes, not {size}"));
             }
-            verify_range(&cid, size, range, &body).map_err(|e| format!("bad range: {e}"))
+            let at =
+                verify_range_in(&cid, size, range, &body).map_err(|e| format!("bad range: {e}"))?;
+            Ok((body, at))
         }
         other => Err(unexpected(&other)),
     }

@@ -17,6 +17,6 @@ pub use health::{Rules, Standing, Standings, Verdict, repair_below, verdict};
 pub use ledger::{Ledger, Proven, decode_blocks, ledger};
 pub use outboard::{Outboard, OutboardError, PieceData};
 pub use prove::{MAX_PROOF_BODY, Proof, ProveError, prove};
-pub use range::{ByteRange, MAX_RANGE_LEN, RangeError, prove_range, verify_range};
+pub use range::{ByteRange, MAX_RANGE_LEN, RangeError, prove_range, verify_range, verify_range_in};
 pub use schedule::Schedule;
 pub use verify::{ProofError, Verified, verify};

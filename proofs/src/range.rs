@@ -103,17 +103,33 @@ pub fn verify_range(
     range: ByteRange,
     body: &[u8],
 ) -> Result<Vec<u8>, RangeVerifyError> {
+    let at = verify_range_in(piece, size, range, body)?;
+    Ok(body[at].to_vec())
+}
+
+/// Like [`verify_range`], but returns where the range's bytes lie in `body` instead of a copy
+/// of them: the covering chunks lie back to back in a range proof.
+pub fn verify_range_in(
+    piece: &Cid,
+    size: u64,
+    range: ByteRange,
+    body: &[u8],
+) -> Result<std::ops::Range<usize>, RangeVerifyError> {
     let root = blake3_digest(piece).ok_or_else(|| RangeError::NotBlake3(piece.to_string()))?;
     let chunks = range.chunks(size)?;
-    let covered = usize::try_from(chunks.len() as u64 * CHUNK).unwrap_or(0);
-    let mut bytes = Vec::with_capacity(covered);
-    verify_chunks(&root, size, &chunks, body, Some(&mut bytes))?;
+    let shown = verify_chunks(&root, size, &chunks, body)?;
+    if shown.span.len() != shown.bytes {
+        return Err(ProofError::Scattered.into());
+    }
     // The covering chunks start at a chunk boundary; cut the range out of them.
-    let skip = usize::try_from(range.start % CHUNK).unwrap_or(0);
-    let len = usize::try_from(range.len).unwrap_or(0);
-    bytes.drain(..skip);
-    bytes.truncate(len);
-    Ok(bytes)
+    let skip = usize::try_from(range.start % CHUNK).unwrap_or(usize::MAX);
+    let len = usize::try_from(range.len).unwrap_or(usize::MAX);
+    let start = shown.span.start.saturating_add(skip);
+    let end = start.saturating_add(len);
+    if end > shown.span.end {
+        return Err(ProofError::Truncated.into());
+    }
+    Ok(start..end)
 }
 
 /// A range that cannot be proven.
@@ -184,6 +200,30 @@ mod tests {
                 whole.extend(verify_range(&cid, s, r, &body).unwrap());
             }
             assert_eq!(whole, data);
+        }
+    }
+
+    /// Every range of pieces of up to nine chunks, at every chunk offset: the chunks lie back
+    /// to back in the body, and the range found there is the piece's bytes.
+    #[test]
+    fn every_range_lies_in_one_span_of_its_body() {
+        for size in (1..=9 * CHUNK).step_by(511) {
+            let data = piece(usize::try_from(size).unwrap());
+            let cid = raw_cid(&data);
+            let (ob, _) = Outboard::compute(&data).unwrap();
+            for start in (0..size).step_by(512) {
+                for end in (start + 1..=size).step_by(341) {
+                    let range = ByteRange {
+                        start,
+                        len: end - start,
+                    };
+                    let body = prove_range(&data, &ob, range).unwrap();
+                    let at = verify_range_in(&cid, size, range, &body).unwrap();
+                    let want =
+                        &data[usize::try_from(start).unwrap()..usize::try_from(end).unwrap()];
+                    assert_eq!(&body[at], want, "size {size} range {range:?}");
+                }
+            }
         }
     }
 

@@ -38,6 +38,10 @@ pub enum ProofError {
     /// The hashes do not lead to the piece's root: a chunk or hash is wrong.
     #[error("proof does not hash to the piece CID")]
     RootMismatch,
+    /// A range's chunks were not back to back in its proof. The walk lays any set of
+    /// neighbouring chunks out that way, whatever the body holds, so this is a bug in it.
+    #[error("proof shows the range's chunks apart")]
+    Scattered,
 }
 
 /// A proof that passed, with what it established.
@@ -65,7 +69,7 @@ pub fn verify(challenge: &Challenge, proof: &Proof) -> Result<Verified, ProofErr
         return Err(ProofError::TooLarge(proof.body.len()));
     }
     let samples = challenge.chunk_indices(proof.size);
-    verify_chunks(&root, proof.size, &samples, &proof.body, None)?;
+    verify_chunks(&root, proof.size, &samples, &proof.body)?;
     Ok(Verified {
         size: proof.size,
         chunks: samples.len(),
@@ -73,36 +77,48 @@ pub fn verify(challenge: &Challenge, proof: &Proof) -> Result<Verified, ProofErr
 }
 
 /// Checks a proof body for a sorted, distinct, non-empty set of chunk indices of a piece of
-/// `size` bytes against its BLAKE3 `root`; appends the shown chunks' bytes to `chunks_out`.
+/// `size` bytes against its BLAKE3 `root`; returns where the shown chunks' bytes lie in the
+/// body, from the first one's start to the last one's end.
 pub(crate) fn verify_chunks(
     root: &[u8; 32],
     size: u64,
     chunks: &[u64],
     body: &[u8],
-    mut chunks_out: Option<&mut Vec<u8>>,
-) -> Result<(), ProofError> {
-    let mut body = Body(body);
-    let computed = walk(Node::root(size), chunks, &mut body, true, &mut chunks_out)?;
-    if !body.0.is_empty() {
-        return Err(ProofError::TrailingBytes(body.0.len()));
+) -> Result<Shown, ProofError> {
+    let mut body = Body { bytes: body, at: 0 };
+    let mut shown = Shown::default();
+    let computed = walk(Node::root(size), chunks, &mut body, true, &mut shown)?;
+    let left = body.bytes.len() - body.at;
+    if left > 0 {
+        return Err(ProofError::TrailingBytes(left));
     }
     if &computed != root {
         return Err(ProofError::RootMismatch);
     }
-    Ok(())
+    Ok(shown)
 }
 
-struct Body<'a>(&'a [u8]);
+/// Where a proof's shown chunks lie in its body.
+#[derive(Debug, Default)]
+pub(crate) struct Shown {
+    /// From the first shown byte to the end of the last.
+    pub span: std::ops::Range<usize>,
+    /// Shown bytes: the span's length when nothing lies between them.
+    pub bytes: usize,
+}
+
+struct Body<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
 
 impl<'a> Body<'a> {
     fn take(&mut self, n: u64) -> Result<&'a [u8], ProofError> {
         let n = usize::try_from(n).map_err(|_| ProofError::Truncated)?;
-        if self.0.len() < n {
-            return Err(ProofError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+        let end = self.at.checked_add(n).ok_or(ProofError::Truncated)?;
+        let taken = self.bytes.get(self.at..end).ok_or(ProofError::Truncated)?;
+        self.at = end;
+        Ok(taken)
     }
 
     fn cv(&mut self) -> Result<ChainingValue, ProofError> {
@@ -118,15 +134,18 @@ fn walk(
     samples: &[u64],
     body: &mut Body<'_>,
     is_root: bool,
-    chunks_out: &mut Option<&mut Vec<u8>>,
+    shown: &mut Shown,
 ) -> Result<[u8; 32], ProofError> {
     // A chunk, or a subtree whose every chunk is shown (inside a range): its bytes lie in the
     // body back to back, and hashing them as one subtree lets BLAKE3 use its SIMD paths.
     if node.is_chunk() || samples.len() as u64 == node.len.div_ceil(CHUNK) {
+        let at = body.at;
         let bytes = body.take(node.len)?;
-        if let Some(out) = chunks_out.as_deref_mut() {
-            out.extend_from_slice(bytes);
+        if shown.bytes == 0 {
+            shown.span.start = at;
         }
+        shown.span.end = body.at;
+        shown.bytes += bytes.len();
         return Ok(if is_root {
             *blake3::hash(bytes).as_bytes()
         } else {
@@ -140,7 +159,7 @@ fn walk(
         if s.is_empty() {
             body.cv()
         } else {
-            walk(n, s, body, false, chunks_out)
+            walk(n, s, body, false, shown)
         }
     };
     let l = child(left, left_samples)?;
