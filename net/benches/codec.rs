@@ -35,7 +35,7 @@ fn range_response(c: &mut Criterion) {
     g.bench_function("tessera", |b| {
         b.iter_batched(
             || response.clone(),
-            |r| r.into_cbor(),
+            |r| r.into_cbor_parts(),
             BatchSize::LargeInput,
         )
     });

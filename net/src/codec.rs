@@ -11,12 +11,20 @@ use serde::{Serialize, de::DeserializeOwned};
 /// A message of one of Tessera's protocols, written as DAG-CBOR: by serde, unless the type
 /// knows a faster way to the same bytes.
 pub trait Message: Serialize + DeserializeOwned + Send {
-    /// The message's DAG-CBOR bytes.
+    /// The message's DAG-CBOR bytes, in the parts they are written in.
+    fn into_cbor_parts(self) -> Result<Encoded, String>
+    where
+        Self: Sized,
+    {
+        to_cbor(&self).map(Encoded::from)
+    }
+
+    /// The message's DAG-CBOR bytes, in one buffer.
     fn into_cbor(self) -> Result<Vec<u8>, String>
     where
         Self: Sized,
     {
-        to_cbor(&self)
+        self.into_cbor_parts().map(Encoded::concat)
     }
 
     /// The message read from its DAG-CBOR bytes.
@@ -25,6 +33,47 @@ pub trait Message: Serialize + DeserializeOwned + Send {
         Self: Sized,
     {
         from_cbor(&bytes)
+    }
+}
+
+/// A message's encoding as parts written one after another, so that a large byte string is
+/// written from where it lies and not first copied beside the bytes around it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Encoded(Vec<Vec<u8>>);
+
+impl Encoded {
+    /// Adds `part` at the end.
+    pub fn push(&mut self, part: Vec<u8>) {
+        self.0.push(part);
+    }
+
+    /// Bytes in all.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Vec::len).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The parts, in order.
+    pub fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().map(Vec::as_slice)
+    }
+
+    /// The bytes in one buffer.
+    pub fn concat(mut self) -> Vec<u8> {
+        if self.0.len() == 1 {
+            return self.0.pop().unwrap_or_default();
+        }
+        self.0.concat()
+    }
+}
+
+impl From<Vec<u8>> for Encoded {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(vec![bytes])
     }
 }
 
@@ -103,9 +152,9 @@ where
     })
 }
 
-fn encode<M: Message>(message: M, max: u64) -> io::Result<Vec<u8>> {
+fn encode<M: Message>(message: M, max: u64) -> io::Result<Encoded> {
     let bytes = message
-        .into_cbor()
+        .into_cbor_parts()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     if bytes.len() as u64 > max {
         return Err(io::Error::new(
@@ -119,8 +168,10 @@ fn encode<M: Message>(message: M, max: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-async fn write_bytes<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: Vec<u8>) -> io::Result<()> {
-    io.write_all(&bytes).await?;
+async fn write_bytes<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: Encoded) -> io::Result<()> {
+    for part in bytes.parts() {
+        io.write_all(part).await?;
+    }
     io.close().await
 }
 

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tessera_formats::{PublisherKey, record::MAX_RECORD_BYTES};
 use tessera_proofs::{ByteRange, Challenge, MAX_PROOF_BODY, MAX_RANGE_LEN, Proof};
 
-use crate::codec::{Message, from_cbor, to_cbor};
+use crate::codec::{Encoded, Message, from_cbor, to_cbor};
 
 /// The piece protocol.
 pub const PIECE_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/piece/1");
@@ -348,20 +348,20 @@ const EMPTY_RANGE_HEAD: &[u8] = b"\xa1\x65Range\xa4\x64body\x40";
 impl Message for PieceResponse {
     /// A `Range` is the one large message a node sends over and over: serde would copy its
     /// body into a buffer per map entry and again into the output. It is written as serde
-    /// writes it with no body, with the body's bytes put in place of the empty one.
-    fn into_cbor(mut self) -> Result<Vec<u8>, String> {
+    /// writes it with no body, with the body itself as a part in place of the empty one.
+    fn into_cbor_parts(mut self) -> Result<Encoded, String> {
         let Self::Range { body, .. } = &mut self else {
-            return to_cbor(&self);
+            return to_cbor(&self).map(Encoded::from);
         };
         let body = std::mem::take(body);
         let head = to_cbor(&self)?;
-        match splice_body(&head, &body) {
-            Some(bytes) => Ok(bytes),
-            None => {
+        match splice_body(&head, body) {
+            Ok(parts) => Ok(parts),
+            Err(body) => {
                 if let Self::Range { body: slot, .. } = &mut self {
                     *slot = body;
                 }
-                to_cbor(&self)
+                to_cbor(&self).map(Encoded::from)
             }
         }
     }
@@ -414,11 +414,14 @@ fn range_body(bytes: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// The encoding of a `Range` response from `head`, its encoding with an empty body, and the
-/// body; `None` if `head` is not laid out as expected.
-fn splice_body(head: &[u8], body: &[u8]) -> Option<Vec<u8>> {
-    let rest = head.strip_prefix(EMPTY_RANGE_HEAD)?;
+/// body, as three parts: up to the body's header, the body, the rest. The body comes back if
+/// `head` is not laid out as expected.
+fn splice_body(head: &[u8], body: Vec<u8>) -> Result<Encoded, Vec<u8>> {
+    let Some(rest) = head.strip_prefix(EMPTY_RANGE_HEAD) else {
+        return Err(body);
+    };
     let before = &EMPTY_RANGE_HEAD[..EMPTY_RANGE_HEAD.len() - 1];
-    let mut out = Vec::with_capacity(head.len() + 9 + body.len());
+    let mut out = Vec::with_capacity(before.len() + 9);
     out.extend_from_slice(before);
     // A byte string's header (major type 2) in its shortest form, as DAG-CBOR requires.
     let len = body.len() as u64;
@@ -438,9 +441,10 @@ fn splice_body(head: &[u8], body: &[u8]) -> Option<Vec<u8>> {
             out.extend_from_slice(&len.to_be_bytes());
         }
     }
-    out.extend_from_slice(body);
-    out.extend_from_slice(rest);
-    Some(out)
+    let mut parts = Encoded::from(out);
+    parts.push(body);
+    parts.push(rest.to_vec());
+    Ok(parts)
 }
 
 #[cfg(test)]
@@ -473,8 +477,11 @@ mod tests {
             }
             let head = to_cbor(&empty).unwrap();
             let PieceResponse::Range { body, .. } = &response else { unreachable!() };
-            let spliced = splice_body(&head, body);
-            prop_assert_eq!(spliced.as_ref(), Some(&expected));
+            let spliced = splice_body(&head, body.clone()).map(Encoded::concat);
+            prop_assert_eq!(spliced.as_ref(), Ok(&expected));
+            // Three parts: the body is not copied beside its neighbours.
+            let parts = response.clone().into_cbor_parts().unwrap();
+            prop_assert_eq!(parts.parts().nth(1), Some(body.as_slice()));
             prop_assert_eq!(response.clone().into_cbor().unwrap(), expected.clone());
             let back: PieceResponse = serde_ipld_dagcbor::from_slice(&expected).unwrap();
             prop_assert_eq!(&back, &response);
