@@ -44,7 +44,7 @@ def core(section, name, figure, baseline_name, baseline, unit):
 
 
 R = "range_response_1MiB"
-core("wire codec", "write a 1 MiB piece range response", (R, "tessera", None),
+core("wire codec", "encode a 1 MiB piece range response (into parts: the body is not copied)", (R, "tessera", None),
      "serde_ipld_dagcbor, same bytes", (R, "serde", None), "GB/s")
 core("wire codec", "read a 1 MiB piece range response", (R + "_read", "tessera", None),
      "serde_ipld_dagcbor, same message", (R + "_read", "serde", None), "GB/s")
