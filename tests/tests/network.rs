@@ -14,6 +14,16 @@ use tessera_tests::sample_bytes;
 
 const MIB: u64 = 1024 * 1024;
 
+/// `data` as a piece in node 0's store, put there directly: its CID.
+fn store_in_node_0(network: &LocalNetwork, data: &[u8]) -> tessera_formats::Cid {
+    let cid = tessera_formats::address::raw_cid(data);
+    let store = &network.node(0).unwrap().store;
+    let mut upload = store.begin_upload(cid, data.len() as u64).unwrap();
+    upload.write(0, data).unwrap();
+    upload.finish().unwrap();
+    cid
+}
+
 fn options(k: u16, m: u16) -> PutOptions {
     PutOptions {
         params: ErasureParams::new(k, m, 256 * 1024).unwrap(),
@@ -216,12 +226,7 @@ async fn a_piece_the_dht_does_not_know_is_found_by_asking_connected_peers() {
     let dir = tempfile::tempdir().unwrap();
     let network = LocalNetwork::start(dir.path(), 2, 16 * MIB).await.unwrap();
     // Written into node 0's store directly: never announced on the DHT.
-    let data = sample_bytes("unannounced", 5000);
-    let cid = tessera_formats::address::raw_cid(&data);
-    let store = &network.node(0).unwrap().store;
-    let mut upload = store.begin_upload(cid, data.len() as u64).unwrap();
-    upload.write(0, &data).unwrap();
-    upload.finish().unwrap();
+    let cid = store_in_node_0(&network, &sample_bytes("unannounced", 5000));
 
     let session = Session::join(network.bootstrap()).await.unwrap();
     let found = tessera_client::fetch::providers(&session, cid)
@@ -279,5 +284,52 @@ async fn a_layout_whose_pieces_are_not_its_content_is_refused() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["honest"]);
+    network.shutdown().await;
+}
+
+/// Three times as many requests in flight to one node as a connection carries streams: the
+/// network task holds back those past its share, and every one is answered. (rust-libp2p
+/// fails a request past the limit at once, and a reader took that for the node failing: it
+/// gave the node up and read the shard through parity.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_requests_to_one_node_than_a_connection_has_streams_are_all_answered() {
+    use tessera_net::{
+        NetworkConfig,
+        protocol::{PieceRequest, PieceResponse},
+    };
+    use tessera_proofs::{ByteRange, verify_range};
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(dir.path(), 1, 16 * MIB).await.unwrap();
+    let data = sample_bytes("many requests", 64 * 1024);
+    let cid = store_in_node_0(&network, &data);
+
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let peer = network.peers()[0];
+    let requests = 3 * NetworkConfig::default().max_streams_per_connection;
+    let mut answers = tokio::task::JoinSet::new();
+    for i in 0..requests {
+        let net = session.net().clone();
+        let range = ByteRange {
+            start: i as u64 * 1000,
+            len: 1000,
+        };
+        answers.spawn(async move {
+            let answer = net.piece_request(peer, PieceRequest::Get { piece: cid, range });
+            (range, answer.await)
+        });
+    }
+    let mut answered = 0;
+    while let Some(joined) = answers.join_next().await {
+        let (range, answer) = joined.unwrap();
+        let Ok(PieceResponse::Range { body, .. }) = answer else {
+            panic!("range {range:?}: {answer:?}");
+        };
+        let bytes = verify_range(&cid, data.len() as u64, range, &body).unwrap();
+        let start = range.start as usize;
+        assert_eq!(bytes, &data[start..start + 1000]);
+        answered += 1;
+    }
+    assert_eq!(answered, requests);
     network.shutdown().await;
 }

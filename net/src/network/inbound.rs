@@ -2,16 +2,15 @@
 //! requests and announcements go to the node logic through bounded queues, and a full queue
 //! is answered with `Busy` at once rather than left to time out.
 
-use std::collections::HashMap;
-
 use libp2p::{
     PeerId, gossipsub,
-    request_response::{self, OutboundRequestId, ResponseChannel},
+    request_response::{self, ResponseChannel},
 };
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{Actor, CrawlEvent, GossipMessage, InboundRequest, NetError, RegistryEvent, Reply};
+use super::{Actor, CrawlEvent, GossipMessage, InboundRequest, NetError, Outbound, RegistryEvent};
+use crate::codec::{CborCodec, Message};
 use crate::protocol::{
     ChallengeRequest, ChallengeResponse, CrawlRequest, CrawlResponse, ErrorCode, PieceRequest,
     PieceResponse, RECEIPT_TOPIC, REGISTRY_TOPIC, RegistryErrorCode, RegistryRequest,
@@ -20,7 +19,11 @@ use crate::protocol::{
 
 impl Actor {
     pub(super) fn on_piece(&mut self, event: request_response::Event<PieceRequest, PieceResponse>) {
-        let Some((peer, request, channel)) = settle(event, &mut self.pending_piece) else {
+        let Some((peer, request, channel)) = settle(
+            event,
+            &mut self.piece_out,
+            &mut self.swarm.behaviour_mut().piece,
+        ) else {
             return;
         };
         let refused = self.inbound.try_send(InboundRequest::Piece {
@@ -51,7 +54,11 @@ impl Actor {
         &mut self,
         event: request_response::Event<ChallengeRequest, ChallengeResponse>,
     ) {
-        let Some((peer, request, channel)) = settle(event, &mut self.pending_challenge) else {
+        let Some((peer, request, channel)) = settle(
+            event,
+            &mut self.challenge_out,
+            &mut self.swarm.behaviour_mut().challenge,
+        ) else {
             return;
         };
         let refused = self.inbound.try_send(InboundRequest::Challenge {
@@ -82,7 +89,11 @@ impl Actor {
         &mut self,
         event: request_response::Event<RegistryRequest, RegistryResponse>,
     ) {
-        let Some((peer, request, channel)) = settle(event, &mut self.pending_registry) else {
+        let Some((peer, request, channel)) = settle(
+            event,
+            &mut self.registry_out,
+            &mut self.swarm.behaviour_mut().registry,
+        ) else {
             return;
         };
         let refused = self.registry_events.try_send(RegistryEvent::Request {
@@ -106,7 +117,11 @@ impl Actor {
     }
 
     pub(super) fn on_crawl(&mut self, event: request_response::Event<CrawlRequest, CrawlResponse>) {
-        let Some((peer, request, channel)) = settle(event, &mut self.pending_crawl) else {
+        let Some((peer, request, channel)) = settle(
+            event,
+            &mut self.crawl_out,
+            &mut self.swarm.behaviour_mut().crawl,
+        ) else {
             return;
         };
         let refused = self.crawl_events.try_send(CrawlEvent {
@@ -166,11 +181,12 @@ impl Actor {
     }
 }
 
-/// Completes outbound requests from a request-response event; returns an inbound request for
-/// the caller to forward.
-pub(super) fn settle<Req, Resp>(
+/// Completes outbound requests from a request-response event (and sends the requests that
+/// waited for them); returns an inbound request for the caller to forward.
+pub(super) fn settle<Req: Message, Resp: Message>(
     event: request_response::Event<Req, Resp>,
-    pending: &mut HashMap<OutboundRequestId, (PeerId, Reply<Resp>)>,
+    outbound: &mut Outbound<Req, Resp>,
+    behaviour: &mut request_response::Behaviour<CborCodec<Req, Resp>>,
 ) -> Option<(PeerId, Req, ResponseChannel<Resp>)> {
     match event {
         request_response::Event::Message { peer, message, .. } => match message {
@@ -180,11 +196,7 @@ pub(super) fn settle<Req, Resp>(
             request_response::Message::Response {
                 request_id,
                 response,
-            } => {
-                if let Some((_, reply)) = pending.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
+            } => outbound.finish(behaviour, request_id, Ok(response)),
         },
         request_response::Event::OutboundFailure {
             peer,
@@ -192,12 +204,11 @@ pub(super) fn settle<Req, Resp>(
             error,
             ..
         } => {
-            if let Some((_, reply)) = pending.remove(&request_id) {
-                let _ = reply.send(Err(NetError::Request {
-                    peer,
-                    reason: error.to_string(),
-                }));
-            }
+            let failed = NetError::Request {
+                peer,
+                reason: error.to_string(),
+            };
+            outbound.finish(behaviour, request_id, Err(failed));
         }
         request_response::Event::InboundFailure { peer, error, .. } => {
             debug!(%peer, %error, "inbound request failed");

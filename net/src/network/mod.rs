@@ -22,7 +22,7 @@ use libp2p::{
     kad::{self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, RecordKey},
     multiaddr::Protocol,
     noise, ping,
-    request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel},
+    request_response::{self, ProtocolSupport, ResponseChannel},
     swarm::{
         NetworkBehaviour, SwarmEvent,
         dial_opts::{DialOpts, PeerCondition},
@@ -33,6 +33,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 mod inbound;
+mod outbound;
+
+use outbound::Outbound;
 
 use crate::{
     codec::CborCodec,
@@ -64,7 +67,9 @@ pub struct NetworkConfig {
     pub receipts: bool,
     /// How long one request may take before it fails.
     pub request_timeout: Duration,
-    /// Most concurrent request streams per connection.
+    /// Most concurrent request streams per connection, per protocol. Requests to one peer are
+    /// sent at most half that many at a time, the rest held back in order until earlier ones
+    /// end: libp2p would fail a request past the limit at once.
     pub max_streams_per_connection: usize,
     /// How often provider records are re-announced.
     pub provider_republish: Duration,
@@ -529,6 +534,9 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
             .subscribe(&gossipsub::IdentTopic::new(REGISTRY_TOPIC))
             .map_err(|e| NetError::Build(e.to_string()))?;
     }
+    // Half a connection's streams per protocol: the peer's own requests on the connection
+    // (node to node) take from the same limit.
+    let per_peer = (config.max_streams_per_connection / 2).max(1);
     let actor = Actor {
         swarm,
         commands: commands_rx,
@@ -539,10 +547,10 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         listen_addrs,
         pending_dials: HashMap::new(),
         pending_queries: HashMap::new(),
-        pending_piece: HashMap::new(),
-        pending_challenge: HashMap::new(),
-        pending_registry: HashMap::new(),
-        pending_crawl: HashMap::new(),
+        piece_out: Outbound::new(per_peer),
+        challenge_out: Outbound::new(per_peer),
+        registry_out: Outbound::new(per_peer),
+        crawl_out: Outbound::new(per_peer),
     };
     let task = tokio::spawn(actor.run());
     info!(%peer_id, "network started");
@@ -675,10 +683,10 @@ struct Actor {
     listen_addrs: Vec<Multiaddr>,
     pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
     pending_queries: HashMap<QueryId, Query>,
-    pending_piece: HashMap<OutboundRequestId, (PeerId, Reply<PieceResponse>)>,
-    pending_challenge: HashMap<OutboundRequestId, (PeerId, Reply<ChallengeResponse>)>,
-    pending_registry: HashMap<OutboundRequestId, (PeerId, Reply<RegistryResponse>)>,
-    pending_crawl: HashMap<OutboundRequestId, (PeerId, Reply<CrawlResponse>)>,
+    piece_out: Outbound<PieceRequest, PieceResponse>,
+    challenge_out: Outbound<ChallengeRequest, ChallengeResponse>,
+    registry_out: Outbound<RegistryRequest, RegistryResponse>,
+    crawl_out: Outbound<CrawlRequest, CrawlResponse>,
 }
 
 impl Actor {
@@ -754,12 +762,12 @@ impl Actor {
                 self.pending_queries.insert(id, Query::Closest(reply));
             }
             Command::Piece(peer, request, reply) => {
-                let id = swarm.behaviour_mut().piece.send_request(&peer, request);
-                self.pending_piece.insert(id, (peer, reply));
+                let behaviour = &mut swarm.behaviour_mut().piece;
+                self.piece_out.request(behaviour, peer, request, reply);
             }
             Command::Challenge(peer, request, reply) => {
-                let id = swarm.behaviour_mut().challenge.send_request(&peer, request);
-                self.pending_challenge.insert(id, (peer, reply));
+                let behaviour = &mut swarm.behaviour_mut().challenge;
+                self.challenge_out.request(behaviour, peer, request, reply);
             }
             Command::RespondPiece(channel, response) => {
                 if swarm
@@ -782,8 +790,8 @@ impl Actor {
                 }
             }
             Command::Registry(peer, request, reply) => {
-                let id = swarm.behaviour_mut().registry.send_request(&peer, request);
-                self.pending_registry.insert(id, (peer, reply));
+                let behaviour = &mut swarm.behaviour_mut().registry;
+                self.registry_out.request(behaviour, peer, request, reply);
             }
             Command::RespondRegistry(channel, response) => {
                 if swarm
@@ -796,8 +804,8 @@ impl Actor {
                 }
             }
             Command::Crawl(peer, request, reply) => {
-                let id = swarm.behaviour_mut().crawl.send_request(&peer, request);
-                self.pending_crawl.insert(id, (peer, reply));
+                let behaviour = &mut swarm.behaviour_mut().crawl;
+                self.crawl_out.request(behaviour, peer, request, reply);
             }
             Command::RespondCrawl(channel, response) => {
                 if swarm
