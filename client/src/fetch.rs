@@ -3,7 +3,8 @@
 //! A piece is read in ranges of [`RANGE_LEN`], a few at once. Every range comes with the
 //! hashes that link it to the piece's CID and is checked before it is written. A provider that
 //! is slow (no answer within the request timeout), gone, refuses, or sends a range that does
-//! not check out is dropped for this piece and the range goes to the next provider.
+//! not check out is dropped for this piece and the range goes to the next provider. One that
+//! answers `Busy` (its queue of requests is full) is asked again after a pause first.
 
 use std::{
     collections::VecDeque,
@@ -11,13 +12,14 @@ use std::{
     os::unix::fs::FileExt as _,
     path::Path,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use cid::Cid;
 use tessera_formats::erasure::Geometry;
 use tessera_net::{
     PeerId,
-    protocol::{PieceRequest, PieceResponse},
+    protocol::{ErrorCode, PieceRequest, PieceResponse},
 };
 use tessera_proofs::{ByteRange, MAX_RANGE_LEN, verify_range_in};
 use tokio::task::JoinSet;
@@ -32,6 +34,11 @@ use crate::{
 
 /// Bytes asked for in one range request.
 pub const RANGE_LEN: u64 = 1024 * 1024;
+
+/// Times a provider that answers `Busy` is asked again for a range before it is given up, and
+/// the first pause before asking (doubled each time: 50 to 400 ms, 750 ms in all).
+const BUSY_RETRIES: u32 = 4;
+const BUSY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Who may hold `cid`: its providers on the DHT or, when the DHT knows none, the connected
 /// peers that say they hold it.
@@ -105,7 +112,9 @@ async fn block_from(
     }
     let mut block = Vec::with_capacity(usize::try_from(size).map_err(|e| e.to_string())?);
     for range in ByteRange::split(size, MAX_RANGE_LEN) {
-        let (body, at) = get_range(session, peer, cid, size, range).await?;
+        let (body, at) = get_range(session, peer, cid, size, range)
+            .await
+            .map_err(|m| m.why)?;
         block.extend_from_slice(&body[at]);
     }
     Ok(block)
@@ -222,6 +231,7 @@ impl<S: Sink> Shared<S> {
             let Some(range) = lock(&self.ranges).pop_front() else {
                 return true;
             };
+            let mut busy = 0;
             loop {
                 // Workers start on different providers, spreading the load.
                 let peer = {
@@ -232,22 +242,41 @@ impl<S: Sink> Shared<S> {
                     providers[worker % providers.len()]
                 };
                 let result = match get_range(session, peer, cid, size, range).await {
-                    Ok((body, at)) => self
-                        .sink
-                        .put(range.start, &body[at])
-                        .map_err(|e| format!("writing the piece locally: {e}")),
-                    Err(why) => Err(why),
+                    Ok((body, at)) => self.sink.put(range.start, &body[at]).map_err(|e| Missed {
+                        why: format!("writing the piece locally: {e}"),
+                        busy: false,
+                    }),
+                    Err(missed) => Err(missed),
                 };
                 match result {
                     Ok(()) => break,
-                    Err(why) => {
+                    Err(missed) if missed.busy && busy < BUSY_RETRIES => {
+                        debug!(%peer, %cid, ?range, "provider busy; asking again after a pause");
+                        tokio::time::sleep(BUSY_PAUSE * 2u32.pow(busy)).await;
+                        busy += 1;
+                    }
+                    Err(Missed { why, .. }) => {
                         debug!(%peer, %cid, ?range, %why, "range failed; trying another provider");
                         lock(&self.providers).retain(|p| *p != peer);
                         lock(&self.attempts).push((peer, why));
+                        busy = 0;
                     }
                 }
             }
         }
+    }
+}
+
+/// Why a range did not come from a provider.
+struct Missed {
+    why: String,
+    /// The provider answered `Busy`: its queue of requests was full.
+    busy: bool,
+}
+
+impl From<String> for Missed {
+    fn from(why: String) -> Self {
+        Self { why, busy: false }
     }
 }
 
@@ -259,7 +288,7 @@ async fn get_range(
     cid: Cid,
     size: u64,
     range: ByteRange,
-) -> Result<(Vec<u8>, std::ops::Range<usize>), String> {
+) -> Result<(Vec<u8>, std::ops::Range<usize>), Missed> {
     match request(session, peer, PieceRequest::Get { piece: cid, range }).await? {
         PieceResponse::Range {
             piece,
@@ -268,13 +297,20 @@ async fn get_range(
             body,
         } if piece == cid && got == range => {
             if claimed != size {
-                return Err(format!("says the piece is {claimed} bytes, not {size}"));
+                return Err(format!("says the piece is {claimed} bytes, not {size}").into());
             }
             let at =
                 verify_range_in(&cid, size, range, &body).map_err(|e| format!("bad range: {e}"))?;
             Ok((body, at))
         }
-        other => Err(unexpected(&other)),
+        other @ PieceResponse::Error {
+            code: ErrorCode::Busy,
+            ..
+        } => Err(Missed {
+            why: unexpected(&other),
+            busy: true,
+        }),
+        other => Err(unexpected(&other).into()),
     }
 }
 

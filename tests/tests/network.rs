@@ -14,6 +14,24 @@ use tessera_tests::sample_bytes;
 
 const MIB: u64 = 1024 * 1024;
 
+/// A bare network peer on 127.0.0.1, joined to `network`, whose requests the test answers
+/// itself; `session` is connected to it.
+async fn bare_peer(network: &LocalNetwork, session: &Session) -> tessera_net::Network {
+    let peer = tessera_net::start(
+        tessera_net::Keypair::generate_ed25519(),
+        tessera_net::NetworkConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap: network.bootstrap(),
+            ..tessera_net::NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = peer.client.info().await.unwrap().dialable_addrs()[0].clone();
+    session.net().dial(addr).await.unwrap();
+    peer
+}
+
 /// `data` as a piece in node 0's store, put there directly: its CID.
 fn store_in_node_0(network: &LocalNetwork, data: &[u8]) -> tessera_formats::Cid {
     let cid = tessera_formats::address::raw_cid(data);
@@ -173,7 +191,7 @@ async fn a_slow_provider_is_passed_over() {
     use std::time::Duration;
 
     use tessera_client::{fetch::fetch_piece, session::Timeouts};
-    use tessera_net::{InboundRequest, Keypair, NetworkConfig};
+    use tessera_net::InboundRequest;
 
     let dir = tempfile::tempdir().unwrap();
     let network = LocalNetwork::start(dir.path(), 3, 64 * MIB).await.unwrap();
@@ -184,21 +202,7 @@ async fn a_slow_provider_is_passed_over() {
     let put = put_file(&session, &input, &options(2, 1)).await.unwrap();
 
     // A peer that takes requests and never answers them.
-    let mut slow = tessera_net::start(
-        Keypair::generate_ed25519(),
-        NetworkConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            bootstrap: network.bootstrap(),
-            ..NetworkConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    session
-        .net()
-        .dial(slow.client.info().await.unwrap().dialable_addrs()[0].clone())
-        .await
-        .unwrap();
+    let mut slow = bare_peer(&network, &session).await;
 
     session.set_timeouts(Timeouts {
         request: Duration::from_millis(500),
@@ -331,5 +335,66 @@ async fn more_requests_to_one_node_than_a_connection_has_streams_are_all_answere
         answered += 1;
     }
     assert_eq!(answered, requests);
+    network.shutdown().await;
+}
+
+/// A provider whose queue of requests is full answers `Busy` at once: the reader asks it again
+/// after a pause instead of giving it up (here it is the piece's only provider).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_provider_is_asked_again() {
+    use tessera_client::fetch::fetch_piece;
+    use tessera_net::{
+        InboundRequest,
+        protocol::{ErrorCode, PieceRequest, PieceResponse},
+    };
+    use tessera_proofs::{Outboard, prove_range};
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(dir.path(), 1, 16 * MIB).await.unwrap();
+    let data = sample_bytes("busy", 300_000);
+    let cid = tessera_formats::address::raw_cid(&data);
+    let (outboard, _) = Outboard::compute(&data).unwrap();
+
+    // A peer serving the piece from memory, busy for its first two requests.
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let mut busy = bare_peer(&network, &session).await;
+    let (server, size) = (busy.client.clone(), data.len() as u64);
+    let serving = tokio::spawn(async move {
+        for asked in 1..=3 {
+            let Some(InboundRequest::Piece {
+                request: PieceRequest::Get { piece, range },
+                channel,
+                ..
+            }) = busy.inbound.recv().await
+            else {
+                panic!("not a range request");
+            };
+            let response = if asked <= 2 {
+                PieceResponse::Error {
+                    piece,
+                    code: ErrorCode::Busy,
+                    message: "node is busy".into(),
+                }
+            } else {
+                let body = prove_range(&data, &outboard, range).unwrap();
+                PieceResponse::Range {
+                    piece,
+                    range,
+                    size,
+                    body,
+                }
+            };
+            server.respond_piece(channel, response).await.unwrap();
+        }
+    });
+
+    let out = dir.path().join("piece");
+    let fetched = fetch_piece(&session, cid, size, vec![busy.client.peer_id()], &out, 1).await;
+    serving.abort();
+    assert!(fetched.is_ok(), "{fetched:?}");
+    assert_eq!(
+        tessera_formats::address::raw_cid(&std::fs::read(&out).unwrap()),
+        cid
+    );
     network.shutdown().await;
 }
