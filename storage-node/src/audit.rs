@@ -31,7 +31,10 @@ use tessera_formats::{
     receipt::{NodeKey, RECEIPT_VERSION},
     record::SigningKey,
 };
-use tessera_net::{Client, PeerId, protocol::ChallengeResponse};
+use tessera_net::{
+    Client, PeerId,
+    protocol::{ChallengeResponse, ErrorCode},
+};
 use tessera_proofs::{
     Challenge, DEFAULT_SAMPLES, Rules, Schedule, Standing, Standings, Verdict, verdict, verify,
 };
@@ -319,6 +322,12 @@ impl Challenger {
         let (result, size) = match answer {
             Err(_) => (AuditResult::Timeout, 0),
             Ok(Err(_)) => (AuditResult::Unreachable, 0),
+            // Too busy to take the challenge is no refusal to prove: like no answer in time,
+            // it fails the holder only after the grace period.
+            Ok(Ok(ChallengeResponse::Error {
+                code: ErrorCode::Busy,
+                ..
+            })) => (AuditResult::Timeout, 0),
             Ok(Ok(ChallengeResponse::Error { .. })) => (AuditResult::Refused, 0),
             Ok(Ok(ChallengeResponse::Proof(proof))) => match verify(&challenge, &proof) {
                 Ok(verified) if verified.size > 0 => (AuditResult::Passed, verified.size),

@@ -16,7 +16,10 @@ use tessera_dataset_registry::{fetch_version, publish_version};
 use tessera_formats::{
     AuditResult, Cid, DatasetRef, Manifest, erasure::ErasureParams, record::SigningKey,
 };
-use tessera_net::{InboundRequest, Keypair, NetworkConfig, protocol::ChallengeResponse};
+use tessera_net::{
+    InboundRequest, Keypair, NetworkConfig,
+    protocol::{ChallengeResponse, ErrorCode},
+};
 use tessera_proofs::{Challenge, Outboard, Proof, prove};
 use tessera_storage_node::{
     LocalNetwork,
@@ -340,13 +343,15 @@ async fn two_auditors_never_rebuild_the_same_shard_twice() {
 
 /// How the lying node answers a challenge for a piece it holds.
 #[derive(Clone, Copy, Debug)]
-enum Lie {
+enum Answer {
     /// A true proof, for a nonce of its own choosing (one it could have computed in advance).
     OtherNonce,
     /// The same, relabelled with the nonce it was asked for.
     Relabelled,
     /// A proof over other bytes, claimed for the piece.
     OtherBytes,
+    /// No proof: too busy to take the challenge (the node's queue of requests is full).
+    Busy,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -373,7 +378,7 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
     .await
     .unwrap();
     let liar_peer = liar.client.peer_id();
-    let lie = std::sync::Arc::new(std::sync::Mutex::new(Lie::OtherNonce));
+    let lie = std::sync::Arc::new(std::sync::Mutex::new(Answer::OtherNonce));
     let (client, mut inbound, mode) = (liar.client.clone(), liar.inbound, lie.clone());
     tokio::spawn(async move {
         while let Some(request) = inbound.recv().await {
@@ -389,12 +394,21 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
             };
             let current = *mode.lock().unwrap();
             let proof = match current {
-                Lie::OtherNonce => prove(&own, &piece_bytes, &outboard).unwrap(),
-                Lie::Relabelled => Proof {
+                Answer::OtherNonce => prove(&own, &piece_bytes, &outboard).unwrap(),
+                Answer::Relabelled => Proof {
                     nonce: request.nonce,
                     ..prove(&own, &piece_bytes, &outboard).unwrap()
                 },
-                Lie::OtherBytes => prove(&request, &other_bytes, &other_outboard).unwrap(),
+                Answer::OtherBytes => prove(&request, &other_bytes, &other_outboard).unwrap(),
+                Answer::Busy => {
+                    let busy = ChallengeResponse::Error {
+                        piece: request.piece,
+                        code: ErrorCode::Busy,
+                        message: "node is busy".into(),
+                    };
+                    let _ = client.respond_challenge(channel, busy).await;
+                    continue;
+                }
             };
             let _ = client
                 .respond_challenge(channel, ChallengeResponse::Proof(proof))
@@ -410,7 +424,7 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
             ..AuditConfig::default()
         })
         .unwrap();
-    for mode in [Lie::OtherNonce, Lie::Relabelled, Lie::OtherBytes] {
+    for mode in [Answer::OtherNonce, Answer::Relabelled, Answer::OtherBytes] {
         *lie.lock().unwrap() = mode;
         for _ in 0..3 {
             let receipt = auditor.audit(liar_peer, piece).await.unwrap();
@@ -418,5 +432,10 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
             receipt.verify().unwrap();
         }
     }
+    // Too busy to take the challenge is no refusal to prove: it counts as no answer in time,
+    // a failure only after the grace period, not a definite one at once.
+    *lie.lock().unwrap() = Answer::Busy;
+    let receipt = auditor.audit(liar_peer, piece).await.unwrap();
+    assert_eq!(receipt.receipt.result, AuditResult::Timeout);
     network.shutdown().await;
 }
