@@ -137,7 +137,7 @@ impl Block {
     }
 
     /// The sample at `offset` (`< len()`) within the block.
-    pub fn sample(&self, offset: u64) -> Sample {
+    fn sample(&self, offset: u64) -> Sample {
         self.sample_of(self.rows.apply(offset))
     }
 
