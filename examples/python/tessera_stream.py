@@ -153,11 +153,14 @@ class StreamFailed(RuntimeError):
 
 
 def to_torch(batch: pa.RecordBatch) -> dict:
-    """A batch as a dict of columns: numeric columns as tensors, others as Python lists."""
+    """A batch as a dict of columns: numeric columns as tensors (copies, safe to change in
+    place), others as Python lists."""
     out = {}
     for name, column in zip(batch.schema.names, batch.columns):
         if torch is not None and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-            out[name] = torch.from_numpy(column.to_numpy(zero_copy_only=False))
+            # A copy: a tensor over the batch's own read-only buffers would let an in-place op
+            # write into Arrow's memory (PyTorch warns that this is undefined behaviour).
+            out[name] = torch.from_numpy(column.to_numpy(zero_copy_only=False, writable=True))
         else:
             out[name] = column.to_pylist()
     return out

@@ -143,6 +143,11 @@ class StreamTest(unittest.TestCase):
         self.assertEqual(len(columns["id"]), BATCH)
         if torch is not None:
             self.assertTrue(isinstance(columns["id"], torch.Tensor))
+            # The tensor owns its memory: an in-place op leaves the batch as it was.
+            before = batch.column(0).to_pylist()
+            columns["id"].add_(1)
+            self.assertEqual(batch.column(0).to_pylist(), before)
+            self.assertEqual(columns["id"].tolist(), [x + 1 for x in before])
 
     def test_errors_reach_python(self):
         with self.assertRaises(StreamFailed):
