@@ -12,14 +12,13 @@ use std::{
     os::unix::fs::FileExt as _,
     path::Path,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use cid::Cid;
 use tessera_formats::erasure::Geometry;
 use tessera_net::{
     PeerId,
-    protocol::{ErrorCode, PieceRequest, PieceResponse},
+    protocol::{PieceRequest, PieceResponse},
 };
 use tessera_proofs::{ByteRange, MAX_RANGE_LEN, verify_range_in};
 use tokio::task::JoinSet;
@@ -34,11 +33,6 @@ use crate::{
 
 /// Bytes asked for in one range request.
 pub const RANGE_LEN: u64 = 1024 * 1024;
-
-/// Times a provider that answers `Busy` is asked again for a range before it is given up, and
-/// the first pause before asking (doubled each time: 50 to 400 ms, 750 ms in all).
-const BUSY_RETRIES: u32 = 4;
-const BUSY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Who may hold `cid`: its providers on the DHT or, when the DHT knows none, the connected
 /// peers that say they hold it.
@@ -112,9 +106,7 @@ async fn block_from(
     }
     let mut block = Vec::with_capacity(usize::try_from(size).map_err(|e| e.to_string())?);
     for range in ByteRange::split(size, MAX_RANGE_LEN) {
-        let (body, at) = get_range(session, peer, cid, size, range)
-            .await
-            .map_err(|m| m.why)?;
+        let (body, at) = get_range(session, peer, cid, size, range).await?;
         block.extend_from_slice(&body[at]);
     }
     Ok(block)
@@ -231,7 +223,6 @@ impl<S: Sink> Shared<S> {
             let Some(range) = lock(&self.ranges).pop_front() else {
                 return true;
             };
-            let mut busy = 0;
             loop {
                 // Workers start on different providers, spreading the load.
                 let peer = {
@@ -242,41 +233,22 @@ impl<S: Sink> Shared<S> {
                     providers[worker % providers.len()]
                 };
                 let result = match get_range(session, peer, cid, size, range).await {
-                    Ok((body, at)) => self.sink.put(range.start, &body[at]).map_err(|e| Missed {
-                        why: format!("writing the piece locally: {e}"),
-                        busy: false,
-                    }),
-                    Err(missed) => Err(missed),
+                    Ok((body, at)) => self
+                        .sink
+                        .put(range.start, &body[at])
+                        .map_err(|e| format!("writing the piece locally: {e}")),
+                    Err(why) => Err(why),
                 };
                 match result {
                     Ok(()) => break,
-                    Err(missed) if missed.busy && busy < BUSY_RETRIES => {
-                        debug!(%peer, %cid, ?range, "provider busy; asking again after a pause");
-                        tokio::time::sleep(BUSY_PAUSE * 2u32.pow(busy)).await;
-                        busy += 1;
-                    }
-                    Err(Missed { why, .. }) => {
+                    Err(why) => {
                         debug!(%peer, %cid, ?range, %why, "range failed; trying another provider");
                         lock(&self.providers).retain(|p| *p != peer);
                         lock(&self.attempts).push((peer, why));
-                        busy = 0;
                     }
                 }
             }
         }
-    }
-}
-
-/// Why a range did not come from a provider.
-struct Missed {
-    why: String,
-    /// The provider answered `Busy`: its queue of requests was full.
-    busy: bool,
-}
-
-impl From<String> for Missed {
-    fn from(why: String) -> Self {
-        Self { why, busy: false }
     }
 }
 
@@ -288,7 +260,7 @@ async fn get_range(
     cid: Cid,
     size: u64,
     range: ByteRange,
-) -> Result<(Vec<u8>, std::ops::Range<usize>), Missed> {
+) -> Result<(Vec<u8>, std::ops::Range<usize>), String> {
     match request(session, peer, PieceRequest::Get { piece: cid, range }).await? {
         PieceResponse::Range {
             piece,
@@ -297,27 +269,21 @@ async fn get_range(
             body,
         } if piece == cid && got == range => {
             if claimed != size {
-                return Err(format!("says the piece is {claimed} bytes, not {size}").into());
+                return Err(format!("says the piece is {claimed} bytes, not {size}"));
             }
             let at =
                 verify_range_in(&cid, size, range, &body).map_err(|e| format!("bad range: {e}"))?;
             Ok((body, at))
         }
-        other @ PieceResponse::Error {
-            code: ErrorCode::Busy,
-            ..
-        } => Err(Missed {
-            why: unexpected(&other),
-            busy: true,
-        }),
-        other => Err(unexpected(&other).into()),
+        other => Err(unexpected(&other)),
     }
 }
 
+/// Reads are safe to ask again: a busy provider is, before it is given up.
 async fn request(
     session: &Session,
     peer: PeerId,
     request: PieceRequest,
 ) -> Result<PieceResponse, String> {
-    rpc::request(session.net(), peer, request, session.timeouts().request).await
+    rpc::request_patiently(session.net(), peer, request, session.timeouts().request).await
 }

@@ -4,8 +4,51 @@ use std::time::Duration;
 
 use tessera_net::{
     Client, PeerId,
-    protocol::{PieceRequest, PieceResponse},
+    protocol::{ErrorCode, PieceRequest, PieceResponse},
 };
+use tracing::debug;
+
+/// Times a node that answers `Busy` is asked again, and the first pause before asking (doubled
+/// each time: 50 to 400 ms, 750 ms in all).
+const BUSY_RETRIES: u32 = 4;
+const BUSY_PAUSE: Duration = Duration::from_millis(50);
+
+/// The pauses before asking a busy node again.
+pub(crate) struct Backoff {
+    left: u32,
+    pause: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self {
+            left: BUSY_RETRIES,
+            pause: BUSY_PAUSE,
+        }
+    }
+
+    /// Waits out the next pause; false, at once, when the retries are spent.
+    pub(crate) async fn wait(&mut self) -> bool {
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        tokio::time::sleep(self.pause).await;
+        self.pause *= 2;
+        true
+    }
+}
+
+/// Whether `response` says the node was too busy to act on the request.
+pub(crate) fn is_busy(response: &PieceResponse) -> bool {
+    matches!(
+        response,
+        PieceResponse::Error {
+            code: ErrorCode::Busy,
+            ..
+        }
+    )
+}
 
 /// Sends `request` to `peer`; a failure is a reason for trying another node.
 pub(crate) async fn request(
@@ -18,6 +61,28 @@ pub(crate) async fn request(
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer in {timeout:?}")),
+    }
+}
+
+/// [`request`], asked again after a pause while the node answers `Busy`; its last answer once
+/// the retries are spent. A node whose queue of requests is full answers `Busy` without acting
+/// on the request, so asking again is safe. For small requests: each try sends a copy.
+pub(crate) async fn request_patiently(
+    net: &Client,
+    peer: PeerId,
+    request: PieceRequest,
+    timeout: Duration,
+) -> Result<PieceResponse, String> {
+    let mut backoff = Backoff::new();
+    loop {
+        let answer = self::request(net, peer, request.clone(), timeout).await?;
+        if !is_busy(&answer) {
+            return Ok(answer);
+        }
+        debug!(%peer, "node busy; asking again after a pause");
+        if !backoff.wait().await {
+            return Ok(answer);
+        }
     }
 }
 

@@ -12,7 +12,10 @@ use tessera_net::{
 };
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
-use crate::{rpc, session::Timeouts};
+use crate::{
+    rpc::{self, Backoff},
+    session::Timeouts,
+};
 
 /// Why one attempt to store a piece on one node failed; the caller tries another node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +31,9 @@ pub enum Source<'a> {
     Bytes(&'a [u8]),
 }
 
-/// Stores `piece` (of `size` bytes) on `peer`.
+/// Stores `piece` (of `size` bytes) on `peer`. A node that answers a chunk or the end `Busy`
+/// (its queue of requests full) is asked where it stands after a pause, and the upload goes on
+/// from there.
 pub async fn upload(
     net: &Client,
     peer: PeerId,
@@ -38,11 +43,50 @@ pub async fn upload(
     timeouts: Timeouts,
 ) -> Result<(), AttemptError> {
     let begin = PieceRequest::PutBegin { piece, size };
-    let mut offset = match request(net, peer, begin, timeouts.request).await? {
-        PieceResponse::Stored { piece: p } if p == piece => return Ok(()),
-        PieceResponse::PutReady { piece: p, offset } if p == piece && offset <= size => offset,
-        other => return Err(unexpected(other)),
-    };
+    // A node at its limit of uploads answers `Busy` here: the caller tries another node.
+    let mut answer = rpc::request(net, peer, begin.clone(), timeouts.request)
+        .await
+        .map_err(AttemptError)?;
+    let mut backoff = Backoff::new();
+    loop {
+        let offset = match answer {
+            PieceResponse::Stored { piece: p } if p == piece => return Ok(()),
+            PieceResponse::PutReady { piece: p, offset } if p == piece && offset <= size => offset,
+            other => return Err(unexpected(other)),
+        };
+        match send(net, peer, piece, size, source, offset, timeouts).await? {
+            Sent::Stored => return Ok(()),
+            Sent::Busy(answer) => {
+                if !backoff.wait().await {
+                    return Err(unexpected(answer));
+                }
+            }
+        }
+        // The node keeps this upload open, so asking again cannot meet its limit of uploads:
+        // a `Busy` now is its queue, and is asked again.
+        answer = rpc::request_patiently(net, peer, begin.clone(), timeouts.request)
+            .await
+            .map_err(AttemptError)?;
+    }
+}
+
+/// How sending the chunks from an offset, and the end, ended.
+enum Sent {
+    Stored,
+    /// The node answered `Busy` to a chunk or the end.
+    Busy(PieceResponse),
+}
+
+/// Sends the piece's bytes from `offset` on, then the end.
+async fn send(
+    net: &Client,
+    peer: PeerId,
+    piece: Cid,
+    size: u64,
+    source: Source<'_>,
+    mut offset: u64,
+    timeouts: Timeouts,
+) -> Result<Sent, AttemptError> {
     let mut file = match source {
         Source::File(path) => Some(
             tokio::fs::File::open(path)
@@ -85,12 +129,14 @@ pub async fn upload(
         let end = offset + len as u64;
         match request(net, peer, chunk, timeouts.request).await? {
             PieceResponse::PutProgress { piece: p, offset } if p == piece && offset == end => {}
+            busy if rpc::is_busy(&busy) => return Ok(Sent::Busy(busy)),
             other => return Err(unexpected(other)),
         }
         offset = end;
     }
     match request(net, peer, PieceRequest::PutEnd { piece }, timeouts.finish).await? {
-        PieceResponse::Stored { piece: p } if p == piece => Ok(()),
+        PieceResponse::Stored { piece: p } if p == piece => Ok(Sent::Stored),
+        busy if rpc::is_busy(&busy) => Ok(Sent::Busy(busy)),
         other => Err(unexpected(other)),
     }
 }

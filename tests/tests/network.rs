@@ -4,11 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
-use std::collections::HashSet;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
 
 use tessera_client::{AuditError, GetOptions, PutOptions, Session, audit, get_file, put_file};
 use tessera_formats::erasure::ErasureParams;
-use tessera_proofs::Challenge;
+use tessera_net::protocol::{ErrorCode, PieceRequest, PieceResponse};
+use tessera_proofs::{Challenge, Outboard, prove_range};
 use tessera_storage_node::LocalNetwork;
 use tessera_tests::sample_bytes;
 
@@ -30,6 +34,39 @@ async fn bare_peer(network: &LocalNetwork, session: &Session) -> tessera_net::Ne
     let addr = peer.client.info().await.unwrap().dialable_addrs()[0].clone();
     session.net().dial(addr).await.unwrap();
     peer
+}
+
+/// Answers the bare `peer`'s piece requests with `answer`, given each request and how many of
+/// its kind came before it, until the test ends.
+fn serve(
+    mut peer: tessera_net::Network,
+    mut answer: impl FnMut(&PieceRequest, usize) -> PieceResponse + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen = HashMap::new();
+        while let Some(inbound) = peer.inbound.recv().await {
+            let tessera_net::InboundRequest::Piece {
+                request, channel, ..
+            } = inbound
+            else {
+                continue;
+            };
+            let n = seen.entry(std::mem::discriminant(&request)).or_insert(0);
+            let response = answer(&request, *n);
+            *n += 1;
+            if peer.client.respond_piece(channel, response).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn busy(piece: tessera_formats::Cid) -> PieceResponse {
+    PieceResponse::Error {
+        piece,
+        code: ErrorCode::Busy,
+        message: "node is busy".into(),
+    }
 }
 
 /// `data` as a piece in node 0's store, put there directly: its CID.
@@ -343,11 +380,6 @@ async fn more_requests_to_one_node_than_a_connection_has_streams_are_all_answere
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_provider_is_asked_again() {
     use tessera_client::fetch::fetch_piece;
-    use tessera_net::{
-        InboundRequest,
-        protocol::{ErrorCode, PieceRequest, PieceResponse},
-    };
-    use tessera_proofs::{Outboard, prove_range};
 
     let dir = tempfile::tempdir().unwrap();
     let network = LocalNetwork::start(dir.path(), 1, 16 * MIB).await.unwrap();
@@ -357,44 +389,119 @@ async fn a_busy_provider_is_asked_again() {
 
     // A peer serving the piece from memory, busy for its first two requests.
     let session = Session::join(network.bootstrap()).await.unwrap();
-    let mut busy = bare_peer(&network, &session).await;
-    let (server, size) = (busy.client.clone(), data.len() as u64);
-    let serving = tokio::spawn(async move {
-        for asked in 1..=3 {
-            let Some(InboundRequest::Piece {
-                request: PieceRequest::Get { piece, range },
-                channel,
-                ..
-            }) = busy.inbound.recv().await
-            else {
-                panic!("not a range request");
-            };
-            let response = if asked <= 2 {
-                PieceResponse::Error {
-                    piece,
-                    code: ErrorCode::Busy,
-                    message: "node is busy".into(),
-                }
-            } else {
-                let body = prove_range(&data, &outboard, range).unwrap();
-                PieceResponse::Range {
-                    piece,
-                    range,
-                    size,
-                    body,
-                }
-            };
-            server.respond_piece(channel, response).await.unwrap();
-        }
+    let peer = bare_peer(&network, &session).await;
+    let (id, size) = (peer.client.peer_id(), data.len() as u64);
+    let serving = serve(peer, move |request, n| match request {
+        PieceRequest::Get { piece, .. } if n < 2 => busy(*piece),
+        PieceRequest::Get { piece, range } => PieceResponse::Range {
+            piece: *piece,
+            range: *range,
+            size,
+            body: prove_range(&data, &outboard, *range).unwrap(),
+        },
+        other => panic!("not a range request: {other:?}"),
     });
 
     let out = dir.path().join("piece");
-    let fetched = fetch_piece(&session, cid, size, vec![busy.client.peer_id()], &out, 1).await;
+    let fetched = fetch_piece(&session, cid, size, vec![id], &out, 1).await;
     serving.abort();
     assert!(fetched.is_ok(), "{fetched:?}");
     assert_eq!(
         tessera_formats::address::raw_cid(&std::fs::read(&out).unwrap()),
         cid
     );
+    network.shutdown().await;
+}
+
+/// Reading a block and uploading a piece go on through a node that answers `Busy` at every
+/// step; but a node that answers `Busy` to the start of an upload (its limit of uploads) is
+/// left for another at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blocks_and_uploads_go_on_through_a_busy_node() {
+    use tessera_client::{
+        fetch::fetch_block,
+        upload::{Source, upload},
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(dir.path(), 1, 16 * MIB).await.unwrap();
+    let data = sample_bytes("busy block", 300_000);
+    let (cid, size) = (tessera_formats::address::raw_cid(&data), data.len() as u64);
+    let (outboard, _) = Outboard::compute(&data).unwrap();
+    let full = sample_bytes("at its limit", 1000);
+    let at_limit = tessera_formats::address::raw_cid(&full);
+
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let peer = bare_peer(&network, &session).await;
+    let id = peer.client.peer_id();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let begun_at_limit = Arc::new(Mutex::new(0));
+    let (kept, begun) = (received.clone(), begun_at_limit.clone());
+    // The first request of each kind, and every other one after it, is answered `Busy`; of the
+    // upload's starts, only the second (the first resume).
+    let serving = serve(peer, move |request, n| {
+        let piece = *request.piece();
+        if piece == at_limit {
+            *begun.lock().unwrap() += 1;
+            return busy(piece);
+        }
+        let busy_now = match request {
+            PieceRequest::PutBegin { .. } => n == 1,
+            _ => n % 2 == 0,
+        };
+        if busy_now {
+            return busy(piece);
+        }
+        let mut kept = kept.lock().unwrap();
+        match request {
+            PieceRequest::Has { .. } => PieceResponse::Has {
+                piece,
+                size: Some(size),
+            },
+            PieceRequest::Get { range, .. } => PieceResponse::Range {
+                piece,
+                range: *range,
+                size,
+                body: prove_range(&data, &outboard, *range).unwrap(),
+            },
+            PieceRequest::PutBegin { .. } => PieceResponse::PutReady {
+                piece,
+                offset: kept.len() as u64,
+            },
+            PieceRequest::PutChunk { offset, bytes, .. } => {
+                assert_eq!(*offset, kept.len() as u64);
+                kept.extend_from_slice(bytes);
+                PieceResponse::PutProgress {
+                    piece,
+                    offset: kept.len() as u64,
+                }
+            }
+            PieceRequest::PutEnd { .. } => PieceResponse::Stored { piece },
+        }
+    });
+
+    let block = fetch_block(&session, cid, MIB).await.unwrap();
+    assert_eq!(block, sample_bytes("busy block", 300_000));
+
+    let timeouts = session.timeouts();
+    let source = Source::Bytes(&block);
+    upload(session.net(), id, cid, size, source, timeouts)
+        .await
+        .unwrap();
+    assert_eq!(*received.lock().unwrap(), block);
+
+    let refused = upload(
+        session.net(),
+        id,
+        at_limit,
+        1000,
+        Source::Bytes(&full),
+        timeouts,
+    )
+    .await;
+    assert!(refused.unwrap_err().0.contains("Busy"));
+    assert_eq!(*begun_at_limit.lock().unwrap(), 1);
+
+    serving.abort();
     network.shutdown().await;
 }
