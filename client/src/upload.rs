@@ -48,12 +48,19 @@ pub async fn upload(
         .await
         .map_err(AttemptError)?;
     let mut backoff = Backoff::new();
+    let mut from = None;
     loop {
         let offset = match answer {
             PieceResponse::Stored { piece: p } if p == piece => return Ok(()),
             PieceResponse::PutReady { piece: p, offset } if p == piece && offset <= size => offset,
             other => return Err(unexpected(other)),
         };
+        // A busy spell after chunks went through is a new one: its pauses start again. Each
+        // needs progress, so this ends.
+        if from.is_some_and(|from| offset > from) {
+            backoff = Backoff::new();
+        }
+        from = Some(offset);
         match send(net, peer, piece, size, source, offset, timeouts).await? {
             Sent::Stored => return Ok(()),
             Sent::Busy(answer) => {

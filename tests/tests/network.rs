@@ -414,8 +414,8 @@ async fn a_busy_provider_is_asked_again() {
 }
 
 /// Reading a block and uploading a piece go on through a node that answers `Busy` at every
-/// step; but a node that answers `Busy` to the start of an upload (its limit of uploads) is
-/// left for another at once.
+/// other step; but a node that answers `Busy` to the start of an upload (its limit of uploads)
+/// is left for another at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blocks_and_uploads_go_on_through_a_busy_node() {
     use tessera_client::{
@@ -483,12 +483,23 @@ async fn blocks_and_uploads_go_on_through_a_busy_node() {
     let block = fetch_block(&session, cid, MIB).await.unwrap();
     assert_eq!(block, sample_bytes("busy block", 300_000));
 
+    // Four chunks, each answered `Busy` once, and the end: more busy spells than one spell's
+    // retries, each after progress.
+    let piece = sample_bytes("busy upload", 3 * MIB as usize + 1000);
+    let piece_cid = tessera_formats::address::raw_cid(&piece);
     let timeouts = session.timeouts();
-    let source = Source::Bytes(&block);
-    upload(session.net(), id, cid, size, source, timeouts)
-        .await
-        .unwrap();
-    assert_eq!(*received.lock().unwrap(), block);
+    let source = Source::Bytes(&piece);
+    upload(
+        session.net(),
+        id,
+        piece_cid,
+        piece.len() as u64,
+        source,
+        timeouts,
+    )
+    .await
+    .unwrap();
+    assert_eq!(*received.lock().unwrap(), piece);
 
     let refused = upload(
         session.net(),
