@@ -13,7 +13,12 @@
 //! [`StreamOptions::segment_samples`]) plus the batches in the channel. Rows come only from
 //! shard files whose bytes were just checked against their CID.
 
-use std::{collections::VecDeque, fs::File, sync::Arc};
+use std::{
+    collections::VecDeque,
+    fs::File,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use arrow::{
     array::RecordBatch,
@@ -400,7 +405,12 @@ async fn emit(
     batches: mpsc::Sender<Result<(RecordBatch, u64), StreamError>>,
 ) {
     let mut pending = VecDeque::new();
+    let mut idle_since = Instant::now();
     while let Some(segment) = decoded.recv().await {
+        // Where the time goes, stage by stage: waiting for the decoder, gathering batches,
+        // waiting for the consumer to take them.
+        let waited_for_decoder = idle_since.elapsed();
+        let (mut gathering, mut waited_for_consumer) = (Duration::ZERO, Duration::ZERO);
         let segment = match segment {
             Ok(segment) => segment,
             Err(e) => {
@@ -411,12 +421,24 @@ async fn emit(
         pending.extend(segment.rows);
         for &(start, end) in &segment.span_ends {
             let want = usize::try_from(end - start).unwrap_or(usize::MAX);
+            let gathered = Instant::now();
             let batch = take_front(&mut pending, want);
+            gathering += gathered.elapsed();
             let failed = batch.is_err();
+            let sent = Instant::now();
             if batches.send(batch.map(|b| (b, end))).await.is_err() || failed {
                 return;
             }
+            waited_for_consumer += sent.elapsed();
         }
+        debug!(
+            batches = segment.span_ends.len(),
+            ?waited_for_decoder,
+            ?gathering,
+            ?waited_for_consumer,
+            "segment emitted"
+        );
+        idle_since = Instant::now();
     }
 }
 
@@ -593,8 +615,11 @@ async fn read_segment(
             wanted[i].push(sample.row);
         }
     }
+    let started = Instant::now();
+    let mut waited_for_shards = Duration::ZERO;
     let mut reads = Vec::with_capacity(segment.shards.len());
     for (&shard, rows) in segment.shards.iter().zip(wanted) {
+        let waiting = Instant::now();
         let ready = match steps.recv().await {
             Some(Step::Shard(ready)) => ready?,
             Some(Step::Segment(_)) => return Err(out_of_step()),
@@ -607,6 +632,7 @@ async fn read_segment(
         let (lease, file) = ready
             .await
             .map_err(|e| StreamError::io("prefetch")(std::io::Error::other(e)))?;
+        waited_for_shards += waiting.elapsed();
         let file = file?;
         let entry = plan.manifest.shards.get(shard as usize);
         let rows = needed_rows(rows, entry.map_or(0, |s| s.rows));
@@ -649,6 +675,8 @@ async fn read_segment(
     debug!(
         samples = segment.samples.len(),
         shards = shards.len(),
+        ?waited_for_shards,
+        took = ?started.elapsed(),
         "segment read"
     );
     Ok(Some(SegmentRows {
