@@ -334,10 +334,7 @@ async fn a_layout_whose_pieces_are_not_its_content_is_refused() {
 /// gave the node up and read the shard through parity.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_requests_to_one_node_than_a_connection_has_streams_are_all_answered() {
-    use tessera_net::{
-        NetworkConfig,
-        protocol::{PieceRequest, PieceResponse},
-    };
+    use tessera_net::NetworkConfig;
     use tessera_proofs::{ByteRange, verify_range};
 
     let dir = tempfile::tempdir().unwrap();

@@ -39,8 +39,7 @@ impl<Req: Message, Resp: Message> Outbound<Req, Resp> {
         reply: Reply<Resp>,
     ) {
         if let Some((request, reply)) = self.turns.admit(peer, (request, reply)) {
-            let id = behaviour.send_request(&peer, request);
-            self.sent.insert(id, (peer, reply));
+            self.send(behaviour, peer, request, reply);
         }
     }
 
@@ -57,9 +56,19 @@ impl<Req: Message, Resp: Message> Outbound<Req, Resp> {
         };
         let _ = reply.send(result);
         if let Some((request, reply)) = self.turns.finish(&peer, |(_, r)| !r.is_closed()) {
-            let id = behaviour.send_request(&peer, request);
-            self.sent.insert(id, (peer, reply));
+            self.send(behaviour, peer, request, reply);
         }
+    }
+
+    fn send(
+        &mut self,
+        behaviour: &mut request_response::Behaviour<CborCodec<Req, Resp>>,
+        peer: PeerId,
+        request: Req,
+        reply: Reply<Resp>,
+    ) {
+        let id = behaviour.send_request(&peer, request);
+        self.sent.insert(id, (peer, reply));
     }
 }
 
