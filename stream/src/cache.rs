@@ -30,7 +30,7 @@ use std::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use cid::Cid;
@@ -424,7 +424,9 @@ impl Lease {
             durable: false,
             ..GetOptions::default()
         };
+        let started = Instant::now();
         let result = fetch_shard(session, &self.layout, path, &options).await;
+        debug!(%cid, size = self.layout.size, took = ?started.elapsed(), ok = result.is_ok(), "shard fetched");
         let opened = match result {
             // The fetch hashed the bytes against the CID as it wrote them: no second pass.
             Ok(_) => Ok(File::open(path).ok()),
@@ -465,7 +467,9 @@ impl Lease {
             let Ok(mut file) = File::open(&path) else {
                 return Ok(None);
             };
+            let started = Instant::now();
             let matches = hash_reader(&mut file, HashFn::Blake3).is_ok_and(|(cid, _)| cid == want);
+            debug!(cid = %want, matches, took = ?started.elapsed(), "cached shard hashed");
             Ok((matches && file.rewind().is_ok()).then_some(file))
         })
         .await

@@ -6,7 +6,7 @@ use std::{
     io::{self, Write},
     path::{Path, PathBuf},
     sync::Arc,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -19,6 +19,7 @@ use tessera_stream::{
     DEFAULT_SEGMENT_SAMPLES, DatasetStream, Partition, Remainder, ShardCache, StreamOptions,
     StreamState,
 };
+use tracing::debug;
 
 use super::{
     config::{cache_path, read_bounded},
@@ -197,12 +198,21 @@ async fn write_ipc<W: Write>(
     batches: &mut u64,
 ) -> anyhow::Result<()> {
     let mut writer = StreamWriter::try_new(out, &stream.schema()).context("writing to stdout")?;
-    while let Some(batch) = stream.next_batch().await {
+    // Where the time goes: waiting for the stream's next batch, or writing it out.
+    let (mut waiting, mut writing) = (Duration::ZERO, Duration::ZERO);
+    loop {
+        let asked = Instant::now();
+        let Some(batch) = stream.next_batch().await else {
+            break;
+        };
         let batch = batch.context("streaming")?;
+        let got = Instant::now();
+        waiting += got - asked;
         // Writing to a pipe blocks until the reader takes it; keep the runtime's other
         // tasks (the prefetcher) running meanwhile.
         tokio::task::block_in_place(|| writer.write(&batch).and_then(|()| writer.flush()))
             .context("writing to stdout")?;
+        writing += got.elapsed();
         *rows += batch.num_rows() as u64;
         *batches += 1;
         if let Some(path) = state {
@@ -210,6 +220,7 @@ async fn write_ipc<W: Write>(
         }
     }
     tokio::task::block_in_place(|| writer.finish()).context("writing to stdout")?;
+    debug!(batches = *batches, ?waiting, ?writing, "stream written");
     Ok(())
 }
 
