@@ -31,6 +31,7 @@ pub use audit::{AuditError, audit};
 pub use error::ClientError;
 pub use get::{GetOptions, GetReport, get_file};
 pub use put::{PutOptions, PutReport, put_file, store_block};
+pub use rpc::Backoff;
 pub use session::Session;
 
 /// Locks a mutex; a panic while it was held leaves plain data behind, still usable.

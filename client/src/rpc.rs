@@ -13,14 +13,22 @@ use tracing::debug;
 const BUSY_RETRIES: u32 = 4;
 const BUSY_PAUSE: Duration = Duration::from_millis(50);
 
-/// The pauses before asking a busy node again.
-pub(crate) struct Backoff {
+/// The pauses before asking a busy node again: 50, 100, 200 and 400 ms, then no more.
+#[derive(Debug)]
+pub struct Backoff {
     left: u32,
     pause: Duration,
 }
 
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Backoff {
-    pub(crate) fn new() -> Self {
+    /// A fresh run of pauses.
+    pub fn new() -> Self {
         Self {
             left: BUSY_RETRIES,
             pause: BUSY_PAUSE,
@@ -28,7 +36,7 @@ impl Backoff {
     }
 
     /// Waits out the next pause; false, at once, when the retries are spent.
-    pub(crate) async fn wait(&mut self) -> bool {
+    pub async fn wait(&mut self) -> bool {
         if self.left == 0 {
             return false;
         }

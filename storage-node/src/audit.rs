@@ -6,7 +6,8 @@
 //! period start: secret seed, the registry's shards ─▶ Schedule (proofs::schedule)
 //! every interval: the round's shards, and those with a holder still failing
 //!   each piece ─▶ its providers on the DHT ─▶ challenge(piece, fresh nonce), all at once,
-//!     each with a deadline ─▶ verify against the piece CID alone
+//!     each with a deadline (Busy: asked again after a pause, with another fresh nonce)
+//!     ─▶ verify against the piece CID alone
 //!   ─▶ receipt (passed, bad_proof, refused, timeout, unreachable): signed, kept, gossiped
 //!   ─▶ Standings (proofs::health): failed after `failures` in a row, silence after `grace`
 //!   ─▶ intact pieces < k + ceil(spare * m) ─▶ claim the shard on the DHT ─▶ rebuild
@@ -23,7 +24,7 @@ use std::{
 use cid::Cid;
 use libp2p::identity::{Keypair, PublicKey};
 use serde::Serialize;
-use tessera_client::{Session, repair::rebuild};
+use tessera_client::{Backoff, Session, repair::rebuild};
 use tessera_dataset_registry::{AuditSet, DatasetShards, RecordStore};
 use tessera_formats::{
     AuditReceipt, AuditResult, PublisherKey, RepairClaim, ShardLayout, SignedClaim, SignedReceipt,
@@ -294,6 +295,17 @@ pub fn claim_key(shard: &Cid) -> Vec<u8> {
     key
 }
 
+/// Whether the holder answered that it was too busy to take the challenge.
+fn is_busy(response: &ChallengeResponse) -> bool {
+    matches!(
+        response,
+        ChallengeResponse::Error {
+            code: ErrorCode::Busy,
+            ..
+        }
+    )
+}
+
 /// Sends challenges and signs receipts; cheap to clone into tasks.
 #[derive(Clone)]
 struct Challenger {
@@ -309,20 +321,29 @@ struct Challenger {
 impl Challenger {
     async fn audit(&self, holder: PeerId, piece: Cid) -> Option<SignedReceipt> {
         let node = node_key(&holder)?;
-        let challenge = Challenge {
-            piece,
-            nonce: rand::random(),
-            samples: self.samples,
+        // A holder too busy to take a challenge did not act on it; it is asked again after a
+        // pause, each time with a fresh nonce, so the pause tells it nothing it could prepare.
+        let mut backoff = Backoff::new();
+        let (challenge, answer) = loop {
+            let challenge = Challenge {
+                piece,
+                nonce: rand::random(),
+                samples: self.samples,
+            };
+            let answer = tokio::time::timeout(
+                self.timeout,
+                self.client.challenge(holder, challenge.clone()),
+            )
+            .await;
+            if !matches!(answer, Ok(Ok(ref r)) if is_busy(r)) || !backoff.wait().await {
+                break (challenge, answer);
+            }
+            debug!(%holder, %piece, "holder busy; challenging it again after a pause");
         };
-        let answer = tokio::time::timeout(
-            self.timeout,
-            self.client.challenge(holder, challenge.clone()),
-        )
-        .await;
         let (result, size) = match answer {
             Err(_) => (AuditResult::Timeout, 0),
             Ok(Err(_)) => (AuditResult::Unreachable, 0),
-            // Too busy to take the challenge is no refusal to prove: like no answer in time,
+            // Still too busy after the pauses is no refusal to prove: like no answer in time,
             // it fails the holder only after the grace period.
             Ok(Ok(ChallengeResponse::Error {
                 code: ErrorCode::Busy,

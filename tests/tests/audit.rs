@@ -352,6 +352,10 @@ enum Answer {
     OtherBytes,
     /// No proof: too busy to take the challenge (the node's queue of requests is full).
     Busy,
+    /// Busy for the first challenge, then a true proof for the nonce it was asked for.
+    BusyOnce,
+    /// A true proof for the nonce it was asked for.
+    Honest,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -379,7 +383,10 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
     .unwrap();
     let liar_peer = liar.client.peer_id();
     let lie = std::sync::Arc::new(std::sync::Mutex::new(Answer::OtherNonce));
+    // The nonce of every challenge the liar was sent.
+    let nonces = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (client, mut inbound, mode) = (liar.client.clone(), liar.inbound, lie.clone());
+    let seen = nonces.clone();
     tokio::spawn(async move {
         while let Some(request) = inbound.recv().await {
             let InboundRequest::Challenge {
@@ -388,12 +395,21 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
             else {
                 continue;
             };
+            seen.lock().unwrap().push(request.nonce);
             let own = Challenge {
                 nonce: [7; 32],
                 ..request.clone()
             };
-            let current = *mode.lock().unwrap();
+            let mut current = *mode.lock().unwrap();
+            if let Answer::BusyOnce = current {
+                // Busy this time; the next challenge gets a true proof.
+                *mode.lock().unwrap() = Answer::Honest;
+                current = Answer::Busy;
+            }
             let proof = match current {
+                Answer::Honest | Answer::BusyOnce => {
+                    prove(&request, &piece_bytes, &outboard).unwrap()
+                }
                 Answer::OtherNonce => prove(&own, &piece_bytes, &outboard).unwrap(),
                 Answer::Relabelled => Proof {
                     nonce: request.nonce,
@@ -432,10 +448,26 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
             receipt.verify().unwrap();
         }
     }
-    // Too busy to take the challenge is no refusal to prove: it counts as no answer in time,
+    // A node busy for a moment is challenged again, with a fresh nonce, and passes.
+    *lie.lock().unwrap() = Answer::BusyOnce;
+    nonces.lock().unwrap().clear();
+    let receipt = auditor.audit(liar_peer, piece).await.unwrap();
+    assert_eq!(receipt.receipt.result, AuditResult::Passed);
+    receipt.verify().unwrap();
+    let asked = nonces.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2, "one busy answer, then the proof");
+    assert_ne!(asked[0], asked[1], "each challenge has its own nonce");
+    assert_eq!(
+        receipt.receipt.nonce, asked[1],
+        "the receipt is for the challenge answered"
+    );
+    // Still too busy after the pauses is no refusal to prove: it counts as no answer in time,
     // a failure only after the grace period, not a definite one at once.
     *lie.lock().unwrap() = Answer::Busy;
+    nonces.lock().unwrap().clear();
     let receipt = auditor.audit(liar_peer, piece).await.unwrap();
     assert_eq!(receipt.receipt.result, AuditResult::Timeout);
+    let asked = nonces.lock().unwrap().len();
+    assert_eq!(asked, 5, "the first challenge and four more after pauses");
     network.shutdown().await;
 }
