@@ -345,10 +345,7 @@ impl Challenger {
             Ok(Err(_)) => (AuditResult::Unreachable, 0),
             // Still too busy after the pauses is no refusal to prove: like no answer in time,
             // it fails the holder only after the grace period.
-            Ok(Ok(ChallengeResponse::Error {
-                code: ErrorCode::Busy,
-                ..
-            })) => (AuditResult::Timeout, 0),
+            Ok(Ok(ref busy)) if is_busy(busy) => (AuditResult::Timeout, 0),
             Ok(Ok(ChallengeResponse::Error { .. })) => (AuditResult::Refused, 0),
             Ok(Ok(ChallengeResponse::Proof(proof))) => match verify(&challenge, &proof) {
                 Ok(verified) if verified.size > 0 => (AuditResult::Passed, verified.size),
