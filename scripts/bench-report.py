@@ -48,6 +48,8 @@ core("wire codec", "encode a 1 MiB piece range response (into parts: the body is
      "serde_ipld_dagcbor, same bytes", (R, "serde", None), "GB/s")
 core("wire codec", "read a 1 MiB piece range response", (R + "_read", "tessera", None),
      "serde_ipld_dagcbor, same message", (R + "_read", "serde", None), "GB/s")
+core("wire codec", "read a 1 MiB piece range response off a stream in 16 KiB frames", (R + "_from_stream", "codec", None),
+     "read_to_end of the same stream", (R + "_from_stream", "read_to_end", None), "GB/s")
 E = "erasure_10+4_40MiB"
 core("erasure coding", "encode 10+4, 1 MiB stripes, every piece hashed", (E, "encode_tessera", "1048576"),
      "reed-solomon-erasure bare", (E, "encode_bare", "1048576"), "GB/s")

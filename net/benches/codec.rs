@@ -1,13 +1,24 @@
 //! Writing and reading a 1 MiB piece range response, the message a serving node sends most:
 //! Tessera's encoding and decoding next to serde's DAG-CBOR of the same message (the same
-//! bytes).
+//! bytes), and the codec's read of it from a stream that hands it over in 16 KiB frames next
+//! to a plain read of the same stream to its end.
 
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
+use std::{
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use futures::{AsyncRead, AsyncReadExt as _, executor::block_on};
+use libp2p::request_response::Codec as _;
 use tessera_net::{
-    codec::{Message as _, from_cbor, to_cbor},
-    protocol::PieceResponse,
+    codec::{CborCodec, Message as _, from_cbor, to_cbor},
+    protocol::{
+        MAX_PIECE_REQUEST, MAX_PIECE_RESPONSE, PIECE_PROTOCOL, PieceRequest, PieceResponse,
+    },
 };
 use tessera_proofs::ByteRange;
 
@@ -64,6 +75,54 @@ fn range_response(c: &mut Criterion) {
         )
     });
     g.finish();
+
+    let mut g = c.benchmark_group("range_response_1MiB_from_stream");
+    g.throughput(Throughput::Bytes(LEN as u64));
+    let frames = || Frames {
+        data: bytes.clone(),
+        at: 0,
+    };
+    // The least a read can cost: the bytes copied out of the stream into one buffer.
+    g.bench_function("read_to_end", |b| {
+        b.iter_batched(
+            frames,
+            |mut io| {
+                let mut buf = Vec::with_capacity(MAX_PIECE_RESPONSE as usize);
+                block_on(io.read_to_end(&mut buf)).map(|_| buf)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    let mut codec =
+        CborCodec::<PieceRequest, PieceResponse>::new(MAX_PIECE_REQUEST, MAX_PIECE_RESPONSE);
+    g.bench_function("codec", |b| {
+        b.iter_batched(
+            frames,
+            |mut io| block_on(codec.read_response(&PIECE_PROTOCOL, &mut io)),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+/// A stream that hands out at most one 16 KiB frame per read, as yamux does.
+struct Frames {
+    data: Vec<u8>,
+    at: usize,
+}
+
+impl AsyncRead for Frames {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = buf.len().min(16 * 1024).min(self.data.len() - self.at);
+        let at = self.at;
+        buf[..n].copy_from_slice(&self.data[at..at + n]);
+        self.at += n;
+        Poll::Ready(Ok(n))
+    }
 }
 
 criterion_group!(benches, range_response);

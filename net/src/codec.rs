@@ -123,21 +123,28 @@ where
     M: Message,
 {
     // Room for the largest message up front, so a 1 MiB range is not copied again at every
-    // doubling; only the part bytes arrive in is zeroed and touched.
+    // doubling; only the part bytes arrive in is zeroed and touched, and each byte once: a
+    // read returns one multiplexer frame or less, so the zeroed step is filled over several.
     let limit = max.saturating_add(1);
     let mut buf = Vec::with_capacity(usize::try_from(limit.min(PRESIZE_MAX)).unwrap_or(0));
+    let mut filled = 0;
     let mut io = io.take(limit);
     loop {
-        let start = buf.len();
-        // No more than the limit lets through, so a small message never outgrows its room.
-        let left = usize::try_from(limit.saturating_sub(start as u64)).unwrap_or(READ_STEP);
-        buf.resize(start + READ_STEP.min(left), 0);
-        let n = io.read(&mut buf[start..]).await?;
-        buf.truncate(start + n);
+        if filled == buf.len() {
+            // No more than the limit lets through, so a small message never outgrows its room.
+            let left = usize::try_from(limit.saturating_sub(filled as u64)).unwrap_or(READ_STEP);
+            if left == 0 {
+                break;
+            }
+            buf.resize(filled + READ_STEP.min(left), 0);
+        }
+        let n = io.read(&mut buf[filled..]).await?;
         if n == 0 {
             break;
         }
+        filled += n;
     }
+    buf.truncate(filled);
     if buf.len() as u64 > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -217,5 +224,104 @@ where
     {
         let bytes = encode(res, self.max_response);
         write_bytes(io, bytes?).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        pin::Pin,
+        task::{Context, Poll},
+    };
+
+    use futures::executor::block_on;
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Blob {
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    }
+
+    impl Message for Blob {}
+
+    /// A stream that hands out at most `chunk` bytes per read, as a multiplexer hands out a
+    /// frame, and counts what was taken from it.
+    struct Chunked {
+        data: Vec<u8>,
+        at: usize,
+        chunk: usize,
+    }
+
+    impl AsyncRead for Chunked {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.chunk).min(self.data.len() - self.at);
+            let at = self.at;
+            buf[..n].copy_from_slice(&self.data[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    fn encoded(len: usize) -> (Blob, Vec<u8>) {
+        let blob = Blob {
+            bytes: (0u8..=250).cycle().take(len).collect(),
+        };
+        let bytes = to_cbor(&blob).unwrap();
+        (blob, bytes)
+    }
+
+    fn read(bytes: &[u8], chunk: usize, max: u64) -> (io::Result<Blob>, usize) {
+        let mut io = Chunked {
+            data: bytes.to_vec(),
+            at: 0,
+            chunk,
+        };
+        let result = block_on(read_limited(&mut io, max));
+        (result, io.at)
+    }
+
+    #[test]
+    fn a_message_arrives_whole_however_the_stream_cuts_it() {
+        for len in [0, 1, 100, READ_STEP - 3, READ_STEP, 3 * READ_STEP + 17] {
+            let (blob, bytes) = encoded(len);
+            for chunk in [1, 7, 16 * 1024, READ_STEP, READ_STEP + 1, usize::MAX] {
+                if chunk == 1 && len > READ_STEP {
+                    continue;
+                }
+                let (got, taken) = read(&bytes, chunk, bytes.len() as u64);
+                assert_eq!(got.unwrap(), blob, "{len} bytes in reads of {chunk}");
+                assert_eq!(taken, bytes.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_refused_after_one_byte_past_it() {
+        let (_, bytes) = encoded(2 * READ_STEP);
+        for max in [0, 10, READ_STEP as u64, bytes.len() as u64 - 1] {
+            for chunk in [7, 16 * 1024, usize::MAX] {
+                let (got, taken) = read(&bytes, chunk, max);
+                let err = got.unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+                assert!(err.to_string().contains("exceeds"), "{err}");
+                assert_eq!(taken as u64, max + 1, "read no further than the limit");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_or_garbled_message_is_an_error() {
+        let (_, bytes) = encoded(1000);
+        let (got, _) = read(&bytes[..bytes.len() - 1], 16 * 1024, 1 << 20);
+        assert_eq!(got.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let (got, _) = read(&[], 16 * 1024, 1 << 20);
+        assert_eq!(got.unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 }
