@@ -27,12 +27,13 @@ use libp2p::{
         NetworkBehaviour, SwarmEvent,
         dial_opts::{DialOpts, PeerCondition},
     },
-    tcp, yamux,
+    tcp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 mod inbound;
+mod muxer;
 mod outbound;
 
 use outbound::Outbound;
@@ -601,7 +602,7 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            muxer::Config::default,
         )
         .map_err(|e| build(&e))?
         .with_quic()
