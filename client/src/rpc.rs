@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tessera_net::{
     Client, PeerId,
-    protocol::{ErrorCode, PieceRequest, PieceResponse},
+    protocol::{PieceRequest, PieceResponse},
 };
 use tracing::debug;
 
@@ -47,17 +47,6 @@ impl Backoff {
     }
 }
 
-/// Whether `response` says the node was too busy to act on the request.
-pub(crate) fn is_busy(response: &PieceResponse) -> bool {
-    matches!(
-        response,
-        PieceResponse::Error {
-            code: ErrorCode::Busy,
-            ..
-        }
-    )
-}
-
 /// Sends `request` to `peer`; a failure is a reason for trying another node.
 pub(crate) async fn request(
     net: &Client,
@@ -84,7 +73,7 @@ pub(crate) async fn request_patiently(
     let mut backoff = Backoff::new();
     loop {
         let answer = self::request(net, peer, request.clone(), timeout).await?;
-        if !is_busy(&answer) {
+        if !answer.is_busy() {
             return Ok(answer);
         }
         debug!(%peer, "node busy; asking again after a pause");

@@ -136,14 +136,14 @@ async fn send(
         let end = offset + len as u64;
         match request(net, peer, chunk, timeouts.request).await? {
             PieceResponse::PutProgress { piece: p, offset } if p == piece && offset == end => {}
-            busy if rpc::is_busy(&busy) => return Ok(Sent::Busy(busy)),
+            busy if busy.is_busy() => return Ok(Sent::Busy(busy)),
             other => return Err(unexpected(other)),
         }
         offset = end;
     }
     match request(net, peer, PieceRequest::PutEnd { piece }, timeouts.finish).await? {
         PieceResponse::Stored { piece: p } if p == piece => Ok(Sent::Stored),
-        busy if rpc::is_busy(&busy) => Ok(Sent::Busy(busy)),
+        busy if busy.is_busy() => Ok(Sent::Busy(busy)),
         other => Err(unexpected(other)),
     }
 }

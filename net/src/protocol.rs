@@ -178,6 +178,19 @@ pub enum PieceResponse {
     },
 }
 
+impl PieceResponse {
+    /// Whether the node was too busy to act on the request: asking again later is safe.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Self::Error {
+                code: ErrorCode::Busy,
+                ..
+            }
+        )
+    }
+}
+
 /// Why a request failed, for programs to branch on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -212,6 +225,19 @@ pub enum ChallengeResponse {
         /// Why, for people.
         message: String,
     },
+}
+
+impl ChallengeResponse {
+    /// Whether the node was too busy to take the challenge: it did not act on it.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Self::Error {
+                code: ErrorCode::Busy,
+                ..
+            }
+        )
+    }
 }
 
 /// Re-exported so users of the protocol need not depend on `tessera-proofs` for the request.

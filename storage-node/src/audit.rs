@@ -32,10 +32,7 @@ use tessera_formats::{
     receipt::{NodeKey, RECEIPT_VERSION},
     record::SigningKey,
 };
-use tessera_net::{
-    Client, PeerId,
-    protocol::{ChallengeResponse, ErrorCode},
-};
+use tessera_net::{Client, PeerId, protocol::ChallengeResponse};
 use tessera_proofs::{
     Challenge, DEFAULT_SAMPLES, Rules, Schedule, Standing, Standings, Verdict, verdict, verify,
 };
@@ -295,17 +292,6 @@ pub fn claim_key(shard: &Cid) -> Vec<u8> {
     key
 }
 
-/// Whether the holder answered that it was too busy to take the challenge.
-fn is_busy(response: &ChallengeResponse) -> bool {
-    matches!(
-        response,
-        ChallengeResponse::Error {
-            code: ErrorCode::Busy,
-            ..
-        }
-    )
-}
-
 /// Sends challenges and signs receipts; cheap to clone into tasks.
 #[derive(Clone)]
 struct Challenger {
@@ -335,7 +321,7 @@ impl Challenger {
                 self.client.challenge(holder, challenge.clone()),
             )
             .await;
-            if !matches!(answer, Ok(Ok(ref r)) if is_busy(r)) || !backoff.wait().await {
+            if !matches!(answer, Ok(Ok(ref r)) if r.is_busy()) || !backoff.wait().await {
                 break (challenge, answer);
             }
             debug!(%holder, %piece, "holder busy; challenging it again after a pause");
@@ -345,7 +331,7 @@ impl Challenger {
             Ok(Err(_)) => (AuditResult::Unreachable, 0),
             // Still too busy after the pauses is no refusal to prove: like no answer in time,
             // it fails the holder only after the grace period.
-            Ok(Ok(ref busy)) if is_busy(busy) => (AuditResult::Timeout, 0),
+            Ok(Ok(ref busy)) if busy.is_busy() => (AuditResult::Timeout, 0),
             Ok(Ok(ChallengeResponse::Error { .. })) => (AuditResult::Refused, 0),
             Ok(Ok(ChallengeResponse::Proof(proof))) => match verify(&challenge, &proof) {
                 Ok(verified) if verified.size > 0 => (AuditResult::Passed, verified.size),
