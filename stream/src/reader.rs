@@ -5,13 +5,22 @@
 //!   prefetcher: for each segment's shards, in use order ─▶ cache.reserve ─▶ fetch or verify
 //!               (spawned; at most `prefetch_shards` ahead, in a bounded queue)
 //!   decoder:    for each segment ─▶ each shard's needed rows (Parquet row selection,
-//!               projected columns) ─▶ interleaved into the epoch's order ─▶ cut at batch
-//!               boundaries ─▶ bounded channel ─▶ next_batch()
+//!               projected columns), put in the order they are used, the shards on
+//!               blocking threads in parallel
+//!   emitter:    the shards' rows merged into the epoch's order ─▶ cut at batch boundaries
+//!               ─▶ bounded channel ─▶ next_batch()
 //! ```
 //!
+//! The random gather that shuffling takes is done once per shard, on the threads that decode
+//! the shards, over the rows of one shard. The one emitter reads each shard's rows front to
+//! back, which costs it about a third of a gather over the whole block, so a machine with
+//! cores to spare is not held to the pace of one thread.
+//!
 //! Memory: the rows of two segments (each at most one block's, capped at
-//! [`StreamOptions::segment_samples`]) plus the batches in the channel. Rows come only from
-//! shard files whose bytes were just checked against their CID.
+//! [`StreamOptions::segment_samples`]), a second copy of a shard's rows while they are put in
+//! order, and the batches in the channel. A segment's rows are let go batch by batch as they
+//! are emitted. Rows come only from shard files whose bytes were just checked against their
+//! CID.
 
 use std::{
     collections::VecDeque,
@@ -442,11 +451,14 @@ async fn emit(
     }
 }
 
-/// A segment's decoded rows: the needed rows of each of its shards as read, and where each
-/// sample is among them, in output order. Batches are put together from it one at a time,
-/// so no copy of the whole segment is made.
+/// A segment's decoded rows: each shard's needed rows in the order they are used, and where
+/// each sample is among them, in output order. Batches are put together from it one at a
+/// time, so no copy of the whole segment is made, and a part is let go once its last row is
+/// taken: the segment's memory shrinks as it is emitted.
 struct SegmentRows {
     parts: Vec<RecordBatch>,
+    /// Rows of each part not yet taken.
+    uses: Vec<usize>,
     /// (part, row in part) of each sample, in output order.
     indices: Vec<(usize, usize)>,
     /// Samples already taken.
@@ -454,6 +466,21 @@ struct SegmentRows {
 }
 
 impl SegmentRows {
+    fn new(parts: Vec<RecordBatch>, indices: Vec<(usize, usize)>) -> Self {
+        let mut uses = vec![0; parts.len()];
+        for &(part, _) in &indices {
+            if let Some(n) = uses.get_mut(part) {
+                *n += 1;
+            }
+        }
+        Self {
+            parts,
+            uses,
+            indices,
+            taken: 0,
+        }
+    }
+
     fn left(&self) -> usize {
         self.indices.len() - self.taken
     }
@@ -466,6 +493,15 @@ impl SegmentRows {
             name: "(segment)".into(),
             reason: e.to_string(),
         })?;
+        for &(part, _) in indices {
+            if let Some(n) = self.uses.get_mut(part) {
+                *n -= 1;
+                if *n == 0 {
+                    let spent = &mut self.parts[part];
+                    *spent = RecordBatch::new_empty(spent.schema());
+                }
+            }
+        }
         self.taken += n;
         Ok(batch)
     }
@@ -512,13 +548,12 @@ fn out_of_step() -> StreamError {
     StreamError::io("prefetch")(std::io::Error::other("a shard arrived outside its segment"))
 }
 
-/// One shard's part of a segment once read.
+/// One shard's needed rows as read: in row order, in batches.
 struct ShardRows {
+    batches: Vec<RecordBatch>,
     /// Where a row of the shard is among the rows read.
     ranks: Ranks,
-    /// The index in the segment's parts of this shard's first batch.
-    first_part: usize,
-    /// Rows before each of its batches, and after the last.
+    /// Rows before each batch, and after the last.
     offsets: Vec<usize>,
 }
 
@@ -572,15 +607,48 @@ impl Ranks {
 }
 
 impl ShardRows {
-    /// (part, row in part) of `row`.
+    fn new(batches: Vec<RecordBatch>, ranks: Ranks) -> Self {
+        let mut offsets = vec![0];
+        for b in &batches {
+            offsets.push(offsets.last().copied().unwrap_or(0) + b.num_rows());
+        }
+        Self {
+            batches,
+            ranks,
+            offsets,
+        }
+    }
+
+    /// (batch, row in batch) of `row`.
     fn locate(&self, row: u64) -> Option<(usize, usize)> {
         let rank = self.ranks.of(row)?;
         let batch = self
             .offsets
             .partition_point(|&o| o <= rank)
             .checked_sub(1)?;
-        (batch + 1 < self.offsets.len())
-            .then(|| (self.first_part + batch, rank - self.offsets[batch]))
+        (batch + 1 < self.offsets.len()).then(|| (batch, rank - self.offsets[batch]))
+    }
+
+    /// The rows of `order` (rows of the shard, each among those read), in that order, in
+    /// batches of at most [`READ_BATCH_ROWS`]. A random gather over one shard: the emitter's
+    /// interleave of the segment's shards then reads each of them front to back.
+    fn in_order(self, name: &str, order: &[u64]) -> Result<Vec<RecordBatch>, StreamError> {
+        let bad = |reason: String| StreamError::Parquet {
+            name: name.to_string(),
+            reason,
+        };
+        let indices = order
+            .iter()
+            .map(|&row| {
+                self.locate(row)
+                    .ok_or_else(|| bad(format!("row {row} is missing")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let batches: Vec<&RecordBatch> = self.batches.iter().collect();
+        indices
+            .chunks(READ_BATCH_ROWS)
+            .map(|chunk| interleave_record_batch(&batches, chunk).map_err(|e| bad(e.to_string())))
+            .collect()
     }
 }
 
@@ -609,6 +677,8 @@ async fn read_segment(
             .ok()
             .map(|at| slots[at].1)
     };
+    // Each shard's samples in output order: the rows it is read for, and the order they are
+    // put in before the emitter interleaves the shards.
     let mut wanted = vec![Vec::new(); segment.shards.len()];
     for sample in &segment.samples {
         if let Some(i) = slot(sample.shard) {
@@ -618,7 +688,7 @@ async fn read_segment(
     let started = Instant::now();
     let mut waited_for_shards = Duration::ZERO;
     let mut reads = Vec::with_capacity(segment.shards.len());
-    for (&shard, rows) in segment.shards.iter().zip(wanted) {
+    for (&shard, order) in segment.shards.iter().zip(wanted) {
         let waiting = Instant::now();
         let ready = match steps.recv().await {
             Some(Step::Shard(ready)) => ready?,
@@ -635,35 +705,39 @@ async fn read_segment(
         waited_for_shards += waiting.elapsed();
         let file = file?;
         let entry = plan.manifest.shards.get(shard as usize);
-        let rows = needed_rows(rows, entry.map_or(0, |s| s.rows));
+        let rows = needed_rows(order.clone(), entry.map_or(0, |s| s.rows));
         let name = entry.map(|s| s.name.clone()).unwrap_or_default();
         let columns = columns.clone();
         reads.push(tokio::task::spawn_blocking(move || {
             let read = read_rows(file, &name, &rows, columns.as_deref().map(Vec::as_slice));
             drop(lease);
-            read.map(|(batches, total)| (Ranks::new(rows, total), batches))
+            let (batches, total) = read?;
+            ShardRows::new(batches, Ranks::new(rows, total)).in_order(&name, &order)
         }));
     }
-    let mut parts = Vec::new();
-    let mut shards = Vec::with_capacity(reads.len());
+    // Each shard's rows are in the order they are used now: the samples take them front to
+    // back, shard by shard, a merge and not a random gather over the whole block.
+    let mut parts: Vec<RecordBatch> = Vec::new();
+    // Per shard: its next (part, row in part), and the part after its last.
+    let mut next = Vec::with_capacity(reads.len());
     for read in reads {
-        let (ranks, batches) = read
+        let batches = read
             .await
             .map_err(|e| StreamError::io("reading a shard")(std::io::Error::other(e)))??;
-        let mut offsets = vec![0];
-        for b in &batches {
-            offsets.push(offsets.last().copied().unwrap_or(0) + b.num_rows());
-        }
-        shards.push(ShardRows {
-            ranks,
-            first_part: parts.len(),
-            offsets,
-        });
+        let first = parts.len();
         parts.extend(batches);
+        next.push(((first, 0), parts.len()));
     }
     let mut indices = Vec::with_capacity(segment.samples.len());
     for sample in &segment.samples {
-        let found = slot(sample.shard).and_then(|i| shards[i].locate(sample.row));
+        let found = slot(sample.shard).and_then(|i| {
+            let ((mut part, mut row), end) = *next.get(i)?;
+            while part < end && row == parts[part].num_rows() {
+                (part, row) = (part + 1, 0);
+            }
+            next[i].0 = (part, row + 1);
+            (part < end).then_some((part, row))
+        });
         let Some(index) = found else {
             return Err(StreamError::Parquet {
                 name: format!("shard {}", sample.shard),
@@ -674,16 +748,12 @@ async fn read_segment(
     }
     debug!(
         samples = segment.samples.len(),
-        shards = shards.len(),
+        shards = next.len(),
         ?waited_for_shards,
         took = ?started.elapsed(),
         "segment read"
     );
-    Ok(Some(SegmentRows {
-        parts,
-        indices,
-        taken: 0,
-    }))
+    Ok(Some(SegmentRows::new(parts, indices)))
 }
 
 /// `rows` of a shard of `total` rows (as the manifest says) sorted and without repeats: marked
@@ -840,9 +910,70 @@ fn output_schema(
 
 #[cfg(test)]
 mod tests {
+    use arrow::{
+        array::{AsArray as _, Int64Array},
+        datatypes::{DataType, Field, Int64Type, Schema},
+    };
     use proptest::prelude::*;
 
     use super::*;
+
+    /// `rows` of a shard, as read: an `id` column holding each row's number, in batches of
+    /// `per_batch`.
+    fn read(rows: &[u64], per_batch: usize) -> Vec<RecordBatch> {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        rows.chunks(per_batch)
+            .map(|chunk| {
+                let ids = Int64Array::from_iter_values(chunk.iter().map(|&r| r as i64));
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)]).unwrap()
+            })
+            .collect()
+    }
+
+    fn ids(batches: &[RecordBatch]) -> Vec<u64> {
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .map(|id| id as u64)
+            .collect()
+    }
+
+    #[test]
+    fn a_shard_is_put_in_order_in_batches_of_at_most_the_read_size() {
+        let total = 2 * READ_BATCH_ROWS as u64 + 100;
+        let rows: Vec<u64> = (0..total).filter(|r| r % 3 != 0).collect();
+        // Every row read, back to front, and one of them twice (as a padded epoch has it).
+        let mut order: Vec<u64> = rows.iter().rev().copied().collect();
+        order.push(rows[7]);
+        let shard = ShardRows::new(read(&rows, 1000), Ranks::new(rows.clone(), total));
+        let got = shard.in_order("s", &order).unwrap();
+        assert!(got.iter().all(|b| b.num_rows() <= READ_BATCH_ROWS));
+        assert_eq!(ids(&got), order);
+    }
+
+    #[test]
+    fn a_row_that_was_not_read_is_an_error() {
+        let rows = vec![1, 2, 5];
+        let shard = ShardRows::new(read(&rows, 2), Ranks::new(rows.clone(), 10));
+        let err = shard.in_order("part-7", &[2, 3]).unwrap_err();
+        assert!(err.to_string().contains("row 3 is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_part_is_let_go_once_its_last_row_is_taken() {
+        let parts = read(&(0..6).collect::<Vec<_>>(), 3);
+        // Part 0's rows are all taken by the fourth sample; part 1's last goes in the sixth.
+        let indices = vec![(0, 0), (1, 0), (0, 1), (0, 2), (1, 1), (1, 2)];
+        let mut segment = SegmentRows::new(parts, indices);
+        assert_eq!(ids(&[segment.take(3).unwrap()]), vec![0, 3, 1]);
+        assert_eq!(segment.parts[0].num_rows(), 3);
+        assert_eq!(ids(&[segment.take(1).unwrap()]), vec![2]);
+        assert_eq!(segment.parts[0].num_rows(), 0);
+        assert_eq!(segment.parts[1].num_rows(), 3);
+        assert_eq!(ids(&[segment.take(2).unwrap()]), vec![4, 5]);
+        assert_eq!(segment.parts[1].num_rows(), 0);
+        assert_eq!(segment.left(), 0);
+    }
 
     proptest! {
         /// Whichever way they are found, the needed rows are the asked ones, sorted, once each;
@@ -868,6 +999,21 @@ mod tests {
             } else {
                 prop_assert_eq!(got, want);
             }
+        }
+
+        /// However many rows were read (every row, most, or few: each way of ranking them) and
+        /// in whatever batches, a shard's rows come out in the order asked, repeats included.
+        #[test]
+        fn a_shard_comes_out_in_the_order_asked(
+            total in 1u64..2_000,
+            keep_one_in in 1u64..20,
+            per_batch in 1usize..700,
+            picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..1_500),
+        ) {
+            let rows: Vec<u64> = (0..total).filter(|r| r % keep_one_in == 0).collect();
+            let order: Vec<u64> = picks.iter().map(|i| rows[i.index(rows.len())]).collect();
+            let shard = ShardRows::new(read(&rows, per_batch), Ranks::new(rows.clone(), total));
+            prop_assert_eq!(ids(&shard.in_order("s", &order).unwrap()), order);
         }
     }
 }
