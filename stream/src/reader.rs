@@ -13,14 +13,14 @@
 //!
 //! The random gather that shuffling takes is done once per shard, on the threads that decode
 //! the shards, over the rows of one shard. The one emitter reads each shard's rows front to
-//! back, which costs it about a third of a gather over the whole block, so a machine with
-//! cores to spare is not held to the pace of one thread.
+//! back, which takes it a quarter to a third of the time of a gather over the whole block: the
+//! one thread does the least of the work.
 //!
 //! Memory: the rows of two segments (each at most one block's, capped at
-//! [`StreamOptions::segment_samples`]), a second copy of a shard's rows while they are put in
-//! order, and the batches in the channel. A segment's rows are let go batch by batch as they
-//! are emitted. Rows come only from shard files whose bytes were just checked against their
-//! CID.
+//! [`StreamOptions::segment_samples`]), a second copy of each shard's rows while they are put
+//! in order (up to a block's worth: a block's shards are decoded at once), and the batches in
+//! the channel. A segment's rows are let go batch by batch as they are emitted. Rows come only
+//! from shard files whose bytes were just checked against their CID.
 
 use std::{
     collections::VecDeque,
