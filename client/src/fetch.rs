@@ -34,11 +34,11 @@ use crate::{
 /// Bytes asked for in one range request.
 pub const RANGE_LEN: u64 = 1024 * 1024;
 
-/// Who may hold `cid`: its providers on the DHT or, when the DHT knows none, the connected
-/// peers that say they hold it.
+/// Who may hold `cid`: its providers as the first DHT server to name any knows them or, when
+/// the DHT knows none, the connected peers that say they hold it.
 pub async fn providers(session: &Session, cid: Cid) -> Result<Vec<PeerId>, ClientError> {
     let net = session.net();
-    let found = net.get_providers(cid).await?;
+    let found = net.find_providers(cid).await?;
     if !found.is_empty() {
         return Ok(found.into_iter().collect());
     }

@@ -124,6 +124,57 @@ async fn requests_round_trip_and_providers_are_found() {
 }
 
 #[tokio::test]
+async fn a_first_providers_lookup_names_holders_and_ends_without_any() {
+    // Three servers, two of them providers; a client that knows only the third.
+    let (a, a_addr) = serving_node(tcp(), vec![]).await;
+    let (b, _) = serving_node(tcp(), vec![a_addr.clone()]).await;
+    let (d, d_addr) = serving_node(tcp(), vec![a_addr]).await;
+    let (holders, piece) = (
+        [a.client.peer_id(), b.client.peer_id()],
+        raw_cid(b"two holders"),
+    );
+    a.client.start_providing(piece).await.unwrap();
+    b.client.start_providing(piece).await.unwrap();
+    let c = start(
+        Keypair::generate_ed25519(),
+        NetworkConfig::client(vec![d_addr]),
+    )
+    .await
+    .unwrap();
+
+    let mut first = Default::default();
+    for _ in 0..20 {
+        first = c.client.find_providers(piece).await.unwrap();
+        if !first.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!first.is_empty(), "no provider found");
+    assert!(
+        first.iter().all(|p| holders.contains(p)),
+        "not a holder: {first:?}"
+    );
+    // The complete lookup still gathers both.
+    let all = c.client.get_providers(piece).await.unwrap();
+    assert!(
+        holders.iter().all(|p| all.contains(p)),
+        "providers: {all:?}"
+    );
+
+    // Nobody provides this one: the lookup ends, empty, rather than waiting for an answer.
+    let none = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.client.find_providers(raw_cid(b"nobody holds this")),
+    )
+    .await
+    .expect("the lookup ends")
+    .unwrap();
+    assert!(none.is_empty(), "providers: {none:?}");
+    drop(d);
+}
+
+#[tokio::test]
 async fn oversize_and_garbage_requests_fail_and_the_node_keeps_serving() {
     let (a, a_addr) = serving_node(tcp(), vec![]).await;
     let a_peer = a.client.peer_id();

@@ -269,7 +269,7 @@ enum Command {
     Bootstrap(Reply<()>),
     StartProviding(Cid, Reply<()>),
     StopProviding(Cid),
-    GetProviders(Cid, Reply<HashSet<PeerId>>),
+    GetProviders(Cid, Lookup, Reply<HashSet<PeerId>>),
     ClosestPeers(Vec<u8>, Reply<Vec<PeerId>>),
     Piece(PeerId, PieceRequest, Reply<PieceResponse>),
     Challenge(PeerId, ChallengeRequest, Reply<ChallengeResponse>),
@@ -283,6 +283,15 @@ enum Command {
     PutRecord(Vec<u8>, Vec<u8>, Reply<()>),
     GetRecord(Vec<u8>, Reply<Vec<Vec<u8>>>),
     Info(oneshot::Sender<NetworkInfo>),
+}
+
+/// How far a provider lookup goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// Until the query ends, collecting every provider found.
+    Complete,
+    /// Until the first answer that names a provider.
+    First,
 }
 
 /// A cloneable handle to the network task.
@@ -330,9 +339,22 @@ impl Client {
             .map_err(|_| NetError::Stopped)
     }
 
-    /// The peers that announced `cid` on the DHT.
+    /// The peers that announced `cid` on the DHT: every one the lookup finds.
     pub async fn get_providers(&self, cid: Cid) -> Result<HashSet<PeerId>, NetError> {
-        self.call(|r| Command::GetProviders(cid, r)).await
+        self.call(|r| Command::GetProviders(cid, Lookup::Complete, r))
+            .await
+    }
+
+    /// The providers of `cid` that the first DHT server to name any knows of; the lookup
+    /// ends there. Empty if it ends without finding one.
+    ///
+    /// For reads: a provider record is stored on the servers closest to its key, so the first
+    /// answer that has one usually lists every provider, and ending the lookup there saves a
+    /// round trip and the requests to the remaining servers (each of which walks its routing
+    /// table to answer).
+    pub async fn find_providers(&self, cid: Cid) -> Result<HashSet<PeerId>, NetError> {
+        self.call(|r| Command::GetProviders(cid, Lookup::First, r))
+            .await
     }
 
     /// The DHT servers closest to `key` (at most 20), nearest first: the candidates for
@@ -668,7 +690,7 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
 enum Query {
     Bootstrap(Reply<()>),
     Provide(Reply<()>),
-    Providers(HashSet<PeerId>, Reply<HashSet<PeerId>>),
+    Providers(Lookup, HashSet<PeerId>, Reply<HashSet<PeerId>>),
     Closest(Reply<Vec<PeerId>>),
     PutRecord(Reply<()>),
     GetRecord(Vec<Vec<u8>>, Reply<Vec<Vec<u8>>>),
@@ -753,10 +775,10 @@ impl Actor {
                 }
             }
             Command::StopProviding(cid) => swarm.behaviour_mut().kad.stop_providing(&key(&cid)),
-            Command::GetProviders(cid, reply) => {
+            Command::GetProviders(cid, lookup, reply) => {
                 let id = swarm.behaviour_mut().kad.get_providers(key(&cid));
                 self.pending_queries
-                    .insert(id, Query::Providers(HashSet::new(), reply));
+                    .insert(id, Query::Providers(lookup, HashSet::new(), reply));
             }
             Command::ClosestPeers(key, reply) => {
                 let id = swarm.behaviour_mut().kad.get_closest_peers(key);
@@ -927,7 +949,8 @@ impl Actor {
                 }
             }
             QueryResult::GetProviders(result) => {
-                if let Some(Query::Providers(found, _)) = self.pending_queries.get_mut(&id)
+                let mut done = step.last;
+                if let Some(Query::Providers(lookup, found, _)) = self.pending_queries.get_mut(&id)
                     && let Ok(GetProvidersOk::FoundProviders { providers, .. }) = &result
                 {
                     found.extend(providers.iter().copied());
@@ -943,9 +966,17 @@ impl Actor {
                             }
                         }
                     }
+                    if *lookup == Lookup::First && !found.is_empty() {
+                        // The answers still in flight are dropped with the query.
+                        if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                            query.finish();
+                        }
+                        done = true;
+                    }
                 }
-                if step.last
-                    && let Some(Query::Providers(found, reply)) = self.pending_queries.remove(&id)
+                if done
+                    && let Some(Query::Providers(_, found, reply)) =
+                        self.pending_queries.remove(&id)
                 {
                     let _ = reply.send(Ok(found));
                 }
