@@ -345,8 +345,8 @@ impl Client {
             .await
     }
 
-    /// The providers of `cid` that the first DHT server to name any knows of; the lookup
-    /// ends there. Empty if it ends without finding one.
+    /// The providers of `cid` that the first DHT server to name one other than this node knows
+    /// of; the lookup ends there. Empty if it ends without finding one.
     ///
     /// For reads: a provider record is stored on the servers closest to its key, so the first
     /// answer that has one usually lists every provider, and ending the lookup there saves a
@@ -966,7 +966,10 @@ impl Actor {
                             }
                         }
                     }
-                    if *lookup == Lookup::First && !found.is_empty() {
+                    // This node's own record (its store answers first) is no reason to stop:
+                    // it is asking because it wants the piece from someone else.
+                    let local = *self.swarm.local_peer_id();
+                    if *lookup == Lookup::First && found.iter().any(|p| *p != local) {
                         // The answers still in flight are dropped with the query.
                         if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
                             query.finish();
