@@ -61,6 +61,44 @@ pub async fn providers(session: &Session, cid: Cid) -> Result<Vec<PeerId>, Clien
     Ok(holders)
 }
 
+/// Runs `fetch` over `first` (the providers the first DHT answer named) and, if it fails with
+/// every one of them, once more over the providers that `more` (a lookup that asks every server
+/// it finds) adds: a record can outlive its provider, and the first server to answer need not
+/// know of a newer holder. On failure returns the attempts of both runs.
+async fn with_more_providers<P, T, F, Fut, M, MFut>(
+    first: Vec<P>,
+    more: M,
+    mut fetch: F,
+) -> Result<T, Vec<(P, String)>>
+where
+    P: Clone + PartialEq,
+    F: FnMut(Vec<P>) -> Fut,
+    Fut: Future<Output = Result<T, Vec<(P, String)>>>,
+    M: FnOnce() -> MFut,
+    MFut: Future<Output = Vec<P>>,
+{
+    let tried = first.clone();
+    let mut attempts = match fetch(first).await {
+        Ok(done) => return Ok(done),
+        Err(attempts) => attempts,
+    };
+    let rest: Vec<P> = more()
+        .await
+        .into_iter()
+        .filter(|p| !tried.contains(p))
+        .collect();
+    if rest.is_empty() {
+        return Err(attempts);
+    }
+    match fetch(rest).await {
+        Ok(done) => Ok(done),
+        Err(more_attempts) => {
+            attempts.extend(more_attempts);
+            Err(attempts)
+        }
+    }
+}
+
 /// Fetches a block (a layout, a manifest) of at most `max_len` bytes whole, every range
 /// verified against its CID.
 pub async fn fetch_block(
@@ -68,20 +106,58 @@ pub async fn fetch_block(
     cid: Cid,
     max_len: u64,
 ) -> Result<Vec<u8>, ClientError> {
-    let mut attempts = Vec::new();
-    for peer in providers(session, cid).await? {
-        match block_from(session, peer, cid, max_len).await {
-            Ok(bytes) => return Ok(bytes),
-            Err(why) => {
-                debug!(%peer, %cid, %why, "block not served");
-                attempts.push((peer, why));
+    let first = providers(session, cid).await?;
+    let fetch = |peers: Vec<PeerId>| async move {
+        let mut attempts = Vec::new();
+        for peer in peers {
+            match block_from(session, peer, cid, max_len).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(why) => {
+                    debug!(%peer, %cid, %why, "block not served");
+                    attempts.push((peer, why));
+                }
             }
         }
+        Err(attempts)
+    };
+    with_more_providers(first, || all_providers(session, cid), fetch)
+        .await
+        .map_err(|attempts| ClientError::NotFound {
+            cid: Box::new(cid),
+            attempts,
+        })
+}
+
+/// Fetches the whole piece `cid` of `size` bytes into `sink` from its providers on the DHT
+/// (those the first answer names, then any others a complete lookup finds), `in_flight` ranges
+/// at a time. On failure returns every provider tried and why it failed.
+pub async fn fetch_piece_found<S: Sink>(
+    session: &Session,
+    cid: Cid,
+    size: u64,
+    sink: Arc<S>,
+    in_flight: usize,
+) -> Result<(), Vec<(PeerId, String)>> {
+    let first = providers(session, cid)
+        .await
+        .map_err(|e| vec![(session.peer_id(), format!("looking up providers: {e}"))])?;
+    let fetch =
+        |peers: Vec<PeerId>| fetch_piece_to(session, cid, size, peers, sink.clone(), in_flight);
+    with_more_providers(first, || all_providers(session, cid), fetch).await
+}
+
+/// Every provider of `cid` a complete DHT lookup finds, this node aside; none if it fails.
+async fn all_providers(session: &Session, cid: Cid) -> Vec<PeerId> {
+    match session.net().get_providers(cid).await {
+        Ok(found) => found
+            .into_iter()
+            .filter(|p| *p != session.peer_id())
+            .collect(),
+        Err(e) => {
+            debug!(%cid, error = %e, "complete provider lookup failed");
+            Vec::new()
+        }
     }
-    Err(ClientError::NotFound {
-        cid: Box::new(cid),
-        attempts,
-    })
 }
 
 async fn block_from(
@@ -167,10 +243,16 @@ pub async fn fetch_piece(
     out: &Path,
     in_flight: usize,
 ) -> Result<(), Vec<(PeerId, String)>> {
-    let local = |e: std::io::Error| vec![(session.peer_id(), format!("{}: {e}", out.display()))];
+    let file = new_piece_file(out, size).map_err(|e| vec![(session.peer_id(), e)])?;
+    fetch_piece_to(session, cid, size, providers, Arc::new(file), in_flight).await
+}
+
+/// A new file at `out`, `size` bytes long, for a piece's ranges to be written into.
+pub fn new_piece_file(out: &Path, size: u64) -> Result<File, String> {
+    let local = |e: std::io::Error| format!("{}: {e}", out.display());
     let file = File::create_new(out).map_err(local)?;
     file.set_len(size).map_err(local)?;
-    fetch_piece_to(session, cid, size, providers, Arc::new(file), in_flight).await
+    Ok(file)
 }
 
 /// Fetches the whole piece `cid` of `size` bytes from `providers` into `sink`, `in_flight`
@@ -286,4 +368,73 @@ async fn request(
     request: PieceRequest,
 ) -> Result<PieceResponse, String> {
     rpc::request_patiently(session.net(), peer, request, session.timeouts().request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// What a run gave: the peer that served or every failure, the peers of each fetch, and
+    /// whether the complete lookup was made.
+    type Outcome = (Result<u8, Vec<(u8, String)>>, Vec<Vec<u8>>, bool);
+
+    /// Runs `with_more_providers` over peers named by numbers: `works` are the ones that serve,
+    /// `complete` what the complete lookup finds.
+    fn run(first: Vec<u8>, complete: Vec<u8>, works: &[u8]) -> Outcome {
+        let runs = RefCell::new(Vec::new());
+        let looked = RefCell::new(false);
+        let fetch = |peers: Vec<u8>| {
+            runs.borrow_mut().push(peers.clone());
+            let served = peers.iter().copied().find(|p| works.contains(p));
+            let failed: Vec<(u8, String)> = peers
+                .iter()
+                .take_while(|p| Some(**p) != served)
+                .map(|&p| (p, "gone".to_string()))
+                .collect();
+            async move { served.ok_or(failed) }
+        };
+        let more = || {
+            *looked.borrow_mut() = true;
+            async move { complete }
+        };
+        let result = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(with_more_providers(first, more, fetch));
+        (result, runs.into_inner(), looked.into_inner())
+    }
+
+    #[test]
+    fn the_first_providers_serve_and_nothing_more_is_looked_up() {
+        let (result, runs, looked) = run(vec![1, 2], vec![1, 2, 3], &[2]);
+        assert_eq!(result, Ok(2));
+        assert_eq!(runs, vec![vec![1, 2]]);
+        assert!(!looked);
+    }
+
+    #[test]
+    fn when_the_first_all_fail_the_ones_a_complete_lookup_adds_are_tried() {
+        let (result, runs, looked) = run(vec![1, 2], vec![2, 3, 1, 4], &[4]);
+        assert_eq!(result, Ok(4));
+        assert_eq!(runs, vec![vec![1, 2], vec![3, 4]]);
+        assert!(looked);
+    }
+
+    #[test]
+    fn nothing_new_from_the_complete_lookup_keeps_the_first_failures() {
+        let (result, runs, _) = run(vec![1, 2], vec![2, 1], &[]);
+        assert_eq!(result, Err(vec![(1, "gone".into()), (2, "gone".into())]));
+        assert_eq!(runs, vec![vec![1, 2]]);
+    }
+
+    #[test]
+    fn failures_of_both_runs_are_reported() {
+        let (result, runs, _) = run(vec![], vec![5], &[]);
+        assert_eq!(result, Err(vec![(5, "gone".into())]));
+        assert_eq!(runs, vec![vec![], vec![5]]);
+        let (result, _, _) = run(vec![1], vec![1, 5], &[]);
+        assert_eq!(result, Err(vec![(1, "gone".into()), (5, "gone".into())]));
+    }
 }

@@ -27,7 +27,7 @@ use tracing::{debug, info};
 
 use crate::{
     error::{ClientError, attempts_text},
-    fetch::{Placed, fetch_block, fetch_piece, fetch_piece_to, providers},
+    fetch::{Placed, fetch_block, fetch_piece_found, new_piece_file},
     session::Session,
 };
 
@@ -144,11 +144,9 @@ pub async fn fetch_shard_with(
         let path = spool.path().join(format!("piece-{index}"));
         let in_flight = options.ranges_per_piece;
         tasks.spawn(async move {
-            let found = providers(&session, cid)
-                .await
-                .map_err(|e| (index, e.to_string()))?;
-            debug!(index, providers = found.len(), "fetching piece");
-            fetch_piece(&session, cid, size, found, &path, in_flight)
+            debug!(index, "fetching piece");
+            let file = new_piece_file(&path, size).map_err(|e| (index, e))?;
+            fetch_piece_found(&session, cid, size, Arc::new(file), in_flight)
                 .await
                 .map_err(|attempts| (index, attempts_text(&attempts)))?;
             Ok::<_, (usize, String)>((index, path))
@@ -274,10 +272,7 @@ async fn fetch_placed(
         });
         let in_flight = options.ranges_per_piece;
         tasks.spawn(async move {
-            let found = providers(&session, cid)
-                .await
-                .map_err(|e| (index, e.to_string()))?;
-            fetch_piece_to(&session, cid, piece_len, found, sink, in_flight)
+            fetch_piece_found(&session, cid, piece_len, sink, in_flight)
                 .await
                 .map_err(|attempts| (index, attempts_text(&attempts)))
         });
