@@ -1,0 +1,377 @@
+//! The network task: the one owner of the `Swarm`, turning commands into swarm calls and
+//! swarm events into replies, inbound requests and DHT results.
+
+use std::collections::{HashMap, HashSet};
+
+use cid::Cid;
+use futures::StreamExt as _;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, gossipsub, identify,
+    kad::{self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, RecordKey},
+    multiaddr::Protocol,
+    swarm::{
+        SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
+};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::{
+    Behaviour, BehaviourEvent, Command, CrawlEvent, GossipMessage, InboundRequest, Lookup,
+    NetError, NetworkInfo, Outbound, RegistryEvent, Reply,
+};
+use crate::protocol::{
+    ChallengeRequest, ChallengeResponse, CrawlRequest, CrawlResponse, PieceRequest, PieceResponse,
+    RegistryRequest, RegistryResponse,
+};
+
+pub(super) enum Query {
+    Bootstrap(Reply<()>),
+    Provide(Reply<()>),
+    Providers(Lookup, HashSet<PeerId>, Reply<HashSet<PeerId>>),
+    Closest(Reply<Vec<PeerId>>),
+    PutRecord(Reply<()>),
+    GetRecord(Vec<Vec<u8>>, Reply<Vec<Vec<u8>>>),
+}
+
+pub(super) struct Actor {
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) inbound: mpsc::Sender<InboundRequest>,
+    pub(super) registry_events: mpsc::Sender<RegistryEvent>,
+    pub(super) crawl_events: mpsc::Sender<CrawlEvent>,
+    pub(super) receipt_events: mpsc::Sender<GossipMessage>,
+    pub(super) listen_addrs: Vec<Multiaddr>,
+    pub(super) pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
+    pub(super) pending_queries: HashMap<QueryId, Query>,
+    pub(super) piece_out: Outbound<PieceRequest, PieceResponse>,
+    pub(super) challenge_out: Outbound<ChallengeRequest, ChallengeResponse>,
+    pub(super) registry_out: Outbound<RegistryRequest, RegistryResponse>,
+    pub(super) crawl_out: Outbound<CrawlRequest, CrawlResponse>,
+}
+
+impl Actor {
+    pub(super) async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_event(event),
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+            }
+        }
+        debug!("network task stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let swarm = &mut self.swarm;
+        match command {
+            Command::Dial(addr, reply) => {
+                let peer = match addr.iter().last() {
+                    Some(Protocol::P2p(peer)) => Some(peer),
+                    _ => None,
+                };
+                if let Some(peer) = peer {
+                    swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    if swarm.is_connected(&peer) {
+                        let _ = reply.send(Ok(()));
+                        return;
+                    }
+                }
+                match swarm.dial(addr.clone()) {
+                    Ok(()) => match peer {
+                        Some(peer) => self.pending_dials.entry(peer).or_default().push(reply),
+                        None => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    },
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial {
+                            addr,
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::Bootstrap(reply) => match swarm.behaviour_mut().kad.bootstrap() {
+                Ok(id) => {
+                    self.pending_queries.insert(id, Query::Bootstrap(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(NetError::Dht(e.to_string())));
+                }
+            },
+            Command::StartProviding(cid, reply) => {
+                match swarm.behaviour_mut().kad.start_providing(key(&cid)) {
+                    Ok(id) => {
+                        self.pending_queries.insert(id, Query::Provide(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dht(e.to_string())));
+                    }
+                }
+            }
+            Command::StopProviding(cid) => swarm.behaviour_mut().kad.stop_providing(&key(&cid)),
+            Command::GetProviders(cid, lookup, reply) => {
+                let id = swarm.behaviour_mut().kad.get_providers(key(&cid));
+                self.pending_queries
+                    .insert(id, Query::Providers(lookup, HashSet::new(), reply));
+            }
+            Command::ClosestPeers(key, reply) => {
+                let id = swarm.behaviour_mut().kad.get_closest_peers(key);
+                self.pending_queries.insert(id, Query::Closest(reply));
+            }
+            Command::Piece(peer, request, reply) => {
+                let behaviour = &mut swarm.behaviour_mut().piece;
+                self.piece_out.request(behaviour, peer, request, reply);
+            }
+            Command::Challenge(peer, request, reply) => {
+                let behaviour = &mut swarm.behaviour_mut().challenge;
+                self.challenge_out.request(behaviour, peer, request, reply);
+            }
+            Command::RespondPiece(channel, response) => {
+                if swarm
+                    .behaviour_mut()
+                    .piece
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("piece response dropped: the peer went away");
+                }
+            }
+            Command::RespondChallenge(channel, response) => {
+                if swarm
+                    .behaviour_mut()
+                    .challenge
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("challenge response dropped: the peer went away");
+                }
+            }
+            Command::Registry(peer, request, reply) => {
+                let behaviour = &mut swarm.behaviour_mut().registry;
+                self.registry_out.request(behaviour, peer, request, reply);
+            }
+            Command::RespondRegistry(channel, response) => {
+                if swarm
+                    .behaviour_mut()
+                    .registry
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("registry response dropped: the peer went away");
+                }
+            }
+            Command::Crawl(peer, request, reply) => {
+                let behaviour = &mut swarm.behaviour_mut().crawl;
+                self.crawl_out.request(behaviour, peer, request, reply);
+            }
+            Command::RespondCrawl(channel, response) => {
+                if swarm
+                    .behaviour_mut()
+                    .crawl
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("crawl response dropped: the peer went away");
+                }
+            }
+            Command::Publish(topic, data, reply) => {
+                let topic = gossipsub::IdentTopic::new(topic);
+                let result = match swarm.behaviour_mut().gossipsub.publish(topic, data) {
+                    Ok(_)
+                    | Err(
+                        gossipsub::PublishError::NoPeersSubscribedToTopic
+                        | gossipsub::PublishError::Duplicate,
+                    ) => Ok(()),
+                    Err(e) => Err(NetError::Gossip(e.to_string())),
+                };
+                let _ = reply.send(result);
+            }
+            Command::PutRecord(key, value, reply) => {
+                let record = kad::Record::new(key, value);
+                match swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record(record, kad::Quorum::One)
+                {
+                    Ok(id) => {
+                        self.pending_queries.insert(id, Query::PutRecord(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dht(e.to_string())));
+                    }
+                }
+            }
+            Command::GetRecord(key, reply) => {
+                let id = swarm.behaviour_mut().kad.get_record(RecordKey::new(&key));
+                self.pending_queries
+                    .insert(id, Query::GetRecord(Vec::new(), reply));
+            }
+            Command::Info(reply) => {
+                let _ = reply.send(NetworkInfo {
+                    peer_id: *swarm.local_peer_id(),
+                    listen_addrs: self.listen_addrs.clone(),
+                    connected_peers: swarm.connected_peers().copied().collect(),
+                });
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listen_addrs.push(address);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                for reply in self.pending_dials.remove(&peer).unwrap_or_default() {
+                    let _ = reply.send(Err(NetError::Dial {
+                        addr: Multiaddr::empty().with(Protocol::P2p(peer)),
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Piece(event)) => self.on_piece(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Challenge(event)) => self.on_challenge(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Registry(event)) => self.on_registry(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Crawl(event)) => self.on_crawl(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            _ => {}
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = event
+        else {
+            return;
+        };
+        match result {
+            QueryResult::Bootstrap(result) => {
+                if step.last
+                    && let Some(Query::Bootstrap(reply)) = self.pending_queries.remove(&id)
+                {
+                    let _ =
+                        reply.send(result.map(|_| ()).map_err(|e| NetError::Dht(e.to_string())));
+                }
+            }
+            QueryResult::StartProviding(result) => {
+                if let Some(Query::Provide(reply)) = self.pending_queries.remove(&id) {
+                    // A record with no peers to store it on still leaves this node answering
+                    // for itself; report the DHT error so the caller can retry.
+                    let _ =
+                        reply.send(result.map(|_| ()).map_err(|e| NetError::Dht(e.to_string())));
+                }
+            }
+            QueryResult::GetProviders(result) => {
+                let mut done = step.last;
+                if let Some(Query::Providers(lookup, found, _)) = self.pending_queries.get_mut(&id)
+                    && let Ok(GetProvidersOk::FoundProviders { providers, .. }) = &result
+                {
+                    found.extend(providers.iter().copied());
+                    // Kademlia knows a provider's addresses only while the query runs: connect
+                    // now, so the requests that follow can reach it by id.
+                    for peer in providers {
+                        if peer != self.swarm.local_peer_id() && !self.swarm.is_connected(peer) {
+                            let opts = DialOpts::peer_id(*peer)
+                                .condition(PeerCondition::DisconnectedAndNotDialing)
+                                .build();
+                            if let Err(e) = self.swarm.dial(opts) {
+                                debug!(%peer, error = %e, "dialing a provider failed");
+                            }
+                        }
+                    }
+                    // This node's own record (its store answers first) is no reason to stop:
+                    // it is asking because it wants the piece from someone else.
+                    let local = *self.swarm.local_peer_id();
+                    if *lookup == Lookup::First && found.iter().any(|p| *p != local) {
+                        // The answers still in flight are dropped with the query.
+                        if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                            query.finish();
+                        }
+                        done = true;
+                    }
+                }
+                if done
+                    && let Some(Query::Providers(_, found, reply)) =
+                        self.pending_queries.remove(&id)
+                {
+                    let _ = reply.send(Ok(found));
+                }
+            }
+            QueryResult::GetClosestPeers(result) => {
+                if let Some(Query::Closest(reply)) = self.pending_queries.remove(&id) {
+                    // A timed-out query still reports the peers it found.
+                    let peers = match result {
+                        Ok(ok) => ok.peers,
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                    };
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    let mut ids = Vec::with_capacity(peers.len());
+                    for info in peers {
+                        for addr in info.addrs {
+                            kad.add_address(&info.peer_id, addr);
+                        }
+                        ids.push(info.peer_id);
+                    }
+                    let _ = reply.send(Ok(ids));
+                }
+            }
+            QueryResult::PutRecord(result) => {
+                if let Some(Query::PutRecord(reply)) = self.pending_queries.remove(&id) {
+                    let _ =
+                        reply.send(result.map(|_| ()).map_err(|e| NetError::Dht(e.to_string())));
+                }
+            }
+            QueryResult::GetRecord(result) => {
+                if let Some(Query::GetRecord(found, _)) = self.pending_queries.get_mut(&id)
+                    && let Ok(GetRecordOk::FoundRecord(peer_record)) = result
+                    && found.len() < MAX_RECORD_VALUES
+                {
+                    found.push(peer_record.record.value);
+                }
+                if step.last
+                    && let Some(Query::GetRecord(found, reply)) = self.pending_queries.remove(&id)
+                {
+                    // Not found and timed out both end with what was found so far.
+                    let _ = reply.send(Ok(found));
+                }
+            }
+            QueryResult::RepublishProvider(Err(e)) => {
+                warn!(error = %e, "republishing a provider record failed")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Most values one DHT record lookup collects.
+const MAX_RECORD_VALUES: usize = 32;
+
+fn key(cid: &Cid) -> RecordKey {
+    RecordKey::new(&cid.to_bytes())
+}
