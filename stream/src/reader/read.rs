@@ -148,19 +148,22 @@ pub(super) fn output_schema(
 #[cfg(test)]
 mod tests {
     use arrow::{
-        array::{AsArray as _, Int64Array, StringArray},
-        datatypes::{DataType, Field, Int64Type, Schema},
+        array::{AsArray as _, Int32Builder, Int64Array, ListBuilder, StringArray},
+        datatypes::{DataType, Field, Int32Type, Int64Type, Schema},
     };
     use parquet::{arrow::ArrowWriter, file::properties::WriterProperties};
 
     use super::*;
 
-    /// A Parquet file of `total` rows (an `id` and a `text` derived from it) in row groups of
-    /// 300 and pages of 64 rows, so that selections cross both.
+    /// A Parquet file of `total` rows (an `id`, and a `text` and a list of `tokens` derived
+    /// from it, the list of `id % 4` tokens, empty for some) in row groups of 300 and pages of
+    /// 64 rows, so that selections cross both.
     fn shard(total: u64) -> tempfile::NamedTempFile {
+        let token = Arc::new(Field::new("item", DataType::Int32, false));
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
             Field::new("text", DataType::Utf8, false),
+            Field::new("tokens", DataType::List(token.clone()), false),
         ]));
         let props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(300))
@@ -175,17 +178,29 @@ mod tests {
             .iter()
             .map(|i| format!("row {i} {}", "x".repeat((i % 50) as usize)))
             .collect();
+        let mut tokens = ListBuilder::new(Int32Builder::new()).with_field(token);
+        for &id in &ids {
+            tokens.values().append_slice(&tokens_of(id));
+            tokens.append(true);
+        }
         let batch = RecordBatch::try_new(
             schema,
             vec![
                 Arc::new(Int64Array::from(ids)),
                 Arc::new(StringArray::from(texts)),
+                Arc::new(tokens.finish()),
             ],
         )
         .unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
         file
+    }
+
+    fn tokens_of(id: i64) -> Vec<i32> {
+        (0..id % 4)
+            .map(|k| i32::try_from(id * 10 + k).unwrap())
+            .collect()
     }
 
     #[test]
@@ -205,8 +220,14 @@ mod tests {
             for b in &batches {
                 let ids = b.column(0).as_primitive::<Int64Type>();
                 let texts = b.column(1).as_string::<i32>();
-                for (id, text) in ids.values().iter().zip(texts.iter()) {
+                let tokens = b.column(2).as_list::<i32>();
+                for (i, (id, text)) in ids.values().iter().zip(texts.iter()).enumerate() {
                     assert!(text.unwrap().starts_with(&format!("row {id} ")));
+                    let row_tokens = tokens.value(i);
+                    assert_eq!(
+                        row_tokens.as_primitive::<Int32Type>().values().to_vec(),
+                        tokens_of(*id)
+                    );
                     got.push(*id as u64);
                 }
             }
