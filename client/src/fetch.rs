@@ -37,10 +37,17 @@ pub const RANGE_LEN: u64 = 1024 * 1024;
 /// Who may hold `cid`: its providers as the first DHT server to name any knows them or, when
 /// the DHT knows none, the connected peers that say they hold it.
 pub async fn providers(session: &Session, cid: Cid) -> Result<Vec<PeerId>, ClientError> {
+    Ok(first_providers(session, cid).await?.0)
+}
+
+/// [`providers`], and whether the DHT lookup ended at a first answer, so that a complete one
+/// might find more. One that found nobody but this node ran to its end already.
+async fn first_providers(session: &Session, cid: Cid) -> Result<(Vec<PeerId>, bool), ClientError> {
     let net = session.net();
     let found = net.find_providers(cid).await?;
     if !found.is_empty() {
-        return Ok(found.into_iter().collect());
+        let cut_short = found.iter().any(|p| *p != session.peer_id());
+        return Ok((found.into_iter().collect(), cut_short));
     }
     // Ask every connected peer at once: an unresponsive one costs one deadline, not one each.
     let mut asks = JoinSet::new();
@@ -58,7 +65,7 @@ pub async fn providers(session: &Session, cid: Cid) -> Result<Vec<PeerId>, Clien
             holders.push(peer);
         }
     }
-    Ok(holders)
+    Ok((holders, false))
 }
 
 /// Runs `fetch` over `first` (the providers the first DHT answer named) and, if it fails with
@@ -106,7 +113,7 @@ pub async fn fetch_block(
     cid: Cid,
     max_len: u64,
 ) -> Result<Vec<u8>, ClientError> {
-    let first = providers(session, cid).await?;
+    let (first, cut_short) = first_providers(session, cid).await?;
     let fetch = |peers: Vec<PeerId>| async move {
         let mut attempts = Vec::new();
         for peer in peers {
@@ -120,7 +127,7 @@ pub async fn fetch_block(
         }
         Err(attempts)
     };
-    with_more_providers(first, || all_providers(session, cid), fetch)
+    with_more_providers(first, || more_providers(session, cid, cut_short), fetch)
         .await
         .map_err(|attempts| ClientError::NotFound {
             cid: Box::new(cid),
@@ -138,16 +145,20 @@ pub async fn fetch_piece_found<S: Sink>(
     sink: Arc<S>,
     in_flight: usize,
 ) -> Result<(), Vec<(PeerId, String)>> {
-    let first = providers(session, cid)
+    let (first, cut_short) = first_providers(session, cid)
         .await
         .map_err(|e| vec![(session.peer_id(), format!("looking up providers: {e}"))])?;
     let fetch =
         |peers: Vec<PeerId>| fetch_piece_to(session, cid, size, peers, sink.clone(), in_flight);
-    with_more_providers(first, || all_providers(session, cid), fetch).await
+    with_more_providers(first, || more_providers(session, cid, cut_short), fetch).await
 }
 
 /// Every provider of `cid` a complete DHT lookup finds, this node aside; none if it fails.
-async fn all_providers(session: &Session, cid: Cid) -> Vec<PeerId> {
+/// Only asked when the first lookup was `cut_short`: otherwise it was complete already.
+async fn more_providers(session: &Session, cid: Cid, cut_short: bool) -> Vec<PeerId> {
+    if !cut_short {
+        return Vec::new();
+    }
     match session.net().get_providers(cid).await {
         Ok(found) => found
             .into_iter()

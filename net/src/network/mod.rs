@@ -289,7 +289,7 @@ enum Command {
 enum Lookup {
     /// Until the query ends, collecting every provider found.
     Complete,
-    /// Until the first answer that names a provider.
+    /// Until the first answer that names a provider other than this node.
     First,
 }
 
