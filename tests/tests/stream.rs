@@ -1,5 +1,6 @@
 //! Streaming a published dataset into a job of several ranks and workers, over real nodes on
-//! 127.0.0.1: partitioning, order, resume and the shard cache.
+//! 127.0.0.1: partitioning, order, resume, the shard cache, and shards rebuilt past lost and
+//! rotten pieces.
 
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
@@ -9,8 +10,9 @@ use arrow::array::{AsArray, RecordBatch};
 use tessera_client::{
     Session,
     dataset::{PublishOptions, publish, publish::list_parquet},
+    fetch::providers,
 };
-use tessera_formats::{Cid, Manifest};
+use tessera_formats::{Cid, Manifest, erasure::ErasureParams};
 use tessera_storage_node::LocalNetwork;
 use tessera_stream::{DatasetStream, Partition, ShardCache, StreamOptions, StreamState};
 use tessera_tests::{read_rows, write_parquet};
@@ -395,4 +397,96 @@ async fn a_new_version_fetches_only_its_changed_shards_through_the_shared_cache(
         "{a_stats:?} {b_stats:?}"
     );
     assert_eq!(a_stats.hits + b_stats.hits, 4, "{a_stats:?} {b_stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cold_stream_rebuilds_shards_past_a_lost_holder_and_a_rotten_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = LocalNetwork::start(&dir.path().join("nodes"), 5, 64 * MIB)
+        .await
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (i, rows) in [1_000, 1_500, 2_000].into_iter().enumerate() {
+        write_parquet(
+            &data.join(format!("part-{i}.parquet")),
+            &format!("r{i}"),
+            rows,
+        );
+    }
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let options = PublishOptions {
+        params: Some(ErasureParams::new(3, 2, 64 * 1024).unwrap()),
+        ..PublishOptions::default()
+    };
+    let report = publish(&session, list_parquet(&data).unwrap(), &options)
+        .await
+        .unwrap();
+    let manifest = Arc::new(report.manifest.clone());
+    // Each shard's five pieces sit on the five nodes, one each.
+    let mut holders = Vec::new();
+    for shard in &manifest.shards {
+        let mut of_shard = Vec::new();
+        for piece in &shard.layout.pieces {
+            let found = providers(&session, *piece).await.unwrap();
+            of_shard.push(network.index_of(&found[0]).unwrap());
+        }
+        holders.push(of_shard);
+    }
+
+    // One node goes down, taking a piece of every shard, and a data piece of shard 1 rots on
+    // another node's disk: shard 1 has m = 2 pieces left to lose, and loses both.
+    let down = holders[1][0];
+    let rotten_at = (0..3).find(|&p| holders[1][p] != down).unwrap();
+    let rotten = manifest.shards[1].layout.pieces[rotten_at];
+    let path = network
+        .node(holders[1][rotten_at])
+        .unwrap()
+        .store
+        .piece_path(&rotten);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    network.stop(down).await;
+
+    let job = Job {
+        session: &session,
+        cid: report.manifest_cid,
+        manifest: manifest.clone(),
+    };
+    let base = StreamOptions {
+        batch_size: 100,
+        ..StreamOptions::default()
+    };
+    let cache = ShardCache::open(&dir.path().join("cache"), 64 * MIB).unwrap();
+    let (batches, _) = drain(job.open(&cache, &base), None).await;
+    let mut got: Vec<String> = batches.into_iter().flatten().collect();
+    got.sort();
+    let mut want = all_texts(&data);
+    want.sort();
+    assert_eq!(got, want);
+    let stats = cache.stats();
+    assert_eq!((stats.fetched, stats.corrupt), (3, 0), "{stats:?}");
+    // The rows came past the rot: its node's own check still finds the piece bad.
+    let keeper = &network.node(holders[1][rotten_at]).unwrap().store;
+    assert_eq!(keeper.scrub().unwrap(), vec![rotten]);
+
+    // One more of shard 1's holders down: it cannot be rebuilt. The stream says which shard,
+    // yields none of its rows, and caches nothing under its CID.
+    let third = (0..5)
+        .map(|p| holders[1][p])
+        .find(|&i| i != down && i != holders[1][rotten_at])
+        .unwrap();
+    network.stop(third).await;
+    let cache = ShardCache::open(&dir.path().join("cache-2"), 64 * MIB).unwrap();
+    let mut stream = job.open(&cache, &base);
+    let lost = manifest.shards[1].layout.content;
+    match stream.next_batch().await {
+        Some(Err(e)) => assert!(e.to_string().contains(&lost.to_string()), "{e}"),
+        other => panic!("rows from a shard that could not be rebuilt: {other:?}"),
+    }
+    assert!(!cache.path_of(&lost).exists());
+    drop(stream);
+    network.shutdown().await;
 }
