@@ -35,6 +35,25 @@ measure() { # file, command...
     fi
 }
 
+# Like measure, writing "PEAK_KIB USER_S SYSTEM_S" to FILE ("0 0 0" where GNU time is missing).
+measure_cpu() { # file, command...
+    local file=$1; shift
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -f '%M %U %S' -o "$file" "$@"
+    else
+        echo 0 0 0 > "$file"
+        "$@"
+    fi
+}
+
+# CPU seconds (user and system) that the processes PID... have used so far, from /proc.
+cpu_s() { # pid...
+    local tck pid
+    tck=$(getconf CLK_TCK)
+    for pid in "$@"; do awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0; done |
+        awk -v t="$tck" '{ s += $1 } END { printf "%.2f", s / t }'
+}
+
 # Drops the files under each PATH from the page cache (after a sync), so that the next read of
 # them comes from the disk: posix_fadvise(DONTNEED), which needs no privileges.
 drop_cached() { # path...
