@@ -132,52 +132,34 @@ impl Actor {
                 self.challenge_out.request(behaviour, peer, request, reply);
             }
             Command::RespondPiece(channel, response) => {
-                if swarm
-                    .behaviour_mut()
-                    .piece
-                    .send_response(channel, response)
-                    .is_err()
-                {
-                    debug!("piece response dropped: the peer went away");
-                }
+                let sent = swarm.behaviour_mut().piece.send_response(channel, response);
+                note_dropped(sent, "piece");
             }
             Command::RespondChallenge(channel, response) => {
-                if swarm
+                let sent = swarm
                     .behaviour_mut()
                     .challenge
-                    .send_response(channel, response)
-                    .is_err()
-                {
-                    debug!("challenge response dropped: the peer went away");
-                }
+                    .send_response(channel, response);
+                note_dropped(sent, "challenge");
             }
             Command::Registry(peer, request, reply) => {
                 let behaviour = &mut swarm.behaviour_mut().registry;
                 self.registry_out.request(behaviour, peer, request, reply);
             }
             Command::RespondRegistry(channel, response) => {
-                if swarm
+                let sent = swarm
                     .behaviour_mut()
                     .registry
-                    .send_response(channel, response)
-                    .is_err()
-                {
-                    debug!("registry response dropped: the peer went away");
-                }
+                    .send_response(channel, response);
+                note_dropped(sent, "registry");
             }
             Command::Crawl(peer, request, reply) => {
                 let behaviour = &mut swarm.behaviour_mut().crawl;
                 self.crawl_out.request(behaviour, peer, request, reply);
             }
             Command::RespondCrawl(channel, response) => {
-                if swarm
-                    .behaviour_mut()
-                    .crawl
-                    .send_response(channel, response)
-                    .is_err()
-                {
-                    debug!("crawl response dropped: the peer went away");
-                }
+                let sent = swarm.behaviour_mut().crawl.send_response(channel, response);
+                note_dropped(sent, "crawl");
             }
             Command::Publish(topic, data, reply) => {
                 let topic = gossipsub::IdentTopic::new(topic);
@@ -374,4 +356,11 @@ const MAX_RECORD_VALUES: usize = 32;
 
 fn key(cid: &Cid) -> RecordKey {
     RecordKey::new(&cid.to_bytes())
+}
+
+/// Logs a response that could not be sent: its peer went away, which is no error here.
+fn note_dropped<T>(sent: Result<(), T>, protocol: &str) {
+    if sent.is_err() {
+        debug!("{protocol} response dropped: the peer went away");
+    }
 }
