@@ -25,23 +25,17 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 peak_kib() { awk '/VmHWM/ { print $2 }' "/proc/$1/status"; }
 
 # Runs a command, writing its peak memory in KiB to FILE (0 where GNU time is missing).
-measure() { # file, command...
-    local file=$1; shift
-    if [ -x /usr/bin/time ]; then
-        /usr/bin/time -f '%M' -o "$file" "$@"
-    else
-        echo 0 > "$file"
-        "$@"
-    fi
-}
+measure() { measure_as '%M' "$@"; }
 
-# Like measure, writing "PEAK_KIB USER_S SYSTEM_S" to FILE ("0 0 0" where GNU time is missing).
-measure_cpu() { # file, command...
-    local file=$1; shift
+# Like measure, writing "PEAK_KIB USER_S SYSTEM_S" to FILE.
+measure_cpu() { measure_as '%M %U %S' "$@"; }
+
+measure_as() { # GNU time's format, file, command...
+    local format=$1 file=$2; shift 2
     if [ -x /usr/bin/time ]; then
-        /usr/bin/time -f '%M %U %S' -o "$file" "$@"
+        /usr/bin/time -f "$format" -o "$file" "$@"
     else
-        echo 0 0 0 > "$file"
+        sed 's/%[A-Za-z]/0/g' <<< "$format" > "$file"
         "$@"
     fi
 }
