@@ -427,3 +427,37 @@ async fn registry_requests_announcements_and_dht_records_travel() {
     let found = c.client.get_record(b"dataset head".to_vec()).await.unwrap();
     assert!(found.contains(&b"value".to_vec()), "{found:?}");
 }
+
+#[tokio::test]
+async fn inbound_connections_past_the_per_ip_cap_are_closed() {
+    let server = start(
+        Keypair::generate_ed25519(),
+        NetworkConfig {
+            listen: tcp(),
+            connections: tessera_net::ConnectionCaps {
+                per_ip: 2,
+                ..Default::default()
+            },
+            ..NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = server.client.info().await.unwrap().dialable_addrs()[0].clone();
+    // Peer ids cost nothing: four of them, all from 127.0.0.1.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let client = start(Keypair::generate_ed25519(), NetworkConfig::client(vec![]))
+            .await
+            .unwrap();
+        let _ = client.client.dial(addr.clone()).await;
+        clients.push(client);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let connected = server.client.info().await.unwrap().connected_peers.len();
+    assert_eq!(
+        connected, 2,
+        "the server holds two connections from one address"
+    );
+    drop(clients);
+}

@@ -17,9 +17,9 @@ use std::{
 use cid::Cid;
 use futures::StreamExt as _;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, gossipsub, identify,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, connection_limits, gossipsub, identify,
     identity::Keypair,
-    kad,
+    kad, memory_connection_limits,
     multiaddr::Protocol,
     noise, ping,
     request_response::{self, ProtocolSupport, ResponseChannel},
@@ -31,6 +31,7 @@ use tracing::{debug, info};
 
 mod actor;
 mod inbound;
+pub mod limits;
 mod muxer;
 mod outbound;
 
@@ -75,6 +76,8 @@ pub struct NetworkConfig {
     pub provider_republish: Duration,
     /// Inbound requests queued for the node logic before new ones are refused.
     pub inbound_queue: usize,
+    /// Bounds on the connections held.
+    pub connections: limits::ConnectionCaps,
 }
 
 impl Default for NetworkConfig {
@@ -91,6 +94,7 @@ impl Default for NetworkConfig {
             max_streams_per_connection: 16,
             provider_republish: Duration::from_secs(60 * 60),
             inbound_queue: 256,
+            connections: limits::ConnectionCaps::default(),
         }
     }
 }
@@ -250,6 +254,10 @@ impl NetworkInfo {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    // The limits come first: a connection they deny reaches no other behaviour.
+    connection_limits: connection_limits::Behaviour,
+    per_ip: limits::PerIpLimit,
+    memory: memory_connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -618,6 +626,7 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
         .map_err(|e| build(&e))?;
     let dht_server = config.dht_server;
     let republish = config.provider_republish;
+    let caps = config.connections;
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -651,6 +660,16 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
                 kad::Mode::Client
             }));
             Ok(Behaviour {
+                connection_limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_pending_incoming(Some(caps.pending_incoming))
+                        .with_max_established_incoming(Some(caps.established_incoming))
+                        .with_max_established_per_peer(Some(caps.per_peer)),
+                ),
+                per_ip: limits::PerIpLimit::new(caps.per_ip),
+                memory: memory_connection_limits::Behaviour::with_max_percentage(
+                    caps.max_memory_fraction,
+                ),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/tessera/1.0.0".into(),
                     key.public(),
