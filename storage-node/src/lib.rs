@@ -27,5 +27,6 @@ pub mod store;
 pub use local::LocalNetwork;
 pub use node::{NodeConfig, NodeError, Status, StorageNode};
 pub use store::{
-    PieceMeta, PieceStore, StartupReport, StoreConfig, StoreError, StoredPiece, Upload, Usage,
+    PieceMeta, PieceStore, ScrubReport, StartupReport, StoreConfig, StoreError, StoredPiece,
+    Upload, Usage,
 };

@@ -61,6 +61,7 @@ pub struct Metrics {
     repair_bytes_sent: Counter,
     dataset_spare_pieces: Family<DatasetLabel, Gauge>,
     pieces_held: Gauge,
+    pieces_unreadable: Gauge,
     bytes_used: Gauge,
     bytes_free: Gauge,
 }
@@ -92,6 +93,7 @@ impl Metrics {
             repair_bytes_sent: Counter::default(),
             dataset_spare_pieces: Family::default(),
             pieces_held: Gauge::default(),
+            pieces_unreadable: Gauge::default(),
             bytes_used: Gauge::default(),
             bytes_free: Gauge::default(),
             registry: Registry::default(),
@@ -117,6 +119,11 @@ impl Metrics {
             "proof_bytes",
             "Bytes of storage proofs sent in answer to challenges",
             m.proof_bytes.clone(),
+        );
+        registry.register(
+            "pieces_unreadable",
+            "Held pieces that could not be read at their last check (kept, checked again)",
+            m.pieces_unreadable.clone(),
         );
         registry.register(
             "pieces_stored",
@@ -275,6 +282,7 @@ impl Metrics {
     pub fn render(&self, usage: Usage) -> String {
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.pieces_held.set(gauge(usage.pieces));
+        self.pieces_unreadable.set(gauge(usage.unreadable));
         self.bytes_used.set(gauge(usage.used));
         self.bytes_free.set(gauge(usage.free()));
         let mut out = String::new();

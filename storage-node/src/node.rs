@@ -401,7 +401,8 @@ async fn announce_held(client: Client, store: PieceStore) {
 }
 
 /// Re-hashes every held piece now and then; a piece that no longer matches its CID is dropped
-/// and no longer announced, so the network rebuilds it from the other pieces.
+/// and no longer announced, so the network rebuilds it from the other pieces. A piece that
+/// cannot be read is kept and tried again at the next pass.
 async fn scrub_periodically(
     client: Client,
     store: PieceStore,
@@ -414,8 +415,8 @@ async fn scrub_periodically(
     loop {
         ticks.tick().await;
         let pass = store.clone();
-        let bad = match tokio::task::spawn_blocking(move || pass.scrub()).await {
-            Ok(Ok(bad)) => bad,
+        let report = match tokio::task::spawn_blocking(move || pass.scrub()).await {
+            Ok(Ok(report)) => report,
             Ok(Err(e)) => {
                 warn!(error = %e, "checking held pieces failed");
                 continue;
@@ -425,7 +426,7 @@ async fn scrub_periodically(
                 continue;
             }
         };
-        for cid in bad {
+        for cid in report.bad {
             metrics.failed_check();
             let _ = client.stop_providing(cid).await;
         }
@@ -511,12 +512,34 @@ pub struct Status {
     pub peers_connected: usize,
     /// Tessera's version.
     pub version: String,
+    /// Whether the node can keep pieces: its data directory and index are there and
+    /// writable. An unhealthy node refuses uploads.
+    #[serde(default = "healthy_by_default")]
+    pub healthy: bool,
+    /// Why not, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Held pieces that could not be read at their last check (kept, checked again).
+    #[serde(default)]
+    pub pieces_unreadable: u64,
+}
+
+/// A node from before health was reported said nothing of it.
+fn healthy_by_default() -> bool {
+    true
 }
 
 async fn status(State(state): State<HttpState>) -> impl IntoResponse {
     let usage = state.store.usage();
+    let store = state.store.clone();
+    let health = tokio::task::spawn_blocking(move || store.health())
+        .await
+        .unwrap_or_else(|e| Err(format!("health check failed: {e}")));
     match state.client.info().await {
         Ok(info) => Json(Status {
+            healthy: health.is_ok(),
+            problem: health.err(),
+            pieces_unreadable: usage.unreadable,
             peer_id: info.peer_id.to_string(),
             addresses: info.listen_addrs.iter().map(ToString::to_string).collect(),
             pieces: usage.pieces,

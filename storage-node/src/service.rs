@@ -48,7 +48,7 @@ impl Default for ServiceLimits {
         Self {
             uploads_per_peer: 16,
             uploads_total: 128,
-            upload_idle: Duration::from_secs(60),
+            upload_idle: Duration::from_secs(20),
             concurrent_requests: 64,
         }
     }
@@ -62,6 +62,26 @@ type Slot = Arc<Mutex<Option<Upload>>>;
 #[derive(Debug, Default)]
 struct Uploads {
     slots: HashMap<(PeerId, Cid), (Slot, Instant)>,
+}
+
+impl Uploads {
+    /// Drops the upload quiet longest, if it has been quiet for `quiet`: peers cost nothing,
+    /// so holding every slot must cost a chunk every few seconds, not nothing.
+    fn evict_quiet(&mut self, quiet: Duration) -> bool {
+        let quietest = self
+            .slots
+            .iter()
+            .min_by_key(|(_, (_, last))| *last)
+            .map(|(key, (_, last))| (*key, *last));
+        match quietest {
+            Some((key, last)) if last.elapsed() >= quiet => {
+                debug!(peer = %key.0, piece = %key.1, "quiet upload dropped for a new one");
+                self.slots.remove(&key);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Serves inbound requests until the network's inbound channel closes.
@@ -278,14 +298,17 @@ impl Ctx {
             return Ok(PieceResponse::Stored { piece });
         }
         {
-            let u = lock(&self.uploads);
+            let mut u = lock(&self.uploads);
             if let Some((slot, _)) = u.slots.get(&(peer, piece)) {
                 let offset = lock(slot).as_ref().map(Upload::written).unwrap_or(0);
                 return Ok(PieceResponse::PutReady { piece, offset });
             }
             let from_peer = u.slots.keys().filter(|(p, _)| *p == peer).count();
-            if from_peer >= self.limits.uploads_per_peer
-                || u.slots.len() >= self.limits.uploads_total
+            if from_peer >= self.limits.uploads_per_peer {
+                return Err((ErrorCode::Busy, "too many uploads in progress".into()));
+            }
+            if u.slots.len() >= self.limits.uploads_total
+                && !u.evict_quiet(self.limits.upload_idle / 4)
             {
                 return Err((ErrorCode::Busy, "too many uploads in progress".into()));
             }
@@ -336,6 +359,8 @@ fn refusal(e: StoreError) -> Refusal {
         | StoreError::Overflow { .. }
         | StoreError::Incomplete { .. } => ErrorCode::UploadState,
         StoreError::NotFound(_) => ErrorCode::NotFound,
+        // The message names what is missing; the uploader goes elsewhere.
+        StoreError::Unhealthy(_) => ErrorCode::Internal,
         StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
             ErrorCode::BadRequest
         }

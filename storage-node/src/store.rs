@@ -7,11 +7,16 @@
 //! DATA/tmp/                uploads in progress
 //! ```
 //! A piece is written to `tmp/`, hashed while it arrives, checked against its CID, flushed to
-//! disk, renamed into `pieces/`, and only then indexed with a synced write. A crash at any
+//! disk, renamed into `pieces/`, and only then indexed with a synced write. Room is reserved as
+//! bytes arrive, not when an upload is announced, so announcements alone pin nothing. A crash at any
 //! point leaves either a whole, indexed piece, or a temporary file that the next start deletes,
 //! or a whole piece file not yet indexed, which the next start verifies and indexes. Files keep
 //! piece bytes out of RocksDB's compactions and give proofs and range reads positional reads;
 //! see docs/ARCHITECTURE.md for the measurement behind the choice.
+//!
+//! Faults never delete good data: a piece is removed only when its bytes were read in full and
+//! do not hash to its CID. A piece that cannot be read (an I/O error, too many open files, a
+//! disk gone for a moment) is marked unreadable, kept, and checked again at the next scrub.
 
 use std::{
     fs::{self, File},
@@ -24,7 +29,7 @@ use std::{
 use cid::Cid;
 use rocksdb::{DB, Options, WriteOptions};
 use serde::{Deserialize, Serialize};
-use tessera_formats::address::{ContentHasher, DAG_CBOR, HashFn, RAW, verify_reader};
+use tessera_formats::address::{ContentHasher, DAG_CBOR, HashFn, RAW, VerifyError, verify_reader};
 use tessera_proofs::Outboard;
 use tracing::{info, warn};
 
@@ -64,6 +69,9 @@ pub enum StoreError {
     /// The CID cannot name a piece.
     #[error("not a piece CID: {0}")]
     BadCid(String),
+    /// The store's directories or index are gone or cannot be written.
+    #[error("store unhealthy: {0}")]
+    Unhealthy(String),
     /// The uploaded bytes do not hash to the CID.
     #[error("uploaded bytes do not match {expected}: they hash to {actual}")]
     HashMismatch {
@@ -161,6 +169,27 @@ pub struct Usage {
     pub reserved: u64,
     /// The configured capacity.
     pub capacity: u64,
+    /// Held pieces whose bytes could not be read at their last check.
+    pub unreadable: u64,
+}
+
+/// What a scrub found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScrubReport {
+    /// Pieces read in full that no longer match their CID: removed.
+    pub bad: Vec<Cid>,
+    /// Pieces that could not be read, with the error: kept, and checked again next time.
+    pub unreadable: Vec<(Cid, String)>,
+}
+
+/// What checking one piece's bytes found.
+enum PieceCheck {
+    /// Read in full; it matches its CID.
+    Good,
+    /// Read in full; it does not match.
+    Bad(String),
+    /// Not read in full: nothing is known of its bytes.
+    Unreadable(String),
 }
 
 impl Usage {
@@ -173,10 +202,16 @@ impl Usage {
 #[derive(Debug)]
 struct Inner {
     db: DB,
+    dir: PathBuf,
     pieces_dir: PathBuf,
     tmp_dir: PathBuf,
     max_piece: u64,
     usage: Mutex<Usage>,
+    /// Pieces that could not be read at their last check, with the error.
+    unreadable: Mutex<std::collections::BTreeMap<Cid, String>>,
+    /// Held while a finished upload is moved into place and indexed: two uploads of one
+    /// piece store and count it once.
+    committing: Mutex<()>,
 }
 
 /// The piece store; cheap to clone, safe to share between threads. Its methods block on disk
@@ -202,14 +237,25 @@ impl PieceStore {
     pub fn open(config: &StoreConfig) -> Result<(Self, StartupReport), StoreError> {
         let pieces_dir = config.dir.join("pieces");
         let tmp_dir = config.dir.join("tmp");
+        let db_dir = config.dir.join("db");
+        // An index with no pieces folder beside it is a disk that is not there (unmounted,
+        // moved): starting would unindex every piece on it.
+        if db_dir.exists() && !pieces_dir.exists() {
+            return Err(StoreError::Unhealthy(format!(
+                "{} is missing but the index {} exists; is the disk mounted?",
+                pieces_dir.display(),
+                db_dir.display()
+            )));
+        }
         for dir in [&pieces_dir, &tmp_dir] {
             fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }
         let mut opts = Options::default();
         opts.create_if_missing(true);
-        let db = DB::open(&opts, config.dir.join("db"))?;
+        let db = DB::open(&opts, db_dir)?;
         let inner = Inner {
             db,
+            dir: config.dir.clone(),
             pieces_dir,
             tmp_dir,
             max_piece: config.max_piece,
@@ -218,7 +264,10 @@ impl PieceStore {
                 used: 0,
                 reserved: 0,
                 capacity: config.capacity,
+                unreadable: 0,
             }),
+            unreadable: Mutex::new(std::collections::BTreeMap::new()),
+            committing: Mutex::new(()),
         };
         let store = Self {
             inner: Arc::new(inner),
@@ -236,7 +285,40 @@ impl PieceStore {
 
     /// Bytes used and free.
     pub fn usage(&self) -> Usage {
-        *lock(&self.inner.usage)
+        let mut usage = *lock(&self.inner.usage);
+        usage.unreadable = lock(&self.inner.unreadable).len() as u64;
+        usage
+    }
+
+    /// Pieces that could not be read at their last check, with the error.
+    pub fn unreadable(&self) -> Vec<(Cid, String)> {
+        lock(&self.inner.unreadable)
+            .iter()
+            .map(|(cid, why)| (*cid, why.clone()))
+            .collect()
+    }
+
+    /// Whether the store can keep pieces: its directories are there and writable and its
+    /// index is on disk. The reason when not.
+    pub fn health(&self) -> Result<(), String> {
+        let inner = &self.inner;
+        for dir in [&inner.dir, &inner.pieces_dir, &inner.tmp_dir] {
+            match fs::metadata(dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(format!("{} is not a directory", dir.display())),
+                Err(e) => return Err(format!("{}: {e}", dir.display())),
+            }
+        }
+        let current = inner.dir.join("db").join("CURRENT");
+        if let Err(e) = fs::metadata(&current) {
+            return Err(format!("index {}: {e}", current.display()));
+        }
+        let probe = inner.tmp_dir.join(".write-probe");
+        File::create(&probe)
+            .and_then(|mut f| f.write_all(b"ok"))
+            .map_err(|e| format!("{} is not writable: {e}", inner.tmp_dir.display()))?;
+        let _ = fs::remove_file(&probe);
+        Ok(())
     }
 
     /// The size of a held piece.
@@ -295,7 +377,8 @@ impl PieceStore {
         self.inner.piece_path(cid)
     }
 
-    /// Starts receiving a piece of `size` bytes, reserving room for it.
+    /// Starts receiving a piece of `size` bytes. The piece must fit in the room free now;
+    /// room is reserved as its bytes arrive.
     pub fn begin_upload(&self, cid: Cid, size: u64) -> Result<Upload, StoreError> {
         check_piece_cid(&cid)?;
         let hasher = ContentHasher::new(cid.codec(), HashFn::Blake3);
@@ -305,17 +388,14 @@ impl PieceStore {
                 max: self.inner.max_piece,
             });
         }
-        {
-            let mut usage = lock(&self.inner.usage);
-            if usage.free() < size {
-                return Err(StoreError::CapacityExceeded {
-                    needed: size,
-                    free: usage.free(),
-                });
-            }
-            usage.reserved += size;
+        let free = self.usage().free();
+        if free < size {
+            return Err(StoreError::CapacityExceeded { needed: size, free });
         }
-        // From here on, dropping the upload gives the reservation back.
+        // The tmp folder is checked on every upload; the rest of the store's health is not
+        // worth a probe file per piece.
+        self.health_of_dirs()?;
+        // From here on, dropping the upload gives its reservation back.
         let mut upload = Upload {
             store: self.clone(),
             cid,
@@ -327,7 +407,7 @@ impl PieceStore {
                 .inner
                 .tmp_dir
                 .join(format!("{cid}.{:016x}", rand::random::<u64>())),
-            reserved: size,
+            reserved: 0,
         };
         let file = File::create(&upload.tmp_path)
             .map_err(io_err(format!("creating {}", upload.tmp_path.display())))?;
@@ -372,22 +452,40 @@ impl PieceStore {
         Ok(true)
     }
 
-    /// Re-hashes every held piece against its CID; removes and returns the ones that no longer
-    /// match (bit rot, tampering), so the node stops serving and announcing them.
-    pub fn scrub(&self) -> Result<Vec<Cid>, StoreError> {
-        let mut bad = Vec::new();
+    /// Re-hashes every held piece against its CID. Removes the ones read in full that no
+    /// longer match (bit rot, tampering), so the node stops serving and announcing them; marks
+    /// the ones that could not be read, and keeps them.
+    pub fn scrub(&self) -> Result<ScrubReport, StoreError> {
+        let mut report = ScrubReport::default();
         for (cid, _) in self.list()? {
-            let path = self.inner.piece_path(&cid);
-            let ok = File::open(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|f| verify_reader(&cid, f).map_err(|e| e.to_string()));
-            if let Err(why) = ok {
-                warn!(%cid, %why, "stored piece failed its check; removing it");
-                self.remove(&cid)?;
-                bad.push(cid);
+            match check_file(&cid, &self.inner.piece_path(&cid)) {
+                PieceCheck::Good => {
+                    lock(&self.inner.unreadable).remove(&cid);
+                }
+                PieceCheck::Bad(why) => {
+                    warn!(%cid, %why, "stored piece does not match its CID; removing it");
+                    self.remove(&cid)?;
+                    lock(&self.inner.unreadable).remove(&cid);
+                    report.bad.push(cid);
+                }
+                PieceCheck::Unreadable(why) => {
+                    warn!(%cid, %why, "stored piece could not be read; kept, checked again later");
+                    lock(&self.inner.unreadable).insert(cid, why.clone());
+                    report.unreadable.push((cid, why));
+                }
             }
         }
-        Ok(bad)
+        Ok(report)
+    }
+
+    /// The store's folders are there.
+    fn health_of_dirs(&self) -> Result<(), StoreError> {
+        for dir in [&self.inner.pieces_dir, &self.inner.tmp_dir] {
+            if let Err(e) = fs::metadata(dir) {
+                return Err(StoreError::Unhealthy(format!("{}: {e}", dir.display())));
+            }
+        }
+        Ok(())
     }
 
     /// Reconciles the index with the files on disk (run at every start).
@@ -398,23 +496,50 @@ impl PieceStore {
             let _ = fs::remove_file(entry);
             report.discarded += 1;
         }
-        // Index entries must have their files.
+        // Index entries must have their files. Only a file that is gone, or whose length
+        // cannot be the piece's, is unindexed; one that cannot be looked at is kept.
         let mut used = 0;
         for (cid, meta) in self.list()? {
             let path = self.inner.piece_path(&cid);
-            let whole = fs::metadata(&path)
-                .map(|m| m.len() == meta.size)
-                .unwrap_or(false)
-                && outboard_path(&path).exists();
-            if whole {
-                used += meta.size;
-                report.pieces += 1;
-            } else {
-                warn!(%cid, "indexed piece is missing or truncated on disk; unindexing it");
-                self.inner.db.delete_opt(key(&cid), &synced())?;
-                let _ = fs::remove_file(&path);
-                let _ = fs::remove_file(outboard_path(&path));
-                report.missing.push(cid);
+            let problem = match fs::metadata(&path) {
+                Ok(m) if m.len() == meta.size => match fs::metadata(outboard_path(&path)) {
+                    Ok(_) => None,
+                    // The outboard is derived from the bytes: made again, not a loss.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        match self.rebuild_outboard(&cid, &path) {
+                            PieceCheck::Good => None,
+                            PieceCheck::Bad(why) => Some(Err(why)),
+                            PieceCheck::Unreadable(why) => Some(Ok(why)),
+                        }
+                    }
+                    Err(e) => Some(Ok(format!("outboard: {e}"))),
+                },
+                Ok(m) => Some(Err(format!(
+                    "{} bytes on disk, {} indexed",
+                    m.len(),
+                    meta.size
+                ))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Some(Err("file gone".into())),
+                Err(e) => Some(Ok(e.to_string())),
+            };
+            match problem {
+                None => {
+                    used += meta.size;
+                    report.pieces += 1;
+                }
+                Some(Ok(unreadable)) => {
+                    warn!(%cid, why = %unreadable, "indexed piece could not be checked; kept");
+                    lock(&self.inner.unreadable).insert(cid, unreadable);
+                    used += meta.size;
+                    report.pieces += 1;
+                }
+                Some(Err(why)) => {
+                    warn!(%cid, %why, "indexed piece is missing or truncated on disk; unindexing it");
+                    self.inner.db.delete_opt(key(&cid), &synced())?;
+                    let _ = fs::remove_file(&path);
+                    let _ = fs::remove_file(outboard_path(&path));
+                    report.missing.push(cid);
+                }
             }
         }
         {
@@ -445,12 +570,19 @@ impl PieceStore {
                     continue;
                 }
                 match cid.map(|cid| (cid, self.adopt(&cid, &path))) {
-                    Some((cid, Ok(()))) => report.recovered.push(cid),
-                    Some((cid, Err(e))) => {
-                        warn!(%cid, error = %e, "discarding an unindexed piece file");
+                    Some((cid, Ok(PieceCheck::Good))) => report.recovered.push(cid),
+                    Some((cid, Ok(PieceCheck::Bad(why)))) => {
+                        warn!(%cid, %why, "discarding an unindexed piece file");
                         let _ = fs::remove_file(outboard_path(&path));
                         let _ = fs::remove_file(&path);
                         report.discarded += 1;
+                    }
+                    // Left for the next start, which may be able to read it.
+                    Some((cid, Ok(PieceCheck::Unreadable(why)))) => {
+                        warn!(%cid, %why, "an unindexed piece file could not be read; left as it is");
+                    }
+                    Some((cid, Err(e))) => {
+                        warn!(%cid, error = %e, "an unindexed piece file could not be indexed; left as it is");
                     }
                     None => {
                         let _ = fs::remove_file(&path);
@@ -463,14 +595,32 @@ impl PieceStore {
     }
 
     /// Verifies a whole piece file left unindexed by a crash and indexes it.
-    fn adopt(&self, cid: &Cid, path: &Path) -> Result<(), StoreError> {
-        let file = File::open(path).map_err(io_err(format!("opening {}", path.display())))?;
-        let size = verify_reader(cid, &file).map_err(|e| StoreError::Io {
-            what: format!("verifying {}", path.display()),
-            source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
-        })?;
-        write_outboard(&file, path)?;
-        self.index(cid, size)
+    fn adopt(&self, cid: &Cid, path: &Path) -> Result<PieceCheck, StoreError> {
+        let check = self.rebuild_outboard(cid, path);
+        if matches!(check, PieceCheck::Good) {
+            let size = fs::metadata(path)
+                .map_err(io_err(format!("reading {}", path.display())))?
+                .len();
+            self.index(cid, size)?;
+        }
+        Ok(check)
+    }
+
+    /// Verifies a piece file and writes its outboard again.
+    fn rebuild_outboard(&self, cid: &Cid, path: &Path) -> PieceCheck {
+        let check = check_file(cid, path);
+        if !matches!(check, PieceCheck::Good) {
+            return check;
+        }
+        let written = File::open(path)
+            .map_err(io_err(format!("opening {}", path.display())))
+            .and_then(|file| {
+                write_outboard(&file, path, &outboard_path(path).with_extension("obao.tmp"))
+            });
+        match written {
+            Ok(()) => PieceCheck::Good,
+            Err(e) => PieceCheck::Unreadable(e.to_string()),
+        }
     }
 
     fn index(&self, cid: &Cid, size: u64) -> Result<(), StoreError> {
@@ -515,6 +665,13 @@ impl Upload {
         self.written
     }
 
+    /// Where this upload's outboard waits to be moved into place.
+    fn outboard_tmp(&self) -> PathBuf {
+        let mut path = self.tmp_path.clone().into_os_string();
+        path.push(".obao");
+        path.into()
+    }
+
     /// Appends bytes that belong at `offset`; returns the new length.
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<u64, StoreError> {
         if offset != self.written {
@@ -531,6 +688,19 @@ impl Upload {
             written: self.written,
             size: self.size,
         })?;
+        // Room is taken as bytes arrive: an upload that sends nothing holds nothing.
+        {
+            let mut usage = lock(&self.store.inner.usage);
+            let needed = end.saturating_sub(self.reserved);
+            if usage.free() < needed {
+                return Err(StoreError::CapacityExceeded {
+                    needed: self.size - self.reserved,
+                    free: usage.free(),
+                });
+            }
+            usage.reserved += needed;
+            self.reserved += needed;
+        }
         file.write_all(bytes)
             .map_err(io_err(format!("writing {}", self.tmp_path.display())))?;
         self.hasher.update(bytes);
@@ -560,17 +730,22 @@ impl Upload {
         file.sync_all()
             .map_err(io_err(format!("syncing {}", self.tmp_path.display())))?;
         let inner = &self.store.inner;
+        let path = inner.piece_path(&self.cid);
+        // The outboard is computed beside this upload's own temporary file, so that uploads
+        // of one piece never write the same file.
+        let reader = File::open(&self.tmp_path)
+            .map_err(io_err(format!("opening {}", self.tmp_path.display())))?;
+        write_outboard(&reader, &path, &self.outboard_tmp())?;
+        let _committing = lock(&inner.committing);
         if inner.db.get(key(&self.cid))?.is_some() {
             // Stored meanwhile by another upload of the same piece.
             return Ok(());
         }
-        let path = inner.piece_path(&self.cid);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
         }
-        let reader = File::open(&self.tmp_path)
-            .map_err(io_err(format!("opening {}", self.tmp_path.display())))?;
-        write_outboard(&reader, &path)?;
+        fs::rename(self.outboard_tmp(), outboard_path(&path))
+            .map_err(io_err(format!("renaming into {}", path.display())))?;
         fs::rename(&self.tmp_path, &path)
             .map_err(io_err(format!("renaming into {}", path.display())))?;
         sync_dir(path.parent())?;
@@ -588,6 +763,7 @@ impl Drop for Upload {
             usage.reserved = usage.reserved.saturating_sub(self.reserved);
         }
         let _ = fs::remove_file(&self.tmp_path);
+        let _ = fs::remove_file(self.outboard_tmp());
     }
 }
 
@@ -603,19 +779,36 @@ fn outboard_path(piece: &Path) -> PathBuf {
     piece.with_extension("obao")
 }
 
-/// Computes and durably writes the outboard of the piece in `file`, next to `piece_path`.
-fn write_outboard(file: &File, piece_path: &Path) -> Result<(), StoreError> {
+/// Computes the outboard of the piece in `file` and writes it durably to `tmp`; renamed next
+/// to `piece_path` unless `tmp` is the upload's own (the upload renames it when it commits).
+fn write_outboard(file: &File, piece_path: &Path, tmp: &Path) -> Result<(), StoreError> {
     let (outboard, _) = Outboard::compute(file).map_err(|e| StoreError::Io {
         what: format!("hashing {}", piece_path.display()),
         source: io::Error::other(e.to_string()),
     })?;
-    let path = outboard_path(piece_path);
-    let tmp = path.with_extension("obao.tmp");
-    let mut out = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+    let mut out = File::create(tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
     out.write_all(&outboard.to_bytes())
         .and_then(|()| out.sync_all())
         .map_err(io_err(format!("writing {}", tmp.display())))?;
-    fs::rename(&tmp, &path).map_err(io_err(format!("renaming into {}", path.display())))
+    let path = outboard_path(piece_path);
+    if tmp.parent() == path.parent() {
+        fs::rename(tmp, &path).map_err(io_err(format!("renaming into {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Reads a piece file in full against its CID: only a full read that does not match says the
+/// bytes are bad.
+fn check_file(cid: &Cid, path: &Path) -> PieceCheck {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) => return PieceCheck::Unreadable(format!("opening {}: {e}", path.display())),
+    };
+    match verify_reader(cid, file) {
+        Ok(_) => PieceCheck::Good,
+        Err(e @ VerifyError::Mismatch { .. }) => PieceCheck::Bad(e.to_string()),
+        Err(e) => PieceCheck::Unreadable(format!("reading {}: {e}", path.display())),
+    }
 }
 
 fn sync_dir(dir: Option<&Path>) -> Result<(), StoreError> {

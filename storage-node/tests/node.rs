@@ -5,21 +5,10 @@
 
 mod common;
 
-use common::{bytes, upload};
+use common::{bytes, http_get, upload};
 use tessera_formats::address::raw_cid;
 use tessera_net::{Keypair, NetworkConfig, protocol::PieceResponse, start};
 use tessera_storage_node::{NodeConfig, Status, StorageNode};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.to_string(), body.to_string())
-}
 
 fn config(dir: &std::path::Path) -> NodeConfig {
     NodeConfig {

@@ -154,6 +154,7 @@ async fn put_get_prove_over_the_wire() {
         used: data.len() as u64,
         reserved: 0,
         capacity: 1 << 30,
+        unreadable: 0,
     });
     assert!(
         metrics.contains("tessera_challenges_answered_total 1"),
@@ -288,4 +289,43 @@ async fn bad_requests_get_named_errors_and_the_node_keeps_serving() {
         }
     ));
     assert!(node.metrics.errors_with(ErrorCode::HashMismatch) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_uploads_that_send_nothing_pin_no_room() {
+    let node = storage_node(4 << 20).await;
+    let node_peer = node.client.peer_id();
+    // Several peers (ids cost nothing) each announce as many large uploads as they may, and
+    // send no byte.
+    let mut holders = Vec::new();
+    for h in 0..3u8 {
+        let holder = user(node.addr.clone()).await;
+        for i in 0..ServiceLimits::default().uploads_per_peer {
+            let piece = raw_cid(&[h, u8::try_from(i).unwrap(), 0xee]);
+            let response = holder
+                .piece_request(
+                    node_peer,
+                    PieceRequest::PutBegin {
+                        piece,
+                        size: 3 << 20,
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(response, PieceResponse::PutReady { offset: 0, .. }),
+                "{response:?}"
+            );
+        }
+        holders.push(holder);
+    }
+    // An honest upload still finds the room.
+    let honest = user(node.addr.clone()).await;
+    let data = bytes(2 << 20, 8);
+    let piece = raw_cid(&data);
+    assert_eq!(
+        upload(&honest, node_peer, piece, &data).await,
+        PieceResponse::Stored { piece }
+    );
+    drop(holders);
 }

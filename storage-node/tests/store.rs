@@ -137,7 +137,8 @@ fn bad_uploads_leave_nothing_behind() {
     // Abandoned mid-way.
     let mut upload = store.begin_upload(cid, 50_000).unwrap();
     upload.write(0, &data[..1000]).unwrap();
-    assert_eq!(store.usage().reserved, 50_000);
+    // Room is reserved as bytes arrive.
+    assert_eq!(store.usage().reserved, 1000);
     drop(upload);
 
     assert_eq!(store.has(&cid).unwrap(), None);
@@ -183,14 +184,25 @@ fn capacity_and_size_limits_refuse_up_front() {
         "{err:?}"
     );
     assert!(err.to_string().contains("capacity exceeded"));
-    // Reservations count: two uploads cannot both take the last 50,000 bytes.
-    let small = bytes(30_000, 5);
-    let _first = store.begin_upload(raw_cid(&small), 30_000).unwrap();
+    // Room is reserved as bytes arrive: two uploads may start on the last 50,000 bytes,
+    // and the one whose bytes find no room left is refused then.
+    let (first, second) = (bytes(30_000, 5), bytes(30_000, 6));
+    let mut a = store.begin_upload(raw_cid(&first), 30_000).unwrap();
+    let mut b = store.begin_upload(raw_cid(&second), 30_000).unwrap();
+    assert_eq!(store.usage().reserved, 0, "an announcement pins nothing");
+    a.write(0, &first[..20_000]).unwrap();
+    b.write(0, &second[..20_000]).unwrap();
+    assert_eq!(store.usage().reserved, 40_000);
+    a.write(20_000, &first[20_000..]).unwrap();
+    let err = b.write(20_000, &second[20_000..]).unwrap_err();
     assert!(
-        store
-            .begin_upload(raw_cid(&bytes(30_000, 6)), 30_000)
-            .is_err()
+        matches!(err, StoreError::CapacityExceeded { free: 0, .. }),
+        "{err:?}"
     );
+    drop(b);
+    a.finish().unwrap();
+    assert_eq!(store.usage().used, 130_000);
+    assert_eq!(store.usage().reserved, 0);
     assert!(matches!(
         store.begin_upload(raw_cid(b"huge"), 2 << 20),
         Err(StoreError::TooLarge { .. })
@@ -266,7 +278,9 @@ fn scrub_flags_and_drops_a_piece_altered_on_disk() {
     let mut altered = fs::read(&path).unwrap();
     altered[12_345] ^= 0x04;
     fs::write(&path, altered).unwrap();
-    assert_eq!(store.scrub().unwrap(), vec![raw_cid(&bad)]);
+    let report = store.scrub().unwrap();
+    assert_eq!(report.bad, vec![raw_cid(&bad)]);
+    assert!(report.unreadable.is_empty());
     assert_eq!(store.has(&raw_cid(&bad)).unwrap(), None);
     assert_eq!(store.has(&raw_cid(&good)).unwrap(), Some(30_000));
 }

@@ -218,7 +218,7 @@ async fn a_corrupted_piece_is_never_served_as_valid() {
     assert!(got.failed[0].1.contains("bad range"), "{:?}", got.failed);
 
     // The node's own check finds the piece and stops holding it.
-    assert_eq!(node.store.scrub().unwrap(), vec![piece]);
+    assert_eq!(node.store.scrub().unwrap().bad, vec![piece]);
     assert_eq!(node.store.has(&piece).unwrap(), None);
     network.shutdown().await;
 }
