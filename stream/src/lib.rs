@@ -17,3 +17,5 @@ pub use cache::{CacheStats, Lease, ShardCache};
 pub use error::StreamError;
 pub use plan::{EpochOrder, Partition, PlanError, Remainder, Sample, Split};
 pub use reader::{DEFAULT_SEGMENT_SAMPLES, DatasetStream, StreamOptions, StreamState};
+/// The limits a shard's Parquet is read with ([`StreamOptions::parquet_limits`]).
+pub use tessera_client::dataset::parquet_guard::ParquetLimits;

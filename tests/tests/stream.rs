@@ -14,7 +14,9 @@ use tessera_client::{
 };
 use tessera_formats::{Cid, Manifest, erasure::ErasureParams};
 use tessera_storage_node::LocalNetwork;
-use tessera_stream::{DatasetStream, Partition, ShardCache, StreamOptions, StreamState};
+use tessera_stream::{
+    DatasetStream, ParquetLimits, Partition, ShardCache, StreamOptions, StreamState,
+};
 use tessera_tests::{read_rows, write_parquet};
 
 const MIB: u64 = 1024 * 1024;
@@ -470,7 +472,7 @@ async fn a_cold_stream_rebuilds_shards_past_a_lost_holder_and_a_rotten_piece() {
     assert_eq!((stats.fetched, stats.corrupt), (3, 0), "{stats:?}");
     // The rows came past the rot: its node's own check still finds the piece bad.
     let keeper = &network.node(holders[1][rotten_at]).unwrap().store;
-    assert_eq!(keeper.scrub().unwrap(), vec![rotten]);
+    assert_eq!(keeper.scrub().unwrap().bad, vec![rotten]);
 
     // One more of shard 1's holders down: it cannot be rebuilt. The stream says which shard,
     // yields none of its rows, and caches nothing under its CID.
@@ -488,5 +490,120 @@ async fn a_cold_stream_rebuilds_shards_past_a_lost_holder_and_a_rotten_piece() {
     }
     assert!(!cache.path_of(&lost).exists());
     drop(stream);
+    network.shutdown().await;
+}
+
+/// A Parquet file whose one text decompresses to 4 MiB of one letter: a few KiB on disk.
+fn write_bomb(path: &Path) {
+    use arrow::{
+        array::{Float64Array, Int64Array, StringArray},
+        datatypes::{DataType, Field, Schema},
+    };
+    use parquet::{arrow::ArrowWriter, basic::Compression, file::properties::WriterProperties};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("text", DataType::Utf8, true),
+        Field::new("score", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![0])),
+            Arc::new(StringArray::from(vec!["a".repeat(4 << 20)])),
+            Arc::new(Float64Array::from(vec![0.0])),
+        ],
+    )
+    .unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(Default::default()))
+        .set_dictionary_enabled(false)
+        .build();
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parquet_bomb_is_refused_at_publish_and_fails_its_shard_in_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(&dir.path().join("nodes"), 3, 64 * MIB)
+        .await
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_parquet(&data.join("part-0.parquet"), "r0", 500);
+    write_bomb(&data.join("part-1.parquet"));
+    assert!(
+        std::fs::metadata(data.join("part-1.parquet"))
+            .unwrap()
+            .len()
+            < 64 * 1024
+    );
+    // A job (or a publisher) that allows pages of 1 MiB decompressed.
+    let tight = ParquetLimits {
+        max_page: MIB,
+        ..ParquetLimits::default()
+    };
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let options = PublishOptions {
+        params: Some(ErasureParams::new(2, 1, 64 * 1024).unwrap()),
+        ..PublishOptions::default()
+    };
+    let refused = publish(
+        &session,
+        list_parquet(&data).unwrap(),
+        &PublishOptions {
+            parquet_limits: tight,
+            ..options.clone()
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("part-1.parquet"), "{refused}");
+    assert!(refused.contains("decompresses to 4194"), "{refused}");
+
+    // Within the default limits it is published; a stream with the tight ones fails that
+    // shard by name, and the job goes on (no abort, no memory spent on it).
+    let report = publish(&session, list_parquet(&data).unwrap(), &options)
+        .await
+        .unwrap();
+    let job = Job {
+        session: &session,
+        cid: report.manifest_cid,
+        manifest: Arc::new(report.manifest.clone()),
+    };
+    let cache = ShardCache::open(&dir.path().join("cache"), 64 * MIB).unwrap();
+    let strict = StreamOptions {
+        batch_size: 100,
+        parquet_limits: tight,
+        ..StreamOptions::default()
+    };
+    let mut stream = job.open(&cache, &strict);
+    match stream.next_batch().await {
+        Some(Err(e)) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("part-1.parquet") && e.contains("decompresses to"),
+                "{e}"
+            );
+        }
+        other => panic!("the bomb's shard was read: {other:?}"),
+    }
+    drop(stream);
+    // The same shards under the default limits give every row.
+    let (batches, _) = drain(
+        job.open(
+            &cache,
+            &StreamOptions {
+                batch_size: 1,
+                ..StreamOptions::default()
+            },
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(batches.len(), 501);
     network.shutdown().await;
 }

@@ -19,9 +19,9 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use bytesize::ByteSize;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use tessera_client::dataset::FetchOptions;
+use tessera_client::dataset::parquet_guard::{ParquetLimits, contain, open_checked};
 use tessera_dataset_registry::fetch_version;
 use tessera_formats::DatasetRef;
 use tessera_proofs::{decode_blocks, ledger};
@@ -313,14 +313,19 @@ fn count_dir(
         }
         let file =
             std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .with_context(|| format!("reading {}", path.display()))?
-            .build()?;
-        for batch in reader {
-            let batch = batch.with_context(|| format!("reading {}", path.display()))?;
-            contributions(&batch, from_us, to_us, counted)
-                .with_context(|| format!("{}: not a dataset of scraped pages", path.display()))?;
-        }
+        // Shards come from the network: read with limits, a panic in the reader contained.
+        let read = contain(|| {
+            let reader = open_checked(file, &ParquetLimits::default())?
+                .build()
+                .map_err(|e| e.to_string())?;
+            for batch in reader {
+                let batch = batch.map_err(|e| e.to_string())?;
+                contributions(&batch, from_us, to_us, counted)
+                    .map_err(|e| format!("not a dataset of scraped pages: {e:#}"))?;
+            }
+            Ok(())
+        });
+        read.map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
     }
     Ok(())
 }

@@ -16,8 +16,8 @@ use tessera_client::dataset::fetch_manifest;
 use tessera_dataset_registry::remote;
 use tessera_formats::DatasetRef;
 use tessera_stream::{
-    DEFAULT_SEGMENT_SAMPLES, DatasetStream, Partition, Remainder, ShardCache, StreamOptions,
-    StreamState,
+    DEFAULT_SEGMENT_SAMPLES, DatasetStream, ParquetLimits, Partition, Remainder, ShardCache,
+    StreamOptions, StreamState,
 };
 use tracing::debug;
 
@@ -140,6 +140,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         prefetch_shards: args.prefetch,
         consumed: args.consumed.unwrap_or(0),
         segment_samples: args.segment_samples,
+        parquet_limits: ParquetLimits::default(),
     };
     if let Some(path) = &args.state
         && let Some(saved) = read_state(path)?

@@ -4,10 +4,12 @@
 use std::{fs::File, path::Path, sync::Arc};
 
 use arrow::datatypes::Schema;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tessera_formats::manifest::RowGroup;
 
-use super::DatasetError;
+use super::{
+    DatasetError,
+    parquet_guard::{ParquetLimits, chunk_range, open_checked},
+};
 
 /// What one Parquet file holds.
 #[derive(Debug, Clone)]
@@ -22,21 +24,27 @@ pub struct ParquetInfo {
     pub size: u64,
 }
 
-/// Reads the footer of the Parquet file at `path`.
+/// Reads the footer of the Parquet file at `path`, checked against the default limits (the
+/// file may have come from anyone).
 pub fn inspect(path: &Path) -> Result<ParquetInfo, DatasetError> {
+    inspect_with(path, &ParquetLimits::default())
+}
+
+/// Reads the footer of the Parquet file at `path`, checked against `limits`.
+pub fn inspect_with(path: &Path, limits: &ParquetLimits) -> Result<ParquetInfo, DatasetError> {
     let bad = |reason: String| DatasetError::NotParquet {
         path: path.to_path_buf(),
         reason,
     };
     let file = File::open(path).map_err(|e| bad(e.to_string()))?;
     let size = file.metadata().map_err(|e| bad(e.to_string()))?.len();
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+    let builder = open_checked(file, limits).map_err(bad)?;
     let metadata = builder.metadata();
     let mut row_groups = Vec::with_capacity(metadata.num_row_groups());
     for rg in metadata.row_groups() {
         let (mut start, mut end) = (u64::MAX, 0u64);
         for column in rg.columns() {
-            let (s, len) = column.byte_range();
+            let (s, len) = chunk_range(column).map_err(bad)?;
             start = start.min(s);
             end = end.max(s.saturating_add(len));
         }

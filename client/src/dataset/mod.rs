@@ -18,6 +18,7 @@ use crate::error::ClientError;
 pub mod fetch;
 pub mod inspect;
 pub mod journal;
+pub mod parquet_guard;
 pub mod publish;
 
 pub use fetch::{FetchOptions, FetchReport, fetch_dataset, fetch_manifest};

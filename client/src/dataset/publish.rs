@@ -28,8 +28,9 @@ use tracing::info;
 
 use super::{
     DatasetError, Progress, ProgressSink,
-    inspect::{ParquetInfo, inspect, schema_bytes, schema_difference},
+    inspect::{ParquetInfo, inspect_with, schema_bytes, schema_difference},
     journal::Journal,
+    parquet_guard::ParquetLimits,
     report, unix_ms,
 };
 use crate::{
@@ -57,6 +58,8 @@ pub struct PublishOptions {
     pub journal: Option<PathBuf>,
     /// Progress reports.
     pub progress: ProgressSink,
+    /// What each file's Parquet may cost to read: a file past them is refused by name.
+    pub parquet_limits: ParquetLimits,
 }
 
 impl std::fmt::Debug for PublishOptions {
@@ -151,10 +154,13 @@ pub fn list_parquet(dir: &Path) -> Result<Vec<(String, PathBuf)>, DatasetError> 
 }
 
 /// Checks every file and that they share the first one's schema.
-fn inspect_all(files: &[(String, PathBuf)]) -> Result<Vec<ParquetInfo>, DatasetError> {
+fn inspect_all(
+    files: &[(String, PathBuf)],
+    limits: &ParquetLimits,
+) -> Result<Vec<ParquetInfo>, DatasetError> {
     let mut infos: Vec<ParquetInfo> = Vec::with_capacity(files.len());
     for (_, path) in files {
-        let info = inspect(path)?;
+        let info = inspect_with(path, limits)?;
         if let Some(first) = infos.first()
             && let Some(difference) = schema_difference(&first.schema, &info.schema)
         {
@@ -188,8 +194,11 @@ pub async fn publish(
     options: &PublishOptions,
 ) -> Result<PublishReport, DatasetError> {
     let infos = {
-        let files = files.clone();
-        blocking("reading Parquet footers", move || inspect_all(&files)).await?
+        let (files, limits) = (files.clone(), options.parquet_limits);
+        blocking("reading Parquet footers", move || {
+            inspect_all(&files, &limits)
+        })
+        .await?
     };
     let nodes = session
         .net()
@@ -442,14 +451,14 @@ mod tests {
         let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["a.parquet", "sub/b.parquet", "sub/c.parquet"]);
         assert_eq!(
-            inspect_all(&files[..2])
+            inspect_all(&files[..2], &ParquetLimits::default())
                 .unwrap()
                 .iter()
                 .map(|i| i.rows)
                 .collect::<Vec<_>>(),
             [1_500, 1_000]
         );
-        match inspect_all(&files) {
+        match inspect_all(&files, &ParquetLimits::default()) {
             Err(DatasetError::SchemaMismatch {
                 path,
                 first,

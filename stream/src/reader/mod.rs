@@ -32,7 +32,7 @@ use std::{
 use arrow::{array::RecordBatch, datatypes::SchemaRef};
 use cid::Cid;
 use serde::{Deserialize, Serialize};
-use tessera_client::Session;
+use tessera_client::{Session, dataset::parquet_guard::ParquetLimits};
 use tessera_formats::Manifest;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::debug;
@@ -80,6 +80,8 @@ pub struct StreamOptions {
     /// Most samples decoded together: a block with more is read in segments of this many,
     /// each decoding the block's shards again. Memory grows with it.
     pub segment_samples: usize,
+    /// What a shard's Parquet may cost to read; a shard past them fails, by name.
+    pub parquet_limits: ParquetLimits,
 }
 
 impl Default for StreamOptions {
@@ -95,6 +97,7 @@ impl Default for StreamOptions {
             prefetch_shards: 4,
             consumed: 0,
             segment_samples: DEFAULT_SEGMENT_SAMPLES,
+            parquet_limits: ParquetLimits::default(),
         }
     }
 }
@@ -196,6 +199,7 @@ impl DatasetStream {
             spans,
             manifest,
             segment_samples: options.segment_samples,
+            parquet_limits: options.parquet_limits,
         });
         // One slot per shard fetched ahead, and one for the segment they belong to.
         let (steps_tx, steps_rx) = mpsc::channel(options.prefetch_shards.max(1) + 1);
@@ -264,6 +268,7 @@ struct Plan {
     spans: Vec<(u64, u64)>,
     manifest: Arc<Manifest>,
     segment_samples: usize,
+    parquet_limits: ParquetLimits,
 }
 
 /// Runs of the worker's samples in one block each: (samples in output order, shards needed
@@ -509,8 +514,10 @@ async fn read_segment(
         let rows = needed_rows(order.clone(), entry.map_or(0, |s| s.rows));
         let name = entry.map(|s| s.name.clone()).unwrap_or_default();
         let columns = columns.clone();
+        let limits = plan.parquet_limits;
         reads.push(tokio::task::spawn_blocking(move || {
-            let read = read_rows(file, &name, &rows, columns.as_deref().map(Vec::as_slice));
+            let columns = columns.as_deref().map(Vec::as_slice);
+            let read = read_rows(file, &name, &rows, columns, &limits);
             drop(lease);
             let (batches, total) = read?;
             ShardRows::new(batches, Ranks::new(rows, total)).in_order(&name, &order)

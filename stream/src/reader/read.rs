@@ -5,10 +5,9 @@ use std::{fs::File, sync::Arc};
 use arrow::{array::RecordBatch, datatypes::SchemaRef};
 use parquet::arrow::{
     ProjectionMask,
-    arrow_reader::{
-        ParquetRecordBatchReaderBuilder, RowSelection, RowSelectionPolicy, RowSelector,
-    },
+    arrow_reader::{RowSelection, RowSelectionPolicy, RowSelector},
 };
+use tessera_client::dataset::parquet_guard::{ParquetLimits, contain, open_checked};
 use tessera_formats::Manifest;
 
 use crate::error::StreamError;
@@ -17,21 +16,32 @@ use crate::error::StreamError;
 pub(super) const READ_BATCH_ROWS: usize = 8 * 1024;
 
 /// Reads rows `rows` (sorted, distinct) of the Parquet `file`: the batches, and the file's
-/// row count.
+/// row count. The file matched its CID, but anyone may have published it: it is read with
+/// limits, and a panic in the reader fails this shard alone, by name.
 pub(super) fn read_rows(
     file: File,
     name: &str,
     rows: &[u64],
     columns: Option<&[String]>,
+    limits: &ParquetLimits,
 ) -> Result<(Vec<RecordBatch>, u64), StreamError> {
     let bad = |reason: String| StreamError::Parquet {
         name: name.to_string(),
         reason,
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+    contain(|| read_checked(file, rows, columns, limits)).map_err(bad)
+}
+
+fn read_checked(
+    file: File,
+    rows: &[u64],
+    columns: Option<&[String]>,
+    limits: &ParquetLimits,
+) -> Result<(Vec<RecordBatch>, u64), String> {
+    let builder = open_checked(file, limits)?;
     let mask = match columns {
         Some(names) => {
-            let roots = root_indices(builder.schema(), names).map_err(bad)?;
+            let roots = root_indices(builder.schema(), names)?;
             ProjectionMask::roots(builder.parquet_schema(), roots)
         }
         None => ProjectionMask::all(),
@@ -40,7 +50,7 @@ pub(super) fn read_rows(
     if let Some(&last) = rows.last()
         && last >= total
     {
-        return Err(bad(format!("row {last} of a {total}-row file")));
+        return Err(format!("row {last} of a {total}-row file"));
     }
     let all = rows.len() as u64 == total;
     let mut builder = builder
@@ -52,13 +62,13 @@ pub(super) fn read_rows(
             builder = builder.with_row_selection_policy(RowSelectionPolicy::Selectors);
         }
     }
-    let reader = builder.build().map_err(|e| bad(e.to_string()))?;
+    let reader = builder.build().map_err(|e| e.to_string())?;
     let batches: Vec<RecordBatch> = reader
         .collect::<Result<_, _>>()
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let read: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if read != rows.len() {
-        return Err(bad(format!("{read} rows read, {} asked for", rows.len())));
+        return Err(format!("{read} rows read, {} asked for", rows.len()));
     }
     Ok((batches, total))
 }
@@ -213,8 +223,14 @@ mod tests {
             let rows: Vec<u64> = (0..total)
                 .filter(|r| r % keep_one_in == keep_one_in - 1)
                 .collect();
-            let (batches, read_total) =
-                read_rows(file.reopen().unwrap(), "s", &rows, None).unwrap();
+            let (batches, read_total) = read_rows(
+                file.reopen().unwrap(),
+                "s",
+                &rows,
+                None,
+                &ParquetLimits::default(),
+            )
+            .unwrap();
             assert_eq!(read_total, total);
             let mut got = Vec::new();
             for b in &batches {
@@ -239,7 +255,14 @@ mod tests {
     #[test]
     fn a_row_past_the_end_is_an_error() {
         let file = shard(10);
-        let err = read_rows(file.reopen().unwrap(), "part-3", &[2, 10], None).unwrap_err();
+        let err = read_rows(
+            file.reopen().unwrap(),
+            "part-3",
+            &[2, 10],
+            None,
+            &ParquetLimits::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("row 10 of a 10-row file"), "{err}");
     }
 }
