@@ -9,11 +9,13 @@
 use std::{collections::HashSet, sync::LazyLock};
 
 use dom_smoothie::{Config, Readability, TextMode};
+use ego_tree::iter::Edge;
 use scraper::{ElementRef, Html, Node, Selector};
 use url::Url;
 
 use crate::{
     canonical::canonicalize,
+    nesting::{MAX_DEPTH, TooDeep, scan_depth, tree_depth},
     optout::{Directives, tdm_reserved},
 };
 
@@ -65,9 +67,16 @@ static SELECTORS: LazyLock<Selectors> = LazyLock::new(|| {
     }
 });
 
-/// Extracts what a row needs from `html`, the page at `url`, for the crawler `agent`.
-pub fn extract(html: &str, url: &Url, agent: &str) -> Extracted {
+/// Extracts what a row needs from `html`, the page at `url`, for the crawler `agent`. A page
+/// nested past [`MAX_DEPTH`] is refused before the parser's work grows with its square.
+pub fn extract(html: &str, url: &Url, agent: &str) -> Result<Extracted, TooDeep> {
+    if scan_depth(html, MAX_DEPTH) > MAX_DEPTH {
+        return Err(TooDeep);
+    }
     let doc = Html::parse_document(html);
+    if tree_depth(&doc) > MAX_DEPTH {
+        return Err(TooDeep);
+    }
     let s = &*SELECTORS;
 
     let title = doc
@@ -98,7 +107,7 @@ pub fn extract(html: &str, url: &Url, agent: &str) -> Extracted {
     let text = main_text(html, url).unwrap_or_else(|| body_text(&doc));
     let (language, language_score) = language(&text);
     let token_count = tiktoken_rs::r50k_base_singleton().count_ordinary(&text) as u64;
-    Extracted {
+    Ok(Extracted {
         title,
         text,
         language,
@@ -107,7 +116,7 @@ pub fn extract(html: &str, url: &Url, agent: &str) -> Extracted {
         links,
         directives,
         tdm_reserved: tdm,
-    }
+    })
 }
 
 fn links(doc: &Html, url: &Url) -> Vec<Url> {
@@ -164,64 +173,82 @@ fn body_text(doc: &Html) -> String {
     tidy(&out)
 }
 
-fn collect_text(element: ElementRef<'_>, out: &mut String) {
-    for child in element.children() {
-        match child.value() {
-            Node::Text(text) => {
-                let t = collapse(text);
-                if !t.is_empty() {
-                    if !out.is_empty() && !out.ends_with('\n') {
-                        out.push(' ');
+/// Walks the tree without recursion: its depth is the page's to choose.
+fn collect_text(body: ElementRef<'_>, out: &mut String) {
+    // Elements entered inside a hidden one (a script, a style); their text is not shown.
+    let mut hidden = 0usize;
+    for edge in body.traverse() {
+        match edge {
+            Edge::Open(node) => match node.value() {
+                Node::Text(text) if hidden == 0 => {
+                    let t = collapse(text);
+                    if !t.is_empty() {
+                        if !out.is_empty() && !out.ends_with('\n') {
+                            out.push(' ');
+                        }
+                        out.push_str(&t);
                     }
-                    out.push_str(&t);
+                }
+                Node::Element(e) => {
+                    if hidden > 0 || is_hidden(e.name()) {
+                        hidden += 1;
+                    } else if is_block(e.name()) {
+                        end_line(out);
+                    }
+                }
+                _ => {}
+            },
+            Edge::Close(node) => {
+                if let Node::Element(e) = node.value() {
+                    if hidden > 0 {
+                        hidden -= 1;
+                    } else if is_block(e.name()) {
+                        end_line(out);
+                    }
                 }
             }
-            Node::Element(e)
-                if !matches!(
-                    e.name(),
-                    "script" | "style" | "noscript" | "template" | "svg"
-                ) =>
-            {
-                let block = matches!(
-                    e.name(),
-                    "p" | "div"
-                        | "br"
-                        | "li"
-                        | "ul"
-                        | "ol"
-                        | "tr"
-                        | "table"
-                        | "section"
-                        | "article"
-                        | "header"
-                        | "footer"
-                        | "main"
-                        | "nav"
-                        | "aside"
-                        | "pre"
-                        | "blockquote"
-                        | "h1"
-                        | "h2"
-                        | "h3"
-                        | "h4"
-                        | "h5"
-                        | "h6"
-                        | "dt"
-                        | "dd"
-                );
-                if block && !out.is_empty() && !out.ends_with('\n') {
-                    out.push('\n');
-                }
-                if let Some(child) = ElementRef::wrap(child) {
-                    collect_text(child, out);
-                }
-                if block && !out.is_empty() && !out.ends_with('\n') {
-                    out.push('\n');
-                }
-            }
-            _ => {}
         }
     }
+}
+
+fn end_line(out: &mut String) {
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+}
+
+fn is_hidden(name: &str) -> bool {
+    matches!(name, "script" | "style" | "noscript" | "template" | "svg")
+}
+
+fn is_block(name: &str) -> bool {
+    matches!(
+        name,
+        "p" | "div"
+            | "br"
+            | "li"
+            | "ul"
+            | "ol"
+            | "tr"
+            | "table"
+            | "section"
+            | "article"
+            | "header"
+            | "footer"
+            | "main"
+            | "nav"
+            | "aside"
+            | "pre"
+            | "blockquote"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "dt"
+            | "dd"
+    )
 }
 
 /// Whitespace inside lines collapsed, blank lines kept as paragraph breaks (at most one).
@@ -355,7 +382,7 @@ mod tests {
     #[test]
     fn an_article_gives_title_text_language_tokens_and_links() {
         let url = Url::parse("http://example.com/dir/page.html").unwrap();
-        let got = extract(&page(ARTICLE, ""), &url, AGENT);
+        let got = extract(&page(ARTICLE, ""), &url, AGENT).unwrap();
         assert_eq!(got.title, "A Title");
         assert!(got.text.contains("Rivers carry water"), "{}", got.text);
         assert!(got.text.contains("\n\nMost large rivers"), "{}", got.text);
@@ -386,14 +413,16 @@ mod tests {
             &page(ARTICLE, "<meta name='robots' content='noai, nofollow'>"),
             &url,
             AGENT,
-        );
+        )
+        .unwrap();
         assert!(got.directives.noai && !got.directives.keep());
         assert!(got.links.is_empty());
         let got = extract(
             &page("<p>x</p>", "<meta name='tdm-reservation' content='1'>"),
             &url,
             AGENT,
-        );
+        )
+        .unwrap();
         assert!(got.tdm_reserved);
     }
 
@@ -407,7 +436,8 @@ mod tests {
             ),
             &url,
             AGENT,
-        );
+        )
+        .unwrap();
         assert!(got.text.starts_with("Hello there\n"), "{:?}", got.text);
         assert!(got.text.ends_with("\nSecond line"), "{:?}", got.text);
         assert_eq!(
@@ -418,7 +448,7 @@ mod tests {
             "a b\nc"
         );
         // Junk gives empty fields, never a panic.
-        let got = extract("\u{0}<<<>>>&&&", &url, AGENT);
+        let got = extract("\u{0}<<<>>>&&&", &url, AGENT).unwrap();
         assert!(got.title.is_empty());
     }
 
@@ -432,7 +462,52 @@ mod tests {
             ),
             &url,
             AGENT,
-        );
+        )
+        .unwrap();
         assert_eq!(got.links[0].as_str(), "http://example.com/other/c.html");
+    }
+
+    /// On a thread with tokio's blocking-thread stack (2 MiB), as the node runs it.
+    fn extract_on_small_stack(html: String) -> Result<Extracted, TooDeep> {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let url = Url::parse("http://example.com/").unwrap();
+                extract(&html, &url, AGENT)
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_page_nested_a_million_deep_is_refused_not_a_crash() {
+        let deep = format!(
+            "<html><body>{}deep</body></html>",
+            "<div>".repeat(1_000_000)
+        );
+        assert_eq!(extract_on_small_stack(deep), Err(TooDeep));
+        // The size that overflowed the stack before: 52,000 elements, 0.7 MB.
+        let page = format!("<body>{}x</body>", "<div><span>".repeat(26_000));
+        assert_eq!(extract_on_small_stack(page), Err(TooDeep));
+    }
+
+    #[test]
+    fn a_page_just_under_the_depth_limit_is_read_in_full() {
+        let depth = MAX_DEPTH - 8;
+        let page = format!(
+            "<html><head><title>Deep</title></head><body>{}<p>{}</p>{}</body></html>",
+            "<div>".repeat(depth),
+            "Rivers carry water from the mountains to the sea. ".repeat(20),
+            "</div>".repeat(depth)
+        );
+        let got = extract_on_small_stack(page).unwrap();
+        assert_eq!(got.title, "Deep");
+        assert!(
+            got.text.starts_with("Rivers carry water"),
+            "{:.80}",
+            got.text
+        );
+        assert_eq!(got.language, "en");
     }
 }

@@ -87,6 +87,9 @@ pub const DEFAULT_USER_AGENT: &str = concat!(
 );
 /// robots.txt is cached at most this long (RFC 9309 2.4).
 pub const MAX_RULES_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Longest robots.txt `Crawl-delay` honoured. A host that asks for more is not crawled at
+/// all, rather than visited sooner than it asked.
+pub const MAX_CRAWL_DELAY: Duration = Duration::from_secs(3600);
 /// Rules that could not be fetched (so everything is refused) are tried again sooner.
 const FAILED_RULES_TTL: Duration = Duration::from_secs(600);
 
@@ -148,6 +151,12 @@ pub enum Skip {
     /// More redirects than allowed.
     #[error("more than {0} redirects")]
     TooManyRedirects(usize),
+    /// robots.txt asks for more time between requests than a crawl ever waits.
+    #[error("robots.txt Crawl-delay of {asked} s is longer than the {} s a crawl waits at most", MAX_CRAWL_DELAY.as_secs())]
+    CrawlDelay {
+        /// The delay asked, in seconds.
+        asked: String,
+    },
     /// Not HTML.
     #[error("not HTML: {0}")]
     NotHtml(String),
@@ -240,13 +249,14 @@ impl Fetcher {
         &self.config
     }
 
-    /// The robots.txt `Crawl-delay` for `url`'s origin, fetching robots.txt if needed.
+    /// The robots.txt `Crawl-delay` for `url`'s origin, fetching robots.txt if needed; at
+    /// most [`MAX_CRAWL_DELAY`].
     pub async fn crawl_delay(&self, url: &Url, spacing: Duration) -> Option<Duration> {
         let rules = self.site_rules(url, spacing).await.ok()?;
-        rules
-            .robots
-            .crawl_delay(&self.config.user_agent)
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        match self.host_delay(&rules) {
+            Ok(delay) => delay,
+            Err(_) => Some(MAX_CRAWL_DELAY),
+        }
     }
 
     /// Fetches `url`, following redirects within `scope`, sending nothing to a host sooner
@@ -274,7 +284,7 @@ impl Fetcher {
             if self.config.ai_optouts && rules.tdmrep.reserved(&path) {
                 return Err(Stop::from(Skip::TdmReserved(current)));
             }
-            let delay = self.spacing_for(&rules, spacing);
+            let delay = self.host_delay(&rules)?.map_or(spacing, |d| d.max(spacing));
             let response = self.send(&current, delay).await?;
             let status = response.status();
             if status.is_redirection() {
@@ -356,12 +366,17 @@ impl Fetcher {
         })
     }
 
-    fn spacing_for(&self, rules: &SiteRules, spacing: Duration) -> Duration {
-        rules
-            .robots
-            .crawl_delay(&self.config.user_agent)
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .map_or(spacing, |d| d.max(spacing))
+    /// The host's `Crawl-delay`, refused past [`MAX_CRAWL_DELAY`] before any arithmetic.
+    fn host_delay(&self, rules: &SiteRules) -> Result<Option<Duration>, Stop> {
+        let Some(seconds) = rules.robots.crawl_delay(&self.config.user_agent) else {
+            return Ok(None);
+        };
+        match Duration::try_from_secs_f64(seconds) {
+            Ok(delay) if delay <= MAX_CRAWL_DELAY => Ok(Some(delay)),
+            _ => Err(Stop::from(Skip::CrawlDelay {
+                asked: seconds.to_string(),
+            })),
+        }
     }
 
     /// Sends a GET when the host's turn comes, retrying 429, 503, other 5xx and connection
@@ -411,7 +426,7 @@ impl Fetcher {
             };
             debug!(%url, ?retry_in, attempts, "retrying");
             tokio::time::sleep(retry_in).await;
-            backoff *= 2;
+            backoff = backoff.saturating_mul(2);
         }
     }
 
@@ -434,7 +449,10 @@ impl Fetcher {
             tokio::time::sleep_until((*next).into()).await;
         }
         let sent = self.client.get(url.clone()).send().await;
-        *next = Instant::now() + spacing;
+        // The spacing is bounded where it comes in; saturating all the same, since an
+        // overflowing `Instant` panics.
+        let now = Instant::now();
+        *next = now.checked_add(spacing).unwrap_or(now + MAX_CRAWL_DELAY);
         sent
     }
 

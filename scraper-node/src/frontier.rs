@@ -25,9 +25,13 @@ use url::Url;
 
 use crate::{
     canonical::{Scope, canonicalize, host_key},
+    fetch::MAX_CRAWL_DELAY,
     spec::CrawlSpec,
     validation::{Check, Checks, Score, sampled},
 };
+
+/// The longest `Crawl-delay` a node's report may set for a host.
+const MAX_CRAWL_DELAY_MS: u64 = MAX_CRAWL_DELAY.as_secs() * 1000;
 
 /// Where one URL stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -457,8 +461,8 @@ impl Frontier {
             node: node.to_string(),
             host: key.to_string(),
             deadline_ms: now_ms
-                + self.lease_timeout_ms
-                + spacing_ms.saturating_mul(urls.len() as u64),
+                .saturating_add(self.lease_timeout_ms)
+                .saturating_add(spacing_ms.saturating_mul(urls.len() as u64)),
             urls,
             spacing_ms,
             check,
@@ -633,10 +637,11 @@ impl Frontier {
         let host = self.hosts.entry(key.to_string()).or_default();
         host.active = host.active.saturating_sub(1);
         if let Some(d) = crawl_delay_ms {
-            host.record.crawl_delay_ms = d;
+            // A node's word, bounded: it spaces the host's leases for every node.
+            host.record.crawl_delay_ms = d.min(MAX_CRAWL_DELAY_MS);
         }
         let spacing = self.delay_ms.max(host.record.crawl_delay_ms);
-        host.record.next_ms = host.record.next_ms.max(now_ms + spacing);
+        host.record.next_ms = host.record.next_ms.max(now_ms.saturating_add(spacing));
         changes.push(Change::Host(key.to_string(), host.record));
     }
 
@@ -786,6 +791,20 @@ mod tests {
         assert_eq!(next.urls.len(), 2, "lease_size");
         // c.test is out of scope; nothing else was added.
         assert_eq!(f.progress().known, 5);
+    }
+
+    #[test]
+    fn a_huge_crawl_delay_from_a_node_is_capped_not_an_overflow() {
+        let spec = spec("");
+        for now in [0, u64::MAX - 5] {
+            let mut f = Frontier::new(&spec);
+            f.seed(&spec.seeds);
+            let (a, _) = f.lease("n1", now).unwrap();
+            f.complete(a.id, "n1", &[], Some(u64::MAX), now).unwrap();
+            let host = &f.hosts[&a.host].record;
+            assert_eq!(host.crawl_delay_ms, MAX_CRAWL_DELAY_MS);
+            assert_eq!(host.next_ms, now.saturating_add(MAX_CRAWL_DELAY_MS));
+        }
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! - [`optout`]: AI opt-outs (TDMRep, `noai`);
 //! - [`address`]: which IP addresses the node may connect to;
 //! - [`canonical`]: canonical URLs and the crawl's scope;
-//! - [`extract`]: title, main text, language, tokens and links of a page;
+//! - [`extract`]: title, main text, language, tokens and links of a page, for pages that
+//!   [`nesting`] finds shallow enough to parse;
 //! - [`spec`]: a crawl's description (TOML), checked against its limits;
+//! - [`limits`]: the operator's own limits, which every lease and spec a coordinator sends
+//!   is checked against;
 //! - [`frontier`]: the crawl frontier, leases and per-host politeness, with the records that
 //!   let a coordinator survive a restart;
 //! - [`validation`]: stored pages fetched again by other nodes, and each node's score;
@@ -17,8 +20,8 @@
 //! Parquet shards that roll at a size; [`crawl_store`] keeps the coordinator's crawls in
 //! RocksDB; [`coordinator`] is the task that owns them; [`worker`] is a scraper node's loop of
 //! leases; [`wire`] and [`remote`] carry the crawl protocol between them over libp2p;
-//! [`node`] wires a whole scraper node together, with its HTTP API for crawls and its
-//! dashboard; [`stats`] counts what the worker did.
+//! [`node`] wires a whole scraper node together, with its HTTP API for crawls (changes to
+//! them pass [`http_guard`]) and its dashboard; [`stats`] counts what the worker did.
 //!
 //! See `docs/ARCHITECTURE.md` for how a crawl runs across nodes.
 
@@ -29,6 +32,9 @@ pub mod crawl_store;
 pub mod extract;
 pub mod fetch;
 pub mod frontier;
+pub mod http_guard;
+pub mod limits;
+pub mod nesting;
 pub mod node;
 pub mod optout;
 pub mod provenance;

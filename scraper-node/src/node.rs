@@ -2,7 +2,7 @@
 //! crawls, and a worker, wired together and started with one call.
 //!
 //! ```text
-//! POST /v1/crawls (TOML spec) ─▶ coordinator ─▶ 201 {"id"}
+//! POST /v1/crawls (JSON spec) ─▶ coordinator ─▶ 201 {"id"}    (POSTs pass the HTTP guard)
 //! GET  /v1/crawls             ─▶ every crawl's status (JSON)
 //! GET  /v1/crawls/{id}        ─▶ one crawl's status
 //! POST /v1/crawls/{id}/stop   ─▶ no new leases
@@ -15,7 +15,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{DefaultBodyLimit, Path, State, rejection::JsonRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -31,6 +31,8 @@ use tracing::{info, warn};
 use crate::{
     address::NetworkPolicy,
     coordinator::{Coordinator, CoordinatorError, CrawlStatus},
+    http_guard::{self, HttpGuard, load_or_create_token},
+    limits::OperatorLimits,
     publish::Publisher,
     remote::{RemoteCoordinator, serve},
     spec::CrawlSpec,
@@ -64,6 +66,11 @@ pub struct ScraperConfig {
     /// The key that signs the dataset versions of finished crawls; `publisher.key` in the
     /// data directory (created on first use) when none.
     pub publisher_key: Option<SigningKey>,
+    /// The operator's limits on what the worker fetches, whatever a coordinator asks.
+    pub limits: OperatorLimits,
+    /// Host names, besides the loopback ones, under which the crawl API takes changes (for an
+    /// HTTP port on another interface).
+    pub api_hosts: Vec<String>,
 }
 
 /// The node could not start.
@@ -99,6 +106,14 @@ pub enum ScraperNodeError {
     /// The coordinator address has no `/p2p/PEER_ID`.
     #[error("coordinator address {0} must end in /p2p/PEER_ID")]
     CoordinatorAddress(Multiaddr),
+    /// The API token could not be read or created.
+    #[error("API token in {path}: {source}")]
+    ApiToken {
+        /// The data directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The HTTP port could not be bound.
     #[error("HTTP port {addr}: {source}")]
     Http {
@@ -231,7 +246,14 @@ impl ScraperNode {
                     .route("/v1/node", get(node_status))
                     .with_state(state);
                 if let Some(c) = &coordinator {
-                    router = router.merge(self::router(c.clone()));
+                    let token = load_or_create_token(&config.data_dir).map_err(|source| {
+                        ScraperNodeError::ApiToken {
+                            path: config.data_dir.clone(),
+                            source,
+                        }
+                    })?;
+                    let guard = HttpGuard::new(token, config.api_hosts.clone());
+                    router = router.merge(self::router(c.clone(), guard));
                 }
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = axum::serve(listener, router).await {
@@ -249,6 +271,7 @@ impl ScraperNode {
             network: config.network.clone(),
             idle_wait: Duration::from_secs(1),
             storage,
+            limits: config.limits.clone(),
         };
         let until = async move {
             let mut rx = stop_rx;
@@ -379,12 +402,17 @@ async fn dashboard() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("dashboard.html"))
 }
 
-/// The HTTP API over a coordinator.
-pub fn router(coordinator: Coordinator) -> Router {
+/// The HTTP API over a coordinator; changes pass `guard`.
+pub fn router(coordinator: Coordinator, guard: HttpGuard) -> Router {
     Router::new()
         .route("/v1/crawls", post(start_crawl).get(list_crawls))
         .route("/v1/crawls/{id}", get(one_crawl))
         .route("/v1/crawls/{id}/stop", post(stop_crawl))
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            http_guard::guard,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_SPEC_BYTES))
         .with_state(coordinator)
 }
 
@@ -416,18 +444,24 @@ struct Started {
     id: String,
 }
 
-async fn start_crawl(State(c): State<Coordinator>, body: String) -> Response {
-    if body.len() > MAX_SPEC_BYTES {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "spec_too_large",
-            format!("{} bytes; at most {MAX_SPEC_BYTES}", body.len()),
-        );
-    }
-    let spec = match CrawlSpec::from_toml(&body) {
-        Ok(spec) => spec,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_spec", e.to_string()),
+async fn start_crawl(
+    State(c): State<Coordinator>,
+    body: Result<Json<CrawlSpec>, JsonRejection>,
+) -> Response {
+    let spec = match body {
+        Ok(Json(spec)) => spec,
+        Err(JsonRejection::BytesRejection(e)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "spec_too_large",
+                format!("{e}; at most {MAX_SPEC_BYTES} bytes"),
+            );
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_spec", e.body_text()),
     };
+    if let Err(e) = spec.check() {
+        return error(StatusCode::BAD_REQUEST, "bad_spec", e.to_string());
+    }
     match c.start_crawl(spec).await {
         Ok(id) => (StatusCode::CREATED, Json(Started { id })).into_response(),
         Err(e) => coordinator_error(e),

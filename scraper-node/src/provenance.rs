@@ -565,7 +565,8 @@ mod tests {
             "<html><head><title>T</title></head><body><p>Hello world, this is a page.</p></body></html>",
             &url::Url::parse("http://example.com/").unwrap(),
             "TesseraBot",
-        );
+        )
+        .unwrap();
         let at = UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
         let make = || {
             Row::for_page(

@@ -41,6 +41,7 @@ use crate::{
     extract::extract,
     fetch::{FetchConfig, Fetcher, Outcome, decode_html},
     frontier::{Lease, PageResult, UrlReport},
+    limits::OperatorLimits,
     lock,
     provenance::Row,
     shard::{Finished, ShardWriter},
@@ -117,6 +118,8 @@ pub struct WorkerConfig {
     /// The storage network that closed shards are stored in; without one they stay in
     /// `out_dir` and the crawl cannot be published.
     pub storage: Option<Arc<Session>>,
+    /// The operator's limits, which every lease is checked against.
+    pub limits: OperatorLimits,
 }
 
 /// Pause between reports of a lease while the coordinator is unavailable.
@@ -125,6 +128,10 @@ const COMPLETE_RETRY: Duration = Duration::from_millis(200);
 const EXTRACT_AHEAD: usize = 2;
 /// Pause before pending shards are tried again after an attempt left some.
 const SETTLE_RETRY: Duration = Duration::from_secs(5);
+/// Longest wait a coordinator may ask for before the next lease.
+const MAX_OFFER_WAIT: Duration = Duration::from_secs(60);
+/// The window of the operator's pages-per-hour limit.
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// What one step of the loop did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +147,9 @@ pub enum Step {
     Waited,
     /// No work; open shards were closed.
     Idle,
+    /// The lease broke the operator's limits: nothing was fetched, and its URLs were
+    /// reported failed with the reason.
+    Refused(String),
 }
 
 /// A scraper node's worker.
@@ -163,6 +173,8 @@ pub struct Worker<C> {
     run_id: String,
     /// What it did, for the node's dashboard.
     stats: Arc<WorkerStats>,
+    /// When each page of the last hour was fetched, for the operator's pages-per-hour limit.
+    fetched: VecDeque<tokio::time::Instant>,
 }
 
 impl<C> std::fmt::Debug for Worker<C> {
@@ -194,6 +206,7 @@ impl<C: CrawlApi> Worker<C> {
             next_shard: HashMap::new(),
             run_id: format!("{:x}", now_ms()),
             stats: Arc::default(),
+            fetched: VecDeque::new(),
         }
     }
 
@@ -215,7 +228,7 @@ impl<C: CrawlApi> Worker<C> {
                 () = std::future::ready(()) => {}
             }
             let pause = match self.step().await {
-                Ok(Step::Idle) => true,
+                Ok(Step::Idle | Step::Refused(_)) => true,
                 Ok(_) => false,
                 Err(e) => {
                     warn!(%e, "worker step failed");
@@ -245,11 +258,14 @@ impl<C: CrawlApi> Worker<C> {
                 close,
             } => {
                 self.close(&close)?;
-                self.do_lease(&crawl, &spec, lease).await?
+                match self.config.limits.check_lease(&crawl, &spec, &lease) {
+                    Ok(spacing) => self.do_lease(&crawl, &spec, lease, spacing).await?,
+                    Err(refused) => self.refuse(&crawl, &lease, refused.to_string()).await?,
+                }
             }
             Offer::Wait { retry_ms, close } => {
                 self.close(&close)?;
-                tokio::time::sleep(Duration::from_millis(retry_ms)).await;
+                tokio::time::sleep(Duration::from_millis(retry_ms).min(MAX_OFFER_WAIT)).await;
                 Step::Waited
             }
             Offer::Idle => {
@@ -310,17 +326,58 @@ impl<C: CrawlApi> Worker<C> {
         }
     }
 
+    /// Reports every URL of a refused lease failed, with the reason, so the coordinator
+    /// hands them to other nodes now rather than when the lease expires.
+    async fn refuse(&self, crawl: &str, lease: &Lease, why: String) -> Result<Step, ApiError> {
+        warn!(%crawl, lease = lease.id, %why, "lease refused");
+        let failed = PageResult::Failed(format!("node {} {why}", self.peer));
+        let reports = lease
+            .urls
+            .iter()
+            .map(|url| report(url, failed.clone(), vec![]))
+            .collect();
+        // A coordinator that cannot take the report loses nothing: the lease expires.
+        if let Err(e) = self.complete(crawl, lease, reports, None).await {
+            debug!(%e, "reporting a refused lease");
+        }
+        Ok(Step::Refused(why))
+    }
+
+    /// Waits until the operator's pages-per-hour limit leaves room for one more page.
+    async fn pace(&mut self) {
+        let now = tokio::time::Instant::now();
+        while self
+            .fetched
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= HOUR)
+        {
+            self.fetched.pop_front();
+        }
+        let most = usize::try_from(self.config.limits.pages_per_hour).unwrap_or(usize::MAX);
+        if self.fetched.len() >= most
+            && let Some(oldest) = self.fetched.pop_front()
+        {
+            debug!(
+                pages = most,
+                "the operator's hourly page limit reached; waiting"
+            );
+            tokio::time::sleep_until(oldest + HOUR).await;
+        }
+        self.fetched.push_back(tokio::time::Instant::now());
+    }
+
     fn fetcher(&mut self, crawl: &str, spec: &CrawlSpec) -> Result<Fetcher, ApiError> {
         if let Some(f) = self.fetchers.get(crawl) {
             return Ok(f.clone());
         }
-        let p = &spec.politeness;
+        let (p, limits) = (&spec.politeness, &self.config.limits);
         let fetcher = Fetcher::new(FetchConfig {
-            user_agent: spec.user_agent.clone(),
+            user_agent: limits.user_agent(&self.peer, spec),
             network: self.config.network.clone(),
-            max_body: p.max_body.as_u64(),
-            timeout: Duration::from_secs(p.timeout_seconds),
-            ai_optouts: p.ai_optouts,
+            max_body: p.max_body.min(limits.max_body).as_u64(),
+            timeout: Duration::from_secs(p.timeout_seconds).min(limits.max_timeout),
+            // Always on: a coordinator cannot turn them off (the lease was checked).
+            ai_optouts: true,
             ..FetchConfig::default()
         })
         .map_err(|e| ApiError::Local(e.to_string()))?;
@@ -333,10 +390,10 @@ impl<C: CrawlApi> Worker<C> {
         crawl: &str,
         spec: &CrawlSpec,
         lease: Lease,
+        spacing: Duration,
     ) -> Result<Step, ApiError> {
         let fetcher = self.fetcher(crawl, spec)?;
         let scope = spec.scope();
-        let spacing = Duration::from_millis(lease.spacing_ms);
         let mut reports = Vec::with_capacity(lease.urls.len());
         let mut rows: HashMap<String, Row> = HashMap::new();
         let mut crawl_delay = None;
@@ -350,6 +407,7 @@ impl<C: CrawlApi> Worker<C> {
                 made.push_back(Made::Ready(url.clone(), skipped));
                 continue;
             };
+            self.pace().await;
             let outcome = fetcher.fetch(&parsed, &scope, spacing).await;
             crawl_delay = crawl_delay.or(fetcher
                 .crawl_delay(&parsed, spacing)
@@ -432,16 +490,22 @@ impl<C: CrawlApi> Worker<C> {
         spec: &CrawlSpec,
         crawl: &str,
     ) -> tokio::task::JoinHandle<(UrlReport, Option<Row>)> {
-        let (key, agent, dump) = (self.key.clone(), spec.user_agent.clone(), crawl.to_string());
-        let ai_optouts = spec.politeness.ai_optouts;
+        let (key, dump) = (self.key.clone(), crawl.to_string());
+        let agent = self.config.limits.user_agent(&self.peer, spec);
         let leased = url.to_string();
         tokio::task::spawn_blocking(move || {
             let html = decode_html(&page.body, &page.content_type);
-            let extracted = extract(&html, &page.url, &agent);
+            let extracted = match extract(&html, &page.url, &agent) {
+                Ok(extracted) => extracted,
+                Err(too_deep) => {
+                    let why = PageResult::Skipped(too_deep.to_string());
+                    return (report(&leased, why, vec![]), None);
+                }
+            };
             let links: Vec<String> = extracted.links.iter().map(|u| u.to_string()).collect();
             let skipped =
                 |why: &str| report(&leased, PageResult::Skipped(why.into()), links.clone());
-            if ai_optouts && (!extracted.directives.keep() || extracted.tdm_reserved) {
+            if !extracted.directives.keep() || extracted.tdm_reserved {
                 return (skipped("opted out in its meta tags"), None);
             }
             if extracted.text.is_empty() {

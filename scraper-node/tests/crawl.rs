@@ -19,6 +19,7 @@ use arrow::array::{Array, StringArray};
 use common::{
     AccessLog,
     site::{self, site, spec},
+    test_limits,
 };
 use libp2p::identity::Keypair;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -108,6 +109,7 @@ fn spawn_worker<C: CrawlApi + 'static>(
         network: NetworkPolicy::allow_private(),
         idle_wait: Duration::from_millis(50),
         storage: None,
+        limits: test_limits(),
     };
     tokio::spawn(Worker::new(api, key, config).run(async move {
         let _ = stop.wait_for(|s| *s).await;

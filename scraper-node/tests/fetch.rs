@@ -23,7 +23,7 @@ use axum::{
 use tessera_scraper_node::{
     address::{NetworkPolicy, Reach},
     canonical::Scope,
-    fetch::{FetchConfig, FetchError, Fetcher, Outcome, Skip},
+    fetch::{FetchConfig, FetchError, Fetcher, MAX_CRAWL_DELAY, Outcome, Skip},
 };
 use url::Url;
 
@@ -39,6 +39,8 @@ struct Site {
     robots_status: Arc<Mutex<Option<StatusCode>>>,
     /// robots.txt breaks off after its first line.
     robots_broken: Arc<std::sync::atomic::AtomicBool>,
+    /// robots.txt says this instead.
+    robots_text: Arc<Mutex<Option<String>>>,
 }
 
 impl Site {
@@ -60,6 +62,9 @@ fn page(text: &str) -> Response {
 async fn robots(State(site): State<Site>) -> Response {
     if let Some(status) = *site.robots_status.lock().unwrap() {
         return status.into_response();
+    }
+    if let Some(text) = site.robots_text.lock().unwrap().clone() {
+        return text.into_response();
     }
     if site.robots_broken.load(Ordering::SeqCst) {
         use futures::StreamExt as _;
@@ -342,6 +347,40 @@ async fn robots_txt_errors_allow_or_refuse_as_rfc_9309_says() {
         Outcome::Skipped(Skip::Robots { rule: Some(_), .. })
     ));
     assert_eq!(site.requested("/private/secret").len(), before);
+}
+
+#[tokio::test]
+async fn a_crawl_delay_past_the_cap_skips_the_host_and_never_overflows() {
+    let (site, addr, _) = local_site().await;
+    for asked in ["1e19", "1e300", "18446744073709551616", "3601"] {
+        *site.robots_text.lock().unwrap() = Some(format!("User-agent: *\nCrawl-delay: {asked}\n"));
+        let fetcher = Fetcher::new(config(NetworkPolicy::allow_private())).unwrap();
+        let outcome = fetch(&fetcher, addr, "/").await;
+        assert!(
+            matches!(&outcome, Outcome::Skipped(Skip::CrawlDelay { .. })),
+            "{asked}: {outcome:?}"
+        );
+        // What a node reports to its coordinator is the cap, never more.
+        let reported = fetcher.crawl_delay(&url(addr, "/"), Duration::ZERO).await;
+        assert_eq!(reported, Some(MAX_CRAWL_DELAY), "{asked}");
+    }
+    assert_eq!(
+        site.requested("/").len(),
+        0,
+        "no page of the host was asked for"
+    );
+
+    // Up to the cap, the delay is honoured: the first page goes, the host then waits.
+    *site.robots_text.lock().unwrap() = Some("User-agent: *\nCrawl-delay: 3600\n".into());
+    let fetcher = Fetcher::new(config(NetworkPolicy::allow_private())).unwrap();
+    assert!(matches!(fetch(&fetcher, addr, "/").await, Outcome::Page(_)));
+    let second =
+        tokio::time::timeout(Duration::from_millis(300), fetch(&fetcher, addr, "/final")).await;
+    assert!(
+        second.is_err(),
+        "the second page waits for the host's delay"
+    );
+    assert_eq!(site.requested("/final").len(), 0);
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ use common::{AccessLog, site};
 use serde_json::Value;
 use tessera_scraper_node::{
     address::NetworkPolicy,
+    http_guard::load_or_create_token,
     node::{ScraperConfig, ScraperNode},
+    spec::CrawlSpec,
 };
 
 fn config(dir: &std::path::Path, coordinator: Option<tessera_net::Multiaddr>) -> ScraperConfig {
@@ -26,6 +28,8 @@ fn config(dir: &std::path::Path, coordinator: Option<tessera_net::Multiaddr>) ->
         coordinator,
         network: NetworkPolicy::allow_private(),
         publisher_key: None,
+        api_hosts: vec![],
+        limits: common::test_limits(),
     }
 }
 
@@ -48,20 +52,71 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
     assert!(ScraperNode::start(idle).await.is_err());
     let api = format!("http://{}/v1/crawls", a.http.unwrap());
     let http = reqwest::Client::new();
+    let token = load_or_create_token(dir_a.path()).unwrap();
+    let spec = format!(
+        "name = \"site\"\nseeds = [\"http://{addr}/\"]\nmax_pages = 100\nmax_depth = 3\n\
+         [politeness]\ndelay_seconds = 0.05\nlease_size = 2\nmax_body = \"8KiB\"\n"
+    );
+    let spec = CrawlSpec::from_toml(&spec).unwrap();
+
+    // What a web page in the operator's browser can send is refused, and starts nothing:
+    // a form or text/plain post, a foreign Origin, a rebound Host name, no token.
+    let refused = [
+        (http.post(&api).body("name = 1"), 415, "json_only"),
+        (
+            http.post(&api)
+                .header("origin", "https://evil.example")
+                .header("content-type", "text/plain")
+                .bearer_auth(&token)
+                .body(serde_json::to_string(&spec).unwrap()),
+            403,
+            "cross_origin",
+        ),
+        (
+            http.post(&api)
+                .header("host", "evil.example")
+                .bearer_auth(&token)
+                .json(&spec),
+            403,
+            "host_not_allowed",
+        ),
+        (http.post(&api).json(&spec), 401, "token_required"),
+        (
+            http.post(format!("{api}/0123/stop"))
+                .json(&serde_json::json!({})),
+            401,
+            "token_required",
+        ),
+    ];
+    for (request, status, error) in refused {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{error}");
+        assert_eq!(response.json::<Value>().await.unwrap()["error"], error);
+    }
+    let list: Value = http.get(&api).send().await.unwrap().json().await.unwrap();
+    assert!(list.as_array().unwrap().is_empty(), "{list}");
 
     // A bad spec is refused with its reason; an unknown crawl is a 404.
-    let bad = http.post(&api).body("name = 1").send().await.unwrap();
+    let bad = http
+        .post(&api)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.unwrap();
     assert_eq!(body["error"], "bad_spec");
     let missing = http.get(format!("{api}/nope")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 
-    let spec = format!(
-        "name = \"site\"\nseeds = [\"http://{addr}/\"]\nmax_pages = 100\nmax_depth = 3\n\
-         [politeness]\ndelay_seconds = 0.05\nlease_size = 2\nmax_body = \"8KiB\"\n"
-    );
-    let started = http.post(&api).body(spec).send().await.unwrap();
+    let started = http
+        .post(&api)
+        .bearer_auth(&token)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(started.status(), 201);
     let id = started.json::<Value>().await.unwrap()["id"]
         .as_str()
@@ -96,7 +151,13 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
     let list: Value = http.get(&api).send().await.unwrap().json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
 
-    let stop = http.post(format!("{api}/{id}/stop")).send().await.unwrap();
+    let stop = http
+        .post(format!("{api}/{id}/stop"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(stop.status(), 204);
     assert_eq!(status_of(id.clone()).await["state"], "stopped");
 
@@ -104,23 +165,10 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
     b.shutdown().await;
     a.shutdown().await;
     let files = |d: &std::path::Path| {
-        walk(&d.join("shards"))
+        common::walk(&d.join("shards"))
             .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
             .count()
     };
     assert!(files(dir_a.path()) + files(dir_b.path()) >= 1);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

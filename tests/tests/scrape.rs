@@ -117,17 +117,35 @@ fn config(
         coordinator,
         network: NetworkPolicy::allow_private(),
         publisher_key: None,
+        api_hosts: vec![],
+        // Test sites are crawled faster than a contributor's node allows.
+        limits: tessera_scraper_node::limits::OperatorLimits {
+            min_delay: std::time::Duration::ZERO,
+            ..Default::default()
+        },
     }
 }
 
 /// Starts a crawl of the site and waits until it is published; returns its id and status.
-async fn crawl(http: &reqwest::Client, api: &str, site: SocketAddr) -> (String, Value) {
+async fn crawl(
+    http: &reqwest::Client,
+    api: &str,
+    token: &str,
+    site: SocketAddr,
+) -> (String, Value) {
     let spec = format!(
         "name = \"site-text\"\nseeds = [\"http://{site}/\"]\nmax_pages = 100\nmax_depth = 2\n\
          shard_size = \"64KiB\"\n\
          [politeness]\ndelay_seconds = 0.01\nlease_size = 4\nvalidate_fraction = 0.0\n"
     );
-    let started = http.post(api).body(spec).send().await.unwrap();
+    let spec = tessera_scraper_node::spec::CrawlSpec::from_toml(&spec).unwrap();
+    let started = http
+        .post(api)
+        .bearer_auth(token)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(started.status(), 201);
     let id = started.json::<Value>().await.unwrap()["id"]
         .as_str()
@@ -205,7 +223,9 @@ async fn a_crawl_is_stored_published_and_fetched_by_name() {
     let api = format!("http://{}/v1/crawls", a.http.unwrap());
     let http = reqwest::Client::new();
 
-    let (id, status) = crawl(&http, &api, site).await;
+    let token =
+        tessera_scraper_node::http_guard::load_or_create_token(&dir.path().join("a")).unwrap();
+    let (id, status) = crawl(&http, &api, &token, site).await;
     let manifest = status["state"]["published"]["manifest"]
         .as_str()
         .unwrap()
@@ -272,7 +292,7 @@ async fn a_crawl_is_stored_published_and_fetched_by_name() {
     }
 
     // The same dataset crawled again is its next version, with the first as parent.
-    let (_, again) = crawl(&http, &api, site).await;
+    let (_, again) = crawl(&http, &api, &token, site).await;
     assert_eq!(again["state"]["published"]["version"], 2);
     let v2: DatasetRef = format!("{publisher}/site-text@latest").parse().unwrap();
     let out2 = dir.path().join("fetched-v2");

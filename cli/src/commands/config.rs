@@ -27,6 +27,15 @@ pub(crate) fn read_bounded(path: &Path, max: u64, what: &str) -> anyhow::Result<
     std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
+/// A duration in a config file, like "30m".
+pub(crate) fn duration(
+    text: Option<&str>,
+    what: &str,
+) -> anyhow::Result<Option<std::time::Duration>> {
+    text.map(|t| humantime::parse_duration(t).with_context(|| format!("{what}: {t:?}")))
+        .transpose()
+}
+
 /// `$XDG_CONFIG_HOME/tessera/NAME` or `~/.config/tessera/NAME`.
 pub(crate) fn default_path(name: &str) -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")

@@ -1,5 +1,5 @@
 //! `tessera crawl start|status|stop`: crawls on a scraper node's coordinator, through its
-//! HTTP API.
+//! HTTP API. Changes carry the node's API token, read from its data directory.
 
 use std::{io::IsTerminal as _, path::PathBuf, time::Duration};
 
@@ -7,7 +7,9 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
-use super::{config::read_bounded, scraper_node::DEFAULT_HTTP};
+use tessera_scraper_node::{http_guard::TOKEN_FILE, spec::CrawlSpec};
+
+use super::{config::read_bounded, daemon, scraper_node::DEFAULT_HTTP};
 
 /// Largest spec file read.
 const MAX_SPEC_BYTES: u64 = 1024 * 1024;
@@ -19,6 +21,25 @@ pub(crate) struct Args {
     /// The coordinating scraper node's HTTP API [default: http://127.0.0.1:8090].
     #[arg(long, global = true)]
     node: Option<String>,
+    /// The scraper node's data directory, where its API token is
+    /// [default: ~/.local/share/tessera/scraper-node].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// A file holding the node's API token, instead of the one in its data directory.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+}
+
+/// The node's API token: from `--token-file`, or `api-token` in its data directory.
+fn token(args: &Args) -> anyhow::Result<String> {
+    let path = match &args.token_file {
+        Some(path) => path.clone(),
+        None => daemon::data_dir(args.data_dir.clone(), None, "scraper-node")?.join(TOKEN_FILE),
+    };
+    let text = read_bounded(&path, 1024, "API token").with_context(
+        || "changing crawls needs the scraper node's API token (--data-dir or --token-file)",
+    )?;
+    Ok(text.trim().to_string())
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -47,20 +68,24 @@ enum Command {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let base = args
         .node
+        .clone()
         .unwrap_or_else(|| format!("http://{DEFAULT_HTTP}"));
     let api = format!("{}/v1/crawls", base.trim_end_matches('/'));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    match args.command {
+    match &args.command {
         Command::Start { spec, wait } => {
-            let text = read_bounded(&spec, MAX_SPEC_BYTES, "crawl spec")?;
-            let started = call(http.post(&api).body(text)).await?;
+            let text = read_bounded(spec, MAX_SPEC_BYTES, "crawl spec")?;
+            // Checked here too: a mistake is named before anything is sent.
+            let spec = CrawlSpec::from_toml(&text)
+                .with_context(|| format!("reading {}", spec.display()))?;
+            let started = call(http.post(&api).bearer_auth(token(&args)?).json(&spec)).await?;
             let id = started["id"]
                 .as_str()
                 .context("no id in the answer")?
                 .to_string();
-            if !wait {
+            if !*wait {
                 println!("{id}");
                 return Ok(());
             }
@@ -84,6 +109,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Command::Stop { id } => {
             let response = http
                 .post(format!("{api}/{id}/stop"))
+                .bearer_auth(token(&args)?)
+                .json(&serde_json::json!({}))
                 .send()
                 .await
                 .with_context(|| format!("reaching {base}"))?;

@@ -28,8 +28,10 @@ use tessera_dataset_registry::{fetch_version, remote};
 use tessera_formats::{Cid, DatasetRef};
 use tessera_scraper_node::{
     address::NetworkPolicy,
+    http_guard::load_or_create_token,
     node::{ScraperConfig, ScraperNode},
     provenance::verify_batch,
+    spec::CrawlSpec,
 };
 use tessera_storage_node::{LocalNetwork, audit::AuditConfig};
 use tessera_stream::{DatasetStream, Partition, Remainder, ShardCache, StreamOptions};
@@ -118,6 +120,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         // The site is on this machine; scraper nodes refuse private addresses otherwise.
         network: NetworkPolicy::allow_private(),
         publisher_key: None,
+        api_hosts: vec![],
+        // The demo's own site is crawled faster than a contributor's node allows others.
+        limits: tessera_scraper_node::limits::OperatorLimits {
+            min_delay: std::time::Duration::ZERO,
+            ..Default::default()
+        },
     };
     let a = ScraperNode::start(scraper("scraper-a", None))
         .await
@@ -148,7 +156,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let bar = spinner("crawling");
-    let response = http.post(&api).body(spec).send().await?;
+    let spec = CrawlSpec::from_toml(&spec)?;
+    let token = load_or_create_token(&work.join("scraper-a"))?;
+    let response = http
+        .post(&api)
+        .bearer_auth(token)
+        .json(&spec)
+        .send()
+        .await?;
     ensure!(
         response.status().is_success(),
         "the coordinator refused the crawl: {}",

@@ -10,20 +10,27 @@
 //! http = "127.0.0.1:8090"            # the dashboard, and the crawl API of a coordinator
 //! coordinator = "/ip4/203.0.113.9/tcp/4002/p2p/12D3KooW..."   # scrape for this coordinator
 //! coordinate = true                  # accept crawls and lease them out
+//! min-delay = "1s"                   # the operator's limits, whatever a coordinator asks:
+//! max-body = "8MiB"                  #   requests to one host spaced at least this much,
+//! max-timeout = "60s"                #   bodies and request times at most this,
+//! pages-per-hour = 3600              #   and this many pages an hour
+//! api-hosts = ["scraper.lan"]        # names besides localhost that the crawl API takes changes under
 //! ```
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
+use bytesize::ByteSize;
 use serde::Deserialize;
 use tessera_net::Multiaddr;
 use tessera_scraper_node::{
     address::NetworkPolicy,
+    limits::OperatorLimits,
     node::{ScraperConfig, ScraperNode},
 };
 
 use super::{
-    config::read_toml,
+    config::{duration, read_toml},
     daemon::{self, say},
     publisher_key,
 };
@@ -68,6 +75,22 @@ pub(crate) struct Args {
     /// lets crawled pages reach this machine's own network.
     #[arg(long)]
     allow_private_networks: bool,
+    /// Least time between two requests to one host, whatever a crawl asks [default: 1s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    min_delay: Option<std::time::Duration>,
+    /// Largest page body fetched [default: 8MiB].
+    #[arg(long)]
+    max_body: Option<ByteSize>,
+    /// Longest time one request may take [default: 60s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_timeout: Option<std::time::Duration>,
+    /// Most pages fetched in any hour [default: 3600].
+    #[arg(long)]
+    pages_per_hour: Option<u32>,
+    /// A host name, besides localhost, under which the crawl API takes changes (repeatable):
+    /// for an HTTP port on another interface. Changes always need the node's API token.
+    #[arg(long)]
+    api_host: Vec<String>,
 }
 
 /// The config file: every field optional, unknown fields refused.
@@ -83,6 +106,12 @@ struct FileConfig {
     coordinator: Option<Multiaddr>,
     coordinate: Option<bool>,
     publisher_key: Option<PathBuf>,
+    min_delay: Option<String>,
+    max_body: Option<ByteSize>,
+    max_timeout: Option<String>,
+    pages_per_hour: Option<u32>,
+    #[serde(default)]
+    api_hosts: Vec<String>,
 }
 
 fn node_config(args: Args) -> anyhow::Result<ScraperConfig> {
@@ -102,7 +131,29 @@ fn node_config(args: Args) -> anyhow::Result<ScraperConfig> {
         ),
         None => None,
     };
+    let defaults = OperatorLimits::default();
+    let limits = OperatorLimits {
+        min_delay: args
+            .min_delay
+            .or(duration(file.min_delay.as_deref(), "min-delay")?)
+            .unwrap_or(defaults.min_delay),
+        max_body: args.max_body.or(file.max_body).unwrap_or(defaults.max_body),
+        max_timeout: args
+            .max_timeout
+            .or(duration(file.max_timeout.as_deref(), "max-timeout")?)
+            .unwrap_or(defaults.max_timeout),
+        pages_per_hour: args
+            .pages_per_hour
+            .or(file.pages_per_hour)
+            .unwrap_or(defaults.pages_per_hour),
+    };
+    anyhow::ensure!(
+        limits.pages_per_hour > 0,
+        "pages-per-hour must be at least 1"
+    );
     Ok(ScraperConfig {
+        limits,
+        api_hosts: daemon::list(args.api_host, file.api_hosts, Vec::new),
         data_dir,
         listen,
         bootstrap,

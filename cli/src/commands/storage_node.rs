@@ -26,7 +26,7 @@ use tessera_net::Multiaddr;
 use tessera_storage_node::{NodeConfig, StorageNode};
 
 use super::{
-    config::read_toml,
+    config::{duration, read_toml},
     daemon::{self, say},
 };
 
@@ -64,12 +64,6 @@ pub(crate) struct Args {
     /// Do not rebuild lost pieces (audits still run).
     #[arg(long)]
     no_repair: bool,
-}
-
-/// A duration in a config file, like "30m".
-fn duration(text: Option<&str>, what: &str) -> anyhow::Result<Option<std::time::Duration>> {
-    text.map(|t| humantime::parse_duration(t).with_context(|| format!("{what}: {t:?}")))
-        .transpose()
 }
 
 /// The config file: every field optional, unknown fields refused.

@@ -18,6 +18,14 @@ use axum::{
     response::Response,
 };
 
+/// A contributor's limits, less the minimum delay: test sites are crawled quickly.
+pub(crate) fn test_limits() -> tessera_scraper_node::limits::OperatorLimits {
+    tessera_scraper_node::limits::OperatorLimits {
+        min_delay: std::time::Duration::ZERO,
+        ..Default::default()
+    }
+}
+
 /// Every request a test site answered: its path and when it arrived.
 #[derive(Clone, Default)]
 pub(crate) struct AccessLog(Arc<Mutex<Vec<(String, Instant)>>>);
@@ -75,4 +83,18 @@ pub(crate) async fn serve(ip: IpAddr, router: Router, log: AccessLog) -> SocketA
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
     addr
+}
+
+/// Every file under `dir`, at any depth.
+pub(crate) fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
