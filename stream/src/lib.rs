@@ -17,5 +17,13 @@ pub use cache::{CacheStats, Lease, ShardCache};
 pub use error::StreamError;
 pub use plan::{EpochOrder, Partition, PlanError, Remainder, Sample, Split};
 pub use reader::{DEFAULT_SEGMENT_SAMPLES, DatasetStream, StreamOptions, StreamState};
+/// The Arrow schema a manifest declares, decoded as a stream decodes it (a published manifest
+/// may hold any bytes there).
+pub fn manifest_schema(
+    manifest: &tessera_formats::Manifest,
+) -> Result<arrow::datatypes::SchemaRef, StreamError> {
+    reader::read::output_schema(manifest, None)
+}
+
 /// The limits a shard's Parquet is read with ([`StreamOptions::parquet_limits`]).
 pub use tessera_client::dataset::parquet_guard::ParquetLimits;

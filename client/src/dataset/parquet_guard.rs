@@ -599,6 +599,37 @@ mod tests {
         assert_eq!(contain(|| Ok(3)), Ok(3));
     }
 
+    #[test]
+    fn every_single_byte_change_of_a_real_file_is_refused_or_read_without_a_panic() {
+        let file = file_with(300, Compression::SNAPPY);
+        let good = std::fs::read(file.path()).unwrap();
+        let mutated = tempfile::NamedTempFile::new().unwrap();
+        let mut contained = 0;
+        for i in 0..good.len() {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut bytes = good.clone();
+                bytes[i] ^= x;
+                std::fs::write(mutated.path(), &bytes).unwrap();
+                let limits = ParquetLimits::default();
+                // A panic escaping either step fails the test.
+                let Ok(builder) = open_checked(mutated.reopen().unwrap(), &limits) else {
+                    continue;
+                };
+                let read = contain(|| {
+                    for batch in builder.build().map_err(|e| e.to_string())? {
+                        batch.map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                });
+                contained += usize::from(read.is_err_and(|e| e.contains("Parquet reader failed")));
+            }
+        }
+        eprintln!(
+            "{} changes, {contained} panics contained while decoding",
+            good.len() * 3
+        );
+    }
+
     proptest! {
         #[test]
         fn thrift_of_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {

@@ -43,7 +43,7 @@ use crate::{
     plan::{EpochOrder, Partition, PlanError, Remainder, Sample, Split},
 };
 
-mod read;
+pub(crate) mod read;
 mod rows;
 
 use read::{output_schema, read_rows};

@@ -112,7 +112,7 @@ fn root_indices(schema: &SchemaRef, names: &[String]) -> Result<Vec<usize>, Stri
 }
 
 /// The schema of the batches: the manifest's, projected.
-pub(super) fn output_schema(
+pub(crate) fn output_schema(
     manifest: &Manifest,
     columns: Option<&[String]>,
 ) -> Result<SchemaRef, StreamError> {
@@ -125,10 +125,14 @@ pub(super) fn output_schema(
         .as_ref()
         .map(|s| s.bytes.clone())
         .ok_or_else(|| bad("the manifest has no schema".into()))?;
-    // The manifest keeps a bare Schema flatbuffer (verified here before it is read).
-    let fb = arrow::ipc::root_as_schema(&bytes).map_err(|e| bad(e.to_string()))?;
-    let schema =
-        Arc::new(arrow::ipc::convert::try_fb_to_schema(fb).map_err(|e| bad(e.to_string()))?);
+    // The manifest keeps a bare Schema flatbuffer (verified here before it is read); anyone
+    // may have published it, so a panic in arrow-ipc is contained.
+    let schema = contain(|| {
+        let fb = arrow::ipc::root_as_schema(&bytes).map_err(|e| e.to_string())?;
+        arrow::ipc::convert::try_fb_to_schema(fb).map_err(|e| e.to_string())
+    })
+    .map(Arc::new)
+    .map_err(bad)?;
     match columns {
         None => Ok(schema),
         Some(names) => {
