@@ -461,3 +461,29 @@ async fn inbound_connections_past_the_per_ip_cap_are_closed() {
     );
     drop(clients);
 }
+
+#[tokio::test]
+async fn a_node_learns_the_address_peers_see_it_at() {
+    let (server, addr) = serving_node(tcp(), vec![]).await;
+    let client = start(
+        Keypair::generate_ed25519(),
+        NetworkConfig::client(vec![addr]),
+    )
+    .await
+    .unwrap();
+    let mut observed = Vec::new();
+    for _ in 0..50 {
+        observed = client.client.info().await.unwrap().observed_addrs;
+        if !observed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        observed
+            .iter()
+            .any(|a| a.to_string().starts_with("/ip4/127.0.0.1/tcp/")),
+        "{observed:?}"
+    );
+    drop(server);
+}

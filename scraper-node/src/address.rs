@@ -7,6 +7,7 @@
 use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::{Arc, RwLock},
 };
 
 /// What kind of network an address belongs to.
@@ -26,13 +27,16 @@ pub enum Reach {
     /// Anything else that is not a unicast public host: unspecified, broadcast, multicast,
     /// documentation, benchmarking, reserved and special-purpose ranges.
     Special,
+    /// This node's own public address (its router's, behind a home connection): what a
+    /// crawl reaching it would reach is the contributor's own network.
+    Own,
 }
 
 impl Reach {
     /// Whether a node that allows private networks may connect: everything but the special
     /// ranges, which are never a web server.
     pub fn private_network(self) -> bool {
-        !matches!(self, Reach::Public | Reach::Special)
+        !matches!(self, Reach::Public | Reach::Special | Reach::Own)
     }
 }
 
@@ -45,6 +49,7 @@ impl fmt::Display for Reach {
             Reach::LinkLocal => "link-local",
             Reach::SharedNat => "carrier-grade NAT",
             Reach::Special => "special-purpose",
+            Reach::Own => "this node's own public address",
         })
     }
 }
@@ -57,7 +62,52 @@ pub struct NetworkPolicy {
     pub allow_private: bool,
     /// Single addresses allowed whatever their kind (a site on the operator's own network).
     pub allowed: Vec<IpAddr>,
+    /// The node's own public addresses, as the network learns them: refused like private
+    /// ones. Clones share them.
+    pub own: OwnAddresses,
 }
+
+/// The node's own public addresses, shared by every clone of a policy and updated as the
+/// network learns them.
+#[derive(Debug, Clone, Default)]
+pub struct OwnAddresses(Arc<RwLock<Vec<IpAddr>>>);
+
+impl OwnAddresses {
+    /// Most addresses kept.
+    pub const MAX: usize = 16;
+
+    /// Replaces the addresses with the public ones of `ips` (at most [`Self::MAX`]).
+    pub fn set(&self, ips: impl IntoIterator<Item = IpAddr>) {
+        let mut public: Vec<IpAddr> = ips
+            .into_iter()
+            .map(|ip| ip.to_canonical())
+            .filter(|ip| classify(*ip) == Reach::Public)
+            .collect();
+        public.sort();
+        public.dedup();
+        public.truncate(Self::MAX);
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = public;
+    }
+
+    /// Whether `ip` is one of them.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&ip.to_canonical())
+    }
+}
+
+impl PartialEq for OwnAddresses {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for OwnAddresses {}
 
 impl NetworkPolicy {
     /// Public addresses only: the default.
@@ -69,7 +119,7 @@ impl NetworkPolicy {
     pub fn allow_private() -> Self {
         Self {
             allow_private: true,
-            allowed: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -78,6 +128,9 @@ impl NetworkPolicy {
         let ip = ip.to_canonical();
         if self.allowed.iter().any(|a| a.to_canonical() == ip) {
             return Ok(());
+        }
+        if self.own.contains(ip) {
+            return Err(Reach::Own);
         }
         match classify(ip) {
             Reach::Public => Ok(()),
@@ -235,5 +288,32 @@ mod tests {
         assert_eq!(private.admit(ip("127.0.0.1")), Ok(()));
         assert_eq!(private.admit(ip("10.0.0.1")), Ok(()));
         assert_eq!(private.admit(ip("0.0.0.0")), Err(Reach::Special));
+    }
+
+    #[test]
+    fn the_nodes_own_public_addresses_are_refused_in_every_clone() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let policy = NetworkPolicy::allow_private();
+        let clone = policy.clone();
+        assert_eq!(clone.admit(ip("93.184.215.14")), Ok(()));
+        // Learned later, from what peers saw: private ones are no news, public ones count.
+        policy
+            .own
+            .set([ip("93.184.215.14"), ip("192.168.1.7"), ip("::ffff:8.8.4.4")]);
+        assert_eq!(clone.admit(ip("93.184.215.14")), Err(Reach::Own));
+        assert_eq!(clone.admit(ip("8.8.4.4")), Err(Reach::Own));
+        assert_eq!(clone.admit(ip("192.168.1.7")), Ok(()));
+        assert_eq!(clone.admit(ip("8.8.8.8")), Ok(()));
+        // An address the operator allows by name stays allowed.
+        let allowed = NetworkPolicy {
+            allowed: vec![ip("93.184.215.14")],
+            ..policy.clone()
+        };
+        assert_eq!(allowed.admit(ip("93.184.215.14")), Ok(()));
+        policy
+            .own
+            .set((0..100u8).map(|i| IpAddr::from([8, 8, 0, i])));
+        assert!(policy.own.contains(ip("8.8.0.15")));
+        assert!(!policy.own.contains(ip("8.8.0.16")), "at most 16 kept");
     }
 }

@@ -265,6 +265,10 @@ impl ScraperNode {
             None => None,
         };
 
+        tasks.push(tokio::spawn(learn_own_addresses(
+            network.client.clone(),
+            config.network.clone(),
+        )));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let worker_config = WorkerConfig {
             out_dir: config.data_dir.join("shards"),
@@ -313,6 +317,30 @@ impl ScraperNode {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// How often the node's own public addresses are read from the network.
+const OWN_ADDRESSES_EVERY: Duration = Duration::from_secs(30);
+
+/// Keeps the policy's own addresses to what peers see this node at, so that no crawl reaches
+/// the contributor's own router or services on their public address.
+async fn learn_own_addresses(client: tessera_net::Client, policy: NetworkPolicy) {
+    let mut ticks = tokio::time::interval(OWN_ADDRESSES_EVERY);
+    loop {
+        ticks.tick().await;
+        let Ok(info) = client.info().await else {
+            return;
+        };
+        policy
+            .own
+            .set(info.observed_addrs.iter().filter_map(|addr| {
+                addr.iter().find_map(|p| match p {
+                    Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
+                    Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+                    _ => None,
+                })
+            }));
     }
 }
 

@@ -35,6 +35,9 @@ pub(super) enum Query {
     GetRecord(Vec<Vec<u8>>, Reply<Vec<Vec<u8>>>),
 }
 
+/// Addresses kept of those peers saw this node at.
+const MAX_OBSERVED: usize = 16;
+
 pub(super) struct Actor {
     pub(super) swarm: Swarm<Behaviour>,
     pub(super) commands: mpsc::Receiver<Command>,
@@ -43,6 +46,9 @@ pub(super) struct Actor {
     pub(super) crawl_events: mpsc::Sender<CrawlEvent>,
     pub(super) receipt_events: mpsc::Sender<GossipMessage>,
     pub(super) listen_addrs: Vec<Multiaddr>,
+    /// The addresses peers saw this node connect from, newest last, at most
+    /// [`MAX_OBSERVED`]: its own public addresses, when it is behind a router.
+    pub(super) observed: std::collections::VecDeque<Multiaddr>,
     pub(super) pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
     pub(super) pending_queries: HashMap<QueryId, Query>,
     pub(super) piece_out: Outbound<PieceRequest, PieceResponse>,
@@ -198,6 +204,12 @@ impl Actor {
                     peer_id: *swarm.local_peer_id(),
                     listen_addrs: self.listen_addrs.clone(),
                     connected_peers: swarm.connected_peers().copied().collect(),
+                    observed_addrs: self
+                        .observed
+                        .iter()
+                        .chain(swarm.external_addresses())
+                        .cloned()
+                        .collect(),
                 });
             }
         }
@@ -233,6 +245,12 @@ impl Actor {
             })) => {
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+                if !self.observed.contains(&info.observed_addr) {
+                    if self.observed.len() == MAX_OBSERVED {
+                        self.observed.pop_front();
+                    }
+                    self.observed.push_back(info.observed_addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),

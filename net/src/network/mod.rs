@@ -240,6 +240,9 @@ pub struct NetworkInfo {
     pub listen_addrs: Vec<Multiaddr>,
     /// Peers connected now.
     pub connected_peers: Vec<PeerId>,
+    /// Addresses peers saw this node at (identify), and those confirmed external: behind a
+    /// home router, its own public address. Peers may lie; use them to refuse, not to trust.
+    pub observed_addrs: Vec<Multiaddr>,
 }
 
 impl NetworkInfo {
@@ -575,6 +578,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         crawl_events: crawl_tx,
         receipt_events: receipts_tx,
         listen_addrs,
+        observed: std::collections::VecDeque::new(),
         pending_dials: HashMap::new(),
         pending_queries: HashMap::new(),
         piece_out: Outbound::new(per_peer),
