@@ -51,3 +51,37 @@ pub(crate) fn cache_path(name: &str) -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("tessera").join(name))
 }
+
+/// Config files of any shape: lines of `key = value` from the keys a file may hold and values
+/// at every edge (huge, negative, not a number, wrong type, unparsable durations).
+#[cfg(test)]
+pub(crate) fn any_config(
+    keys: &'static [&'static str],
+) -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let value = prop_oneof![
+        Just("18446744073709551615".to_string()),
+        Just("-1".to_string()),
+        Just("1e308".to_string()),
+        Just("nan".to_string()),
+        Just("true".to_string()),
+        Just("\"99999999999999999999y\"".to_string()),
+        Just("\"16EiB\"".to_string()),
+        Just("\"0s\"".to_string()),
+        Just("[\"/ip4/0.0.0.0/tcp/99999\"]".to_string()),
+        Just("\"300.1.1.1:8080\"".to_string()),
+        Just("[]".to_string()),
+        "\"[ -~]{0,20}\"",
+        any::<i64>().prop_map(|n| n.to_string()),
+    ];
+    let key = prop_oneof![
+        proptest::sample::select(keys).prop_map(str::to_string),
+        "[a-z-]{1,12}",
+    ];
+    proptest::collection::vec((key, value), 0..6).prop_map(|lines| {
+        lines
+            .into_iter()
+            .map(|(k, v)| format!("{k} = {v}\n"))
+            .collect()
+    })
+}

@@ -208,3 +208,71 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     node.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: PathBuf) -> Args {
+        Args {
+            config: Some(config),
+            data_dir: Some("/srv/scraper".into()),
+            listen: vec![],
+            bootstrap: vec![],
+            publisher_key: None,
+            http: None,
+            coordinator: None,
+            no_coordinate: false,
+            allow_private_networks: false,
+            min_delay: None,
+            max_body: None,
+            max_timeout: None,
+            pages_per_hour: None,
+            api_host: vec![],
+        }
+    }
+
+    #[test]
+    fn the_operators_limits_come_from_the_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scraper.toml");
+        std::fs::write(
+            &path,
+            "min-delay = \"2s\"\nmax-body = \"1MiB\"\npages-per-hour = 60\napi-hosts = [\"scraper.lan\"]\n",
+        )
+        .unwrap();
+        let c = node_config(args(path.clone())).unwrap();
+        assert_eq!(c.limits.min_delay, std::time::Duration::from_secs(2));
+        assert_eq!(c.limits.max_body, ByteSize::mib(1));
+        assert_eq!(c.limits.max_timeout, OperatorLimits::default().max_timeout);
+        assert_eq!(c.limits.pages_per_hour, 60);
+        assert_eq!(c.api_hosts, ["scraper.lan"]);
+        let c = node_config(Args {
+            pages_per_hour: Some(10),
+            ..args(path.clone())
+        })
+        .unwrap();
+        assert_eq!(c.limits.pages_per_hour, 10);
+        std::fs::write(&path, "pages-per-hour = 0\n").unwrap();
+        assert!(node_config(args(path.clone())).is_err());
+        std::fs::write(&path, "min-delay = \"soon\"\n").unwrap();
+        let err = format!("{:#}", node_config(args(path)).unwrap_err());
+        assert!(err.contains("min-delay"), "{err}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_config_file_is_taken_or_refused_never_a_panic(
+            text in super::super::config::any_config(&[
+                "data-dir", "listen", "bootstrap", "http", "coordinator", "coordinate",
+                "publisher-key", "min-delay", "max-body", "max-timeout", "pages-per-hour",
+                "api-hosts",
+            ])
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("scraper.toml");
+            std::fs::write(&path, text).unwrap();
+            let _ = node_config(args(path));
+        }
+    }
+}

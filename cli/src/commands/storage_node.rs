@@ -231,4 +231,31 @@ mod tests {
         let err = format!("{:#}", node_config(args(None)).unwrap_err());
         assert!(err.contains("unknown field"), "{err}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_config_file_is_taken_or_refused_never_a_panic(
+            text in super::super::config::any_config(&[
+                "data-dir", "listen", "bootstrap", "capacity", "http", "scrub-interval-secs",
+                "registry", "audit-interval", "audit-period", "audit-failures", "audit-grace",
+                "repair", "repair-spare",
+            ])
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("node.toml");
+            std::fs::write(&path, text).unwrap();
+            let _ = node_config(Args {
+                config: Some(path),
+                data_dir: None,
+                listen: vec![],
+                bootstrap: vec![],
+                capacity: None,
+                http: None,
+                no_registry: false,
+                audit_interval: None,
+                audit_period: None,
+                no_repair: false,
+            });
+        }
+    }
 }
