@@ -170,3 +170,84 @@ fn robots_check_says_which_line_decided() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("reading /no/such/robots.txt"));
 }
+
+#[test]
+fn crawl_commands_carry_the_nodes_api_token() {
+    use std::io::{BufRead as _, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tessera()
+        .args(["scraper-node", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(["--http", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .take(3)
+        .map(Result::unwrap)
+        .collect();
+    let api = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("crawls    "))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let node = api.trim_end_matches("/v1/crawls").to_string();
+    let spec = dir.path().join("crawl.toml");
+    std::fs::write(
+        &spec,
+        "name = \"docs\"\nseeds = [\"http://example.com/\"]\nmax_pages = 1\nmax_depth = 0\n",
+    )
+    .unwrap();
+
+    // Without the token, the command says where the token is.
+    let out = tessera()
+        .args([
+            "crawl",
+            "start",
+            "--node",
+            &node,
+            "--token-file",
+            "/no/such/token",
+        ])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("API token"), "{err}");
+    // With the node's data directory, it reads the token there.
+    let out = tessera()
+        .args(["crawl", "start", "--node", &node, "--data-dir"])
+        .arg(dir.path())
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        id.bytes().all(|b| b.is_ascii_hexdigit()) && !id.is_empty(),
+        "{id}"
+    );
+    let out = tessera()
+        .args(["crawl", "stop", &id, "--node", &node, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("stopped {id}")
+    );
+}
