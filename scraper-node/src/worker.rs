@@ -124,6 +124,8 @@ pub struct WorkerConfig {
 
 /// Pause between reports of a lease while the coordinator is unavailable.
 const COMPLETE_RETRY: Duration = Duration::from_millis(200);
+/// Longest time a lease's report is tried again, whatever deadline the coordinator gave.
+const MAX_COMPLETE_RETRIES: Duration = Duration::from_secs(24 * 3600);
 /// Pages of a lease whose bodies may wait for extraction while the next page is fetched.
 const EXTRACT_AHEAD: usize = 2;
 /// Pause before pending shards are tried again after an attempt left some.
@@ -336,8 +338,16 @@ impl<C: CrawlApi> Worker<C> {
             .iter()
             .map(|url| report(url, failed.clone(), vec![]))
             .collect();
-        // A coordinator that cannot take the report loses nothing: the lease expires.
-        if let Err(e) = self.complete(crawl, lease, reports, None).await {
+        // Said once: a coordinator that cannot take the report loses nothing, the lease
+        // expires.
+        let completion = Completion {
+            crawl: crawl.to_string(),
+            lease: lease.id,
+            node: self.peer.clone(),
+            reports,
+            crawl_delay_ms: None,
+        };
+        if let Err(e) = self.api.complete(completion).await {
             debug!(%e, "reporting a refused lease");
         }
         Ok(Step::Refused(why))
@@ -453,7 +463,8 @@ impl<C: CrawlApi> Worker<C> {
     }
 
     /// Reports a lease, retrying while the coordinator is unavailable (restarting) and the
-    /// lease's deadline has not passed: the rows are kept until then.
+    /// lease's deadline has not passed: the rows are kept until then. The deadline is the
+    /// coordinator's word, so the retries end within [`MAX_COMPLETE_RETRIES`] all the same.
     async fn complete(
         &self,
         crawl: &str,
@@ -468,10 +479,14 @@ impl<C: CrawlApi> Worker<C> {
             reports,
             crawl_delay_ms: crawl_delay,
         };
+        let until =
+            lease.deadline_ms.min(now_ms().saturating_add(
+                u64::try_from(MAX_COMPLETE_RETRIES.as_millis()).unwrap_or(u64::MAX),
+            ));
         loop {
             let result = self.api.complete(completion.clone()).await;
             match result {
-                Err(ApiError::Unavailable(why)) if now_ms() < lease.deadline_ms => {
+                Err(ApiError::Unavailable(why)) if now_ms() < until => {
                     debug!(%why, lease = lease.id, "coordinator unavailable; reporting again");
                     tokio::time::sleep(COMPLETE_RETRY).await;
                 }
