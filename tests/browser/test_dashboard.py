@@ -155,7 +155,7 @@ class ScraperDashboardTest(unittest.TestCase):
         cls.node = subprocess.Popen(
             [TESSERA, "scraper-node", "--data-dir", os.path.join(WORK, "scraper"),
              "--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0",
-             "--bootstrap", BOOTSTRAP, "--allow-private-networks"],
+             "--bootstrap", BOOTSTRAP, "--allow-private-networks", "--min-delay", "0s"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         cls.base = None
@@ -166,9 +166,14 @@ class ScraperDashboardTest(unittest.TestCase):
                 break
         assert cls.base, "the scraper node printed no dashboard address"
         port = cls.site.server_address[1]
-        spec = (f'name = "browser-site"\nseeds = ["http://127.0.0.1:{port}/"]\nmax_pages = 50\n'
-                'max_depth = 3\n[politeness]\ndelay_seconds = 0.01\nlease_size = 4\n')
-        request = urllib.request.Request(cls.base + "/v1/crawls", data=spec.encode(), method="POST")
+        spec = {"name": "browser-site", "seeds": [f"http://127.0.0.1:{port}/"], "max_pages": 50,
+                "max_depth": 3, "politeness": {"delay_seconds": 0.01, "lease_size": 4}}
+        # Changes to crawls take JSON and the node's API token, from its data directory.
+        with open(os.path.join(WORK, "scraper", "api-token")) as f:
+            token = f.read().strip()
+        request = urllib.request.Request(
+            cls.base + "/v1/crawls", data=json.dumps(spec).encode(), method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             cls.crawl = json.load(response)["id"]
         wait_for(lambda: "published" in json.dumps(get(f"/v1/crawls/{cls.crawl}", cls.base)["state"]),
