@@ -1,5 +1,5 @@
 //! Fuzzing of every Tessera decoder of untrusted bytes, on stable Rust (cargo-fuzz needs a
-//! nightly toolchain): seeds made in code and kept in `fuzz/corpus/`, stacked mutations, and a
+//! nightly toolchain): seeds made in code, the demo's site and `fuzz/corpus/`, stacked mutations, and a
 //! child process per target so that an abort (a stack overflow) is caught and its input kept.
 //!
 //! ```text

@@ -66,7 +66,7 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "robots",
         run: robots,
-        seeds: Vec::new,
+        seeds: || example_site("txt"),
         dictionary: &[
             b"\nUser-agent: TesseraBot\n",
             b"\nUser-agent: *\n",
@@ -80,7 +80,7 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "html",
         run: html,
-        seeds: Vec::new,
+        seeds: || example_site("html"),
         dictionary: &[
             b"<div>",
             b"</div>",
@@ -408,6 +408,21 @@ fn parquet_seeds() -> Vec<Vec<u8>> {
         }
     }
     seeds
+}
+
+/// The files of the demo's site (`examples/site/`) ending in `.extension`: real pages and a
+/// real robots.txt.
+fn example_site(extension: &str) -> Vec<Vec<u8>> {
+    let site = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/site");
+    let mut files: Vec<_> = std::fs::read_dir(site)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == extension))
+        .collect();
+    files.sort();
+    files.iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }
 
 /// The seeds of `target`: made in code, and the files of its corpus folder under `corpus`.
