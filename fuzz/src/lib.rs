@@ -1,6 +1,7 @@
 //! Fuzzing of every Tessera decoder of untrusted bytes, on stable Rust (cargo-fuzz needs a
-//! nightly toolchain): seeds made in code, the demo's site and `fuzz/corpus/`, stacked mutations, and a
-//! child process per target so that an abort (a stack overflow) is caught and its input kept.
+//! nightly toolchain): seeds made in code, the demo's site and `fuzz/corpus/`, stacked
+//! mutations, and a child process per target so that an abort (a stack overflow) is caught
+//! and its input kept.
 //!
 //! ```text
 //! tessera-fuzz ─▶ per target: a child process ─▶ seeds ─▶ mutate ─▶ run (catch_unwind)
