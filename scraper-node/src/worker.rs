@@ -340,17 +340,31 @@ impl<C: CrawlApi> Worker<C> {
             .collect();
         // Said once: a coordinator that cannot take the report loses nothing, the lease
         // expires.
-        let completion = Completion {
+        if let Err(e) = self
+            .api
+            .complete(self.completion(crawl, lease, reports, None))
+            .await
+        {
+            debug!(%e, "reporting a refused lease");
+        }
+        Ok(Step::Refused(why))
+    }
+
+    /// This node's report of `lease`.
+    fn completion(
+        &self,
+        crawl: &str,
+        lease: &Lease,
+        reports: Vec<UrlReport>,
+        crawl_delay_ms: Option<u64>,
+    ) -> Completion {
+        Completion {
             crawl: crawl.to_string(),
             lease: lease.id,
             node: self.peer.clone(),
             reports,
-            crawl_delay_ms: None,
-        };
-        if let Err(e) = self.api.complete(completion).await {
-            debug!(%e, "reporting a refused lease");
+            crawl_delay_ms,
         }
-        Ok(Step::Refused(why))
     }
 
     /// Waits until the operator's pages-per-hour limit leaves room for one more page.
@@ -472,13 +486,7 @@ impl<C: CrawlApi> Worker<C> {
         reports: Vec<UrlReport>,
         crawl_delay: Option<u64>,
     ) -> Result<Vec<String>, ApiError> {
-        let completion = Completion {
-            crawl: crawl.to_string(),
-            lease: lease.id,
-            node: self.peer.clone(),
-            reports,
-            crawl_delay_ms: crawl_delay,
-        };
+        let completion = self.completion(crawl, lease, reports, crawl_delay);
         let until =
             lease.deadline_ms.min(now_ms().saturating_add(
                 u64::try_from(MAX_COMPLETE_RETRIES.as_millis()).unwrap_or(u64::MAX),

@@ -302,13 +302,7 @@ impl PieceStore {
     /// index is on disk. The reason when not.
     pub fn health(&self) -> Result<(), String> {
         let inner = &self.inner;
-        for dir in [&inner.dir, &inner.pieces_dir, &inner.tmp_dir] {
-            match fs::metadata(dir) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => return Err(format!("{} is not a directory", dir.display())),
-                Err(e) => return Err(format!("{}: {e}", dir.display())),
-            }
-        }
+        self.folders_present(&[&inner.dir, &inner.pieces_dir, &inner.tmp_dir])?;
         let current = inner.dir.join("db").join("CURRENT");
         if let Err(e) = fs::metadata(&current) {
             return Err(format!("index {}: {e}", current.display()));
@@ -318,6 +312,18 @@ impl PieceStore {
             .and_then(|mut f| f.write_all(b"ok"))
             .map_err(|e| format!("{} is not writable: {e}", inner.tmp_dir.display()))?;
         let _ = fs::remove_file(&probe);
+        Ok(())
+    }
+
+    /// That each of `dirs` is a directory; the first that is not, and why.
+    fn folders_present(&self, dirs: &[&PathBuf]) -> Result<(), String> {
+        for dir in dirs {
+            match fs::metadata(dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(format!("{} is not a directory", dir.display())),
+                Err(e) => return Err(format!("{}: {e}", dir.display())),
+            }
+        }
         Ok(())
     }
 
@@ -392,9 +398,10 @@ impl PieceStore {
         if free < size {
             return Err(StoreError::CapacityExceeded { needed: size, free });
         }
-        // The tmp folder is checked on every upload; the rest of the store's health is not
+        // The folders are checked on every upload; the rest of the store's health is not
         // worth a probe file per piece.
-        self.health_of_dirs()?;
+        self.folders_present(&[&self.inner.pieces_dir, &self.inner.tmp_dir])
+            .map_err(StoreError::Unhealthy)?;
         // From here on, dropping the upload gives its reservation back.
         let mut upload = Upload {
             store: self.clone(),
@@ -476,16 +483,6 @@ impl PieceStore {
             }
         }
         Ok(report)
-    }
-
-    /// The store's folders are there.
-    fn health_of_dirs(&self) -> Result<(), StoreError> {
-        for dir in [&self.inner.pieces_dir, &self.inner.tmp_dir] {
-            if let Err(e) = fs::metadata(dir) {
-                return Err(StoreError::Unhealthy(format!("{}: {e}", dir.display())));
-            }
-        }
-        Ok(())
     }
 
     /// Reconciles the index with the files on disk (run at every start).
