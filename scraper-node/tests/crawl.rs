@@ -289,17 +289,7 @@ async fn scraper_nodes_crawl_through_a_coordinator_over_libp2p() {
     } = setup(0.0).await;
 
     // The coordinator's node serves /tessera/crawl/1; scraper nodes join through it.
-    let coordinator_net = tessera_net::start(
-        Keypair::generate_ed25519(),
-        NetworkConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            serve: false,
-            crawl: true,
-            ..NetworkConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let coordinator_net = common::coordinator_net().await;
     let info = coordinator_net.client.info().await.unwrap();
     let bootstrap = info.dialable_addrs();
     tokio::spawn(serve(

@@ -85,17 +85,7 @@ fn lease(addr: SocketAddr, urls: usize) -> Lease {
 async fn lying_coordinator(
     offers: Vec<Offer>,
 ) -> (tessera_net::Network, mpsc::UnboundedReceiver<Completion>) {
-    let mut net = tessera_net::start(
-        Keypair::generate_ed25519(),
-        NetworkConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            serve: false,
-            crawl: true,
-            ..NetworkConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut net = common::coordinator_net().await;
     let (tx, rx) = mpsc::unbounded_channel();
     let mut events = std::mem::replace(&mut net.crawl, mpsc::channel(1).1);
     let client = net.client.clone();

@@ -12,9 +12,9 @@ use std::{
     sync::{Arc, Barrier},
 };
 
-use common::{bytes, http_get, upload};
+use common::{bytes, http_get, upload, user};
 use tessera_formats::address::raw_cid;
-use tessera_net::{Keypair, NetworkConfig, protocol::PieceResponse, start};
+use tessera_net::protocol::PieceResponse;
 use tessera_storage_node::{NodeConfig, PieceStore, Status, StorageNode, StoreConfig, StoreError};
 
 /// The open-file limit is the whole process's: tests that lower it run alone.
@@ -183,13 +183,7 @@ async fn a_node_whose_data_directory_vanishes_says_so_and_refuses_uploads() {
     let status = http_status(http).await;
     assert!(status.healthy && status.problem.is_none(), "{status:?}");
 
-    let user = start(
-        Keypair::generate_ed25519(),
-        NetworkConfig::client(vec![node.addresses[0].clone()]),
-    )
-    .await
-    .unwrap()
-    .client;
+    let user = user(node.addresses[0].clone()).await;
     let peer = node.client.peer_id();
     let kept = bytes(100_000, 1);
     assert_eq!(

@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::{bytes, http_get, upload};
+use common::{bytes, http_get, upload, user};
 use tessera_formats::address::raw_cid;
-use tessera_net::{Keypair, NetworkConfig, protocol::PieceResponse, start};
+use tessera_net::protocol::PieceResponse;
 use tessera_storage_node::{NodeConfig, Status, StorageNode};
 
 fn config(dir: &std::path::Path) -> NodeConfig {
@@ -40,13 +40,7 @@ async fn status_metrics_and_restart() {
         (0, 0, 64 << 20)
     );
 
-    let user = start(
-        Keypair::generate_ed25519(),
-        NetworkConfig::client(vec![node.addresses[0].clone()]),
-    )
-    .await
-    .unwrap()
-    .client;
+    let user = user(node.addresses[0].clone()).await;
     let data = bytes(2_000_000, 9);
     let piece = raw_cid(&data);
     assert_eq!(

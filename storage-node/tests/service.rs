@@ -16,7 +16,7 @@ use tessera_net::{
 use tessera_proofs::{ByteRange, Challenge, verify, verify_range};
 mod common;
 
-use common::{bytes, upload};
+use common::{bytes, upload, user};
 use tessera_storage_node::{
     PieceStore, StoreConfig,
     metrics::Metrics,
@@ -63,16 +63,6 @@ async fn storage_node(capacity: u64) -> Node {
         metrics,
         _dir: dir,
     }
-}
-
-async fn user(bootstrap: Multiaddr) -> Client {
-    start(
-        Keypair::generate_ed25519(),
-        NetworkConfig::client(vec![bootstrap]),
-    )
-    .await
-    .unwrap()
-    .client
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,3 +98,18 @@ pub(crate) fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A network on 127.0.0.1 that serves `/tessera/crawl/1`, as a coordinator's node does.
+pub(crate) async fn coordinator_net() -> tessera_net::Network {
+    tessera_net::start(
+        libp2p::identity::Keypair::generate_ed25519(),
+        tessera_net::NetworkConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            serve: false,
+            crawl: true,
+            ..tessera_net::NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap()
+}

@@ -72,3 +72,14 @@ pub(crate) async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String,
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     (head.to_string(), body.to_string())
 }
+
+/// A short-lived client peer joined through `bootstrap`.
+pub(crate) async fn user(bootstrap: tessera_net::Multiaddr) -> Client {
+    tessera_net::start(
+        tessera_net::Keypair::generate_ed25519(),
+        tessera_net::NetworkConfig::client(vec![bootstrap]),
+    )
+    .await
+    .unwrap()
+    .client
+}
