@@ -2,8 +2,11 @@
 # the nodes stopped) on exit. Set $bin to the tessera binary, then source this.
 work=$(mktemp -d "${TMPDIR:-/tmp}/tessera-XXXXXX")
 pids=()
+# The addresses each node listens on; a benchmark of the default listen set adds QUIC.
+listen_flags=(--listen /ip4/127.0.0.1/tcp/0)
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # A frozen (SIGSTOPped) node only stops once it runs again.
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && kill -CONT "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
 }
@@ -11,7 +14,7 @@ trap cleanup EXIT
 
 start_node() { # index, capacity, extra flags...
     local i=$1 capacity=$2; shift 2
-    "$bin" storage-node --data-dir "$work/node-$i" --listen /ip4/127.0.0.1/tcp/0 \
+    "$bin" storage-node --data-dir "$work/node-$i" "${listen_flags[@]}" \
         --capacity "$capacity" "$@" > "$work/node-$i.out" 2>"$work/node-$i.err" &
     pids+=($!)
     until grep -q '^data' "$work/node-$i.out" 2>/dev/null; do

@@ -17,7 +17,7 @@ use std::{
 use cid::Cid;
 use tessera_formats::erasure::Geometry;
 use tessera_net::{
-    PeerId,
+    PeerId, PeerStatus,
     protocol::{PieceRequest, PieceResponse},
 };
 use tessera_proofs::{ByteRange, MAX_RANGE_LEN, verify_range_in};
@@ -135,6 +135,17 @@ pub async fn fetch_block(
         })
 }
 
+/// How a piece read treats holders that failed lately or have stopped answering (as every
+/// request of the process has found them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holders {
+    /// Ask them too, after the others.
+    Patient,
+    /// Leave them out, and fail at once when only they hold the piece: a reader with other
+    /// pieces to choose from reads one of those instead.
+    Avoid,
+}
+
 /// Fetches the whole piece `cid` of `size` bytes into `sink` from its providers on the DHT
 /// (those the first answer names, then any others a complete lookup finds), `in_flight` ranges
 /// at a time. On failure returns every provider tried and why it failed.
@@ -144,13 +155,53 @@ pub async fn fetch_piece_found<S: Sink>(
     size: u64,
     sink: Arc<S>,
     in_flight: usize,
+    holders: Holders,
 ) -> Result<(), Vec<(PeerId, String)>> {
     let (first, cut_short) = first_providers(session, cid)
         .await
         .map_err(|e| vec![(session.peer_id(), format!("looking up providers: {e}"))])?;
-    let fetch =
-        |peers: Vec<PeerId>| fetch_piece_to(session, cid, size, peers, sink.clone(), in_flight);
+    let fetch = |peers: Vec<PeerId>| {
+        let sink = sink.clone();
+        async move {
+            let peers = screen(session, peers, holders).await?;
+            fetch_piece_to(session, cid, size, peers, sink, in_flight).await
+        }
+    };
     with_more_providers(first, || more_providers(session, cid, cut_short), fetch).await
+}
+
+/// `peers` in the order to ask them: those with nothing against them first. With
+/// [`Holders::Avoid`] the others are left out, and named with why when no other is left.
+async fn screen(
+    session: &Session,
+    peers: Vec<PeerId>,
+    holders: Holders,
+) -> Result<Vec<PeerId>, Vec<(PeerId, String)>> {
+    let Ok(statuses) = session.net().peer_status(peers.clone()).await else {
+        return Ok(peers);
+    };
+    // A peer whose requests have gone unanswered for longer than a piece takes to start.
+    let stalled = session.hedge_delay();
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for (peer, status) in peers.into_iter().zip(statuses) {
+        match status {
+            PeerStatus::Stalled(quiet) if quiet > stalled => {
+                bad.push((peer, format!("has answered nothing for {quiet:.1?}")));
+            }
+            PeerStatus::Down(retry_in) => {
+                bad.push((peer, format!("failed lately; not asked for {retry_in:.1?}")));
+            }
+            PeerStatus::Up | PeerStatus::Stalled(_) => good.push(peer),
+        }
+    }
+    match holders {
+        Holders::Patient => {
+            good.extend(bad.into_iter().map(|(peer, _)| peer));
+            Ok(good)
+        }
+        Holders::Avoid if good.is_empty() && !bad.is_empty() => Err(bad),
+        Holders::Avoid => Ok(good),
+    }
 }
 
 /// Every provider of `cid` a complete DHT lookup finds, this node aside; none if it fails.

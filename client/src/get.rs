@@ -2,16 +2,19 @@
 //! only when its bytes hash to the shard's CID.
 //!
 //! ```text
-//! all k data pieces ──▶ each verified range written where it lies in the shard (one pass)
-//!   a data piece lost ──▶ pieces spooled until k are whole (data first, then parity for
-//!                         each that fails) ─▶ decoded into the output
+//! k data pieces asked ──▶ each verified range written where it lies in the shard
+//!   one slow to start (hedge delay) or failed ──▶ a parity piece asked beside it, spooled
+//!   the first k whole ──▶ the rest cancelled; missing data blocks rebuilt in place from parity
+//! a storage node's repair, with pieces at hand ──▶ pieces spooled until k ─▶ decoded
 //! ```
 
 use std::{
+    collections::{HashMap, VecDeque},
     fs::File,
     io::{BufWriter, Seek as _},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use cid::Cid;
@@ -19,7 +22,7 @@ use tempfile::NamedTempFile;
 use tessera_formats::{
     ShardLayout,
     address::{DAG_CBOR, VerifyError, verify_reader},
-    erasure::{DecodeError, Pieces, decode_with},
+    erasure::{DecodeError, Pieces, decode_with, fill_placed},
     layout::{LayoutError, MAX_LAYOUT_BYTES},
 };
 use tokio::task::JoinSet;
@@ -27,7 +30,8 @@ use tracing::{debug, info};
 
 use crate::{
     error::{ClientError, attempts_text},
-    fetch::{Placed, fetch_block, fetch_piece_found, new_piece_file},
+    fetch::{Holders, Placed, Sink, fetch_block, fetch_piece_found, new_piece_file},
+    lock,
     session::Session,
 };
 
@@ -111,21 +115,10 @@ pub async fn fetch_shard_with(
         cid: Box::new(layout.content),
         source,
     })?;
-    let mut failed = Vec::new();
     if have.is_empty() {
-        match fetch_placed(session, layout, out, options).await? {
-            Placement::Done => {
-                return Ok(GetReport {
-                    layout: layout.clone(),
-                    used: (0..layout.erasure.data()).collect(),
-                    failed,
-                    reconstructed: false,
-                });
-            }
-            // The spooled read below starts again without the piece that was lost.
-            Placement::Lost(lost) => failed.push(lost),
-        }
+        return fetch_hedged(session, layout, out, options).await;
     }
+    let mut failed = Vec::new();
     let dir = dir_of(out);
     // Pieces are spooled beside the output, on the same disk, never in memory.
     let spool = tempfile::Builder::new()
@@ -146,9 +139,16 @@ pub async fn fetch_shard_with(
         tasks.spawn(async move {
             debug!(index, "fetching piece");
             let file = new_piece_file(&path, size).map_err(|e| (index, e))?;
-            fetch_piece_found(&session, cid, size, Arc::new(file), in_flight)
-                .await
-                .map_err(|attempts| (index, attempts_text(&attempts)))?;
+            fetch_piece_found(
+                &session,
+                cid,
+                size,
+                Arc::new(file),
+                in_flight,
+                Holders::Patient,
+            )
+            .await
+            .map_err(|attempts| (index, attempts_text(&attempts)))?;
             Ok::<_, (usize, String)>((index, path))
         })
     };
@@ -237,64 +237,151 @@ fn decode_into(
     Ok(report)
 }
 
-/// How a read of every data piece into place ended.
-enum Placement {
-    /// The output is in place, its bytes the shard's.
-    Done,
-    /// A data piece could not be fetched from any provider, and why.
-    Lost((usize, String)),
-}
-
-/// Reads the shard from its `k` data pieces, each verified range written straight to its
-/// place in a temporary file beside `out`, then hashes that file against the shard's CID and
-/// gives it its name. Nothing is spooled and nothing decoded.
-async fn fetch_placed(
+/// Reads the shard with its `k` data pieces written straight to their places in a temporary
+/// file beside `out`. A piece that has not delivered a range within the hedge delay (from the
+/// start times seen) gets another piece, a parity piece first, read beside it; a piece that
+/// fails gets one in its place. Whichever `k` pieces are whole first are used and the rest
+/// cancelled: the data pieces among them are in place already, and the blocks of the others
+/// are rebuilt there from the parity pieces (spooled beside `out`). The file gets its name once
+/// its bytes hash to the shard's CID.
+async fn fetch_hedged(
     session: &Session,
     layout: &ShardLayout,
     out: &Path,
     options: &GetOptions,
-) -> Result<Placement, ClientError> {
+) -> Result<GetReport, ClientError> {
     let tmp = output_beside(out)?;
     let what = || format!("preparing {}", tmp.path().display());
     tmp.as_file()
         .set_len(layout.size)
         .map_err(ClientError::io(what()))?;
     let file = Arc::new(tmp.as_file().try_clone().map_err(ClientError::io(what()))?);
-    let geometry = layout.erasure.geometry(layout.size);
-    let piece_len = layout.piece_len();
+    let spool = tempfile::Builder::new()
+        .prefix(".tessera-get-")
+        .tempdir_in(dir_of(out))
+        .map_err(ClientError::io(format!(
+            "creating a spool directory beside {}",
+            out.display()
+        )))?;
+    let (k, total) = (layout.erasure.data(), layout.erasure.total());
+    let (geometry, piece_len) = (layout.erasure.geometry(layout.size), layout.piece_len());
+    let spooled = |index: usize| spool.path().join(format!("piece-{index}"));
+
+    // Each piece is asked first avoiding holders that failed lately or stopped answering;
+    // one that fails so goes to the back of the queue, to be asked again patiently.
+    let mut queue: VecDeque<(usize, Holders)> = (0..total).map(|i| (i, Holders::Avoid)).collect();
+    let mut running: HashMap<usize, (Arc<Started>, Holders)> = HashMap::new();
+    let (mut done, mut failed) = (Vec::new(), Vec::<(usize, String)>::new());
     let mut tasks = JoinSet::new();
-    for index in 0..layout.erasure.data() {
-        let (session, cid) = (session.clone_handle(), layout.pieces[index]);
-        let sink = Arc::new(Placed {
-            file: file.clone(),
-            geometry,
-            index,
-        });
-        let in_flight = options.ranges_per_piece;
-        tasks.spawn(async move {
-            fetch_piece_found(&session, cid, piece_len, sink, in_flight)
-                .await
-                .map_err(|attempts| (index, attempts_text(&attempts)))
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err((index, why))) => {
-                debug!(index, %why, "data piece lost; reading through parity instead");
-                return Ok(Placement::Lost((index, why)));
-            }
-            Err(e) => return Err(ClientError::io("fetching")(std::io::Error::other(e))),
+    loop {
+        // Enough pieces going that are not overdue: each overdue one is hedged by another.
+        let delay = session.hedge_delay();
+        let lively = running.values().filter(|(p, _)| !p.overdue(delay)).count();
+        for _ in lively..k.saturating_sub(done.len()) {
+            let Some((index, holders)) = queue.pop_front() else {
+                break;
+            };
+            let sink: Box<dyn Sink> = if index < k {
+                Box::new(Placed {
+                    file: file.clone(),
+                    geometry,
+                    index,
+                })
+            } else {
+                match new_piece_file(&spooled(index), piece_len) {
+                    Ok(f) => Box::new(f),
+                    Err(e) => {
+                        return Err(ClientError::io("spooling a piece")(std::io::Error::other(
+                            e,
+                        )));
+                    }
+                }
+            };
+            let started = Arc::new(Started::new());
+            let sink = Arc::new(Watched {
+                sink,
+                started: started.clone(),
+                session: session.clone_handle(),
+            });
+            let (session, cid, in_flight) = (
+                session.clone_handle(),
+                layout.pieces[index],
+                options.ranges_per_piece,
+            );
+            debug!(index, ?holders, "reading piece");
+            tasks.spawn(async move {
+                let read = fetch_piece_found(&session, cid, piece_len, sink, in_flight, holders);
+                (
+                    index,
+                    read.await.map_err(|attempts| attempts_text(&attempts)),
+                )
+            });
+            running.insert(index, (started, holders));
+        }
+        if done.len() == k || running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(Ok((index, Ok(())))) => {
+                    running.remove(&index);
+                    done.push(index);
+                }
+                Some(Ok((index, Err(why)))) => {
+                    let holders = running.remove(&index).map(|(_, h)| h);
+                    debug!(index, %why, "piece not read; reading another");
+                    if holders == Some(Holders::Avoid) {
+                        queue.push_back((index, Holders::Patient));
+                    }
+                    failed.retain(|(i, _)| *i != index);
+                    failed.push((index, why));
+                }
+                Some(Err(e)) => return Err(ClientError::io("fetching")(std::io::Error::other(e))),
+                None => break,
+            },
+            () = tokio::time::sleep(delay / 4) => {}
         }
     }
+    // Cancelled pieces write no more: a data piece's late range holds the bytes its place
+    // gets anyway.
+    tasks.shutdown().await;
+    failed.retain(|(i, _)| !done.contains(i));
+    failed.sort_unstable();
+    if done.len() < k {
+        return Err(ClientError::NotEnoughPieces {
+            needed: k,
+            fetched: done.len(),
+            failures: failed,
+        });
+    }
+    done.sort_unstable();
     drop(file);
-    let (content, out, durable) = (layout.content, out.to_path_buf(), options.durable);
+    let placed: Vec<bool> = (0..k).map(|i| done.contains(&i)).collect();
+    let parity: Vec<Option<PathBuf>> = (0..total)
+        .map(|i| (i >= k && done.contains(&i)).then(|| spooled(i)))
+        .collect();
+    let reconstructed = placed.contains(&false);
+    let (params, size, content) = (layout.erasure, layout.size, layout.content);
+    let (out_path, durable) = (out.to_path_buf(), options.durable);
     tokio::task::spawn_blocking(move || {
-        let mut reader = tmp.as_file();
+        let mut written = tmp.as_file();
+        if reconstructed {
+            let mut sources = Vec::with_capacity(parity.len());
+            for path in parity {
+                sources.push(match path {
+                    Some(p) => Some(
+                        File::open(&p)
+                            .map_err(ClientError::io(format!("opening {}", p.display())))?,
+                    ),
+                    None => None,
+                });
+            }
+            fill_placed(params, size, &mut written, &placed, &mut sources)?;
+        }
         let hashing = || format!("hashing {}", tmp.path().display());
-        reader.rewind().map_err(ClientError::io(hashing()))?;
-        verify_reader(&content, reader).map_err(|e| match e {
-            // The ranges matched their pieces; a mismatch here is a layout whose content CID
+        written.rewind().map_err(ClientError::io(hashing()))?;
+        verify_reader(&content, written).map_err(|e| match e {
+            // Every range matched its piece; a mismatch here is a layout whose content CID
             // does not belong to its pieces.
             VerifyError::Mismatch { expected, .. } => {
                 ClientError::Decode(DecodeError::OutputMismatch { expected })
@@ -305,11 +392,59 @@ async fn fetch_placed(
                 source: LayoutError::Address(other.to_string()),
             },
         })?;
-        persist(tmp, &out, durable)
+        persist(tmp, &out_path, durable)
     })
     .await
     .map_err(|e| ClientError::io("hashing")(std::io::Error::other(e)))??;
-    Ok(Placement::Done)
+    drop(spool);
+    Ok(GetReport {
+        layout: layout.clone(),
+        used: done,
+        failed,
+        reconstructed,
+    })
+}
+
+/// When a piece was asked for, and when it last delivered a range.
+#[derive(Debug)]
+struct Started {
+    at: Instant,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Started {
+    fn new() -> Self {
+        Self {
+            at: Instant::now(),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// No range for longer than `delay`, since the piece was asked for or since its last one.
+    fn overdue(&self, delay: Duration) -> bool {
+        lock(&self.last).unwrap_or(self.at).elapsed() > delay
+    }
+}
+
+/// A piece's sink that notes when each range arrives, and tells the session how long the
+/// first took.
+struct Watched {
+    sink: Box<dyn Sink>,
+    started: Arc<Started>,
+    session: Session,
+}
+
+impl Sink for Watched {
+    fn put(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        self.sink.put(offset, bytes)?;
+        let now = Instant::now();
+        let mut last = lock(&self.started.last);
+        if last.is_none() {
+            self.session.observe_start(now - self.started.at);
+        }
+        *last = Some(now);
+        Ok(())
+    }
 }
 
 /// A temporary file in the directory of `out`, on the same disk, to be renamed into place.

@@ -8,7 +8,8 @@
 //! - [`put`]: erasure-code a file, store its pieces and its layout block.
 //! - [`fetch`]: one piece or block from its providers, range by range, every range verified
 //!   against the CID, falling back to another provider on a slow, missing or lying one.
-//! - [`get`]: a shard back from its layout CID, with up to `m` pieces lost.
+//! - [`get`]: a shard back from its layout CID, with up to `m` pieces lost; a piece slow to
+//!   start is hedged with another ([`hedge`]), so a frozen holder costs a short delay.
 //! - [`dataset`]: publish a directory of Parquet files as a dataset version, fetch one back.
 //! - [`repair`]: rebuild a shard's lost pieces from any `k` others onto new nodes.
 //! - [`audit`]: challenge a holder and verify its proof against the piece CID alone.
@@ -20,6 +21,7 @@ pub mod dataset;
 pub mod error;
 pub mod fetch;
 pub mod get;
+pub mod hedge;
 pub mod placement;
 pub mod put;
 pub mod repair;

@@ -1,13 +1,16 @@
 //! A short-lived peer: joins the network through bootstrap addresses, serves nothing, and
 //! leaves when dropped.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tessera_net::{Client, Keypair, Multiaddr, NetworkConfig, PeerId};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::error::ClientError;
+use crate::{error::ClientError, hedge::HedgeTimer, lock};
 
 /// Timeouts of a session's requests.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +35,8 @@ impl Default for Timeouts {
 pub struct Session {
     net: Client,
     timeouts: Timeouts,
+    /// Shared by every handle: what one read learns of start times, the next uses.
+    hedge: Arc<Mutex<HedgeTimer>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -56,6 +61,7 @@ impl Session {
         Ok(Self {
             net: client,
             timeouts: Timeouts::default(),
+            hedge: Arc::default(),
             task: Some(net.task),
         })
     }
@@ -65,6 +71,7 @@ impl Session {
         Self {
             net,
             timeouts: Timeouts::default(),
+            hedge: Arc::default(),
             task: None,
         }
     }
@@ -75,6 +82,7 @@ impl Session {
         Self {
             net: self.net.clone(),
             timeouts: self.timeouts,
+            hedge: self.hedge.clone(),
             task: None,
         }
     }
@@ -89,6 +97,16 @@ impl Session {
         self.timeouts
     }
 
+    /// How long a read waits for a piece to start before asking for another one as well.
+    pub fn hedge_delay(&self) -> Duration {
+        lock(&self.hedge).delay()
+    }
+
+    /// A piece took `sample` from its request to its first verified range.
+    pub fn observe_start(&self, sample: Duration) {
+        lock(&self.hedge).observe(sample);
+    }
+
     /// The network handle.
     pub fn net(&self) -> &Client {
         &self.net
@@ -100,26 +118,46 @@ impl Session {
     }
 }
 
-/// Dials each of `bootstrap` and fills the DHT routing table through them, for a session or
-/// for a node that joins the storage network. Fails when no bootstrap peer answers.
+/// Dials each of `bootstrap` and starts filling the DHT routing table through them, for a
+/// session or for a node that joins the storage network. Fails when no bootstrap peer answers.
 pub async fn connect(client: &Client, bootstrap: &[Multiaddr]) -> Result<(), ClientError> {
     if bootstrap.is_empty() {
         return Err(ClientError::NoBootstrap);
     }
-    let mut errors = Vec::new();
+    // Every bootstrap peer at once; the first to answer is enough to go on, and the dials
+    // still going finish in the background.
+    let mut dials = tokio::task::JoinSet::new();
     for addr in bootstrap {
-        match tokio::time::timeout(Duration::from_secs(10), client.dial(addr.clone())).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => errors.push(e.to_string()),
-            Err(_) => errors.push(format!("dialing {addr}: no answer in 10 s")),
+        let (client, addr) = (client.clone(), addr.clone());
+        dials.spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(10), client.dial(addr.clone())).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("dialing {addr}: no answer in 10 s")),
+            }
+        });
+    }
+    let mut errors = Vec::new();
+    while let Some(dialled) = dials.join_next().await {
+        match dialled {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
     }
+    dials.detach_all();
     if client.info().await?.connected_peers.is_empty() {
         return Err(ClientError::Unreachable(errors.join("; ")));
     }
-    if let Err(e) = client.bootstrap().await {
-        warn!(error = %e, "DHT bootstrap incomplete");
-    }
+    // The routing table fills in the background: a walk of the DHT waits on every node it
+    // is told of, one that is gone or frozen included, and nothing needs it finished; lookups
+    // walk from the bootstrap peers meanwhile.
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = client.bootstrap().await {
+            warn!(error = %e, "DHT bootstrap incomplete");
+        }
+    });
     Ok(())
 }
 

@@ -2,6 +2,8 @@
 //! resolve a reference to a manifest CID. Every record that comes back is verified here again:
 //! a registry node is trusted for availability, not for truth.
 
+use std::collections::{HashSet, VecDeque};
+
 use cid::Cid;
 use serde_bytes::ByteBuf;
 use tessera_client::Session;
@@ -10,6 +12,7 @@ use tessera_net::{
     NetError, PeerId,
     protocol::{MAX_RECORDS_PER_RESPONSE, RegistryErrorCode, RegistryRequest, RegistryResponse},
 };
+use tokio::task::JoinSet;
 use tracing::debug;
 
 use crate::{service::rendezvous, store::Entry};
@@ -56,47 +59,64 @@ fn tried(attempts: &[(PeerId, String)]) -> String {
     format!(": {}", list.join("; "))
 }
 
-/// The registry nodes to ask: the DHT's providers of the registry key, then the peers this
-/// session is connected to (a bootstrap node is often a registry).
-pub async fn registry_peers(session: &Session) -> Result<Vec<PeerId>, RemoteError> {
-    let net = session.net();
-    let mut peers: Vec<PeerId> = net
-        .get_providers(rendezvous())
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    peers.sort();
-    for peer in net.info().await?.connected_peers {
-        if !peers.contains(&peer) {
-            peers.push(peer);
-        }
-    }
-    peers.retain(|p| *p != session.peer_id());
-    Ok(peers)
-}
+/// Registry requests in flight at once: a few, so that one node that is gone or frozen is
+/// never waited on while others could answer, and a node with many connections does not ask
+/// them all.
+const ASKS_AT_ONCE: usize = 4;
 
-/// Sends `request` to registry nodes in turn until one answers; a refusal of the record
-/// itself is final, a busy or failing node is skipped.
+/// Sends `request` to registry nodes, several at once, and takes the first final answer; a
+/// refusal of the record itself is final, a busy, failing or silent node is passed over. The
+/// peers this session is connected to are asked at once (a bootstrap node is often a
+/// registry), the registry nodes the DHT names as the lookup finds them.
 async fn ask(
     session: &Session,
     request: RegistryRequest,
 ) -> Result<(PeerId, RegistryResponse), RemoteError> {
-    let mut attempts = Vec::new();
-    for peer in registry_peers(session).await? {
-        let call = session.net().registry_request(peer, request.clone());
-        match tokio::time::timeout(session.timeouts().finish, call).await {
-            Ok(Ok(RegistryResponse::Error {
-                code: code @ (RegistryErrorCode::Busy | RegistryErrorCode::Internal),
-                message,
-            })) => attempts.push((peer, format!("{}: {message}", code.as_str()))),
-            Ok(Ok(response)) => return Ok((peer, response)),
-            Ok(Err(e)) => attempts.push((peer, e.to_string())),
-            Err(_) => attempts.push((peer, "no answer in time".into())),
+    let net = session.net();
+    let mut asked: HashSet<PeerId> = HashSet::from([session.peer_id()]);
+    let mut waiting: VecDeque<PeerId> = net.info().await?.connected_peers.into();
+    let lookup = net.find_providers(rendezvous());
+    tokio::pin!(lookup);
+    let (mut looking, mut asks, mut attempts) = (true, JoinSet::new(), Vec::new());
+    loop {
+        while asks.len() < ASKS_AT_ONCE
+            && let Some(peer) = waiting.pop_front()
+        {
+            if asked.insert(peer) {
+                let (net, request) = (net.clone(), request.clone());
+                let timeout = session.timeouts().finish;
+                asks.spawn(async move {
+                    let call = net.registry_request(peer, request);
+                    (peer, tokio::time::timeout(timeout, call).await)
+                });
+            }
         }
-        debug!(%peer, "registry node did not answer; trying the next");
+        if asks.is_empty() && !looking {
+            return Err(RemoteError::NoRegistry(attempts));
+        }
+        tokio::select! {
+            found = &mut lookup, if looking => {
+                looking = false;
+                // Known registry nodes go before the other connected peers.
+                for peer in found.unwrap_or_default() {
+                    waiting.push_front(peer);
+                }
+            }
+            Some(joined) = asks.join_next() => {
+                let Ok((peer, answer)) = joined else { continue };
+                match answer {
+                    Ok(Ok(RegistryResponse::Error {
+                        code: code @ (RegistryErrorCode::Busy | RegistryErrorCode::Internal),
+                        message,
+                    })) => attempts.push((peer, format!("{}: {message}", code.as_str()))),
+                    Ok(Ok(response)) => return Ok((peer, response)),
+                    Ok(Err(e)) => attempts.push((peer, e.to_string())),
+                    Err(_) => attempts.push((peer, "no answer in time".into())),
+                }
+                debug!(%peer, "registry node did not answer; asking the others");
+            }
+        }
     }
-    Err(RemoteError::NoRegistry(attempts))
 }
 
 /// Submits a signed record block; returns its CID once a registry node accepted it.

@@ -18,5 +18,5 @@ pub use libp2p::{
 };
 pub use network::{
     Client, CrawlEvent, GossipMessage, InboundRequest, NetError, Network, NetworkConfig,
-    NetworkInfo, RegistryEvent, limits::ConnectionCaps, start,
+    NetworkInfo, PeerStatus, RegistryEvent, health::PeerDown, limits::ConnectionCaps, start,
 };

@@ -487,3 +487,106 @@ async fn a_node_learns_the_address_peers_see_it_at() {
     );
     drop(server);
 }
+
+/// A serving node with `key` on `listen`, answering every `Has` with 42 bytes.
+async fn has_node(key: Keypair, listen: Vec<Multiaddr>) -> Network {
+    let mut net = start(
+        key,
+        NetworkConfig {
+            listen,
+            ..NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let inbound = std::mem::replace(&mut net.inbound, tokio::sync::mpsc::channel(1).1);
+    answer_has(inbound, net.client.clone());
+    net
+}
+
+/// Stops `net` and waits until `other` no longer has a connection to it.
+async fn stop(net: Network, other: &tessera_net::Client) {
+    let peer = net.client.peer_id();
+    net.task.abort();
+    let _ = net.task.await;
+    for _ in 0..100 {
+        if !other.info().await.unwrap().connected_peers.contains(&peer) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the connection to the stopped node stayed open");
+}
+
+#[tokio::test]
+async fn a_peer_that_failed_is_not_dialled_within_its_backoff_and_is_used_once_it_answers() {
+    let backoff = Duration::from_secs(2);
+    let reader = start(
+        Keypair::generate_ed25519(),
+        NetworkConfig {
+            listen: tcp(),
+            serve: false,
+            peer_backoff: backoff,
+            ..NetworkConfig::default()
+        },
+    )
+    .await
+    .unwrap()
+    .client;
+    let reader_addr = reader.info().await.unwrap().dialable_addrs()[0].clone();
+    let key = Keypair::generate_ed25519();
+    let node = has_node(key.clone(), tcp()).await;
+    let (peer, piece) = (node.client.peer_id(), raw_cid(b"x"));
+    // The node's own address, to come back on after it stops.
+    let addr = node.client.info().await.unwrap().listen_addrs[0].clone();
+    reader
+        .dial(addr.clone().with(libp2p::multiaddr::Protocol::P2p(peer)))
+        .await
+        .unwrap();
+    assert_holds_42(&reader, peer, piece).await;
+
+    // Gone: the request's dial is refused, and the peer is down.
+    stop(node, &reader).await;
+    let ask = || reader.piece_request(peer, PieceRequest::Has { piece });
+    assert!(ask().await.is_err());
+    let status = reader.peer_status(vec![peer]).await.unwrap();
+    assert!(
+        matches!(status[0], tessera_net::PeerStatus::Down(_)),
+        "{status:?}"
+    );
+
+    // Back on the same address within the backoff: not dialled, refused at once.
+    let node = has_node(key.clone(), vec![addr.clone()]).await;
+    let refused = ask().await.unwrap_err();
+    assert!(
+        matches!(refused, tessera_net::NetError::PeerDown(_)),
+        "{refused}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        node.client.info().await.unwrap().connected_peers.is_empty(),
+        "the node was dialled within its backoff"
+    );
+
+    // Once the backoff ends it is tried again, and answers.
+    tokio::time::sleep(backoff).await;
+    assert_holds_42(&reader, peer, piece).await;
+    assert_eq!(
+        reader.peer_status(vec![peer]).await.unwrap(),
+        vec![tessera_net::PeerStatus::Up]
+    );
+
+    // Down again; this time it connects to the reader itself before the backoff ends, and is
+    // used at once.
+    stop(node, &reader).await;
+    assert!(ask().await.is_err());
+    let node = has_node(key, vec![addr]).await;
+    node.client.dial(reader_addr).await.unwrap();
+    for _ in 0..500 {
+        if reader.info().await.unwrap().connected_peers.contains(&peer) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_holds_42(&reader, peer, piece).await;
+}

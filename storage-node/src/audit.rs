@@ -548,12 +548,24 @@ impl Auditor {
         let me = self.challenger.client.peer_id();
         let total = layout.pieces.len();
         let mut holders: Vec<HashSet<PeerId>> = vec![HashSet::new(); total];
+        // Every piece's lookup at once: a holder that is gone costs the round one wait, not
+        // one per piece.
+        let mut lookups = JoinSet::new();
         for (index, piece) in layout.pieces.iter().enumerate() {
-            match self.challenger.client.get_providers(*piece).await {
-                Ok(found) => holders[index] = found,
-                Err(e) => {
+            let (client, piece) = (self.challenger.client.clone(), *piece);
+            lookups.spawn(async move { (index, piece, client.get_providers(piece).await) });
+        }
+        while let Some(joined) = lookups.join_next().await {
+            match joined {
+                Ok((index, _, Ok(found))) => holders[index] = found,
+                Ok((_, piece, Err(e))) => {
                     // Without the holders the shard's state is unknown: judge it next round.
                     warn!(%piece, %e, "finding the holders of a piece failed");
+                    self.follow.insert(shard);
+                    return;
+                }
+                Err(e) => {
+                    warn!(%e, "a holder lookup stopped");
                     self.follow.insert(shard);
                     return;
                 }

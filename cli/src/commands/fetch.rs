@@ -30,7 +30,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let reference: DatasetRef = args.reference.parse()?;
     let own = args.reader.preferred()?;
     let session = args.reader.join().await?;
-    let (bar, sink) = progress::bar();
+    let (bar, sink) = progress::bar(&session);
     let options = FetchOptions {
         parallel_shards: args.parallel,
         progress: sink,

@@ -56,7 +56,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         blake3::hash(format!("{}\0{}", dir.display(), args.name).as_bytes()).to_hex()
     ));
     let session = args.join.join().await?;
-    let (bar, sink) = progress::bar();
+    let (bar, sink) = progress::bar(&session);
     let options = PublishOptions {
         params,
         parallel: 8,

@@ -298,14 +298,14 @@ pub fn decode_with<R: Read + Seek, W: Write>(
     })
 }
 
-fn source_at<R>(sources: &mut [Option<R>], index: usize) -> Result<&mut R, DecodeError> {
+pub(super) fn source_at<R>(sources: &mut [Option<R>], index: usize) -> Result<&mut R, DecodeError> {
     sources
         .get_mut(index)
         .and_then(Option::as_mut)
         .ok_or_else(|| changed(index, io::Error::other("source went away")))
 }
 
-fn changed(index: usize, e: io::Error) -> DecodeError {
+pub(super) fn changed(index: usize, e: io::Error) -> DecodeError {
     DecodeError::Changed {
         index,
         fault: PieceFault::Io(e.to_string()),

@@ -11,6 +11,7 @@
 
 mod decode;
 mod encode;
+mod fill;
 mod header;
 mod params;
 mod place;
@@ -19,6 +20,7 @@ pub use decode::{
     DecodeError, DecodeReport, PieceFault, Pieces, decode, decode_with, verify_piece,
 };
 pub use encode::{EncodeError, StripeCodec, encode, encode_to_vecs};
+pub use fill::fill_placed;
 pub use header::{FORMAT_VERSION, HEADER_LEN, HeaderError, MAGIC, PieceHeader};
 pub use params::{
     DEFAULT_STRIPE_SIZE, ErasureParams, Geometry, MAX_PIECES, MAX_STRIPE_BYTES, MAX_STRIPE_SIZE,

@@ -1,7 +1,10 @@
 //! The network task: the one owner of the `Swarm`, turning commands into swarm calls and
 //! swarm events into replies, inbound requests and DHT results.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Instant,
+};
 
 use cid::Cid;
 use futures::StreamExt as _;
@@ -130,12 +133,16 @@ impl Actor {
                 self.pending_queries.insert(id, Query::Closest(reply));
             }
             Command::Piece(peer, request, reply) => {
-                let behaviour = &mut swarm.behaviour_mut().piece;
-                self.piece_out.request(behaviour, peer, request, reply);
+                let behaviour = swarm.behaviour_mut();
+                let health = &mut behaviour.health.peers;
+                self.piece_out
+                    .request(&mut behaviour.piece, health, peer, request, reply);
             }
             Command::Challenge(peer, request, reply) => {
-                let behaviour = &mut swarm.behaviour_mut().challenge;
-                self.challenge_out.request(behaviour, peer, request, reply);
+                let behaviour = swarm.behaviour_mut();
+                let health = &mut behaviour.health.peers;
+                self.challenge_out
+                    .request(&mut behaviour.challenge, health, peer, request, reply);
             }
             Command::RespondPiece(channel, response) => {
                 let sent = swarm.behaviour_mut().piece.send_response(channel, response);
@@ -149,8 +156,10 @@ impl Actor {
                 note_dropped(sent, "challenge");
             }
             Command::Registry(peer, request, reply) => {
-                let behaviour = &mut swarm.behaviour_mut().registry;
-                self.registry_out.request(behaviour, peer, request, reply);
+                let behaviour = swarm.behaviour_mut();
+                let health = &mut behaviour.health.peers;
+                self.registry_out
+                    .request(&mut behaviour.registry, health, peer, request, reply);
             }
             Command::RespondRegistry(channel, response) => {
                 let sent = swarm
@@ -160,8 +169,10 @@ impl Actor {
                 note_dropped(sent, "registry");
             }
             Command::Crawl(peer, request, reply) => {
-                let behaviour = &mut swarm.behaviour_mut().crawl;
-                self.crawl_out.request(behaviour, peer, request, reply);
+                let behaviour = swarm.behaviour_mut();
+                let health = &mut behaviour.health.peers;
+                self.crawl_out
+                    .request(&mut behaviour.crawl, health, peer, request, reply);
             }
             Command::RespondCrawl(channel, response) => {
                 let sent = swarm.behaviour_mut().crawl.send_response(channel, response);
@@ -198,6 +209,14 @@ impl Actor {
                 let id = swarm.behaviour_mut().kad.get_record(RecordKey::new(&key));
                 self.pending_queries
                     .insert(id, Query::GetRecord(Vec::new(), reply));
+            }
+            Command::PeerStatus(peers, reply) => {
+                let (health, now) = (&swarm.behaviour().health.peers, Instant::now());
+                let _ = reply.send(peers.iter().map(|p| health.status(p, now)).collect());
+            }
+            Command::Stalled(longer_than, reply) => {
+                let health = &swarm.behaviour().health.peers;
+                let _ = reply.send(health.stalled(longer_than, 3, Instant::now()));
             }
             Command::Info(reply) => {
                 let _ = reply.send(NetworkInfo {

@@ -2,6 +2,8 @@
 //! requests and announcements go to the node logic through bounded queues, and a full queue
 //! is answered with `Busy` at once rather than left to time out.
 
+use std::time::Instant;
+
 use libp2p::{
     PeerId, gossipsub,
     request_response::{self, ResponseChannel},
@@ -9,7 +11,10 @@ use libp2p::{
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{Actor, CrawlEvent, GossipMessage, InboundRequest, NetError, Outbound, RegistryEvent};
+use super::{
+    Actor, CrawlEvent, GossipMessage, InboundRequest, NetError, Outbound, RegistryEvent,
+    health::PeerHealth,
+};
 use crate::codec::{CborCodec, Message};
 use crate::protocol::{
     ChallengeRequest, ChallengeResponse, CrawlRequest, CrawlResponse, ErrorCode, PieceRequest,
@@ -19,11 +24,14 @@ use crate::protocol::{
 
 impl Actor {
     pub(super) fn on_piece(&mut self, event: request_response::Event<PieceRequest, PieceResponse>) {
-        let Some((peer, request, channel)) = settle(
+        let behaviour = self.swarm.behaviour_mut();
+        let settled = settle(
             event,
             &mut self.piece_out,
-            &mut self.swarm.behaviour_mut().piece,
-        ) else {
+            &mut behaviour.piece,
+            &mut behaviour.health.peers,
+        );
+        let Some((peer, request, channel)) = self.settled(settled) else {
             return;
         };
         let refused = self.inbound.try_send(InboundRequest::Piece {
@@ -54,11 +62,14 @@ impl Actor {
         &mut self,
         event: request_response::Event<ChallengeRequest, ChallengeResponse>,
     ) {
-        let Some((peer, request, channel)) = settle(
+        let behaviour = self.swarm.behaviour_mut();
+        let settled = settle(
             event,
             &mut self.challenge_out,
-            &mut self.swarm.behaviour_mut().challenge,
-        ) else {
+            &mut behaviour.challenge,
+            &mut behaviour.health.peers,
+        );
+        let Some((peer, request, channel)) = self.settled(settled) else {
             return;
         };
         let refused = self.inbound.try_send(InboundRequest::Challenge {
@@ -89,11 +100,14 @@ impl Actor {
         &mut self,
         event: request_response::Event<RegistryRequest, RegistryResponse>,
     ) {
-        let Some((peer, request, channel)) = settle(
+        let behaviour = self.swarm.behaviour_mut();
+        let settled = settle(
             event,
             &mut self.registry_out,
-            &mut self.swarm.behaviour_mut().registry,
-        ) else {
+            &mut behaviour.registry,
+            &mut behaviour.health.peers,
+        );
+        let Some((peer, request, channel)) = self.settled(settled) else {
             return;
         };
         let refused = self.registry_events.try_send(RegistryEvent::Request {
@@ -117,11 +131,14 @@ impl Actor {
     }
 
     pub(super) fn on_crawl(&mut self, event: request_response::Event<CrawlRequest, CrawlResponse>) {
-        let Some((peer, request, channel)) = settle(
+        let behaviour = self.swarm.behaviour_mut();
+        let settled = settle(
             event,
             &mut self.crawl_out,
-            &mut self.swarm.behaviour_mut().crawl,
-        ) else {
+            &mut behaviour.crawl,
+            &mut behaviour.health.peers,
+        );
+        let Some((peer, request, channel)) = self.settled(settled) else {
             return;
         };
         let refused = self.crawl_events.try_send(CrawlEvent {
@@ -181,22 +198,55 @@ impl Actor {
     }
 }
 
+/// What a request-response event came to.
+pub(super) enum Settled<Req, Resp> {
+    /// A request from a peer, for the node logic.
+    Request(PeerId, Req, ResponseChannel<Resp>),
+    /// A request to this peer timed out: it is down now.
+    TimedOut(PeerId),
+    /// Nothing more to do.
+    Done,
+}
+
+impl Actor {
+    /// The inbound request, if any; a peer that let a request time out is disconnected, so
+    /// that nothing else (the DHT included) waits on it until its backoff ends.
+    fn settled<Req, Resp>(
+        &mut self,
+        settled: Settled<Req, Resp>,
+    ) -> Option<(PeerId, Req, ResponseChannel<Resp>)> {
+        match settled {
+            Settled::Request(peer, request, channel) => Some((peer, request, channel)),
+            Settled::TimedOut(peer) => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+                None
+            }
+            Settled::Done => None,
+        }
+    }
+}
+
 /// Completes outbound requests from a request-response event (and sends the requests that
-/// waited for them); returns an inbound request for the caller to forward.
+/// waited for them), noting in `health` which peers answered and which timed out.
 pub(super) fn settle<Req: Message, Resp: Message>(
     event: request_response::Event<Req, Resp>,
     outbound: &mut Outbound<Req, Resp>,
     behaviour: &mut request_response::Behaviour<CborCodec<Req, Resp>>,
-) -> Option<(PeerId, Req, ResponseChannel<Resp>)> {
+    health: &mut PeerHealth,
+) -> Settled<Req, Resp> {
+    let now = Instant::now();
     match event {
         request_response::Event::Message { peer, message, .. } => match message {
             request_response::Message::Request {
                 request, channel, ..
-            } => return Some((peer, request, channel)),
+            } => return Settled::Request(peer, request, channel),
             request_response::Message::Response {
                 request_id,
                 response,
-            } => outbound.finish(behaviour, request_id, Ok(response)),
+            } => {
+                health.answered(peer, now);
+                outbound.finish(behaviour, health, request_id, Ok(response));
+            }
         },
         request_response::Event::OutboundFailure {
             peer,
@@ -204,16 +254,26 @@ pub(super) fn settle<Req: Message, Resp: Message>(
             error,
             ..
         } => {
+            let timed_out = matches!(error, request_response::OutboundFailure::Timeout);
             let failed = NetError::Request {
                 peer,
                 reason: error.to_string(),
             };
-            outbound.finish(behaviour, request_id, Err(failed));
+            if timed_out {
+                let backoff = health.timed_out(peer, now);
+                debug!(%peer, ?backoff, "request timed out; peer marked down");
+            } else {
+                health.ended(peer, now);
+            }
+            outbound.finish(behaviour, health, request_id, Err(failed));
+            if timed_out {
+                return Settled::TimedOut(peer);
+            }
         }
         request_response::Event::InboundFailure { peer, error, .. } => {
             debug!(%peer, %error, "inbound request failed");
         }
         request_response::Event::ResponseSent { .. } => {}
     }
-    None
+    Settled::Done
 }

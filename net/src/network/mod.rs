@@ -29,7 +29,10 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
+pub use health::PeerStatus;
+
 mod actor;
+pub mod health;
 mod inbound;
 pub mod limits;
 mod muxer;
@@ -78,6 +81,9 @@ pub struct NetworkConfig {
     pub inbound_queue: usize,
     /// Bounds on the connections held.
     pub connections: limits::ConnectionCaps,
+    /// How long a peer whose dial failed or whose request timed out is left alone, doubled
+    /// with each failure in a row (up to [`health::MAX_BACKOFF`]).
+    pub peer_backoff: Duration,
 }
 
 impl Default for NetworkConfig {
@@ -95,6 +101,7 @@ impl Default for NetworkConfig {
             provider_republish: Duration::from_secs(60 * 60),
             inbound_queue: 256,
             connections: limits::ConnectionCaps::default(),
+            peer_backoff: health::FIRST_BACKOFF,
         }
     }
 }
@@ -149,6 +156,9 @@ pub enum NetError {
         /// Why.
         reason: String,
     },
+    /// The peer failed lately and is not asked again until its backoff ends.
+    #[error(transparent)]
+    PeerDown(health::PeerDown),
     /// A DHT operation failed.
     #[error("DHT: {0}")]
     Dht(String),
@@ -260,6 +270,8 @@ struct Behaviour {
     // The limits come first: a connection they deny reaches no other behaviour.
     connection_limits: connection_limits::Behaviour,
     per_ip: limits::PerIpLimit,
+    // Before any dial: peers that failed lately are not dialled again until their backoff ends.
+    health: health::HealthGate,
     memory: memory_connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -292,6 +304,8 @@ enum Command {
     Publish(&'static str, Vec<u8>, Reply<()>),
     PutRecord(Vec<u8>, Vec<u8>, Reply<()>),
     GetRecord(Vec<u8>, Reply<Vec<Vec<u8>>>),
+    PeerStatus(Vec<PeerId>, oneshot::Sender<Vec<health::PeerStatus>>),
+    Stalled(Duration, oneshot::Sender<Vec<(PeerId, Duration)>>),
     Info(oneshot::Sender<NetworkInfo>),
 }
 
@@ -481,11 +495,34 @@ impl Client {
         self.call(|r| Command::GetRecord(key, r)).await
     }
 
+    /// What is known of each of `peers`: up, stalled (requests unanswered for how long) or
+    /// down (not tried for how long), from every request and dial of this process.
+    pub async fn peer_status(&self, peers: Vec<PeerId>) -> Result<Vec<PeerStatus>, NetError> {
+        self.ask(|r| Command::PeerStatus(peers, r)).await
+    }
+
+    /// The peers this process waits on: requests to them unanswered for longer than
+    /// `longer_than`, longest first (at most 3). For a progress line that says what it waits for.
+    pub async fn stalled_peers(
+        &self,
+        longer_than: Duration,
+    ) -> Result<Vec<(PeerId, Duration)>, NetError> {
+        self.ask(|r| Command::Stalled(longer_than, r)).await
+    }
+
     /// Peer id, listen addresses and connected peers.
     pub async fn info(&self) -> Result<NetworkInfo, NetError> {
+        self.ask(Command::Info).await
+    }
+
+    /// Sends a command whose answer cannot fail, and waits for it.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(Command::Info(tx))
+            .send(make(tx))
             .await
             .map_err(|_| NetError::Stopped)?;
         rx.await.map_err(|_| NetError::Stopped)
@@ -601,6 +638,15 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
     })
 }
 
+/// A QUIC handshake is one round trip and a certificate check: under a second across the
+/// world. libp2p waits 5 s; a dial to a node that is gone (a closed UDP port answers nothing)
+/// ends sooner.
+const QUIC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A whole connection attempt on any transport: a TCP connect (with the SYN sent again at 1 s
+/// and 3 s) and the Noise and Yamux negotiation after it, a few round trips. libp2p waits 10 s.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behaviour>, NetError> {
     let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
     let support = if config.serve {
@@ -631,6 +677,7 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
     let dht_server = config.dht_server;
     let republish = config.provider_republish;
     let caps = config.connections;
+    let backoff = config.peer_backoff;
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -639,7 +686,10 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
             muxer::Config::default,
         )
         .map_err(|e| build(&e))?
-        .with_quic()
+        .with_quic_config(|mut quic| {
+            quic.handshake_timeout = QUIC_HANDSHAKE_TIMEOUT;
+            quic
+        })
         .with_dns()
         .map_err(|e| build(&e))?
         .with_behaviour(|key| {
@@ -671,6 +721,7 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
                         .with_max_established_per_peer(Some(caps.per_peer)),
                 ),
                 per_ip: limits::PerIpLimit::new(caps.per_ip),
+                health: health::HealthGate::new(backoff),
                 memory: memory_connection_limits::Behaviour::with_max_percentage(
                     caps.max_memory_fraction,
                 ),
@@ -705,6 +756,7 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
         })
         .map_err(|e| build(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .with_connection_timeout(CONNECTION_TIMEOUT)
         .build();
     Ok(swarm)
 }

@@ -5,14 +5,17 @@
 //! So each peer gets at most a fixed number of requests at a time, and the rest wait here in
 //! the order they were made.
 
-use std::collections::{HashMap, VecDeque, hash_map::Entry};
+use std::{
+    collections::{HashMap, VecDeque, hash_map::Entry},
+    time::Instant,
+};
 
 use libp2p::{
     PeerId,
     request_response::{self, OutboundRequestId},
 };
 
-use super::Reply;
+use super::{NetError, Reply, health::PeerHealth};
 use crate::codec::{CborCodec, Message};
 
 /// Requests of one protocol: sent ones by id, and those waiting for their peer.
@@ -34,12 +37,18 @@ impl<Req: Message, Resp: Message> Outbound<Req, Resp> {
     pub(super) fn request(
         &mut self,
         behaviour: &mut request_response::Behaviour<CborCodec<Req, Resp>>,
+        health: &mut PeerHealth,
         peer: PeerId,
         request: Req,
         reply: Reply<Resp>,
     ) {
+        // A peer that failed lately is neither asked nor dialled until its backoff ends.
+        if let Some(down) = health.down(&peer, Instant::now()) {
+            let _ = reply.send(Err(NetError::PeerDown(down)));
+            return;
+        }
         if let Some((request, reply)) = self.turns.admit(peer, (request, reply)) {
-            self.send(behaviour, peer, request, reply);
+            self.send(behaviour, health, peer, request, reply);
         }
     }
 
@@ -48,25 +57,28 @@ impl<Req: Message, Resp: Message> Outbound<Req, Resp> {
     pub(super) fn finish(
         &mut self,
         behaviour: &mut request_response::Behaviour<CborCodec<Req, Resp>>,
+        health: &mut PeerHealth,
         id: OutboundRequestId,
-        result: Result<Resp, super::NetError>,
+        result: Result<Resp, NetError>,
     ) {
         let Some((peer, reply)) = self.sent.remove(&id) else {
             return;
         };
         let _ = reply.send(result);
         if let Some((request, reply)) = self.turns.finish(&peer, |(_, r)| !r.is_closed()) {
-            self.send(behaviour, peer, request, reply);
+            self.send(behaviour, health, peer, request, reply);
         }
     }
 
     fn send(
         &mut self,
         behaviour: &mut request_response::Behaviour<CborCodec<Req, Resp>>,
+        health: &mut PeerHealth,
         peer: PeerId,
         request: Req,
         reply: Reply<Resp>,
     ) {
+        health.sent(peer, Instant::now());
         let id = behaviour.send_request(&peer, request);
         self.sent.insert(id, (peer, reply));
     }
