@@ -4,7 +4,9 @@
 //! hashes that link it to the piece's CID and is checked before it is written. A provider that
 //! is slow (no answer within the request timeout), gone, refuses, or sends a range that does
 //! not check out is dropped for this piece and the range goes to the next provider. One that
-//! answers `Busy` (its queue of requests is full) is asked again after a pause first.
+//! answers `Busy` (its queue of requests is full) is asked again after a pause first. Providers
+//! the network found down or stalled are asked last or not at all ([`Holders`]); a block's next
+//! provider is asked beside one that has not answered within the hedge delay.
 
 use std::{
     collections::VecDeque,
@@ -114,19 +116,7 @@ pub async fn fetch_block(
     max_len: u64,
 ) -> Result<Vec<u8>, ClientError> {
     let (first, cut_short) = first_providers(session, cid).await?;
-    let fetch = |peers: Vec<PeerId>| async move {
-        let mut attempts = Vec::new();
-        for peer in peers {
-            match block_from(session, peer, cid, max_len).await {
-                Ok(bytes) => return Ok(bytes),
-                Err(why) => {
-                    debug!(%peer, %cid, %why, "block not served");
-                    attempts.push((peer, why));
-                }
-            }
-        }
-        Err(attempts)
-    };
+    let fetch = |peers: Vec<PeerId>| block_hedged(session, cid, max_len, peers);
     with_more_providers(first, || more_providers(session, cid, cut_short), fetch)
         .await
         .map_err(|attempts| ClientError::NotFound {
@@ -218,6 +208,47 @@ async fn more_providers(session: &Session, cid: Cid, cut_short: bool) -> Vec<Pee
         Err(e) => {
             debug!(%cid, error = %e, "complete provider lookup failed");
             Vec::new()
+        }
+    }
+}
+
+/// Asks `peers` for the block in turn, those with nothing against them first; one that has
+/// not answered within the hedge delay gets the next one asked beside it. The first whole,
+/// verified block wins and the other asks are dropped.
+async fn block_hedged(
+    session: &Session,
+    cid: Cid,
+    max_len: u64,
+    peers: Vec<PeerId>,
+) -> Result<Vec<u8>, Vec<(PeerId, String)>> {
+    let mut waiting = screen(session, peers, Holders::Patient).await?.into_iter();
+    let (mut asks, mut attempts) = (JoinSet::new(), Vec::new());
+    let ask = |asks: &mut JoinSet<(PeerId, Result<Vec<u8>, String>)>, peer: PeerId| {
+        let session = session.clone_handle();
+        asks.spawn(async move { (peer, block_from(&session, peer, cid, max_len).await) });
+    };
+    loop {
+        if asks.is_empty() {
+            let Some(peer) = waiting.next() else {
+                return Err(attempts);
+            };
+            ask(&mut asks, peer);
+        }
+        tokio::select! {
+            Some(joined) = asks.join_next() => match joined {
+                Ok((_, Ok(bytes))) => return Ok(bytes),
+                Ok((peer, Err(why))) => {
+                    debug!(%peer, %cid, %why, "block not served");
+                    attempts.push((peer, why));
+                }
+                Err(e) => attempts.push((session.peer_id(), e.to_string())),
+            },
+            () = tokio::time::sleep(session.hedge_delay()) => {
+                if let Some(peer) = waiting.next() {
+                    debug!(%peer, %cid, "block slow to come; asking another provider too");
+                    ask(&mut asks, peer);
+                }
+            }
         }
     }
 }

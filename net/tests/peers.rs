@@ -590,3 +590,21 @@ async fn a_peer_that_failed_is_not_dialled_within_its_backoff_and_is_used_once_i
     }
     assert_holds_42(&reader, peer, piece).await;
 }
+
+#[tokio::test]
+async fn a_quic_dial_to_a_closed_port_is_refused_not_left_to_time_out() {
+    let client = start(Keypair::generate_ed25519(), NetworkConfig::client(vec![]))
+        .await
+        .unwrap()
+        .client;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone: Multiaddr = format!("/ip4/127.0.0.1/udp/{port}/quic-v1/p2p/{}", PeerId::random())
+        .parse()
+        .unwrap();
+    let error = client.dial(gone).await.unwrap_err().to_string();
+    assert!(error.contains("refused"), "{error}");
+}

@@ -79,3 +79,26 @@ fn waiting_on(stalled: &[(tessera_net::PeerId, Duration)]) -> String {
         quiet.as_secs_f64()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_wait_is_named_with_the_count_of_the_others() {
+        assert_eq!(waiting_on(&[]), "");
+        let (a, b) = (tessera_net::PeerId::random(), tessera_net::PeerId::random());
+        let id = a.to_string();
+        let line = waiting_on(&[
+            (a, Duration::from_millis(3_240)),
+            (b, Duration::from_secs(2)),
+        ]);
+        assert_eq!(
+            line,
+            format!(
+                " waiting on node …{} for 3.2 s (and 1 more)",
+                &id[id.len() - 8..]
+            )
+        );
+    }
+}

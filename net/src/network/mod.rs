@@ -37,6 +37,7 @@ mod inbound;
 pub mod limits;
 mod muxer;
 mod outbound;
+mod quic_probe;
 
 use actor::Actor;
 use outbound::Outbound;
@@ -639,8 +640,8 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
 }
 
 /// A QUIC handshake is one round trip and a certificate check: under a second across the
-/// world. libp2p waits 5 s; a dial to a node that is gone (a closed UDP port answers nothing)
-/// ends sooner.
+/// world. libp2p waits 5 s; a dial to a node that is gone ends sooner (and at once where its
+/// host reports the port closed: `quic_probe`).
 const QUIC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A whole connection attempt on any transport: a TCP connect (with the SYN sent again at 1 s
@@ -686,10 +687,12 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
             muxer::Config::default,
         )
         .map_err(|e| build(&e))?
-        .with_quic_config(|mut quic| {
+        .with_other_transport(|key| {
+            let mut quic = libp2p::quic::Config::new(key);
             quic.handshake_timeout = QUIC_HANDSHAKE_TIMEOUT;
-            quic
+            quic_probe::Probed(libp2p::quic::tokio::Transport::new(quic))
         })
+        .map_err(|e| build(&e))?
         .with_dns()
         .map_err(|e| build(&e))?
         .with_behaviour(|key| {
