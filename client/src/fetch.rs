@@ -36,6 +36,9 @@ use crate::{
 /// Bytes asked for in one range request.
 pub const RANGE_LEN: u64 = 1024 * 1024;
 
+/// Providers asked at once whether they hold a block.
+const BLOCK_ASKS: usize = 8;
+
 /// Who may hold `cid`: its providers as the first DHT server to name any knows them or, when
 /// the DHT knows none, the connected peers that say they hold it.
 pub async fn providers(session: &Session, cid: Cid) -> Result<Vec<PeerId>, ClientError> {
@@ -212,30 +215,42 @@ async fn more_providers(session: &Session, cid: Cid, cut_short: bool) -> Vec<Pee
     }
 }
 
-/// Asks `peers` for the block in turn, those with nothing against them first; one that has
-/// not answered within the hedge delay gets the next one asked beside it. The first whole,
-/// verified block wins and the other asks are dropped.
+/// Asks every one of `peers` (at most [`BLOCK_ASKS`]) at once whether it holds the block, a
+/// small question whose answer says who is alive, and reads the block from the first to say
+/// yes; when that read has not finished within the hedge delay, or fails, the next to say yes
+/// is read as well. The first whole, verified block wins and the other asks are dropped.
 async fn block_hedged(
     session: &Session,
     cid: Cid,
     max_len: u64,
     peers: Vec<PeerId>,
 ) -> Result<Vec<u8>, Vec<(PeerId, String)>> {
-    let mut waiting = screen(session, peers, Holders::Patient).await?.into_iter();
-    let (mut asks, mut attempts) = (JoinSet::new(), Vec::new());
-    let ask = |asks: &mut JoinSet<(PeerId, Result<Vec<u8>, String>)>, peer: PeerId| {
+    let peers = screen(session, peers, Holders::Patient).await?;
+    let (mut sizes, mut reads, mut attempts) = (JoinSet::new(), JoinSet::new(), Vec::new());
+    for peer in peers.into_iter().take(BLOCK_ASKS) {
         let session = session.clone_handle();
-        asks.spawn(async move { (peer, block_from(&session, peer, cid, max_len).await) });
+        sizes.spawn(async move { (peer, block_size(&session, peer, cid, max_len).await) });
+    }
+    let mut holders = VecDeque::new();
+    let read = |reads: &mut JoinSet<(PeerId, Result<Vec<u8>, String>)>, (peer, size)| {
+        let session = session.clone_handle();
+        reads.spawn(async move { (peer, block_body(&session, peer, cid, size).await) });
     };
     loop {
-        if asks.is_empty() {
-            let Some(peer) = waiting.next() else {
-                return Err(attempts);
-            };
-            ask(&mut asks, peer);
+        if reads.is_empty() {
+            match holders.pop_front() {
+                Some(holder) => read(&mut reads, holder),
+                None if sizes.is_empty() => return Err(attempts),
+                None => {}
+            }
         }
         tokio::select! {
-            Some(joined) = asks.join_next() => match joined {
+            Some(joined) = sizes.join_next() => match joined {
+                Ok((peer, Ok(size))) => holders.push_back((peer, size)),
+                Ok((peer, Err(why))) => attempts.push((peer, why)),
+                Err(e) => attempts.push((session.peer_id(), e.to_string())),
+            },
+            Some(joined) = reads.join_next() => match joined {
                 Ok((_, Ok(bytes))) => return Ok(bytes),
                 Ok((peer, Err(why))) => {
                     debug!(%peer, %cid, %why, "block not served");
@@ -243,22 +258,24 @@ async fn block_hedged(
                 }
                 Err(e) => attempts.push((session.peer_id(), e.to_string())),
             },
-            () = tokio::time::sleep(session.hedge_delay()) => {
-                if let Some(peer) = waiting.next() {
-                    debug!(%peer, %cid, "block slow to come; asking another provider too");
-                    ask(&mut asks, peer);
+            () = tokio::time::sleep(session.hedge_delay()), if !reads.is_empty() => {
+                if let Some(holder) = holders.pop_front() {
+                    debug!(peer = %holder.0, %cid, "block slow to come; reading it from another provider too");
+                    read(&mut reads, holder);
                 }
             }
         }
     }
 }
 
-async fn block_from(
+/// The size of the block `peer` says it holds, checked against the limit before any memory
+/// is spent on it.
+async fn block_size(
     session: &Session,
     peer: PeerId,
     cid: Cid,
     max_len: u64,
-) -> Result<Vec<u8>, String> {
+) -> Result<u64, String> {
     let size = match request(session, peer, PieceRequest::Has { piece: cid }).await? {
         PieceResponse::Has {
             piece,
@@ -267,12 +284,21 @@ async fn block_from(
         PieceResponse::Has { size: None, .. } => return Err("does not hold it".into()),
         other => return Err(unexpected(&other)),
     };
-    // The size is the provider's claim: checked against the limit before memory is spent.
     if size == 0 || size > max_len {
         return Err(format!(
             "says it is {size} bytes; a block is 1 to {max_len}"
         ));
     }
+    Ok(size)
+}
+
+/// The block of `size` bytes from `peer`, every range verified.
+async fn block_body(
+    session: &Session,
+    peer: PeerId,
+    cid: Cid,
+    size: u64,
+) -> Result<Vec<u8>, String> {
     let mut block = Vec::with_capacity(usize::try_from(size).map_err(|e| e.to_string())?);
     for range in ByteRange::split(size, MAX_RANGE_LEN) {
         let (body, at) = get_range(session, peer, cid, size, range).await?;

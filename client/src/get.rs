@@ -281,22 +281,27 @@ async fn fetch_hedged(
             let Some((index, holders)) = queue.pop_front() else {
                 break;
             };
-            let sink: Box<dyn Sink> = if index < k {
-                Box::new(Placed {
-                    file: file.clone(),
-                    geometry,
-                    index,
-                })
-            } else {
-                match new_piece_file(&spooled(index), piece_len) {
-                    Ok(f) => Box::new(f),
-                    Err(e) => {
-                        return Err(ClientError::io("spooling a piece")(std::io::Error::other(
-                            e,
-                        )));
+            let sink: Box<dyn Sink> =
+                if index < k {
+                    Box::new(Placed {
+                        file: file.clone(),
+                        geometry,
+                        index,
+                    })
+                } else {
+                    // A piece asked again (patiently, after a first try failed) starts afresh: a
+                    // new file, whatever the first try left.
+                    let path = spooled(index);
+                    match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(ClientError::io(format!("removing {}", path.display()))(e));
+                        }
+                        _ => {}
                     }
-                }
-            };
+                    Box::new(new_piece_file(&path, piece_len).map_err(|e| {
+                        ClientError::io("spooling a piece")(std::io::Error::other(e))
+                    })?)
+                };
             let started = Arc::new(Started::new());
             let sink = Arc::new(Watched {
                 sink,

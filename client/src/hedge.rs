@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
-/// The delay before any piece has started: a first DHT lookup, a dial and a range.
-pub const FIRST_DELAY: Duration = Duration::from_secs(1);
+/// The delay before any piece has started: a first DHT lookup, a dial and a range. Short
+/// enough that a reader's first shards do not wait long on a silent holder; a hedge set off
+/// too soon costs a parity piece's bytes, not correctness.
+pub const FIRST_DELAY: Duration = Duration::from_millis(500);
 /// The shortest delay: below it a busy machine's scheduling alone would set off hedges.
 pub const MIN_DELAY: Duration = Duration::from_millis(200);
 /// The longest: a holder this slow to start is as good as gone for a reader.
