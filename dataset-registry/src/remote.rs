@@ -2,7 +2,10 @@
 //! resolve a reference to a manifest CID. Every record that comes back is verified here again:
 //! a registry node is trusted for availability, not for truth.
 
-use std::collections::{HashSet, VecDeque};
+use std::{
+    collections::{HashSet, VecDeque},
+    time::{Duration, Instant},
+};
 
 use cid::Cid;
 use serde_bytes::ByteBuf;
@@ -64,22 +67,27 @@ fn tried(attempts: &[(PeerId, String)]) -> String {
 /// them all.
 const ASKS_AT_ONCE: usize = 4;
 
-/// Sends `request` to registry nodes, several at once, and takes the first final answer; a
-/// refusal of the record itself is final, a busy, failing or silent node is passed over. The
-/// peers this session is connected to are asked at once (a bootstrap node is often a
-/// registry), the registry nodes the DHT names as the lookup finds them.
+/// Sends `request` to registry nodes, several at once, and returns their final answers: the
+/// first, and with `more` every other that comes within as long again as the first took
+/// (50 ms to 1 s), so that a reader can take the most complete of them rather than the
+/// fastest. A refusal of the record itself is final; a busy, failing or silent node is passed
+/// over. The peers this session is connected to are asked at once (a bootstrap node is often
+/// a registry), the registry nodes the DHT names as the lookup finds them.
 async fn ask(
     session: &Session,
     request: RegistryRequest,
-) -> Result<(PeerId, RegistryResponse), RemoteError> {
+    more: bool,
+) -> Result<Vec<(PeerId, RegistryResponse)>, RemoteError> {
     let net = session.net();
     let mut asked: HashSet<PeerId> = HashSet::from([session.peer_id()]);
     let mut waiting: VecDeque<PeerId> = net.info().await?.connected_peers.into();
     let lookup = net.find_providers(rendezvous());
     tokio::pin!(lookup);
     let (mut looking, mut asks, mut attempts) = (true, JoinSet::new(), Vec::new());
+    let (started, mut answers, mut until) = (Instant::now(), Vec::new(), None);
     loop {
-        while asks.len() < ASKS_AT_ONCE
+        while answers.is_empty()
+            && asks.len() < ASKS_AT_ONCE
             && let Some(peer) = waiting.pop_front()
         {
             if asked.insert(peer) {
@@ -91,8 +99,8 @@ async fn ask(
                 });
             }
         }
-        if asks.is_empty() && !looking {
-            return Err(RemoteError::NoRegistry(attempts));
+        if asks.is_empty() && (!looking || !answers.is_empty()) {
+            break;
         }
         tokio::select! {
             found = &mut lookup, if looking => {
@@ -109,19 +117,42 @@ async fn ask(
                         code: code @ (RegistryErrorCode::Busy | RegistryErrorCode::Internal),
                         message,
                     })) => attempts.push((peer, format!("{}: {message}", code.as_str()))),
-                    Ok(Ok(response)) => return Ok((peer, response)),
+                    Ok(Ok(response)) => {
+                        answers.push((peer, response));
+                        if !more {
+                            break;
+                        }
+                        let grace = started.elapsed().clamp(GRACE_MIN, GRACE_MAX);
+                        until.get_or_insert(tokio::time::Instant::now() + grace);
+                        continue;
+                    }
                     Ok(Err(e)) => attempts.push((peer, e.to_string())),
                     Err(_) => attempts.push((peer, "no answer in time".into())),
                 }
                 debug!(%peer, "registry node did not answer; asking the others");
             }
+            () = tokio::time::sleep_until(until.unwrap_or_else(tokio::time::Instant::now)), if until.is_some() => break,
         }
     }
+    if answers.is_empty() {
+        return Err(RemoteError::NoRegistry(attempts));
+    }
+    Ok(answers)
 }
+
+/// How long a reader waits for more registry answers after the first: as long again as the
+/// first took, within these bounds.
+const GRACE_MIN: Duration = Duration::from_millis(50);
+const GRACE_MAX: Duration = Duration::from_secs(1);
 
 /// Submits a signed record block; returns its CID once a registry node accepted it.
 pub async fn submit(session: &Session, block: Vec<u8>) -> Result<Cid, RemoteError> {
-    match ask(session, RegistryRequest::Submit { record: block }).await? {
+    let first = ask(session, RegistryRequest::Submit { record: block }, false).await?;
+    match first
+        .into_iter()
+        .next()
+        .ok_or(RemoteError::NoRegistry(Vec::new()))?
+    {
         (_, RegistryResponse::Accepted { record }) => Ok(record),
         (_, RegistryResponse::Error { code, message }) => {
             Err(RemoteError::Refused { code, message })
@@ -151,19 +182,39 @@ fn verified(peer: PeerId, records: Vec<ByteBuf>) -> Vec<Entry> {
         .collect()
 }
 
+/// Verified records from the registry nodes that answer: of the answers that come together,
+/// the one with the most valid records, then the newest version. A node that lags (it has not
+/// heard of the latest version yet) is outvoted by one that has; a liar cannot forge records,
+/// only withhold them, and withholding loses here.
 async fn records(
     session: &Session,
     request: RegistryRequest,
 ) -> Result<(Vec<Entry>, bool), RemoteError> {
-    match ask(session, request).await? {
-        (peer, RegistryResponse::Records { records, more }) => Ok((verified(peer, records), more)),
-        (_, RegistryResponse::Error { code, message }) => {
-            Err(RemoteError::Refused { code, message })
+    let mut best: Option<(Vec<Entry>, bool)> = None;
+    let mut refused = None;
+    let mut odd = Vec::new();
+    for (peer, answer) in ask(session, request, true).await? {
+        match answer {
+            RegistryResponse::Records { records, more } => {
+                let page = verified(peer, records);
+                let rank = |p: &[Entry]| {
+                    let newest = p.iter().map(|e| e.record.record.version).max();
+                    (p.len(), newest)
+                };
+                if best.as_ref().is_none_or(|(b, _)| rank(&page) > rank(b)) {
+                    best = Some((page, more));
+                }
+            }
+            RegistryResponse::Error { code, message } => {
+                refused.get_or_insert(RemoteError::Refused { code, message });
+            }
+            other => odd.push((peer, format!("unexpected answer {other:?}"))),
         }
-        (peer, other) => Err(RemoteError::NoRegistry(vec![(
-            peer,
-            format!("unexpected answer {other:?}"),
-        )])),
+    }
+    match (best, refused) {
+        (Some(best), _) => Ok(best),
+        (None, Some(refused)) => Err(refused),
+        (None, None) => Err(RemoteError::NoRegistry(odd)),
     }
 }
 
