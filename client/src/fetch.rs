@@ -5,8 +5,9 @@
 //! is slow (no answer within the request timeout), gone, refuses, or sends a range that does
 //! not check out is dropped for this piece and the range goes to the next provider. One that
 //! answers `Busy` (its queue of requests is full) is asked again after a pause first. Providers
-//! the network found down or stalled are asked last or not at all ([`Holders`]); a block's next
-//! provider is asked beside one that has not answered within the hedge delay.
+//! the network found down or stalled are asked last or not at all ([`Holders`]). A block's
+//! providers are all asked at once whether they hold it, and it is read from the first to say
+//! yes, the next one too when that read is slow.
 
 use std::{
     collections::VecDeque,

@@ -24,7 +24,15 @@ fn tcp() -> Vec<Multiaddr> {
 }
 
 async fn serving_node(listen: Vec<Multiaddr>, bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
-    let key = Keypair::generate_ed25519();
+    serving_node_as(Keypair::generate_ed25519(), listen, bootstrap).await
+}
+
+/// [`serving_node`] with the identity `key`: the same node again after it stopped.
+async fn serving_node_as(
+    key: Keypair,
+    listen: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+) -> (Network, Multiaddr) {
     let net = start(
         key,
         NetworkConfig {
@@ -490,15 +498,7 @@ async fn a_node_learns_the_address_peers_see_it_at() {
 
 /// A serving node with `key` on `listen`, answering every `Has` with 42 bytes.
 async fn has_node(key: Keypair, listen: Vec<Multiaddr>) -> Network {
-    let mut net = start(
-        key,
-        NetworkConfig {
-            listen,
-            ..NetworkConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (mut net, _) = serving_node_as(key, listen, vec![]).await;
     let inbound = std::mem::replace(&mut net.inbound, tokio::sync::mpsc::channel(1).1);
     answer_has(inbound, net.client.clone());
     net
