@@ -141,8 +141,9 @@ pub enum Holders {
 }
 
 /// Fetches the whole piece `cid` of `size` bytes into `sink` from its providers on the DHT
-/// (those the first answer names, then any others a complete lookup finds), `in_flight` ranges
-/// at a time. On failure returns every provider tried and why it failed.
+/// (those the first answer names, then, when it is [`Holders::Patient`], any others a complete
+/// lookup finds), `in_flight` ranges at a time. On failure returns every provider tried and why
+/// it failed.
 pub async fn fetch_piece_found<S: Sink>(
     session: &Session,
     cid: Cid,
@@ -161,7 +162,10 @@ pub async fn fetch_piece_found<S: Sink>(
             fetch_piece_to(session, cid, size, peers, sink, in_flight).await
         }
     };
-    with_more_providers(first, || more_providers(session, cid, cut_short), fetch).await
+    // A reader that avoids holders has other pieces to read at once; a complete lookup, which
+    // waits on every DHT server it asks, is for the patient try.
+    let look_further = cut_short && holders == Holders::Patient;
+    with_more_providers(first, || more_providers(session, cid, look_further), fetch).await
 }
 
 /// `peers` in the order to ask them: those with nothing against them first. With
@@ -181,6 +185,9 @@ async fn screen(
         match status {
             PeerStatus::Stalled(quiet) if quiet > stalled => {
                 bad.push((peer, format!("has answered nothing for {quiet:.1?}")));
+            }
+            PeerStatus::Unreachable(dialling) => {
+                bad.push((peer, format!("not connected after {dialling:.1?}")));
             }
             PeerStatus::Down(retry_in) => {
                 bad.push((peer, format!("failed lately; not asked for {retry_in:.1?}")));
@@ -312,6 +319,10 @@ async fn block_body(
 pub trait Sink: Send + Sync + 'static {
     /// Writes the verified bytes at `offset` of the piece.
     fn put(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()>;
+
+    /// The next range is asked of `peer`: a reader that watches its pieces learns whom each
+    /// waits on.
+    fn asking(&self, _peer: PeerId) {}
 }
 
 /// A piece file: every range at its own offset.
@@ -434,6 +445,7 @@ impl<S: Sink> Shared<S> {
                     }
                     providers[worker % providers.len()]
                 };
+                self.sink.asking(peer);
                 let result = match get_range(session, peer, cid, size, range).await {
                     Ok((body, at)) => self
                         .sink

@@ -25,6 +25,7 @@ use tessera_formats::{
     erasure::{DecodeError, Pieces, decode_with, fill_placed},
     layout::{LayoutError, MAX_LAYOUT_BYTES},
 };
+use tessera_net::{PeerId, PeerStatus};
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
@@ -276,7 +277,11 @@ async fn fetch_hedged(
     loop {
         // Enough pieces going that are not overdue: each overdue one is hedged by another.
         let delay = session.hedge_delay();
-        let lively = running.values().filter(|(p, _)| !p.overdue(delay)).count();
+        let unreachable = waiting_on_unreachable(session, &running).await;
+        let lively = running
+            .iter()
+            .filter(|(i, (p, _))| !p.overdue(delay) && !unreachable.contains(i))
+            .count();
         for _ in lively..k.saturating_sub(done.len()) {
             let Some((index, holders)) = queue.pop_front() else {
                 break;
@@ -313,7 +318,7 @@ async fn fetch_hedged(
                 layout.pieces[index],
                 options.ranges_per_piece,
             );
-            debug!(index, ?holders, "reading piece");
+            debug!(index, ?holders, ?delay, shard = %layout.content, "reading piece");
             tasks.spawn(async move {
                 let read = fetch_piece_found(&session, cid, piece_len, sink, in_flight, holders);
                 (
@@ -344,7 +349,7 @@ async fn fetch_hedged(
                 Some(Err(e)) => return Err(ClientError::io("fetching")(std::io::Error::other(e))),
                 None => break,
             },
-            () = tokio::time::sleep(delay / 4) => {}
+            () = tokio::time::sleep((delay / 4).min(TICK)) => {}
         }
     }
     // Cancelled pieces write no more: a data piece's late range holds the bytes its place
@@ -410,10 +415,39 @@ async fn fetch_hedged(
     })
 }
 
-/// When a piece was asked for, and when it last delivered a range.
+/// How often a reader looks at its pieces while none ends.
+const TICK: Duration = Duration::from_millis(50);
+
+/// The running pieces that have had no range yet and wait on a holder the network cannot
+/// reach (dialled far longer than dials take): overdue now, whatever the hedge delay says.
+async fn waiting_on_unreachable(
+    session: &Session,
+    running: &HashMap<usize, (Arc<Started>, Holders)>,
+) -> Vec<usize> {
+    let waiting: Vec<(usize, PeerId)> = running
+        .iter()
+        .filter_map(|(index, (started, _))| Some((*index, started.waiting_on()?)))
+        .collect();
+    if waiting.is_empty() {
+        return Vec::new();
+    }
+    let peers = waiting.iter().map(|(_, peer)| *peer).collect();
+    let Ok(statuses) = session.net().peer_status(peers).await else {
+        return Vec::new();
+    };
+    waiting
+        .into_iter()
+        .zip(statuses)
+        .filter(|(_, status)| matches!(status, PeerStatus::Unreachable(_)))
+        .map(|((index, _), _)| index)
+        .collect()
+}
+
+/// When a piece was asked for, whom it waits on, and when it last delivered a range.
 #[derive(Debug)]
 struct Started {
     at: Instant,
+    asking: Mutex<Option<PeerId>>,
     last: Mutex<Option<Instant>>,
 }
 
@@ -421,6 +455,7 @@ impl Started {
     fn new() -> Self {
         Self {
             at: Instant::now(),
+            asking: Mutex::new(None),
             last: Mutex::new(None),
         }
     }
@@ -428,6 +463,14 @@ impl Started {
     /// No range for longer than `delay`, since the piece was asked for or since its last one.
     fn overdue(&self, delay: Duration) -> bool {
         lock(&self.last).unwrap_or(self.at).elapsed() > delay
+    }
+
+    /// The holder asked, while no range has come.
+    fn waiting_on(&self) -> Option<PeerId> {
+        if lock(&self.last).is_some() {
+            return None;
+        }
+        *lock(&self.asking)
     }
 }
 
@@ -449,6 +492,10 @@ impl Sink for Watched {
         }
         *last = Some(now);
         Ok(())
+    }
+
+    fn asking(&self, peer: PeerId) {
+        *lock(&self.started.asking) = Some(peer);
     }
 }
 

@@ -7,11 +7,13 @@
 //! - [`protocol`]: the versioned protocol names, their messages and their size limits.
 //! - [`codec`]: DAG-CBOR framing with limits enforced while reading.
 //! - [`identity`]: the persistent Ed25519 node key.
+//! - [`smoothed`]: waits that follow the times observed (RFC 6298's timer).
 
 pub mod codec;
 pub mod identity;
 pub mod network;
 pub mod protocol;
+pub mod smoothed;
 
 pub use libp2p::{
     Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol, request_response::ResponseChannel,

@@ -608,3 +608,45 @@ async fn a_quic_dial_to_a_closed_port_is_refused_not_left_to_time_out() {
     let error = client.dial(gone).await.unwrap_err().to_string();
     assert!(error.contains("refused"), "{error}");
 }
+
+#[tokio::test]
+async fn a_peer_whose_dial_never_completes_is_unreachable_before_the_dial_times_out() {
+    let reader = start(Keypair::generate_ed25519(), NetworkConfig::client(vec![]))
+        .await
+        .unwrap()
+        .client;
+    // A live node first: the time a dial takes here.
+    let node = has_node(Keypair::generate_ed25519(), tcp()).await;
+    let live = node.client.peer_id();
+    let addr = node.client.info().await.unwrap().dialable_addrs()[0].clone();
+    reader.dial(addr).await.unwrap();
+    // A frozen node, as the kernel keeps it: TCP connections accepted, never a byte back.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let frozen = PeerId::random();
+    let frozen_addr: Multiaddr = format!(
+        "/ip4/127.0.0.1/tcp/{}/p2p/{frozen}",
+        silent.local_addr().unwrap().port()
+    )
+    .parse()
+    .unwrap();
+    let dial = tokio::spawn({
+        let reader = reader.clone();
+        async move { reader.dial(frozen_addr).await }
+    });
+    // Well within the 5 s connection timeout, the network says it cannot reach the peer.
+    let mut status = Vec::new();
+    for _ in 0..150 {
+        status = reader.peer_status(vec![frozen, live]).await.unwrap();
+        if matches!(status[0], tessera_net::PeerStatus::Unreachable(_)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        matches!(status[0], tessera_net::PeerStatus::Unreachable(_)),
+        "{status:?}"
+    );
+    assert!(!dial.is_finished(), "the dial ended first");
+    assert_eq!(status[1], tessera_net::PeerStatus::Up);
+    dial.abort();
+}

@@ -10,8 +10,10 @@
 //! ```
 //!
 //! It also says how long a peer has had requests on the wire without answering any
-//! ([`PeerStatus::Stalled`]): a reader that hedges takes that as a reason to ask another
-//! holder before the request's timeout says the peer is gone.
+//! ([`PeerStatus::Stalled`]), and whether a dial of it has gone on well past the time dials
+//! take here ([`PeerStatus::Unreachable`]: a node that vanished, or one frozen, whose kernel
+//! still accepts the TCP connection but never the handshake): a reader that hedges takes
+//! either as a reason to ask another holder before a timeout says the peer is gone.
 
 use std::{
     collections::HashMap,
@@ -19,6 +21,8 @@ use std::{
     task::{Context, Poll},
     time::{Duration, Instant},
 };
+
+use crate::smoothed::Smoothed;
 
 use libp2p::{
     Multiaddr, PeerId,
@@ -37,6 +41,8 @@ pub enum PeerStatus {
     Up,
     /// Requests to it have been on the wire for this long with no answer to any.
     Stalled(Duration),
+    /// It has been dialled for this long, far past the time dials take, and has no connection.
+    Unreachable(Duration),
     /// It failed lately; it is neither dialled nor asked for this long.
     Down(Duration),
 }
@@ -60,6 +66,16 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
 /// Peers remembered; past this, the ones with the oldest news are forgotten.
 const MAX_PEERS: usize = 4096;
 
+/// How long a dial may go on before its peer counts as unreachable, before any dial has
+/// succeeded; then the time dials took plus four deviations, within these bounds. The floor
+/// keeps a busy machine's scheduling from making a peer unreachable; the ceiling is the
+/// connection timeout, where the dial fails anyway.
+pub const FIRST_DIAL_WAIT: Duration = Duration::from_secs(2);
+/// The shortest wait for a dial.
+pub const MIN_DIAL_WAIT: Duration = Duration::from_millis(100);
+/// The longest wait for a dial.
+pub const MAX_DIAL_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 struct Peer {
     connections: u32,
@@ -67,6 +83,8 @@ struct Peer {
     down_until: Option<Instant>,
     on_wire: u32,
     unanswered_since: Option<Instant>,
+    dials: u32,
+    dialing_since: Option<Instant>,
     news: Instant,
 }
 
@@ -78,6 +96,8 @@ impl Peer {
             down_until: None,
             on_wire: 0,
             unanswered_since: None,
+            dials: 0,
+            dialing_since: None,
             news: now,
         }
     }
@@ -88,6 +108,10 @@ impl Peer {
 pub(crate) struct PeerHealth {
     peers: HashMap<PeerId, Peer>,
     first_backoff: Duration,
+    /// Dials under way, by connection, and when each began.
+    dials: HashMap<ConnectionId, (PeerId, Instant)>,
+    /// How long the dials that succeeded took.
+    dial_times: Smoothed,
 }
 
 impl Default for PeerHealth {
@@ -102,6 +126,8 @@ impl PeerHealth {
         Self {
             peers: HashMap::new(),
             first_backoff: first_backoff.max(Duration::from_millis(1)),
+            dials: HashMap::new(),
+            dial_times: Smoothed::default(),
         }
     }
 
@@ -119,7 +145,7 @@ impl PeerHealth {
         let oldest = self
             .peers
             .iter()
-            .min_by_key(|(_, p)| (p.on_wire > 0 || p.connections > 0, p.news))
+            .min_by_key(|(_, p)| (p.on_wire > 0 || p.connections > 0 || p.dials > 0, p.news))
             .map(|(id, _)| *id);
         if let Some(id) = oldest {
             self.peers.remove(&id);
@@ -189,6 +215,40 @@ impl PeerHealth {
         p.connections = p.connections.saturating_sub(1);
     }
 
+    /// A dial of `peer` began, as connection `id`.
+    pub(crate) fn dial_started(&mut self, id: ConnectionId, peer: PeerId, now: Instant) {
+        // Dials under way are bounded by the swarm's limits; this bounds the table anyway.
+        if self.dials.len() >= MAX_PEERS {
+            return;
+        }
+        self.dials.insert(id, (peer, now));
+        let p = self.entry(peer, now);
+        p.dials += 1;
+        p.dialing_since.get_or_insert(now);
+    }
+
+    /// Dial `id` ended: with a connection when `connected`, the time it took then counted.
+    pub(crate) fn dial_ended(&mut self, id: ConnectionId, connected: bool, now: Instant) {
+        let Some((peer, began)) = self.dials.remove(&id) else {
+            return;
+        };
+        if connected {
+            self.dial_times
+                .observe(now.saturating_duration_since(began));
+        }
+        let p = self.entry(peer, now);
+        p.dials = p.dials.saturating_sub(1);
+        if p.dials == 0 {
+            p.dialing_since = None;
+        }
+    }
+
+    /// How long a dial may go on before its peer counts as unreachable.
+    pub(crate) fn dial_wait(&self) -> Duration {
+        self.dial_times
+            .wait(FIRST_DIAL_WAIT, MIN_DIAL_WAIT, MAX_DIAL_WAIT)
+    }
+
     /// A dial of `peer` failed. While another connection with it is open (two dials raced,
     /// or it dialled this node) that says nothing of the peer.
     pub(crate) fn dial_failed(&mut self, peer: PeerId, now: Instant) {
@@ -232,9 +292,17 @@ impl PeerHealth {
         if let Some(down) = self.down(peer, now) {
             return PeerStatus::Down(down.retry_in);
         }
-        match self.peers.get(peer).and_then(|p| p.unanswered_since) {
-            Some(since) => PeerStatus::Stalled(now.saturating_duration_since(since)),
-            None => PeerStatus::Up,
+        let Some(p) = self.peers.get(peer) else {
+            return PeerStatus::Up;
+        };
+        let dialing = p
+            .dialing_since
+            .filter(|_| p.connections == 0)
+            .map(|since| now.saturating_duration_since(since));
+        match (dialing, p.unanswered_since) {
+            (Some(dialing), _) if dialing > self.dial_wait() => PeerStatus::Unreachable(dialing),
+            (_, Some(since)) => PeerStatus::Stalled(now.saturating_duration_since(since)),
+            _ => PeerStatus::Up,
         }
     }
 }
@@ -260,15 +328,20 @@ impl NetworkBehaviour for HealthGate {
 
     fn handle_pending_outbound_connection(
         &mut self,
-        _connection_id: ConnectionId,
+        connection_id: ConnectionId,
         peer: Option<PeerId>,
         _addresses: &[Multiaddr],
         _effective_role: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        match peer.and_then(|p| self.peers.down(&p, Instant::now())) {
-            Some(down) => Err(ConnectionDenied::new(down)),
-            None => Ok(Vec::new()),
+        let Some(peer) = peer else {
+            return Ok(Vec::new());
+        };
+        let now = Instant::now();
+        if let Some(down) = self.peers.down(&peer, now) {
+            return Err(ConnectionDenied::new(down));
         }
+        self.peers.dial_started(connection_id, peer, now);
+        Ok(Vec::new())
     }
 
     fn handle_established_inbound_connection(
@@ -295,15 +368,25 @@ impl NetworkBehaviour for HealthGate {
     fn on_swarm_event(&mut self, event: FromSwarm) {
         let now = Instant::now();
         match event {
-            FromSwarm::ConnectionEstablished(ConnectionEstablished { peer_id, .. }) => {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            }) => {
+                self.peers.dial_ended(connection_id, true, now);
                 self.peers.connected(peer_id, now);
             }
             FromSwarm::DialFailure(DialFailure {
-                peer_id: Some(peer),
+                peer_id,
                 error,
-                ..
-            }) if says_peer_is_gone(error) => {
-                self.peers.dial_failed(peer, now);
+                connection_id,
+            }) => {
+                self.peers.dial_ended(connection_id, false, now);
+                if let Some(peer) = peer_id
+                    && says_peer_is_gone(error)
+                {
+                    self.peers.dial_failed(peer, now);
+                }
             }
             FromSwarm::ConnectionClosed(ConnectionClosed { peer_id, .. }) => {
                 self.peers.disconnected(peer_id, now);
@@ -412,6 +495,52 @@ mod tests {
         let backoff = table.timed_out(peer, t1);
         assert_eq!(table.status(&peer, t1), PeerStatus::Down(backoff));
         assert_eq!(table.status(&peer, t1 + backoff), PeerStatus::Up);
+    }
+
+    #[test]
+    fn a_dial_far_past_the_time_dials_take_makes_its_peer_unreachable() {
+        let (mut table, t0) = (PeerHealth::default(), Instant::now());
+        let ms = Duration::from_millis;
+        let (live, frozen) = (PeerId::random(), PeerId::random());
+        let ids: Vec<ConnectionId> = (10..13).map(ConnectionId::new_unchecked).collect();
+        // Before any dial has succeeded, the first wait holds.
+        table.dial_started(ConnectionId::new_unchecked(1), frozen, t0);
+        assert_eq!(table.status(&frozen, t0 + ms(500)), PeerStatus::Up);
+        assert_eq!(
+            table.status(&frozen, t0 + FIRST_DIAL_WAIT + ms(1)),
+            PeerStatus::Unreachable(FIRST_DIAL_WAIT + ms(1))
+        );
+        // Dials that take 5 ms bring the wait down to its floor.
+        for (i, id) in ids.iter().enumerate() {
+            let at = t0 + ms(10 * i as u64);
+            table.dial_started(*id, live, at);
+            table.dial_ended(*id, true, at + ms(5));
+        }
+        assert_eq!(table.dial_wait(), MIN_DIAL_WAIT);
+        let later = t0 + MIN_DIAL_WAIT + ms(1);
+        assert_eq!(
+            table.status(&frozen, later),
+            PeerStatus::Unreachable(MIN_DIAL_WAIT + ms(1))
+        );
+        // Requests waiting on it change nothing; a connection does.
+        table.sent(frozen, later);
+        assert!(matches!(
+            table.status(&frozen, later),
+            PeerStatus::Unreachable(_)
+        ));
+        // It dials this node itself: the first dial is given up, the connection is up.
+        table.dial_ended(ConnectionId::new_unchecked(1), false, later);
+        table.connected(frozen, later);
+        assert_eq!(table.status(&frozen, later), PeerStatus::Stalled(ms(0)));
+        // A dial that failed is not a time dials take; its peer is down.
+        table.disconnected(frozen, later);
+        table.dial_started(ConnectionId::new_unchecked(2), frozen, later);
+        table.dial_ended(ConnectionId::new_unchecked(2), false, later + ms(4000));
+        assert_eq!(table.dial_wait(), MIN_DIAL_WAIT);
+        assert!(matches!(
+            table.status(&frozen, later + ms(4000)),
+            PeerStatus::Stalled(_)
+        ));
     }
 
     #[test]
