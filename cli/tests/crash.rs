@@ -9,7 +9,7 @@ use std::{path::Path, process::Child};
 use tessera_formats::address::raw_cid;
 use tessera_net::{
     Client, Keypair, Multiaddr, NetworkConfig, PeerId,
-    protocol::{PieceRequest, PieceResponse},
+    protocol::{PieceProtocol, PieceRequest, PieceResponse},
     start,
 };
 
@@ -40,7 +40,10 @@ fn peer_of(addr: &Multiaddr) -> PeerId {
 }
 
 async fn send(client: &Client, peer: PeerId, request: PieceRequest) -> PieceResponse {
-    client.piece_request(peer, request).await.unwrap()
+    client
+        .request::<PieceProtocol>(peer, request)
+        .await
+        .unwrap()
 }
 
 /// Sends `data` as 1 MiB upload chunks from offset 0, each acknowledged with progress.

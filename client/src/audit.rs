@@ -1,7 +1,10 @@
 //! Auditing a holder: challenge it to prove it still stores a piece, and check the proof
 //! against the piece's CID alone.
 
-use tessera_net::{PeerId, protocol::ChallengeResponse};
+use tessera_net::{
+    PeerId,
+    protocol::{ChallengeProtocol, ChallengeResponse},
+};
 use tessera_proofs::{Challenge, Verified, verify};
 
 use crate::session::Session;
@@ -32,7 +35,11 @@ pub async fn audit(
     peer: PeerId,
     challenge: &Challenge,
 ) -> Result<Verified, AuditError> {
-    match session.net().challenge(peer, challenge.clone()).await? {
+    match session
+        .net()
+        .request::<ChallengeProtocol>(peer, challenge.clone())
+        .await?
+    {
         ChallengeResponse::Proof(proof) => Ok(verify(challenge, &proof)?),
         ChallengeResponse::Error { code, message, .. } => {
             Err(AuditError::Refused { code, message })

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tessera_net::{
     Client, PeerId,
-    protocol::{PieceRequest, PieceResponse},
+    protocol::{PieceProtocol, PieceRequest, PieceResponse},
 };
 use tracing::debug;
 
@@ -54,7 +54,7 @@ pub(crate) async fn request(
     request: PieceRequest,
     timeout: Duration,
 ) -> Result<PieceResponse, String> {
-    match tokio::time::timeout(timeout, net.piece_request(peer, request)).await {
+    match tokio::time::timeout(timeout, net.request::<PieceProtocol>(peer, request)).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer in {timeout:?}")),

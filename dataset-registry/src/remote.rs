@@ -13,7 +13,10 @@ use tessera_client::Session;
 use tessera_formats::{DatasetRef, PublisherKey, SignedRecord, VersionSel, address::dag_cbor_cid};
 use tessera_net::{
     NetError, PeerId,
-    protocol::{MAX_RECORDS_PER_RESPONSE, RegistryErrorCode, RegistryRequest, RegistryResponse},
+    protocol::{
+        MAX_RECORDS_PER_RESPONSE, RegistryErrorCode, RegistryProtocol, RegistryRequest,
+        RegistryResponse,
+    },
 };
 use tokio::task::JoinSet;
 use tracing::debug;
@@ -94,7 +97,7 @@ async fn ask(
                 let (net, request) = (net.clone(), request.clone());
                 let timeout = session.timeouts().finish;
                 asks.spawn(async move {
-                    let call = net.registry_request(peer, request);
+                    let call = net.request::<RegistryProtocol>(peer, request);
                     (peer, tokio::time::timeout(timeout, call).await)
                 });
             }

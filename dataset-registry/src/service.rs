@@ -33,8 +33,11 @@ use tessera_formats::{
     record::MAX_RECORD_BYTES,
 };
 use tessera_net::{
-    Client, PeerId, RegistryEvent,
-    protocol::{MAX_RECORDS_PER_RESPONSE, RegistryErrorCode, RegistryRequest, RegistryResponse},
+    Client, Inbound, PeerId, Request, TopicEvent,
+    protocol::{
+        MAX_RECORDS_PER_RESPONSE, REGISTRY_TOPIC, RegistryErrorCode, RegistryProtocol,
+        RegistryRequest, RegistryResponse,
+    },
 };
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
@@ -220,7 +223,7 @@ impl Registry {
         if admitted == Admission::New {
             let r = &record.record;
             info!(%cid, publisher = %r.publisher, name = %r.name, version = r.version, "record accepted");
-            if let Err(e) = self.net().announce(block.clone()).await {
+            if let Err(e) = self.net().publish(REGISTRY_TOPIC, block.clone()).await {
                 warn!(error = %e, "announcing a record failed");
             }
             let key = head_key(&r.publisher, &r.name);
@@ -331,7 +334,7 @@ impl Registry {
             |e: tessera_net::NetError| Refusal::new(RegistryErrorCode::Internal, e.to_string());
         match self
             .net()
-            .registry_request(peer, request)
+            .request::<RegistryProtocol>(peer, request)
             .await
             .map_err(net_error)?
         {
@@ -512,13 +515,20 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| AdmitError::Damaged(e.to_string()))?
 }
 
-/// Runs the registry role until the network's event channel closes: handles requests and
-/// announcements (`config.parallel` at once), advertises the node as a registry, and catches
+/// What reaches the registry role: a request, or news on the announcement topic.
+enum Event {
+    Request(Request<RegistryProtocol>),
+    Topic(TopicEvent),
+}
+
+/// Runs the registry role until the network stops: handles `requests` and the announcement
+/// topic's `news` (`config.parallel` at once), advertises the node as a registry, and catches
 /// up with the registry peers it knows every `config.sync_interval`.
 pub async fn run(
     registry: Registry,
     config: RegistryConfig,
-    mut events: mpsc::Receiver<RegistryEvent>,
+    mut requests: Inbound<RegistryProtocol>,
+    mut news: mpsc::Receiver<TopicEvent>,
 ) {
     let permits = Arc::new(Semaphore::new(config.parallel.max(1)));
     let advertise = registry.clone();
@@ -533,23 +543,26 @@ pub async fn run(
     });
     let mut ticks = tokio::time::interval(config.sync_interval);
     loop {
-        tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { break };
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                let registry = registry.clone();
-                let max_pages = config.max_sync_pages;
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    handle(&registry, event, max_pages).await;
-                });
-            }
+        let event = tokio::select! {
+            event = requests.recv() => event.map(Event::Request),
+            event = news.recv() => event.map(Event::Topic),
             _ = ticks.tick() => {
                 let registry = registry.clone();
                 let max_pages = config.max_sync_pages;
                 tokio::spawn(async move { registry.sync_all(max_pages).await });
+                continue;
             }
-        }
+        };
+        let Some(event) = event else { break };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let registry = registry.clone();
+        let max_pages = config.max_sync_pages;
+        tokio::spawn(async move {
+            let _permit = permit;
+            handle(&registry, event, max_pages).await;
+        });
     }
     debug!("registry stopped");
 }
@@ -573,23 +586,23 @@ impl Registry {
     }
 }
 
-async fn handle(registry: &Registry, event: RegistryEvent, max_pages: usize) {
+async fn handle(registry: &Registry, event: Event, max_pages: usize) {
     match event {
-        RegistryEvent::Request {
+        Event::Request(Request {
             peer,
             request,
-            channel,
-        } => {
+            responder,
+        }) => {
             let response = registry.answer(peer, request).await;
-            let _ = registry.net().respond_registry(channel, response).await;
+            let _ = responder.respond(response).await;
         }
-        RegistryEvent::Announcement { source, data } => {
+        Event::Topic(TopicEvent::Message { source, data }) => {
             registry.remember(source);
             if let Err(e) = registry.accept(data, Some(source)).await {
                 debug!(%source, error = %e.message, "announced record refused");
             }
         }
-        RegistryEvent::PeerJoined { peer } => {
+        Event::Topic(TopicEvent::PeerJoined { peer }) => {
             registry.remember(peer);
             if let Err(e) = registry.sync_with(peer, max_pages).await {
                 debug!(%peer, error = %e.message, "catching up failed");

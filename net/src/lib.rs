@@ -4,6 +4,8 @@
 //!   Identify, Ping, Tessera's Kademlia DHT with provider and value records, gossipsub for
 //!   registry announcements and audit receipts, and the request-response protocols); a cloneable [`Client`]
 //!   talks to it.
+//! - [`rpc`]: request-response protocols as their crates define them, and how a node asks
+//!   and answers them.
 //! - [`protocol`]: the versioned protocol names, their messages and their size limits.
 //! - [`codec`]: DAG-CBOR framing with limits enforced while reading.
 //! - [`identity`]: the persistent Ed25519 node key.
@@ -13,12 +15,17 @@ pub mod codec;
 pub mod identity;
 pub mod network;
 pub mod protocol;
+pub mod rpc;
 pub mod smoothed;
+
+#[doc(hidden)]
+pub use inventory;
 
 pub use libp2p::{
     Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol, request_response::ResponseChannel,
 };
 pub use network::{
-    Client, CrawlEvent, GossipMessage, InboundRequest, NetError, Network, NetworkConfig,
-    NetworkInfo, PeerStatus, RegistryEvent, health::PeerDown, limits::ConnectionCaps, start,
+    Client, NetError, Network, NetworkConfig, NetworkInfo, PeerStatus, Topic, TopicEvent,
+    health::PeerDown, limits::ConnectionCaps, start,
 };
+pub use rpc::{Inbound, Request, Responder};

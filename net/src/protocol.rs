@@ -29,22 +29,99 @@ use serde::{Deserialize, Serialize};
 use tessera_formats::{PublisherKey, record::MAX_RECORD_BYTES};
 use tessera_proofs::{ByteRange, Challenge, MAX_PROOF_BODY, MAX_RANGE_LEN, Proof};
 
-use crate::codec::{Encoded, Message, from_cbor, to_cbor};
+use crate::{
+    codec::{Encoded, Message, from_cbor, to_cbor},
+    rpc::Protocol,
+};
 
 /// The piece protocol.
-pub const PIECE_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/piece/1");
+#[derive(Debug)]
+pub struct PieceProtocol;
+
+impl Protocol for PieceProtocol {
+    const NAME: StreamProtocol = StreamProtocol::new("/tessera/piece/1");
+    const MAX_REQUEST: u64 = MAX_PIECE_REQUEST;
+    const MAX_RESPONSE: u64 = MAX_PIECE_RESPONSE;
+    type Request = PieceRequest;
+    type Response = PieceResponse;
+
+    fn busy(request: &PieceRequest) -> PieceResponse {
+        PieceResponse::Error {
+            piece: *request.piece(),
+            code: ErrorCode::Busy,
+            message: "node is busy".into(),
+        }
+    }
+}
+
+crate::register_protocol!(PieceProtocol);
+
 /// The storage challenge protocol.
-pub const CHALLENGE_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/challenge/1");
+#[derive(Debug)]
+pub struct ChallengeProtocol;
+
+impl Protocol for ChallengeProtocol {
+    const NAME: StreamProtocol = StreamProtocol::new("/tessera/challenge/1");
+    const MAX_REQUEST: u64 = MAX_CHALLENGE_REQUEST;
+    const MAX_RESPONSE: u64 = MAX_CHALLENGE_RESPONSE;
+    type Request = ChallengeRequest;
+    type Response = ChallengeResponse;
+
+    fn busy(request: &ChallengeRequest) -> ChallengeResponse {
+        ChallengeResponse::Error {
+            piece: request.piece,
+            code: ErrorCode::Busy,
+            message: "node is busy".into(),
+        }
+    }
+}
+
+crate::register_protocol!(ChallengeProtocol);
+
 /// The dataset registry protocol.
-pub const REGISTRY_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/registry/1");
+#[derive(Debug)]
+pub struct RegistryProtocol;
+
+impl Protocol for RegistryProtocol {
+    const NAME: StreamProtocol = StreamProtocol::new("/tessera/registry/1");
+    const MAX_REQUEST: u64 = MAX_REGISTRY_REQUEST;
+    const MAX_RESPONSE: u64 = MAX_REGISTRY_RESPONSE;
+    type Request = RegistryRequest;
+    type Response = RegistryResponse;
+
+    fn busy(_: &RegistryRequest) -> RegistryResponse {
+        RegistryResponse::Error {
+            code: RegistryErrorCode::Busy,
+            message: "registry is busy".into(),
+        }
+    }
+}
+
+crate::register_protocol!(RegistryProtocol);
+
 /// The gossipsub topic on which registry nodes announce the records they accept.
 pub const REGISTRY_TOPIC: &str = "/tessera/registry/announce/1";
 /// The gossipsub topic on which auditors share their signed receipts.
 pub const RECEIPT_TOPIC: &str = "/tessera/audit/receipts/1";
+
 /// The crawl protocol between scraper nodes and a crawl coordinator.
-pub const CRAWL_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/crawl/1");
-/// Tessera's own Kademlia DHT, apart from the public IPFS one.
-pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/kad/1.0.0");
+#[derive(Debug)]
+pub struct CrawlProtocol;
+
+impl Protocol for CrawlProtocol {
+    const NAME: StreamProtocol = StreamProtocol::new("/tessera/crawl/1");
+    const MAX_REQUEST: u64 = MAX_CRAWL_MESSAGE;
+    const MAX_RESPONSE: u64 = MAX_CRAWL_MESSAGE;
+    type Request = CrawlRequest;
+    type Response = CrawlResponse;
+
+    /// An empty body is the coordinator's "busy": the node asks again later.
+    fn busy(_: &CrawlRequest) -> CrawlResponse {
+        CrawlResponse { body: Vec::new() }
+    }
+}
+
+crate::register_protocol!(CrawlProtocol);
 
 /// Most bytes one upload message carries.
 pub const MAX_PUT_CHUNK: u64 = 1024 * 1024;
@@ -71,7 +148,8 @@ pub const MAX_REGISTRY_RESPONSE: u64 =
 pub const MAX_CRAWL_BODY: u64 = 4 * 1024 * 1024;
 /// Largest crawl message on the wire.
 pub const MAX_CRAWL_MESSAGE: u64 = MAX_CRAWL_BODY + ENVELOPE;
-/// Largest gossip message: one record block (a receipt block is smaller).
+/// Largest message on the registry or receipt topic: one record block (a receipt block is
+/// smaller).
 pub const MAX_GOSSIP_MESSAGE: usize = MAX_RECORD_BYTES + 1024;
 
 /// A request of the piece protocol.

@@ -14,8 +14,12 @@ use libp2p::{
 };
 use tessera_formats::address::raw_cid;
 use tessera_net::{
-    InboundRequest, Keypair, Multiaddr, Network, NetworkConfig,
-    protocol::{MAX_PIECE_REQUEST, PIECE_PROTOCOL, PieceRequest, PieceResponse},
+    Inbound, Keypair, Multiaddr, Network, NetworkConfig,
+    protocol::{
+        ChallengeProtocol, MAX_PIECE_REQUEST, PieceProtocol, PieceRequest, PieceResponse,
+        REGISTRY_TOPIC, RegistryProtocol,
+    },
+    rpc::Protocol as _,
     start,
 };
 
@@ -39,7 +43,9 @@ async fn serving_node_as(
             listen,
             bootstrap,
             ..NetworkConfig::default()
-        },
+        }
+        .serving::<PieceProtocol>()
+        .serving::<ChallengeProtocol>(),
     )
     .await
     .unwrap();
@@ -48,27 +54,17 @@ async fn serving_node_as(
     (net, addr)
 }
 
-/// Answers every `Has` with "held, 42 bytes" until the channel closes.
-fn answer_has(
-    mut net_inbound: tokio::sync::mpsc::Receiver<InboundRequest>,
-    client: tessera_net::Client,
-) {
+/// Answers every `Has` of `net`'s piece requests with "held, 42 bytes" until it stops.
+fn answer_has(net: &mut Network) {
+    let mut inbound: Inbound<PieceProtocol> = net.inbound().unwrap();
     tokio::spawn(async move {
-        while let Some(req) = net_inbound.recv().await {
-            if let InboundRequest::Piece {
-                request: PieceRequest::Has { piece },
-                channel,
-                ..
-            } = req
-            {
-                client
-                    .respond_piece(
-                        channel,
-                        PieceResponse::Has {
-                            piece,
-                            size: Some(42),
-                        },
-                    )
+        while let Some(req) = inbound.recv().await {
+            if let PieceRequest::Has { piece } = req.request {
+                req.responder
+                    .respond(PieceResponse::Has {
+                        piece,
+                        size: Some(42),
+                    })
                     .await
                     .unwrap();
             }
@@ -79,7 +75,7 @@ fn answer_has(
 /// Asks `peer` whether it holds `piece` and expects the `answer_has` reply.
 async fn assert_holds_42(client: &tessera_net::Client, peer: PeerId, piece: tessera_formats::Cid) {
     let response = client
-        .piece_request(peer, PieceRequest::Has { piece })
+        .request::<PieceProtocol>(peer, PieceRequest::Has { piece })
         .await
         .unwrap();
     assert_eq!(
@@ -93,9 +89,9 @@ async fn assert_holds_42(client: &tessera_net::Client, peer: PeerId, piece: tess
 
 #[tokio::test]
 async fn requests_round_trip_and_providers_are_found() {
-    let (a, a_addr) = serving_node(tcp(), vec![]).await;
+    let (mut a, a_addr) = serving_node(tcp(), vec![]).await;
     let a_peer = a.client.peer_id();
-    answer_has(a.inbound, a.client.clone());
+    answer_has(&mut a);
     let (b, _) = serving_node(tcp(), vec![a_addr.clone()]).await;
 
     let piece = raw_cid(b"a piece");
@@ -122,7 +118,7 @@ async fn requests_round_trip_and_providers_are_found() {
     // And C can reach A directly to ask for the piece.
     let response = c
         .client
-        .piece_request(a_peer, PieceRequest::Has { piece })
+        .request::<PieceProtocol>(a_peer, PieceRequest::Has { piece })
         .await
         .unwrap();
     assert!(matches!(
@@ -184,9 +180,9 @@ async fn a_first_providers_lookup_names_holders_and_ends_without_any() {
 
 #[tokio::test]
 async fn oversize_and_garbage_requests_fail_and_the_node_keeps_serving() {
-    let (a, a_addr) = serving_node(tcp(), vec![]).await;
+    let (mut a, a_addr) = serving_node(tcp(), vec![]).await;
     let a_peer = a.client.peer_id();
-    answer_has(a.inbound, a.client.clone());
+    answer_has(&mut a);
     let (b, _) = serving_node(tcp(), vec![a_addr.clone()]).await;
     let piece = raw_cid(b"x");
 
@@ -196,7 +192,12 @@ async fn oversize_and_garbage_requests_fail_and_the_node_keeps_serving() {
         offset: 0,
         bytes: vec![0; usize::try_from(MAX_PIECE_REQUEST).unwrap()],
     };
-    assert!(b.client.piece_request(a_peer, oversize).await.is_err());
+    assert!(
+        b.client
+            .request::<PieceProtocol>(a_peer, oversize)
+            .await
+            .is_err()
+    );
 
     // Garbage on the piece protocol, from a peer that writes raw bytes instead of DAG-CBOR.
     let reply = send_raw(&a_addr, a_peer, vec![0xff; 4096]).await;
@@ -205,7 +206,7 @@ async fn oversize_and_garbage_requests_fail_and_the_node_keeps_serving() {
     // The node still answers an honest request.
     let response = b
         .client
-        .piece_request(a_peer, PieceRequest::Has { piece })
+        .request::<PieceProtocol>(a_peer, PieceRequest::Has { piece })
         .await
         .unwrap();
     assert!(matches!(response, PieceResponse::Has { .. }));
@@ -224,7 +225,7 @@ async fn send_raw(addr: &Multiaddr, peer: PeerId, bytes: Vec<u8>) -> Result<Vec<
         .with_behaviour(|_| {
             request_response::Behaviour::with_codec(
                 RawCodec,
-                [(PIECE_PROTOCOL, ProtocolSupport::Outbound)],
+                [(PieceProtocol::NAME, ProtocolSupport::Outbound)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             )
         })
@@ -301,10 +302,10 @@ impl request_response::Codec for RawCodec {
 #[tokio::test]
 async fn requests_round_trip_over_quic() {
     let quic = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()];
-    let (a, a_addr) = serving_node(quic, vec![]).await;
+    let (mut a, a_addr) = serving_node(quic, vec![]).await;
     let a_peer = a.client.peer_id();
     assert!(a_addr.to_string().contains("/quic-v1/"), "{a_addr}");
-    answer_has(a.inbound, a.client.clone());
+    answer_has(&mut a);
     let b = start(
         Keypair::generate_ed25519(),
         NetworkConfig::client(vec![a_addr]),
@@ -321,9 +322,10 @@ async fn registry_node(bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
         NetworkConfig {
             listen: tcp(),
             bootstrap,
-            registry: true,
             ..NetworkConfig::default()
-        },
+        }
+        .serving::<RegistryProtocol>()
+        .following(REGISTRY_TOPIC, 1024),
     )
     .await
     .unwrap();
@@ -334,11 +336,13 @@ async fn registry_node(bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
 #[tokio::test]
 async fn registry_requests_announcements_and_dht_records_travel() {
     use tessera_net::{
-        RegistryEvent,
+        TopicEvent,
         protocol::{RegistryErrorCode, RegistryRequest, RegistryResponse},
     };
     let (a, a_addr) = registry_node(vec![]).await;
     let (mut b, _) = registry_node(vec![a_addr.clone()]).await;
+    let mut b_topic = b.topic(REGISTRY_TOPIC).unwrap();
+    let mut b_requests: Inbound<RegistryProtocol> = b.inbound().unwrap();
     let a_peer = a.client.peer_id();
 
     // B hears that A follows the topic, then receives what A announces.
@@ -346,17 +350,16 @@ async fn registry_requests_announcements_and_dht_records_travel() {
     let mut heard = None;
     for round in 0..50u32 {
         a.client
-            .announce(format!("record {round}").into_bytes())
+            .publish(REGISTRY_TOPIC, format!("record {round}").into_bytes())
             .await
             .unwrap();
         let deadline = tokio::time::sleep(Duration::from_millis(200));
         tokio::pin!(deadline);
         loop {
             tokio::select! {
-                event = b.registry.recv() => match event.unwrap() {
-                    RegistryEvent::PeerJoined { peer } => joined |= peer == a_peer,
-                    RegistryEvent::Announcement { data, .. } => { heard = Some(data); break; }
-                    RegistryEvent::Request { .. } => panic!("no request was sent"),
+                event = b_topic.recv() => match event.unwrap() {
+                    TopicEvent::PeerJoined { peer } => joined |= peer == a_peer,
+                    TopicEvent::Message { data, .. } => { heard = Some(data); break; }
                 },
                 _ = &mut deadline => break,
             }
@@ -376,26 +379,20 @@ async fn registry_requests_announcements_and_dht_records_travel() {
     )
     .await
     .unwrap();
-    let (b_client, b_peer) = (b.client.clone(), b.client.peer_id());
+    let b_peer = b.client.peer_id();
     let answer = tokio::spawn(async move {
-        loop {
-            if let Some(RegistryEvent::Request {
-                request, channel, ..
-            }) = b.registry.recv().await
-            {
-                assert!(matches!(request, RegistryRequest::Heads { .. }));
-                let response = RegistryResponse::Error {
-                    code: RegistryErrorCode::Busy,
-                    message: "try later".into(),
-                };
-                b_client.respond_registry(channel, response).await.unwrap();
-                return b;
-            }
-        }
+        let req = b_requests.recv().await.unwrap();
+        assert!(matches!(req.request, RegistryRequest::Heads { .. }));
+        let response = RegistryResponse::Error {
+            code: RegistryErrorCode::Busy,
+            message: "try later".into(),
+        };
+        req.responder.respond(response).await.unwrap();
+        b
     });
     let response = c
         .client
-        .registry_request(
+        .request::<RegistryProtocol>(
             b_peer,
             RegistryRequest::Heads {
                 after: None,
@@ -416,7 +413,7 @@ async fn registry_requests_announcements_and_dht_records_travel() {
     // A node without the registry role refuses the protocol.
     assert!(
         a.client
-            .registry_request(
+            .request::<RegistryProtocol>(
                 c.client.peer_id(),
                 RegistryRequest::Heads {
                     after: None,
@@ -499,8 +496,7 @@ async fn a_node_learns_the_address_peers_see_it_at() {
 /// A serving node with `key` on `listen`, answering every `Has` with 42 bytes.
 async fn has_node(key: Keypair, listen: Vec<Multiaddr>) -> Network {
     let (mut net, _) = serving_node_as(key, listen, vec![]).await;
-    let inbound = std::mem::replace(&mut net.inbound, tokio::sync::mpsc::channel(1).1);
-    answer_has(inbound, net.client.clone());
+    answer_has(&mut net);
     net
 }
 
@@ -525,7 +521,6 @@ async fn a_peer_that_failed_is_not_dialled_within_its_backoff_and_is_used_once_i
         Keypair::generate_ed25519(),
         NetworkConfig {
             listen: tcp(),
-            serve: false,
             peer_backoff: backoff,
             ..NetworkConfig::default()
         },
@@ -547,7 +542,7 @@ async fn a_peer_that_failed_is_not_dialled_within_its_backoff_and_is_used_once_i
 
     // Gone: the request's dial is refused, and the peer is down.
     stop(node, &reader).await;
-    let ask = || reader.piece_request(peer, PieceRequest::Has { piece });
+    let ask = || reader.request::<PieceProtocol>(peer, PieceRequest::Has { piece });
     assert!(ask().await.is_err());
     let status = reader.peer_status(vec![peer]).await.unwrap();
     assert!(

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tessera_client::{ClientError, Session, session::connect};
 use tessera_dataset_registry::publisher_key::{self, KeyFileError};
 use tessera_formats::{PublisherKey, record::SigningKey};
-use tessera_net::{Multiaddr, NetworkConfig, PeerId, Protocol, identity};
+use tessera_net::{Multiaddr, NetworkConfig, PeerId, Protocol, identity, protocol::CrawlProtocol};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -174,19 +174,17 @@ impl ScraperNode {
             },
             None => None,
         };
-        let network = tessera_net::start(
-            key.clone(),
-            NetworkConfig {
-                listen: config.listen.clone(),
-                bootstrap,
-                dht_server: false,
-                serve: false,
-                registry: false,
-                crawl: config.coordinate,
-                ..NetworkConfig::default()
-            },
-        )
-        .await?;
+        let mut net_config = NetworkConfig {
+            listen: config.listen.clone(),
+            bootstrap,
+            dht_server: false,
+            ..NetworkConfig::default()
+        };
+        if config.coordinate {
+            net_config = net_config.serving::<CrawlProtocol>();
+        }
+        let mut network = tessera_net::start(key.clone(), net_config).await?;
+        let crawl_requests = network.inbound::<CrawlProtocol>();
         let addresses = network.client.info().await?.dialable_addrs();
         let mut tasks = vec![network.task];
         let storage = if config.bootstrap.is_empty() {
@@ -213,11 +211,9 @@ impl ScraperNode {
             };
             publisher_id = publisher.as_ref().map(|p| PublisherKey::of(&p.key));
             let coordinator = Coordinator::start(&config.data_dir.join("crawls"), publisher)?;
-            tasks.push(tokio::spawn(serve(
-                coordinator.clone(),
-                network.client.clone(),
-                network.crawl,
-            )));
+            if let Some(requests) = crawl_requests {
+                tasks.push(tokio::spawn(serve(coordinator.clone(), requests)));
+            }
             Some(coordinator)
         } else {
             None

@@ -1,8 +1,10 @@
 //! Both ends of the crawl protocol over libp2p: a scraper node's [`RemoteCoordinator`], and
 //! [`serve`], which answers scraper nodes from a [`Coordinator`].
 
-use tessera_net::{CrawlEvent, PeerId, protocol::CrawlRequest, protocol::CrawlResponse};
-use tokio::sync::mpsc;
+use tessera_net::{
+    Inbound, PeerId,
+    protocol::{CrawlProtocol, CrawlRequest, CrawlResponse},
+};
 use tracing::{debug, warn};
 
 use crate::{
@@ -28,7 +30,7 @@ impl RemoteCoordinator {
     async fn call(&self, body: Vec<u8>) -> Result<CrawlReply, ApiError> {
         let response = self
             .net
-            .crawl_request(self.coordinator, CrawlRequest { body })
+            .request::<CrawlProtocol>(self.coordinator, CrawlRequest { body })
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         if response.body.is_empty() {
@@ -77,21 +79,18 @@ impl CrawlApi for RemoteCoordinator {
     }
 }
 
-/// Answers crawl requests from `events` with `coordinator`, one at a time (the coordinator
-/// is one task anyway), until the network stops.
-pub async fn serve(
-    coordinator: Coordinator,
-    net: tessera_net::Client,
-    mut events: mpsc::Receiver<CrawlEvent>,
-) {
-    while let Some(event) = events.recv().await {
+/// Answers crawl `requests` with `coordinator`, one at a time (the coordinator is one task
+/// anyway), until the network stops.
+pub async fn serve(coordinator: Coordinator, mut requests: Inbound<CrawlProtocol>) {
+    while let Some(event) = requests.recv().await {
         let reply = answer(&coordinator, event.peer, &event.request.body).await;
         let body = encode(&reply).unwrap_or_else(|e| {
             warn!(%e, "crawl reply does not encode");
             encode(&CrawlReply::Unavailable("reply too large".into())).unwrap_or_default()
         });
-        if net
-            .respond_crawl(event.channel, CrawlResponse { body })
+        if event
+            .responder
+            .respond(CrawlResponse { body })
             .await
             .is_err()
         {

@@ -289,13 +289,12 @@ async fn scraper_nodes_crawl_through_a_coordinator_over_libp2p() {
     } = setup(0.0).await;
 
     // The coordinator's node serves /tessera/crawl/1; scraper nodes join through it.
-    let coordinator_net = common::coordinator_net().await;
+    let mut coordinator_net = common::coordinator_net().await;
     let info = coordinator_net.client.info().await.unwrap();
     let bootstrap = info.dialable_addrs();
     tokio::spawn(serve(
         coordinator.clone(),
-        coordinator_net.client.clone(),
-        coordinator_net.crawl,
+        coordinator_net.inbound().unwrap(),
     ));
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -87,8 +87,8 @@ async fn lying_coordinator(
 ) -> (tessera_net::Network, mpsc::UnboundedReceiver<Completion>) {
     let mut net = common::coordinator_net().await;
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut events = std::mem::replace(&mut net.crawl, mpsc::channel(1).1);
-    let client = net.client.clone();
+    let mut events: tessera_net::Inbound<tessera_net::protocol::CrawlProtocol> =
+        net.inbound().unwrap();
     tokio::spawn(async move {
         let mut offers = offers.into_iter();
         while let Some(event) = events.recv().await {
@@ -102,9 +102,7 @@ async fn lying_coordinator(
                 CrawlCall::Shard { .. } => CrawlReply::Recorded,
             };
             let body = encode(&reply).unwrap();
-            let _ = client
-                .respond_crawl(event.channel, CrawlResponse { body })
-                .await;
+            let _ = event.responder.respond(CrawlResponse { body }).await;
         }
     });
     (net, rx)

@@ -32,7 +32,10 @@ use tessera_formats::{
     receipt::{NodeKey, RECEIPT_VERSION},
     record::SigningKey,
 };
-use tessera_net::{Client, PeerId, protocol::ChallengeResponse};
+use tessera_net::{
+    Client, PeerId,
+    protocol::{ChallengeProtocol, ChallengeResponse, RECEIPT_TOPIC},
+};
 use tessera_proofs::{
     Challenge, DEFAULT_SAMPLES, Rules, Schedule, Standing, Standings, Verdict, verdict, verify,
 };
@@ -318,7 +321,8 @@ impl Challenger {
             };
             let answer = tokio::time::timeout(
                 self.timeout,
-                self.client.challenge(holder, challenge.clone()),
+                self.client
+                    .request::<ChallengeProtocol>(holder, challenge.clone()),
             )
             .await;
             if !matches!(answer, Ok(Ok(ref r)) if r.is_busy()) || !backoff.wait().await {
@@ -368,7 +372,7 @@ impl Challenger {
             Err(e) => warn!(%e, "keeping an audit receipt failed"),
         }
         if let Ok((_, block)) = signed.to_block()
-            && let Err(e) = self.client.share_receipt(block).await
+            && let Err(e) = self.client.publish(RECEIPT_TOPIC, block).await
         {
             debug!(%e, "sharing an audit receipt failed");
         }

@@ -17,7 +17,13 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use tessera_dataset_registry::{Registry, RegistryConfig};
-use tessera_net::{Client, Multiaddr, NetworkConfig, identity};
+use tessera_net::{
+    Client, Multiaddr, NetworkConfig, TopicEvent, identity,
+    protocol::{
+        ChallengeProtocol, MAX_GOSSIP_MESSAGE, PieceProtocol, RECEIPT_TOPIC, REGISTRY_TOPIC,
+        RegistryProtocol,
+    },
+};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -232,17 +238,27 @@ impl StorageNode {
                 what: "opening the store".into(),
                 source: std::io::Error::other(e.to_string()),
             })??;
-        let network = tessera_net::start(
-            keypair,
-            NetworkConfig {
-                listen: config.listen.clone(),
-                bootstrap: config.bootstrap.clone(),
-                registry: config.registry,
-                receipts: config.registry,
-                ..NetworkConfig::default()
-            },
-        )
-        .await?;
+        let mut net_config = NetworkConfig {
+            listen: config.listen.clone(),
+            bootstrap: config.bootstrap.clone(),
+            ..NetworkConfig::default()
+        }
+        .serving::<PieceProtocol>()
+        .serving::<ChallengeProtocol>();
+        if config.registry {
+            net_config = net_config
+                .serving::<RegistryProtocol>()
+                .following(REGISTRY_TOPIC, MAX_GOSSIP_MESSAGE)
+                .following(RECEIPT_TOPIC, MAX_GOSSIP_MESSAGE);
+        }
+        let mut network = tessera_net::start(keypair, net_config).await?;
+        let (Some(pieces), Some(challenges)) = (network.inbound(), network.inbound()) else {
+            return Err(NodeError::Net(tessera_net::NetError::Build(
+                "the piece and challenge protocols are not served".into(),
+            )));
+        };
+        let registry_role = (network.inbound(), network.topic(REGISTRY_TOPIC));
+        let shared_receipts = network.topic(RECEIPT_TOPIC);
         let client = network.client.clone();
         let info = client.info().await?;
         let addresses = info.dialable_addrs();
@@ -253,25 +269,28 @@ impl StorageNode {
             store.clone(),
             metrics.clone(),
             ServiceLimits::default(),
-            network.inbound,
+            pieces,
+            challenges,
         )));
         tasks.push(tokio::spawn(announce_held(client.clone(), store.clone())));
-        let registry = if config.registry {
-            let registry_config = RegistryConfig::new(config.data_dir.join("registry"));
-            let registry = Registry::open(&registry_config, client.clone())?;
-            tasks.push(tokio::spawn(tessera_dataset_registry::run(
-                registry.clone(),
-                registry_config,
-                network.registry,
-            )));
-            Some(registry)
-        } else {
-            None
+        let registry = match registry_role {
+            (Some(requests), Some(news)) => {
+                let registry_config = RegistryConfig::new(config.data_dir.join("registry"));
+                let registry = Registry::open(&registry_config, client.clone())?;
+                tasks.push(tokio::spawn(tessera_dataset_registry::run(
+                    registry.clone(),
+                    registry_config,
+                    requests,
+                    news,
+                )));
+                Some(registry)
+            }
+            _ => None,
         };
         let receipts = Arc::new(ReceiptStore::open(&config.data_dir.join("receipts"))?);
         tasks.push(tokio::spawn(keep_shared_receipts(
             receipts.clone(),
-            network.receipts,
+            shared_receipts,
         )));
         let audit_view = SharedView::default();
         if let (Some(audit), Some(registry)) = (config.audit(), &registry) {
@@ -443,14 +462,22 @@ const RECEIPT_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 /// the retention are pruned every hour.
 async fn keep_shared_receipts(
     receipts: Arc<ReceiptStore>,
-    mut shared: tokio::sync::mpsc::Receiver<tessera_net::GossipMessage>,
+    mut shared: Option<tokio::sync::mpsc::Receiver<TopicEvent>>,
 ) {
     let retention = u64::try_from(RECEIPT_RETENTION.as_millis()).unwrap_or(u64::MAX);
     let mut prune = tokio::time::interval(Duration::from_secs(60 * 60));
     loop {
-        let message = tokio::select! {
-            message = shared.recv() => match message {
-                Some(message) => message,
+        let next = async {
+            match &mut shared {
+                Some(shared) => shared.recv().await,
+                // A node that does not follow the topic only prunes what it signed itself.
+                None => std::future::pending().await,
+            }
+        };
+        let data = tokio::select! {
+            message = next => match message {
+                Some(TopicEvent::Message { data, .. }) => data,
+                Some(TopicEvent::PeerJoined { .. }) => continue,
                 None => return,
             },
             _ = prune.tick() => {
@@ -466,7 +493,7 @@ async fn keep_shared_receipts(
         };
         let store = receipts.clone();
         let kept = tokio::task::spawn_blocking(move || {
-            let receipt = SignedReceipt::from_block(&message.data)?;
+            let receipt = SignedReceipt::from_block(&data)?;
             let (now, time) = (now_ms(), receipt.receipt.time_ms);
             if time > now.saturating_add(RECEIPT_CLOCK_SKEW_MS)
                 || time < now.saturating_sub(retention)

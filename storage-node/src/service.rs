@@ -1,9 +1,9 @@
 //! The storage node service: answers the piece and challenge protocols from the piece store.
 //!
 //! ```text
-//!  network task ──InboundRequest──▶ service loop ──spawn──▶ request task ──blocking──▶ store
-//!        ▲                                                      │
-//!        └───────────────────── Client::respond_* ◀─────────────┘
+//!  network task ──Inbound<Piece|Challenge>──▶ service loop ──spawn──▶ request task ──blocking──▶ store
+//!        ▲                                                             │
+//!        └──────────────────────── Responder::respond ◀────────────────┘
 //! ```
 //! The loop only dispatches; every request runs in its own task, with disk work on blocking
 //! threads, so one slow disk read never stalls the others. Uploads in progress are keyed by
@@ -17,11 +17,14 @@ use std::{
 
 use cid::Cid;
 use tessera_net::{
-    Client, InboundRequest, PeerId,
-    protocol::{ChallengeResponse, ErrorCode, MAX_PUT_CHUNK, PieceRequest, PieceResponse},
+    Client, Inbound, PeerId, Request,
+    protocol::{
+        ChallengeProtocol, ChallengeResponse, ErrorCode, MAX_PUT_CHUNK, PieceProtocol,
+        PieceRequest, PieceResponse,
+    },
 };
 use tessera_proofs::{Challenge, prove, prove_range};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use crate::{
@@ -84,13 +87,20 @@ impl Uploads {
     }
 }
 
-/// Serves inbound requests until the network's inbound channel closes.
+/// A request of either protocol the service answers.
+enum Asked {
+    Piece(Request<PieceProtocol>),
+    Challenge(Request<ChallengeProtocol>),
+}
+
+/// Serves piece and challenge requests until the network stops.
 pub async fn serve(
     client: Client,
     store: PieceStore,
     metrics: Arc<Metrics>,
     limits: ServiceLimits,
-    mut inbound: mpsc::Receiver<InboundRequest>,
+    mut pieces: Inbound<PieceProtocol>,
+    mut challenges: Inbound<ChallengeProtocol>,
 ) {
     let uploads = Arc::new(Mutex::new(Uploads::default()));
     let permits = Arc::new(Semaphore::new(limits.concurrent_requests.max(1)));
@@ -103,7 +113,8 @@ pub async fn serve(
         };
         let request = loop {
             tokio::select! {
-                request = inbound.recv() => break request,
+                request = pieces.recv() => break request.map(Asked::Piece),
+                request = challenges.recv() => break request.map(Asked::Challenge),
                 _ = sweep.tick() => drop_idle(&uploads, limits.upload_idle),
             }
         };
@@ -142,13 +153,13 @@ struct Ctx {
 }
 
 impl Ctx {
-    async fn handle(self, request: InboundRequest) {
+    async fn handle(self, request: Asked) {
         match request {
-            InboundRequest::Piece {
+            Asked::Piece(Request {
                 peer,
                 request,
-                channel,
-            } => {
+                responder,
+            }) => {
                 let piece = *request.piece();
                 let kind = request_kind(&request);
                 self.metrics.request(kind);
@@ -167,13 +178,13 @@ impl Ctx {
                 if let PieceResponse::Range { body, .. } = &response {
                     self.metrics.bytes_out(body.len() as u64);
                 }
-                let _ = self.client.respond_piece(channel, response).await;
+                let _ = responder.respond(response).await;
             }
-            InboundRequest::Challenge {
+            Asked::Challenge(Request {
                 peer,
                 request,
-                channel,
-            } => {
+                responder,
+            }) => {
                 self.metrics.request("challenge");
                 let piece = request.piece;
                 let response = match self.challenge(request).await {
@@ -192,7 +203,7 @@ impl Ctx {
                         }
                     }
                 };
-                let _ = self.client.respond_challenge(channel, response).await;
+                let _ = responder.respond(response).await;
             }
         }
     }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use tessera_formats::address::raw_cid;
 use tessera_net::{
     Client, Keypair, Multiaddr, NetworkConfig,
-    protocol::{ChallengeResponse, ErrorCode, PieceRequest, PieceResponse},
+    protocol::{
+        ChallengeProtocol, ChallengeResponse, ErrorCode, PieceProtocol, PieceRequest, PieceResponse,
+    },
     start,
 };
 use tessera_proofs::{ByteRange, Challenge, verify, verify_range};
@@ -38,12 +40,14 @@ async fn storage_node(capacity: u64) -> Node {
         max_piece: 64 << 20,
     })
     .unwrap();
-    let net = start(
+    let mut net = start(
         Keypair::generate_ed25519(),
         NetworkConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             ..NetworkConfig::default()
-        },
+        }
+        .serving::<PieceProtocol>()
+        .serving::<ChallengeProtocol>(),
     )
     .await
     .unwrap();
@@ -55,7 +59,8 @@ async fn storage_node(capacity: u64) -> Node {
         store,
         metrics.clone(),
         ServiceLimits::default(),
-        net.inbound,
+        net.inbound().unwrap(),
+        net.inbound().unwrap(),
     ));
     Node {
         client: net.client,
@@ -79,7 +84,7 @@ async fn put_get_prove_over_the_wire() {
     );
     // Storing it again is acknowledged at once.
     assert_eq!(
-        user.piece_request(
+        user.request::<PieceProtocol>(
             node_peer,
             PieceRequest::PutBegin {
                 piece,
@@ -91,7 +96,7 @@ async fn put_get_prove_over_the_wire() {
         PieceResponse::Stored { piece }
     );
     assert_eq!(
-        user.piece_request(node_peer, PieceRequest::Has { piece })
+        user.request::<PieceProtocol>(node_peer, PieceRequest::Has { piece })
             .await
             .unwrap(),
         PieceResponse::Has {
@@ -109,7 +114,7 @@ async fn put_get_prove_over_the_wire() {
             range: r,
             ..
         } = user
-            .piece_request(node_peer, PieceRequest::Get { piece, range })
+            .request::<PieceProtocol>(node_peer, PieceRequest::Get { piece, range })
             .await
             .unwrap()
         else {
@@ -122,8 +127,10 @@ async fn put_get_prove_over_the_wire() {
 
     // A challenge is answered with a proof that verifies against the CID.
     let challenge = Challenge::random(piece);
-    let ChallengeResponse::Proof(proof) =
-        user.challenge(node_peer, challenge.clone()).await.unwrap()
+    let ChallengeResponse::Proof(proof) = user
+        .request::<ChallengeProtocol>(node_peer, challenge.clone())
+        .await
+        .unwrap()
     else {
         panic!("no proof")
     };
@@ -173,7 +180,7 @@ async fn bad_requests_get_named_errors_and_the_node_keeps_serving() {
         "{response:?}"
     );
     assert_eq!(
-        user.piece_request(node_peer, PieceRequest::Has { piece: other })
+        user.request::<PieceProtocol>(node_peer, PieceRequest::Has { piece: other })
             .await
             .unwrap(),
         PieceResponse::Has {
@@ -185,7 +192,7 @@ async fn bad_requests_get_named_errors_and_the_node_keeps_serving() {
     // Over capacity: refused before any byte is sent.
     let big = raw_cid(b"big");
     let response = user
-        .piece_request(
+        .request::<PieceProtocol>(
             node_peer,
             PieceRequest::PutBegin {
                 piece: big,
@@ -204,7 +211,7 @@ async fn bad_requests_get_named_errors_and_the_node_keeps_serving() {
 
     // Chunks with no upload, a range past the end, a piece it does not hold.
     let response = user
-        .piece_request(
+        .request::<PieceProtocol>(
             node_peer,
             PieceRequest::PutChunk {
                 piece: big,
@@ -223,7 +230,7 @@ async fn bad_requests_get_named_errors_and_the_node_keeps_serving() {
     ));
     let missing = raw_cid(b"missing");
     let response = user
-        .piece_request(
+        .request::<PieceProtocol>(
             node_peer,
             PieceRequest::Get {
                 piece: missing,
@@ -240,7 +247,7 @@ async fn bad_requests_get_named_errors_and_the_node_keeps_serving() {
         }
     ));
     let response = user
-        .challenge(node_peer, Challenge::random(missing))
+        .request::<ChallengeProtocol>(node_peer, Challenge::random(missing))
         .await
         .unwrap();
     assert!(matches!(
@@ -259,7 +266,7 @@ async fn bad_requests_get_named_errors_and_the_node_keeps_serving() {
         PieceResponse::Stored { piece }
     );
     let response = user
-        .piece_request(
+        .request::<PieceProtocol>(
             node_peer,
             PieceRequest::Get {
                 piece,
@@ -293,7 +300,7 @@ async fn announced_uploads_that_send_nothing_pin_no_room() {
         for i in 0..ServiceLimits::default().uploads_per_peer {
             let piece = raw_cid(&[h, u8::try_from(i).unwrap(), 0xee]);
             let response = holder
-                .piece_request(
+                .request::<PieceProtocol>(
                     node_peer,
                     PieceRequest::PutBegin {
                         piece,

@@ -17,8 +17,8 @@ use tessera_formats::{
     AuditResult, Cid, DatasetRef, Manifest, erasure::ErasureParams, record::SigningKey,
 };
 use tessera_net::{
-    InboundRequest, Keypair, NetworkConfig,
-    protocol::{ChallengeResponse, ErrorCode},
+    Inbound, Keypair, NetworkConfig,
+    protocol::{ChallengeProtocol, ChallengeResponse, ErrorCode},
 };
 use tessera_proofs::{Challenge, Outboard, Proof, prove};
 use tessera_storage_node::{
@@ -372,12 +372,13 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
     let (other_outboard, _) = Outboard::compute(&other_bytes).unwrap();
 
     // The liar: a node on the network that answers challenges itself.
-    let liar = tessera_net::start(
+    let mut liar = tessera_net::start(
         Keypair::generate_ed25519(),
         NetworkConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             ..NetworkConfig::default()
-        },
+        }
+        .serving::<ChallengeProtocol>(),
     )
     .await
     .unwrap();
@@ -385,16 +386,12 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
     let lie = std::sync::Arc::new(std::sync::Mutex::new(Answer::OtherNonce));
     // The nonce of every challenge the liar was sent.
     let nonces = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (client, mut inbound, mode) = (liar.client.clone(), liar.inbound, lie.clone());
+    let mut inbound: Inbound<ChallengeProtocol> = liar.inbound().unwrap();
+    let mode = lie.clone();
     let seen = nonces.clone();
     tokio::spawn(async move {
-        while let Some(request) = inbound.recv().await {
-            let InboundRequest::Challenge {
-                request, channel, ..
-            } = request
-            else {
-                continue;
-            };
+        while let Some(asked) = inbound.recv().await {
+            let (request, responder) = (asked.request, asked.responder);
             seen.lock().unwrap().push(request.nonce);
             let own = Challenge {
                 nonce: [7; 32],
@@ -422,13 +419,11 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
                         code: ErrorCode::Busy,
                         message: "node is busy".into(),
                     };
-                    let _ = client.respond_challenge(channel, busy).await;
+                    let _ = responder.respond(busy).await;
                     continue;
                 }
             };
-            let _ = client
-                .respond_challenge(channel, ChallengeResponse::Proof(proof))
-                .await;
+            let _ = responder.respond(ChallengeResponse::Proof(proof)).await;
         }
     });
     let liar_addr = liar.client.info().await.unwrap().dialable_addrs()[0].clone();

@@ -11,7 +11,7 @@ use std::{
 
 use tessera_client::{AuditError, GetOptions, PutOptions, Session, audit, get_file, put_file};
 use tessera_formats::erasure::ErasureParams;
-use tessera_net::protocol::{ErrorCode, PieceRequest, PieceResponse};
+use tessera_net::protocol::{ErrorCode, PieceProtocol, PieceRequest, PieceResponse};
 use tessera_proofs::{Challenge, Outboard, prove_range};
 use tessera_storage_node::LocalNetwork;
 use tessera_tests::sample_bytes;
@@ -27,7 +27,8 @@ async fn bare_peer(network: &LocalNetwork, session: &Session) -> tessera_net::Ne
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             bootstrap: network.bootstrap(),
             ..tessera_net::NetworkConfig::default()
-        },
+        }
+        .serving::<PieceProtocol>(),
     )
     .await
     .unwrap();
@@ -42,19 +43,17 @@ fn serve(
     mut peer: tessera_net::Network,
     mut answer: impl FnMut(&PieceRequest, usize) -> PieceResponse + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
+    let mut inbound: tessera_net::Inbound<PieceProtocol> = peer.inbound().unwrap();
     tokio::spawn(async move {
+        let _peer = peer;
         let mut seen = HashMap::new();
-        while let Some(inbound) = peer.inbound.recv().await {
-            let tessera_net::InboundRequest::Piece {
-                request, channel, ..
-            } = inbound
-            else {
-                continue;
-            };
-            let n = seen.entry(std::mem::discriminant(&request)).or_insert(0);
-            let response = answer(&request, *n);
+        while let Some(asked) = inbound.recv().await {
+            let n = seen
+                .entry(std::mem::discriminant(&asked.request))
+                .or_insert(0);
+            let response = answer(&asked.request, *n);
             *n += 1;
-            if peer.client.respond_piece(channel, response).await.is_err() {
+            if asked.responder.respond(response).await.is_err() {
                 return;
             }
         }
@@ -228,7 +227,6 @@ async fn a_slow_provider_is_passed_over() {
     use std::time::Duration;
 
     use tessera_client::{fetch::fetch_piece, session::Timeouts};
-    use tessera_net::InboundRequest;
 
     let dir = tempfile::tempdir().unwrap();
     let network = LocalNetwork::start(dir.path(), 3, 64 * MIB).await.unwrap();
@@ -240,6 +238,7 @@ async fn a_slow_provider_is_passed_over() {
 
     // A peer that takes requests and never answers them.
     let mut slow = bare_peer(&network, &session).await;
+    let mut slow_requests: tessera_net::Inbound<PieceProtocol> = slow.inbound().unwrap();
 
     session.set_timeouts(Timeouts {
         request: Duration::from_millis(500),
@@ -257,8 +256,11 @@ async fn a_slow_provider_is_passed_over() {
         piece
     );
     // The slow peer was asked, and passed over.
-    let asked = slow.inbound.try_recv().unwrap();
-    assert!(matches!(asked, InboundRequest::Piece { .. }));
+    let asked = tokio::time::timeout(Duration::from_secs(5), slow_requests.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(asked.request, PieceRequest::Get { .. }));
     network.shutdown().await;
 }
 
@@ -353,7 +355,8 @@ async fn more_requests_to_one_node_than_a_connection_has_streams_are_all_answere
             len: 1000,
         };
         answers.spawn(async move {
-            let answer = net.piece_request(peer, PieceRequest::Get { piece: cid, range });
+            let answer =
+                net.request::<PieceProtocol>(peer, PieceRequest::Get { piece: cid, range });
             (range, answer.await)
         });
     }

@@ -21,13 +21,10 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{
-    Behaviour, BehaviourEvent, Command, CrawlEvent, GossipMessage, InboundRequest, Lookup,
-    NetError, NetworkInfo, Outbound, RegistryEvent, Reply,
+    Behaviour, BehaviourEvent, Command, Lookup, NetError, NetworkInfo, Outbound, Reply, Topic,
+    TopicEvent,
 };
-use crate::protocol::{
-    ChallengeRequest, ChallengeResponse, CrawlRequest, CrawlResponse, PieceRequest, PieceResponse,
-    RegistryRequest, RegistryResponse,
-};
+use crate::rpc::{RawRequest, Registration};
 
 pub(super) enum Query {
     Bootstrap(Reply<()>),
@@ -44,20 +41,20 @@ const MAX_OBSERVED: usize = 16;
 pub(super) struct Actor {
     pub(super) swarm: Swarm<Behaviour>,
     pub(super) commands: mpsc::Receiver<Command>,
-    pub(super) inbound: mpsc::Sender<InboundRequest>,
-    pub(super) registry_events: mpsc::Sender<RegistryEvent>,
-    pub(super) crawl_events: mpsc::Sender<CrawlEvent>,
-    pub(super) receipt_events: mpsc::Sender<GossipMessage>,
+    /// The protocols registered in the program, by index.
+    pub(super) registrations: Vec<Registration>,
+    /// Each protocol's requests on the wire and waiting, by index.
+    pub(super) outbound: Vec<Outbound>,
+    /// The queue of each protocol this node serves, by index.
+    pub(super) inbound: Vec<Option<mpsc::Sender<RawRequest>>>,
+    /// The topics followed, and their queues.
+    pub(super) topics: HashMap<gossipsub::TopicHash, (Topic, mpsc::Sender<TopicEvent>)>,
     pub(super) listen_addrs: Vec<Multiaddr>,
     /// The addresses peers saw this node connect from, newest last, at most
     /// [`MAX_OBSERVED`]: its own public addresses, when it is behind a router.
     pub(super) observed: std::collections::VecDeque<Multiaddr>,
     pub(super) pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
     pub(super) pending_queries: HashMap<QueryId, Query>,
-    pub(super) piece_out: Outbound<PieceRequest, PieceResponse>,
-    pub(super) challenge_out: Outbound<ChallengeRequest, ChallengeResponse>,
-    pub(super) registry_out: Outbound<RegistryRequest, RegistryResponse>,
-    pub(super) crawl_out: Outbound<CrawlRequest, CrawlResponse>,
 }
 
 impl Actor {
@@ -132,51 +129,27 @@ impl Actor {
                 let id = swarm.behaviour_mut().kad.get_closest_peers(key);
                 self.pending_queries.insert(id, Query::Closest(reply));
             }
-            Command::Piece(peer, request, reply) => {
+            Command::Request(index, peer, request, reply) => {
                 let behaviour = swarm.behaviour_mut();
-                let health = &mut behaviour.health.peers;
-                self.piece_out
-                    .request(&mut behaviour.piece, health, peer, request, reply);
+                match (
+                    self.outbound.get_mut(index),
+                    behaviour.protocols.get_mut(index),
+                ) {
+                    (Some(outbound), Some(single)) => {
+                        outbound.request(single, &mut behaviour.health.peers, peer, request, reply);
+                    }
+                    _ => {
+                        let _ = reply.send(Err(NetError::Unregistered(format!("#{index}"))));
+                    }
+                }
             }
-            Command::Challenge(peer, request, reply) => {
-                let behaviour = swarm.behaviour_mut();
-                let health = &mut behaviour.health.peers;
-                self.challenge_out
-                    .request(&mut behaviour.challenge, health, peer, request, reply);
-            }
-            Command::RespondPiece(channel, response) => {
-                let sent = swarm.behaviour_mut().piece.send_response(channel, response);
-                note_dropped(sent, "piece");
-            }
-            Command::RespondChallenge(channel, response) => {
-                let sent = swarm
-                    .behaviour_mut()
-                    .challenge
-                    .send_response(channel, response);
-                note_dropped(sent, "challenge");
-            }
-            Command::Registry(peer, request, reply) => {
-                let behaviour = swarm.behaviour_mut();
-                let health = &mut behaviour.health.peers;
-                self.registry_out
-                    .request(&mut behaviour.registry, health, peer, request, reply);
-            }
-            Command::RespondRegistry(channel, response) => {
-                let sent = swarm
-                    .behaviour_mut()
-                    .registry
-                    .send_response(channel, response);
-                note_dropped(sent, "registry");
-            }
-            Command::Crawl(peer, request, reply) => {
-                let behaviour = swarm.behaviour_mut();
-                let health = &mut behaviour.health.peers;
-                self.crawl_out
-                    .request(&mut behaviour.crawl, health, peer, request, reply);
-            }
-            Command::RespondCrawl(channel, response) => {
-                let sent = swarm.behaviour_mut().crawl.send_response(channel, response);
-                note_dropped(sent, "crawl");
+            Command::Respond(index, channel, response) => {
+                if let Some(single) = swarm.behaviour_mut().protocols.get_mut(index) {
+                    let sent = single.send_response(channel, response);
+                    if sent.is_err() {
+                        debug!(index, "response dropped: the peer went away");
+                    }
+                }
             }
             Command::Publish(topic, data, reply) => {
                 let topic = gossipsub::IdentTopic::new(topic);
@@ -273,10 +246,9 @@ impl Actor {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Piece(event)) => self.on_piece(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Challenge(event)) => self.on_challenge(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Registry(event)) => self.on_registry(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Crawl(event)) => self.on_crawl(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Protocols((index, event))) => {
+                self.on_protocol(index, event);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             _ => {}
         }
@@ -393,11 +365,4 @@ const MAX_RECORD_VALUES: usize = 32;
 
 fn key(cid: &Cid) -> RecordKey {
     RecordKey::new(&cid.to_bytes())
-}
-
-/// Logs a response that could not be sent: its peer went away, which is no error here.
-fn note_dropped<T>(sent: Result<(), T>, protocol: &str) {
-    if sent.is_err() {
-        debug!("{protocol} response dropped: the peer went away");
-    }
 }

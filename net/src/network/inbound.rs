@@ -1,6 +1,7 @@
 //! Inbound requests and messages: completed outbound requests go back to their callers;
-//! requests and announcements go to the node logic through bounded queues, and a full queue
-//! is answered with `Busy` at once rather than left to time out.
+//! requests and gossip go to the node logic through bounded queues, one per protocol and per
+//! topic, and a full request queue is answered with the protocol's `Busy` at once rather than
+//! left to time out.
 
 use std::time::Instant;
 
@@ -11,197 +12,88 @@ use libp2p::{
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{
-    Actor, CrawlEvent, GossipMessage, InboundRequest, NetError, Outbound, RegistryEvent,
-    health::PeerHealth,
-};
-use crate::codec::{CborCodec, Message};
-use crate::protocol::{
-    ChallengeRequest, ChallengeResponse, CrawlRequest, CrawlResponse, ErrorCode, PieceRequest,
-    PieceResponse, RECEIPT_TOPIC, REGISTRY_TOPIC, RegistryErrorCode, RegistryRequest,
-    RegistryResponse,
-};
+use super::{Actor, NetError, Outbound, TopicEvent, health::PeerHealth, protocol_set::Single};
+use crate::{codec::Encoded, rpc::RawRequest};
 
 impl Actor {
-    pub(super) fn on_piece(&mut self, event: request_response::Event<PieceRequest, PieceResponse>) {
-        let behaviour = self.swarm.behaviour_mut();
-        let settled = settle(
-            event,
-            &mut self.piece_out,
-            &mut behaviour.piece,
-            &mut behaviour.health.peers,
-        );
-        let Some((peer, request, channel)) = self.settled(settled) else {
-            return;
-        };
-        let refused = self.inbound.try_send(InboundRequest::Piece {
-            peer,
-            request,
-            channel,
-        });
-        if let Err(mpsc::error::TrySendError::Full(InboundRequest::Piece {
-            channel,
-            request,
-            ..
-        })) = refused
-        {
-            let busy = PieceResponse::Error {
-                piece: *request.piece(),
-                code: ErrorCode::Busy,
-                message: "node is busy".into(),
-            };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .piece
-                .send_response(channel, busy);
-        }
-    }
-
-    pub(super) fn on_challenge(
+    /// An event of protocol `index`: an answer for a caller, or a request for the node logic,
+    /// answered with the protocol's `Busy` at once when its queue is full.
+    pub(super) fn on_protocol(
         &mut self,
-        event: request_response::Event<ChallengeRequest, ChallengeResponse>,
+        index: usize,
+        event: request_response::Event<Encoded, Encoded>,
     ) {
         let behaviour = self.swarm.behaviour_mut();
-        let settled = settle(
-            event,
-            &mut self.challenge_out,
-            &mut behaviour.challenge,
-            &mut behaviour.health.peers,
-        );
+        let (Some(outbound), Some(single)) = (
+            self.outbound.get_mut(index),
+            behaviour.protocols.get_mut(index),
+        ) else {
+            return;
+        };
+        let settled = settle(event, outbound, single, &mut behaviour.health.peers);
         let Some((peer, request, channel)) = self.settled(settled) else {
             return;
         };
-        let refused = self.inbound.try_send(InboundRequest::Challenge {
+        let raw = RawRequest {
             peer,
-            request,
+            bytes: request.concat(),
             channel,
-        });
-        if let Err(mpsc::error::TrySendError::Full(InboundRequest::Challenge {
-            channel,
-            request,
-            ..
-        })) = refused
-        {
-            let busy = ChallengeResponse::Error {
-                piece: request.piece,
-                code: ErrorCode::Busy,
-                message: "node is busy".into(),
-            };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .challenge
-                .send_response(channel, busy);
-        }
-    }
-
-    pub(super) fn on_registry(
-        &mut self,
-        event: request_response::Event<RegistryRequest, RegistryResponse>,
-    ) {
-        let behaviour = self.swarm.behaviour_mut();
-        let settled = settle(
-            event,
-            &mut self.registry_out,
-            &mut behaviour.registry,
-            &mut behaviour.health.peers,
-        );
-        let Some((peer, request, channel)) = self.settled(settled) else {
+        };
+        let Some(Some(queue)) = self.inbound.get(index) else {
             return;
         };
-        let refused = self.registry_events.try_send(RegistryEvent::Request {
-            peer,
-            request,
-            channel,
-        });
-        if let Err(mpsc::error::TrySendError::Full(RegistryEvent::Request { channel, .. })) =
-            refused
-        {
-            let busy = RegistryResponse::Error {
-                code: RegistryErrorCode::Busy,
-                message: "registry is busy".into(),
-            };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .registry
-                .send_response(channel, busy);
-        }
-    }
-
-    pub(super) fn on_crawl(&mut self, event: request_response::Event<CrawlRequest, CrawlResponse>) {
-        let behaviour = self.swarm.behaviour_mut();
-        let settled = settle(
-            event,
-            &mut self.crawl_out,
-            &mut behaviour.crawl,
-            &mut behaviour.health.peers,
-        );
-        let Some((peer, request, channel)) = self.settled(settled) else {
-            return;
-        };
-        let refused = self.crawl_events.try_send(CrawlEvent {
-            peer,
-            request,
-            channel,
-        });
-        if let Err(mpsc::error::TrySendError::Full(CrawlEvent { channel, .. })) = refused {
-            // An empty body is the coordinator's "busy": the node asks again later.
-            let busy = CrawlResponse { body: Vec::new() };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .crawl
-                .send_response(channel, busy);
+        if let Err(mpsc::error::TrySendError::Full(raw)) = queue.try_send(raw) {
+            let busy = self
+                .registrations
+                .get(index)
+                .and_then(|r| (r.busy)(raw.bytes));
+            if let (Some(busy), Some(single)) =
+                (busy, self.swarm.behaviour_mut().protocols.get_mut(index))
+            {
+                let _ = single.send_response(raw.channel, busy);
+            }
         }
     }
 
     pub(super) fn on_gossip(&mut self, event: gossipsub::Event) {
-        let forwarded = match event {
+        let (hash, event) = match event {
             gossipsub::Event::Message {
                 propagation_source,
                 message,
                 ..
-            } if message.topic == gossipsub::IdentTopic::new(RECEIPT_TOPIC).hash() => {
-                if self
-                    .receipt_events
-                    .try_send(GossipMessage {
-                        source: propagation_source,
-                        data: message.data,
-                    })
-                    .is_err()
-                {
-                    // Receipts are also served over HTTP; a busy node misses a few here.
-                    debug!("receipt dropped: the receipt queue is full");
-                }
-                Ok(())
+            } => (
+                message.topic,
+                TopicEvent::Message {
+                    source: propagation_source,
+                    data: message.data,
+                },
+            ),
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                (topic, TopicEvent::PeerJoined { peer: peer_id })
             }
-            gossipsub::Event::Message {
-                propagation_source,
-                message,
-                ..
-            } => self.registry_events.try_send(RegistryEvent::Announcement {
-                source: propagation_source,
-                data: message.data,
-            }),
-            gossipsub::Event::Subscribed { peer_id, topic } if topic.as_str() == REGISTRY_TOPIC => {
-                self.registry_events
-                    .try_send(RegistryEvent::PeerJoined { peer: peer_id })
-            }
-            _ => Ok(()),
+            _ => return,
         };
-        if forwarded.is_err() {
-            // A full queue drops announcements; the periodic catch-up fetches what was missed.
-            debug!("registry event dropped: the registry is busy");
+        let Some((topic, queue)) = self.topics.get(&hash) else {
+            return;
+        };
+        if let TopicEvent::Message { data, .. } = &event
+            && data.len() > topic.max_message
+        {
+            debug!(topic = %topic.name, len = data.len(), "gossip message over the topic's limit dropped");
+            return;
+        }
+        if queue.try_send(event).is_err() {
+            // A full queue drops messages; what follows a topic catches up by other means
+            // (the registry's periodic catch-up, receipts served over HTTP).
+            debug!(topic = %topic.name, "gossip message dropped: the queue is full");
         }
     }
 }
 
 /// What a request-response event came to.
-pub(super) enum Settled<Req, Resp> {
+pub(super) enum Settled {
     /// A request from a peer, for the node logic.
-    Request(PeerId, Req, ResponseChannel<Resp>),
+    Request(PeerId, Encoded, ResponseChannel<Encoded>),
     /// A request to this peer timed out: it is down now.
     TimedOut(PeerId),
     /// Nothing more to do.
@@ -211,10 +103,7 @@ pub(super) enum Settled<Req, Resp> {
 impl Actor {
     /// The inbound request, if any; a peer that let a request time out is disconnected, so
     /// that nothing else (the DHT included) waits on it until its backoff ends.
-    fn settled<Req, Resp>(
-        &mut self,
-        settled: Settled<Req, Resp>,
-    ) -> Option<(PeerId, Req, ResponseChannel<Resp>)> {
+    fn settled(&mut self, settled: Settled) -> Option<(PeerId, Encoded, ResponseChannel<Encoded>)> {
         match settled {
             Settled::Request(peer, request, channel) => Some((peer, request, channel)),
             Settled::TimedOut(peer) => {
@@ -228,12 +117,12 @@ impl Actor {
 
 /// Completes outbound requests from a request-response event (and sends the requests that
 /// waited for them), noting in `health` which peers answered and which timed out.
-pub(super) fn settle<Req: Message, Resp: Message>(
-    event: request_response::Event<Req, Resp>,
-    outbound: &mut Outbound<Req, Resp>,
-    behaviour: &mut request_response::Behaviour<CborCodec<Req, Resp>>,
+pub(super) fn settle(
+    event: request_response::Event<Encoded, Encoded>,
+    outbound: &mut Outbound,
+    behaviour: &mut Single,
     health: &mut PeerHealth,
-) -> Settled<Req, Resp> {
+) -> Settled {
     let now = Instant::now();
     match event {
         request_response::Event::Message { peer, message, .. } => match message {

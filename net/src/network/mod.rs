@@ -1,16 +1,17 @@
 //! One task owns the libp2p `Swarm`; the rest of the program talks to it through a cloneable
-//! [`Client`] that sends commands with reply channels, and receives inbound requests from a
-//! bounded channel.
+//! [`Client`] that sends commands with reply channels, and receives each served protocol's
+//! requests and each followed topic's messages from bounded channels.
 //!
 //! ```text
-//!  Client ──Command──▶ ┌──────────────┐ ──InboundRequest──▶ node logic
-//!         ◀─oneshot─── │ network task │ ◀──Client::respond── node logic
-//!                      │  (Swarm)     │ ◀═══ libp2p ═══▶ peers
-//!                      └──────────────┘
+//!  Client ──Command──▶ ┌──────────────┐ ──Inbound<P>──▶ node logic (one queue per protocol)
+//!         ◀─oneshot─── │ network task │ ◀──Responder──── node logic
+//!                      │  (Swarm)     │ ──TopicEvent──▶ node logic (one queue per topic)
+//!                      └──────────────┘ ◀═══ libp2p ═══▶ peers
 //! ```
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::Arc,
     time::Duration,
 };
 
@@ -23,7 +24,7 @@ use libp2p::{
     multiaddr::Protocol,
     noise, ping,
     request_response::{self, ProtocolSupport, ResponseChannel},
-    swarm::{NetworkBehaviour, SwarmEvent},
+    swarm::{NetworkBehaviour, StreamProtocol, SwarmEvent},
     tcp,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -37,21 +38,29 @@ mod inbound;
 pub mod limits;
 mod muxer;
 mod outbound;
+mod protocol_set;
 mod quic_probe;
 
 use actor::Actor;
 use outbound::Outbound;
+use protocol_set::ProtocolSet;
 
 use crate::{
-    codec::CborCodec,
-    protocol::{
-        CHALLENGE_PROTOCOL, CRAWL_PROTOCOL, ChallengeRequest, ChallengeResponse, CrawlRequest,
-        CrawlResponse, KAD_PROTOCOL, MAX_CHALLENGE_REQUEST, MAX_CHALLENGE_RESPONSE,
-        MAX_CRAWL_MESSAGE, MAX_GOSSIP_MESSAGE, MAX_PIECE_REQUEST, MAX_PIECE_RESPONSE,
-        MAX_REGISTRY_REQUEST, MAX_REGISTRY_RESPONSE, PIECE_PROTOCOL, PieceRequest, PieceResponse,
-        RECEIPT_TOPIC, REGISTRY_PROTOCOL, REGISTRY_TOPIC, RegistryRequest, RegistryResponse,
-    },
+    codec::{Encoded, FrameCodec, Message as _},
+    rpc::{self, Inbound, RawRequest, Registration},
 };
+
+/// Tessera's own Kademlia DHT, apart from the public IPFS one.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/tessera/kad/1.0.0");
+
+/// A gossip topic a node follows, and the largest message it takes on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    /// The topic's name.
+    pub name: String,
+    /// Largest message, refused past this.
+    pub max_message: usize,
+}
 
 /// How the network task is set up.
 #[derive(Debug, Clone)]
@@ -62,14 +71,11 @@ pub struct NetworkConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Serve the DHT (storage nodes) or only query it (short-lived clients).
     pub dht_server: bool,
-    /// Serve the piece and challenge protocols (storage nodes) or only send requests.
-    pub serve: bool,
-    /// Run the registry role: serve `/tessera/registry/1` and follow the announcement topic.
-    pub registry: bool,
-    /// Run the crawl coordinator role: serve `/tessera/crawl/1`.
-    pub crawl: bool,
-    /// Follow the audit receipt topic (auditors, and anyone keeping receipts).
-    pub receipts: bool,
+    /// The request-response protocols this node answers ([`NetworkConfig::serving`]). It can
+    /// ask every protocol registered in the program ([`crate::register_protocol!`]).
+    pub serve: Vec<StreamProtocol>,
+    /// The gossip topics it follows ([`NetworkConfig::following`]).
+    pub follow: Vec<Topic>,
     /// How long one request may take before it fails.
     pub request_timeout: Duration,
     /// Most concurrent request streams per connection, per protocol. Requests to one peer are
@@ -93,10 +99,8 @@ impl Default for NetworkConfig {
             listen: Vec::new(),
             bootstrap: Vec::new(),
             dht_server: true,
-            serve: true,
-            registry: false,
-            crawl: false,
-            receipts: false,
+            serve: Vec::new(),
+            follow: Vec::new(),
             request_timeout: Duration::from_secs(30),
             max_streams_per_connection: 16,
             provider_republish: Duration::from_secs(60 * 60),
@@ -114,12 +118,28 @@ impl NetworkConfig {
         Self {
             bootstrap,
             dht_server: false,
-            serve: false,
-            registry: false,
-            crawl: false,
-            receipts: false,
             ..Self::default()
         }
+    }
+
+    /// Also answers protocol `P`: its requests reach [`Network::inbound`].
+    pub fn serving<P: rpc::Protocol>(mut self) -> Self {
+        if !self.serve.contains(&P::NAME) {
+            self.serve.push(P::NAME);
+        }
+        self
+    }
+
+    /// Also follows gossip topic `name`, taking messages of up to `max_message` bytes: they
+    /// reach [`Network::topic`].
+    pub fn following(mut self, name: &str, max_message: usize) -> Self {
+        if self.follow.iter().all(|t| t.name != name) {
+            self.follow.push(Topic {
+                name: name.to_string(),
+                max_message,
+            });
+        }
+        self
     }
 }
 
@@ -160,6 +180,17 @@ pub enum NetError {
     /// The peer failed lately and is not asked again until its backoff ends.
     #[error(transparent)]
     PeerDown(health::PeerDown),
+    /// No crate of this program registered the protocol.
+    #[error("protocol {0} is not registered in this program")]
+    Unregistered(String),
+    /// A message could not be encoded.
+    #[error("encoding a {protocol} message: {reason}")]
+    Encode {
+        /// The protocol.
+        protocol: String,
+        /// Why.
+        reason: String,
+    },
     /// A DHT operation failed.
     #[error("DHT: {0}")]
     Dht(String),
@@ -171,75 +202,21 @@ pub enum NetError {
     Stopped,
 }
 
-/// A request from a peer, to be answered with [`Client::respond_piece`] or
-/// [`Client::respond_challenge`].
-#[derive(Debug)]
-pub enum InboundRequest {
-    /// A piece protocol request.
-    Piece {
-        /// Who asks.
-        peer: PeerId,
-        /// What they ask.
-        request: PieceRequest,
-        /// Where the answer goes.
-        channel: ResponseChannel<PieceResponse>,
-    },
-    /// A storage challenge.
-    Challenge {
-        /// Who asks.
-        peer: PeerId,
-        /// The challenge.
-        request: ChallengeRequest,
-        /// Where the answer goes.
-        channel: ResponseChannel<ChallengeResponse>,
-    },
-}
-
-/// What reaches a node that runs the registry role.
-#[derive(Debug)]
-pub enum RegistryEvent {
-    /// A registry protocol request, to be answered with [`Client::respond_registry`].
-    Request {
-        /// Who asks.
-        peer: PeerId,
-        /// What they ask.
-        request: RegistryRequest,
-        /// Where the answer goes.
-        channel: ResponseChannel<RegistryResponse>,
-    },
-    /// A record block announced on the registry topic (unverified).
-    Announcement {
+/// What reaches a node on a gossip topic it follows, unverified.
+#[derive(Debug, Clone)]
+pub enum TopicEvent {
+    /// A message.
+    Message {
         /// The peer that forwarded it.
         source: PeerId,
-        /// The block.
+        /// Its bytes.
         data: Vec<u8>,
     },
-    /// A peer joined the registry topic: another registry node to catch up with.
+    /// A peer joined the topic.
     PeerJoined {
         /// The peer.
         peer: PeerId,
     },
-}
-
-/// A message on a gossip topic this node follows, as received: unverified.
-#[derive(Debug, Clone)]
-pub struct GossipMessage {
-    /// The peer that forwarded it.
-    pub source: PeerId,
-    /// Its bytes.
-    pub data: Vec<u8>,
-}
-
-/// A crawl protocol request, to be answered with [`Client::respond_crawl`] (only with the
-/// crawl coordinator role).
-#[derive(Debug)]
-pub struct CrawlEvent {
-    /// Who asks: the authenticated peer, whatever the message claims.
-    pub peer: PeerId,
-    /// What they ask.
-    pub request: CrawlRequest,
-    /// Where the answer goes.
-    pub channel: ResponseChannel<CrawlResponse>,
 }
 
 /// What the network knows about itself.
@@ -277,10 +254,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
-    piece: request_response::Behaviour<CborCodec<PieceRequest, PieceResponse>>,
-    challenge: request_response::Behaviour<CborCodec<ChallengeRequest, ChallengeResponse>>,
-    registry: request_response::Behaviour<CborCodec<RegistryRequest, RegistryResponse>>,
-    crawl: request_response::Behaviour<CborCodec<CrawlRequest, CrawlResponse>>,
+    protocols: ProtocolSet,
     gossipsub: gossipsub::Behaviour,
 }
 
@@ -294,15 +268,9 @@ enum Command {
     StopProviding(Cid),
     GetProviders(Cid, Lookup, Reply<HashSet<PeerId>>),
     ClosestPeers(Vec<u8>, Reply<Vec<PeerId>>),
-    Piece(PeerId, PieceRequest, Reply<PieceResponse>),
-    Challenge(PeerId, ChallengeRequest, Reply<ChallengeResponse>),
-    RespondPiece(ResponseChannel<PieceResponse>, PieceResponse),
-    RespondChallenge(ResponseChannel<ChallengeResponse>, ChallengeResponse),
-    Registry(PeerId, RegistryRequest, Reply<RegistryResponse>),
-    RespondRegistry(ResponseChannel<RegistryResponse>, RegistryResponse),
-    Crawl(PeerId, CrawlRequest, Reply<CrawlResponse>),
-    RespondCrawl(ResponseChannel<CrawlResponse>, CrawlResponse),
-    Publish(&'static str, Vec<u8>, Reply<()>),
+    Request(usize, PeerId, Encoded, Reply<Encoded>),
+    Respond(usize, ResponseChannel<Encoded>, Encoded),
+    Publish(String, Vec<u8>, Reply<()>),
     PutRecord(Vec<u8>, Vec<u8>, Reply<()>),
     GetRecord(Vec<u8>, Reply<Vec<Vec<u8>>>),
     PeerStatus(Vec<PeerId>, oneshot::Sender<Vec<health::PeerStatus>>),
@@ -324,6 +292,8 @@ enum Lookup {
 pub struct Client {
     commands: mpsc::Sender<Command>,
     peer_id: PeerId,
+    /// The index of each registered protocol, by name.
+    protocols: Arc<HashMap<StreamProtocol, usize>>,
 }
 
 impl Client {
@@ -388,102 +358,50 @@ impl Client {
         self.call(|r| Command::ClosestPeers(key, r)).await
     }
 
-    /// Sends a piece protocol request and waits for its response.
-    pub async fn piece_request(
+    /// Asks `peer` a request of protocol `P` and waits for its answer. The request is encoded
+    /// and the answer decoded on the caller's task; an answer that does not decode is an error
+    /// of the request.
+    pub async fn request<P: rpc::Protocol>(
         &self,
         peer: PeerId,
-        request: PieceRequest,
-    ) -> Result<PieceResponse, NetError> {
-        self.call(|r| Command::Piece(peer, request, r)).await
+        request: P::Request,
+    ) -> Result<P::Response, NetError> {
+        let index = *self
+            .protocols
+            .get(&P::NAME)
+            .ok_or_else(|| NetError::Unregistered(P::NAME.to_string()))?;
+        let bytes = request
+            .into_cbor_parts()
+            .map_err(|reason| NetError::Encode {
+                protocol: P::NAME.to_string(),
+                reason,
+            })?;
+        let answer = self
+            .call(|r| Command::Request(index, peer, bytes, r))
+            .await?;
+        P::Response::from_cbor(answer.concat()).map_err(|e| NetError::Request {
+            peer,
+            reason: format!("malformed response: {e}"),
+        })
     }
 
-    /// Challenges `peer` to prove storage.
-    pub async fn challenge(
+    /// Sends an encoded answer to a request of protocol `index`.
+    pub(crate) async fn respond(
         &self,
-        peer: PeerId,
-        request: ChallengeRequest,
-    ) -> Result<ChallengeResponse, NetError> {
-        self.call(|r| Command::Challenge(peer, request, r)).await
-    }
-
-    /// Answers an inbound piece request.
-    pub async fn respond_piece(
-        &self,
-        channel: ResponseChannel<PieceResponse>,
-        response: PieceResponse,
+        index: usize,
+        channel: ResponseChannel<Encoded>,
+        response: Encoded,
     ) -> Result<(), NetError> {
         self.commands
-            .send(Command::RespondPiece(channel, response))
+            .send(Command::Respond(index, channel, response))
             .await
             .map_err(|_| NetError::Stopped)
     }
 
-    /// Answers an inbound challenge.
-    pub async fn respond_challenge(
-        &self,
-        channel: ResponseChannel<ChallengeResponse>,
-        response: ChallengeResponse,
-    ) -> Result<(), NetError> {
-        self.commands
-            .send(Command::RespondChallenge(channel, response))
-            .await
-            .map_err(|_| NetError::Stopped)
-    }
-
-    /// Sends a registry protocol request and waits for its response.
-    pub async fn registry_request(
-        &self,
-        peer: PeerId,
-        request: RegistryRequest,
-    ) -> Result<RegistryResponse, NetError> {
-        self.call(|r| Command::Registry(peer, request, r)).await
-    }
-
-    /// Answers an inbound registry request.
-    pub async fn respond_registry(
-        &self,
-        channel: ResponseChannel<RegistryResponse>,
-        response: RegistryResponse,
-    ) -> Result<(), NetError> {
-        self.commands
-            .send(Command::RespondRegistry(channel, response))
-            .await
-            .map_err(|_| NetError::Stopped)
-    }
-
-    /// Sends a crawl protocol request and waits for its response.
-    pub async fn crawl_request(
-        &self,
-        peer: PeerId,
-        request: CrawlRequest,
-    ) -> Result<CrawlResponse, NetError> {
-        self.call(|r| Command::Crawl(peer, request, r)).await
-    }
-
-    /// Answers an inbound crawl request.
-    pub async fn respond_crawl(
-        &self,
-        channel: ResponseChannel<CrawlResponse>,
-        response: CrawlResponse,
-    ) -> Result<(), NetError> {
-        self.commands
-            .send(Command::RespondCrawl(channel, response))
-            .await
-            .map_err(|_| NetError::Stopped)
-    }
-
-    /// Publishes `data` on the registry topic. Having no subscribed peer is not an error: the
-    /// others catch up over `/tessera/registry/1`.
-    pub async fn announce(&self, data: Vec<u8>) -> Result<(), NetError> {
-        self.call(|r| Command::Publish(REGISTRY_TOPIC, data, r))
-            .await
-    }
-
-    /// Publishes a receipt block on the receipt topic; having no subscribed peer is not an
-    /// error.
-    pub async fn share_receipt(&self, block: Vec<u8>) -> Result<(), NetError> {
-        self.call(|r| Command::Publish(RECEIPT_TOPIC, block, r))
-            .await
+    /// Publishes `data` on gossip topic `topic`. Having no subscribed peer is not an error.
+    pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<(), NetError> {
+        let topic = topic.to_string();
+        self.call(|r| Command::Publish(topic, data, r)).await
     }
 
     /// Stores `value` under `key` on the DHT servers closest to the key (and locally).
@@ -530,28 +448,44 @@ impl Client {
     }
 }
 
-/// A running network: the client handle, the inbound request stream and the task.
+/// A running network: the client handle, the queues of what it serves and follows, and the
+/// task.
 #[derive(Debug)]
 pub struct Network {
     /// Handle for commands.
     pub client: Client,
-    /// Requests from peers (only when serving).
-    pub inbound: mpsc::Receiver<InboundRequest>,
-    /// Registry requests and announcements (only with the registry role).
-    pub registry: mpsc::Receiver<RegistryEvent>,
-    /// Crawl protocol requests (only with the crawl coordinator role).
-    pub crawl: mpsc::Receiver<CrawlEvent>,
-    /// Receipt blocks from the receipt topic (only when following it).
-    pub receipts: mpsc::Receiver<GossipMessage>,
     /// The network task; it ends when every `Client` is dropped.
     pub task: tokio::task::JoinHandle<()>,
+    inbound: HashMap<StreamProtocol, (usize, mpsc::Receiver<RawRequest>)>,
+    topics: HashMap<String, mpsc::Receiver<TopicEvent>>,
+}
+
+impl Network {
+    /// The requests of protocol `P`, taken once; none when the node does not serve it.
+    pub fn inbound<P: rpc::Protocol>(&mut self) -> Option<Inbound<P>> {
+        let (index, raw) = self.inbound.remove(&P::NAME)?;
+        Some(Inbound::new(raw, self.client.clone(), index))
+    }
+
+    /// The messages of gossip topic `name`, taken once; none when the node does not follow it.
+    pub fn topic(&mut self, name: &str) -> Option<mpsc::Receiver<TopicEvent>> {
+        self.topics.remove(name)
+    }
 }
 
 /// Builds the swarm, starts listening, dials the bootstrap peers and spawns the network task.
 /// Returns once every listener has an address.
 pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, NetError> {
     let peer_id = keypair.public().to_peer_id();
-    let mut swarm = build_swarm(keypair, &config)?;
+    let registrations = Registration::all();
+    if let Some(unknown) = config
+        .serve
+        .iter()
+        .find(|name| registrations.iter().all(|r| r.name != **name))
+    {
+        return Err(NetError::Unregistered(unknown.to_string()));
+    }
+    let mut swarm = build_swarm(keypair, &config, &registrations)?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -587,42 +521,53 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
     }
 
     let (commands_tx, commands_rx) = mpsc::channel(256);
-    let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_queue.max(1));
-    let (registry_tx, registry_rx) = mpsc::channel(config.inbound_queue.max(1));
-    let (crawl_tx, crawl_rx) = mpsc::channel(config.inbound_queue.max(1));
-    let (receipts_tx, receipts_rx) = mpsc::channel(config.inbound_queue.max(1));
-    if config.receipts {
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&gossipsub::IdentTopic::new(RECEIPT_TOPIC))
-            .map_err(|e| NetError::Build(e.to_string()))?;
+    let queue = config.inbound_queue.max(1);
+    let (mut inbound_tx, mut inbound) = (Vec::new(), HashMap::new());
+    for (index, registration) in registrations.iter().enumerate() {
+        if config.serve.contains(&registration.name) {
+            let (tx, rx) = mpsc::channel(queue);
+            inbound_tx.push(Some(tx));
+            inbound.insert(registration.name.clone(), (index, rx));
+        } else {
+            inbound_tx.push(None);
+        }
     }
-    if config.registry {
+    let (mut topic_tx, mut topics) = (HashMap::new(), HashMap::new());
+    for topic in &config.follow {
+        let ident = gossipsub::IdentTopic::new(topic.name.clone());
         swarm
             .behaviour_mut()
             .gossipsub
-            .subscribe(&gossipsub::IdentTopic::new(REGISTRY_TOPIC))
+            .subscribe(&ident)
             .map_err(|e| NetError::Build(e.to_string()))?;
+        let (tx, rx) = mpsc::channel(queue);
+        topic_tx.insert(ident.hash(), (topic.clone(), tx));
+        topics.insert(topic.name.clone(), rx);
     }
     // Half a connection's streams per protocol: the peer's own requests on the connection
     // (node to node) take from the same limit.
     let per_peer = (config.max_streams_per_connection / 2).max(1);
+    let protocols = Arc::new(
+        registrations
+            .iter()
+            .enumerate()
+            .map(|(index, r)| (r.name.clone(), index))
+            .collect(),
+    );
     let actor = Actor {
         swarm,
         commands: commands_rx,
+        outbound: registrations
+            .iter()
+            .map(|_| Outbound::new(per_peer))
+            .collect(),
+        registrations,
         inbound: inbound_tx,
-        registry_events: registry_tx,
-        crawl_events: crawl_tx,
-        receipt_events: receipts_tx,
+        topics: topic_tx,
         listen_addrs,
         observed: std::collections::VecDeque::new(),
         pending_dials: HashMap::new(),
         pending_queries: HashMap::new(),
-        piece_out: Outbound::new(per_peer),
-        challenge_out: Outbound::new(per_peer),
-        registry_out: Outbound::new(per_peer),
-        crawl_out: Outbound::new(per_peer),
     };
     let task = tokio::spawn(actor.run());
     info!(%peer_id, "network started");
@@ -630,12 +575,11 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         client: Client {
             commands: commands_tx,
             peer_id,
+            protocols,
         },
-        inbound: inbound_rx,
-        registry: registry_rx,
-        crawl: crawl_rx,
-        receipts: receipts_rx,
         task,
+        inbound,
+        topics,
     })
 }
 
@@ -648,26 +592,40 @@ const QUIC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// and 3 s) and the Noise and Yamux negotiation after it, a few round trips. libp2p waits 10 s.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behaviour>, NetError> {
+/// The largest gossip message of a node that follows no topic, which only publishes.
+const MIN_GOSSIP_MESSAGE: usize = 1024;
+
+fn build_swarm(
+    keypair: Keypair,
+    config: &NetworkConfig,
+    registrations: &[Registration],
+) -> Result<Swarm<Behaviour>, NetError> {
     let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
-    let support = if config.serve {
-        ProtocolSupport::Full
-    } else {
-        ProtocolSupport::Outbound
-    };
     let rr_config = request_response::Config::default()
         .with_request_timeout(config.request_timeout)
         .with_max_concurrent_streams(config.max_streams_per_connection);
-    let role = |on: bool| {
-        if on {
-            ProtocolSupport::Full
-        } else {
-            ProtocolSupport::Outbound
-        }
-    };
-    let (registry_support, crawl_support) = (role(config.registry), role(config.crawl));
+    let protocols: Vec<_> = registrations
+        .iter()
+        .map(|r| {
+            let support = if config.serve.contains(&r.name) {
+                ProtocolSupport::Full
+            } else {
+                ProtocolSupport::Outbound
+            };
+            request_response::Behaviour::with_codec(
+                FrameCodec::new(r.max_request, r.max_response),
+                [(r.name.clone(), support)],
+                rr_config.clone(),
+            )
+        })
+        .collect();
+    let max_gossip = config
+        .follow
+        .iter()
+        .map(|t| t.max_message)
+        .fold(MIN_GOSSIP_MESSAGE, usize::max);
     let gossip_config = gossipsub::ConfigBuilder::default()
-        .max_transmit_size(MAX_GOSSIP_MESSAGE)
+        .max_transmit_size(max_gossip)
         .validation_mode(gossipsub::ValidationMode::Strict)
         // The same record announced by two nodes is one message.
         .message_id_fn(|m: &gossipsub::Message| {
@@ -734,26 +692,7 @@ fn build_swarm(keypair: Keypair, config: &NetworkConfig) -> Result<Swarm<Behavio
                 )),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 kad,
-                piece: request_response::Behaviour::with_codec(
-                    CborCodec::new(MAX_PIECE_REQUEST, MAX_PIECE_RESPONSE),
-                    [(PIECE_PROTOCOL, support.clone())],
-                    rr_config.clone(),
-                ),
-                challenge: request_response::Behaviour::with_codec(
-                    CborCodec::new(MAX_CHALLENGE_REQUEST, MAX_CHALLENGE_RESPONSE),
-                    [(CHALLENGE_PROTOCOL, support)],
-                    rr_config.clone(),
-                ),
-                registry: request_response::Behaviour::with_codec(
-                    CborCodec::new(MAX_REGISTRY_REQUEST, MAX_REGISTRY_RESPONSE),
-                    [(REGISTRY_PROTOCOL, registry_support)],
-                    rr_config.clone(),
-                ),
-                crawl: request_response::Behaviour::with_codec(
-                    CborCodec::new(MAX_CRAWL_MESSAGE, MAX_CRAWL_MESSAGE),
-                    [(CRAWL_PROTOCOL, crawl_support)],
-                    rr_config,
-                ),
+                protocols: ProtocolSet::new(protocols),
                 gossipsub,
             })
         })

@@ -10,21 +10,18 @@ use std::{
     time::Instant,
 };
 
-use libp2p::{
-    PeerId,
-    request_response::{self, OutboundRequestId},
-};
+use libp2p::{PeerId, request_response::OutboundRequestId};
 
-use super::{NetError, Reply, health::PeerHealth};
-use crate::codec::{CborCodec, Message};
+use super::{NetError, Reply, health::PeerHealth, protocol_set::Single};
+use crate::codec::Encoded;
 
 /// Requests of one protocol: sent ones by id, and those waiting for their peer.
-pub(super) struct Outbound<Req, Resp> {
-    sent: HashMap<OutboundRequestId, (PeerId, Reply<Resp>)>,
-    turns: Turns<PeerId, (Req, Reply<Resp>)>,
+pub(super) struct Outbound {
+    sent: HashMap<OutboundRequestId, (PeerId, Reply<Encoded>)>,
+    turns: Turns<PeerId, (Encoded, Reply<Encoded>)>,
 }
 
-impl<Req: Message, Resp: Message> Outbound<Req, Resp> {
+impl Outbound {
     /// At most `per_peer` requests on the wire to one peer.
     pub(super) fn new(per_peer: usize) -> Self {
         Self {
@@ -36,11 +33,11 @@ impl<Req: Message, Resp: Message> Outbound<Req, Resp> {
     /// Sends `request` now, or once the peer's earlier requests make room.
     pub(super) fn request(
         &mut self,
-        behaviour: &mut request_response::Behaviour<CborCodec<Req, Resp>>,
+        behaviour: &mut Single,
         health: &mut PeerHealth,
         peer: PeerId,
-        request: Req,
-        reply: Reply<Resp>,
+        request: Encoded,
+        reply: Reply<Encoded>,
     ) {
         // A peer that failed lately is neither asked nor dialled until its backoff ends.
         if let Some(down) = health.down(&peer, Instant::now()) {
@@ -56,10 +53,10 @@ impl<Req: Message, Resp: Message> Outbound<Req, Resp> {
     /// whose caller still waits).
     pub(super) fn finish(
         &mut self,
-        behaviour: &mut request_response::Behaviour<CborCodec<Req, Resp>>,
+        behaviour: &mut Single,
         health: &mut PeerHealth,
         id: OutboundRequestId,
-        result: Result<Resp, NetError>,
+        result: Result<Encoded, NetError>,
     ) {
         let Some((peer, reply)) = self.sent.remove(&id) else {
             return;
@@ -72,11 +69,11 @@ impl<Req: Message, Resp: Message> Outbound<Req, Resp> {
 
     fn send(
         &mut self,
-        behaviour: &mut request_response::Behaviour<CborCodec<Req, Resp>>,
+        behaviour: &mut Single,
         health: &mut PeerHealth,
         peer: PeerId,
-        request: Req,
-        reply: Reply<Resp>,
+        request: Encoded,
+        reply: Reply<Encoded>,
     ) {
         health.sent(peer, Instant::now());
         let id = behaviour.send_request(&peer, request);

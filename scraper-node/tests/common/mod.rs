@@ -105,10 +105,9 @@ pub(crate) async fn coordinator_net() -> tessera_net::Network {
         libp2p::identity::Keypair::generate_ed25519(),
         tessera_net::NetworkConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            serve: false,
-            crawl: true,
             ..tessera_net::NetworkConfig::default()
-        },
+        }
+        .serving::<tessera_net::protocol::CrawlProtocol>(),
     )
     .await
     .unwrap()

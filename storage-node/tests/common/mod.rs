@@ -4,7 +4,7 @@
 
 use tessera_net::{
     Client, PeerId,
-    protocol::{MAX_PUT_CHUNK, PieceRequest, PieceResponse},
+    protocol::{MAX_PUT_CHUNK, PieceProtocol, PieceRequest, PieceResponse},
 };
 
 /// Uploads `bytes` under `piece` and returns the final response.
@@ -15,7 +15,7 @@ pub(crate) async fn upload(
     bytes: &[u8],
 ) -> PieceResponse {
     let ready = client
-        .piece_request(
+        .request::<PieceProtocol>(
             node,
             PieceRequest::PutBegin {
                 piece,
@@ -31,7 +31,7 @@ pub(crate) async fn upload(
     let mut offset = 0u64;
     for chunk in bytes.chunks(usize::try_from(MAX_PUT_CHUNK).unwrap()) {
         let r = client
-            .piece_request(
+            .request::<PieceProtocol>(
                 node,
                 PieceRequest::PutChunk {
                     piece,
@@ -47,7 +47,7 @@ pub(crate) async fn upload(
         }
     }
     client
-        .piece_request(node, PieceRequest::PutEnd { piece })
+        .request::<PieceProtocol>(node, PieceRequest::PutEnd { piece })
         .await
         .unwrap()
 }
