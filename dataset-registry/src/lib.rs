@@ -1,5 +1,6 @@
 //! Tessera's dataset registry.
 //!
+//! - [`protocol`]: `/tessera/registry/1`'s messages and limits, and the announcement topic.
 //! - [`store`]: verified version records in RocksDB, one chain per (publisher, name), with
 //!   the manifests they name.
 //! - [`service`]: the registry role of a node: admits records (signature, chain, manifest),
@@ -14,6 +15,7 @@
 //! Records and manifests are defined in `tessera-formats`. See `docs/ARCHITECTURE.md`.
 
 pub mod http;
+pub mod protocol;
 pub mod publisher_key;
 pub mod remote;
 pub mod service;

@@ -11,17 +11,18 @@ use cid::Cid;
 use serde_bytes::ByteBuf;
 use tessera_client::Session;
 use tessera_formats::{DatasetRef, PublisherKey, SignedRecord, VersionSel, address::dag_cbor_cid};
-use tessera_net::{
-    NetError, PeerId,
+use tessera_net::{NetError, PeerId};
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use crate::{
     protocol::{
         MAX_RECORDS_PER_RESPONSE, RegistryErrorCode, RegistryProtocol, RegistryRequest,
         RegistryResponse,
     },
+    service::rendezvous,
+    store::Entry,
 };
-use tokio::task::JoinSet;
-use tracing::debug;
-
-use crate::{service::rendezvous, store::Entry};
 
 /// A registry call failed.
 #[derive(Debug, thiserror::Error)]

@@ -32,17 +32,17 @@ use tessera_formats::{
     manifest::MAX_MANIFEST_BYTES,
     record::MAX_RECORD_BYTES,
 };
-use tessera_net::{
-    Client, Inbound, PeerId, Request, TopicEvent,
+use tessera_net::{Client, Inbound, PeerId, Request, TopicEvent};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, info, warn};
+
+use crate::{
     protocol::{
         MAX_RECORDS_PER_RESPONSE, REGISTRY_TOPIC, RegistryErrorCode, RegistryProtocol,
         RegistryRequest, RegistryResponse,
     },
+    store::{Admission, AdmitError, Entry, RecordStore},
 };
-use tokio::sync::{Semaphore, mpsc};
-use tracing::{debug, info, warn};
-
-use crate::store::{Admission, AdmitError, Entry, RecordStore};
 
 /// The DHT key registry nodes provide, so that clients can find them.
 pub fn rendezvous() -> Cid {

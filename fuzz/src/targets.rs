@@ -9,6 +9,7 @@ use arrow::{
 };
 use parquet::{arrow::ArrowWriter, basic::Compression, file::properties::WriterProperties};
 use tessera_client::dataset::parquet_guard::{ParquetLimits, contain, open_checked};
+use tessera_dataset_registry::protocol::{RegistryRequest, RegistryResponse};
 use tessera_formats::{
     AuditReceipt, AuditResult, DatasetRef, Manifest, PublisherKey, RepairClaim, ShardLayout,
     SignedClaim, SignedReceipt, SignedRecord, VersionRecord,
@@ -18,10 +19,7 @@ use tessera_formats::{
     record::SigningKey,
 };
 use tessera_net::codec::{from_cbor, to_cbor};
-use tessera_net::protocol::{
-    ChallengeRequest, ChallengeResponse, PieceRequest, PieceResponse, RegistryRequest,
-    RegistryResponse,
-};
+use tessera_net::protocol::{ChallengeRequest, ChallengeResponse, PieceRequest, PieceResponse};
 use tessera_scraper_node::{
     extract::extract,
     limits::OperatorLimits,

@@ -22,7 +22,8 @@ pub mod smoothed;
 pub use inventory;
 
 pub use libp2p::{
-    Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol, request_response::ResponseChannel,
+    Multiaddr, PeerId, StreamProtocol, identity::Keypair, multiaddr::Protocol,
+    request_response::ResponseChannel,
 };
 pub use network::{
     Client, NetError, Network, NetworkConfig, NetworkInfo, PeerStatus, Topic, TopicEvent,

@@ -10,12 +10,6 @@
 //!   any                                    -> Error { piece, code, message }
 //! /tessera/challenge/1   auditor -> node
 //!   Challenge { piece, nonce, samples }    -> Proof { .. } | Error { .. }
-//! /tessera/registry/1   anyone -> registry node
-//!   Submit { record }                      -> Accepted { record } | Error { code, message }
-//!   Heads { after, limit }                 -> Records { records, more }   (latest per dataset)
-//!   Chain { publisher, name, from, limit } -> Records { records, more }   (in version order)
-//!   Find { publisher, name, version }      -> Records { records, more }
-//! gossipsub topic /tessera/registry/announce/1: signed record blocks, as they are accepted
 //! /tessera/crawl/1      scraper node -> crawl coordinator
 //!   CrawlRequest { body }                  -> CrawlResponse { body }
 //!   (bodies are the scraper's DAG-CBOR messages: lease, complete, shard; see scraper-node)
@@ -26,7 +20,6 @@
 use cid::Cid;
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
-use tessera_formats::{PublisherKey, record::MAX_RECORD_BYTES};
 use tessera_proofs::{ByteRange, Challenge, MAX_PROOF_BODY, MAX_RANGE_LEN, Proof};
 
 use crate::{
@@ -78,32 +71,6 @@ impl Protocol for ChallengeProtocol {
 
 crate::register_protocol!(ChallengeProtocol);
 
-/// The dataset registry protocol.
-#[derive(Debug)]
-pub struct RegistryProtocol;
-
-impl Protocol for RegistryProtocol {
-    const NAME: StreamProtocol = StreamProtocol::new("/tessera/registry/1");
-    const MAX_REQUEST: u64 = MAX_REGISTRY_REQUEST;
-    const MAX_RESPONSE: u64 = MAX_REGISTRY_RESPONSE;
-    type Request = RegistryRequest;
-    type Response = RegistryResponse;
-
-    fn busy(_: &RegistryRequest) -> RegistryResponse {
-        RegistryResponse::Error {
-            code: RegistryErrorCode::Busy,
-            message: "registry is busy".into(),
-        }
-    }
-}
-
-crate::register_protocol!(RegistryProtocol);
-
-/// The gossipsub topic on which registry nodes announce the records they accept.
-pub const REGISTRY_TOPIC: &str = "/tessera/registry/announce/1";
-/// The gossipsub topic on which auditors share their signed receipts.
-pub const RECEIPT_TOPIC: &str = "/tessera/audit/receipts/1";
-
 /// The crawl protocol between scraper nodes and a crawl coordinator.
 #[derive(Debug)]
 pub struct CrawlProtocol;
@@ -136,21 +103,11 @@ pub const MAX_CHALLENGE_REQUEST: u64 = ENVELOPE;
 /// Largest challenge response on the wire.
 pub const MAX_CHALLENGE_RESPONSE: u64 = MAX_PROOF_BODY as u64 + ENVELOPE;
 
-/// Most records in one registry response.
-pub const MAX_RECORDS_PER_RESPONSE: u32 = 64;
-/// Largest registry request on the wire.
-pub const MAX_REGISTRY_REQUEST: u64 = MAX_RECORD_BYTES as u64 + ENVELOPE;
-/// Largest registry response on the wire.
-pub const MAX_REGISTRY_RESPONSE: u64 =
-    MAX_RECORDS_PER_RESPONSE as u64 * (MAX_RECORD_BYTES as u64 + 16) + ENVELOPE;
 /// Largest crawl message body either way: a lease of 1,000 URLs, or a report of one with
 /// their links.
 pub const MAX_CRAWL_BODY: u64 = 4 * 1024 * 1024;
 /// Largest crawl message on the wire.
 pub const MAX_CRAWL_MESSAGE: u64 = MAX_CRAWL_BODY + ENVELOPE;
-/// Largest message on the registry or receipt topic: one record block (a receipt block is
-/// smaller).
-pub const MAX_GOSSIP_MESSAGE: usize = MAX_RECORD_BYTES + 1024;
 
 /// A request of the piece protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,105 +278,6 @@ impl ChallengeResponse {
 /// Re-exported so users of the protocol need not depend on `tessera-proofs` for the request.
 pub type ChallengeRequest = Challenge;
 
-/// A request of the registry protocol. Records travel as signed DAG-CBOR blocks
-/// (`tessera_formats::SignedRecord`), which the receiver verifies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RegistryRequest {
-    /// Store and announce a new record.
-    Submit {
-        /// The signed record block.
-        #[serde(with = "serde_bytes")]
-        record: Vec<u8>,
-    },
-    /// The latest record of every dataset, ordered by (publisher, name), after `after`.
-    Heads {
-        /// Where the previous page ended.
-        after: Option<(PublisherKey, String)>,
-        /// Most records wanted (at most [`MAX_RECORDS_PER_RESPONSE`]).
-        limit: u32,
-    },
-    /// One dataset's records from version `from` on, in version order.
-    Chain {
-        /// The publisher.
-        publisher: PublisherKey,
-        /// The dataset.
-        name: String,
-        /// The first version wanted.
-        from: u64,
-        /// Most records wanted (at most [`MAX_RECORDS_PER_RESPONSE`]).
-        limit: u32,
-    },
-    /// The records of datasets called `name`: one per publisher whose key starts with
-    /// `publisher` (any publisher if none), the given version or the latest.
-    Find {
-        /// A publisher key prefix, lowercase hex.
-        publisher: Option<String>,
-        /// The dataset.
-        name: String,
-        /// The version; the latest if none.
-        version: Option<u64>,
-    },
-}
-
-/// A response of the registry protocol.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RegistryResponse {
-    /// The record was accepted (or was already known).
-    Accepted {
-        /// Its CID.
-        record: cid::Cid,
-    },
-    /// Signed record blocks.
-    Records {
-        /// The blocks.
-        records: Vec<serde_bytes::ByteBuf>,
-        /// Whether more match than were sent.
-        more: bool,
-    },
-    /// The request failed or the record was refused.
-    Error {
-        /// Why, for programs.
-        code: RegistryErrorCode,
-        /// Why, for people.
-        message: String,
-    },
-}
-
-/// Why a registry request failed, for programs to branch on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum RegistryErrorCode {
-    /// The record is malformed, breaks a rule or its signature does not verify.
-    BadRecord,
-    /// The record does not follow the chain it names.
-    BrokenChain,
-    /// Another record already has this publisher, name and version.
-    VersionReused,
-    /// The record's manifest could not be fetched or is not a valid manifest.
-    ManifestUnresolved,
-    /// The request is malformed or breaks a limit.
-    BadRequest,
-    /// Too many requests at once; try later or elsewhere.
-    Busy,
-    /// The node failed; try elsewhere.
-    Internal,
-}
-
-impl RegistryErrorCode {
-    /// A stable lowercase name, for JSON and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegistryErrorCode::BadRecord => "bad_record",
-            RegistryErrorCode::BrokenChain => "broken_chain",
-            RegistryErrorCode::VersionReused => "version_reused",
-            RegistryErrorCode::ManifestUnresolved => "manifest_unresolved",
-            RegistryErrorCode::BadRequest => "bad_request",
-            RegistryErrorCode::Busy => "busy",
-            RegistryErrorCode::Internal => "internal",
-        }
-    }
-}
-
 /// A request of the crawl protocol: one of the scraper's messages, as DAG-CBOR, which the
 /// coordinator decodes within its own limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -440,8 +298,6 @@ pub struct CrawlResponse {
 impl Message for PieceRequest {}
 impl Message for ChallengeRequest {}
 impl Message for ChallengeResponse {}
-impl Message for RegistryRequest {}
-impl Message for RegistryResponse {}
 impl Message for CrawlRequest {}
 impl Message for CrawlResponse {}
 

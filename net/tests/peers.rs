@@ -15,10 +15,7 @@ use libp2p::{
 use tessera_formats::address::raw_cid;
 use tessera_net::{
     Inbound, Keypair, Multiaddr, Network, NetworkConfig,
-    protocol::{
-        ChallengeProtocol, MAX_PIECE_REQUEST, PieceProtocol, PieceRequest, PieceResponse,
-        REGISTRY_TOPIC, RegistryProtocol,
-    },
+    protocol::{ChallengeProtocol, MAX_PIECE_REQUEST, PieceProtocol, PieceRequest, PieceResponse},
     rpc::Protocol as _,
     start,
 };
@@ -316,7 +313,33 @@ async fn requests_round_trip_over_quic() {
     assert_holds_42(&b.client, a_peer, piece).await;
 }
 
-async fn registry_node(bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
+/// A protocol of the test's own, defined and registered as an application crate does.
+#[derive(Debug)]
+struct NoteProtocol;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Note(String);
+
+impl tessera_net::codec::Message for Note {}
+
+impl tessera_net::rpc::Protocol for NoteProtocol {
+    const NAME: tessera_net::StreamProtocol =
+        tessera_net::StreamProtocol::new("/tessera-test/note/1");
+    const MAX_REQUEST: u64 = 1024;
+    const MAX_RESPONSE: u64 = 1024;
+    type Request = Note;
+    type Response = Note;
+
+    fn busy(_: &Note) -> Note {
+        Note("busy".into())
+    }
+}
+
+tessera_net::register_protocol!(NoteProtocol);
+
+const NOTE_TOPIC: &str = "/tessera-test/notes/1";
+
+async fn note_node(bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
     let net = start(
         Keypair::generate_ed25519(),
         NetworkConfig {
@@ -324,8 +347,8 @@ async fn registry_node(bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
             bootstrap,
             ..NetworkConfig::default()
         }
-        .serving::<RegistryProtocol>()
-        .following(REGISTRY_TOPIC, 1024),
+        .serving::<NoteProtocol>()
+        .following(NOTE_TOPIC, 1024),
     )
     .await
     .unwrap();
@@ -334,15 +357,12 @@ async fn registry_node(bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
 }
 
 #[tokio::test]
-async fn registry_requests_announcements_and_dht_records_travel() {
-    use tessera_net::{
-        TopicEvent,
-        protocol::{RegistryErrorCode, RegistryRequest, RegistryResponse},
-    };
-    let (a, a_addr) = registry_node(vec![]).await;
-    let (mut b, _) = registry_node(vec![a_addr.clone()]).await;
-    let mut b_topic = b.topic(REGISTRY_TOPIC).unwrap();
-    let mut b_requests: Inbound<RegistryProtocol> = b.inbound().unwrap();
+async fn a_crate_protocol_and_topic_travel_and_dht_records_too() {
+    use tessera_net::TopicEvent;
+    let (a, a_addr) = note_node(vec![]).await;
+    let (mut b, _) = note_node(vec![a_addr.clone()]).await;
+    let mut b_topic = b.topic(NOTE_TOPIC).unwrap();
+    let mut b_requests: Inbound<NoteProtocol> = b.inbound().unwrap();
     let a_peer = a.client.peer_id();
 
     // B hears that A follows the topic, then receives what A announces.
@@ -350,7 +370,7 @@ async fn registry_requests_announcements_and_dht_records_travel() {
     let mut heard = None;
     for round in 0..50u32 {
         a.client
-            .publish(REGISTRY_TOPIC, format!("record {round}").into_bytes())
+            .publish(NOTE_TOPIC, format!("record {round}").into_bytes())
             .await
             .unwrap();
         let deadline = tokio::time::sleep(Duration::from_millis(200));
@@ -371,7 +391,7 @@ async fn registry_requests_announcements_and_dht_records_travel() {
     assert!(joined, "B never saw A join the topic");
     assert!(heard.unwrap().starts_with(b"record "));
 
-    // A request from a client reaches B's registry queue and its answer comes back.
+    // A request from a client reaches B's queue of the protocol and its answer comes back.
     let b_addr = b.client.info().await.unwrap().dialable_addrs()[0].clone();
     let c = start(
         Keypair::generate_ed25519(),
@@ -382,44 +402,25 @@ async fn registry_requests_announcements_and_dht_records_travel() {
     let b_peer = b.client.peer_id();
     let answer = tokio::spawn(async move {
         let req = b_requests.recv().await.unwrap();
-        assert!(matches!(req.request, RegistryRequest::Heads { .. }));
-        let response = RegistryResponse::Error {
-            code: RegistryErrorCode::Busy,
-            message: "try later".into(),
-        };
-        req.responder.respond(response).await.unwrap();
+        assert_eq!(req.request, Note("hello".into()));
+        req.responder
+            .respond(Note("try later".into()))
+            .await
+            .unwrap();
         b
     });
     let response = c
         .client
-        .request::<RegistryProtocol>(
-            b_peer,
-            RegistryRequest::Heads {
-                after: None,
-                limit: 10,
-            },
-        )
+        .request::<NoteProtocol>(b_peer, Note("hello".into()))
         .await
         .unwrap();
-    assert!(matches!(
-        response,
-        RegistryResponse::Error {
-            code: RegistryErrorCode::Busy,
-            ..
-        }
-    ));
+    assert_eq!(response, Note("try later".into()));
     let _b = answer.await.unwrap();
 
-    // A node without the registry role refuses the protocol.
+    // A node that does not serve the protocol refuses it.
     assert!(
         a.client
-            .request::<RegistryProtocol>(
-                c.client.peer_id(),
-                RegistryRequest::Heads {
-                    after: None,
-                    limit: 1
-                }
-            )
+            .request::<NoteProtocol>(c.client.peer_id(), Note("hello".into()))
             .await
             .is_err()
     );

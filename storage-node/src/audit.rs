@@ -34,7 +34,7 @@ use tessera_formats::{
 };
 use tessera_net::{
     Client, PeerId,
-    protocol::{ChallengeProtocol, ChallengeResponse, RECEIPT_TOPIC},
+    protocol::{ChallengeProtocol, ChallengeResponse},
 };
 use tessera_proofs::{
     Challenge, DEFAULT_SAMPLES, Rules, Schedule, Standing, Standings, Verdict, verdict, verify,
@@ -43,6 +43,9 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::{metrics::Metrics, receipts::ReceiptStore, store::PieceStore};
+
+/// The gossipsub topic on which auditors share their signed receipts.
+pub const RECEIPT_TOPIC: &str = "/tessera/audit/receipts/1";
 
 /// How the auditor works.
 #[derive(Debug, Clone, Copy, PartialEq)]

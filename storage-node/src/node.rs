@@ -16,21 +16,22 @@ use axum::{
     routing::get,
 };
 use serde::{Deserialize, Serialize};
+use tessera_dataset_registry::protocol::{MAX_ANNOUNCEMENT, REGISTRY_TOPIC, RegistryProtocol};
 use tessera_dataset_registry::{Registry, RegistryConfig};
 use tessera_net::{
     Client, Multiaddr, NetworkConfig, TopicEvent, identity,
-    protocol::{
-        ChallengeProtocol, MAX_GOSSIP_MESSAGE, PieceProtocol, RECEIPT_TOPIC, REGISTRY_TOPIC,
-        RegistryProtocol,
-    },
+    protocol::{ChallengeProtocol, PieceProtocol},
 };
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use tessera_formats::{SignedReceipt, record::SigningKey};
+use tessera_formats::{SignedReceipt, receipt::MAX_RECEIPT_BYTES, record::SigningKey};
 
 use crate::{
-    audit::{AuditConfig, AuditStatus, Auditor, AuditorParts, SharedView, now_ms, signing_key},
+    audit::{
+        AuditConfig, AuditStatus, Auditor, AuditorParts, RECEIPT_TOPIC, SharedView, now_ms,
+        signing_key,
+    },
     metrics::Metrics,
     receipts::{ReceiptStore, ReceiptStoreError},
     service::{ServiceLimits, serve},
@@ -248,8 +249,8 @@ impl StorageNode {
         if config.registry {
             net_config = net_config
                 .serving::<RegistryProtocol>()
-                .following(REGISTRY_TOPIC, MAX_GOSSIP_MESSAGE)
-                .following(RECEIPT_TOPIC, MAX_GOSSIP_MESSAGE);
+                .following(REGISTRY_TOPIC, MAX_ANNOUNCEMENT)
+                .following(RECEIPT_TOPIC, MAX_RECEIPT_BYTES);
         }
         let mut network = tessera_net::start(keypair, net_config).await?;
         let (Some(pieces), Some(challenges)) = (network.inbound(), network.inbound()) else {

@@ -18,6 +18,7 @@ use tessera_client::{
     fetch::providers,
     put::store_block,
 };
+use tessera_dataset_registry::protocol::RegistryErrorCode;
 use tessera_dataset_registry::{
     VersionError, fetch_version, publish_version,
     remote::{self, RemoteError},
@@ -28,7 +29,6 @@ use tessera_formats::{
     manifest::MAX_METADATA_VALUE_BYTES,
     record::{RECORD_VERSION, SigningKey},
 };
-use tessera_net::protocol::RegistryErrorCode;
 use tessera_storage_node::LocalNetwork;
 use tessera_tests::{read_rows, write_parquet};
 
