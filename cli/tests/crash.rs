@@ -7,11 +7,8 @@
 use std::{path::Path, process::Child};
 
 use tessera_formats::address::raw_cid;
-use tessera_net::{
-    Client, Keypair, Multiaddr, NetworkConfig, PeerId,
-    protocol::{PieceProtocol, PieceRequest, PieceResponse},
-    start,
-};
+use tessera_net::{Client, Keypair, Multiaddr, NetworkConfig, PeerId, start};
+use tessera_storage_protocol::{PieceProtocol, PieceRequest, PieceResponse};
 
 mod common;
 

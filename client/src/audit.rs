@@ -1,11 +1,9 @@
 //! Auditing a holder: challenge it to prove it still stores a piece, and check the proof
 //! against the piece's CID alone.
 
-use tessera_net::{
-    PeerId,
-    protocol::{ChallengeProtocol, ChallengeResponse},
-};
+use tessera_net::PeerId;
 use tessera_proofs::{Challenge, Verified, verify};
+use tessera_storage_protocol::{ChallengeProtocol, ChallengeResponse};
 
 use crate::session::Session;
 
@@ -20,7 +18,7 @@ pub enum AuditError {
     #[error("the node refused: {code:?}: {message}")]
     Refused {
         /// Why, for programs.
-        code: tessera_net::protocol::ErrorCode,
+        code: tessera_storage_protocol::ErrorCode,
         /// Why, for people.
         message: String,
     },

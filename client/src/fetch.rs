@@ -19,11 +19,9 @@ use std::{
 
 use cid::Cid;
 use tessera_formats::erasure::Geometry;
-use tessera_net::{
-    PeerId, PeerStatus,
-    protocol::{PieceRequest, PieceResponse},
-};
+use tessera_net::{PeerId, PeerStatus};
 use tessera_proofs::{ByteRange, MAX_RANGE_LEN, verify_range_in};
+use tessera_storage_protocol::{PieceRequest, PieceResponse};
 use tokio::task::JoinSet;
 use tracing::debug;
 

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use tessera_net::{
-    Client, PeerId,
-    protocol::{PieceProtocol, PieceRequest, PieceResponse},
-};
+use tessera_net::{Client, PeerId};
+use tessera_storage_protocol::{PieceProtocol, PieceRequest, PieceResponse};
 use tracing::debug;
 
 /// Times a node that answers `Busy` is asked again, and the first pause before asking (doubled

@@ -6,10 +6,8 @@
 use std::{io::SeekFrom, path::Path, time::Duration};
 
 use cid::Cid;
-use tessera_net::{
-    Client, PeerId,
-    protocol::{MAX_PUT_CHUNK, PieceRequest, PieceResponse},
-};
+use tessera_net::{Client, PeerId};
+use tessera_storage_protocol::{MAX_PUT_CHUNK, PieceRequest, PieceResponse};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use crate::{

@@ -18,15 +18,15 @@ use tessera_formats::{
     manifest::{RowGroup, Schema as ManifestSchema, ShardEntry},
     record::SigningKey,
 };
-use tessera_net::codec::{from_cbor, to_cbor};
-use tessera_net::protocol::{ChallengeRequest, ChallengeResponse, PieceRequest, PieceResponse};
+use tessera_net::codec::{Message, to_cbor};
 use tessera_scraper_node::{
     extract::extract,
     limits::OperatorLimits,
+    protocol::{CrawlCall, CrawlReply},
     robots::Robots,
     spec::CrawlSpec,
-    wire::{CrawlCall, CrawlReply, decode as decode_crawl},
 };
+use tessera_storage_protocol::{ChallengeRequest, ChallengeResponse, PieceRequest, PieceResponse};
 
 /// A decoder to fuzz.
 #[derive(Debug, Clone, Copy)]
@@ -133,25 +133,29 @@ fn signer() -> SigningKey {
     SigningKey::from_bytes(&[7; 32])
 }
 
-/// Every message of the node-to-node protocols, and the scraper's crawl messages.
+/// Every message of the node-to-node protocols, read as the network reads it.
 fn wire(bytes: &[u8]) {
-    let _ = from_cbor::<PieceRequest>(bytes);
-    let _ = from_cbor::<PieceResponse>(bytes);
-    let _ = from_cbor::<RegistryRequest>(bytes);
-    let _ = from_cbor::<RegistryResponse>(bytes);
-    if let Ok(challenge) = from_cbor::<ChallengeRequest>(bytes) {
+    let _ = read::<PieceRequest>(bytes);
+    let _ = read::<PieceResponse>(bytes);
+    let _ = read::<RegistryRequest>(bytes);
+    let _ = read::<RegistryResponse>(bytes);
+    if let Some(challenge) = read::<ChallengeRequest>(bytes) {
         let _ = challenge.validate();
     }
-    if let Ok(ChallengeResponse::Proof(proof)) = from_cbor::<ChallengeResponse>(bytes) {
-        let challenge = ChallengeRequest {
+    if let Some(ChallengeResponse::Proof(proof)) = read::<ChallengeResponse>(bytes) {
+        let challenge = tessera_proofs::Challenge {
             piece: proof.piece,
             nonce: [1; 32],
             samples: 4,
         };
         let _ = tessera_proofs::verify(&challenge, &proof);
     }
-    let _ = decode_crawl::<CrawlCall>(bytes);
-    let _ = decode_crawl::<CrawlReply>(bytes);
+    let _ = read::<CrawlCall>(bytes);
+    let _ = read::<CrawlReply>(bytes);
+}
+
+fn read<M: Message>(bytes: &[u8]) -> Option<M> {
+    M::from_cbor(bytes.to_vec()).ok()
 }
 
 fn wire_seeds() -> Vec<Vec<u8>> {
@@ -168,7 +172,7 @@ fn wire_seeds() -> Vec<Vec<u8>> {
             bytes: vec![1, 2, 3],
         }),
         to_cbor(&PieceRequest::PutEnd { piece }),
-        to_cbor(&ChallengeRequest {
+        to_cbor(&tessera_proofs::Challenge {
             piece,
             nonce: [3; 32],
             samples: 8,
@@ -180,7 +184,7 @@ fn wire_seeds() -> Vec<Vec<u8>> {
     ];
     // A real proof of a real piece.
     let data = vec![5u8; 100_000];
-    let challenge = ChallengeRequest {
+    let challenge = tessera_proofs::Challenge {
         piece: raw_cid(&data),
         nonce: [9; 32],
         samples: 4,
@@ -190,7 +194,7 @@ fn wire_seeds() -> Vec<Vec<u8>> {
     {
         seeds.push(to_cbor(&ChallengeResponse::Proof(proof)));
     }
-    seeds.push(tessera_scraper_node::wire::encode(&CrawlCall::Lease).map_err(|e| e.to_string()));
+    seeds.push(to_cbor(&CrawlCall::Lease));
     seeds.into_iter().flatten().collect()
 }
 

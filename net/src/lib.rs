@@ -1,12 +1,11 @@
 //! Network plumbing shared by every Tessera node and client.
 //!
 //! - [`network`]: one task owns the rust-libp2p `Swarm` (TCP and QUIC with Noise and Yamux,
-//!   Identify, Ping, Tessera's Kademlia DHT with provider and value records, gossipsub for
-//!   registry announcements and audit receipts, and the request-response protocols); a cloneable [`Client`]
+//!   Identify, Ping, Tessera's Kademlia DHT with provider and value records, gossipsub for the
+//!   topics nodes follow, and the request-response protocols); a cloneable [`Client`]
 //!   talks to it.
 //! - [`rpc`]: request-response protocols as their crates define them, and how a node asks
 //!   and answers them.
-//! - [`protocol`]: the versioned protocol names, their messages and their size limits.
 //! - [`codec`]: DAG-CBOR framing with limits enforced while reading.
 //! - [`identity`]: the persistent Ed25519 node key.
 //! - [`smoothed`]: waits that follow the times observed (RFC 6298's timer).
@@ -14,7 +13,6 @@
 pub mod codec;
 pub mod identity;
 pub mod network;
-pub mod protocol;
 pub mod rpc;
 pub mod smoothed;
 

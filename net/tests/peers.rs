@@ -13,12 +13,7 @@ use libp2p::{
     tcp, yamux,
 };
 use tessera_formats::address::raw_cid;
-use tessera_net::{
-    Inbound, Keypair, Multiaddr, Network, NetworkConfig,
-    protocol::{ChallengeProtocol, MAX_PIECE_REQUEST, PieceProtocol, PieceRequest, PieceResponse},
-    rpc::Protocol as _,
-    start,
-};
+use tessera_net::{Inbound, Keypair, Multiaddr, Network, NetworkConfig, rpc::Protocol as _, start};
 
 fn tcp() -> Vec<Multiaddr> {
     vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]
@@ -41,8 +36,7 @@ async fn serving_node_as(
             bootstrap,
             ..NetworkConfig::default()
         }
-        .serving::<PieceProtocol>()
-        .serving::<ChallengeProtocol>(),
+        .serving::<NoteProtocol>(),
     )
     .await
     .unwrap();
@@ -51,48 +45,38 @@ async fn serving_node_as(
     (net, addr)
 }
 
-/// Answers every `Has` of `net`'s piece requests with "held, 42 bytes" until it stops.
-fn answer_has(net: &mut Network) {
-    let mut inbound: Inbound<PieceProtocol> = net.inbound().unwrap();
+/// Answers every note `net` is sent with "held 42" until it stops.
+fn answer_notes(net: &mut Network) {
+    let mut inbound: Inbound<NoteProtocol> = net.inbound().unwrap();
     tokio::spawn(async move {
         while let Some(req) = inbound.recv().await {
-            if let PieceRequest::Has { piece } = req.request {
-                req.responder
-                    .respond(PieceResponse::Has {
-                        piece,
-                        size: Some(42),
-                    })
-                    .await
-                    .unwrap();
-            }
+            req.responder.respond(held_42()).await.unwrap();
         }
     });
 }
 
-/// Asks `peer` whether it holds `piece` and expects the `answer_has` reply.
-async fn assert_holds_42(client: &tessera_net::Client, peer: PeerId, piece: tessera_formats::Cid) {
+fn held_42() -> Note {
+    Note("held 42".into())
+}
+
+/// Asks `peer` a note and expects the `answer_notes` reply.
+async fn assert_answers(client: &tessera_net::Client, peer: PeerId) {
     let response = client
-        .request::<PieceProtocol>(peer, PieceRequest::Has { piece })
+        .request::<NoteProtocol>(peer, Note("has x?".into()))
         .await
         .unwrap();
-    assert_eq!(
-        response,
-        PieceResponse::Has {
-            piece,
-            size: Some(42)
-        }
-    );
+    assert_eq!(response, held_42());
 }
 
 #[tokio::test]
 async fn requests_round_trip_and_providers_are_found() {
     let (mut a, a_addr) = serving_node(tcp(), vec![]).await;
     let a_peer = a.client.peer_id();
-    answer_has(&mut a);
+    answer_notes(&mut a);
     let (b, _) = serving_node(tcp(), vec![a_addr.clone()]).await;
 
     let piece = raw_cid(b"a piece");
-    assert_holds_42(&b.client, a_peer, piece).await;
+    assert_answers(&b.client, a_peer).await;
 
     // A provides; a third, short-lived client finds A through B alone.
     a.client.start_providing(piece).await.unwrap();
@@ -112,16 +96,8 @@ async fn requests_round_trip_and_providers_are_found() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(found.contains(&a_peer), "providers: {found:?}");
-    // And C can reach A directly to ask for the piece.
-    let response = c
-        .client
-        .request::<PieceProtocol>(a_peer, PieceRequest::Has { piece })
-        .await
-        .unwrap();
-    assert!(matches!(
-        response,
-        PieceResponse::Has { size: Some(42), .. }
-    ));
+    // And C can reach A directly to ask it.
+    assert_answers(&c.client, a_peer).await;
 }
 
 #[tokio::test]
@@ -179,37 +155,27 @@ async fn a_first_providers_lookup_names_holders_and_ends_without_any() {
 async fn oversize_and_garbage_requests_fail_and_the_node_keeps_serving() {
     let (mut a, a_addr) = serving_node(tcp(), vec![]).await;
     let a_peer = a.client.peer_id();
-    answer_has(&mut a);
+    answer_notes(&mut a);
     let (b, _) = serving_node(tcp(), vec![a_addr.clone()]).await;
-    let piece = raw_cid(b"x");
 
     // Over the limit: refused on the sender's side before anything is sent.
-    let oversize = PieceRequest::PutChunk {
-        piece,
-        offset: 0,
-        bytes: vec![0; usize::try_from(MAX_PIECE_REQUEST).unwrap()],
-    };
+    let oversize = Note("x".repeat(2 * usize::try_from(NoteProtocol::MAX_REQUEST).unwrap()));
     assert!(
         b.client
-            .request::<PieceProtocol>(a_peer, oversize)
+            .request::<NoteProtocol>(a_peer, oversize)
             .await
             .is_err()
     );
 
-    // Garbage on the piece protocol, from a peer that writes raw bytes instead of DAG-CBOR.
+    // Garbage on the protocol, from a peer that writes raw bytes instead of DAG-CBOR.
     let reply = send_raw(&a_addr, a_peer, vec![0xff; 4096]).await;
     assert!(reply.is_err(), "garbage got a reply: {reply:?}");
 
     // The node still answers an honest request.
-    let response = b
-        .client
-        .request::<PieceProtocol>(a_peer, PieceRequest::Has { piece })
-        .await
-        .unwrap();
-    assert!(matches!(response, PieceResponse::Has { .. }));
+    assert_answers(&b.client, a_peer).await;
 }
 
-/// Writes raw bytes as a piece request from a throwaway swarm and returns the raw reply.
+/// Writes raw bytes as a note request from a throwaway swarm and returns the raw reply.
 async fn send_raw(addr: &Multiaddr, peer: PeerId, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
@@ -222,7 +188,7 @@ async fn send_raw(addr: &Multiaddr, peer: PeerId, bytes: Vec<u8>) -> Result<Vec<
         .with_behaviour(|_| {
             request_response::Behaviour::with_codec(
                 RawCodec,
-                [(PieceProtocol::NAME, ProtocolSupport::Outbound)],
+                [(NoteProtocol::NAME, ProtocolSupport::Outbound)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             )
         })
@@ -302,15 +268,14 @@ async fn requests_round_trip_over_quic() {
     let (mut a, a_addr) = serving_node(quic, vec![]).await;
     let a_peer = a.client.peer_id();
     assert!(a_addr.to_string().contains("/quic-v1/"), "{a_addr}");
-    answer_has(&mut a);
+    answer_notes(&mut a);
     let b = start(
         Keypair::generate_ed25519(),
         NetworkConfig::client(vec![a_addr]),
     )
     .await
     .unwrap();
-    let piece = raw_cid(b"over quic");
-    assert_holds_42(&b.client, a_peer, piece).await;
+    assert_answers(&b.client, a_peer).await;
 }
 
 /// A protocol of the test's own, defined and registered as an application crate does.
@@ -494,10 +459,10 @@ async fn a_node_learns_the_address_peers_see_it_at() {
     drop(server);
 }
 
-/// A serving node with `key` on `listen`, answering every `Has` with 42 bytes.
+/// A serving node with `key` on `listen`, answering every note with "held 42".
 async fn has_node(key: Keypair, listen: Vec<Multiaddr>) -> Network {
     let (mut net, _) = serving_node_as(key, listen, vec![]).await;
-    answer_has(&mut net);
+    answer_notes(&mut net);
     net
 }
 
@@ -532,18 +497,18 @@ async fn a_peer_that_failed_is_not_dialled_within_its_backoff_and_is_used_once_i
     let reader_addr = reader.info().await.unwrap().dialable_addrs()[0].clone();
     let key = Keypair::generate_ed25519();
     let node = has_node(key.clone(), tcp()).await;
-    let (peer, piece) = (node.client.peer_id(), raw_cid(b"x"));
+    let peer = node.client.peer_id();
     // The node's own address, to come back on after it stops.
     let addr = node.client.info().await.unwrap().listen_addrs[0].clone();
     reader
         .dial(addr.clone().with(libp2p::multiaddr::Protocol::P2p(peer)))
         .await
         .unwrap();
-    assert_holds_42(&reader, peer, piece).await;
+    assert_answers(&reader, peer).await;
 
     // Gone: the request's dial is refused, and the peer is down.
     stop(node, &reader).await;
-    let ask = || reader.request::<PieceProtocol>(peer, PieceRequest::Has { piece });
+    let ask = || reader.request::<NoteProtocol>(peer, Note("has x?".into()));
     assert!(ask().await.is_err());
     let status = reader.peer_status(vec![peer]).await.unwrap();
     assert!(
@@ -566,7 +531,7 @@ async fn a_peer_that_failed_is_not_dialled_within_its_backoff_and_is_used_once_i
 
     // Once the backoff ends it is tried again, and answers.
     tokio::time::sleep(backoff).await;
-    assert_holds_42(&reader, peer, piece).await;
+    assert_answers(&reader, peer).await;
     assert_eq!(
         reader.peer_status(vec![peer]).await.unwrap(),
         vec![tessera_net::PeerStatus::Up]
@@ -584,7 +549,7 @@ async fn a_peer_that_failed_is_not_dialled_within_its_backoff_and_is_used_once_i
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_holds_42(&reader, peer, piece).await;
+    assert_answers(&reader, peer).await;
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@
 //! Around them: [`fetch`] fetches one page through all the rules; [`shard`] writes rows into
 //! Parquet shards that roll at a size; [`crawl_store`] keeps the coordinator's crawls in
 //! RocksDB; [`coordinator`] is the task that owns them; [`worker`] is a scraper node's loop of
-//! leases; [`wire`] and [`remote`] carry the crawl protocol between them over libp2p;
+//! leases; [`protocol`] and [`remote`] carry the crawl protocol between them over libp2p;
 //! [`node`] wires a whole scraper node together, with its HTTP API for crawls (changes to
 //! them pass [`http_guard`]) and its dashboard; [`stats`] counts what the worker did.
 //!
@@ -37,6 +37,7 @@ pub mod limits;
 pub mod nesting;
 pub mod node;
 pub mod optout;
+pub mod protocol;
 pub mod provenance;
 pub mod publish;
 pub mod remote;
@@ -45,7 +46,6 @@ pub mod shard;
 pub mod spec;
 pub mod stats;
 pub mod validation;
-pub mod wire;
 pub mod worker;
 
 /// Locks a mutex; a panic elsewhere while it was held leaves data that is still consistent

@@ -6,7 +6,7 @@
 //! GET  /v1/crawls             ─▶ every crawl's status (JSON)
 //! GET  /v1/crawls/{id}        ─▶ one crawl's status
 //! POST /v1/crawls/{id}/stop   ─▶ no new leases
-//! /tessera/crawl/1            ─▶ other scraper nodes lease from this node's coordinator
+//! /tessera/crawl/2            ─▶ other scraper nodes lease from this node's coordinator
 //! worker                      ─▶ leases from --coordinator PEER, or from this node's own
 //! --bootstrap STORAGE NODES   ─▶ shards stored in the network; finished crawls published
 //! ```
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tessera_client::{ClientError, Session, session::connect};
 use tessera_dataset_registry::publisher_key::{self, KeyFileError};
 use tessera_formats::{PublisherKey, record::SigningKey};
-use tessera_net::{Multiaddr, NetworkConfig, PeerId, Protocol, identity, protocol::CrawlProtocol};
+use tessera_net::{Multiaddr, NetworkConfig, PeerId, Protocol, identity};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -33,6 +33,7 @@ use crate::{
     coordinator::{Coordinator, CoordinatorError, CrawlStatus},
     http_guard::{self, HttpGuard, load_or_create_token},
     limits::OperatorLimits,
+    protocol::CrawlProtocol,
     publish::Publisher,
     remote::{RemoteCoordinator, serve},
     spec::CrawlSpec,

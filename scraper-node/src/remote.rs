@@ -1,20 +1,17 @@
 //! Both ends of the crawl protocol over libp2p: a scraper node's [`RemoteCoordinator`], and
 //! [`serve`], which answers scraper nodes from a [`Coordinator`].
 
-use tessera_net::{
-    Inbound, PeerId,
-    protocol::{CrawlProtocol, CrawlRequest, CrawlResponse},
-};
-use tracing::{debug, warn};
+use tessera_net::{Inbound, PeerId};
+use tracing::debug;
 
 use crate::{
     coordinator::{Completion, Coordinator, Offer},
     crawl_store::ShardRecord,
-    wire::{CrawlCall, CrawlReply, decode, encode, encode_completion},
+    protocol::{CrawlCall, CrawlProtocol, CrawlReply, fit_completion},
     worker::{ApiError, CrawlApi},
 };
 
-/// A coordinator on another node, reached over `/tessera/crawl/1`.
+/// A coordinator on another node, reached over the crawl protocol.
 #[derive(Debug, Clone)]
 pub struct RemoteCoordinator {
     net: tessera_net::Client,
@@ -27,20 +24,16 @@ impl RemoteCoordinator {
         Self { net, coordinator }
     }
 
-    async fn call(&self, body: Vec<u8>) -> Result<CrawlReply, ApiError> {
-        let response = self
+    async fn call(&self, call: CrawlCall) -> Result<CrawlReply, ApiError> {
+        let reply = self
             .net
-            .request::<CrawlProtocol>(self.coordinator, CrawlRequest { body })
+            .request::<CrawlProtocol>(self.coordinator, call)
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        if response.body.is_empty() {
-            return Err(ApiError::Unavailable("coordinator is busy".into()));
-        }
-        match decode::<CrawlReply>(&response.body) {
-            Ok(CrawlReply::Refused(why)) => Err(ApiError::Refused(why)),
-            Ok(CrawlReply::Unavailable(why)) => Err(ApiError::Unavailable(why)),
-            Ok(reply) => Ok(reply),
-            Err(e) => Err(ApiError::Unavailable(e.to_string())),
+        match reply {
+            CrawlReply::Refused(why) => Err(ApiError::Refused(why)),
+            CrawlReply::Unavailable(why) => Err(ApiError::Unavailable(why)),
+            reply => Ok(reply),
         }
     }
 }
@@ -51,16 +44,15 @@ fn unexpected(reply: &CrawlReply) -> ApiError {
 
 impl CrawlApi for RemoteCoordinator {
     async fn lease(&self, _node: &str) -> Result<Offer, ApiError> {
-        let body = encode(&CrawlCall::Lease).map_err(|e| ApiError::Local(e.to_string()))?;
-        match self.call(body).await? {
+        match self.call(CrawlCall::Lease).await? {
             CrawlReply::Offer(offer) => Ok(offer),
             other => Err(unexpected(&other)),
         }
     }
 
     async fn complete(&self, completion: Completion) -> Result<Vec<String>, ApiError> {
-        let body = encode_completion(&completion).map_err(|e| ApiError::Local(e.to_string()))?;
-        match self.call(body).await? {
+        let call = fit_completion(completion).map_err(|e| ApiError::Local(e.to_string()))?;
+        match self.call(call).await? {
             CrawlReply::Accepted(urls) => Ok(urls),
             other => Err(unexpected(&other)),
         }
@@ -71,8 +63,7 @@ impl CrawlApi for RemoteCoordinator {
             crawl: crawl.to_string(),
             shard,
         };
-        let body = encode(&call).map_err(|e| ApiError::Local(e.to_string()))?;
-        match self.call(body).await? {
+        match self.call(call).await? {
             CrawlReply::Recorded => Ok(()),
             other => Err(unexpected(&other)),
         }
@@ -83,27 +74,14 @@ impl CrawlApi for RemoteCoordinator {
 /// anyway), until the network stops.
 pub async fn serve(coordinator: Coordinator, mut requests: Inbound<CrawlProtocol>) {
     while let Some(event) = requests.recv().await {
-        let reply = answer(&coordinator, event.peer, &event.request.body).await;
-        let body = encode(&reply).unwrap_or_else(|e| {
-            warn!(%e, "crawl reply does not encode");
-            encode(&CrawlReply::Unavailable("reply too large".into())).unwrap_or_default()
-        });
-        if event
-            .responder
-            .respond(CrawlResponse { body })
-            .await
-            .is_err()
-        {
+        let reply = answer(&coordinator, event.peer, event.request).await;
+        if event.responder.respond(reply).await.is_err() {
             return;
         }
     }
 }
 
-async fn answer(coordinator: &Coordinator, peer: PeerId, body: &[u8]) -> CrawlReply {
-    let call = match decode::<CrawlCall>(body) {
-        Ok(call) => call,
-        Err(e) => return CrawlReply::Refused(e.to_string()),
-    };
+async fn answer(coordinator: &Coordinator, peer: PeerId, call: CrawlCall) -> CrawlReply {
     // The node is the connection's peer, whatever the message says.
     let node = peer.to_string();
     debug!(%node, ?call, "crawl request");

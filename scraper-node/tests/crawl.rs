@@ -288,7 +288,7 @@ async fn scraper_nodes_crawl_through_a_coordinator_over_libp2p() {
         crawl,
     } = setup(0.0).await;
 
-    // The coordinator's node serves /tessera/crawl/1; scraper nodes join through it.
+    // The coordinator's node serves the crawl protocol; scraper nodes join through it.
     let mut coordinator_net = common::coordinator_net().await;
     let info = coordinator_net.client.info().await.unwrap();
     let bootstrap = info.dialable_addrs();

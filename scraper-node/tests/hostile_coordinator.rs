@@ -16,15 +16,15 @@ use std::{
 use axum::{Router, extract::State, http::HeaderMap, routing::get};
 use bytesize::ByteSize;
 use libp2p::identity::Keypair;
-use tessera_net::{NetworkConfig, protocol::CrawlResponse};
+use tessera_net::NetworkConfig;
 use tessera_scraper_node::{
     address::NetworkPolicy,
     coordinator::{Completion, Offer},
     frontier::{Lease, PageResult},
     limits::OperatorLimits,
+    protocol::{CrawlCall, CrawlProtocol, CrawlReply},
     remote::RemoteCoordinator,
     spec::CrawlSpec,
-    wire::{CrawlCall, CrawlReply, decode, encode},
     worker::{Step, Worker, WorkerConfig},
 };
 use tokio::sync::mpsc;
@@ -87,12 +87,11 @@ async fn lying_coordinator(
 ) -> (tessera_net::Network, mpsc::UnboundedReceiver<Completion>) {
     let mut net = common::coordinator_net().await;
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut events: tessera_net::Inbound<tessera_net::protocol::CrawlProtocol> =
-        net.inbound().unwrap();
+    let mut events: tessera_net::Inbound<CrawlProtocol> = net.inbound().unwrap();
     tokio::spawn(async move {
         let mut offers = offers.into_iter();
         while let Some(event) = events.recv().await {
-            let reply = match decode::<CrawlCall>(&event.request.body).unwrap() {
+            let reply = match event.request {
                 CrawlCall::Lease => CrawlReply::Offer(offers.next().unwrap_or(Offer::Idle)),
                 CrawlCall::Complete(c) => {
                     let accepted = c.reports.iter().map(|r| r.url.clone()).collect();
@@ -101,8 +100,7 @@ async fn lying_coordinator(
                 }
                 CrawlCall::Shard { .. } => CrawlReply::Recorded,
             };
-            let body = encode(&reply).unwrap();
-            let _ = event.responder.respond(CrawlResponse { body }).await;
+            let _ = event.responder.respond(reply).await;
         }
     });
     (net, rx)

@@ -32,13 +32,11 @@ use tessera_formats::{
     receipt::{NodeKey, RECEIPT_VERSION},
     record::SigningKey,
 };
-use tessera_net::{
-    Client, PeerId,
-    protocol::{ChallengeProtocol, ChallengeResponse},
-};
+use tessera_net::{Client, PeerId};
 use tessera_proofs::{
     Challenge, DEFAULT_SAMPLES, Rules, Schedule, Standing, Standings, Verdict, verdict, verify,
 };
+use tessera_storage_protocol::{ChallengeProtocol, ChallengeResponse};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 

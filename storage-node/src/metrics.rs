@@ -5,7 +5,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-use tessera_net::protocol::ErrorCode;
+use tessera_storage_protocol::ErrorCode;
 
 use crate::store::Usage;
 

@@ -18,10 +18,8 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use tessera_dataset_registry::protocol::{MAX_ANNOUNCEMENT, REGISTRY_TOPIC, RegistryProtocol};
 use tessera_dataset_registry::{Registry, RegistryConfig};
-use tessera_net::{
-    Client, Multiaddr, NetworkConfig, TopicEvent, identity,
-    protocol::{ChallengeProtocol, PieceProtocol},
-};
+use tessera_net::{Client, Multiaddr, NetworkConfig, TopicEvent, identity};
+use tessera_storage_protocol::{ChallengeProtocol, PieceProtocol};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 

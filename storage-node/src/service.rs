@@ -16,14 +16,12 @@ use std::{
 };
 
 use cid::Cid;
-use tessera_net::{
-    Client, Inbound, PeerId, Request,
-    protocol::{
-        ChallengeProtocol, ChallengeResponse, ErrorCode, MAX_PUT_CHUNK, PieceProtocol,
-        PieceRequest, PieceResponse,
-    },
-};
+use tessera_net::{Client, Inbound, PeerId, Request};
 use tessera_proofs::{Challenge, prove, prove_range};
+use tessera_storage_protocol::{
+    ChallengeProtocol, ChallengeResponse, ErrorCode, MAX_PUT_CHUNK, PieceProtocol, PieceRequest,
+    PieceResponse,
+};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
@@ -187,7 +185,7 @@ impl Ctx {
             }) => {
                 self.metrics.request("challenge");
                 let piece = request.piece;
-                let response = match self.challenge(request).await {
+                let response = match self.challenge(request.0).await {
                     Ok(proof) => {
                         self.metrics.challenge_answered();
                         self.metrics.proof_bytes(proof.body.len() as u64);

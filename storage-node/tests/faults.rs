@@ -14,8 +14,8 @@ use std::{
 
 use common::{bytes, http_get, upload, user};
 use tessera_formats::address::raw_cid;
-use tessera_net::protocol::PieceResponse;
 use tessera_storage_node::{NodeConfig, PieceStore, Status, StorageNode, StoreConfig, StoreError};
+use tessera_storage_protocol::PieceResponse;
 
 /// The open-file limit is the whole process's: tests that lower it run alone.
 static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -7,8 +7,8 @@ mod common;
 
 use common::{bytes, http_get, upload, user};
 use tessera_formats::address::raw_cid;
-use tessera_net::protocol::PieceResponse;
 use tessera_storage_node::{NodeConfig, Status, StorageNode};
+use tessera_storage_protocol::PieceResponse;
 
 fn config(dir: &std::path::Path) -> NodeConfig {
     NodeConfig {

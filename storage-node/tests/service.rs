@@ -8,14 +8,11 @@
 use std::sync::Arc;
 
 use tessera_formats::address::raw_cid;
-use tessera_net::{
-    Client, Keypair, Multiaddr, NetworkConfig,
-    protocol::{
-        ChallengeProtocol, ChallengeResponse, ErrorCode, PieceProtocol, PieceRequest, PieceResponse,
-    },
-    start,
-};
+use tessera_net::{Client, Keypair, Multiaddr, NetworkConfig, start};
 use tessera_proofs::{ByteRange, Challenge, verify, verify_range};
+use tessera_storage_protocol::{
+    ChallengeProtocol, ChallengeResponse, ErrorCode, PieceProtocol, PieceRequest, PieceResponse,
+};
 mod common;
 
 use common::{bytes, upload, user};

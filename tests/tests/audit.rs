@@ -16,15 +16,13 @@ use tessera_dataset_registry::{fetch_version, publish_version};
 use tessera_formats::{
     AuditResult, Cid, DatasetRef, Manifest, erasure::ErasureParams, record::SigningKey,
 };
-use tessera_net::{
-    Inbound, Keypair, NetworkConfig,
-    protocol::{ChallengeProtocol, ChallengeResponse, ErrorCode},
-};
+use tessera_net::{Inbound, Keypair, NetworkConfig};
 use tessera_proofs::{Challenge, Outboard, Proof, prove};
 use tessera_storage_node::{
     LocalNetwork,
     audit::{AuditConfig, node_key},
 };
+use tessera_storage_protocol::{ChallengeProtocol, ChallengeResponse, ErrorCode};
 use tessera_tests::write_parquet;
 
 const MIB: u64 = 1024 * 1024;
@@ -395,7 +393,7 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
             seen.lock().unwrap().push(request.nonce);
             let own = Challenge {
                 nonce: [7; 32],
-                ..request.clone()
+                ..request.0.clone()
             };
             let mut current = *mode.lock().unwrap();
             if let Answer::BusyOnce = current {

@@ -11,9 +11,9 @@ use std::{
 
 use tessera_client::{AuditError, GetOptions, PutOptions, Session, audit, get_file, put_file};
 use tessera_formats::erasure::ErasureParams;
-use tessera_net::protocol::{ErrorCode, PieceProtocol, PieceRequest, PieceResponse};
 use tessera_proofs::{Challenge, Outboard, prove_range};
 use tessera_storage_node::LocalNetwork;
+use tessera_storage_protocol::{ErrorCode, PieceProtocol, PieceRequest, PieceResponse};
 use tessera_tests::sample_bytes;
 
 const MIB: u64 = 1024 * 1024;

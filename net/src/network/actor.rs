@@ -297,7 +297,7 @@ impl Actor {
                         }
                     }
                     // This node's own record (its store answers first) is no reason to stop:
-                    // it is asking because it wants the piece from someone else.
+                    // it is asking because it wants the content from someone else.
                     let local = *self.swarm.local_peer_id();
                     if *lookup == Lookup::First && found.iter().any(|p| *p != local) {
                         // The answers still in flight are dropped with the query.

@@ -84,7 +84,7 @@ impl Actor {
         }
         if queue.try_send(event).is_err() {
             // A full queue drops messages; what follows a topic catches up by other means
-            // (the registry's periodic catch-up, receipts served over HTTP).
+            // (each topic's owner has one: a periodic catch-up, a query over HTTP).
             debug!(topic = %topic.name, "gossip message dropped: the queue is full");
         }
     }

@@ -364,13 +364,14 @@ impl Client {
     pub async fn request<P: rpc::Protocol>(
         &self,
         peer: PeerId,
-        request: P::Request,
+        request: impl Into<P::Request>,
     ) -> Result<P::Response, NetError> {
         let index = *self
             .protocols
             .get(&P::NAME)
             .ok_or_else(|| NetError::Unregistered(P::NAME.to_string()))?;
         let bytes = request
+            .into()
             .into_cbor_parts()
             .map_err(|reason| NetError::Encode {
                 protocol: P::NAME.to_string(),

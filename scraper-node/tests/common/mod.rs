@@ -99,7 +99,7 @@ pub(crate) fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// A network on 127.0.0.1 that serves `/tessera/crawl/1`, as a coordinator's node does.
+/// A network on 127.0.0.1 that serves the crawl protocol, as a coordinator's node does.
 pub(crate) async fn coordinator_net() -> tessera_net::Network {
     tessera_net::start(
         libp2p::identity::Keypair::generate_ed25519(),
@@ -107,7 +107,7 @@ pub(crate) async fn coordinator_net() -> tessera_net::Network {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             ..tessera_net::NetworkConfig::default()
         }
-        .serving::<tessera_net::protocol::CrawlProtocol>(),
+        .serving::<tessera_scraper_node::protocol::CrawlProtocol>(),
     )
     .await
     .unwrap()

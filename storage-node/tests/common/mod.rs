@@ -2,10 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use tessera_net::{
-    Client, PeerId,
-    protocol::{MAX_PUT_CHUNK, PieceProtocol, PieceRequest, PieceResponse},
-};
+use tessera_net::{Client, PeerId};
+use tessera_storage_protocol::{MAX_PUT_CHUNK, PieceProtocol, PieceRequest, PieceResponse};
 
 /// Uploads `bytes` under `piece` and returns the final response.
 pub(crate) async fn upload(

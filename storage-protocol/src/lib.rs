@@ -1,4 +1,4 @@
-//! Tessera's wire protocols: names, messages and limits.
+//! The protocols a storage node answers: their names, messages and limits.
 //!
 //! ```text
 //! /tessera/piece/1       client -> node
@@ -10,19 +10,16 @@
 //!   any                                    -> Error { piece, code, message }
 //! /tessera/challenge/1   auditor -> node
 //!   Challenge { piece, nonce, samples }    -> Proof { .. } | Error { .. }
-//! /tessera/crawl/1      scraper node -> crawl coordinator
-//!   CrawlRequest { body }                  -> CrawlResponse { body }
-//!   (bodies are the scraper's DAG-CBOR messages: lease, complete, shard; see scraper-node)
 //! ```
 //! Every piece response names the piece (and range) it answers. Messages are DAG-CBOR, one per
 //! stream direction, and the codec refuses any message over its limit before decoding it.
 
 use cid::Cid;
-use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 use tessera_proofs::{ByteRange, Challenge, MAX_PROOF_BODY, MAX_RANGE_LEN, Proof};
 
-use crate::{
+use tessera_net::{
+    StreamProtocol,
     codec::{Encoded, Message, from_cbor, to_cbor},
     rpc::Protocol,
 };
@@ -47,7 +44,7 @@ impl Protocol for PieceProtocol {
     }
 }
 
-crate::register_protocol!(PieceProtocol);
+tessera_net::register_protocol!(PieceProtocol);
 
 /// The storage challenge protocol.
 #[derive(Debug)]
@@ -69,26 +66,7 @@ impl Protocol for ChallengeProtocol {
     }
 }
 
-crate::register_protocol!(ChallengeProtocol);
-
-/// The crawl protocol between scraper nodes and a crawl coordinator.
-#[derive(Debug)]
-pub struct CrawlProtocol;
-
-impl Protocol for CrawlProtocol {
-    const NAME: StreamProtocol = StreamProtocol::new("/tessera/crawl/1");
-    const MAX_REQUEST: u64 = MAX_CRAWL_MESSAGE;
-    const MAX_RESPONSE: u64 = MAX_CRAWL_MESSAGE;
-    type Request = CrawlRequest;
-    type Response = CrawlResponse;
-
-    /// An empty body is the coordinator's "busy": the node asks again later.
-    fn busy(_: &CrawlRequest) -> CrawlResponse {
-        CrawlResponse { body: Vec::new() }
-    }
-}
-
-crate::register_protocol!(CrawlProtocol);
+tessera_net::register_protocol!(ChallengeProtocol);
 
 /// Most bytes one upload message carries.
 pub const MAX_PUT_CHUNK: u64 = 1024 * 1024;
@@ -102,12 +80,6 @@ pub const MAX_PIECE_RESPONSE: u64 = MAX_RANGE_LEN + 4096 + ENVELOPE;
 pub const MAX_CHALLENGE_REQUEST: u64 = ENVELOPE;
 /// Largest challenge response on the wire.
 pub const MAX_CHALLENGE_RESPONSE: u64 = MAX_PROOF_BODY as u64 + ENVELOPE;
-
-/// Largest crawl message body either way: a lease of 1,000 URLs, or a report of one with
-/// their links.
-pub const MAX_CRAWL_BODY: u64 = 4 * 1024 * 1024;
-/// Largest crawl message on the wire.
-pub const MAX_CRAWL_MESSAGE: u64 = MAX_CRAWL_BODY + ENVELOPE;
 
 /// A request of the piece protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,31 +247,29 @@ impl ChallengeResponse {
     }
 }
 
-/// Re-exported so users of the protocol need not depend on `tessera-proofs` for the request.
-pub type ChallengeRequest = Challenge;
-
-/// A request of the crawl protocol: one of the scraper's messages, as DAG-CBOR, which the
-/// coordinator decodes within its own limits.
+/// A request of the challenge protocol: a challenge as `tessera_proofs` defines it, written
+/// as it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CrawlRequest {
-    /// The message.
-    #[serde(with = "serde_bytes")]
-    pub body: Vec<u8>,
+#[serde(transparent)]
+pub struct ChallengeRequest(pub Challenge);
+
+impl From<Challenge> for ChallengeRequest {
+    fn from(challenge: Challenge) -> Self {
+        Self(challenge)
+    }
 }
 
-/// A response of the crawl protocol.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CrawlResponse {
-    /// The message.
-    #[serde(with = "serde_bytes")]
-    pub body: Vec<u8>,
+impl std::ops::Deref for ChallengeRequest {
+    type Target = Challenge;
+
+    fn deref(&self) -> &Challenge {
+        &self.0
+    }
 }
 
 impl Message for PieceRequest {}
 impl Message for ChallengeRequest {}
 impl Message for ChallengeResponse {}
-impl Message for CrawlRequest {}
-impl Message for CrawlResponse {}
 
 /// How serde writes a `Range` response whose body is empty, up to and with that body: the
 /// variant's map, whose keys sort `body` first (DAG-CBOR orders keys by length, then bytes).

@@ -13,11 +13,9 @@ use std::{
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use futures::{AsyncRead, AsyncReadExt as _, executor::block_on};
-use tessera_net::{
-    codec::{Message as _, from_cbor, read_limited, to_cbor},
-    protocol::{MAX_PIECE_RESPONSE, PieceResponse},
-};
+use tessera_net::codec::{Message as _, from_cbor, read_limited, to_cbor};
 use tessera_proofs::ByteRange;
+use tessera_storage_protocol::{MAX_PIECE_RESPONSE, PieceResponse};
 
 const LEN: usize = 1 << 20;
 
