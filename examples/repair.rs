@@ -18,14 +18,12 @@ use std::{
     path::PathBuf,
     time::{Duration, Instant},
 };
+use tessera_dataset::{PublishOptions, publish::list_parquet};
 
 use anyhow::Context as _;
 use clap::Parser;
-use tessera_client::{
-    Session,
-    dataset::{PublishOptions, publish::list_parquet},
-};
-use tessera_dataset_registry::publish_version;
+use tessera_client::Session;
+use tessera_dataset::publish_version;
 use tessera_formats::{Cid, record::SigningKey};
 use tessera_storage_node::{LocalNetwork, audit::AuditConfig};
 

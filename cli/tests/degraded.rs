@@ -12,16 +12,13 @@ use std::{
     sync::Arc,
     time::Duration,
 };
+use tessera_dataset::{PublishOptions, publish, publish::list_parquet};
 
 use arrow::{
     array::{AsArray, Int64Array, RecordBatch, StringArray},
     datatypes::{DataType, Field, Schema},
 };
-use tessera_client::{
-    GetOptions, PutOptions, Session,
-    dataset::{PublishOptions, publish, publish::list_parquet},
-    get_file, put_file,
-};
+use tessera_client::{GetOptions, PutOptions, Session, get_file, put_file};
 use tessera_formats::erasure::ErasureParams;
 use tessera_net::{Multiaddr, PeerId, PeerStatus};
 use tessera_stream::{DatasetStream, ShardCache, StreamOptions};

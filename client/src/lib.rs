@@ -10,14 +10,12 @@
 //!   against the CID, falling back to another provider on a slow, missing or lying one.
 //! - [`get`]: a shard back from its layout CID, with up to `m` pieces lost; a piece slow to
 //!   start is hedged with another ([`hedge`]), so a frozen holder costs a short delay.
-//! - [`dataset`]: publish a directory of Parquet files as a dataset version, fetch one back.
 //! - [`repair`]: rebuild a shard's lost pieces from any `k` others onto new nodes.
 //! - [`audit`]: challenge a holder and verify its proof against the piece CID alone.
 //!
 //! See `docs/ARCHITECTURE.md`.
 
 pub mod audit;
-pub mod dataset;
 pub mod error;
 pub mod fetch;
 pub mod get;

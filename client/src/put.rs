@@ -123,7 +123,8 @@ pub async fn put_file(
     })
 }
 
-pub(crate) fn encode_to_files(
+/// Erasure-codes the file at `path` into piece files in `dir`: its layout and the pieces' paths.
+pub fn encode_to_files(
     path: &Path,
     dir: &Path,
     params: ErasureParams,

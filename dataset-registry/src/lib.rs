@@ -8,11 +8,10 @@
 //!   registry nodes.
 //! - [`remote`]: what clients call: submit a record, list datasets, read a log, resolve
 //!   `[PUBLISHER/]NAME[@VERSION]` to a manifest CID.
-//! - [`version`]: publish the next version of a dataset (data, manifest, signed record), or
-//!   fetch one by CID or name.
 //! - [`http`]: the read-only HTTP API and shard gateway of a registry node.
 //!
-//! Records and manifests are defined in `tessera-formats`. See `docs/ARCHITECTURE.md`.
+//! Records and manifests are defined in `tessera-formats`; publishing and fetching whole
+//! versions is `tessera-dataset`'s. See `docs/ARCHITECTURE.md`.
 
 pub mod http;
 pub mod protocol;
@@ -20,14 +19,9 @@ pub mod publisher_key;
 pub mod remote;
 pub mod service;
 pub mod store;
-pub mod version;
 
 pub use service::{Registry, RegistryConfig, run};
 pub use store::{Admission, AdmitError, AuditSet, DatasetShards, Entry, RecordStore};
-pub use version::{
-    Published, Registered, StoredVersion, VersionError, fetch_version, publish_stored,
-    publish_version,
-};
 
 /// Locks a mutex; a panic while it was held leaves plain data behind, still usable.
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -8,7 +8,7 @@ use arrow::{
     datatypes::{DataType, Field, Int64Type, Schema},
 };
 use parquet::{arrow::ArrowWriter, basic::Compression, file::properties::WriterProperties};
-use tessera_client::dataset::parquet_guard::{ParquetLimits, contain, open_checked};
+use tessera_dataset::parquet_guard::{ParquetLimits, contain, open_checked};
 use tessera_dataset_registry::protocol::{RegistryRequest, RegistryResponse};
 use tessera_formats::{
     AuditReceipt, AuditResult, DatasetRef, Manifest, PublisherKey, RepairClaim, ShardLayout,
@@ -237,7 +237,7 @@ fn block_seeds() -> Vec<Vec<u8>> {
         version: tessera_formats::manifest::MANIFEST_VERSION,
         schema: Some(ManifestSchema {
             format: "arrow-ipc".into(),
-            bytes: tessera_client::dataset::inspect::schema_bytes(&schema),
+            bytes: tessera_dataset::inspect::schema_bytes(&schema),
         }),
         shards: vec![ShardEntry {
             name: "part-0.parquet".into(),

@@ -10,15 +10,12 @@
 //! ```
 
 use std::collections::BTreeMap;
+use tessera_dataset::{
+    StoredVersion, fetch::fetch_manifest, publish::arrow_schema, publish_stored,
+};
 
-use tessera_client::{
-    Session,
-    dataset::{fetch::fetch_manifest, publish::arrow_schema},
-};
-use tessera_dataset_registry::{
-    StoredVersion, publish_stored,
-    remote::{self, RemoteError},
-};
+use tessera_client::Session;
+use tessera_dataset_registry::remote::{self, RemoteError};
 use tessera_formats::{
     Manifest, PublisherKey, ShardLayout, VersionSel,
     manifest::{MANIFEST_VERSION, MAX_METADATA_VALUE_BYTES, ShardEntry},

@@ -22,12 +22,10 @@ use std::{
     sync::Arc,
     time::Duration,
 };
+use tessera_dataset::{PublishOptions, default_params, inspect::inspect, store_shard};
 
 use libp2p::identity::Keypair;
-use tessera_client::{
-    Session,
-    dataset::{PublishOptions, default_params, inspect::inspect, store_shard},
-};
+use tessera_client::Session;
 use tessera_formats::{
     address::{HashFn, hash_reader},
     erasure::{DEFAULT_STRIPE_SIZE, ErasureParams},

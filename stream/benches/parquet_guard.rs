@@ -63,7 +63,7 @@ fn checks_against_decoding(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("checks_only", |b| {
         b.iter(|| {
-            let builder = tessera_client::dataset::parquet_guard::open_checked(
+            let builder = tessera_dataset::parquet_guard::open_checked(
                 file.reopen().unwrap(),
                 &ParquetLimits::default(),
             )

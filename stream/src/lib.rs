@@ -26,4 +26,4 @@ pub fn manifest_schema(
 }
 
 /// The limits a shard's Parquet is read with ([`StreamOptions::parquet_limits`]).
-pub use tessera_client::dataset::parquet_guard::ParquetLimits;
+pub use tessera_dataset::parquet_guard::ParquetLimits;

@@ -7,12 +7,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{io::Write as _, path::Path, time::Duration};
-
-use tessera_client::{
-    Session,
-    dataset::{FetchOptions, PublishOptions, publish::list_parquet},
+use tessera_dataset::{
+    FetchOptions, PublishOptions, fetch_version, publish::list_parquet, publish_version,
 };
-use tessera_dataset_registry::{fetch_version, publish_version};
+
+use tessera_client::Session;
+
 use tessera_formats::{
     AuditResult, Cid, DatasetRef, Manifest, erasure::ErasureParams, record::SigningKey,
 };

@@ -9,20 +9,14 @@
 )]
 
 use std::{path::Path, sync::Arc, time::Duration};
+use tessera_dataset::{
+    DatasetError, FetchOptions, Progress, PublishOptions, VersionError, fetch_dataset,
+    fetch_version, publish::list_parquet, publish_version,
+};
 
-use tessera_client::{
-    Session,
-    dataset::{
-        DatasetError, FetchOptions, Progress, PublishOptions, fetch_dataset, publish::list_parquet,
-    },
-    fetch::providers,
-    put::store_block,
-};
+use tessera_client::{Session, fetch::providers, put::store_block};
 use tessera_dataset_registry::protocol::RegistryErrorCode;
-use tessera_dataset_registry::{
-    VersionError, fetch_version, publish_version,
-    remote::{self, RemoteError},
-};
+use tessera_dataset_registry::remote::{self, RemoteError};
 use tessera_formats::{
     DatasetRef, PublisherKey, VersionRecord,
     address::dag_cbor_cid,
@@ -55,7 +49,7 @@ async fn fetch(
     session: &Session,
     cid: tessera_formats::Cid,
     out: &Path,
-) -> Result<tessera_client::dataset::FetchReport, DatasetError> {
+) -> Result<tessera_dataset::FetchReport, DatasetError> {
     fetch_dataset(session, cid, out, &FetchOptions::default()).await
 }
 
@@ -463,7 +457,7 @@ async fn an_interrupted_publish_resumes_without_storing_pieces_again() {
 
     // The first run is cut off once four pieces are acknowledged, one piece at a time.
     let (stored_tx, mut stored_rx) = tokio::sync::mpsc::unbounded_channel();
-    let sink: tessera_client::dataset::ProgressSink = Some(Arc::new(move |event| {
+    let sink: tessera_dataset::ProgressSink = Some(Arc::new(move |event| {
         if let Progress::PieceStored { .. } = event {
             let _ = stored_tx.send(());
         }

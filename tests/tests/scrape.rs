@@ -13,6 +13,10 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
+use tessera_dataset::{
+    DatasetError, FetchOptions, PublishOptions, default_params, fetch_version, inspect::inspect,
+    publish::list_parquet, store_shard,
+};
 
 use arrow::array::{Array, StringArray};
 use axum::{
@@ -23,14 +27,8 @@ use axum::{
     routing::get,
 };
 use serde_json::Value;
-use tessera_client::{
-    Session,
-    dataset::{
-        DatasetError, FetchOptions, PublishOptions, default_params, inspect::inspect,
-        publish::list_parquet, store_shard,
-    },
-};
-use tessera_dataset_registry::{fetch_version, remote};
+use tessera_client::Session;
+use tessera_dataset_registry::remote;
 use tessera_formats::{DatasetRef, PublisherKey, VersionSel, record::SigningKey};
 use tessera_scraper_node::{
     address::NetworkPolicy,
@@ -276,9 +274,7 @@ async fn a_crawl_is_stored_published_and_fetched_by_name() {
         pages.values().map(|c| c.pages).sum::<u64>(),
         PAGES as u64 + 1
     );
-    let fetched_manifest = tessera_client::dataset::fetch_manifest(&reader, cid)
-        .await
-        .unwrap();
+    let fetched_manifest = tessera_dataset::fetch_manifest(&reader, cid).await.unwrap();
     assert_eq!(fetched_manifest.metadata[CRAWL_KEY], id);
     assert_eq!(fetched_manifest.total_rows(), PAGES as u64 + 1);
 
@@ -384,10 +380,9 @@ async fn a_crawl_published_again_is_the_same_version() {
         .await
         .unwrap();
     assert_eq!(other.version, 2);
-    let manifest =
-        tessera_client::dataset::fetch_manifest(&session, other.manifest.parse().unwrap())
-            .await
-            .unwrap();
+    let manifest = tessera_dataset::fetch_manifest(&session, other.manifest.parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(manifest.metadata[CRAWL_KEY], "crawl-b");
     assert_eq!(manifest.metadata["tessera.crawl.missing_pages"], "2");
     // The nodes' validation scores travel with the version, for `tessera rewards`.

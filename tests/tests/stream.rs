@@ -5,13 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::{collections::HashMap, path::Path, sync::Arc};
+use tessera_dataset::{PublishOptions, publish, publish::list_parquet};
 
 use arrow::array::{AsArray, RecordBatch};
-use tessera_client::{
-    Session,
-    dataset::{PublishOptions, publish, publish::list_parquet},
-    fetch::providers,
-};
+use tessera_client::{Session, fetch::providers};
 use tessera_formats::{Cid, Manifest, erasure::ErasureParams};
 use tessera_storage_node::LocalNetwork;
 use tessera_stream::{
@@ -322,7 +319,7 @@ async fn a_new_version_fetches_only_its_changed_shards_through_the_shared_cache(
         ..StreamOptions::default()
     };
     let cache_dir = dir.path().join("cache");
-    let read = |report: &tessera_client::dataset::PublishReport| {
+    let read = |report: &tessera_dataset::PublishReport| {
         let cache = ShardCache::open(&cache_dir, 64 * MIB).unwrap();
         let stream = DatasetStream::open(
             &session,

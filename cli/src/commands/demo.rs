@@ -14,17 +14,15 @@ use std::{
     sync::{Arc, PoisonError},
     time::{Duration, Instant},
 };
+use tessera_dataset::{FetchOptions, fetch_manifest, fetch_version, publish::list_parquet};
 
 use anyhow::{Context as _, bail, ensure};
 use arrow::array::{Array, StringArray};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
-use tessera_client::{
-    Session,
-    dataset::{FetchOptions, fetch_manifest, publish::list_parquet},
-};
-use tessera_dataset_registry::{fetch_version, remote};
+use tessera_client::Session;
+use tessera_dataset_registry::remote;
 use tessera_formats::{Cid, DatasetRef};
 use tessera_scraper_node::{
     address::NetworkPolicy,

@@ -5,8 +5,8 @@ use std::{path::PathBuf, time::Instant};
 
 use anyhow::Context as _;
 use bytesize::ByteSize;
-use tessera_client::dataset::FetchOptions;
-use tessera_dataset_registry::fetch_version;
+use tessera_dataset::FetchOptions;
+use tessera_dataset::fetch_version;
 use tessera_formats::DatasetRef;
 
 use super::{progress, reader::ReaderArgs};

@@ -1,12 +1,10 @@
 //! Progress bars for dataset commands, drawn on stderr only when it is a terminal.
 
 use std::{sync::Arc, time::Duration};
+use tessera_dataset::{Progress, ProgressSink};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tessera_client::{
-    Session,
-    dataset::{Progress, ProgressSink},
-};
+use tessera_client::Session;
 
 /// A wait on one node this long is named on the progress line.
 const NAMED_WAIT: Duration = Duration::from_secs(1);

@@ -6,8 +6,8 @@ use std::{path::PathBuf, time::Instant};
 
 use anyhow::Context as _;
 use bytesize::ByteSize;
-use tessera_client::dataset::{PublishOptions, publish::list_parquet};
-use tessera_dataset_registry::publish_version;
+use tessera_dataset::publish_version;
+use tessera_dataset::{PublishOptions, publish::list_parquet};
 use tessera_formats::erasure::{DEFAULT_STRIPE_SIZE, ErasureParams};
 
 use super::{join::JoinArgs, progress, publisher_key};

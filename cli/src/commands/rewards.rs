@@ -20,9 +20,9 @@ use std::{
 use anyhow::{Context as _, bail};
 use bytesize::ByteSize;
 use serde::Serialize;
-use tessera_client::dataset::FetchOptions;
-use tessera_client::dataset::parquet_guard::{ParquetLimits, contain, open_checked};
-use tessera_dataset_registry::fetch_version;
+use tessera_dataset::FetchOptions;
+use tessera_dataset::fetch_version;
+use tessera_dataset::parquet_guard::{ParquetLimits, contain, open_checked};
 use tessera_formats::DatasetRef;
 use tessera_proofs::{decode_blocks, ledger};
 use tessera_scraper_node::{

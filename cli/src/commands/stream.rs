@@ -12,7 +12,7 @@ use std::{
 use anyhow::Context as _;
 use arrow::ipc::writer::StreamWriter;
 use bytesize::ByteSize;
-use tessera_client::dataset::fetch_manifest;
+use tessera_dataset::fetch_manifest;
 use tessera_dataset_registry::remote;
 use tessera_formats::DatasetRef;
 use tessera_stream::{

@@ -28,11 +28,12 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+use tessera_dataset::parquet_guard::ParquetLimits;
 
 use arrow::{array::RecordBatch, datatypes::SchemaRef};
 use cid::Cid;
 use serde::{Deserialize, Serialize};
-use tessera_client::{Session, dataset::parquet_guard::ParquetLimits};
+use tessera_client::Session;
 use tessera_formats::Manifest;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::debug;

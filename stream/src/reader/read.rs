@@ -7,7 +7,7 @@ use parquet::arrow::{
     ProjectionMask,
     arrow_reader::{RowSelection, RowSelectionPolicy, RowSelector},
 };
-use tessera_client::dataset::parquet_guard::{ParquetLimits, contain, open_checked};
+use tessera_dataset::parquet_guard::{ParquetLimits, contain, open_checked};
 use tessera_formats::Manifest;
 
 use crate::error::StreamError;

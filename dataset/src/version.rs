@@ -7,12 +7,10 @@ use std::{
 };
 
 use cid::Cid;
-use tessera_client::{
-    Session,
-    dataset::{
-        DatasetError, FetchOptions, FetchReport, PublishOptions, PublishReport,
-        fetch::fetch_manifest, fetch_dataset, publish, store_manifest, unix_ms,
-    },
+use tessera_client::Session;
+use tessera_dataset_registry::{
+    Entry,
+    remote::{self, RemoteError},
 };
 use tessera_formats::{
     DatasetRef, Manifest, PublisherKey, SignedRecord, VersionRecord, VersionSel,
@@ -21,8 +19,8 @@ use tessera_formats::{
 };
 
 use crate::{
-    remote::{self, RemoteError},
-    store::Entry,
+    DatasetError, FetchOptions, FetchReport, PublishOptions, PublishReport, fetch::fetch_manifest,
+    fetch_dataset, publish, store_manifest, unix_ms,
 };
 
 /// Publishing or fetching a version failed.

@@ -33,7 +33,7 @@ use super::{
     parquet_guard::ParquetLimits,
     report, unix_ms,
 };
-use crate::{
+use tessera_client::{
     error::ClientError,
     put::{StoreHooks, encode_to_files, store_block, store_pieces},
     session::Session,
@@ -436,7 +436,7 @@ mod tests {
     use arrow::datatypes::DataType;
 
     use super::*;
-    use crate::dataset::inspect::tests::write;
+    use crate::inspect::tests::write;
 
     #[test]
     fn the_file_with_another_schema_is_named() {

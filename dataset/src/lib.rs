@@ -7,24 +7,34 @@
 //! - [`fetch`]: a manifest's shards into a directory, in parallel, each verified, resuming
 //!   where an earlier run stopped.
 //! - [`journal`]: what an interrupted publish had already stored.
-
+//! - [`parquet_guard`]: a Parquet file checked before it is decoded.
+//! - [`version`]: publishing and fetching whole versions: the operations above joined to the
+//!   registry's signed records.
+//!
+//! Storage nodes link none of this: Arrow and Parquet are for the processes that publish and
+//! read datasets.
 use std::path::PathBuf;
 
 use cid::Cid;
 use tessera_formats::manifest::ManifestError;
 
-use crate::error::ClientError;
+use tessera_client::error::ClientError;
 
 pub mod fetch;
 pub mod inspect;
 pub mod journal;
 pub mod parquet_guard;
 pub mod publish;
+pub mod version;
 
 pub use fetch::{FetchOptions, FetchReport, fetch_dataset, fetch_manifest};
 pub use publish::{
     PublishOptions, PublishReport, StoredShard, default_params, publish, store_manifest,
     store_shard,
+};
+pub use version::{
+    Published, Registered, StoredVersion, VersionError, fetch_version, publish_stored,
+    publish_version,
 };
 
 /// What a publish or fetch reports while it runs, for a progress display.

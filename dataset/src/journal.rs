@@ -7,7 +7,6 @@ use std::{
     fs::{File, OpenOptions},
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    sync::Mutex,
 };
 
 use cid::Cid;
@@ -26,7 +25,7 @@ struct Line {
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<File>,
+    file: parking_lot::Mutex<File>,
     stored: HashMap<Cid, PeerId>,
 }
 
@@ -56,7 +55,7 @@ impl Journal {
             .map_err(DatasetError::io(format!("opening {}", path.display())))?;
         Ok(Self {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
+            file: parking_lot::Mutex::new(file),
             stored,
         })
     }
@@ -74,7 +73,7 @@ impl Journal {
         };
         if let Ok(mut text) = serde_json::to_string(&line) {
             text.push('\n');
-            let mut file = crate::lock(&self.file);
+            let mut file = self.file.lock();
             // A line that fails to reach the disk only means the piece is sent again.
             let _ = file.write_all(text.as_bytes()).and_then(|()| file.flush());
         }

@@ -19,8 +19,7 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use tracing::debug;
 
 use super::{DatasetError, Progress, ProgressSink, report};
-use crate::{
-    error::ClientError,
+use tessera_client::{
     fetch::fetch_block,
     get::{GetOptions, fetch_shard},
     session::Session,
@@ -197,8 +196,9 @@ pub async fn fetch_dataset(
     let (mut fetched, mut reconstructed, mut failed, mut bytes) =
         (Vec::new(), Vec::new(), Vec::new(), 0);
     while let Some(joined) = tasks.join_next().await {
-        let (name, result, rebuilt, size) = joined.map_err(|e| {
-            DatasetError::Client(ClientError::io("fetching")(std::io::Error::other(e)))
+        let (name, result, rebuilt, size) = joined.map_err(|e| DatasetError::Io {
+            what: "fetching".into(),
+            source: std::io::Error::other(e),
         })?;
         match result {
             Ok(()) => {

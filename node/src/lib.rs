@@ -1,0 +1,8 @@
+//! What every Tessera node process shares, whatever its roles.
+//!
+//! - [`db`]: one RocksDB per node, a column family per role, and the import of the
+//!   databases that roles once kept apart.
+//! - [`http`]: the one shape of an error answered by a node's HTTP APIs.
+
+pub mod db;
+pub mod http;
