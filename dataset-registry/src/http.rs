@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_client::{GetOptions, get::fetch_shard};
 use tessera_formats::{Manifest, PublisherKey, address};
+use tessera_node::http::ApiError;
 use tokio::sync::Semaphore;
 use tokio_util::io::ReaderStream;
 
@@ -60,42 +61,9 @@ pub fn router(registry: Registry) -> Router {
         .with_state(api)
 }
 
-/// An error with its status and stable code.
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-}
-
 impl From<AdmitError> for ApiError {
     fn from(e: AdmitError) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        ApiError::internal(e.to_string())
     }
 }
 
@@ -281,7 +249,7 @@ async fn shard(State(api): State<Api>, Path(cid): Path<String>) -> ApiResult {
     let spool = api
         .registry
         .spool()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let path = spool.path().join("shard");
     // fetch_shard names the file only once its bytes hash to the shard's CID.
     fetch_shard(
@@ -294,7 +262,7 @@ async fn shard(State(api): State<Api>, Path(cid): Path<String>) -> ApiResult {
     .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()))?;
     let file = tokio::fs::File::open(&path)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     // The open handle keeps the bytes readable after the spool directory is removed.
     drop(spool);
     Ok((

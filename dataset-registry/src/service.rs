@@ -131,9 +131,29 @@ struct Inner {
 }
 
 impl Registry {
-    /// Opens the record store and takes a handle on the node's network.
+    /// Opens the record store in a database of its own and takes a handle on the node's
+    /// network.
     pub fn open(config: &RegistryConfig, net: Client) -> Result<Self, AdmitError> {
-        let store = RecordStore::open(&config.dir)?;
+        Self::with_store(config, RecordStore::open(&config.dir)?, net)
+    }
+
+    /// The registry with its records in `column` of a node's database; a database of its own
+    /// left in `config.dir` by an older node is imported into it first.
+    pub fn open_in(
+        config: &RegistryConfig,
+        db: &tessera_node::db::Db,
+        column: tessera_node::db::Column,
+        net: Client,
+    ) -> Result<Self, AdmitError> {
+        db.import(&column, &config.dir)?;
+        Self::with_store(config, RecordStore::in_column(column), net)
+    }
+
+    fn with_store(
+        config: &RegistryConfig,
+        store: RecordStore,
+        net: Client,
+    ) -> Result<Self, AdmitError> {
         // Leftovers of a gateway fetch cut short by a crash.
         let _ = std::fs::remove_dir_all(&config.spool_dir);
         std::fs::create_dir_all(&config.spool_dir).map_err(|e| {

@@ -19,11 +19,12 @@ use std::{
 };
 
 use cid::Cid;
-use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{Direction, IteratorMode};
 use tessera_formats::{
     Manifest, PublisherKey, ShardLayout, SignedRecord, block,
     record::{MAX_RECORD_BYTES, RecordError},
 };
+use tessera_node::db::{Column, DEFAULT, Db, DbError, Durability};
 
 /// A record as stored: verified, with its CID and block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +103,9 @@ pub enum AdmitError {
     /// The database failed.
     #[error("registry database: {0}")]
     Db(#[from] rocksdb::Error),
+    /// The database could not be opened.
+    #[error("registry database: {0}")]
+    Open(#[from] DbError),
     /// A stored value is damaged.
     #[error("registry database: damaged value under {0}")]
     Damaged(String),
@@ -120,7 +124,7 @@ impl std::fmt::Debug for RecordStore {
 }
 
 struct Inner {
-    db: DB,
+    db: Column,
     write: Mutex<()>,
 }
 
@@ -160,24 +164,20 @@ fn u64_of(bytes: &[u8], what: &str) -> Result<u64, AdmitError> {
     Ok(u64::from_be_bytes(arr))
 }
 
-fn synced() -> WriteOptions {
-    let mut w = WriteOptions::default();
-    w.set_sync(true);
-    w
-}
-
 impl RecordStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in a database of its own in `dir`.
     pub fn open(dir: &Path) -> Result<Self, AdmitError> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        let db = DB::open(&opts, dir)?;
-        Ok(Self {
+        Ok(Self::in_column(Db::open(dir, &[])?.column(DEFAULT)?))
+    }
+
+    /// The store in `db`, a column of a node's database.
+    pub fn in_column(db: Column) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 db,
                 write: Mutex::new(()),
             }),
-        })
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -231,7 +231,7 @@ impl RecordStore {
             return Ok(Admission::Known);
         }
         let r = &record.record;
-        let mut batch = WriteBatch::default();
+        let mut batch = self.inner.db.batch();
         batch.put(tagged(b'r', &cid.to_bytes()), block);
         batch.put(
             version_key(&r.publisher, &r.name, r.version),
@@ -250,7 +250,7 @@ impl RecordStore {
             value.extend_from_slice(&u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes());
             batch.put(tagged(b's', &shard.layout.content.to_bytes()), value);
         }
-        self.inner.db.write_opt(batch, &synced())?;
+        self.inner.db.write(batch, Durability::Synced)?;
         Ok(Admission::New)
     }
 

@@ -19,8 +19,9 @@
 
 use std::path::Path;
 
-use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{Direction, IteratorMode};
 use serde::{Deserialize, Serialize};
+use tessera_node::db::{Batch, Column, DEFAULT, Db, DbError, Durability};
 
 use tessera_formats::manifest::RowGroup;
 
@@ -97,6 +98,9 @@ pub enum CrawlStoreError {
     /// RocksDB.
     #[error("crawl store: {0}")]
     Db(#[from] rocksdb::Error),
+    /// The database could not be opened.
+    #[error("crawl store: {0}")]
+    Open(#[from] DbError),
     /// A record that does not decode: the store is damaged.
     #[error("crawl store record {key}: {why}")]
     Corrupt {
@@ -110,7 +114,7 @@ pub enum CrawlStoreError {
 /// The coordinator's crawls.
 #[derive(Debug)]
 pub struct CrawlStore {
-    db: DB,
+    db: Column,
 }
 
 fn key(crawl: &str, rest: &str) -> Vec<u8> {
@@ -122,19 +126,11 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn synced() -> WriteOptions {
-    let mut w = WriteOptions::default();
-    w.set_sync(true);
-    w
-}
-
 impl CrawlStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, CrawlStoreError> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
         Ok(Self {
-            db: DB::open(&opts, dir)?,
+            db: Db::open(dir, &[])?.column(DEFAULT)?,
         })
     }
 
@@ -145,11 +141,11 @@ impl CrawlStore {
         spec: &CrawlSpec,
         changes: &[Change],
     ) -> Result<(), CrawlStoreError> {
-        let mut batch = WriteBatch::default();
+        let mut batch = self.db.batch();
         batch.put(key(crawl, "spec"), json(spec));
         batch.put(key(crawl, "state"), json(&CrawlState::Running));
         Self::add(&mut batch, crawl, changes);
-        Ok(self.db.write_opt(batch, &synced())?)
+        Ok(self.db.write(batch, Durability::Synced)?)
     }
 
     /// Persists one frontier step.
@@ -157,12 +153,12 @@ impl CrawlStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut batch = WriteBatch::default();
+        let mut batch = self.db.batch();
         Self::add(&mut batch, crawl, changes);
-        Ok(self.db.write_opt(batch, &synced())?)
+        Ok(self.db.write(batch, Durability::Synced)?)
     }
 
-    fn add(batch: &mut WriteBatch, crawl: &str, changes: &[Change]) {
+    fn add(batch: &mut Batch, crawl: &str, changes: &[Change]) {
         for change in changes {
             match change {
                 Change::Url(url, record) => {
@@ -194,13 +190,13 @@ impl CrawlStore {
     pub fn set_state(&self, crawl: &str, state: &CrawlState) -> Result<(), CrawlStoreError> {
         Ok(self
             .db
-            .put_opt(key(crawl, "state"), json(state), &synced())?)
+            .put(key(crawl, "state"), json(state), Durability::Synced)?)
     }
 
     /// Records a finished shard.
     pub fn add_shard(&self, crawl: &str, shard: &ShardRecord) -> Result<(), CrawlStoreError> {
         let k = key(crawl, &format!("s/{}", shard.name));
-        Ok(self.db.put_opt(k, json(shard), &synced())?)
+        Ok(self.db.put(k, json(shard), Durability::Synced)?)
     }
 
     /// Every crawl, with its records, for a coordinator starting up.

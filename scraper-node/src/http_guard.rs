@@ -157,12 +157,6 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-#[derive(Serialize)]
-struct Refusal {
-    error: &'static str,
-    message: String,
-}
-
 /// The middleware: reads pass, changes are checked.
 pub async fn guard(State(guard): State<HttpGuard>, request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD) {
@@ -170,7 +164,9 @@ pub async fn guard(State(guard): State<HttpGuard>, request: Request, next: Next)
     }
     match guard.check(request.headers()) {
         Ok(()) => next.run(request).await,
-        Err((status, error, message)) => (status, Json(Refusal { error, message })).into_response(),
+        Err((status, code, message)) => {
+            tessera_node::http::ApiError::new(status, code, message).into_response()
+        }
     }
 }
 

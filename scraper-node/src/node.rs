@@ -25,6 +25,7 @@ use tessera_client::{ClientError, Session, session::connect};
 use tessera_dataset_registry::publisher_key::{self, KeyFileError};
 use tessera_formats::{PublisherKey, record::SigningKey};
 use tessera_net::{Multiaddr, NetworkConfig, PeerId, Protocol, identity};
+use tessera_node::http::{ApiError, one_error_shape};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -252,6 +253,7 @@ impl ScraperNode {
                     let guard = HttpGuard::new(token, config.api_hosts.clone());
                     router = router.merge(self::router(c.clone(), guard));
                 }
+                let router = one_error_shape(router);
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = axum::serve(listener, router).await {
                         warn!(%e, "HTTP API stopped");
@@ -441,14 +443,8 @@ pub fn router(coordinator: Coordinator, guard: HttpGuard) -> Router {
         .with_state(coordinator)
 }
 
-#[derive(Serialize)]
-struct ApiError {
-    error: &'static str,
-    message: String,
-}
-
-fn error(status: StatusCode, error: &'static str, message: String) -> Response {
-    (status, Json(ApiError { error, message })).into_response()
+fn error(status: StatusCode, code: &'static str, message: String) -> Response {
+    ApiError::new(status, code, message).into_response()
 }
 
 fn coordinator_error(e: CoordinatorError) -> Response {

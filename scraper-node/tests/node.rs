@@ -50,7 +50,8 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
         ..config(dir_b.path(), None)
     };
     assert!(ScraperNode::start(idle).await.is_err());
-    let api = format!("http://{}/v1/crawls", a.http.unwrap());
+    let base = format!("http://{}", a.http.unwrap());
+    let api = format!("{base}/v1/crawls");
     let http = reqwest::Client::new();
     let token = load_or_create_token(dir_a.path()).unwrap();
     let spec = format!(
@@ -91,7 +92,10 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
     for (request, status, error) in refused {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), status, "{error}");
-        assert_eq!(response.json::<Value>().await.unwrap()["error"], error);
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["error"]["code"],
+            error
+        );
     }
     let list: Value = http.get(&api).send().await.unwrap().json().await.unwrap();
     assert!(list.as_array().unwrap().is_empty(), "{list}");
@@ -106,9 +110,17 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
         .unwrap();
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.unwrap();
-    assert_eq!(body["error"], "bad_spec");
-    let missing = http.get(format!("{api}/nope")).send().await.unwrap();
-    assert_eq!(missing.status(), 404);
+    assert_eq!(body["error"]["code"], "bad_spec");
+    // Every error of the port has one shape: refusals above, and these.
+    for (url, status, code) in [
+        (format!("{api}/nope"), 404, "unknown_crawl"),
+        (format!("{base}/nothing"), 404, "not_found"),
+    ] {
+        let response = http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), status, "{url}");
+        let body: tessera_node::http::ErrorBody = response.json().await.unwrap();
+        assert_eq!(body.error.code, code, "{url}");
+    }
 
     let started = http
         .post(&api)

@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use tessera_dataset_registry::protocol::{MAX_ANNOUNCEMENT, REGISTRY_TOPIC, RegistryProtocol};
 use tessera_dataset_registry::{Registry, RegistryConfig};
 use tessera_net::{Client, Multiaddr, NetworkConfig, TopicEvent, identity};
+use tessera_node::{
+    db::DEFAULT,
+    http::{ApiError, one_error_shape},
+};
 use tessera_storage_protocol::{ChallengeProtocol, PieceProtocol};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -219,6 +223,11 @@ pub struct StorageNode {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// The column of the node's database that holds audit receipts.
+const RECEIPTS_COLUMN: &str = "receipts";
+/// The column that holds the registry's records.
+const REGISTRY_COLUMN: &str = "registry";
+
 impl StorageNode {
     /// Starts a node: opens the store (checking it against the disk), loads or creates the
     /// identity, joins the network, serves the protocols and the HTTP port, and re-announces
@@ -231,12 +240,17 @@ impl StorageNode {
             capacity: config.capacity,
             max_piece: config.max_piece,
         };
-        let (store, startup) = tokio::task::spawn_blocking(move || PieceStore::open(&store_config))
-            .await
-            .map_err(|e| StoreError::Io {
-                what: "opening the store".into(),
-                source: std::io::Error::other(e.to_string()),
-            })??;
+        // One database for every role of the node, a column each.
+        let (db, store, startup) = tokio::task::spawn_blocking(move || {
+            let db = PieceStore::open_db(&store_config, &[RECEIPTS_COLUMN, REGISTRY_COLUMN])?;
+            let (store, startup) = PieceStore::open_in(&store_config, db.column(DEFAULT)?)?;
+            Ok::<_, StoreError>((db, store, startup))
+        })
+        .await
+        .map_err(|e| StoreError::Io {
+            what: "opening the store".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
         let mut net_config = NetworkConfig {
             listen: config.listen.clone(),
             bootstrap: config.bootstrap.clone(),
@@ -275,7 +289,8 @@ impl StorageNode {
         let registry = match registry_role {
             (Some(requests), Some(news)) => {
                 let registry_config = RegistryConfig::new(config.data_dir.join("registry"));
-                let registry = Registry::open(&registry_config, client.clone())?;
+                let column = db.column(REGISTRY_COLUMN).map_err(StoreError::from)?;
+                let registry = Registry::open_in(&registry_config, &db, column, client.clone())?;
                 tasks.push(tokio::spawn(tessera_dataset_registry::run(
                     registry.clone(),
                     registry_config,
@@ -286,7 +301,10 @@ impl StorageNode {
             }
             _ => None,
         };
-        let receipts = Arc::new(ReceiptStore::open(&config.data_dir.join("receipts"))?);
+        let receipts = db.column(RECEIPTS_COLUMN).map_err(StoreError::from)?;
+        db.import(&receipts, &config.data_dir.join("receipts"))
+            .map_err(ReceiptStoreError::from)?;
+        let receipts = Arc::new(ReceiptStore::in_column(receipts));
         tasks.push(tokio::spawn(keep_shared_receipts(
             receipts.clone(),
             shared_receipts,
@@ -343,6 +361,7 @@ impl StorageNode {
                 if let Some(registry) = &registry {
                     router = router.merge(tessera_dataset_registry::http::router(registry.clone()));
                 }
+                let router = one_error_shape(router);
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = axum::serve(listener, router).await {
                         warn!(error = %e, "HTTP port stopped");
@@ -576,11 +595,12 @@ async fn status(State(state): State<HttpState>) -> impl IntoResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),
         })
         .into_response(),
-        Err(e) => (
+        Err(e) => ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "error": "network_stopped", "message": e.to_string() })),
+            "network_stopped",
+            e.to_string(),
         )
-            .into_response(),
+        .into_response(),
     }
 }
 
@@ -619,13 +639,7 @@ async fn receipt_page(
     State(state): State<HttpState>,
     Query(query): Query<ReceiptQuery>,
 ) -> impl IntoResponse {
-    let bad = |message: String| {
-        (
-            axum::http::StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({ "error": { "code": "bad_request", "message": message } })),
-        )
-            .into_response()
-    };
+    let bad = |message: String| ApiError::bad_request(message).into_response();
     let after = match query.after.as_deref().map(hex::decode).transpose() {
         Ok(after) => after,
         Err(e) => return bad(format!("after: {e}")),
@@ -644,8 +658,8 @@ async fn receipt_page(
             next: next.map(hex::encode),
         })
         .into_response(),
-        Ok(Err(e)) => internal(e.to_string()),
-        Err(e) => internal(e.to_string()),
+        Ok(Err(e)) => ApiError::internal(e.to_string()).into_response(),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
     }
 }
 
@@ -726,8 +740,8 @@ async fn rewards(
     .await;
     let (blocks, truncated) = match computed {
         Ok(Ok(found)) => found,
-        Ok(Err(e)) => return internal(e.to_string()),
-        Err(e) => return internal(e.to_string()),
+        Ok(Err(e)) => return ApiError::internal(e.to_string()).into_response(),
+        Err(e) => return ApiError::internal(e.to_string()).into_response(),
     };
     let (receipts, _) = tessera_proofs::decode_blocks(&blocks);
     let ledger = tessera_proofs::ledger(&receipts, from, to, cap);
@@ -755,14 +769,6 @@ pub fn reward_rows(ledger: &tessera_proofs::Ledger) -> Vec<RewardRow> {
             failed: proven.failed,
         })
         .collect()
-}
-
-fn internal(message: String) -> axum::response::Response {
-    (
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        Json(serde_json::json!({ "error": { "code": "internal", "message": message } })),
-    )
-        .into_response()
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {

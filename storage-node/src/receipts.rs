@@ -11,11 +11,12 @@
 use std::path::Path;
 
 use cid::Cid;
-use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rocksdb::{Direction, IteratorMode};
 use tessera_formats::{
     SignedReceipt,
     receipt::{NodeKey, ReceiptError},
 };
+use tessera_node::db::{Column, DEFAULT, Db, DbError, Durability};
 
 /// The receipt store failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum ReceiptStoreError {
     /// RocksDB.
     #[error("receipt store: {0}")]
     Db(#[from] rocksdb::Error),
+    /// The database could not be opened.
+    #[error("receipt store: {0}")]
+    Open(#[from] DbError),
     /// A receipt that does not verify, offered or found on disk.
     #[error("receipt: {0}")]
     Receipt(#[from] ReceiptError),
@@ -32,7 +36,7 @@ pub enum ReceiptStoreError {
 /// The receipts a node keeps; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct ReceiptStore {
-    db: DB,
+    db: Column,
 }
 
 /// The time index's keys of `time_ms` start with this; it sorts before all of them.
@@ -62,31 +66,32 @@ fn key(node: &NodeKey, time_ms: u64, cid: &Cid) -> Vec<u8> {
 }
 
 impl ReceiptStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in a database of its own in `dir`.
     pub fn open(dir: &Path) -> Result<Self, ReceiptStoreError> {
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        Ok(Self {
-            db: DB::open(&opts, dir)?,
-        })
+        Ok(Self::in_column(Db::open(dir, &[])?.column(DEFAULT)?))
+    }
+
+    /// The store in `db`, a column of a node's database.
+    pub fn in_column(db: Column) -> Self {
+        Self { db }
     }
 
     /// Keeps a receipt after checking it; returns its CID. Keeping one twice is harmless.
     pub fn insert(&self, receipt: &SignedReceipt) -> Result<Cid, ReceiptStoreError> {
         let (cid, block) = receipt.to_block()?;
         let r = &receipt.receipt;
-        let mut batch = WriteBatch::default();
+        let mut batch = self.db.batch();
         batch.put(key(&r.node, r.time_ms, &cid), &block);
         batch.put(time_key(r.time_ms, &cid), &block);
         // Not synced: a receipt lost to a crash is one audit fewer, never a wrong one.
-        self.db.write_opt(batch, &WriteOptions::default())?;
+        self.db.write(batch, Durability::Buffered)?;
         Ok(cid)
     }
 
     /// Deletes every receipt made before `before_ms` (both its keys); returns how many.
     pub fn prune(&self, before_ms: u64) -> Result<usize, ReceiptStoreError> {
         let end = time_prefix(before_ms);
-        let mut batch = WriteBatch::default();
+        let mut batch = self.db.batch();
         let mut pruned = 0;
         for item in self
             .db
@@ -106,7 +111,7 @@ impl ReceiptStore {
             batch.delete(&k);
             pruned += 1;
         }
-        self.db.write_opt(batch, &WriteOptions::default())?;
+        self.db.write(batch, Durability::Buffered)?;
         Ok(pruned)
     }
 

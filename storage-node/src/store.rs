@@ -27,9 +27,9 @@ use std::{
 };
 
 use cid::Cid;
-use rocksdb::{DB, Options, WriteOptions};
 use serde::{Deserialize, Serialize};
 use tessera_formats::address::{ContentHasher, DAG_CBOR, HashFn, RAW, VerifyError, verify_reader};
+use tessera_node::db::{Column, DEFAULT, Db, DbError, Durability};
 use tessera_proofs::Outboard;
 use tracing::{info, warn};
 
@@ -120,6 +120,9 @@ pub enum StoreError {
     /// RocksDB failed.
     #[error("index: {0}")]
     Db(#[from] rocksdb::Error),
+    /// The node's database could not be opened.
+    #[error("index: {0}")]
+    Open(#[from] DbError),
     /// The index holds a value this build cannot read.
     #[error("index entry for {key} is unreadable: {reason}")]
     Index {
@@ -201,7 +204,7 @@ impl Usage {
 
 #[derive(Debug)]
 struct Inner {
-    db: DB,
+    db: Column,
     dir: PathBuf,
     pieces_dir: PathBuf,
     tmp_dir: PathBuf,
@@ -233,10 +236,17 @@ pub struct StoredPiece {
 }
 
 impl PieceStore {
-    /// Opens (or creates) the store in `config.dir` and checks its index against the disk.
+    /// Opens (or creates) the store in `config.dir`, with a database of its own, and checks
+    /// its index against the disk.
     pub fn open(config: &StoreConfig) -> Result<(Self, StartupReport), StoreError> {
+        let db = Self::open_db(config, &[])?;
+        Self::open_in(config, db.column(DEFAULT)?)
+    }
+
+    /// The node's database in `config.dir/db`, with `columns` beside the piece index (the
+    /// default column); refused when the pieces folder is missing beside an existing index.
+    pub fn open_db(config: &StoreConfig, columns: &[&str]) -> Result<Db, StoreError> {
         let pieces_dir = config.dir.join("pieces");
-        let tmp_dir = config.dir.join("tmp");
         let db_dir = config.dir.join("db");
         // An index with no pieces folder beside it is a disk that is not there (unmounted,
         // moved): starting would unindex every piece on it.
@@ -247,12 +257,19 @@ impl PieceStore {
                 db_dir.display()
             )));
         }
+        fs::create_dir_all(&pieces_dir)
+            .map_err(io_err(format!("creating {}", pieces_dir.display())))?;
+        Ok(Db::open(&db_dir, columns)?)
+    }
+
+    /// Opens the store with its index in `db` (a column of [`PieceStore::open_db`]'s
+    /// database) and checks the index against the disk.
+    pub fn open_in(config: &StoreConfig, db: Column) -> Result<(Self, StartupReport), StoreError> {
+        let pieces_dir = config.dir.join("pieces");
+        let tmp_dir = config.dir.join("tmp");
         for dir in [&pieces_dir, &tmp_dir] {
             fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        let db = DB::open(&opts, db_dir)?;
         let inner = Inner {
             db,
             dir: config.dir.clone(),
@@ -449,7 +466,7 @@ impl PieceStore {
         let Some(meta) = self.meta(cid)? else {
             return Ok(false);
         };
-        self.inner.db.delete_opt(key(cid), &synced())?;
+        self.inner.db.delete(key(cid), Durability::Synced)?;
         let path = self.inner.piece_path(cid);
         let _ = fs::remove_file(outboard_path(&path));
         let _ = fs::remove_file(&path);
@@ -532,7 +549,7 @@ impl PieceStore {
                 }
                 Some(Err(why)) => {
                     warn!(%cid, %why, "indexed piece is missing or truncated on disk; unindexing it");
-                    self.inner.db.delete_opt(key(&cid), &synced())?;
+                    self.inner.db.delete(key(&cid), Durability::Synced)?;
                     let _ = fs::remove_file(&path);
                     let _ = fs::remove_file(outboard_path(&path));
                     report.missing.push(cid);
@@ -629,7 +646,7 @@ impl PieceStore {
             key: hex(&key(cid)),
             reason: e.to_string(),
         })?;
-        self.inner.db.put_opt(key(cid), value, &synced())?;
+        self.inner.db.put(key(cid), value, Durability::Synced)?;
         let mut usage = lock(&self.inner.usage);
         usage.used += size;
         usage.pieces += 1;
@@ -847,12 +864,6 @@ fn decode_meta(key: &[u8], value: &[u8]) -> Result<PieceMeta, StoreError> {
         key: hex(key),
         reason: e.to_string(),
     })
-}
-
-fn synced() -> WriteOptions {
-    let mut w = WriteOptions::default();
-    w.set_sync(true);
-    w
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -59,8 +59,24 @@ async fn status_metrics_and_restart() {
         metrics.contains("tessera_bytes_in_total 2000000"),
         "{metrics}"
     );
-    let (head, _) = http_get(http, "/nothing").await;
-    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    // Every error of the port, whichever part of the node answers it, has one shape.
+    for (path, status, code) in [
+        ("/nothing", 404, "not_found"),
+        ("/v1/receipts?after=zz", 400, "bad_request"),
+        ("/v1/receipts?limit=many", 400, "bad_request"),
+        ("/v1/datasets/nobody/web", 400, "bad_request"),
+        ("/v1/manifests/not-a-cid", 400, "bad_request"),
+    ] {
+        let (head, body) = http_get(http, path).await;
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path}: {head}"
+        );
+        let error: tessera_node::http::ErrorBody =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        assert_eq!(error.error.code, code, "{path}: {body}");
+        assert!(!error.error.message.is_empty(), "{path}");
+    }
 
     // Restart on the same data directory: same identity, same pieces.
     node.shutdown().await;
@@ -70,4 +86,54 @@ async fn status_metrics_and_restart() {
     assert_eq!(node.startup.pieces, 1);
     assert_eq!(node.store.has(&piece).unwrap(), Some(2_000_000));
     node.shutdown().await;
+}
+
+/// A node keeps every role's data in one RocksDB, and a node that kept receipts in a database
+/// of their own (before columns) finds them in it after the upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_database_and_an_older_one_imported() {
+    use tessera_formats::{
+        AuditReceipt, AuditResult, PublisherKey, receipt::RECEIPT_VERSION, record::SigningKey,
+    };
+    use tessera_storage_node::receipts::ReceiptStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let auditor = SigningKey::from_bytes(&[7; 32]);
+    let node_key = PublisherKey([2; 32]);
+    let receipt = AuditReceipt {
+        format: RECEIPT_VERSION,
+        auditor: PublisherKey::of(&auditor),
+        node: node_key,
+        piece: raw_cid(b"piece"),
+        size: 4096,
+        nonce: [5; 32],
+        samples: 16,
+        result: AuditResult::Passed,
+        time_ms: 1_000,
+    }
+    .sign(&auditor)
+    .unwrap();
+    ReceiptStore::open(&dir.path().join("receipts"))
+        .unwrap()
+        .insert(&receipt)
+        .unwrap();
+
+    let node = StorageNode::start(config(dir.path())).await.unwrap();
+    assert_eq!(
+        node.receipts.about(&node_key, 0, 10).unwrap(),
+        vec![receipt]
+    );
+    node.shutdown().await;
+    let mut entries: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".spool"))
+        .collect();
+    entries.sort();
+    // One database; the pieces, their uploads, the repair spool and the key beside it.
+    let databases: Vec<&String> = entries
+        .iter()
+        .filter(|name| dir.path().join(name).join("CURRENT").exists())
+        .collect();
+    assert_eq!(databases, ["db"], "{entries:?}");
 }

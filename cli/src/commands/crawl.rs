@@ -139,7 +139,9 @@ async fn reason(response: reqwest::Response) -> String {
     match response.json::<Value>().await {
         Ok(body) => format!(
             "{} ({status})",
-            body["message"].as_str().unwrap_or("no reason given")
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
         ),
         Err(_) => format!("the scraper node answered {status}"),
     }
