@@ -17,13 +17,11 @@
 use std::{io, path::Path, sync::Arc};
 
 use axum::{
-    Json,
     extract::{Request, State},
     http::{HeaderMap, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
 
 /// The file in a scraper node's data directory that holds its API token.
 pub const TOKEN_FILE: &str = "api-token";
