@@ -13,12 +13,8 @@
 //!
 //! It prints `http://127.0.0.1:PORT/p/0` once it listens, then serves until killed.
 
-use std::{
-    io::Write as _,
-    net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError},
-    time::Instant,
-};
+use parking_lot::Mutex;
+use std::{io::Write as _, net::SocketAddr, sync::Arc, time::Instant};
 
 use axum::{
     Json, Router,
@@ -126,7 +122,7 @@ async fn serve_page(State(site): State<Site>, Path(i): Path<usize>) -> Response 
 async fn count(State(site): State<Site>, request: Request, next: Next) -> Response {
     let at = site.since.elapsed().as_secs_f64() * 1000.0;
     {
-        let mut log = site.log.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut log = site.log.lock();
         log.requests += 1;
         log.first_ms.get_or_insert(at);
         log.last_ms = Some(at);
@@ -135,16 +131,11 @@ async fn count(State(site): State<Site>, request: Request, next: Next) -> Respon
 }
 
 async fn stats(State(site): State<Site>) -> Json<Log> {
-    Json(
-        site.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone(),
-    )
+    Json(site.log.lock().clone())
 }
 
 async fn reset(State(site): State<Site>) -> StatusCode {
-    *site.log.lock().unwrap_or_else(PoisonError::into_inner) = Log::default();
+    *site.log.lock() = Log::default();
     StatusCode::NO_CONTENT
 }
 

@@ -9,13 +9,8 @@
 //! providers are all asked at once whether they hold it, and it is read from the first to say
 //! yes, the next one too when that read is slow.
 
-use std::{
-    collections::VecDeque,
-    fs::File,
-    os::unix::fs::FileExt as _,
-    path::Path,
-    sync::{Arc, Mutex},
-};
+use parking_lot::Mutex;
+use std::{collections::VecDeque, fs::File, os::unix::fs::FileExt as _, path::Path, sync::Arc};
 
 use cid::Cid;
 use tessera_formats::erasure::Geometry;
@@ -27,7 +22,6 @@ use tracing::debug;
 
 use crate::{
     error::ClientError,
-    lock,
     rpc::{self, unexpected},
     session::Session,
 };
@@ -413,7 +407,7 @@ pub async fn fetch_piece_to<S: Sink>(
     if complete {
         return Ok(());
     }
-    let mut attempts = lock(&shared.attempts).clone();
+    let mut attempts = shared.attempts.lock().clone();
     if attempts.is_empty() {
         attempts.push((session.peer_id(), "no providers found".into()));
     }
@@ -431,13 +425,13 @@ impl<S: Sink> Shared<S> {
     /// Takes ranges until none are left (true) or no provider is left (false).
     async fn work(&self, session: &Session, cid: Cid, size: u64, worker: usize) -> bool {
         loop {
-            let Some(range) = lock(&self.ranges).pop_front() else {
+            let Some(range) = self.ranges.lock().pop_front() else {
                 return true;
             };
             loop {
                 // Workers start on different providers, spreading the load.
                 let peer = {
-                    let providers = lock(&self.providers);
+                    let providers = self.providers.lock();
                     if providers.is_empty() {
                         return false;
                     }
@@ -455,8 +449,8 @@ impl<S: Sink> Shared<S> {
                     Ok(()) => break,
                     Err(why) => {
                         debug!(%peer, %cid, ?range, %why, "range failed; trying another provider");
-                        lock(&self.providers).retain(|p| *p != peer);
-                        lock(&self.attempts).push((peer, why));
+                        self.providers.lock().retain(|p| *p != peer);
+                        self.attempts.lock().push((peer, why));
                     }
                 }
             }

@@ -8,12 +8,13 @@
 //! a storage node's repair, with pieces at hand ──▶ pieces spooled until k ─▶ decoded
 //! ```
 
+use parking_lot::Mutex;
 use std::{
     collections::{HashMap, VecDeque},
     fs::File,
     io::{BufWriter, Seek as _},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -32,7 +33,6 @@ use tracing::{debug, info};
 use crate::{
     error::{ClientError, attempts_text},
     fetch::{Holders, Placed, Sink, fetch_block, fetch_piece_found, new_piece_file},
-    lock,
     session::Session,
 };
 
@@ -462,15 +462,15 @@ impl Started {
 
     /// No range for longer than `delay`, since the piece was asked for or since its last one.
     fn overdue(&self, delay: Duration) -> bool {
-        lock(&self.last).unwrap_or(self.at).elapsed() > delay
+        self.last.lock().unwrap_or(self.at).elapsed() > delay
     }
 
     /// The holder asked, while no range has come.
     fn waiting_on(&self) -> Option<PeerId> {
-        if lock(&self.last).is_some() {
+        if self.last.lock().is_some() {
             return None;
         }
-        *lock(&self.asking)
+        *self.asking.lock()
     }
 }
 
@@ -486,7 +486,7 @@ impl Sink for Watched {
     fn put(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
         self.sink.put(offset, bytes)?;
         let now = Instant::now();
-        let mut last = lock(&self.started.last);
+        let mut last = self.started.last.lock();
         if last.is_none() {
             self.session.observe_start(now - self.started.at);
         }
@@ -495,7 +495,7 @@ impl Sink for Watched {
     }
 
     fn asking(&self, peer: PeerId) {
-        *lock(&self.started.asking) = Some(peer);
+        *self.started.asking.lock() = Some(peer);
     }
 }
 

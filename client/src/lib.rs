@@ -33,8 +33,3 @@ pub use get::{GetOptions, GetReport, get_file};
 pub use put::{PutOptions, PutReport, put_file, store_block};
 pub use rpc::Backoff;
 pub use session::Session;
-
-/// Locks a mutex; a panic while it was held leaves plain data behind, still usable.
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}

@@ -2,12 +2,13 @@
 //! then put the layout block on several nodes. The layout's CID names the file and the way
 //! it is stored.
 
+use parking_lot::Mutex;
 use std::{
     collections::HashMap,
     fs::File,
     io::{BufReader, BufWriter},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
 
 use cid::Cid;
@@ -21,7 +22,6 @@ use tracing::{debug, info};
 
 use crate::{
     error::ClientError,
-    lock,
     placement::Placement,
     session::Session,
     upload::{Source, upload},
@@ -218,7 +218,7 @@ pub async fn store_pieces(
             let _permit = permits.acquire_owned().await;
             let mut attempts = Vec::new();
             loop {
-                let Some(node) = lock(&placement).assign() else {
+                let Some(node) = placement.lock().assign() else {
                     return Err(ClientError::Unplaced { index, attempts });
                 };
                 match upload(&net, node, cid, size, Source::File(&path), timeouts).await {
@@ -231,7 +231,7 @@ pub async fn store_pieces(
                     }
                     Err(e) => {
                         debug!(index, %node, error = %e, "piece not stored; trying another node");
-                        lock(&placement).fail(node);
+                        placement.lock().fail(node);
                         attempts.push((node, e.0));
                     }
                 }
@@ -249,7 +249,7 @@ pub async fn store_pieces(
             holders[index] = Some(*holder);
         }
     }
-    let shares = lock(&placement).shares_nodes();
+    let shares = placement.lock().shares_nodes();
     Ok((holders, shares))
 }
 

@@ -1,16 +1,14 @@
 //! A short-lived peer: joins the network through bootstrap addresses, serves nothing, and
 //! leaves when dropped.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use parking_lot::Mutex;
+use std::{sync::Arc, time::Duration};
 
 use tessera_net::{Client, Keypair, Multiaddr, NetworkConfig, PeerId};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::{error::ClientError, hedge::HedgeTimer, lock};
+use crate::{error::ClientError, hedge::HedgeTimer};
 
 /// Timeouts of a session's requests.
 #[derive(Debug, Clone, Copy)]
@@ -99,12 +97,12 @@ impl Session {
 
     /// How long a read waits for a piece to start before asking for another one as well.
     pub fn hedge_delay(&self) -> Duration {
-        lock(&self.hedge).delay()
+        self.hedge.lock().delay()
     }
 
     /// A piece took `sample` from its request to its first verified range.
     pub fn observe_start(&self, sample: Duration) {
-        lock(&self.hedge).observe(sample);
+        self.hedge.lock().observe(sample);
     }
 
     /// The network handle.

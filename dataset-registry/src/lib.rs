@@ -22,8 +22,3 @@ pub mod store;
 
 pub use service::{Registry, RegistryConfig, run};
 pub use store::{Admission, AdmitError, AuditSet, DatasetShards, Entry, RecordStore};
-
-/// Locks a mutex; a panic while it was held leaves plain data behind, still usable.
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}

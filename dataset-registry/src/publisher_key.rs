@@ -2,13 +2,10 @@
 //! read, created on first use. `tessera publish` and a scraper node's coordinator (which
 //! publishes its crawls) both keep their key this way.
 
-use std::{
-    io::Write as _,
-    os::unix::fs::OpenOptionsExt as _,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use tessera_formats::record::SigningKey;
+use tessera_net::identity::create_key_file;
 
 /// The key file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -57,28 +54,12 @@ pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyFileError> {
     if let Some(key) = load(path)? {
         return Ok((key, false));
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| KeyFileError::Io {
-            what: "creating",
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    }
     let seed: [u8; 32] = rand::random();
-    let io = |what, source| KeyFileError::Io {
-        what,
+    create_key_file(path, &seed).map_err(|source| KeyFileError::Io {
+        what: "creating",
         path: path.to_path_buf(),
         source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io("creating", e))?;
-    file.write_all(&seed)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io("writing", e))?;
+    })?;
     Ok((SigningKey::from_bytes(&seed), true))
 }
 

@@ -16,12 +16,8 @@
 //! different records for one version forks its own chain; each node keeps the one it saw
 //! first and refuses the other (`VersionReused`).
 
-use std::{
-    collections::HashSet,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use parking_lot::Mutex;
+use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
 
 use cid::Cid;
 use serde_bytes::ByteBuf;
@@ -192,7 +188,7 @@ impl Registry {
 
     fn remember(&self, peer: PeerId) {
         if peer != self.net().peer_id() {
-            crate::lock(&self.inner.peers).insert(peer);
+            self.inner.peers.lock().insert(peer);
         }
     }
 
@@ -205,7 +201,7 @@ impl Registry {
         {
             let peers: Vec<PeerId> = match source {
                 Some(peer) => vec![peer],
-                None => crate::lock(&self.inner.peers).iter().copied().collect(),
+                None => self.inner.peers.lock().iter().copied().collect(),
             };
             let r = &record.record;
             for peer in peers {
@@ -595,7 +591,7 @@ impl Registry {
                 self.remember(peer);
             }
         }
-        let peers: Vec<PeerId> = crate::lock(&self.inner.peers).iter().copied().collect();
+        let peers: Vec<PeerId> = self.inner.peers.lock().iter().copied().collect();
         for peer in peers {
             match self.sync_with(peer, max_pages).await {
                 Ok(n) if n > 0 => info!(%peer, datasets = n, "caught up"),

@@ -13,10 +13,8 @@
 //! Only records that passed [`RecordStore::admit`] are written, all keys of one record in one
 //! synced batch, under one writer lock: the check and the write see the same state.
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-};
+use parking_lot::Mutex;
+use std::{path::Path, sync::Arc};
 
 use cid::Cid;
 use rocksdb::{Direction, IteratorMode};
@@ -180,11 +178,8 @@ impl RecordStore {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.inner
-            .write
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.inner.write.lock()
     }
 
     /// Whether `record` (with block CID `cid`) may be stored: known already, new, or refused.

@@ -69,13 +69,6 @@ pub enum Progress {
 /// Where progress goes; `None` for nowhere.
 pub type ProgressSink = Option<std::sync::Arc<dyn Fn(Progress) + Send + Sync>>;
 
-/// Now, in milliseconds since the Unix epoch (0 for a clock before 1970).
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn report(sink: &ProgressSink, event: Progress) {
     if let Some(sink) = sink {
         sink(event);

@@ -15,6 +15,7 @@ use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
+use tessera_formats::time::now_ms;
 
 use cid::Cid;
 use tessera_formats::{
@@ -31,7 +32,7 @@ use super::{
     inspect::{ParquetInfo, inspect_with, schema_bytes, schema_difference},
     journal::Journal,
     parquet_guard::ParquetLimits,
-    report, unix_ms,
+    report,
 };
 use tessera_client::{
     error::ClientError,
@@ -293,7 +294,7 @@ pub async fn publish(
         schema: infos.first().map(|i| arrow_schema(&i.schema)),
         shards,
         parent: options.parent.as_ref().map(|(cid, _)| *cid),
-        created_ms: unix_ms(),
+        created_ms: now_ms(),
         metadata: options.metadata.clone(),
     };
     let (manifest_cid, manifest_holders) = store_manifest(session, &manifest, params.m).await?;

@@ -5,6 +5,7 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
 };
+use tessera_formats::time::now_ms;
 
 use cid::Cid;
 use tessera_client::Session;
@@ -20,7 +21,7 @@ use tessera_formats::{
 
 use crate::{
     DatasetError, FetchOptions, FetchReport, PublishOptions, PublishReport, fetch::fetch_manifest,
-    fetch_dataset, publish, store_manifest, unix_ms,
+    fetch_dataset, publish, store_manifest,
 };
 
 /// Publishing or fetching a version failed.
@@ -124,7 +125,7 @@ pub async fn publish_stored(
         schema: Some(version.schema),
         shards: version.shards,
         parent: parent.as_ref().map(|p| p.record.record.manifest),
-        created_ms: unix_ms(),
+        created_ms: now_ms(),
         metadata: version.metadata,
     };
     manifest
@@ -180,7 +181,7 @@ async fn register(
         version: parent.map_or(1, |p| p.record.record.version + 1),
         manifest,
         parent: parent.map(|p| p.cid),
-        time_ms: unix_ms(),
+        time_ms: now_ms(),
         message: message.to_string(),
     }
     .sign(signer)?;

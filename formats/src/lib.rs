@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod receipt;
 pub mod record;
 mod signed;
+pub mod time;
 
 pub use cid::Cid;
 pub use claim::{RepairClaim, SignedClaim};

@@ -1,4 +1,5 @@
-//! The node's persistent Ed25519 identity: created on first start, kept in the data directory.
+//! The node's persistent Ed25519 identity, created on first start and kept in the data
+//! directory, and how every key file of Tessera is written.
 
 use std::{
     fs,
@@ -36,8 +37,7 @@ pub enum IdentityError {
 
 /// Loads the identity from `dir`, creating a new Ed25519 key there on first use.
 ///
-/// A new key is written to a temporary file, flushed, and renamed into place, so a crash never
-/// leaves a half-written key; the file is readable by its owner only.
+/// A new key is written with [`create_key_file`]: whole or not at all, owner-only.
 pub fn load_or_create(dir: &Path) -> Result<Keypair, IdentityError> {
     let path = dir.join(IDENTITY_FILE);
     let io_err = |source| IdentityError::Io {
@@ -58,7 +58,6 @@ pub fn load_or_create(dir: &Path) -> Result<Keypair, IdentityError> {
             })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(io_err)?;
             let key = Keypair::generate_ed25519();
             let bytes = key
                 .to_protobuf_encoding()
@@ -66,36 +65,54 @@ pub fn load_or_create(dir: &Path) -> Result<Keypair, IdentityError> {
                     path: path.display().to_string(),
                     reason: e.to_string(),
                 })?;
-            let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
-            let mut file = open_private(&tmp).map_err(io_err)?;
-            file.write_all(&bytes).map_err(io_err)?;
-            file.sync_all().map_err(io_err)?;
-            fs::rename(&tmp, &path).map_err(io_err)?;
+            create_key_file(&path, &bytes).map_err(io_err)?;
             Ok(key)
         }
         Err(e) => Err(io_err(e)),
     }
 }
 
-#[cfg(unix)]
-fn open_private(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn open_private(path: &Path) -> io::Result<fs::File> {
-    fs::File::create(path)
+/// Writes `bytes` as a new file at `path`, readable by its owner only, creating its folder.
+/// A crash leaves either no file or the whole one, never a part of it, and the file is in the
+/// folder for good once this returns: the bytes go to a temporary file in the same folder,
+/// synced, which is then linked into place; the folder is synced last. A file already at
+/// `path` is never replaced (`AlreadyExists`).
+pub fn create_key_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)?;
+    // tempfile creates its files with mode 0600.
+    let mut tmp = tempfile::Builder::new().prefix(".key-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_is_owner_only_whole_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/a.key");
+        create_key_file(&path, b"first").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = create_key_file(&path, b"second").unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        // No temporary file is left beside it.
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
 
     #[test]
     fn identity_persists_and_corruption_is_an_error() {

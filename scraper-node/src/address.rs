@@ -4,10 +4,11 @@
 //! Pure: the resolver in `fetch` asks [`classify`] about every address a name resolves to,
 //! and connects only to the addresses it allowed.
 
+use parking_lot::RwLock;
 use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::{Arc, RwLock},
+    sync::Arc,
 };
 
 /// What kind of network an address belongs to.
@@ -86,18 +87,12 @@ impl OwnAddresses {
         public.sort();
         public.dedup();
         public.truncate(Self::MAX);
-        *self
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = public;
+        *self.0.write() = public;
     }
 
     /// Whether `ip` is one of them.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&ip.to_canonical())
+        self.0.read().contains(&ip.to_canonical())
     }
 }
 

@@ -11,12 +11,8 @@
 //! A reply is sent only after its records are durable, so a node never acts on a lease or an
 //! acceptance that a restarted coordinator would not know.
 
-use std::{
-    collections::BTreeMap,
-    path::Path,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
+use tessera_formats::time::now_ms;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -25,7 +21,6 @@ use tracing::{info, warn};
 use crate::{
     crawl_store::{CrawlState, CrawlStore, CrawlStoreError, ShardRecord},
     frontier::{Change, Frontier, FrontierError, Lease, Progress, UrlReport},
-    lock,
     publish::{PublishedCrawl, Publisher, publish_crawl, shard_entry},
     spec::CrawlSpec,
     validation::Score,
@@ -151,7 +146,7 @@ const PUBLISH_RETRY_MAX: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 pub struct Coordinator {
     commands: mpsc::Sender<Command>,
-    task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    task: Arc<parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for Command {
@@ -229,13 +224,6 @@ struct Actor {
     published: mpsc::Sender<PublishResult>,
 }
 
-/// Milliseconds since the Unix epoch: lease deadlines outlive a restart.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl Coordinator {
     /// Opens the store in `dir`, restores its crawls and starts the coordinator task. Crawls
     /// that finish are published with `publisher`; without one they stay unpublished, their
@@ -262,14 +250,14 @@ impl Coordinator {
         let task = tokio::spawn(actor.run(rx, results));
         Ok(Self {
             commands: tx,
-            task: Arc::new(std::sync::Mutex::new(Some(task))),
+            task: Arc::new(parking_lot::Mutex::new(Some(task))),
         })
     }
 
     /// Stops the coordinator's task at once, as a crash would: whatever it had not persisted
     /// is lost, and every handle gets [`CoordinatorError::Gone`] from then on.
     pub async fn kill(&self) {
-        let task = lock(&self.task).take();
+        let task = self.task.lock().take();
         if let Some(task) = task {
             task.abort();
             let _ = task.await;

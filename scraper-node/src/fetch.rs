@@ -13,10 +13,11 @@
 //! robots.txt and `tdmrep.json` are fetched through the same checks and the same per-host
 //! turns, and cached per origin for at most a day.
 
+use parking_lot::Mutex;
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -32,7 +33,6 @@ use url::{Host, Url};
 use crate::{
     address::{NetworkPolicy, Reach},
     canonical::{Scope, canonicalize, host_key},
-    lock,
     optout::{Directives, TdmRep, tdm_reserved},
     robots::{MAX_ROBOTS_BYTES, Robots, Rule},
 };
@@ -438,7 +438,9 @@ impl Fetcher {
         url: &Url,
         spacing: Duration,
     ) -> Result<reqwest::Response, reqwest::Error> {
-        let slot = lock(&self.turns)
+        let slot = self
+            .turns
+            .lock()
             .entry(host_key(url))
             .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Instant::now())))
             .clone();
@@ -460,7 +462,7 @@ impl Fetcher {
     async fn site_rules(&self, url: &Url, spacing: Duration) -> Result<SiteRules, Stop> {
         let origin = url.origin().ascii_serialization();
         let now = Instant::now();
-        if let Some(rules) = lock(&self.rules).get(&origin).filter(|r| r.until > now) {
+        if let Some(rules) = self.rules.lock().get(&origin).filter(|r| r.until > now) {
             return Ok(rules.clone());
         }
         let (robots, robots_ok) = self.fetch_robots(url, spacing).await?;
@@ -479,7 +481,7 @@ impl Fetcher {
             tdmrep,
             until: now + ttl,
         };
-        lock(&self.rules).insert(origin, rules.clone());
+        self.rules.lock().insert(origin, rules.clone());
         Ok(rules)
     }
 

@@ -41,13 +41,7 @@ pub fn load_or_create_token(data_dir: &Path) -> io::Result<String> {
         Err(_) => {}
     }
     let token = hex::encode(rand::random::<[u8; 32]>());
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path)?;
-    io::Write::write_all(&mut file, format!("{token}\n").as_bytes())?;
-    file.sync_all()?;
+    tessera_net::identity::create_key_file(&path, format!("{token}\n").as_bytes())?;
     Ok(token)
 }
 

@@ -47,9 +47,3 @@ pub mod spec;
 pub mod stats;
 pub mod validation;
 pub mod worker;
-
-/// Locks a mutex; a panic elsewhere while it was held leaves data that is still consistent
-/// here (maps and caches), so the lock is taken anyway.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}

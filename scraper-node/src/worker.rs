@@ -23,6 +23,7 @@ use std::{
     time::Duration,
 };
 use tessera_dataset::{PublishOptions, default_params, inspect::inspect, store_shard};
+use tessera_formats::time::now_ms;
 
 use libp2p::identity::Keypair;
 use tessera_client::Session;
@@ -34,13 +35,12 @@ use tracing::{debug, info, warn};
 
 use crate::{
     address::NetworkPolicy,
-    coordinator::{Completion, Coordinator, CoordinatorError, Offer, now_ms},
+    coordinator::{Completion, Coordinator, CoordinatorError, Offer},
     crawl_store::ShardRecord,
     extract::extract,
     fetch::{FetchConfig, Fetcher, Outcome, decode_html},
     frontier::{Lease, PageResult, UrlReport},
     limits::OperatorLimits,
-    lock,
     provenance::Row,
     shard::{Finished, ShardWriter},
     spec::CrawlSpec,
@@ -160,7 +160,7 @@ pub struct Worker<C> {
     config: WorkerConfig,
     fetchers: HashMap<String, Fetcher>,
     /// Behind a lock only so that the worker is `Sync`; one task uses it.
-    writers: std::sync::Mutex<HashMap<String, ShardWriter>>,
+    writers: parking_lot::Mutex<HashMap<String, ShardWriter>>,
     /// Closed shards the coordinator has not recorded yet.
     pending: Vec<Pending>,
     /// No new attempt at the pending shards before this.
@@ -199,7 +199,7 @@ impl<C: CrawlApi> Worker<C> {
             peer,
             config,
             fetchers: HashMap::new(),
-            writers: std::sync::Mutex::new(HashMap::new()),
+            writers: parking_lot::Mutex::new(HashMap::new()),
             pending,
             settle_after: tokio::time::Instant::now(),
             params: HashMap::new(),
@@ -269,7 +269,7 @@ impl<C: CrawlApi> Worker<C> {
                 Step::Waited
             }
             Offer::Idle => {
-                let all: Vec<String> = lock(&self.writers).keys().cloned().collect();
+                let all: Vec<String> = self.writers.lock().keys().cloned().collect();
                 self.close(&all)?;
                 Step::Idle
             }
@@ -281,7 +281,7 @@ impl<C: CrawlApi> Worker<C> {
     /// Closes the open shards of `crawls`; they join the pending ones.
     fn close(&mut self, crawls: &[String]) -> Result<(), ApiError> {
         for crawl in crawls {
-            let Some(mut writer) = lock(&self.writers).remove(crawl) else {
+            let Some(mut writer) = self.writers.lock().remove(crawl) else {
                 continue;
             };
             let finished = writer
@@ -559,12 +559,12 @@ impl<C: CrawlApi> Worker<C> {
     }
 
     fn write(&mut self, crawl: &str, spec: &CrawlSpec, mut row: Row) -> Result<(), ApiError> {
-        if !lock(&self.writers).contains_key(crawl) {
+        if !self.writers.lock().contains_key(crawl) {
             let writer = self.new_writer(crawl, spec)?;
-            lock(&self.writers).insert(crawl.to_string(), writer);
+            self.writers.lock().insert(crawl.to_string(), writer);
         }
         let finished = {
-            let mut writers = lock(&self.writers);
+            let mut writers = self.writers.lock();
             let writer = writers
                 .get_mut(crawl)
                 .ok_or_else(|| ApiError::Local("no shard writer".into()))?;
@@ -688,7 +688,7 @@ impl<C: CrawlApi> Worker<C> {
 
     /// Closes every open shard, then stores and reports what is pending.
     pub async fn flush(&mut self) -> Result<(), ApiError> {
-        let all: Vec<String> = lock(&self.writers).keys().cloned().collect();
+        let all: Vec<String> = self.writers.lock().keys().cloned().collect();
         self.close(&all)?;
         self.settle_after = tokio::time::Instant::now();
         self.settle().await;

@@ -14,12 +14,14 @@
 //!      the lost pieces from any k (client::repair) onto nodes holding none of the shard
 //! ```
 
+use parking_lot::Mutex;
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
     path::PathBuf,
-    sync::{Arc, Mutex, PoisonError},
+    sync::Arc,
     time::{Duration, Instant},
 };
+use tessera_formats::time::now_ms;
 
 use cid::Cid;
 use libp2p::identity::{Keypair, PublicKey};
@@ -254,13 +256,6 @@ impl AuditView {
     }
 }
 
-/// Milliseconds since the Unix epoch: the clock receipts and claims are dated by.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -479,7 +474,7 @@ impl Auditor {
                 "more pieces than one audit period covers; some wait"
             );
         }
-        let mut view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut view = self.view.lock();
         view.datasets.clone_from(&set.datasets);
         let known: HashSet<&Cid> = set.shards.iter().map(|(cid, _)| cid).collect();
         view.shards.retain(|cid, _| known.contains(cid));
@@ -489,10 +484,7 @@ impl Auditor {
     /// Runs until the task is stopped: a round every interval, a new seed and shard list
     /// every period. The first round waits one interval.
     pub async fn run(mut self) {
-        self.view
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .running = true;
+        self.view.lock().running = true;
         let schedule = self.schedule();
         let mut ticks = tokio::time::interval(self.config.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -647,11 +639,7 @@ impl Auditor {
         if unsettled {
             self.follow.insert(shard);
         }
-        self.view
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .shards
-            .insert(shard, health);
+        self.view.lock().shards.insert(shard, health);
     }
 
     /// Where this node keeps `piece`, if its store holds it.
@@ -854,10 +842,7 @@ impl Auditor {
                 failed: self.standings.standing(&(*node, *piece), now) == Standing::Failed,
             })
             .collect();
-        self.view
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .failing = failing;
+        self.view.lock().failing = failing;
     }
 
     /// Challenges `holder` for `piece` once; returns the signed receipt, kept in the store

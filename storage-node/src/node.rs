@@ -1,12 +1,8 @@
 //! A whole storage node: identity, piece store, network, protocol service and HTTP port, wired
 //! together and started with one call.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    sync::{Arc, PoisonError},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use tessera_formats::time::now_ms;
 
 use axum::{
     Json, Router,
@@ -31,8 +27,7 @@ use tessera_formats::{SignedReceipt, receipt::MAX_RECEIPT_BYTES, record::Signing
 
 use crate::{
     audit::{
-        AuditConfig, AuditStatus, Auditor, AuditorParts, RECEIPT_TOPIC, SharedView, now_ms,
-        signing_key,
+        AuditConfig, AuditStatus, Auditor, AuditorParts, RECEIPT_TOPIC, SharedView, signing_key,
     },
     metrics::Metrics,
     receipts::{ReceiptStore, ReceiptStoreError},
@@ -605,7 +600,7 @@ async fn status(State(state): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn audit_status(State(state): State<HttpState>) -> Json<AuditStatus> {
-    let view = state.audit.lock().unwrap_or_else(PoisonError::into_inner);
+    let view = state.audit.lock();
     Json(view.status(&state.metrics))
 }
 
@@ -772,11 +767,7 @@ pub fn reward_rows(ledger: &tessera_proofs::Ledger) -> Vec<RewardRow> {
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
-    let spares = state
-        .audit
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .dataset_spares();
+    let spares = state.audit.lock().dataset_spares();
     state.metrics.set_dataset_spares(&spares);
     (
         [(

@@ -9,9 +9,10 @@
 //! threads, so one slow disk read never stalls the others. Uploads in progress are keyed by
 //! (peer, piece), limited per peer and in total, and dropped (their room given back) when idle.
 
+use parking_lot::Mutex;
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -133,7 +134,7 @@ pub async fn serve(
 
 /// Drops uploads that have been idle too long, giving their room back.
 fn drop_idle(uploads: &Mutex<Uploads>, idle: Duration) {
-    let mut u = lock(uploads);
+    let mut u = uploads.lock();
     let before = u.slots.len();
     u.slots.retain(|_, (_, last)| last.elapsed() < idle);
     if u.slots.len() < before {
@@ -247,7 +248,7 @@ impl Ctx {
                 let slot = self.slot(peer, piece)?;
                 self.metrics.bytes_in(bytes.len() as u64);
                 let written = blocking(move || {
-                    let mut guard = lock(&slot);
+                    let mut guard = slot.lock();
                     let upload = guard.as_mut().ok_or(StoreError::Ended)?;
                     let result = upload.write(offset, &bytes);
                     if result.is_err() {
@@ -258,7 +259,7 @@ impl Ctx {
                 })
                 .await;
                 if written.is_err() {
-                    lock(&self.uploads).slots.remove(&(peer, piece));
+                    self.uploads.lock().slots.remove(&(peer, piece));
                 }
                 Ok(PieceResponse::PutProgress {
                     piece,
@@ -266,7 +267,9 @@ impl Ctx {
                 })
             }
             PieceRequest::PutEnd { piece } => {
-                let slot = lock(&self.uploads)
+                let slot = self
+                    .uploads
+                    .lock()
                     .slots
                     .remove(&(peer, piece))
                     .map(|(slot, _)| slot)
@@ -275,7 +278,7 @@ impl Ctx {
                         "no upload of this piece in progress".into(),
                     ))?;
                 blocking(move || {
-                    let upload = lock(&slot).take().ok_or(StoreError::Ended)?;
+                    let upload = slot.lock().take().ok_or(StoreError::Ended)?;
                     upload.finish()
                 })
                 .await?;
@@ -307,9 +310,9 @@ impl Ctx {
             return Ok(PieceResponse::Stored { piece });
         }
         {
-            let mut u = lock(&self.uploads);
+            let mut u = self.uploads.lock();
             if let Some((slot, _)) = u.slots.get(&(peer, piece)) {
-                let offset = lock(slot).as_ref().map(Upload::written).unwrap_or(0);
+                let offset = slot.lock().as_ref().map(Upload::written).unwrap_or(0);
                 return Ok(PieceResponse::PutReady { piece, offset });
             }
             let from_peer = u.slots.keys().filter(|(p, _)| *p == peer).count();
@@ -324,7 +327,7 @@ impl Ctx {
         }
         let store = self.store.clone();
         let upload = blocking(move || store.begin_upload(piece, size)).await?;
-        lock(&self.uploads).slots.insert(
+        self.uploads.lock().slots.insert(
             (peer, piece),
             (Arc::new(Mutex::new(Some(upload))), Instant::now()),
         );
@@ -332,7 +335,7 @@ impl Ctx {
     }
 
     fn slot(&self, peer: PeerId, piece: Cid) -> Result<Slot, Refusal> {
-        let mut u = lock(&self.uploads);
+        let mut u = self.uploads.lock();
         let (slot, last) = u.slots.get_mut(&(peer, piece)).ok_or((
             ErrorCode::UploadState,
             "no upload of this piece in progress".into(),
@@ -396,8 +399,4 @@ fn request_kind(request: &PieceRequest) -> &'static str {
         PieceRequest::PutChunk { .. } => "put_chunk",
         PieceRequest::PutEnd { .. } => "put_end",
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

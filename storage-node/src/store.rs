@@ -18,13 +18,14 @@
 //! do not hash to its CID. A piece that cannot be read (an I/O error, too many open files, a
 //! disk gone for a moment) is marked unreadable, kept, and checked again at the next scrub.
 
+use parking_lot::Mutex;
 use std::{
     fs::{self, File},
     io::{self, Read as _, Write},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-    time::{SystemTime, UNIX_EPOCH},
+    sync::Arc,
 };
+use tessera_formats::time::now_ms;
 
 use cid::Cid;
 use serde::{Deserialize, Serialize};
@@ -302,14 +303,16 @@ impl PieceStore {
 
     /// Bytes used and free.
     pub fn usage(&self) -> Usage {
-        let mut usage = *lock(&self.inner.usage);
-        usage.unreadable = lock(&self.inner.unreadable).len() as u64;
+        let mut usage = *self.inner.usage.lock();
+        usage.unreadable = self.inner.unreadable.lock().len() as u64;
         usage
     }
 
     /// Pieces that could not be read at their last check, with the error.
     pub fn unreadable(&self) -> Vec<(Cid, String)> {
-        lock(&self.inner.unreadable)
+        self.inner
+            .unreadable
+            .lock()
             .iter()
             .map(|(cid, why)| (*cid, why.clone()))
             .collect()
@@ -470,7 +473,7 @@ impl PieceStore {
         let path = self.inner.piece_path(cid);
         let _ = fs::remove_file(outboard_path(&path));
         let _ = fs::remove_file(&path);
-        let mut usage = lock(&self.inner.usage);
+        let mut usage = self.inner.usage.lock();
         usage.used = usage.used.saturating_sub(meta.size);
         usage.pieces = usage.pieces.saturating_sub(1);
         Ok(true)
@@ -484,17 +487,17 @@ impl PieceStore {
         for (cid, _) in self.list()? {
             match check_file(&cid, &self.inner.piece_path(&cid)) {
                 PieceCheck::Good => {
-                    lock(&self.inner.unreadable).remove(&cid);
+                    self.inner.unreadable.lock().remove(&cid);
                 }
                 PieceCheck::Bad(why) => {
                     warn!(%cid, %why, "stored piece does not match its CID; removing it");
                     self.remove(&cid)?;
-                    lock(&self.inner.unreadable).remove(&cid);
+                    self.inner.unreadable.lock().remove(&cid);
                     report.bad.push(cid);
                 }
                 PieceCheck::Unreadable(why) => {
                     warn!(%cid, %why, "stored piece could not be read; kept, checked again later");
-                    lock(&self.inner.unreadable).insert(cid, why.clone());
+                    self.inner.unreadable.lock().insert(cid, why.clone());
                     report.unreadable.push((cid, why));
                 }
             }
@@ -543,7 +546,7 @@ impl PieceStore {
                 }
                 Some(Ok(unreadable)) => {
                     warn!(%cid, why = %unreadable, "indexed piece could not be checked; kept");
-                    lock(&self.inner.unreadable).insert(cid, unreadable);
+                    self.inner.unreadable.lock().insert(cid, unreadable);
                     used += meta.size;
                     report.pieces += 1;
                 }
@@ -557,7 +560,7 @@ impl PieceStore {
             }
         }
         {
-            let mut usage = lock(&self.inner.usage);
+            let mut usage = self.inner.usage.lock();
             usage.used = used;
             usage.pieces = report.pieces;
         }
@@ -647,7 +650,7 @@ impl PieceStore {
             reason: e.to_string(),
         })?;
         self.inner.db.put(key(cid), value, Durability::Synced)?;
-        let mut usage = lock(&self.inner.usage);
+        let mut usage = self.inner.usage.lock();
         usage.used += size;
         usage.pieces += 1;
         Ok(())
@@ -704,7 +707,7 @@ impl Upload {
         })?;
         // Room is taken as bytes arrive: an upload that sends nothing holds nothing.
         {
-            let mut usage = lock(&self.store.inner.usage);
+            let mut usage = self.store.inner.usage.lock();
             let needed = end.saturating_sub(self.reserved);
             if usage.free() < needed {
                 return Err(StoreError::CapacityExceeded {
@@ -750,7 +753,7 @@ impl Upload {
         let reader = File::open(&self.tmp_path)
             .map_err(io_err(format!("opening {}", self.tmp_path.display())))?;
         write_outboard(&reader, &path, &self.outboard_tmp())?;
-        let _committing = lock(&inner.committing);
+        let _committing = inner.committing.lock();
         if inner.db.get(key(&self.cid))?.is_some() {
             // Stored meanwhile by another upload of the same piece.
             return Ok(());
@@ -764,7 +767,7 @@ impl Upload {
             .map_err(io_err(format!("renaming into {}", path.display())))?;
         sync_dir(path.parent())?;
         // From here the reservation becomes use.
-        lock(&inner.usage).reserved -= self.reserved;
+        inner.usage.lock().reserved -= self.reserved;
         self.reserved = 0;
         self.store.index(&self.cid, self.size)
     }
@@ -773,7 +776,7 @@ impl Upload {
 impl Drop for Upload {
     fn drop(&mut self) {
         if self.reserved > 0 {
-            let mut usage = lock(&self.store.inner.usage);
+            let mut usage = self.store.inner.usage.lock();
             usage.reserved = usage.reserved.saturating_sub(self.reserved);
         }
         let _ = fs::remove_file(&self.tmp_path);
@@ -864,18 +867,6 @@ fn decode_meta(key: &[u8], value: &[u8]) -> Result<PieceMeta, StoreError> {
         key: hex(key),
         reason: e.to_string(),
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The guarded values are plain counters; a panic elsewhere cannot leave them torn.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 fn hex(bytes: &[u8]) -> String {

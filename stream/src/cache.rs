@@ -21,13 +21,14 @@
 //! evicting it cannot pull the bytes away mid-read. Each process keeps to the byte limit for
 //! the shards it knows of: the directory can hold up to the limit times the processes.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::{
     collections::HashMap,
     fs::File,
     io::Seek as _,
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant, SystemTime},
@@ -206,10 +207,7 @@ impl ShardCache {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.state.lock()
     }
 
     /// Deletes least recently used unpinned shards until `extra` more bytes fit. Returns

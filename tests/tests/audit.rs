@@ -236,11 +236,7 @@ async fn lost_and_rotten_pieces_are_caught_and_rebuilt_on_other_nodes() {
     assert_eq!(seen, 2 * audited, "the victim heard every receipt");
 
     // The audit status shows the repairs and a healthy dataset.
-    let status = auditor_node
-        .audit_view
-        .lock()
-        .unwrap()
-        .status(&auditor_node.metrics);
+    let status = auditor_node.audit_view.lock().status(&auditor_node.metrics);
     assert_eq!(status.pieces_repaired, 2);
     assert_eq!(status.datasets[0].min_spare, Some(2));
 

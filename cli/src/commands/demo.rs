@@ -11,7 +11,7 @@
 use std::{
     collections::BTreeSet,
     path::Path,
-    sync::{Arc, PoisonError},
+    sync::Arc,
     time::{Duration, Instant},
 };
 use tessera_dataset::{FetchOptions, fetch_manifest, fetch_version, publish::list_parquet};
@@ -194,7 +194,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .as_str()
         .context("no manifest")?
         .parse()?;
-    let asked = log.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let asked = log.lock().clone();
     ensure!(
         !asked.iter().any(|p| p.starts_with("/private")),
         "robots.txt was not honoured"

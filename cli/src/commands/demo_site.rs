@@ -1,10 +1,8 @@
 //! The small website the demo crawls: the pages of `examples/site/`, built into the binary,
 //! served on 127.0.0.1 with a log of the paths asked for.
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError},
-};
+use parking_lot::Mutex;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -85,9 +83,7 @@ pub(crate) async fn serve() -> anyhow::Result<(SocketAddr, Log)> {
 }
 
 async fn record(State(log): State<Log>, request: Request, next: Next) -> Response {
-    log.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(request.uri().path().to_string());
+    log.lock().push(request.uri().path().to_string());
     next.run(request).await
 }
 

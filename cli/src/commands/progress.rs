@@ -30,12 +30,10 @@ pub(crate) fn bar(session: &Session) -> (ProgressBar, ProgressSink) {
             waits.set_prefix(waiting_on(&stalled));
         }
     });
-    let counts = Arc::new(std::sync::Mutex::new((0usize, 0usize, 0usize, 0usize)));
+    let counts = Arc::new(parking_lot::Mutex::new((0usize, 0usize, 0usize, 0usize)));
     let sink_bar = bar.clone();
     let sink: ProgressSink = Some(Arc::new(move |event: Progress| {
-        let mut c = counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = counts.lock();
         match event {
             Progress::Planned {
                 shards,

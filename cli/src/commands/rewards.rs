@@ -16,6 +16,7 @@ use std::{
     path::PathBuf,
     time::{Duration, SystemTime},
 };
+use tessera_formats::time::ms_of as ms;
 
 use anyhow::{Context as _, bail};
 use bytesize::ByteSize;
@@ -107,11 +108,6 @@ struct Report {
     rejected: Vec<Rejected>,
     storage: Vec<RewardRow>,
     pages: Vec<PagesRow>,
-}
-
-fn ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
