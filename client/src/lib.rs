@@ -31,5 +31,5 @@ pub use audit::{AuditError, audit};
 pub use error::ClientError;
 pub use get::{GetOptions, GetReport, get_file};
 pub use put::{PutOptions, PutReport, put_file, store_block};
-pub use rpc::Backoff;
+pub use rpc::{Backoff, busy_policy};
 pub use session::Session;

@@ -2,20 +2,27 @@
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
+
 use tessera_net::{Client, PeerId};
 use tessera_storage_protocol::{PieceProtocol, PieceRequest, PieceResponse};
 use tracing::debug;
 
-/// Times a node that answers `Busy` is asked again, and the first pause before asking (doubled
-/// each time: 50 to 400 ms, 750 ms in all).
-const BUSY_RETRIES: u32 = 4;
-const BUSY_PAUSE: Duration = Duration::from_millis(50);
+/// The one policy for asking again a peer that answered `Busy` (its queue was full, so it did
+/// not act on the request): 50, 100, 200 and 400 ms, 750 ms in all, then no more. No jitter:
+/// the askers that meet one busy node are few, and a reader's deadline counts on the sum.
+pub fn busy_policy() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(50))
+        .with_factor(2.0)
+        .with_max_times(4)
+}
 
-/// The pauses before asking a busy node again: 50, 100, 200 and 400 ms, then no more.
+/// The pauses of [`busy_policy`], taken one at a time by a loop that also does other things
+/// between tries.
 #[derive(Debug)]
 pub struct Backoff {
-    left: u32,
-    pause: Duration,
+    delays: ExponentialBackoff,
 }
 
 impl Default for Backoff {
@@ -28,20 +35,19 @@ impl Backoff {
     /// A fresh run of pauses.
     pub fn new() -> Self {
         Self {
-            left: BUSY_RETRIES,
-            pause: BUSY_PAUSE,
+            delays: busy_policy().build(),
         }
     }
 
     /// Waits out the next pause; false, at once, when the retries are spent.
     pub async fn wait(&mut self) -> bool {
-        if self.left == 0 {
-            return false;
+        match self.delays.next() {
+            Some(pause) => {
+                tokio::time::sleep(pause).await;
+                true
+            }
+            None => false,
         }
-        self.left -= 1;
-        tokio::time::sleep(self.pause).await;
-        self.pause *= 2;
-        true
     }
 }
 
@@ -86,5 +92,17 @@ pub(crate) fn unexpected(response: &PieceResponse) -> String {
     match response {
         PieceResponse::Error { code, message, .. } => format!("{code:?}: {message}"),
         _ => "an answer that does not fit the request".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_peer_is_asked_again_after_50_100_200_and_400_ms() {
+        let pauses: Vec<Duration> = busy_policy().build().collect();
+        let ms: Vec<u128> = pauses.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [50, 100, 200, 400]);
     }
 }

@@ -3,6 +3,8 @@
 //! - [`db`]: one RocksDB per node, a column family per role, and the import of the
 //!   databases that roles once kept apart.
 //! - [`http`]: the one shape of an error answered by a node's HTTP APIs.
+//! - [`blocking`]: blocking work off the async threads, its task's failure as an error.
 
+pub mod blocking;
 pub mod db;
 pub mod http;

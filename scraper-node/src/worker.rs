@@ -15,6 +15,7 @@
 //! step, and a restarted worker reports the shards it finds on disk again (the coordinator
 //! takes a shard it already has as a repeat).
 
+use backon::{ConstantBuilder, Retryable as _};
 use std::{
     collections::{HashMap, VecDeque},
     future::Future,
@@ -489,16 +490,19 @@ impl<C: CrawlApi> Worker<C> {
             lease.deadline_ms.min(now_ms().saturating_add(
                 u64::try_from(MAX_COMPLETE_RETRIES.as_millis()).unwrap_or(u64::MAX),
             ));
-        loop {
-            let result = self.api.complete(completion.clone()).await;
-            match result {
-                Err(ApiError::Unavailable(why)) if now_ms() < until => {
-                    debug!(%why, lease = lease.id, "coordinator unavailable; reporting again");
-                    tokio::time::sleep(COMPLETE_RETRY).await;
-                }
-                other => return other,
-            }
-        }
+        let budget = Duration::from_millis(until.saturating_sub(now_ms()));
+        let tries =
+            usize::try_from(budget.as_millis() / COMPLETE_RETRY.as_millis()).unwrap_or(usize::MAX);
+        (|| self.api.complete(completion.clone()))
+            .retry(
+                ConstantBuilder::new()
+                    .with_delay(COMPLETE_RETRY)
+                    .with_max_times(tries),
+            )
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, ApiError::Unavailable(_)))
+            .notify(|e, _| debug!(why = %e, lease = lease.id, "coordinator unavailable; reporting again"))
+            .await
     }
 
     /// What came of a fetched page: its report (with its links and text hash) and its row.

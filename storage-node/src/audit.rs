@@ -22,6 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tessera_formats::time::now_ms;
+use tessera_node::blocking::blocking;
 
 use cid::Cid;
 use libp2p::identity::{Keypair, PublicKey};
@@ -362,10 +363,8 @@ impl Challenger {
             }
         };
         let (store, keep) = (self.receipts.clone(), signed.clone());
-        match tokio::task::spawn_blocking(move || store.insert(&keep)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!(%e, "keeping an audit receipt failed"),
-            Err(e) => warn!(%e, "keeping an audit receipt failed"),
+        if let Err(e) = blocking(move || store.insert(&keep)).await {
+            warn!(%e, "keeping an audit receipt failed");
         }
         if let Ok((_, block)) = signed.to_block()
             && let Err(e) = self.client.publish(RECEIPT_TOPIC, block).await
@@ -457,17 +456,12 @@ impl Auditor {
     /// The shards of every dataset the registry holds, and each dataset's latest version.
     pub async fn known_shards(&self) -> AuditSet {
         let (registry, limit) = (self.registry.clone(), self.config.max_pieces);
-        let set = match tokio::task::spawn_blocking(move || registry.audit_set(limit)).await {
-            Ok(Ok(set)) => set,
-            Ok(Err(e)) => {
+        let set = blocking(move || registry.audit_set(limit))
+            .await
+            .unwrap_or_else(|e| {
                 warn!(%e, "listing the shards to audit failed");
                 AuditSet::default()
-            }
-            Err(e) => {
-                warn!(%e, "listing the shards to audit failed");
-                AuditSet::default()
-            }
-        };
+            });
         if set.more {
             warn!(
                 limit = self.config.max_pieces,
@@ -647,11 +641,7 @@ impl Auditor {
         let store = self.store.clone()?;
         let piece = *piece;
         let path = store.piece_path(&piece);
-        matches!(
-            tokio::task::spawn_blocking(move || store.has(&piece)).await,
-            Ok(Ok(Some(_)))
-        )
-        .then_some(path)
+        matches!(blocking(move || store.has(&piece)).await, Ok(Some(_))).then_some(path)
     }
 
     /// Claims the shard and rebuilds `missing` from this node's own pieces (`have`) and
@@ -736,16 +726,9 @@ impl Auditor {
             return false;
         };
         let file = path.to_path_buf();
-        match tokio::task::spawn_blocking(move || store.import(piece, &file)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                warn!(%piece, error = %e, "keeping a rebuilt piece failed");
-                return false;
-            }
-            Err(e) => {
-                warn!(%piece, error = %e, "keeping a rebuilt piece failed");
-                return false;
-            }
+        if let Err(e) = blocking(move || store.import(piece, &file)).await {
+            warn!(%piece, error = %e, "keeping a rebuilt piece failed");
+            return false;
         }
         if let Err(e) = self.challenger.client.start_providing(piece).await {
             warn!(%piece, error = %e, "announcing a rebuilt piece failed");

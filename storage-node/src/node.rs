@@ -16,6 +16,7 @@ use tessera_dataset_registry::protocol::{MAX_ANNOUNCEMENT, REGISTRY_TOPIC, Regis
 use tessera_dataset_registry::{Registry, RegistryConfig};
 use tessera_net::{Client, Multiaddr, NetworkConfig, TopicEvent, identity};
 use tessera_node::{
+    blocking::blocking,
     db::DEFAULT,
     http::{ApiError, one_error_shape},
 };
@@ -420,9 +421,8 @@ impl StorageNode {
 async fn announce_held(client: Client, store: PieceStore) {
     // Give the bootstrap connections a moment so the records reach other nodes.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let held = match tokio::task::spawn_blocking(move || store.list()).await {
-        Ok(Ok(held)) => held,
-        Ok(Err(e)) => return warn!(error = %e, "listing held pieces failed"),
+    let held = match blocking(move || store.list()).await {
+        Ok(held) => held,
         Err(e) => return warn!(error = %e, "listing held pieces failed"),
     };
     for (cid, _) in held {
@@ -447,12 +447,8 @@ async fn scrub_periodically(
     loop {
         ticks.tick().await;
         let pass = store.clone();
-        let report = match tokio::task::spawn_blocking(move || pass.scrub()).await {
-            Ok(Ok(report)) => report,
-            Ok(Err(e)) => {
-                warn!(error = %e, "checking held pieces failed");
-                continue;
-            }
+        let report = match blocking(move || pass.scrub()).await {
+            Ok(report) => report,
             Err(e) => {
                 warn!(error = %e, "checking held pieces failed");
                 continue;
@@ -496,16 +492,16 @@ async fn keep_shared_receipts(
             _ = prune.tick() => {
                 let store = receipts.clone();
                 let before = now_ms().saturating_sub(retention);
-                match tokio::task::spawn_blocking(move || store.prune(before)).await {
-                    Ok(Ok(n)) if n > 0 => debug!(pruned = n, "old receipts pruned"),
-                    Ok(Err(e)) => warn!(error = %e, "pruning receipts failed"),
-                    _ => {}
+                match blocking(move || store.prune(before)).await {
+                    Ok(n) if n > 0 => debug!(pruned = n, "old receipts pruned"),
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "pruning receipts failed"),
                 }
                 continue;
             }
         };
         let store = receipts.clone();
-        let kept = tokio::task::spawn_blocking(move || {
+        let kept = blocking(move || {
             let receipt = SignedReceipt::from_block(&data)?;
             let (now, time) = (now_ms(), receipt.receipt.time_ms);
             if time > now.saturating_add(RECEIPT_CLOCK_SKEW_MS)
@@ -517,9 +513,9 @@ async fn keep_shared_receipts(
         })
         .await;
         match kept {
-            Ok(Err(e)) => debug!(error = %e, "a shared receipt was refused"),
-            Ok(Ok(None)) => debug!("a shared receipt dated outside the retention was dropped"),
-            _ => {}
+            Err(e) => debug!(error = %e, "a shared receipt was refused"),
+            Ok(None) => debug!("a shared receipt dated outside the retention was dropped"),
+            Ok(Some(_)) => {}
         }
     }
 }
@@ -645,15 +641,12 @@ async fn receipt_page(
         .clamp(1, MAX_RECEIPTS_PER_PAGE);
     let (from, to) = (query.from, query.to.unwrap_or(u64::MAX));
     let store = state.receipts.clone();
-    let page =
-        tokio::task::spawn_blocking(move || store.between(from, to, after.as_deref(), limit)).await;
-    match page {
-        Ok(Ok((blocks, next))) => Json(ReceiptPage {
+    match blocking(move || store.between(from, to, after.as_deref(), limit)).await {
+        Ok((blocks, next)) => Json(ReceiptPage {
             receipts: blocks.iter().map(hex::encode).collect(),
             next: next.map(hex::encode),
         })
         .into_response(),
-        Ok(Err(e)) => ApiError::internal(e.to_string()).into_response(),
         Err(e) => ApiError::internal(e.to_string()).into_response(),
     }
 }
@@ -716,7 +709,7 @@ async fn rewards(
     let from = query.from.unwrap_or_else(|| to.saturating_sub(DAY_MS));
     let cap = query.cap.unwrap_or(DAY_MS);
     let store = state.receipts.clone();
-    let computed = tokio::task::spawn_blocking(move || {
+    let computed = blocking(move || {
         let mut blocks = Vec::new();
         let mut after = None;
         loop {
@@ -734,8 +727,7 @@ async fn rewards(
     })
     .await;
     let (blocks, truncated) = match computed {
-        Ok(Ok(found)) => found,
-        Ok(Err(e)) => return ApiError::internal(e.to_string()).into_response(),
+        Ok(found) => found,
         Err(e) => return ApiError::internal(e.to_string()).into_response(),
     };
     let (receipts, _) = tessera_proofs::decode_blocks(&blocks);

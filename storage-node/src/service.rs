@@ -15,6 +15,7 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+use tessera_node::blocking::BlockingError;
 
 use cid::Cid;
 use tessera_net::{Client, Inbound, PeerId, Request};
@@ -385,10 +386,12 @@ fn refusal(e: StoreError) -> Refusal {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Refusal> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(refusal),
-        Err(e) => Err((ErrorCode::Internal, format!("store task failed: {e}"))),
-    }
+    tessera_node::blocking::blocking(f)
+        .await
+        .map_err(|e| match e {
+            BlockingError::Failed(e) => refusal(e),
+            BlockingError::Task(e) => (ErrorCode::Internal, format!("store task failed: {e}")),
+        })
 }
 
 fn request_kind(request: &PieceRequest) -> &'static str {
