@@ -51,6 +51,10 @@ impl LocalNetwork {
                 bootstrap.clone_from(&node.addresses);
             }
             network.peers.push(node.client.peer_id());
+            // A restart comes back on the port it had, as a node with a configured port does:
+            // the others' routing tables and provider answers still name it.
+            let mut config = config;
+            config.listen = node.addresses.iter().map(without_peer_id).collect();
             network.configs.push(config);
             network.nodes.push(Some(node));
         }
@@ -132,6 +136,13 @@ impl LocalNetwork {
 
 fn node_dir(dir: &Path, index: usize) -> PathBuf {
     dir.join(format!("node-{index}"))
+}
+
+/// `addr` without its trailing `/p2p/PEER_ID`.
+fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, tessera_net::Protocol::P2p(_)))
+        .collect()
 }
 
 fn loopback() -> Multiaddr {
