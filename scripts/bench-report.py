@@ -113,8 +113,16 @@ for section in dict.fromkeys(r["section"] for r in records):
         lines.append(f"| {r['name']} | {fmt(r['value'])} {r['unit']} | {r['baseline']}: "
                      f"{fmt(r['baseline_value'])} {r['unit']} | {ratio} |")
     lines.append("")
+# The studies below the tables are written by hand: kept as they are.
+history = ""
+if os.path.exists(out_md):
+    with open(out_md) as f:
+        text = f.read()
+    at = text.find("\n## History\n")
+    if at >= 0:
+        history = text[at:]
 with open(out_md, "w") as f:
-    f.write("\n".join(lines))
+    f.write("\n".join(lines).rstrip("\n") + "\n" + history)
 with open(out_json, "w") as f:
     json.dump({"command": command, "when": when, "machine": machine, "figures": records}, f, indent=1)
 print("\n".join(lines))

@@ -12,7 +12,7 @@
 //! point leaves either a whole, indexed piece, or a temporary file that the next start deletes,
 //! or a whole piece file not yet indexed, which the next start verifies and indexes. Files keep
 //! piece bytes out of RocksDB's compactions and give proofs and range reads positional reads;
-//! see docs/ARCHITECTURE.md for the measurement behind the choice.
+//! see docs/BENCHMARKS.md for the measurement behind the choice.
 //!
 //! Faults never delete good data: a piece is removed only when its bytes were read in full and
 //! do not hash to its CID. A piece that cannot be read (an I/O error, too many open files, a

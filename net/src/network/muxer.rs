@@ -3,7 +3,7 @@
 //! `libp2p-yamux` fixes yamux's data frames at 16 KiB. A connection task writes one frame per
 //! turn of its loop and flushes it through Noise as one encrypted message and one `send`, so a
 //! 1 MiB range costs 64 turns. Frames of 128 KiB took 7-16% off a node's CPU per byte served
-//! on 2 cores (see ARCHITECTURE). The frame size is the sender's choice: any yamux peer reads
+//! on 2 cores (see docs/BENCHMARKS.md). The frame size is the sender's choice: any yamux peer reads
 //! these frames, and this side reads any.
 //!
 //! The adapter is the one `libp2p-yamux` has, over the same `yamux` crate: inbound streams
