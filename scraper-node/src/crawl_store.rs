@@ -54,6 +54,22 @@ pub enum CrawlState {
     Unpublishable(String),
 }
 
+impl std::fmt::Display for CrawlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Running => f.write_str("running"),
+            Self::Stopped => f.write_str("stopped"),
+            Self::Published { manifest, version } => {
+                write!(f, "published as version {version}: {manifest}")
+            }
+            Self::Unpublished { reason, attempts } => {
+                write!(f, "not published yet ({attempts} attempts): {reason}")
+            }
+            Self::Unpublishable(reason) => write!(f, "cannot be published: {reason}"),
+        }
+    }
+}
+
 /// A shard a scraper node wrote, and stored in the network when it has storage nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardRecord {

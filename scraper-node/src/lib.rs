@@ -26,6 +26,7 @@
 //! See `docs/ARCHITECTURE.md` for how a crawl runs across nodes.
 
 pub mod address;
+pub mod api_client;
 pub mod canonical;
 pub mod coordinator;
 pub mod crawl_store;

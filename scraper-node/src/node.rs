@@ -31,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::{
     address::NetworkPolicy,
+    api_client::Started,
     coordinator::{Coordinator, CoordinatorError, CrawlStatus},
     http_guard::{self, HttpGuard, load_or_create_token},
     limits::OperatorLimits,
@@ -458,11 +459,6 @@ fn coordinator_error(e: CoordinatorError) -> Response {
             e.to_string(),
         ),
     }
-}
-
-#[derive(Serialize)]
-struct Started {
-    id: String,
 }
 
 async fn start_crawl(

@@ -15,6 +15,10 @@ use tessera_scraper_node::{
     node::{ScraperConfig, ScraperNode},
     spec::CrawlSpec,
 };
+use tessera_scraper_node::{
+    api_client::{CrawlClient, CrawlClientError},
+    crawl_store::CrawlState,
+};
 
 fn config(dir: &std::path::Path, coordinator: Option<tessera_net::Multiaddr>) -> ScraperConfig {
     ScraperConfig {
@@ -162,6 +166,32 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
     );
     let list: Value = http.get(&api).send().await.unwrap().json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // The typed client reads the same answers into the node's own types, and its refusals
+    // in the one error shape.
+    let reader = CrawlClient::new(&base, None).unwrap();
+    let listed = reader.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0], reader.status(&id).await.unwrap());
+    assert!(matches!(listed[0].state, CrawlState::Unpublishable(_)));
+    assert_eq!(listed[0].rows, site::KEPT.len() as u64);
+    assert!(matches!(
+        reader.stop(&id).await,
+        Err(CrawlClientError::NoToken)
+    ));
+    let wrong = CrawlClient::new(&base, Some("0".repeat(64))).unwrap();
+    match wrong.stop(&id).await {
+        Err(CrawlClientError::Refused { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (401, "token_required"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match reader.status("nope").await {
+        Err(CrawlClientError::Refused { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (404, "unknown_crawl"));
+        }
+        other => panic!("{other:?}"),
+    }
 
     let stop = http
         .post(format!("{api}/{id}/stop"))

@@ -5,9 +5,10 @@ use std::{io::IsTerminal as _, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
-
-use tessera_scraper_node::{http_guard::TOKEN_FILE, spec::CrawlSpec};
+use tessera_scraper_node::{
+    api_client::CrawlClient, coordinator::CrawlStatus, crawl_store::CrawlState,
+    http_guard::TOKEN_FILE, spec::CrawlSpec,
+};
 
 use super::{config::read_bounded, daemon, scraper_node::DEFAULT_HTTP};
 
@@ -70,90 +71,50 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .node
         .clone()
         .unwrap_or_else(|| format!("http://{DEFAULT_HTTP}"));
-    let api = format!("{}/v1/crawls", base.trim_end_matches('/'));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    // Reads need no token; changes do, and say where it was looked for when it is missing.
+    let changes = matches!(args.command, Command::Start { .. } | Command::Stop { .. });
+    let token = if changes { Some(token(&args)?) } else { None };
+    let api = CrawlClient::new(&base, token)?;
     match &args.command {
         Command::Start { spec, wait } => {
             let text = read_bounded(spec, MAX_SPEC_BYTES, "crawl spec")?;
             // Checked here too: a mistake is named before anything is sent.
             let spec = CrawlSpec::from_toml(&text)
                 .with_context(|| format!("reading {}", spec.display()))?;
-            let started = call(http.post(&api).bearer_auth(token(&args)?).json(&spec)).await?;
-            let id = started["id"]
-                .as_str()
-                .context("no id in the answer")?
-                .to_string();
+            let id = api.start(&spec).await?;
             if !*wait {
                 println!("{id}");
                 return Ok(());
             }
             eprintln!("crawl {id} started");
-            let status = watch(&http, &format!("{api}/{id}")).await?;
+            let status = watch(&api, &id).await?;
             print_status(&status);
-            let state = &status["state"];
-            match state.get("published").map(|p| &p["manifest"]) {
-                Some(Value::String(manifest)) => println!("{manifest}"),
-                _ => bail!("crawl {id} ended unpublished: {}", describe(state)),
+            match &status.state {
+                CrawlState::Published { manifest, .. } => println!("{manifest}"),
+                state => bail!("crawl {id} ended unpublished: {state}"),
             }
         }
-        Command::Status { id: Some(id) } => {
-            print_status(&call(http.get(format!("{api}/{id}"))).await?)
-        }
+        Command::Status { id: Some(id) } => print_status(&api.status(id).await?),
         Command::Status { id: None } => {
-            for status in call(http.get(&api)).await?.as_array().into_iter().flatten() {
-                print_status(status);
+            for status in api.list().await? {
+                print_status(&status);
             }
         }
         Command::Stop { id } => {
-            let response = http
-                .post(format!("{api}/{id}/stop"))
-                .bearer_auth(token(&args)?)
-                .json(&serde_json::json!({}))
-                .send()
-                .await
-                .with_context(|| format!("reaching {base}"))?;
-            if !response.status().is_success() {
-                bail!("{}", reason(response).await);
-            }
+            api.stop(id).await?;
             println!("stopped {id}");
         }
     }
     Ok(())
 }
 
-async fn call(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-    let response = request.send().await.context("reaching the scraper node")?;
-    if !response.status().is_success() {
-        bail!("{}", reason(response).await);
-    }
-    response
-        .json()
-        .await
-        .context("reading the scraper node's answer")
-}
-
-async fn reason(response: reqwest::Response) -> String {
-    let status = response.status();
-    match response.json::<Value>().await {
-        Ok(body) => format!(
-            "{} ({status})",
-            body["error"]["message"]
-                .as_str()
-                .unwrap_or("no reason given")
-        ),
-        Err(_) => format!("the scraper node answered {status}"),
-    }
-}
-
 /// How many failed attempts to publish `--wait` sits through: the coordinator goes on
 /// trying after that, but a person waiting should hear why.
-const WAIT_ATTEMPTS: u64 = 3;
+const WAIT_ATTEMPTS: u32 = 3;
 
 /// Polls until the crawl is published, stopped, or cannot be published, with a progress
 /// line on a terminal.
-async fn watch(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+async fn watch(api: &CrawlClient, id: &str) -> anyhow::Result<CrawlStatus> {
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(ProgressStyle::with_template(
@@ -165,36 +126,26 @@ async fn watch(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
         None
     };
     loop {
-        let status = call(http.get(url)).await?;
-        let (p, state) = (&status["progress"], &status["state"]);
+        let status = api.status(id).await?;
+        let p = &status.progress;
         if let Some(bar) = &bar {
-            let busiest = p["backlog"]
-                .get(0)
-                .map(|h| {
-                    format!(
-                        ", busiest host {} ({} queued)",
-                        h[0].as_str().unwrap_or("?"),
-                        h[1]
-                    )
-                })
+            let busiest = p
+                .backlog
+                .first()
+                .map(|(host, queued)| format!(", busiest host {host} ({queued} queued)"))
                 .unwrap_or_default();
             bar.set_message(format!(
                 "{} stored, {} skipped, {} failed, {} queued, {} leased, {} rows in shards{busiest}; {}",
-                p["stored"],
-                p["skipped"],
-                p["failed"],
-                p["queued"],
-                p["leased"],
-                status["rows"],
-                describe(state),
+                p.stored, p.skipped, p.failed, p.queued, p.leased, status.rows, status.state,
             ));
         }
-        let done = state.get("published").is_some()
-            || state == "stopped"
-            || state.get("unpublishable").is_some()
-            || state["unpublished"]["attempts"]
-                .as_u64()
-                .is_some_and(|n| n >= WAIT_ATTEMPTS);
+        let done = match &status.state {
+            CrawlState::Published { .. } | CrawlState::Stopped | CrawlState::Unpublishable(_) => {
+                true
+            }
+            CrawlState::Unpublished { attempts, .. } => *attempts >= WAIT_ATTEMPTS,
+            CrawlState::Running => false,
+        };
         if done {
             if let Some(bar) = bar {
                 bar.finish_and_clear();
@@ -205,66 +156,26 @@ async fn watch(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
     }
 }
 
-/// A crawl's state in words.
-fn describe(state: &Value) -> String {
-    if let Some(s) = state.as_str() {
-        return s.to_string();
-    }
-    if let Some(p) = state.get("published") {
-        return format!(
-            "published as version {}: {}",
-            p["version"],
-            p["manifest"].as_str().unwrap_or("?")
-        );
-    }
-    if let Some(u) = state.get("unpublished") {
-        return format!(
-            "not published yet ({} attempts): {}",
-            u["attempts"],
-            u["reason"].as_str().unwrap_or("?")
-        );
-    }
-    if let Some(reason) = state.get("unpublishable") {
-        return format!("cannot be published: {}", reason.as_str().unwrap_or("?"));
-    }
-    state.to_string()
-}
-
-fn print_status(s: &Value) {
-    let p = &s["progress"];
+fn print_status(s: &CrawlStatus) {
+    let p = &s.progress;
     println!(
         "{}  {}  {}  stored {}  skipped {}  failed {}  queued {}  leased {}  shards {}  rows {}",
-        s["id"].as_str().unwrap_or("?"),
-        s["name"].as_str().unwrap_or("?"),
-        describe(&s["state"]),
-        p["stored"],
-        p["skipped"],
-        p["failed"],
-        p["queued"],
-        p["leased"],
-        s["shards"],
-        s["rows"],
+        s.id, s.name, s.state, p.stored, p.skipped, p.failed, p.queued, p.leased, s.shards, s.rows,
     );
-    for host in p["backlog"].as_array().into_iter().flatten() {
-        println!("  backlog {}  {}", host[0].as_str().unwrap_or("?"), host[1]);
+    for (host, queued) in &p.backlog {
+        println!("  backlog {host}  {queued}");
     }
-    if s["rows_pending"].as_u64().is_some_and(|n| n > 0) {
-        println!("  pages not in a recorded shard yet {}", s["rows_pending"]);
+    if s.rows_pending > 0 {
+        println!("  pages not in a recorded shard yet {}", s.rows_pending);
     }
-    if p["checks_pending"].as_u64().is_some_and(|n| n > 0) {
-        println!("  checks pending {}", p["checks_pending"]);
+    if p.checks_pending > 0 {
+        println!("  checks pending {}", p.checks_pending);
     }
     // Each node's pages as fetched again by others, and its own checks of others' pages.
-    for entry in p["validation"].as_array().into_iter().flatten() {
-        let v = &entry[1];
+    for (node, v) in &p.validation {
         println!(
-            "  node {}  pages agreed {} disagreed {} inconclusive {}  its checks agreed {} disagreed {}",
-            entry[0].as_str().unwrap_or("?"),
-            v["agreed"],
-            v["disagreed"],
-            v["inconclusive"],
-            v["checks_agreed"],
-            v["checks_disagreed"],
+            "  node {node}  pages agreed {} disagreed {} inconclusive {}  its checks agreed {} disagreed {}",
+            v.agreed, v.disagreed, v.inconclusive, v.checks_agreed, v.checks_disagreed,
         );
     }
 }
