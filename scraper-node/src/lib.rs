@@ -21,7 +21,8 @@
 //! RocksDB; [`coordinator`] is the task that owns them; [`worker`] is a scraper node's loop of
 //! leases; [`protocol`] and [`remote`] carry the crawl protocol between them over libp2p;
 //! [`node`] wires a whole scraper node together, with its HTTP API for crawls (changes to
-//! them pass [`http_guard`]) and its dashboard; [`stats`] counts what the worker did.
+//! them pass [`http_guard`]) and its dashboard; [`api_client`] is a typed client of that
+//! API; [`stats`] counts what the worker did.
 //!
 //! See `docs/ARCHITECTURE.md` for how a crawl runs across nodes.
 
