@@ -3,8 +3,10 @@
 //! - [`db`]: one RocksDB per node, a column family per role, and the import of the
 //!   databases that roles once kept apart.
 //! - [`http`]: the one shape of an error answered by a node's HTTP APIs.
+//! - [`api_client`]: calling a node's HTTP API from elsewhere, its refusals in that shape.
 //! - [`blocking`]: blocking work off the async threads, its task's failure as an error.
 
+pub mod api_client;
 pub mod blocking;
 pub mod db;
 pub mod http;

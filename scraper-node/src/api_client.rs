@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tessera_node::http::ErrorBody;
+use tessera_node::api_client::{CallError, http_client, read, send};
 
 use crate::{coordinator::CrawlStatus, spec::CrawlSpec};
 
@@ -22,34 +22,9 @@ pub struct Started {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CrawlClientError {
-    /// The node could not be reached.
-    #[error("reaching the scraper node at {url}: {source}")]
-    Unreachable {
-        /// What was asked.
-        url: String,
-        /// Why.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The node refused, with its reason.
-    #[error("{message} ({status}, {code})")]
-    Refused {
-        /// The HTTP status.
-        status: u16,
-        /// Why, for programs.
-        code: String,
-        /// Why, for people.
-        message: String,
-    },
-    /// The answer is not what the API answers.
-    #[error("reading the scraper node's answer to {url}: {source}")]
-    Answer {
-        /// What was asked.
-        url: String,
-        /// Why.
-        #[source]
-        source: reqwest::Error,
-    },
+    /// The call failed, or the node refused it with its reason.
+    #[error(transparent)]
+    Call(#[from] CallError),
     /// A change was asked without the node's API token.
     #[error("changing crawls needs the scraper node's API token")]
     NoToken,
@@ -67,15 +42,8 @@ impl CrawlClient {
     /// The API of the node at `base` (`http://HOST:PORT`); `token` is needed to start and stop
     /// crawls, not to read them.
     pub fn new(base: &str, token: Option<String>) -> Result<Self, CrawlClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .build()
-            .map_err(|source| CrawlClientError::Unreachable {
-                url: base.to_string(),
-                source,
-            })?;
         Ok(Self {
-            http,
+            http: http_client(base, TIMEOUT)?,
             api: format!("{}/v1/crawls", base.trim_end_matches('/')),
             token,
         })
@@ -94,13 +62,13 @@ impl CrawlClient {
 
     /// Every crawl of the node.
     pub async fn list(&self) -> Result<Vec<CrawlStatus>, CrawlClientError> {
-        read(&self.api, self.http.get(&self.api)).await
+        Ok(read(&self.api, self.http.get(&self.api)).await?)
     }
 
     /// The crawl `id`.
     pub async fn status(&self, id: &str) -> Result<CrawlStatus, CrawlClientError> {
         let url = format!("{}/{id}", self.api);
-        read(&url, self.http.get(&url)).await
+        Ok(read(&url, self.http.get(&url)).await?)
     }
 
     /// Stops the crawl `id`: no new leases.
@@ -111,55 +79,11 @@ impl CrawlClient {
             .post(&url)
             .bearer_auth(self.token()?)
             .json(&serde_json::json!({}));
-        send(&url, request).await.map(drop)
+        send(&url, request).await?;
+        Ok(())
     }
 
     fn token(&self) -> Result<&str, CrawlClientError> {
         self.token.as_deref().ok_or(CrawlClientError::NoToken)
     }
-}
-
-/// Sends `request`; the response if it succeeded, else the node's reason.
-async fn send(
-    url: &str,
-    request: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, CrawlClientError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|source| CrawlClientError::Unreachable {
-            url: url.to_string(),
-            source,
-        })?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let (code, message) = match response.json::<ErrorBody>().await {
-        Ok(body) => (body.error.code, body.error.message),
-        Err(_) => (
-            "unknown".to_string(),
-            format!("the scraper node answered {status}"),
-        ),
-    };
-    Err(CrawlClientError::Refused {
-        status: status.as_u16(),
-        code,
-        message,
-    })
-}
-
-/// Sends `request` and reads its JSON answer as a `T`.
-async fn read<T: serde::de::DeserializeOwned>(
-    url: &str,
-    request: reqwest::RequestBuilder,
-) -> Result<T, CrawlClientError> {
-    send(url, request)
-        .await?
-        .json()
-        .await
-        .map_err(|source| CrawlClientError::Answer {
-            url: url.to_string(),
-            source,
-        })
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{AccessLog, site};
 use serde_json::Value;
+use tessera_node::api_client::CallError;
 use tessera_scraper_node::{
     address::NetworkPolicy,
     http_guard::load_or_create_token,
@@ -181,13 +182,13 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
     ));
     let wrong = CrawlClient::new(&base, Some("0".repeat(64))).unwrap();
     match wrong.stop(&id).await {
-        Err(CrawlClientError::Refused { status, code, .. }) => {
+        Err(CrawlClientError::Call(CallError::Refused { status, code, .. })) => {
             assert_eq!((status, code.as_str()), (401, "token_required"));
         }
         other => panic!("{other:?}"),
     }
     match reader.status("nope").await {
-        Err(CrawlClientError::Refused { status, code, .. }) => {
+        Err(CrawlClientError::Call(CallError::Refused { status, code, .. })) => {
             assert_eq!((status, code.as_str()), (404, "unknown_crawl"));
         }
         other => panic!("{other:?}"),

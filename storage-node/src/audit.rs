@@ -26,7 +26,7 @@ use tessera_node::blocking::blocking;
 
 use cid::Cid;
 use libp2p::identity::{Keypair, PublicKey};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tessera_client::{Backoff, Session, repair::rebuild};
 use tessera_dataset_registry::{AuditSet, DatasetShards, RecordStore};
 use tessera_formats::{
@@ -128,7 +128,7 @@ impl ShardHealth {
 }
 
 /// A dataset's redundancy: its worst shard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetHealth {
     /// Publisher key (hex).
     pub publisher: String,
@@ -150,7 +150,7 @@ pub struct DatasetHealth {
 }
 
 /// A holder failing a piece.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailingHolder {
     /// The holder's peer id.
     pub node: String,
@@ -165,7 +165,7 @@ pub struct FailingHolder {
 }
 
 /// What `GET /v1/audit` and `tessera audit status` show.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditStatus {
     /// Whether the auditor role runs.
     pub auditor: bool,

@@ -16,6 +16,7 @@
 //!
 //! See `docs/ARCHITECTURE.md`.
 
+pub mod api_client;
 pub mod audit;
 pub mod local;
 pub mod metrics;

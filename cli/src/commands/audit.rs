@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use bytesize::ByteSize;
-use serde_json::Value;
+use tessera_storage_node::{api_client::NodeClient, audit::AuditStatus};
 
 /// Where a node's HTTP port is when none is named.
 pub(crate) const DEFAULT_NODE: &str = "http://127.0.0.1:8080";
@@ -31,19 +30,9 @@ enum Command {
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let Command::Status { node, json } = args.command;
-    let url = format!("{}/v1/audit", node.trim_end_matches('/'));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let response = http
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("reaching {url}"))?;
-    if !response.status().is_success() {
-        bail!("{url} answered {}", response.status());
-    }
-    let status: Value = response.json().await.context("reading the node's answer")?;
+    let status = NodeClient::new(&node, Duration::from_secs(30))?
+        .audit()
+        .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
@@ -52,14 +41,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
-}
-
 /// The status as a few lines and a table.
-fn render(s: &Value) -> String {
+fn render(s: &AuditStatus) -> String {
     let mut out = String::new();
-    let running = if s["auditor"].as_bool().unwrap_or(false) {
+    let running = if s.auditor {
         "running"
     } else {
         "not running on a timer (audit-interval 0s, or no registry role)"
@@ -67,60 +52,51 @@ fn render(s: &Value) -> String {
     out.push_str(&format!("auditor   {running}\n"));
     out.push_str(&format!(
         "audits    {} passed, {} failed\n",
-        n(&s["audits_passed"]),
-        n(&s["audits_failed"])
+        s.audits_passed, s.audits_failed
     ));
     out.push_str(&format!(
         "pieces    {} found failed, {} repaired ({} fetched, {} sent)\n",
-        n(&s["pieces_failed"]),
-        n(&s["pieces_repaired"]),
-        ByteSize::b(n(&s["repair_bytes_fetched"])),
-        ByteSize::b(n(&s["repair_bytes_sent"])),
+        s.pieces_failed,
+        s.pieces_repaired,
+        ByteSize::b(s.repair_bytes_fetched),
+        ByteSize::b(s.repair_bytes_sent),
     ));
     out.push_str(&format!(
         "shards    {} known, {} with fewer than k pieces intact\n",
-        n(&s["shards"]),
-        n(&s["shards_lost"])
+        s.shards, s.shards_lost
     ));
-    let datasets = s["datasets"].as_array().cloned().unwrap_or_default();
-    if !datasets.is_empty() {
+    if !s.datasets.is_empty() {
         out.push_str(&format!(
             "\n{:<40} {:>7} {:>7} {:>8} {:>11} {:>6}\n",
             "dataset", "version", "shards", "checked", "min intact", "spare"
         ));
-        for d in &datasets {
-            let publisher = d["publisher"].as_str().unwrap_or("");
+        for d in &s.datasets {
             let name = format!(
                 "{}/{}",
-                publisher.get(..8).unwrap_or(publisher),
-                d["name"].as_str().unwrap_or("")
+                d.publisher.get(..8).unwrap_or(&d.publisher),
+                d.name
             );
-            let or_dash = |v: &Value| v.as_i64().map_or("-".to_string(), |v| v.to_string());
+            let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
             out.push_str(&format!(
                 "{:<40} {:>7} {:>7} {:>8} {:>11} {:>6}\n",
                 name,
-                format!("v{}", n(&d["version"])),
-                n(&d["shards"]),
-                n(&d["checked"]),
-                or_dash(&d["min_intact"]),
-                or_dash(&d["min_spare"]),
+                format!("v{}", d.version),
+                d.shards,
+                d.checked,
+                or_dash(d.min_intact.map(|v| v.to_string())),
+                or_dash(d.min_spare.map(|v| v.to_string())),
             ));
         }
     }
-    let failing = s["failing"].as_array().cloned().unwrap_or_default();
-    if !failing.is_empty() {
+    if !s.failing.is_empty() {
         out.push_str("\nfailing holders\n");
-        for f in &failing {
+        for f in &s.failing {
             out.push_str(&format!(
                 "  {}  {}  {} failures in a row{}\n",
-                f["node"].as_str().unwrap_or(""),
-                f["piece"].as_str().unwrap_or(""),
-                n(&f["failures"]),
-                if f["failed"].as_bool().unwrap_or(false) {
-                    ", counted lost"
-                } else {
-                    ""
-                }
+                f.node,
+                f.piece,
+                f.failures,
+                if f.failed { ", counted lost" } else { "" }
             ));
         }
     }
@@ -142,6 +118,7 @@ mod tests {
             "failing": [{"node": "12D3KooW", "piece": "bafk", "failures": 2, "since_ms": 0,
                 "failed": true}],
         });
+        let status: AuditStatus = serde_json::from_value(status).unwrap();
         let text = render(&status);
         assert!(text.contains("40 passed, 2 failed"), "{text}");
         assert!(text.contains("1 repaired"), "{text}");

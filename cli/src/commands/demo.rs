@@ -20,12 +20,13 @@ use anyhow::{Context as _, bail, ensure};
 use arrow::array::{Array, StringArray};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde_json::Value;
 use tessera_client::Session;
 use tessera_dataset_registry::remote;
 use tessera_formats::{Cid, DatasetRef};
 use tessera_scraper_node::{
     address::NetworkPolicy,
+    api_client::CrawlClient,
+    crawl_store::CrawlState,
     http_guard::load_or_create_token,
     node::{ScraperConfig, ScraperNode},
     provenance::verify_batch,
@@ -132,21 +133,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("starting scraper node b")?;
     let api = format!(
-        "http://{}/v1/crawls",
+        "http://{}",
         a.http.context("scraper node a has no crawl API")?
     );
     step(
         3,
         format_args!(
-            "two scraper nodes: a {} (coordinator, crawl API {api}), b {} (works for a)",
+            "two scraper nodes: a {} (coordinator, crawl API {api}/v1/crawls), b {} (works for a)",
             a.peer_id, b.peer_id
         ),
     );
 
     // 4. The crawl, stored and published.
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
     let spec = format!(
         "name = \"{NAME}\"\nseeds = [\"http://{site}/\"]\nmax_pages = 100\nmax_depth = 3\n\
          shard_size = \"64KiB\"\n\
@@ -156,44 +154,32 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let bar = spinner("crawling");
     let spec = CrawlSpec::from_toml(&spec)?;
     let token = load_or_create_token(&work.join("scraper-a"))?;
-    let response = http
-        .post(&api)
-        .bearer_auth(token)
-        .json(&spec)
-        .send()
-        .await?;
-    ensure!(
-        response.status().is_success(),
-        "the coordinator refused the crawl: {}",
-        response.text().await.unwrap_or_default()
-    );
-    let id = response.json::<Value>().await?["id"]
-        .as_str()
-        .context("no crawl id")?
-        .to_string();
-    let status = loop {
-        let status: Value = http.get(format!("{api}/{id}")).send().await?.json().await?;
-        let state = &status["state"];
-        if state.get("published").is_some() {
-            break status;
-        }
-        if let Some(why) = state.get("unpublishable") {
-            bail!("the crawl cannot be published: {why}");
+    let crawls = CrawlClient::new(&api, Some(token))?;
+    let id = crawls
+        .start(&spec)
+        .await
+        .context("the coordinator refused the crawl")?;
+    let (status, manifest, version) = loop {
+        let status = crawls.status(&id).await?;
+        match &status.state {
+            CrawlState::Published { manifest, version } => {
+                let (manifest, version) = (manifest.clone(), *version);
+                break (status, manifest, version);
+            }
+            CrawlState::Unpublishable(why) => bail!("the crawl cannot be published: {why}"),
+            _ => {}
         }
         if started.elapsed() > Duration::from_secs(180) {
-            bail!("the crawl was not published in 3 minutes: {status}");
+            bail!("the crawl was not published in 3 minutes: {}", status.state);
         }
         bar.set_message(format!(
             "crawling: {} pages stored, {} rows in shards",
-            status["progress"]["stored"], status["rows"]
+            status.progress.stored, status.rows
         ));
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     bar.finish_and_clear();
-    let manifest_cid: Cid = status["state"]["published"]["manifest"]
-        .as_str()
-        .context("no manifest")?
-        .parse()?;
+    let manifest_cid: Cid = manifest.parse()?;
     let asked = log.lock().clone();
     ensure!(
         !asked.iter().any(|p| p.starts_with("/private")),
@@ -203,7 +189,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         4,
         format_args!(
             "crawl {id}: {} pages fetched, extracted, signed and written to Parquet in {:.1} s",
-            status["progress"]["stored"],
+            status.progress.stored,
             started.elapsed().as_secs_f64()
         ),
     );
@@ -212,8 +198,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         asked.len()
     );
     println!(
-        "  shards erasure-coded into the storage network, then published as {NAME}@v{}",
-        status["state"]["published"]["version"]
+        "  shards erasure-coded into the storage network, then published as {NAME}@v{version}"
     );
     println!("  dataset CID (its manifest)  {manifest_cid}");
 

@@ -31,7 +31,10 @@ use tessera_scraper_node::{
     publish::VALIDATION_KEY,
     validation::Score,
 };
-use tessera_storage_node::node::{ReceiptPage, RewardRow, reward_rows};
+use tessera_storage_node::{
+    api_client::NodeClient,
+    node::{ReceiptPage, RewardRow, reward_rows},
+};
 
 use super::{audit::DEFAULT_NODE, config::read_bounded, reader::ReaderArgs};
 
@@ -149,30 +152,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("{}: not a receipt page", path.display()))?;
         add(&path.display().to_string(), page)?;
     }
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()?;
     for node in &nodes {
-        let base = format!("{}/v1/receipts", node.trim_end_matches('/'));
+        let api = NodeClient::new(node, Duration::from_secs(60))?;
         let mut after: Option<String> = None;
         loop {
-            // `after` is hex: nothing to escape.
-            let url = match &after {
-                Some(after) => format!("{base}?from={from_ms}&to={to_ms}&after={after}"),
-                None => format!("{base}?from={from_ms}&to={to_ms}"),
-            };
-            let response = http
-                .get(&url)
-                .send()
-                .await
-                .with_context(|| format!("reaching {base}"))?;
-            if !response.status().is_success() {
-                bail!("{base} answered {}", response.status());
-            }
-            let page: ReceiptPage = response
-                .json()
-                .await
-                .with_context(|| format!("reading {base}"))?;
+            let page = api.receipts(from_ms, to_ms, after.as_deref()).await?;
             let next = page.next.clone();
             add(node, page)?;
             match next {
