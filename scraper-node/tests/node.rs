@@ -12,13 +12,11 @@ use serde_json::Value;
 use tessera_node::api_client::CallError;
 use tessera_scraper_node::{
     address::NetworkPolicy,
+    api_client::{CrawlClient, CrawlClientError},
+    crawl_store::CrawlState,
     http_guard::load_or_create_token,
     node::{ScraperConfig, ScraperNode},
     spec::CrawlSpec,
-};
-use tessera_scraper_node::{
-    api_client::{CrawlClient, CrawlClientError},
-    crawl_store::CrawlState,
 };
 
 fn config(dir: &std::path::Path, coordinator: Option<tessera_net::Multiaddr>) -> ScraperConfig {
