@@ -10,7 +10,7 @@ use common::tessera;
 use serde_json::Value;
 use tessera_client::{PutOptions, Session, put_file};
 use tessera_formats::{SignedReceipt, block};
-use tessera_storage_node::{LocalNetwork, audit::AuditConfig, node::ReceiptPage};
+use tessera_storage_node::{LocalNetwork, audit::AuditConfig, http::ReceiptPage};
 
 mod common;
 

@@ -113,6 +113,9 @@ pub const TARGETS: &[Target] = &[
         dictionary: &[
             b"\ncapacity = \"16EiB\"\n",
             b"\nscrub-interval-secs = 18446744073709551615\n",
+            b"\naudit-interval = \"99999999999999999999y\"\n",
+            b"\nmax-body = \"0\"\n",
+            b"\nrepair-spare = nan\n",
             b"\nlisten = [\"/ip4/0.0.0.0/tcp/65536\"]\n",
         ],
     },
@@ -343,7 +346,18 @@ fn config(bytes: &[u8]) {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return;
     };
-    let _ = toml::from_str::<tessera_storage_node::NodeConfig>(text);
+    if let Ok(config) = toml::from_str::<tessera_storage_node::NodeConfig>(text)
+        && config.check().is_ok()
+    {
+        let _ = (config.store(), config.audit());
+        let _ = toml::to_string(&config);
+    }
+    if let Ok(config) = toml::from_str::<tessera_scraper_node::node::ScraperConfig>(text)
+        && config.check().is_ok()
+    {
+        let _ = (config.limits(), config.http_addr());
+        let _ = toml::to_string(&config);
+    }
     let _ = CrawlSpec::from_toml(text);
 }
 

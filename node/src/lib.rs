@@ -1,5 +1,8 @@
 //! What every Tessera node process shares, whatever its roles.
 //!
+//! - [`builder`]: a node put together from its roles (identity, network, database, tasks,
+//!   one HTTP port) and stopped in order.
+//! - [`config`]: what every role's settings share (durations, the data directory, errors).
 //! - [`db`]: one RocksDB per node, a column family per role, and the import of the
 //!   databases that roles once kept apart.
 //! - [`http`]: the one shape of an error answered by a node's HTTP APIs.
@@ -8,5 +11,7 @@
 
 pub mod api_client;
 pub mod blocking;
+pub mod builder;
+pub mod config;
 pub mod db;
 pub mod http;

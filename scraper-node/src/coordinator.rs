@@ -225,11 +225,19 @@ struct Actor {
 }
 
 impl Coordinator {
-    /// Opens the store in `dir`, restores its crawls and starts the coordinator task. Crawls
-    /// that finish are published with `publisher`; without one they stay unpublished, their
-    /// shards on the nodes that wrote them.
+    /// Opens the store in a database of its own in `dir`, restores its crawls and starts the
+    /// coordinator task. Crawls that finish are published with `publisher`; without one they
+    /// stay unpublished, their shards on the nodes that wrote them.
     pub fn start(dir: &Path, publisher: Option<Publisher>) -> Result<Self, CoordinatorError> {
-        let store = Arc::new(CrawlStore::open(dir)?);
+        Self::start_with(CrawlStore::open(dir)?, publisher)
+    }
+
+    /// [`Coordinator::start`] on a store already open (a column of the node's database).
+    pub fn start_with(
+        store: CrawlStore,
+        publisher: Option<Publisher>,
+    ) -> Result<Self, CoordinatorError> {
+        let store = Arc::new(store);
         let mut crawls = BTreeMap::new();
         for stored in store.load()? {
             let frontier = Frontier::restore(&stored.spec, stored.changes);

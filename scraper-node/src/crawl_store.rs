@@ -143,11 +143,14 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 impl CrawlStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in a database of its own in `dir`.
     pub fn open(dir: &Path) -> Result<Self, CrawlStoreError> {
-        Ok(Self {
-            db: Db::open(dir, &[])?.column(DEFAULT)?,
-        })
+        Ok(Self::in_column(Db::open(dir, &[])?.column(DEFAULT)?))
+    }
+
+    /// The store in `db`, a column of a node's database.
+    pub fn in_column(db: Column) -> Self {
+        Self { db }
     }
 
     /// Records a new crawl with its first frontier records.

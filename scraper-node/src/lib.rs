@@ -20,8 +20,9 @@
 //! Parquet shards that roll at a size; [`crawl_store`] keeps the coordinator's crawls in
 //! RocksDB; [`coordinator`] is the task that owns them; [`worker`] is a scraper node's loop of
 //! leases; [`protocol`] and [`remote`] carry the crawl protocol between them over libp2p;
-//! [`node`] wires a whole scraper node together, with its HTTP API for crawls (changes to
-//! them pass [`http_guard`]) and its dashboard; [`api_client`] is a typed client of that
+//! [`node`] assembles a whole scraper node from its roles (coordinator, worker) on
+//! `tessera-node`'s builder, with its HTTP API for crawls (changes to them pass
+//! [`http_guard`]) and its dashboard; [`config`] describes its settings once; [`api_client`] is a typed client of that
 //! API; [`stats`] counts what the worker did.
 //!
 //! See `docs/ARCHITECTURE.md` for how a crawl runs across nodes.
@@ -29,6 +30,7 @@
 pub mod address;
 pub mod api_client;
 pub mod canonical;
+pub mod config;
 pub mod coordinator;
 pub mod crawl_store;
 pub mod extract;

@@ -24,17 +24,21 @@ use serde::{Deserialize, Serialize};
 use tessera_client::{ClientError, Session, session::connect};
 use tessera_dataset_registry::publisher_key::{self, KeyFileError};
 use tessera_formats::{PublisherKey, record::SigningKey};
-use tessera_net::{Multiaddr, NetworkConfig, PeerId, Protocol, identity};
-use tessera_node::http::{ApiError, one_error_shape};
-use tokio::task::JoinHandle;
+use tessera_net::{Multiaddr, NetworkConfig, PeerId, Protocol};
+use tessera_node::{
+    builder::{Assembly, BuildError, Node, NodeBuilder},
+    config::InvalidSetting,
+    http::ApiError,
+};
 use tracing::{info, warn};
 
+pub use crate::config::ScraperConfig;
 use crate::{
     address::NetworkPolicy,
     api_client::Started,
     coordinator::{Coordinator, CoordinatorError, CrawlStatus},
+    crawl_store::{CrawlStore, CrawlStoreError},
     http_guard::{self, HttpGuard, load_or_create_token},
-    limits::OperatorLimits,
     protocol::CrawlProtocol,
     publish::Publisher,
     remote::{RemoteCoordinator, serve},
@@ -46,82 +50,36 @@ use crate::{
 /// Largest crawl spec accepted over HTTP.
 const MAX_SPEC_BYTES: usize = 1024 * 1024;
 
-/// Everything a scraper node is started with. The CLI fills it from a TOML file and flags.
-#[derive(Debug, Clone)]
-pub struct ScraperConfig {
-    /// Where the node keeps its identity, crawls and shards.
-    pub data_dir: PathBuf,
-    /// libp2p listen addresses.
-    pub listen: Vec<Multiaddr>,
-    /// Storage nodes to join through: closed shards are stored in their network, and the
-    /// coordinator publishes finished crawls there. Without any, shards stay in the data
-    /// directory and crawls are not published.
-    pub bootstrap: Vec<Multiaddr>,
-    /// The HTTP API's address; none if absent.
-    pub http: Option<SocketAddr>,
-    /// Another node's coordinator to take leases from (`…/p2p/PEER_ID`); this node's own if
-    /// none.
-    pub coordinator: Option<Multiaddr>,
-    /// Run the coordinator role: accept crawls over HTTP and lease them to scraper nodes.
-    pub coordinate: bool,
-    /// Which addresses the worker may fetch from.
-    pub network: NetworkPolicy,
-    /// The key that signs the dataset versions of finished crawls; `publisher.key` in the
-    /// data directory (created on first use) when none.
-    pub publisher_key: Option<SigningKey>,
-    /// The operator's limits on what the worker fetches, whatever a coordinator asks.
-    pub limits: OperatorLimits,
-    /// Host names, besides the loopback ones, under which the crawl API takes changes (for an
-    /// HTTP port on another interface).
-    pub api_hosts: Vec<String>,
-}
+/// The column of the node's database that holds the coordinator's crawls.
+const CRAWLS_COLUMN: &str = "crawls";
 
 /// The node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScraperNodeError {
-    /// The data directory could not be created.
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The identity could not be loaded or created.
+    /// A setting it cannot run with.
+    #[error("config: {0}")]
+    Config(#[from] InvalidSetting),
+    /// The identity, database, network or HTTP port could not be set up.
     #[error(transparent)]
-    Identity(#[from] identity::IdentityError),
-    /// The network could not start.
-    #[error(transparent)]
-    Net(#[from] tessera_net::NetError),
+    Build(#[from] BuildError),
     /// No storage node answered.
     #[error("joining the storage network: {0}")]
     Storage(#[source] ClientError),
     /// The publisher key could not be loaded or created.
     #[error(transparent)]
     PublisherKey(#[from] KeyFileError),
+    /// The configured publisher key is not there.
+    #[error("no publisher key at {}", .0.display())]
+    NoPublisherKey(PathBuf),
     /// The crawl store could not be opened.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
-    /// Neither the coordinator role nor another node's coordinator: the node would do nothing.
-    #[error("a scraper node needs the coordinator role or a coordinator to scrape for")]
-    NoWork,
-    /// The coordinator address has no `/p2p/PEER_ID`.
-    #[error("coordinator address {0} must end in /p2p/PEER_ID")]
-    CoordinatorAddress(Multiaddr),
     /// The API token could not be read or created.
     #[error("API token in {path}: {source}")]
     ApiToken {
         /// The data directory.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The HTTP port could not be bound.
-    #[error("HTTP port {addr}: {source}")]
-    Http {
-        /// The address.
-        addr: SocketAddr,
         /// Why.
         source: std::io::Error,
     },
@@ -143,181 +101,162 @@ pub struct ScraperNode {
     pub publisher: Option<PublisherKey>,
     /// What its worker did.
     pub stats: Arc<WorkerStats>,
-    tasks: Vec<JoinHandle<()>>,
-    stop: tokio::sync::watch::Sender<bool>,
-    worker: JoinHandle<()>,
+    node: Node,
 }
 
 impl ScraperNode {
-    /// Starts the node.
+    /// Starts the node: its coordinator role (when it coordinates) and its worker, on the
+    /// node builder.
     pub async fn start(config: ScraperConfig) -> Result<Self, ScraperNodeError> {
-        if config.network.allow_private {
+        config.check()?;
+        let network = config.network_policy();
+        if network.allow_private {
             warn!(
                 "PRIVATE NETWORKS ALLOWED: this scraper node will fetch from loopback, LAN and \
                  link-local addresses (--allow-private-networks); use it only for tests and demos"
             );
         }
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ScraperNodeError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
-        if !config.coordinate && config.coordinator.is_none() {
-            return Err(ScraperNodeError::NoWork);
-        }
-        let key = identity::load_or_create(&config.data_dir)?;
-        let peer_id = key.public().to_peer_id();
-        let mut bootstrap = config.bootstrap.clone();
-        let remote = match &config.coordinator {
-            Some(addr) => match addr.iter().last() {
-                Some(Protocol::P2p(peer)) => {
-                    bootstrap.push(addr.clone());
-                    Some(peer)
-                }
-                _ => return Err(ScraperNodeError::CoordinatorAddress(addr.clone())),
-            },
+        let configured_key = match &config.publisher_key {
+            Some(path) => Some(
+                publisher_key::load(path)?
+                    .ok_or_else(|| ScraperNodeError::NoPublisherKey(path.clone()))?,
+            ),
             None => None,
         };
-        let mut net_config = NetworkConfig {
-            listen: config.listen.clone(),
-            bootstrap,
-            dht_server: false,
-            ..NetworkConfig::default()
-        };
+        let remote = config.remote_coordinator()?;
+        let mut bootstrap = config.bootstrap.clone();
+        bootstrap.extend(config.coordinator.iter().cloned());
+        let mut builder = NodeBuilder::new(
+            &config.data_dir,
+            NetworkConfig {
+                listen: config.listen.clone(),
+                bootstrap,
+                dht_server: false,
+                ..NetworkConfig::default()
+            },
+        );
         if config.coordinate {
-            net_config = net_config.serving::<CrawlProtocol>();
+            builder = builder
+                .column(CRAWLS_COLUMN)
+                .network(|n| n.serving::<CrawlProtocol>());
         }
-        let mut network = tessera_net::start(key.clone(), net_config).await?;
-        let crawl_requests = network.inbound::<CrawlProtocol>();
-        let addresses = network.client.info().await?.dialable_addrs();
-        let mut tasks = vec![network.task];
+        let mut node = builder.start().await?;
+        let peer_id = node.client.peer_id();
         let storage = if config.bootstrap.is_empty() {
             warn!(
                 "no storage nodes (--bootstrap): shards stay on this node, crawls are not published"
             );
             None
         } else {
-            if let Err(e) = connect(&network.client, &config.bootstrap).await {
-                tasks.iter().for_each(JoinHandle::abort);
-                return Err(ScraperNodeError::Storage(e));
-            }
-            Some(Arc::new(Session::with_client(network.client.clone())))
+            connect(&node.client, &config.bootstrap)
+                .await
+                .map_err(ScraperNodeError::Storage)?;
+            Some(Arc::new(Session::with_client(node.client.clone())))
         };
 
-        let mut publisher_id = None;
-        let coordinator = if config.coordinate {
-            let publisher = match &storage {
-                Some(_) => Some(Publisher {
-                    session: Session::with_client(network.client.clone()),
-                    key: signing_key(&config)?,
-                }),
-                None => None,
+        let (coordinator, publisher) = if config.coordinate {
+            let key = match (&storage, configured_key) {
+                (None, _) => None,
+                (Some(_), Some(key)) => Some(key),
+                (Some(_), None) => Some(own_publisher_key(&config.data_dir)?),
             };
-            publisher_id = publisher.as_ref().map(|p| PublisherKey::of(&p.key));
-            let coordinator = Coordinator::start(&config.data_dir.join("crawls"), publisher)?;
-            if let Some(requests) = crawl_requests {
-                tasks.push(tokio::spawn(serve(coordinator.clone(), requests)));
-            }
-            Some(coordinator)
+            let (coordinator, publisher) = coordinator_role(&mut node, &config, key)?;
+            (Some(coordinator), publisher)
         } else {
-            None
+            (None, None)
         };
-
         let stats = Arc::new(WorkerStats::default());
-        let http = match config.http {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ScraperNodeError::Http { addr, source })?;
-                let bound = listener
-                    .local_addr()
-                    .map_err(|source| ScraperNodeError::Http { addr, source })?;
-                let state = NodeState {
-                    client: network.client.clone(),
+        node.routes(
+            Router::new()
+                .route("/", get(dashboard))
+                .route("/v1/node", get(node_status))
+                .with_state(NodeState {
+                    client: node.client.clone(),
                     peer_id: peer_id.to_string(),
-                    addresses: addresses.iter().map(ToString::to_string).collect(),
+                    addresses: node.addresses.iter().map(ToString::to_string).collect(),
                     stats: stats.clone(),
                     coordinator: coordinator.clone(),
                     works_for: remote.map(|p| p.to_string()),
-                    publisher: publisher_id.map(|p| p.to_string()),
-                };
-                let mut router = Router::new()
-                    .route("/", get(dashboard))
-                    .route("/v1/node", get(node_status))
-                    .with_state(state);
-                if let Some(c) = &coordinator {
-                    let token = load_or_create_token(&config.data_dir).map_err(|source| {
-                        ScraperNodeError::ApiToken {
-                            path: config.data_dir.clone(),
-                            source,
-                        }
-                    })?;
-                    let guard = HttpGuard::new(token, config.api_hosts.clone());
-                    router = router.merge(self::router(c.clone(), guard));
-                }
-                let router = one_error_shape(router);
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, router).await {
-                        warn!(%e, "HTTP API stopped");
-                    }
-                }));
-                Some(bound)
-            }
-            None => None,
-        };
-
-        tasks.push(tokio::spawn(learn_own_addresses(
-            network.client.clone(),
-            config.network.clone(),
-        )));
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+                    publisher: publisher.map(|p| p.to_string()),
+                }),
+        );
+        node.spawn(learn_own_addresses(node.client.clone(), network.clone()));
         let worker_config = WorkerConfig {
             out_dir: config.data_dir.join("shards"),
-            network: config.network.clone(),
+            network,
             idle_wait: Duration::from_secs(1),
             storage,
-            limits: config.limits.clone(),
+            limits: config.limits(),
         };
-        let until = async move {
-            let mut rx = stop_rx;
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let worker = match (remote, &coordinator) {
+        let key = node.keypair.clone();
+        // The worker closes and reports its open shards when told to stop, while the
+        // network is still up.
+        match (remote, &coordinator) {
             (Some(peer), _) => {
-                let api = RemoteCoordinator::new(network.client.clone(), peer);
+                let api = RemoteCoordinator::new(node.client.clone(), peer);
                 let worker = Worker::new(api, key, worker_config).with_stats(stats.clone());
-                tokio::spawn(worker.run(until))
+                node.spawn_graceful(|stop| worker.run(stop.cancelled_owned()));
             }
             (None, Some(c)) => {
                 let worker = Worker::new(c.clone(), key, worker_config).with_stats(stats.clone());
-                tokio::spawn(worker.run(until))
+                node.spawn_graceful(|stop| worker.run(stop.cancelled_owned()));
             }
-            (None, None) => return Err(ScraperNodeError::NoWork),
-        };
+            // `check` refuses a node that neither coordinates nor has a coordinator.
+            (None, None) => {}
+        }
+
+        let node = node.serve(config.http_addr()).await?;
         info!(%peer_id, "scraper node started");
         Ok(Self {
             peer_id,
-            addresses,
-            http,
+            addresses: node.addresses.clone(),
+            http: node.http,
             coordinator,
-            publisher: publisher_id,
+            publisher,
             stats,
-            tasks,
-            stop,
-            worker,
+            node,
         })
     }
 
-    /// Stops the node: the worker closes and reports its open shards first.
+    /// Stops the node: its HTTP port, then its worker (which closes and reports its open
+    /// shards first), then its network.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.worker.await;
-        for task in &self.tasks {
-            task.abort();
-        }
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.node.shutdown().await;
     }
+}
+
+/// The coordinator role: crawls kept in their column (importing the database they once had
+/// of their own), leased to workers over `/tessera/crawl/2`, started and watched over HTTP
+/// behind the node's API token; finished crawls are published as `key` when there is one.
+fn coordinator_role(
+    node: &mut Assembly,
+    config: &ScraperConfig,
+    key: Option<SigningKey>,
+) -> Result<(Coordinator, Option<PublisherKey>), ScraperNodeError> {
+    let column = node
+        .db
+        .column(CRAWLS_COLUMN)
+        .map_err(|e| CoordinatorError::from(CrawlStoreError::from(e)))?;
+    node.db
+        .import(&column, &config.data_dir.join("crawls"))
+        .map_err(|e| CoordinatorError::from(CrawlStoreError::from(e)))?;
+    let publisher_id = key.as_ref().map(PublisherKey::of);
+    let publisher = key.map(|key| Publisher {
+        session: Session::with_client(node.client.clone()),
+        key,
+    });
+    let coordinator = Coordinator::start_with(CrawlStore::in_column(column), publisher)?;
+    if let Some(requests) = node.network.inbound::<CrawlProtocol>() {
+        node.spawn(serve(coordinator.clone(), requests));
+    }
+    let token =
+        load_or_create_token(&config.data_dir).map_err(|source| ScraperNodeError::ApiToken {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    let guard = HttpGuard::new(token, config.api_hosts.clone());
+    node.routes(router(coordinator.clone(), guard));
+    Ok((coordinator, publisher_id))
 }
 
 /// How often the node's own public addresses are read from the network.
@@ -344,13 +283,10 @@ async fn learn_own_addresses(client: tessera_net::Client, policy: NetworkPolicy)
     }
 }
 
-/// The key finished crawls are signed with: the configured one, or `publisher.key` in the
-/// data directory, created on first use.
-fn signing_key(config: &ScraperConfig) -> Result<SigningKey, ScraperNodeError> {
-    if let Some(key) = &config.publisher_key {
-        return Ok(key.clone());
-    }
-    let path = config.data_dir.join("publisher.key");
+/// `publisher.key` in the data directory, created on first use: what finished crawls are
+/// signed with when no key is configured.
+fn own_publisher_key(data_dir: &std::path::Path) -> Result<SigningKey, ScraperNodeError> {
+    let path = data_dir.join("publisher.key");
     let (key, created) = publisher_key::load_or_create(&path)?;
     if created {
         info!(path = %path.display(), "publisher key created");

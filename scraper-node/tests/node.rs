@@ -11,7 +11,6 @@ use common::{AccessLog, site};
 use serde_json::Value;
 use tessera_node::api_client::CallError;
 use tessera_scraper_node::{
-    address::NetworkPolicy,
     api_client::{CrawlClient, CrawlClientError},
     crawl_store::CrawlState,
     http_guard::load_or_create_token,
@@ -21,7 +20,6 @@ use tessera_scraper_node::{
 
 fn config(dir: &std::path::Path, coordinator: Option<tessera_net::Multiaddr>) -> ScraperConfig {
     ScraperConfig {
-        data_dir: dir.to_path_buf(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap: vec![],
         http: coordinator
@@ -29,10 +27,9 @@ fn config(dir: &std::path::Path, coordinator: Option<tessera_net::Multiaddr>) ->
             .then(|| "127.0.0.1:0".parse().unwrap()),
         coordinate: coordinator.is_none(),
         coordinator,
-        network: NetworkPolicy::allow_private(),
-        publisher_key: None,
-        api_hosts: vec![],
-        limits: common::test_limits(),
+        allow_private_networks: true,
+        min_delay: common::test_limits().min_delay,
+        ..ScraperConfig::with_defaults(dir.to_path_buf())
     }
 }
 
@@ -212,4 +209,32 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
             .count()
     };
     assert!(files(dir_a.path()) + files(dir_b.path()) >= 1);
+}
+
+/// A node that kept its crawls in a database of their own (before columns) finds them in its
+/// one database after the upgrade, and the old database is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crawls_kept_apart_before_are_imported_into_the_one_database() {
+    use tessera_scraper_node::{crawl_store::CrawlStore, frontier::Frontier};
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec = CrawlSpec::from_toml(
+        "name = \"t\"\nseeds = [\"http://a.test/\"]\nmax_pages = 10\nmax_depth = 1\n",
+    )
+    .unwrap();
+    let seeds = Frontier::new(&spec).seed(&spec.seeds);
+    CrawlStore::open(&dir.path().join("crawls"))
+        .unwrap()
+        .create("crawl1", &spec, &seeds)
+        .unwrap();
+
+    let node = ScraperNode::start(config(dir.path(), None)).await.unwrap();
+    let crawls = node.coordinator.as_ref().unwrap().status().await.unwrap();
+    assert_eq!(
+        crawls.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["crawl1"]
+    );
+    node.shutdown().await;
+    assert!(!dir.path().join("crawls").exists());
+    assert!(dir.path().join("db").join("CURRENT").exists());
 }

@@ -8,7 +8,7 @@ use tessera_node::api_client::{CallError, http_client, read};
 
 use crate::{
     audit::AuditStatus,
-    node::{ReceiptPage, Status},
+    http::{ReceiptPage, Status},
 };
 
 /// A storage node's HTTP API.

@@ -398,7 +398,7 @@ impl std::fmt::Debug for Auditor {
 }
 
 /// What an auditor is built from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AuditorParts {
     /// The node's network.
     pub client: Client,

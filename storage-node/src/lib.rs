@@ -11,13 +11,18 @@
 //!   redundancy fell below the threshold (claimed on the DHT first); [`receipts`] keeps its
 //!   own receipts and those shared by others in RocksDB.
 //! - [`local`]: a network of real nodes on 127.0.0.1 in one process (the demo, tests).
-//! - [`node`]: a whole node (identity, store, network, service, HTTP `/status` and `/metrics`)
-//!   started with one call; held pieces are re-announced at every start.
+//! - [`node`]: a whole node assembled from its roles (storage, registry, receipts, auditor) on
+//!   `tessera-node`'s builder and started with one call; held pieces are re-announced at
+//!   every start.
+//! - [`config`]: the node's settings, described once (file, flags, `--print-config`).
+//! - [`http`]: its HTTP routes: `/status`, `/metrics`, the dashboard, audits, receipts, rewards.
 //!
 //! See `docs/ARCHITECTURE.md`.
 
 pub mod api_client;
 pub mod audit;
+pub mod config;
+pub mod http;
 pub mod local;
 pub mod metrics;
 pub mod node;
@@ -25,8 +30,10 @@ pub mod receipts;
 pub mod service;
 pub mod store;
 
+pub use config::NodeConfig;
+pub use http::Status;
 pub use local::LocalNetwork;
-pub use node::{NodeConfig, NodeError, Status, StorageNode};
+pub use node::{NodeError, StorageNode};
 pub use store::{
     PieceMeta, PieceStore, ScrubReport, StartupReport, StoreConfig, StoreError, StoredPiece,
     Upload, Usage,

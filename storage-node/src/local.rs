@@ -2,9 +2,13 @@
 //! directory and RocksDB: what `tessera demo` runs, and what network tests and benchmarks
 //! start. Nodes can be stopped and started again on their data, one by one.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use tessera_net::{Multiaddr, PeerId};
+use tessera_node::builder::BuildError;
 use tracing::debug;
 
 use crate::node::{NodeConfig, NodeError, StorageNode};
@@ -29,22 +33,17 @@ impl LocalNetwork {
         let mut bootstrap = Vec::new();
         for i in 0..count {
             let config = NodeConfig {
-                data_dir: node_dir(dir, i),
                 listen: vec![loopback()],
                 bootstrap: bootstrap.clone(),
-                capacity,
-                max_piece: capacity,
+                capacity: bytesize::ByteSize(capacity),
+                max_piece: bytesize::ByteSize(capacity),
                 // Every node serves its HTTP API (status, metrics, registry) on a port of its own.
                 http: Some((std::net::Ipv4Addr::LOCALHOST, 0).into()),
-                scrub_interval_secs: 0,
-                registry: true,
+                scrub_interval: Duration::ZERO,
                 // Audits are driven by hand here (`StorageNode::auditor`), not on a timer.
-                audit_interval_secs: 0,
-                audit_period_secs: 0,
-                audit_failures: 3,
-                audit_grace_secs: 0,
-                repair: true,
-                repair_spare: 0.5,
+                audit_interval: Duration::ZERO,
+                audit_grace: Duration::ZERO,
+                ..NodeConfig::with_defaults(node_dir(dir, i))
             };
             let node = StorageNode::start(config.clone()).await?;
             if i == 0 {
@@ -114,10 +113,10 @@ impl LocalNetwork {
         let node = loop {
             match StorageNode::start(config.clone()).await {
                 Ok(node) => break node,
-                Err(NodeError::Store(e)) if tries < 50 => {
+                Err(e @ NodeError::Build(BuildError::Db(_))) if tries < 50 => {
                     debug!(error = %e, "store still held; retrying");
                     tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => return Err(e),
             }

@@ -240,13 +240,14 @@ impl PieceStore {
     /// Opens (or creates) the store in `config.dir`, with a database of its own, and checks
     /// its index against the disk.
     pub fn open(config: &StoreConfig) -> Result<(Self, StartupReport), StoreError> {
-        let db = Self::open_db(config, &[])?;
+        Self::prepare(config)?;
+        let db = Db::open(&config.dir.join("db"), &[])?;
         Self::open_in(config, db.column(DEFAULT)?)
     }
 
-    /// The node's database in `config.dir/db`, with `columns` beside the piece index (the
-    /// default column); refused when the pieces folder is missing beside an existing index.
-    pub fn open_db(config: &StoreConfig, columns: &[&str]) -> Result<Db, StoreError> {
+    /// Readies `config.dir` for the node's database (in `config.dir/db`): refused when the
+    /// pieces folder is missing beside an existing index.
+    pub fn prepare(config: &StoreConfig) -> Result<(), StoreError> {
         let pieces_dir = config.dir.join("pieces");
         let db_dir = config.dir.join("db");
         // An index with no pieces folder beside it is a disk that is not there (unmounted,
@@ -259,12 +260,11 @@ impl PieceStore {
             )));
         }
         fs::create_dir_all(&pieces_dir)
-            .map_err(io_err(format!("creating {}", pieces_dir.display())))?;
-        Ok(Db::open(&db_dir, columns)?)
+            .map_err(io_err(format!("creating {}", pieces_dir.display())))
     }
 
-    /// Opens the store with its index in `db` (a column of [`PieceStore::open_db`]'s
-    /// database) and checks the index against the disk.
+    /// Opens the store with its index in `db` (a column of the node's database, readied by
+    /// [`PieceStore::prepare`]) and checks the index against the disk.
     pub fn open_in(config: &StoreConfig, db: Column) -> Result<(Self, StartupReport), StoreError> {
         let pieces_dir = config.dir.join("pieces");
         let tmp_dir = config.dir.join("tmp");

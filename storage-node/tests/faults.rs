@@ -171,10 +171,10 @@ async fn a_node_whose_data_directory_vanishes_says_so_and_refuses_uploads() {
     let data_dir = root.path().join("node");
     let node = StorageNode::start(NodeConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        capacity: 64 << 20,
+        capacity: bytesize::ByteSize::mib(64),
         http: Some("127.0.0.1:0".parse().unwrap()),
-        scrub_interval_secs: 0,
-        audit_interval_secs: 0,
+        scrub_interval: std::time::Duration::ZERO,
+        audit_interval: std::time::Duration::ZERO,
         ..NodeConfig::with_defaults(data_dir.clone())
     })
     .await

@@ -14,12 +14,12 @@ fn config(dir: &std::path::Path) -> NodeConfig {
     NodeConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap: vec![],
-        capacity: 64 << 20,
-        max_piece: 16 << 20,
+        capacity: bytesize::ByteSize::mib(64),
+        max_piece: bytesize::ByteSize::mib(16),
         http: Some("127.0.0.1:0".parse().unwrap()),
-        scrub_interval_secs: 0,
+        scrub_interval: std::time::Duration::ZERO,
         registry: true,
-        audit_interval_secs: 0,
+        audit_interval: std::time::Duration::ZERO,
         ..NodeConfig::with_defaults(dir.to_path_buf())
     }
 }

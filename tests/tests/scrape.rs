@@ -31,7 +31,6 @@ use tessera_client::Session;
 use tessera_dataset_registry::remote;
 use tessera_formats::{DatasetRef, PublisherKey, VersionSel, record::SigningKey};
 use tessera_scraper_node::{
-    address::NetworkPolicy,
     crawl_store::ShardRecord,
     node::{ScraperConfig, ScraperNode},
     provenance::{contributions, schema, verify_batch},
@@ -105,7 +104,6 @@ fn config(
     coordinator: Option<tessera_net::Multiaddr>,
 ) -> ScraperConfig {
     ScraperConfig {
-        data_dir: dir.to_path_buf(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap: storage,
         http: coordinator
@@ -113,14 +111,10 @@ fn config(
             .then(|| "127.0.0.1:0".parse().unwrap()),
         coordinate: coordinator.is_none(),
         coordinator,
-        network: NetworkPolicy::allow_private(),
-        publisher_key: None,
-        api_hosts: vec![],
+        allow_private_networks: true,
         // Test sites are crawled faster than a contributor's node allows.
-        limits: tessera_scraper_node::limits::OperatorLimits {
-            min_delay: std::time::Duration::ZERO,
-            ..Default::default()
-        },
+        min_delay: std::time::Duration::ZERO,
+        ..ScraperConfig::with_defaults(dir.to_path_buf())
     }
 }
 

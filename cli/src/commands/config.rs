@@ -13,6 +13,27 @@ pub(crate) fn read_toml<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
 }
 
+/// The settings in the file at `path`, or every default when there is no file.
+pub(crate) fn read_settings<T: DeserializeOwned + Default>(
+    path: Option<&Path>,
+) -> anyhow::Result<T> {
+    path.map_or_else(|| Ok(T::default()), read_toml)
+}
+
+/// A flag given on the command line replaces the file's setting.
+pub(crate) fn flag<T>(setting: &mut T, flag: Option<T>) {
+    if let Some(value) = flag {
+        *setting = value;
+    }
+}
+
+/// A list flag given at least once replaces the file's list.
+pub(crate) fn flags<T>(setting: &mut Vec<T>, flags: Vec<T>) {
+    if !flags.is_empty() {
+        *setting = flags;
+    }
+}
+
 /// Reads the text file at `path` (a `what`, for messages), refusing one over `max` bytes
 /// before reading it.
 pub(crate) fn read_bounded(path: &Path, max: u64, what: &str) -> anyhow::Result<String> {
@@ -25,15 +46,6 @@ pub(crate) fn read_bounded(path: &Path, max: u64, what: &str) -> anyhow::Result<
         path.display()
     );
     std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
-}
-
-/// A duration in a config file, like "30m".
-pub(crate) fn duration(
-    text: Option<&str>,
-    what: &str,
-) -> anyhow::Result<Option<std::time::Duration>> {
-    text.map(|t| humantime::parse_duration(t).with_context(|| format!("{what}: {t:?}")))
-        .transpose()
 }
 
 /// `$XDG_CONFIG_HOME/tessera/NAME` or `~/.config/tessera/NAME`.

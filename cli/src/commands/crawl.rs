@@ -10,7 +10,9 @@ use tessera_scraper_node::{
     http_guard::TOKEN_FILE, spec::CrawlSpec,
 };
 
-use super::{config::read_bounded, daemon, scraper_node::DEFAULT_HTTP};
+use tessera_scraper_node::config::{DEFAULT_HTTP, ScraperConfig};
+
+use super::config::read_bounded;
 
 /// Largest spec file read.
 const MAX_SPEC_BYTES: u64 = 1024 * 1024;
@@ -35,7 +37,14 @@ pub(crate) struct Args {
 fn token(args: &Args) -> anyhow::Result<String> {
     let path = match &args.token_file {
         Some(path) => path.clone(),
-        None => daemon::data_dir(args.data_dir.clone(), None, "scraper-node")?.join(TOKEN_FILE),
+        None => {
+            let dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| ScraperConfig::default().data_dir);
+            anyhow::ensure!(!dir.as_os_str().is_empty(), "no --data-dir and no $HOME");
+            dir.join(TOKEN_FILE)
+        }
     };
     let text = read_bounded(&path, 1024, "API token").with_context(
         || "changing crawls needs the scraper node's API token (--data-dir or --token-file)",

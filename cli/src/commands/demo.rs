@@ -24,7 +24,6 @@ use tessera_client::Session;
 use tessera_dataset_registry::remote;
 use tessera_formats::{Cid, DatasetRef};
 use tessera_scraper_node::{
-    address::NetworkPolicy,
     api_client::CrawlClient,
     crawl_store::CrawlState,
     http_guard::load_or_create_token,
@@ -110,21 +109,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     // 3. Two scraper nodes: a coordinates, b works for it; both store into the network.
     let scraper = |name: &str, coordinator: Option<tessera_net::Multiaddr>| ScraperConfig {
-        data_dir: work.join(name),
         listen: vec![loopback()],
         bootstrap: network.bootstrap(),
         http: coordinator.is_none().then(|| ([127, 0, 0, 1], 0).into()),
         coordinate: coordinator.is_none(),
         coordinator,
         // The site is on this machine; scraper nodes refuse private addresses otherwise.
-        network: NetworkPolicy::allow_private(),
-        publisher_key: None,
-        api_hosts: vec![],
+        allow_private_networks: true,
         // The demo's own site is crawled faster than a contributor's node allows others.
-        limits: tessera_scraper_node::limits::OperatorLimits {
-            min_delay: std::time::Duration::ZERO,
-            ..Default::default()
-        },
+        min_delay: std::time::Duration::ZERO,
+        ..ScraperConfig::with_defaults(work.join(name))
     };
     let a = ScraperNode::start(scraper("scraper-a", None))
         .await

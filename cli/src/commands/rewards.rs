@@ -33,7 +33,7 @@ use tessera_scraper_node::{
 };
 use tessera_storage_node::{
     api_client::NodeClient,
-    node::{ReceiptPage, RewardRow, reward_rows},
+    http::{ReceiptPage, RewardRow, reward_rows},
 };
 
 use super::{audit::DEFAULT_NODE, config::read_bounded, reader::ReaderArgs};

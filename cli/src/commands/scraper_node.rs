@@ -1,42 +1,20 @@
 //! `tessera scraper-node`: run a scraper node until interrupted.
 //!
-//! Settings come from a TOML file (`--config`), and flags override it:
-//!
-//! ```toml
-//! data-dir = "/var/lib/tessera/scraper"
-//! listen = ["/ip4/0.0.0.0/tcp/4002"]
-//! bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]   # storage nodes
-//! publisher-key = "/var/lib/tessera/scraper/publisher.key"   # signs published crawls
-//! http = "127.0.0.1:8090"            # the dashboard, and the crawl API of a coordinator
-//! coordinator = "/ip4/203.0.113.9/tcp/4002/p2p/12D3KooW..."   # scrape for this coordinator
-//! coordinate = true                  # accept crawls and lease them out
-//! min-delay = "1s"                   # the operator's limits, whatever a coordinator asks:
-//! max-body = "8MiB"                  #   requests to one host spaced at least this much,
-//! max-timeout = "60s"                #   bodies and request times at most this,
-//! pages-per-hour = 3600              #   and this many pages an hour
-//! api-hosts = ["scraper.lan"]        # names besides localhost that the crawl API takes changes under
-//! ```
+//! Its settings are `tessera_scraper_node::ScraperConfig`, described once there with their
+//! defaults and checks: read from a TOML file (`--config`), overridden by flags, and printed
+//! whole by `--print-config`.
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use bytesize::ByteSize;
-use serde::Deserialize;
 use tessera_net::Multiaddr;
-use tessera_scraper_node::{
-    address::NetworkPolicy,
-    limits::OperatorLimits,
-    node::{ScraperConfig, ScraperNode},
-};
+use tessera_scraper_node::node::{ScraperConfig, ScraperNode};
 
 use super::{
-    config::{duration, read_toml},
+    config::{flag, flags, read_settings},
     daemon::{self, say},
-    publisher_key,
 };
-
-/// The crawl API's address unless one is given.
-pub(crate) const DEFAULT_HTTP: &str = "127.0.0.1:8090";
 
 #[derive(Debug, clap::Args)]
 #[command(rename_all = "kebab-case")]
@@ -91,92 +69,45 @@ pub(crate) struct Args {
     /// for an HTTP port on another interface. Changes always need the node's API token.
     #[arg(long)]
     api_host: Vec<String>,
+    /// Print the settings the node would run with (the file's, the defaults and the flags),
+    /// as a config file, and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
-/// The config file: every field optional, unknown fields refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    data_dir: Option<PathBuf>,
-    #[serde(default)]
-    listen: Vec<Multiaddr>,
-    #[serde(default)]
-    bootstrap: Vec<Multiaddr>,
-    http: Option<SocketAddr>,
-    coordinator: Option<Multiaddr>,
-    coordinate: Option<bool>,
-    publisher_key: Option<PathBuf>,
-    min_delay: Option<String>,
-    max_body: Option<ByteSize>,
-    max_timeout: Option<String>,
-    pages_per_hour: Option<u32>,
-    #[serde(default)]
-    api_hosts: Vec<String>,
-}
-
+/// The file's settings (or the defaults), with the flags given on top, checked.
 fn node_config(args: Args) -> anyhow::Result<ScraperConfig> {
-    let file: FileConfig = match &args.config {
-        Some(path) => read_toml(path)?,
-        None => FileConfig::default(),
-    };
-    let data_dir = daemon::data_dir(args.data_dir, file.data_dir, "scraper-node")?;
-    let default_listen = vec!["/ip4/0.0.0.0/tcp/4002".parse()?];
-    let listen = daemon::list(args.listen, file.listen, || default_listen);
-    let bootstrap = daemon::list(args.bootstrap, file.bootstrap, Vec::new);
-    let coordinate = !args.no_coordinate && file.coordinate.unwrap_or(true);
-    let publisher_key = match args.publisher_key.or(file.publisher_key) {
-        Some(path) => Some(
-            publisher_key::load(&path)?
-                .with_context(|| format!("no publisher key at {}", path.display()))?,
-        ),
-        None => None,
-    };
-    let defaults = OperatorLimits::default();
-    let limits = OperatorLimits {
-        min_delay: args
-            .min_delay
-            .or(duration(file.min_delay.as_deref(), "min-delay")?)
-            .unwrap_or(defaults.min_delay),
-        max_body: args.max_body.or(file.max_body).unwrap_or(defaults.max_body),
-        max_timeout: args
-            .max_timeout
-            .or(duration(file.max_timeout.as_deref(), "max-timeout")?)
-            .unwrap_or(defaults.max_timeout),
-        pages_per_hour: args
-            .pages_per_hour
-            .or(file.pages_per_hour)
-            .unwrap_or(defaults.pages_per_hour),
-    };
-    anyhow::ensure!(
-        limits.pages_per_hour > 0,
-        "pages-per-hour must be at least 1"
-    );
-    Ok(ScraperConfig {
-        limits,
-        api_hosts: daemon::list(args.api_host, file.api_hosts, Vec::new),
-        data_dir,
-        listen,
-        bootstrap,
-        // A coordinator always serves its crawl API; a worker serves its dashboard when asked.
-        http: match args.http.or(file.http) {
-            Some(addr) => Some(addr),
-            None if coordinate => Some(DEFAULT_HTTP.parse()?),
-            None => None,
-        },
-        coordinator: args.coordinator.or(file.coordinator),
-        coordinate,
-        network: if args.allow_private_networks {
-            NetworkPolicy::allow_private()
-        } else {
-            NetworkPolicy::public_only()
-        },
-        publisher_key,
-    })
+    let mut config: ScraperConfig = read_settings(args.config.as_deref())?;
+    flag(&mut config.data_dir, args.data_dir);
+    flags(&mut config.listen, args.listen);
+    flags(&mut config.bootstrap, args.bootstrap);
+    flag(&mut config.publisher_key, args.publisher_key.map(Some));
+    flag(&mut config.http, args.http.map(Some));
+    flag(&mut config.coordinator, args.coordinator.map(Some));
+    flag(&mut config.min_delay, args.min_delay);
+    flag(&mut config.max_body, args.max_body);
+    flag(&mut config.max_timeout, args.max_timeout);
+    flag(&mut config.pages_per_hour, args.pages_per_hour);
+    flags(&mut config.api_hosts, args.api_host);
+    config.coordinate &= !args.no_coordinate;
+    config.allow_private_networks |= args.allow_private_networks;
+    config.check()?;
+    Ok(config)
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let config = node_config(args)?;
-    if config.network.allow_private {
+    let print = args.print_config;
+    let mut config = node_config(args)?;
+    if print {
+        // The port a coordinator takes when none is given, written out.
+        config.http = config.http_addr();
+        print!(
+            "{}",
+            toml::to_string(&config).context("writing the settings as TOML")?
+        );
+        return Ok(());
+    }
+    if config.allow_private_networks {
         eprintln!(
             "WARNING: --allow-private-networks is on: this node will fetch from loopback, LAN \
              and link-local addresses. Use it only for tests and demos."
@@ -229,6 +160,7 @@ mod tests {
             max_timeout: None,
             pages_per_hour: None,
             api_host: vec![],
+            print_config: false,
         }
     }
 
@@ -242,17 +174,17 @@ mod tests {
         )
         .unwrap();
         let c = node_config(args(path.clone())).unwrap();
-        assert_eq!(c.limits.min_delay, std::time::Duration::from_secs(2));
-        assert_eq!(c.limits.max_body, ByteSize::mib(1));
-        assert_eq!(c.limits.max_timeout, OperatorLimits::default().max_timeout);
-        assert_eq!(c.limits.pages_per_hour, 60);
+        assert_eq!(c.min_delay, std::time::Duration::from_secs(2));
+        assert_eq!(c.max_body, ByteSize::mib(1));
+        assert_eq!(c.max_timeout, ScraperConfig::default().max_timeout);
+        assert_eq!(c.pages_per_hour, 60);
         assert_eq!(c.api_hosts, ["scraper.lan"]);
         let c = node_config(Args {
             pages_per_hour: Some(10),
             ..args(path.clone())
         })
         .unwrap();
-        assert_eq!(c.limits.pages_per_hour, 10);
+        assert_eq!(c.pages_per_hour, 10);
         std::fs::write(&path, "pages-per-hour = 0\n").unwrap();
         assert!(node_config(args(path.clone())).is_err());
         std::fs::write(&path, "min-delay = \"soon\"\n").unwrap();
@@ -265,7 +197,7 @@ mod tests {
         fn any_config_file_is_taken_or_refused_never_a_panic(
             text in super::super::config::any_config(&[
                 "data-dir", "listen", "bootstrap", "http", "coordinator", "coordinate",
-                "publisher-key", "min-delay", "max-body", "max-timeout", "pages-per-hour",
+                "publisher-key", "allow-private-networks", "min-delay", "max-body", "max-timeout", "pages-per-hour",
                 "api-hosts",
             ])
         ) {

@@ -1,32 +1,18 @@
 //! `tessera storage-node`: run a storage node until interrupted.
 //!
-//! Settings come from a TOML file (`--config`), and flags override it:
-//!
-//! ```toml
-//! data-dir = "/var/lib/tessera"
-//! listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
-//! bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
-//! capacity = "50GiB"
-//! http = "127.0.0.1:8080"
-//! scrub-interval-secs = 86400   # re-hash every held piece once a day; 0 turns it off
-//! audit-interval = "30m"        # an audit round every 30 minutes; "0s" turns the auditor off
-//! audit-period = "24h"          # every known piece challenged once a day
-//! audit-failures = 3            # failures in a row before a node fails a piece
-//! audit-grace = "2h"            # how long a holder that does not answer is waited for
-//! repair = true                 # rebuild lost pieces of the datasets audited
-//! repair-spare = 0.5            # repair below k + ceil(0.5 * m) intact pieces
-//! ```
+//! Its settings are `tessera_storage_node::NodeConfig`, described once there with their
+//! defaults and checks: read from a TOML file (`--config`), overridden by flags, and printed
+//! whole by `--print-config`.
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use bytesize::ByteSize;
-use serde::Deserialize;
 use tessera_net::Multiaddr;
 use tessera_storage_node::{NodeConfig, StorageNode};
 
 use super::{
-    config::{duration, read_toml},
+    config::{flag, flags, read_settings},
     daemon::{self, say},
 };
 
@@ -64,82 +50,38 @@ pub(crate) struct Args {
     /// Do not rebuild lost pieces (audits still run).
     #[arg(long)]
     no_repair: bool,
+    /// Print the settings the node would run with (the file's, the defaults and the flags),
+    /// as a config file, and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
-/// The config file: every field optional, unknown fields refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    data_dir: Option<PathBuf>,
-    #[serde(default)]
-    listen: Vec<Multiaddr>,
-    #[serde(default)]
-    bootstrap: Vec<Multiaddr>,
-    capacity: Option<ByteSize>,
-    http: Option<SocketAddr>,
-    scrub_interval_secs: Option<u64>,
-    registry: Option<bool>,
-    audit_interval: Option<String>,
-    audit_period: Option<String>,
-    audit_failures: Option<u32>,
-    audit_grace: Option<String>,
-    repair: Option<bool>,
-    repair_spare: Option<f64>,
-}
-
+/// The file's settings (or the defaults), with the flags given on top, checked.
 fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
-    let file: FileConfig = match &args.config {
-        Some(path) => read_toml(path)?,
-        None => FileConfig::default(),
-    };
-    let data_dir = daemon::data_dir(args.data_dir, file.data_dir, "storage-node")?;
-    let default_listen = vec![
-        "/ip4/0.0.0.0/tcp/4001".parse()?,
-        "/ip4/0.0.0.0/udp/4001/quic-v1".parse()?,
-    ];
-    let listen = daemon::list(args.listen, file.listen, || default_listen);
-    let bootstrap = daemon::list(args.bootstrap, file.bootstrap, Vec::new);
-    let defaults = NodeConfig::with_defaults(data_dir.clone());
-    let capacity = args
-        .capacity
-        .or(file.capacity)
-        .unwrap_or(ByteSize::gib(10))
-        .as_u64();
-    Ok(NodeConfig {
-        data_dir,
-        listen,
-        bootstrap,
-        capacity,
-        max_piece: 1 << 30,
-        http: args.http.or(file.http),
-        scrub_interval_secs: file
-            .scrub_interval_secs
-            .unwrap_or(tessera_storage_node::node::DEFAULT_SCRUB_INTERVAL_SECS),
-        registry: !args.no_registry && file.registry.unwrap_or(true),
-        audit_interval_secs: args
-            .audit_interval
-            .or(duration(file.audit_interval.as_deref(), "audit-interval")?)
-            .map_or(defaults.audit_interval_secs, |d| d.as_secs()),
-        audit_period_secs: args
-            .audit_period
-            .or(duration(file.audit_period.as_deref(), "audit-period")?)
-            .map_or(defaults.audit_period_secs, |d| d.as_secs()),
-        audit_failures: file.audit_failures.unwrap_or(defaults.audit_failures),
-        audit_grace_secs: duration(file.audit_grace.as_deref(), "audit-grace")?
-            .map_or(defaults.audit_grace_secs, |d| d.as_secs()),
-        repair: !args.no_repair && file.repair.unwrap_or(defaults.repair),
-        repair_spare: match file.repair_spare {
-            Some(spare) if !(0.0..=1.0).contains(&spare) => {
-                anyhow::bail!("repair-spare: {spare} is not between 0 and 1")
-            }
-            Some(spare) => spare,
-            None => defaults.repair_spare,
-        },
-    })
+    let mut config: NodeConfig = read_settings(args.config.as_deref())?;
+    flag(&mut config.data_dir, args.data_dir);
+    flags(&mut config.listen, args.listen);
+    flags(&mut config.bootstrap, args.bootstrap);
+    flag(&mut config.capacity, args.capacity);
+    flag(&mut config.http, args.http.map(Some));
+    flag(&mut config.audit_interval, args.audit_interval);
+    flag(&mut config.audit_period, args.audit_period);
+    config.registry &= !args.no_registry;
+    config.repair &= !args.no_repair;
+    config.check()?;
+    Ok(config)
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let print = args.print_config;
     let config = node_config(args)?;
+    if print {
+        print!(
+            "{}",
+            toml::to_string(&config).context("writing the settings as TOML")?
+        );
+        return Ok(());
+    }
     let node = StorageNode::start(config.clone())
         .await
         .context("starting the storage node")?;
@@ -156,7 +98,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "data      {} ({} pieces, capacity {})",
         config.data_dir.display(),
         node.startup.pieces,
-        ByteSize::b(config.capacity)
+        config.capacity
     ));
     daemon::until_stopped().await?;
     say(format_args!("stopping"));
@@ -189,38 +131,46 @@ mod tests {
             audit_interval: None,
             audit_period: None,
             no_repair: false,
+            print_config: false,
         };
         let c = node_config(args(None)).unwrap();
-        assert_eq!((c.audit_interval_secs, c.audit_period_secs), (1800, 86_400));
+        assert_eq!(
+            (c.audit_interval.as_secs(), c.audit_period.as_secs()),
+            (1800, 86_400)
+        );
         assert_eq!(c.data_dir, PathBuf::from("/srv/t"));
-        assert_eq!(c.capacity, 50 << 30);
+        assert_eq!(c.capacity, ByteSize::gib(50));
         assert_eq!(c.listen.len(), 1);
         assert_eq!(c.http, Some("127.0.0.1:8080".parse().unwrap()));
         assert!(c.registry);
         let c = node_config(args(Some(ByteSize::mib(5)))).unwrap();
-        assert_eq!(c.capacity, 5 << 20);
+        assert_eq!(c.capacity, ByteSize::mib(5));
         let c = node_config(Args {
             audit_interval: Some(std::time::Duration::from_secs(300)),
             ..args(None)
         })
         .unwrap();
-        assert_eq!(c.audit_interval_secs, 300);
+        assert_eq!(c.audit_interval.as_secs(), 300);
 
-        std::fs::write(&path, "audit-interval = \"1h\"\naudit-failures = 5\n").unwrap();
+        std::fs::write(
+            &path,
+            "data-dir = \"/srv/t\"\naudit-interval = \"1h\"\naudit-failures = 5\n",
+        )
+        .unwrap();
         let c = node_config(args(None)).unwrap();
-        assert_eq!((c.audit_interval_secs, c.audit_failures), (3600, 5));
+        assert_eq!((c.audit_interval.as_secs(), c.audit_failures), (3600, 5));
         std::fs::write(&path, "audit-interval = \"often\"\n").unwrap();
         let err = format!("{:#}", node_config(args(None)).unwrap_err());
         assert!(err.contains("audit-interval"), "{err}");
         std::fs::write(
             &path,
-            "audit-grace = \"10m\"\nrepair = false\nrepair-spare = 1.0\n",
+            "data-dir = \"/srv/t\"\naudit-grace = \"10m\"\nrepair = false\nrepair-spare = 1.0\n",
         )
         .unwrap();
         let c = node_config(args(None)).unwrap();
-        assert_eq!((c.audit_grace_secs, c.repair), (600, false));
+        assert_eq!((c.audit_grace.as_secs(), c.repair), (600, false));
         assert!((c.repair_spare - 1.0).abs() < f64::EPSILON);
-        std::fs::write(&path, "repair-spare = 2.0\n").unwrap();
+        std::fs::write(&path, "data-dir = \"/srv/t\"\nrepair-spare = 2.0\n").unwrap();
         let err = format!("{:#}", node_config(args(None)).unwrap_err());
         assert!(err.contains("repair-spare"), "{err}");
 
@@ -237,7 +187,7 @@ mod tests {
         fn any_config_file_is_taken_or_refused_never_a_panic(
             text in super::super::config::any_config(&[
                 "data-dir", "listen", "bootstrap", "capacity", "http", "scrub-interval-secs",
-                "registry", "audit-interval", "audit-period", "audit-failures", "audit-grace",
+                "scrub-interval", "max-piece", "registry", "audit-interval", "audit-period", "audit-failures", "audit-grace",
                 "repair", "repair-spare",
             ])
         ) {
@@ -255,6 +205,7 @@ mod tests {
                 audit_interval: None,
                 audit_period: None,
                 no_repair: false,
+                print_config: false,
             });
         }
     }

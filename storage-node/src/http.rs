@@ -1,0 +1,287 @@
+//! The storage node's HTTP routes: the operator's view (`/status`, `/metrics`, the dashboard)
+//! and the auditor's ledger (`/v1/audit`, `/v1/receipts`, `/v1/rewards`). The registry role
+//! adds its own `/v1` routes beside them; errors answer in the one shape of every node.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::header,
+    response::IntoResponse,
+    routing::get,
+};
+use serde::{Deserialize, Serialize};
+use tessera_formats::time::now_ms;
+use tessera_net::Client;
+use tessera_node::{blocking::blocking, http::ApiError};
+
+use crate::{
+    audit::{AuditStatus, SharedView},
+    metrics::Metrics,
+    receipts::{ReceiptStore, ReceiptStoreError},
+    store::PieceStore,
+};
+
+/// What the routes read.
+#[derive(Clone)]
+pub(crate) struct HttpState {
+    pub(crate) client: Client,
+    pub(crate) store: PieceStore,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) receipts: Arc<ReceiptStore>,
+    pub(crate) audit: SharedView,
+}
+
+/// The operator's and the auditor's routes over `state`.
+pub(crate) fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/audit", get(audit_status))
+        .route("/v1/receipts", get(receipt_page))
+        .route("/v1/rewards", get(rewards))
+        .route("/", get(dashboard))
+        .with_state(state)
+}
+
+/// The node's `/status` document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// The node's peer id.
+    pub peer_id: String,
+    /// Its listen addresses.
+    pub addresses: Vec<String>,
+    /// Pieces held.
+    pub pieces: u64,
+    /// Bytes of pieces held.
+    pub bytes_used: u64,
+    /// Bytes of capacity free.
+    pub bytes_free: u64,
+    /// The configured capacity.
+    pub capacity: u64,
+    /// Peers connected now.
+    pub peers_connected: usize,
+    /// Tessera's version.
+    pub version: String,
+    /// Whether the node can keep pieces: its data directory and index are there and
+    /// writable. An unhealthy node refuses uploads.
+    #[serde(default = "healthy_by_default")]
+    pub healthy: bool,
+    /// Why not, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Held pieces that could not be read at their last check (kept, checked again).
+    #[serde(default)]
+    pub pieces_unreadable: u64,
+}
+
+/// A node from before health was reported said nothing of it.
+fn healthy_by_default() -> bool {
+    true
+}
+
+async fn status(State(state): State<HttpState>) -> impl IntoResponse {
+    let usage = state.store.usage();
+    let store = state.store.clone();
+    let health = blocking(move || store.health())
+        .await
+        .map_err(|e| e.to_string());
+    match state.client.info().await {
+        Ok(info) => Json(Status {
+            healthy: health.is_ok(),
+            problem: health.err(),
+            pieces_unreadable: usage.unreadable,
+            peer_id: info.peer_id.to_string(),
+            addresses: info.listen_addrs.iter().map(ToString::to_string).collect(),
+            pieces: usage.pieces,
+            bytes_used: usage.used,
+            bytes_free: usage.free(),
+            capacity: usage.capacity,
+            peers_connected: info.connected_peers.len(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+        .into_response(),
+        Err(e) => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "network_stopped",
+            e.to_string(),
+        )
+        .into_response(),
+    }
+}
+
+async fn audit_status(State(state): State<HttpState>) -> Json<AuditStatus> {
+    let view = state.audit.lock();
+    Json(view.status(&state.metrics))
+}
+
+/// Most receipts one `/v1/receipts` page holds.
+pub const MAX_RECEIPTS_PER_PAGE: usize = 1000;
+
+/// Query of `GET /v1/receipts`.
+#[derive(Debug, Clone, Deserialize)]
+struct ReceiptQuery {
+    /// From this time on (ms since the epoch).
+    #[serde(default)]
+    from: u64,
+    /// Before this time (ms).
+    to: Option<u64>,
+    /// The `next` of the page before.
+    after: Option<String>,
+    /// At most this many (and at most [`MAX_RECEIPTS_PER_PAGE`]).
+    limit: Option<usize>,
+}
+
+/// A page of `GET /v1/receipts`: receipt blocks (DAG-CBOR, hex), oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReceiptPage {
+    /// The blocks, each hex-encoded.
+    pub receipts: Vec<String>,
+    /// Pass as `after` for the next page; none when this is the last.
+    pub next: Option<String>,
+}
+
+async fn receipt_page(
+    State(state): State<HttpState>,
+    Query(query): Query<ReceiptQuery>,
+) -> impl IntoResponse {
+    let bad = |message: String| ApiError::bad_request(message).into_response();
+    let after = match query.after.as_deref().map(hex::decode).transpose() {
+        Ok(after) => after,
+        Err(e) => return bad(format!("after: {e}")),
+    };
+    let limit = query
+        .limit
+        .unwrap_or(MAX_RECEIPTS_PER_PAGE)
+        .clamp(1, MAX_RECEIPTS_PER_PAGE);
+    let (from, to) = (query.from, query.to.unwrap_or(u64::MAX));
+    let store = state.receipts.clone();
+    match blocking(move || store.between(from, to, after.as_deref(), limit)).await {
+        Ok((blocks, next)) => Json(ReceiptPage {
+            receipts: blocks.iter().map(hex::encode).collect(),
+            next: next.map(hex::encode),
+        })
+        .into_response(),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
+}
+
+/// The operator's dashboard: one page that reads `/status`, `/v1/audit` and `/v1/rewards`.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
+}
+
+/// Most receipts one `/v1/rewards` answer reads: a longer window counts the newest first.
+pub const MAX_REWARD_RECEIPTS: usize = 1_000_000;
+
+/// Query of `GET /v1/rewards`.
+#[derive(Debug, Clone, Deserialize)]
+struct RewardsQuery {
+    /// From this time (ms) [default: 24 hours before `to`].
+    from: Option<u64>,
+    /// Before this time (ms) [default: now].
+    to: Option<u64>,
+    /// Most milliseconds one passed audit credits [default: 24 hours].
+    cap: Option<u64>,
+}
+
+/// One node's row of `GET /v1/rewards`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RewardRow {
+    /// The node's key (hex).
+    pub node: String,
+    /// Its peer id.
+    pub peer_id: String,
+    /// Storage it proved, in GiB-hours.
+    pub gib_hours: f64,
+    /// Audits it passed.
+    pub passed: u64,
+    /// Audits it failed.
+    pub failed: u64,
+}
+
+/// `GET /v1/rewards`: the ledger of the receipts this node holds, for a window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rewards {
+    /// Window start (ms).
+    pub from_ms: u64,
+    /// Window end (ms).
+    pub to_ms: u64,
+    /// Receipts read.
+    pub receipts: usize,
+    /// Whether more receipts than [`MAX_REWARD_RECEIPTS`] fell in the window.
+    pub truncated: bool,
+    /// Per audited node.
+    pub nodes: Vec<RewardRow>,
+}
+
+async fn rewards(
+    State(state): State<HttpState>,
+    Query(query): Query<RewardsQuery>,
+) -> impl IntoResponse {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    let to = query.to.unwrap_or_else(now_ms);
+    let from = query.from.unwrap_or_else(|| to.saturating_sub(DAY_MS));
+    let cap = query.cap.unwrap_or(DAY_MS);
+    let store = state.receipts.clone();
+    let computed = blocking(move || {
+        let mut blocks = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = store.between(from, to, after.as_deref(), 10_000)?;
+            blocks.extend(page);
+            if blocks.len() >= MAX_REWARD_RECEIPTS {
+                blocks.truncate(MAX_REWARD_RECEIPTS);
+                return Ok::<_, ReceiptStoreError>((blocks, true));
+            }
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok((blocks, false)),
+            }
+        }
+    })
+    .await;
+    let (blocks, truncated) = match computed {
+        Ok(found) => found,
+        Err(e) => return ApiError::internal(e.to_string()).into_response(),
+    };
+    let (receipts, _) = tessera_proofs::decode_blocks(&blocks);
+    let ledger = tessera_proofs::ledger(&receipts, from, to, cap);
+    Json(Rewards {
+        from_ms: from,
+        to_ms: to,
+        receipts: receipts.len(),
+        truncated,
+        nodes: reward_rows(&ledger),
+    })
+    .into_response()
+}
+
+/// A ledger's rows, one per audited node, in key order: what `/v1/rewards` and
+/// `tessera rewards` show.
+pub fn reward_rows(ledger: &tessera_proofs::Ledger) -> Vec<RewardRow> {
+    ledger
+        .nodes
+        .iter()
+        .map(|(key, proven)| RewardRow {
+            node: key.to_string(),
+            peer_id: crate::audit::peer_of(key).map_or_else(|| "-".into(), |p| p.to_string()),
+            gib_hours: proven.gib_hours(),
+            passed: proven.passed,
+            failed: proven.failed,
+        })
+        .collect()
+}
+
+async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
+    let spares = state.audit.lock().dataset_spares();
+    state.metrics.set_dataset_spares(&spares);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(state.store.usage()),
+    )
+}
