@@ -23,7 +23,7 @@
 //! [`node`] assembles a whole scraper node from its roles (coordinator, worker) on
 //! `tessera-node`'s builder, with its HTTP API for crawls (changes to them pass
 //! [`http_guard`]) and its dashboard; [`config`] describes its settings once; [`api_client`] is a typed client of that
-//! API; [`stats`] counts what the worker did.
+//! API; [`rewards`] counts the verified pages of scraped datasets per node; [`stats`] counts what the worker did.
 //!
 //! See `docs/ARCHITECTURE.md` for how a crawl runs across nodes.
 
@@ -45,6 +45,7 @@ pub mod protocol;
 pub mod provenance;
 pub mod publish;
 pub mod remote;
+pub mod rewards;
 pub mod robots;
 pub mod shard;
 pub mod spec;

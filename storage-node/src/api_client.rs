@@ -27,6 +27,11 @@ impl NodeClient {
         })
     }
 
+    /// The address it was made with, without a trailing `/`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// The node's `/status`.
     pub async fn status(&self) -> Result<Status, CallError> {
         self.get("/status").await

@@ -20,6 +20,7 @@ use crate::{
     audit::{AuditStatus, SharedView},
     metrics::Metrics,
     receipts::{ReceiptStore, ReceiptStoreError},
+    rewards::Tally,
     store::PieceStore,
 };
 
@@ -246,32 +247,19 @@ async fn rewards(
         Ok(found) => found,
         Err(e) => return ApiError::internal(e.to_string()).into_response(),
     };
-    let (receipts, _) = tessera_proofs::decode_blocks(&blocks);
-    let ledger = tessera_proofs::ledger(&receipts, from, to, cap);
+    let mut tally = Tally::new(MAX_REWARD_RECEIPTS);
+    if let Err(e) = tally.add_blocks("store", blocks.into_iter().map(Ok)) {
+        return ApiError::internal(e.to_string()).into_response();
+    }
+    let proven = tally.proven(from, to, cap);
     Json(Rewards {
         from_ms: from,
         to_ms: to,
-        receipts: receipts.len(),
+        receipts: proven.receipts,
         truncated,
-        nodes: reward_rows(&ledger),
+        nodes: proven.nodes,
     })
     .into_response()
-}
-
-/// A ledger's rows, one per audited node, in key order: what `/v1/rewards` and
-/// `tessera rewards` show.
-pub fn reward_rows(ledger: &tessera_proofs::Ledger) -> Vec<RewardRow> {
-    ledger
-        .nodes
-        .iter()
-        .map(|(key, proven)| RewardRow {
-            node: key.to_string(),
-            peer_id: crate::audit::peer_of(key).map_or_else(|| "-".into(), |p| p.to_string()),
-            gib_hours: proven.gib_hours(),
-            passed: proven.passed,
-            failed: proven.failed,
-        })
-        .collect()
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {

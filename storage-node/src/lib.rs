@@ -15,6 +15,8 @@
 //!   `tessera-node`'s builder and started with one call; held pieces are re-announced at
 //!   every start.
 //! - [`config`]: the node's settings, described once (file, flags, `--print-config`).
+//! - [`rewards`]: storage proven over a period from receipt blocks, each verified, whoever
+//!   supplied them (`/v1/rewards`, `tessera rewards`).
 //! - [`http`]: its HTTP routes: `/status`, `/metrics`, the dashboard, audits, receipts, rewards.
 //!
 //! See `docs/ARCHITECTURE.md`.
@@ -27,6 +29,7 @@ pub mod local;
 pub mod metrics;
 pub mod node;
 pub mod receipts;
+pub mod rewards;
 pub mod service;
 pub mod store;
 

@@ -33,8 +33,9 @@ use tessera_formats::{DatasetRef, PublisherKey, VersionSel, record::SigningKey};
 use tessera_scraper_node::{
     crawl_store::ShardRecord,
     node::{ScraperConfig, ScraperNode},
-    provenance::{contributions, schema, verify_batch},
+    provenance::{schema, verify_batch},
     publish::{CRAWL_KEY, Publisher, VALIDATION_KEY, publish_crawl},
+    rewards::count_pages,
     spec::CrawlSpec,
     validation::Score,
 };
@@ -255,17 +256,27 @@ async fn a_crawl_is_stored_published_and_fetched_by_name() {
     assert!(got.values().all(|(_, f)| f.starts_with(&format!("{id}/"))));
     // Each scraper node's pages, as `tessera rewards` counts them: every row verifies, and
     // they add up to the crawl.
-    let mut pages = BTreeMap::new();
-    for (_, path) in list_parquet(&out).unwrap() {
-        for batch in read_rows(&path) {
-            contributions(&batch, 0, i64::MAX, &mut pages).unwrap();
-        }
-    }
+    let work = tempfile::tempdir().unwrap();
+    let mut fetched = 0;
+    let pages = count_pages(
+        &reader,
+        std::slice::from_ref(&reference),
+        None,
+        work.path(),
+        (0, u64::MAX / 1000),
+        |_, report| fetched += report.fetched.len(),
+    )
+    .await
+    .unwrap();
+    assert!(fetched > 0);
     let nodes = [a.peer_id.to_string(), b.peer_id.to_string()];
-    assert!(pages.keys().all(|k| nodes.contains(k)), "{pages:?}");
-    assert!(pages.values().all(|c| c.rejected == 0));
+    assert!(
+        pages.iter().all(|row| nodes.contains(&row.peer_id)),
+        "{pages:?}"
+    );
+    assert!(pages.iter().all(|row| row.rejected == 0));
     assert_eq!(
-        pages.values().map(|c| c.pages).sum::<u64>(),
+        pages.iter().map(|row| row.pages).sum::<u64>(),
         PAGES as u64 + 1
     );
     let fetched_manifest = tessera_dataset::fetch_manifest(&reader, cid).await.unwrap();
