@@ -152,8 +152,10 @@ pub async fn connect(client: &Client, bootstrap: &[Multiaddr]) -> Result<(), Cli
     // walk from the bootstrap peers meanwhile.
     let client = client.clone();
     tokio::spawn(async move {
-        if let Err(e) = client.bootstrap().await {
-            warn!(error = %e, "DHT bootstrap incomplete");
+        match client.bootstrap().await {
+            // The session ended first: nothing was missed.
+            Ok(()) | Err(tessera_net::NetError::Stopped) => {}
+            Err(e) => warn!(error = %e, "DHT bootstrap incomplete"),
         }
     });
     Ok(())

@@ -7,7 +7,6 @@ pub(crate) mod crawl;
 pub(crate) mod daemon;
 pub(crate) mod datasets;
 pub(crate) mod demo;
-pub(crate) mod demo_site;
 pub(crate) mod fetch;
 pub(crate) mod get;
 pub(crate) mod join;

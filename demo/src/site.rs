@@ -17,61 +17,61 @@ const FILES: &[(&str, &str, &str)] = &[
     (
         "/robots.txt",
         "text/plain",
-        include_str!("../../../examples/site/robots.txt"),
+        include_str!("../../examples/site/robots.txt"),
     ),
-    ("/", HTML, include_str!("../../../examples/site/index.html")),
+    ("/", HTML, include_str!("../../examples/site/index.html")),
     (
         "/crawling.html",
         HTML,
-        include_str!("../../../examples/site/crawling.html"),
+        include_str!("../../examples/site/crawling.html"),
     ),
     (
         "/provenance.html",
         HTML,
-        include_str!("../../../examples/site/provenance.html"),
+        include_str!("../../examples/site/provenance.html"),
     ),
     (
         "/storage.html",
         HTML,
-        include_str!("../../../examples/site/storage.html"),
+        include_str!("../../examples/site/storage.html"),
     ),
     (
         "/audits.html",
         HTML,
-        include_str!("../../../examples/site/audits.html"),
+        include_str!("../../examples/site/audits.html"),
     ),
     (
         "/training.html",
         HTML,
-        include_str!("../../../examples/site/training.html"),
+        include_str!("../../examples/site/training.html"),
     ),
     (
         "/contributors.html",
         HTML,
-        include_str!("../../../examples/site/contributors.html"),
+        include_str!("../../examples/site/contributors.html"),
     ),
     (
         "/faq.html",
         HTML,
-        include_str!("../../../examples/site/faq.html"),
+        include_str!("../../examples/site/faq.html"),
     ),
     (
         "/private/notes.html",
         HTML,
-        include_str!("../../../examples/site/private/notes.html"),
+        include_str!("../../examples/site/private/notes.html"),
     ),
 ];
 
 const HTML: &str = "text/html; charset=utf-8";
 
 /// Pages a crawl of the site stores: every HTML page but the one robots.txt closes.
-pub(crate) const CRAWLABLE_PAGES: usize = 8;
+pub const CRAWLABLE_PAGES: usize = 8;
 
 /// The paths the site was asked for, in order.
-pub(crate) type Log = Arc<Mutex<Vec<String>>>;
+pub type Log = Arc<Mutex<Vec<String>>>;
 
-/// Serves the site on 127.0.0.1; returns its address and its log.
-pub(crate) async fn serve() -> anyhow::Result<(SocketAddr, Log)> {
+/// Serves the site on 127.0.0.1 until the runtime stops; returns its address and its log.
+pub async fn serve() -> std::io::Result<(SocketAddr, Log)> {
     let log = Log::default();
     let router = Router::new()
         .fallback(file)
