@@ -109,111 +109,27 @@ impl ScraperNode {
     /// node builder.
     pub async fn start(config: ScraperConfig) -> Result<Self, ScraperNodeError> {
         config.check()?;
-        let network = config.network_policy();
-        if network.allow_private {
-            warn!(
-                "PRIVATE NETWORKS ALLOWED: this scraper node will fetch from loopback, LAN and \
-                 link-local addresses (--allow-private-networks); use it only for tests and demos"
-            );
-        }
-        let configured_key = match &config.publisher_key {
-            Some(path) => Some(
-                publisher_key::load(path)?
-                    .ok_or_else(|| ScraperNodeError::NoPublisherKey(path.clone()))?,
-            ),
-            None => None,
-        };
-        let remote = config.remote_coordinator()?;
-        let mut bootstrap = config.bootstrap.clone();
-        bootstrap.extend(config.coordinator.iter().cloned());
-        let mut builder = NodeBuilder::new(
+        let builder = NodeBuilder::new(
             &config.data_dir,
             NetworkConfig {
                 listen: config.listen.clone(),
-                bootstrap,
+                bootstrap: config.bootstrap.clone(),
+                // A scraper node asks the DHT; it keeps none of its records.
                 dht_server: false,
                 ..NetworkConfig::default()
             },
         );
-        if config.coordinate {
-            builder = builder
-                .column(CRAWLS_COLUMN)
-                .network(|n| n.serving::<CrawlProtocol>());
-        }
-        let mut node = builder.start().await?;
-        let peer_id = node.client.peer_id();
-        let storage = if config.bootstrap.is_empty() {
-            warn!(
-                "no storage nodes (--bootstrap): shards stay on this node, crawls are not published"
-            );
-            None
-        } else {
-            connect(&node.client, &config.bootstrap)
-                .await
-                .map_err(ScraperNodeError::Storage)?;
-            Some(Arc::new(Session::with_client(node.client.clone())))
-        };
-
-        let (coordinator, publisher) = if config.coordinate {
-            let key = match (&storage, configured_key) {
-                (None, _) => None,
-                (Some(_), Some(key)) => Some(key),
-                (Some(_), None) => Some(own_publisher_key(&config.data_dir)?),
-            };
-            let (coordinator, publisher) = coordinator_role(&mut node, &config, key)?;
-            (Some(coordinator), publisher)
-        } else {
-            (None, None)
-        };
-        let stats = Arc::new(WorkerStats::default());
-        node.routes(
-            Router::new()
-                .route("/", get(dashboard))
-                .route("/v1/node", get(node_status))
-                .with_state(NodeState {
-                    client: node.client.clone(),
-                    peer_id: peer_id.to_string(),
-                    addresses: node.addresses.iter().map(ToString::to_string).collect(),
-                    stats: stats.clone(),
-                    coordinator: coordinator.clone(),
-                    works_for: remote.map(|p| p.to_string()),
-                    publisher: publisher.map(|p| p.to_string()),
-                }),
-        );
-        node.spawn(learn_own_addresses(node.client.clone(), network.clone()));
-        let worker_config = WorkerConfig {
-            out_dir: config.data_dir.join("shards"),
-            network,
-            idle_wait: Duration::from_secs(1),
-            storage,
-            limits: config.limits(),
-        };
-        let key = node.keypair.clone();
-        // The worker closes and reports its open shards when told to stop, while the
-        // network is still up.
-        match (remote, &coordinator) {
-            (Some(peer), _) => {
-                let api = RemoteCoordinator::new(node.client.clone(), peer);
-                let worker = Worker::new(api, key, worker_config).with_stats(stats.clone());
-                node.spawn_graceful(|stop| worker.run(stop.cancelled_owned()));
-            }
-            (None, Some(c)) => {
-                let worker = Worker::new(c.clone(), key, worker_config).with_stats(stats.clone());
-                node.spawn_graceful(|stop| worker.run(stop.cancelled_owned()));
-            }
-            // `check` refuses a node that neither coordinates nor has a coordinator.
-            (None, None) => {}
-        }
-
+        let mut node = plan(builder, &config).start().await?;
+        let roles = start_roles(&mut node, &config, "/").await?;
         let node = node.serve(config.http_addr()).await?;
-        info!(%peer_id, "scraper node started");
+        info!(peer_id = %node.client.peer_id(), "scraper node started");
         Ok(Self {
-            peer_id,
+            peer_id: node.client.peer_id(),
             addresses: node.addresses.clone(),
             http: node.http,
-            coordinator,
-            publisher,
-            stats,
+            coordinator: roles.coordinator,
+            publisher: roles.publisher,
+            stats: roles.stats,
             node,
         })
     }
@@ -223,6 +139,128 @@ impl ScraperNode {
     pub async fn shutdown(self) {
         self.node.shutdown().await;
     }
+}
+
+/// What the scraper roles need of a node before it starts: the coordinator's column and
+/// protocol when it coordinates, and the coordinator's address to join through when it works
+/// for another node's.
+pub fn plan(builder: NodeBuilder, config: &ScraperConfig) -> NodeBuilder {
+    let coordinator = config.coordinator.clone();
+    let builder = builder.network(|mut n| {
+        n.bootstrap.extend(coordinator);
+        n
+    });
+    if config.coordinate {
+        builder
+            .column(CRAWLS_COLUMN)
+            .network(|n| n.serving::<CrawlProtocol>())
+    } else {
+        builder
+    }
+}
+
+/// The scraper roles of a running node.
+#[derive(Debug)]
+pub struct ScraperRoles {
+    /// The coordinator, when the node runs that role.
+    pub coordinator: Option<Coordinator>,
+    /// The publisher finished crawls are published as, when it coordinates and has a storage
+    /// network.
+    pub publisher: Option<PublisherKey>,
+    /// What its worker did.
+    pub stats: Arc<WorkerStats>,
+}
+
+/// Starts the scraper roles on `node` (planned with [`plan`]): the coordinator when the node
+/// coordinates, and a worker for it or for another node's; their routes, with the scraper's
+/// dashboard at `dashboard_at`. The storage network is the one `config.bootstrap` names, or
+/// this node's own when it is a storage node too.
+pub async fn start_roles(
+    node: &mut Assembly,
+    config: &ScraperConfig,
+    dashboard_at: &str,
+) -> Result<ScraperRoles, ScraperNodeError> {
+    config.check()?;
+    let network = config.network_policy();
+    if network.allow_private {
+        warn!(
+            "PRIVATE NETWORKS ALLOWED: this scraper node will fetch from loopback, LAN and \
+             link-local addresses (--allow-private-networks); use it only for tests and demos"
+        );
+    }
+    let configured_key = match &config.publisher_key {
+        Some(path) => Some(
+            publisher_key::load(path)?
+                .ok_or_else(|| ScraperNodeError::NoPublisherKey(path.clone()))?,
+        ),
+        None => None,
+    };
+    let remote = config.remote_coordinator()?;
+    let storage = if config.bootstrap.is_empty() {
+        warn!("no storage nodes (--bootstrap): shards stay on this node, crawls are not published");
+        None
+    } else {
+        connect(&node.client, &config.bootstrap)
+            .await
+            .map_err(ScraperNodeError::Storage)?;
+        Some(Arc::new(Session::with_client(node.client.clone())))
+    };
+
+    let (coordinator, publisher) = if config.coordinate {
+        let key = match (&storage, configured_key) {
+            (None, _) => None,
+            (Some(_), Some(key)) => Some(key),
+            (Some(_), None) => Some(own_publisher_key(&config.data_dir)?),
+        };
+        let (coordinator, publisher) = coordinator_role(node, config, key)?;
+        (Some(coordinator), publisher)
+    } else {
+        (None, None)
+    };
+    let stats = Arc::new(WorkerStats::default());
+    node.routes(
+        Router::new()
+            .route(dashboard_at, get(dashboard))
+            .route("/v1/node", get(node_status))
+            .with_state(NodeState {
+                client: node.client.clone(),
+                peer_id: node.client.peer_id().to_string(),
+                addresses: node.addresses.iter().map(ToString::to_string).collect(),
+                stats: stats.clone(),
+                coordinator: coordinator.clone(),
+                works_for: remote.map(|p| p.to_string()),
+                publisher: publisher.map(|p| p.to_string()),
+            }),
+    );
+    node.spawn(learn_own_addresses(node.client.clone(), network.clone()));
+    let worker_config = WorkerConfig {
+        out_dir: config.data_dir.join("shards"),
+        network,
+        idle_wait: Duration::from_secs(1),
+        storage,
+        limits: config.limits(),
+    };
+    let key = node.keypair.clone();
+    // The worker closes and reports its open shards when told to stop, while the network is
+    // still up.
+    match (remote, &coordinator) {
+        (Some(peer), _) => {
+            let api = RemoteCoordinator::new(node.client.clone(), peer);
+            let worker = Worker::new(api, key, worker_config).with_stats(stats.clone());
+            node.spawn_graceful(|stop| worker.run(stop.cancelled_owned()));
+        }
+        (None, Some(c)) => {
+            let worker = Worker::new(c.clone(), key, worker_config).with_stats(stats.clone());
+            node.spawn_graceful(|stop| worker.run(stop.cancelled_owned()));
+        }
+        // `check` refuses a node that neither coordinates nor has a coordinator.
+        (None, None) => {}
+    }
+    Ok(ScraperRoles {
+        coordinator,
+        publisher,
+        stats,
+    })
 }
 
 /// The coordinator role: crawls kept in their column (importing the database they once had

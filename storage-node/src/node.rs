@@ -105,80 +105,35 @@ impl StorageNode {
     /// loads or creates the identity, joins the network, serves the protocols and the HTTP
     /// port, and re-announces every held piece.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
-        config.check()?;
-        let store_config = config.store();
-        let prepared = store_config.clone();
-        blocking(move || PieceStore::prepare(&prepared)).await?;
-        let mut builder = NodeBuilder::new(
+        prepare(&config).await?;
+        let builder = NodeBuilder::new(
             &config.data_dir,
             NetworkConfig {
                 listen: config.listen.clone(),
                 bootstrap: config.bootstrap.clone(),
                 ..NetworkConfig::default()
             },
-        )
-        .column(RECEIPTS_COLUMN)
-        .network(|n| n.serving::<PieceProtocol>().serving::<ChallengeProtocol>());
-        if config.registry {
-            builder = builder.column(REGISTRY_COLUMN).network(|n| {
-                n.serving::<RegistryProtocol>()
-                    .following(REGISTRY_TOPIC, MAX_ANNOUNCEMENT)
-                    .following(RECEIPT_TOPIC, MAX_RECEIPT_BYTES)
-            });
-        }
-        let mut node = builder.start().await?;
-        let key = signing_key(&node.keypair).ok_or(NodeError::NotEd25519)?;
-
-        let column = node.db.column(DEFAULT).map_err(StoreError::from)?;
-        let (store, startup) = blocking(move || PieceStore::open_in(&store_config, column)).await?;
-        let metrics = Arc::new(Metrics::new());
-        storage_role(&mut node, &store, &metrics, config.scrub_interval)?;
-        let registry = if config.registry {
-            Some(registry_role(&mut node, &config)?)
-        } else {
-            None
-        };
-        let receipts = receipts_role(&mut node, &config.data_dir)?;
-        let audit_view = SharedView::default();
-        let auditor = registry.as_ref().map(|registry| AuditorParts {
-            client: node.client.clone(),
-            registry: registry.store().clone(),
-            receipts: receipts.clone(),
-            store: Some(store.clone()),
-            key: key.clone(),
-            metrics: metrics.clone(),
-            view: audit_view.clone(),
-            spool: config.data_dir.join("repair"),
-        });
-        if let (Some(audit), Some(parts)) = (config.audit(), &auditor) {
-            node.spawn(Auditor::new(parts.clone(), audit).run());
-        }
-        node.routes(router(HttpState {
-            client: node.client.clone(),
-            store: store.clone(),
-            metrics: metrics.clone(),
-            receipts: receipts.clone(),
-            audit: audit_view.clone(),
-        }));
-
+        );
+        let mut node = plan(builder, &config).start().await?;
+        let roles = start_roles(&mut node, &config).await?;
         let node = node.serve(config.http).await?;
         info!(
             peer_id = %node.client.peer_id(),
             addresses = ?node.addresses,
-            pieces = startup.pieces,
+            pieces = roles.startup.pieces,
             "storage node started"
         );
         Ok(Self {
             client: node.client.clone(),
             addresses: node.addresses.clone(),
             http: node.http,
-            store,
-            metrics,
-            startup,
-            registry,
-            receipts,
-            audit_view,
-            auditor,
+            store: roles.store,
+            metrics: roles.metrics,
+            startup: roles.startup,
+            registry: roles.registry,
+            receipts: roles.receipts,
+            audit_view: roles.audit_view,
+            auditor: roles.auditor,
             node,
         })
     }
@@ -196,6 +151,102 @@ impl StorageNode {
     pub async fn shutdown(self) {
         self.node.shutdown().await;
     }
+}
+
+/// Checks the settings and readies the data directory for the piece store, before the
+/// node's database opens: an index whose pieces folder is missing (a disk not mounted) is
+/// refused here, before anything is written.
+pub async fn prepare(config: &NodeConfig) -> Result<(), NodeError> {
+    config.check()?;
+    let store_config = config.store();
+    blocking(move || PieceStore::prepare(&store_config)).await?;
+    Ok(())
+}
+
+/// What the storage roles need of a node before it starts: their columns, protocols and
+/// topics.
+pub fn plan(builder: NodeBuilder, config: &NodeConfig) -> NodeBuilder {
+    let builder = builder
+        .column(RECEIPTS_COLUMN)
+        .network(|n| n.serving::<PieceProtocol>().serving::<ChallengeProtocol>());
+    if config.registry {
+        builder.column(REGISTRY_COLUMN).network(|n| {
+            n.serving::<RegistryProtocol>()
+                .following(REGISTRY_TOPIC, MAX_ANNOUNCEMENT)
+                .following(RECEIPT_TOPIC, MAX_RECEIPT_BYTES)
+        })
+    } else {
+        builder
+    }
+}
+
+/// The storage roles of a running node.
+#[derive(Debug)]
+pub struct StorageRoles {
+    /// The piece store.
+    pub store: PieceStore,
+    /// What the store's start-up check found.
+    pub startup: StartupReport,
+    /// The node's counters.
+    pub metrics: Arc<Metrics>,
+    /// The registry role, if it runs.
+    pub registry: Option<Registry>,
+    /// The audit receipts kept.
+    pub receipts: Arc<ReceiptStore>,
+    /// What the auditor knows.
+    pub audit_view: SharedView,
+    /// What an auditor of this node is made of; none without the registry role.
+    pub auditor: Option<AuditorParts>,
+}
+
+/// Starts the storage roles on `node` (readied with [`prepare`], planned with [`plan`]):
+/// storage, registry, receipts and auditor, and the operator's routes.
+pub async fn start_roles(
+    node: &mut Assembly,
+    config: &NodeConfig,
+) -> Result<StorageRoles, NodeError> {
+    let store_config = config.store();
+    let key = signing_key(&node.keypair).ok_or(NodeError::NotEd25519)?;
+    let column = node.db.column(DEFAULT).map_err(StoreError::from)?;
+    let (store, startup) = blocking(move || PieceStore::open_in(&store_config, column)).await?;
+    let metrics = Arc::new(Metrics::new());
+    storage_role(node, &store, &metrics, config.scrub_interval)?;
+    let registry = if config.registry {
+        Some(registry_role(node, config)?)
+    } else {
+        None
+    };
+    let receipts = receipts_role(node, &config.data_dir)?;
+    let audit_view = SharedView::default();
+    let auditor = registry.as_ref().map(|registry| AuditorParts {
+        client: node.client.clone(),
+        registry: registry.store().clone(),
+        receipts: receipts.clone(),
+        store: Some(store.clone()),
+        key: key.clone(),
+        metrics: metrics.clone(),
+        view: audit_view.clone(),
+        spool: config.data_dir.join("repair"),
+    });
+    if let (Some(audit), Some(parts)) = (config.audit(), &auditor) {
+        node.spawn(Auditor::new(parts.clone(), audit).run());
+    }
+    node.routes(router(HttpState {
+        client: node.client.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        receipts: receipts.clone(),
+        audit: audit_view.clone(),
+    }));
+    Ok(StorageRoles {
+        store,
+        startup,
+        metrics,
+        registry,
+        receipts,
+        audit_view,
+        auditor,
+    })
 }
 
 /// The storage role: answers piece and challenge requests, announces what it holds, and
