@@ -2,6 +2,7 @@
 
 pub mod address;
 pub mod block;
+pub mod charter;
 pub mod claim;
 pub mod dataset_ref;
 pub mod erasure;

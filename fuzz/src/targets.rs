@@ -14,6 +14,7 @@ use tessera_formats::{
     AuditReceipt, AuditResult, DatasetRef, Manifest, PublisherKey, RepairClaim, ShardLayout,
     SignedClaim, SignedReceipt, SignedRecord, VersionRecord,
     address::{dag_cbor_cid, raw_cid},
+    charter::{Charter, CharterParams, SignedCharter},
     erasure::{ErasureParams, PieceHeader, encode_to_vecs, verify_piece},
     manifest::{RowGroup, Schema as ManifestSchema, ShardEntry},
     record::SigningKey,
@@ -222,6 +223,10 @@ fn blocks(bytes: &[u8]) {
     if let Ok(claim) = SignedClaim::from_block(bytes) {
         let _ = claim.verify();
     }
+    if let Ok(charter) = SignedCharter::from_block(bytes) {
+        let _ = charter.verify_founding();
+        let _ = charter.verify_after(&charter);
+    }
     if let Ok(text) = std::str::from_utf8(bytes) {
         let _ = text.parse::<DatasetRef>();
     }
@@ -287,7 +292,15 @@ fn block_seeds() -> Vec<Vec<u8>> {
         expires_ms: 1_790_000_000_000,
     }
     .sign(&key);
+    let charter = Charter::found(
+        "fuzznet",
+        vec![PublisherKey::of(&key)],
+        1,
+        CharterParams::default(),
+    )
+    .signed_by(&[&key]);
     let mut seeds = Vec::new();
+    seeds.extend(charter.ok().and_then(|c| c.to_block().ok()).map(|(_, b)| b));
     seeds.extend(manifest.to_block().ok().map(|(_, b)| b));
     seeds.extend(layout.to_block().ok().map(|(_, b)| b));
     seeds.extend(record.ok().and_then(|r| r.to_block().ok()).map(|(_, b)| b));

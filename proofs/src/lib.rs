@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod assignment;
 pub mod challenge;
 pub mod health;
 pub mod ledger;
