@@ -305,20 +305,7 @@ tessera_net::register_protocol!(NoteProtocol);
 const NOTE_TOPIC: &str = "/tessera-test/notes/1";
 
 async fn note_node(bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
-    let net = start(
-        Keypair::generate_ed25519(),
-        NetworkConfig {
-            listen: tcp(),
-            bootstrap,
-            ..NetworkConfig::default()
-        }
-        .serving::<NoteProtocol>()
-        .following(NOTE_TOPIC, 1024),
-    )
-    .await
-    .unwrap();
-    let addr = net.client.info().await.unwrap().dialable_addrs()[0].clone();
-    (net, addr)
+    networked_node(None, bootstrap).await
 }
 
 #[tokio::test]
@@ -610,4 +597,98 @@ async fn a_peer_whose_dial_never_completes_is_unreachable_before_the_dial_times_
     assert!(!dial.is_finished(), "the dial ended first");
     assert_eq!(status[1], tessera_net::PeerStatus::Up);
     dial.abort();
+}
+
+/// A node of `network` (none: the unnamed one) serving notes and following the note topic.
+async fn networked_node(network: Option<&str>, bootstrap: Vec<Multiaddr>) -> (Network, Multiaddr) {
+    let net = start(
+        Keypair::generate_ed25519(),
+        NetworkConfig {
+            network: network.map(str::to_string),
+            listen: tcp(),
+            bootstrap,
+            ..NetworkConfig::default()
+        }
+        .serving::<NoteProtocol>()
+        .following(NOTE_TOPIC, 1024),
+    )
+    .await
+    .unwrap();
+    let addr = net.client.info().await.unwrap().dialable_addrs()[0].clone();
+    (net, addr)
+}
+
+#[tokio::test]
+async fn nodes_of_two_networks_connect_but_never_take_each_others_requests_or_gossip() {
+    let (mut alpha, alpha_addr) = networked_node(Some("alpha"), vec![]).await;
+    answer_notes(&mut alpha);
+    let alpha_peer = alpha.client.peer_id();
+    let (same, _) = networked_node(Some("alpha"), vec![alpha_addr.clone()]).await;
+    // Beta dials alpha (it is its only bootstrap peer): the connection is made, the
+    // protocols are not.
+    let (mut beta, _) = networked_node(Some("beta"), vec![alpha_addr.clone()]).await;
+    let mut beta_topic = beta.topic(NOTE_TOPIC).unwrap();
+    let unnamed = start(
+        Keypair::generate_ed25519(),
+        NetworkConfig::client(vec![alpha_addr]),
+    )
+    .await
+    .unwrap();
+
+    assert_answers(&same.client, alpha_peer).await;
+    assert!(
+        beta.client
+            .request::<NoteProtocol>(alpha_peer, Note("has x?".into()))
+            .await
+            .is_err(),
+        "a node of another network was answered"
+    );
+    assert!(
+        unnamed
+            .client
+            .request::<NoteProtocol>(alpha_peer, Note("has x?".into()))
+            .await
+            .is_err(),
+        "a node of the unnamed network was answered"
+    );
+
+    // Alpha's gossip reaches its own network only.
+    let mut same_topic = {
+        let mut same = same;
+        let rx = same.topic(NOTE_TOPIC).unwrap();
+        (rx, same)
+    };
+    let mut heard_same = false;
+    for round in 0..30u32 {
+        alpha
+            .client
+            .publish(NOTE_TOPIC, format!("alpha {round}").into_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Ok(event) = same_topic.0.try_recv() {
+            heard_same |= matches!(event, tessera_net::TopicEvent::Message { .. });
+        }
+        if heard_same {
+            break;
+        }
+    }
+    assert!(heard_same, "alpha's own network did not hear it");
+    while let Ok(event) = beta_topic.try_recv() {
+        assert!(
+            !matches!(event, tessera_net::TopicEvent::Message { .. }),
+            "beta heard alpha's gossip"
+        );
+    }
+    // A DHT record put in alpha is not found from beta.
+    alpha
+        .client
+        .put_record(b"alpha head".to_vec(), b"value".to_vec())
+        .await
+        .unwrap();
+    let found = beta.client.get_record(b"alpha head".to_vec()).await;
+    assert!(
+        found.map_or(true, |values| values.is_empty()),
+        "beta found alpha's DHT record"
+    );
 }

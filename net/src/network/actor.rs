@@ -55,6 +55,8 @@ pub(super) struct Actor {
     pub(super) observed: std::collections::VecDeque<Multiaddr>,
     pub(super) pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
     pub(super) pending_queries: HashMap<QueryId, Query>,
+    /// How protocols and topics are named on the wire.
+    pub(super) naming: super::Naming,
 }
 
 impl Actor {
@@ -152,7 +154,7 @@ impl Actor {
                 }
             }
             Command::Publish(topic, data, reply) => {
-                let topic = gossipsub::IdentTopic::new(topic);
+                let topic = self.naming.topic(&topic);
                 let result = match swarm.behaviour_mut().gossipsub.publish(topic, data) {
                     Ok(_)
                     | Err(

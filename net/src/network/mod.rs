@@ -37,11 +37,13 @@ pub mod health;
 mod inbound;
 pub mod limits;
 mod muxer;
+mod naming;
 mod outbound;
 mod protocol_set;
 mod quic_probe;
 
 use actor::Actor;
+use naming::Naming;
 use outbound::Outbound;
 use protocol_set::ProtocolSet;
 
@@ -65,6 +67,9 @@ pub struct Topic {
 /// How the network task is set up.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
+    /// The network's id (its charter's): it goes into every protocol and topic name, so that
+    /// nodes of other networks are not spoken to. None is the unnamed network of local tests.
+    pub network: Option<String>,
     /// Addresses to listen on (`/ip4/0.0.0.0/tcp/0`, `/ip4/127.0.0.1/udp/0/quic-v1`, ...).
     pub listen: Vec<Multiaddr>,
     /// Peers to join through; each address must end in `/p2p/PEER_ID`.
@@ -96,6 +101,7 @@ pub struct NetworkConfig {
 impl Default for NetworkConfig {
     fn default() -> Self {
         Self {
+            network: None,
             listen: Vec::new(),
             bootstrap: Vec::new(),
             dht_server: true,
@@ -486,7 +492,8 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
     {
         return Err(NetError::Unregistered(unknown.to_string()));
     }
-    let mut swarm = build_swarm(keypair, &config, &registrations)?;
+    let naming = Naming::new(config.network.as_deref())?;
+    let mut swarm = build_swarm(keypair, &config, &registrations, &naming)?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -535,7 +542,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
     }
     let (mut topic_tx, mut topics) = (HashMap::new(), HashMap::new());
     for topic in &config.follow {
-        let ident = gossipsub::IdentTopic::new(topic.name.clone());
+        let ident = naming.topic(&topic.name);
         swarm
             .behaviour_mut()
             .gossipsub
@@ -569,6 +576,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         observed: std::collections::VecDeque::new(),
         pending_dials: HashMap::new(),
         pending_queries: HashMap::new(),
+        naming,
     };
     let task = tokio::spawn(actor.run());
     info!(%peer_id, "network started");
@@ -600,6 +608,7 @@ fn build_swarm(
     keypair: Keypair,
     config: &NetworkConfig,
     registrations: &[Registration],
+    naming: &Naming,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
     let rr_config = request_response::Config::default()
@@ -615,7 +624,7 @@ fn build_swarm(
             };
             request_response::Behaviour::with_codec(
                 FrameCodec::new(r.max_request, r.max_response),
-                [(r.name.clone(), support)],
+                [(naming.protocol(&r.name), support)],
                 rr_config.clone(),
             )
         })
@@ -638,6 +647,7 @@ fn build_swarm(
     let republish = config.provider_republish;
     let caps = config.connections;
     let backoff = config.peer_backoff;
+    let (kad_protocol, identify_version) = (naming.protocol(&KAD_PROTOCOL), naming.identify());
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -660,7 +670,7 @@ fn build_swarm(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossip_config,
             )?;
-            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            let mut kad_config = kad::Config::new(kad_protocol);
             kad_config
                 .set_query_timeout(Duration::from_secs(30))
                 .set_provider_publication_interval(Some(republish))
@@ -688,7 +698,7 @@ fn build_swarm(
                     caps.max_memory_fraction,
                 ),
                 identify: identify::Behaviour::new(identify::Config::new(
-                    "/tessera/1.0.0".into(),
+                    identify_version,
                     key.public(),
                 )),
                 ping: ping::Behaviour::new(ping::Config::new()),
