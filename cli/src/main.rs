@@ -54,6 +54,8 @@ enum Command {
     /// The storage each node proved and the pages it scraped in a period, from signed
     /// receipts (each one verified) and scraped datasets.
     Rewards(commands::rewards::Args),
+    /// Found a network: write its charter, sign it as a validator, show it.
+    Charter(commands::charter::Args),
 }
 
 #[tokio::main]
@@ -88,6 +90,7 @@ async fn main() -> ExitCode {
         Command::Crawl(args) => commands::crawl::run(args).await,
         Command::Audit(args) => commands::audit::run(args).await,
         Command::Rewards(args) => commands::rewards::run(args).await,
+        Command::Charter(args) => commands::charter::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -251,3 +251,85 @@ fn crawl_commands_carry_the_nodes_api_token() {
         format!("stopped {id}")
     );
 }
+
+/// Founding a network as its operators would: one writes the charter, each validator signs it
+/// with its node's identity, and it is valid once the threshold has signed; a key outside the
+/// committee cannot sign it.
+#[test]
+fn a_charter_is_founded_signed_by_its_validators_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes: Vec<std::path::PathBuf> = (0..3).map(|i| dir.path().join(format!("n{i}"))).collect();
+    let peers: Vec<String> = nodes
+        .iter()
+        .map(|d| {
+            std::fs::create_dir_all(d).unwrap();
+            let key = tessera_net::identity::load_or_create(d).unwrap();
+            key.public().to_peer_id().to_string()
+        })
+        .collect();
+    let file = dir.path().join("charter.block");
+    let run = |args: &[&str]| {
+        let out = tessera().args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let file_arg = file.to_str().unwrap();
+    let (ok, text) = run(&[
+        "charter",
+        "found",
+        "--network",
+        "testnet",
+        "--validator",
+        &peers[0],
+        "--validator",
+        &peers[1],
+        "--threshold",
+        "2",
+        "-o",
+        file_arg,
+    ]);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["charter", "show", file_arg]);
+    assert!(
+        ok && text.contains("network    testnet") && text.contains("not yet"),
+        "{text}"
+    );
+
+    let (ok, text) = run(&[
+        "charter",
+        "sign",
+        file_arg,
+        "--node-dir",
+        nodes[2].to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("not a validator"), "{text}");
+    for node in &nodes[..2] {
+        let (ok, text) = run(&[
+            "charter",
+            "sign",
+            file_arg,
+            "--node-dir",
+            node.to_str().unwrap(),
+        ]);
+        assert!(ok, "{text}");
+    }
+    let (ok, text) = run(&["charter", "show", file_arg]);
+    assert!(ok && text.contains("valid      yes"), "{text}");
+    // A charter is never overwritten.
+    let (ok, text) = run(&[
+        "charter",
+        "found",
+        "--network",
+        "other",
+        "--validator",
+        &peers[0],
+        "--threshold",
+        "1",
+        "-o",
+        file_arg,
+    ]);
+    assert!(!ok && text.contains("never overwritten"), "{text}");
+}

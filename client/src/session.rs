@@ -42,12 +42,24 @@ impl Session {
     /// Joins through `bootstrap` (each address ending in `/p2p/PEER_ID`) with a fresh identity
     /// and fills the DHT routing table. Fails if no bootstrap peer answers.
     pub async fn join(bootstrap: Vec<Multiaddr>) -> Result<Self, ClientError> {
+        Self::join_network(None, bootstrap).await
+    }
+
+    /// [`Session::join`] on the network named `network` (its charter's id; none: the unnamed
+    /// network), whose nodes answer only requests made under that name.
+    pub async fn join_network(
+        network: Option<String>,
+        bootstrap: Vec<Multiaddr>,
+    ) -> Result<Self, ClientError> {
         if bootstrap.is_empty() {
             return Err(ClientError::NoBootstrap);
         }
         let net = tessera_net::start(
             Keypair::generate_ed25519(),
-            NetworkConfig::client(bootstrap.clone()),
+            NetworkConfig {
+                network,
+                ..NetworkConfig::client(bootstrap.clone())
+            },
         )
         .await?;
         let client = net.client;

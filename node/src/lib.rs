@@ -2,6 +2,7 @@
 //!
 //! - [`builder`]: a node put together from its roles (identity, network, database, tasks,
 //!   one HTTP port) and stopped in order.
+//! - [`charter`]: the network charter a node starts from, read and verified.
 //! - [`config`]: what every role's settings share (durations, the data directory, errors).
 //! - [`db`]: one RocksDB per node, a column family per role, and the import of the
 //!   databases that roles once kept apart.
@@ -12,6 +13,7 @@
 pub mod api_client;
 pub mod blocking;
 pub mod builder;
+pub mod charter;
 pub mod config;
 pub mod db;
 pub mod http;

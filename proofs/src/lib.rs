@@ -9,6 +9,7 @@ pub mod prove;
 pub mod range;
 pub mod schedule;
 pub mod tree;
+pub mod trust;
 pub mod verify;
 
 pub use challenge::{

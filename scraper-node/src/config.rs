@@ -6,6 +6,7 @@
 //! listen = ["/ip4/0.0.0.0/tcp/4002"]
 //! bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]   # storage nodes
 //! http = "127.0.0.1:8090"            # the dashboard, and the crawl API of a coordinator
+//! charter = "/etc/tessera/charter.block"   # the storage network's founding charter
 //! coordinate = true                  # coordinator role: accept crawls and lease them out
 //! publisher-key = "/var/lib/tessera/scraper/publisher.key"   # signs published crawls
 //! coordinator = "/ip4/203.0.113.9/tcp/4002/p2p/12D3KooW..."   # worker: scrape for this one
@@ -48,6 +49,10 @@ pub struct ScraperConfig {
     /// serves on [`DEFAULT_HTTP`] when none is given; a worker serves nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<SocketAddr>,
+    /// The network's founding charter (a DAG-CBOR block), whose network id the node speaks
+    /// under; none: the unnamed network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charter: Option<PathBuf>,
     /// Run the coordinator role: accept crawls over HTTP and lease them to scraper nodes.
     pub coordinate: bool,
     /// The key that signs the dataset versions of finished crawls; `publisher.key` in the
@@ -84,6 +89,7 @@ impl Default for ScraperConfig {
             listen: "/ip4/0.0.0.0/tcp/4002".parse().into_iter().collect(),
             bootstrap: Vec::new(),
             http: None,
+            charter: None,
             coordinate: true,
             publisher_key: None,
             coordinator: None,

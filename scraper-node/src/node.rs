@@ -27,6 +27,7 @@ use tessera_formats::{PublisherKey, record::SigningKey};
 use tessera_net::{Multiaddr, NetworkConfig, PeerId, Protocol};
 use tessera_node::{
     builder::{Assembly, BuildError, Node, NodeBuilder},
+    charter::CharterFileError,
     config::InvalidSetting,
     http::ApiError,
 };
@@ -63,6 +64,9 @@ pub enum ScraperNodeError {
     /// The identity, database, network or HTTP port could not be set up.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The charter could not be used.
+    #[error(transparent)]
+    Charter(#[from] CharterFileError),
     /// No storage node answered.
     #[error("joining the storage network: {0}")]
     Storage(#[source] ClientError),
@@ -109,9 +113,15 @@ impl ScraperNode {
     /// node builder.
     pub async fn start(config: ScraperConfig) -> Result<Self, ScraperNodeError> {
         config.check()?;
+        let charter = config
+            .charter
+            .as_deref()
+            .map(tessera_node::charter::load)
+            .transpose()?;
         let builder = NodeBuilder::new(
             &config.data_dir,
             NetworkConfig {
+                network: charter.map(|c| c.network().to_string()),
                 listen: config.listen.clone(),
                 bootstrap: config.bootstrap.clone(),
                 // A scraper node asks the DHT; it keeps none of its records.

@@ -6,6 +6,7 @@
 //! listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
 //! bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
 //! http = "127.0.0.1:8080"       # /status, /metrics, the dashboard and the registry's API
+//! charter = "/etc/tessera/charter.block"   # the network's founding charter
 //! capacity = "50GiB"            # storage role: most bytes of pieces kept
 //! max-piece = "1GiB"            #   the largest piece taken
 //! scrub-interval = "24h"        #   every held piece re-hashed once a day; "0s" turns it off
@@ -40,6 +41,10 @@ pub struct NodeConfig {
     /// Address of the HTTP port; none if absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<SocketAddr>,
+    /// The network's founding charter (a DAG-CBOR block): the node speaks under its network
+    /// id and keeps only receipts its validators were assigned. None: the unnamed network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charter: Option<PathBuf>,
     /// Most bytes of pieces to keep.
     #[serde(with = "byte_size")]
     pub capacity: ByteSize,
@@ -86,6 +91,7 @@ impl Default for NodeConfig {
                 .collect(),
             bootstrap: Vec::new(),
             http: None,
+            charter: None,
             capacity: ByteSize::gib(10),
             max_piece: ByteSize::gib(1),
             scrub_interval: DEFAULT_SCRUB_INTERVAL,

@@ -32,6 +32,7 @@ pub(crate) struct HttpState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) receipts: Arc<ReceiptStore>,
     pub(crate) audit: SharedView,
+    pub(crate) charter: Option<tessera_node::charter::NodeCharter>,
 }
 
 /// The operator's and the auditor's routes over `state`.
@@ -75,6 +76,12 @@ pub struct Status {
     /// Held pieces that could not be read at their last check (kept, checked again).
     #[serde(default)]
     pub pieces_unreadable: u64,
+    /// The network's id, from its charter; none on the unnamed network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The CID of the network's charter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charter: Option<String>,
 }
 
 /// A node from before health was reported said nothing of it.
@@ -101,6 +108,8 @@ async fn status(State(state): State<HttpState>) -> impl IntoResponse {
             capacity: usage.capacity,
             peers_connected: info.connected_peers.len(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            network: state.charter.as_ref().map(|c| c.network().to_string()),
+            charter: state.charter.as_ref().map(|c| c.cid.to_string()),
         })
         .into_response(),
         Err(e) => ApiError::new(

@@ -17,9 +17,11 @@ use tessera_net::{Client, Multiaddr, NetworkConfig, TopicEvent};
 use tessera_node::{
     blocking::{BlockingError, blocking},
     builder::{Assembly, BuildError, Node, NodeBuilder},
+    charter::{CharterFileError, NodeCharter},
     config::InvalidSetting,
     db::DEFAULT,
 };
+use tessera_proofs::trust::ReceiptRules;
 use tessera_storage_protocol::{ChallengeProtocol, PieceProtocol};
 use tracing::{debug, info, warn};
 
@@ -52,6 +54,9 @@ pub enum NodeError {
     /// The receipt store could not be opened.
     #[error(transparent)]
     Receipts(#[from] ReceiptStoreError),
+    /// The charter could not be used.
+    #[error(transparent)]
+    Charter(#[from] CharterFileError),
     /// The identity is not an Ed25519 key, which receipts need.
     #[error("the node's identity is not an Ed25519 key")]
     NotEd25519,
@@ -105,17 +110,18 @@ impl StorageNode {
     /// loads or creates the identity, joins the network, serves the protocols and the HTTP
     /// port, and re-announces every held piece.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
-        prepare(&config).await?;
+        let charter = prepare(&config).await?;
         let builder = NodeBuilder::new(
             &config.data_dir,
             NetworkConfig {
+                network: charter.as_ref().map(|c| c.network().to_string()),
                 listen: config.listen.clone(),
                 bootstrap: config.bootstrap.clone(),
                 ..NetworkConfig::default()
             },
         );
         let mut node = plan(builder, &config).start().await?;
-        let roles = start_roles(&mut node, &config).await?;
+        let roles = start_roles(&mut node, &config, charter).await?;
         let node = node.serve(config.http).await?;
         info!(
             peer_id = %node.client.peer_id(),
@@ -153,14 +159,20 @@ impl StorageNode {
     }
 }
 
-/// Checks the settings and readies the data directory for the piece store, before the
-/// node's database opens: an index whose pieces folder is missing (a disk not mounted) is
-/// refused here, before anything is written.
-pub async fn prepare(config: &NodeConfig) -> Result<(), NodeError> {
+/// Checks the settings, reads the charter, and readies the data directory for the piece
+/// store before the node's database opens: an index whose pieces folder is missing (a disk
+/// not mounted) is refused here, before anything is written. Returns the charter, whose
+/// network id the node's network is named by.
+pub async fn prepare(config: &NodeConfig) -> Result<Option<NodeCharter>, NodeError> {
     config.check()?;
+    let charter = config
+        .charter
+        .as_deref()
+        .map(tessera_node::charter::load)
+        .transpose()?;
     let store_config = config.store();
     blocking(move || PieceStore::prepare(&store_config)).await?;
-    Ok(())
+    Ok(charter)
 }
 
 /// What the storage roles need of a node before it starts: their columns, protocols and
@@ -183,6 +195,8 @@ pub fn plan(builder: NodeBuilder, config: &NodeConfig) -> NodeBuilder {
 /// The storage roles of a running node.
 #[derive(Debug)]
 pub struct StorageRoles {
+    /// The network's charter, when it has one.
+    pub charter: Option<NodeCharter>,
     /// The piece store.
     pub store: PieceStore,
     /// What the store's start-up check found.
@@ -200,10 +214,12 @@ pub struct StorageRoles {
 }
 
 /// Starts the storage roles on `node` (readied with [`prepare`], planned with [`plan`]):
-/// storage, registry, receipts and auditor, and the operator's routes.
+/// storage, registry, receipts and auditor, and the operator's routes, under the network's
+/// `charter` when it has one.
 pub async fn start_roles(
     node: &mut Assembly,
     config: &NodeConfig,
+    charter: Option<NodeCharter>,
 ) -> Result<StorageRoles, NodeError> {
     let store_config = config.store();
     let key = signing_key(&node.keypair).ok_or(NodeError::NotEd25519)?;
@@ -216,7 +232,7 @@ pub async fn start_roles(
     } else {
         None
     };
-    let receipts = receipts_role(node, &config.data_dir)?;
+    let receipts = receipts_role(node, &config.data_dir, charter.clone())?;
     let audit_view = SharedView::default();
     let auditor = registry.as_ref().map(|registry| AuditorParts {
         client: node.client.clone(),
@@ -237,8 +253,10 @@ pub async fn start_roles(
         metrics: metrics.clone(),
         receipts: receipts.clone(),
         audit: audit_view.clone(),
+        charter: charter.clone(),
     }));
     Ok(StorageRoles {
+        charter,
         store,
         startup,
         metrics,
@@ -308,6 +326,7 @@ fn registry_role(node: &mut Assembly, config: &NodeConfig) -> Result<Registry, N
 fn receipts_role(
     node: &mut Assembly,
     data_dir: &std::path::Path,
+    charter: Option<NodeCharter>,
 ) -> Result<Arc<ReceiptStore>, NodeError> {
     let column = node.db.column(RECEIPTS_COLUMN).map_err(StoreError::from)?;
     node.db
@@ -315,7 +334,7 @@ fn receipts_role(
         .map_err(ReceiptStoreError::from)?;
     let receipts = Arc::new(ReceiptStore::in_column(column));
     let shared = node.network.topic(RECEIPT_TOPIC);
-    node.spawn(keep_shared_receipts(receipts.clone(), shared));
+    node.spawn(keep_shared_receipts(receipts.clone(), shared, charter));
     Ok(receipts)
 }
 
@@ -368,13 +387,22 @@ pub const RECEIPT_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 /// How far ahead of this node's clock a shared receipt may be dated.
 const RECEIPT_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 
-/// Keeps the receipts other auditors share on the receipt topic: those that verify and are
-/// dated within the retention (and not in the future); the rest are dropped. Receipts past
-/// the retention are pruned every hour.
+/// Why a shared receipt was not kept.
+enum Dropped {
+    Undated,
+    Unassigned(tessera_proofs::trust::NotCounted),
+}
+
+/// Keeps the receipts other auditors share on the receipt topic: those that verify, are dated
+/// within the retention (and not in the future), and, on a network with a charter, were made
+/// by a validator assigned the piece; the rest are dropped, so that receipts from anyone else
+/// take no room. Receipts past the retention are pruned every hour.
 async fn keep_shared_receipts(
     receipts: Arc<ReceiptStore>,
     mut shared: Option<tokio::sync::mpsc::Receiver<TopicEvent>>,
+    charter: Option<NodeCharter>,
 ) {
+    let charter = charter.map(Arc::new);
     let retention = u64::try_from(RECEIPT_RETENTION.as_millis()).unwrap_or(u64::MAX);
     let mut prune = tokio::time::interval(Duration::from_secs(60 * 60));
     loop {
@@ -402,22 +430,32 @@ async fn keep_shared_receipts(
                 continue;
             }
         };
-        let store = receipts.clone();
+        let (store, charter) = (receipts.clone(), charter.clone());
         let kept = blocking(move || {
             let receipt = SignedReceipt::from_block(&data)?;
             let (now, time) = (now_ms(), receipt.receipt.time_ms);
             if time > now.saturating_add(RECEIPT_CLOCK_SKEW_MS)
                 || time < now.saturating_sub(retention)
             {
-                return Ok(None);
+                return Ok(Err(Dropped::Undated));
             }
-            store.insert(&receipt).map(Some)
+            if let Some(charter) = &charter {
+                let no_layouts = |_: &tessera_formats::Cid| None;
+                let rules = ReceiptRules::new(&charter.signed.charter, charter.cid, &no_layouts);
+                if let Err(why) = rules.check_auditor(&receipt) {
+                    return Ok(Err(Dropped::Unassigned(why)));
+                }
+            }
+            store.insert(&receipt).map(Ok)
         })
         .await;
         match kept {
             Err(e) => debug!(error = %e, "a shared receipt was refused"),
-            Ok(None) => debug!("a shared receipt dated outside the retention was dropped"),
-            Ok(Some(_)) => {}
+            Ok(Err(Dropped::Undated)) => {
+                debug!("a shared receipt dated outside the retention was dropped");
+            }
+            Ok(Err(Dropped::Unassigned(why))) => debug!(%why, "a shared receipt was dropped"),
+            Ok(Ok(_)) => {}
         }
     }
 }

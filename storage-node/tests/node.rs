@@ -138,3 +138,99 @@ async fn one_database_and_an_older_one_imported() {
         .collect();
     assert_eq!(databases, ["db"], "{entries:?}");
 }
+
+/// Two nodes of a network with a charter: they speak under its id, show it on `/status`, and
+/// keep a shared receipt only when an assigned validator of the charter made it; receipts
+/// from outsiders and from unassigned validators take no room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charter_names_the_network_and_decides_whose_receipts_are_kept() {
+    use tessera_formats::{
+        AuditReceipt, AuditResult, PublisherKey,
+        charter::{Charter, CharterParams},
+        receipt::RECEIPT_VERSION,
+        record::SigningKey,
+        time::now_ms,
+    };
+    use tessera_proofs::assignment::{auditors, period_of};
+    use tessera_storage_node::audit::RECEIPT_TOPIC;
+
+    let dir = tempfile::tempdir().unwrap();
+    let validators: Vec<SigningKey> = (1..=3).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+    let charter = Charter::found(
+        "nodetest",
+        validators.iter().map(PublisherKey::of).collect(),
+        2,
+        CharterParams {
+            validators_per_piece: 1,
+            ..CharterParams::default()
+        },
+    )
+    .signed_by(&[&validators[0], &validators[1]])
+    .unwrap();
+    let (charter_cid, block) = charter.to_block().unwrap();
+    let charter_file = dir.path().join("charter.block");
+    std::fs::write(&charter_file, block).unwrap();
+    let with_charter = |name: &str, bootstrap| NodeConfig {
+        charter: Some(charter_file.clone()),
+        bootstrap,
+        ..config(&dir.path().join(name))
+    };
+    let a = StorageNode::start(with_charter("a", vec![])).await.unwrap();
+    let b = StorageNode::start(with_charter("b", a.addresses.clone()))
+        .await
+        .unwrap();
+    let (_, body) = http_get(a.http.unwrap(), "/status").await;
+    let status: Status = serde_json::from_str(&body).unwrap();
+    assert_eq!(status.network.as_deref(), Some("nodetest"));
+    assert_eq!(status.charter, Some(charter_cid.to_string()));
+
+    let piece = raw_cid(b"a piece");
+    let node = PublisherKey([9; 32]);
+    let receipt = |by: &SigningKey, time_ms: u64| {
+        AuditReceipt {
+            format: RECEIPT_VERSION,
+            auditor: PublisherKey::of(by),
+            node,
+            piece,
+            size: 4096,
+            nonce: [1; 32],
+            samples: 16,
+            result: AuditResult::Passed,
+            time_ms,
+        }
+        .sign(by)
+        .unwrap()
+    };
+    let now = now_ms();
+    let period = period_of(now, charter.charter.params.audit_period_ms);
+    let assigned = auditors(&charter_cid, period, &piece, &charter.charter.committee, 1)[0];
+    let key = |pick: &dyn Fn(&PublisherKey) -> bool| {
+        validators
+            .iter()
+            .find(|v| pick(&PublisherKey::of(v)))
+            .unwrap()
+    };
+    let (assigned_key, unassigned_key) = (key(&|k| *k == assigned), key(&|k| *k != assigned));
+    let outsider = SigningKey::from_bytes(&[42; 32]);
+
+    // B shares receipts until A has kept the assigned validator's: the others, shared
+    // before it each round, reached A too.
+    let mut kept = Vec::new();
+    for round in 0..50u64 {
+        for liar in [unassigned_key, &outsider] {
+            let (_, bad) = receipt(liar, now - round).to_block().unwrap();
+            b.client.publish(RECEIPT_TOPIC, bad).await.unwrap();
+        }
+        let (_, good) = receipt(assigned_key, now).to_block().unwrap();
+        b.client.publish(RECEIPT_TOPIC, good).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        kept = a.receipts.about(&node, 0, 100).unwrap();
+        if !kept.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].receipt.auditor, assigned);
+    b.shutdown().await;
+    a.shutdown().await;
+}

@@ -43,7 +43,7 @@ async fn a_node_with_storage_and_scraper_roles_crawls_into_its_own_network() {
         min_delay: Duration::ZERO,
         ..ScraperConfig::with_defaults(data_dir.clone())
     };
-    tessera_storage_node::node::prepare(&storage).await.unwrap();
+    let charter = tessera_storage_node::node::prepare(&storage).await.unwrap();
     let builder = NodeBuilder::new(
         &data_dir,
         NetworkConfig {
@@ -57,7 +57,7 @@ async fn a_node_with_storage_and_scraper_roles_crawls_into_its_own_network() {
         &scraper,
     );
     let mut node = builder.start().await.unwrap();
-    let stored = tessera_storage_node::node::start_roles(&mut node, &storage)
+    let stored = tessera_storage_node::node::start_roles(&mut node, &storage, charter)
         .await
         .unwrap();
     let scraping = tessera_scraper_node::node::start_roles(&mut node, &scraper, "/scraper")

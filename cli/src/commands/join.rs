@@ -21,7 +21,12 @@ pub(crate) struct JoinArgs {
     /// Peer to join the network through, ending in /p2p/PEER_ID (repeatable).
     #[arg(long)]
     bootstrap: Vec<Multiaddr>,
-    /// TOML file with `bootstrap = [...]` [default: ~/.config/tessera/client.toml].
+    /// The network's id (its charter's); nodes of a named network answer only under it
+    /// [default: the file's `network`, else the unnamed network].
+    #[arg(long, env = "TESSERA_NETWORK")]
+    network: Option<String>,
+    /// TOML file with `bootstrap = [...]` and `network = "ID"` [default:
+    /// ~/.config/tessera/client.toml].
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -31,26 +36,32 @@ pub(crate) struct JoinArgs {
 struct ClientFile {
     #[serde(default)]
     bootstrap: Vec<Multiaddr>,
+    network: Option<String>,
 }
 
 impl JoinArgs {
-    fn bootstrap(&self) -> anyhow::Result<Vec<Multiaddr>> {
-        if !self.bootstrap.is_empty() {
-            return Ok(self.bootstrap.clone());
-        }
+    /// The client file's settings: the one named, else the default one if it exists.
+    fn file(&self) -> anyhow::Result<ClientFile> {
         let file = match &self.config {
             Some(path) => Some(path.clone()),
             None => default_path("client.toml").filter(|p| p.exists()),
         };
         Ok(match file {
-            Some(path) => read_toml::<ClientFile>(&path)?.bootstrap,
-            None => Vec::new(),
+            Some(path) => read_toml::<ClientFile>(&path)?,
+            None => ClientFile::default(),
         })
     }
 
     /// Joins the network as a short-lived peer.
     pub(crate) async fn join(&self) -> anyhow::Result<Session> {
-        Session::join(self.bootstrap()?)
+        let file = self.file()?;
+        let bootstrap = if self.bootstrap.is_empty() {
+            file.bootstrap
+        } else {
+            self.bootstrap.clone()
+        };
+        let network = self.network.clone().or(file.network);
+        Session::join_network(network, bootstrap)
             .await
             .context("joining the network")
     }

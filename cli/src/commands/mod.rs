@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what several of them share.
 
 pub(crate) mod audit;
+pub(crate) mod charter;
 pub(crate) mod cid;
 pub(crate) mod config;
 pub(crate) mod crawl;

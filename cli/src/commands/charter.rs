@@ -1,0 +1,193 @@
+//! `tessera charter found|sign|show`: founding a network. One founder writes the charter
+//! (network id, validators, threshold, rules); each validator signs it with its node's
+//! identity; once `threshold` have signed, every node is started with it (`charter = FILE`).
+//!
+//! ```text
+//! tessera charter found --network main --validator PEER... --threshold 2 -o charter.block
+//! tessera charter sign charter.block --node-dir /var/lib/tessera/storage   (each validator)
+//! tessera charter show charter.block                                        (anyone)
+//! ```
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, bail};
+use tessera_formats::{
+    PublisherKey,
+    charter::{Charter, CharterParams, MAX_CHARTER_BYTES, SignedCharter},
+};
+use tessera_net::{PeerId, identity};
+use tessera_storage_node::audit::{node_key, signing_key};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+#[command(rename_all = "kebab-case")]
+enum Command {
+    /// Write a new network's founding charter, unsigned.
+    Found {
+        /// The network's id: a-z, 0-9 and inner '-', at most 32.
+        #[arg(long)]
+        network: String,
+        /// A validator: its node's peer id or its 64-hex key (repeatable).
+        #[arg(long = "validator", required = true)]
+        validators: Vec<String>,
+        /// Signatures of the committee a change of the charter needs.
+        #[arg(long)]
+        threshold: u32,
+        /// Validators assigned to audit each piece in a period [default: 2, or 1 with one
+        /// validator].
+        #[arg(long)]
+        validators_per_piece: Option<u32>,
+        /// Time in which every admitted piece is audited once.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+        audit_period: Duration,
+        /// A publisher whose datasets are admitted (repeatable; none admits every publisher).
+        #[arg(long = "publisher")]
+        publishers: Vec<PublisherKey>,
+        /// Where to write the charter block.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Add a validator's signature to a charter, with its node's identity.
+    Sign {
+        /// The charter block.
+        file: PathBuf,
+        /// The validator node's data directory (its identity.key).
+        #[arg(long)]
+        node_dir: PathBuf,
+    },
+    /// Print a charter: its network, committee, rules, signatures and CID.
+    Show {
+        /// The charter block.
+        file: PathBuf,
+    },
+}
+
+/// A validator given as a peer id or as 64 hex digits.
+fn validator_key(text: &str) -> anyhow::Result<PublisherKey> {
+    if let Ok(key) = text.parse::<PublisherKey>() {
+        return Ok(key);
+    }
+    let peer: PeerId = text
+        .parse()
+        .with_context(|| format!("validator {text:?} is neither a peer id nor 64 hex digits"))?;
+    node_key(&peer).with_context(|| format!("validator {peer} is not an Ed25519 identity"))
+}
+
+fn read(file: &PathBuf) -> anyhow::Result<SignedCharter> {
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    if len > MAX_CHARTER_BYTES as u64 {
+        bail!("{}: {len} bytes is larger than a charter", file.display());
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    SignedCharter::from_block(&bytes)
+        .with_context(|| format!("{} is not a charter", file.display()))
+}
+
+fn write(file: &PathBuf, signed: &SignedCharter) -> anyhow::Result<()> {
+    let (_, block) = signed.to_block()?;
+    std::fs::write(file, block).with_context(|| format!("writing {}", file.display()))
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Found {
+            network,
+            validators,
+            threshold,
+            validators_per_piece,
+            audit_period,
+            mut publishers,
+            out,
+        } => {
+            if out.exists() {
+                bail!("{} exists; a charter is never overwritten", out.display());
+            }
+            let committee = validators
+                .iter()
+                .map(|v| validator_key(v))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let size = u32::try_from(committee.len()).unwrap_or(u32::MAX);
+            let validators_per_piece = validators_per_piece
+                .unwrap_or_else(|| CharterParams::default().validators_per_piece.min(size));
+            publishers.sort();
+            publishers.dedup();
+            let params = CharterParams {
+                audit_period_ms: u64::try_from(audit_period.as_millis()).unwrap_or(u64::MAX),
+                validators_per_piece,
+                publishers,
+                ..CharterParams::default()
+            };
+            let charter = Charter::found(&network, committee, threshold, params);
+            charter.validate()?;
+            write(&out, &charter.signed_by(&[])?)?;
+            println!(
+                "wrote {}: network {network}, {} validators, threshold {threshold}; each \
+                 validator signs it with `tessera charter sign`",
+                out.display(),
+                validators.len()
+            );
+            Ok(())
+        }
+        Command::Sign { file, node_dir } => {
+            let mut signed = read(&file)?;
+            if !node_dir.join(identity::IDENTITY_FILE).exists() {
+                bail!("{} has no node identity", node_dir.display());
+            }
+            let keypair = identity::load_or_create(&node_dir)?;
+            let key = signing_key(&keypair).context("the node's identity is not Ed25519")?;
+            let me = PublisherKey::of(&key);
+            if !signed.charter.is_validator(&me) {
+                bail!("{me} is not a validator of this charter");
+            }
+            signed.signatures.retain(|s| s.signer != me);
+            signed.signatures.push(signed.charter.sign(&key)?);
+            write(&file, &signed)?;
+            println!(
+                "signed as {me}: {} of {} signatures needed",
+                signed.signatures.len(),
+                signed.charter.threshold
+            );
+            Ok(())
+        }
+        Command::Show { file } => {
+            let signed = read(&file)?;
+            let (cid, _) = signed.to_block()?;
+            let c = &signed.charter;
+            println!("charter    {cid}");
+            println!("network    {} (epoch {})", c.network, c.epoch);
+            println!(
+                "committee  {} validators, {} to change the charter",
+                c.committee.len(),
+                c.threshold
+            );
+            for key in &c.committee {
+                let signed_it = signed.signatures.iter().any(|s| s.signer == *key);
+                println!("  {key}{}", if signed_it { "  signed" } else { "" });
+            }
+            let p = &c.params;
+            println!(
+                "audits     every piece once per {}, {} samples, by {} validators",
+                humantime::format_duration(Duration::from_millis(p.audit_period_ms)),
+                p.audit_samples,
+                p.validators_per_piece
+            );
+            if p.publishers.is_empty() {
+                println!("publishers any");
+            } else {
+                println!("publishers {} listed", p.publishers.len());
+            }
+            match signed.verify_founding() {
+                Ok(()) => println!("valid      yes: nodes can start with it"),
+                Err(e) => println!("valid      not yet: {e}"),
+            }
+            Ok(())
+        }
+    }
+}
