@@ -476,7 +476,8 @@ impl Auditor {
     }
 
     /// Runs until the task is stopped: a round every interval, a new seed and shard list
-    /// every period. The first round waits one interval.
+    /// every period. The first round waits one interval. A shard the registry admits during
+    /// a period is audited in the next round, not a period later.
     pub async fn run(mut self) {
         self.view.lock().running = true;
         let schedule = self.schedule();
@@ -486,10 +487,29 @@ impl Auditor {
         loop {
             let seed: [u8; 32] = rand::random();
             let set = self.known_shards().await;
+            let mut known: HashSet<Cid> = set.shards.iter().map(|(cid, _)| *cid).collect();
+            // Shards admitted since the period began: checked when they appear, and kept
+            // here for the rest of the period so that a shard followed after a failure is
+            // still known.
+            let mut added: Vec<(Cid, ShardLayout)> = Vec::new();
             info!(shards = set.shards.len(), "audit period begins");
             for round in 0..schedule.rounds_per_period() {
                 ticks.tick().await;
-                let report = self.round(&set.shards, &seed, round).await;
+                let mut new = Vec::new();
+                if round > 0 {
+                    for (cid, layout) in self.known_shards().await.shards {
+                        if known.insert(cid) {
+                            new.push(cid);
+                            added.push((cid, layout));
+                        }
+                    }
+                }
+                if !new.is_empty() {
+                    info!(shards = new.len(), "newly admitted shards join this round");
+                }
+                let report = self
+                    .round_with(&set.shards, &added, &new, &seed, round)
+                    .await;
                 debug!(
                     round,
                     receipts = report.receipts.len(),
@@ -508,9 +528,25 @@ impl Auditor {
         seed: &[u8; 32],
         round: u64,
     ) -> RoundReport {
+        self.round_with(shards, &[], &[], seed, round).await
+    }
+
+    /// [`Auditor::round`] over the period's `shards`, with `added` admitted since it began,
+    /// of which `new` (just admitted) are checked this round too.
+    async fn round_with(
+        &mut self,
+        shards: &[(Cid, ShardLayout)],
+        added: &[(Cid, ShardLayout)],
+        new: &[Cid],
+        seed: &[u8; 32],
+        round: u64,
+    ) -> RoundReport {
         let keys: Vec<Cid> = shards.iter().map(|(cid, _)| *cid).collect();
-        let layouts: BTreeMap<Cid, &ShardLayout> =
-            shards.iter().map(|(cid, layout)| (*cid, layout)).collect();
+        let layouts: BTreeMap<Cid, &ShardLayout> = shards
+            .iter()
+            .chain(added)
+            .map(|(cid, layout)| (*cid, layout))
+            .collect();
         // In the seed's order: auditors with other seeds reach the same shards at other
         // times, so they seldom race for a repair claim.
         let mut due: Vec<Cid> = self
@@ -519,7 +555,10 @@ impl Auditor {
             .into_iter()
             .copied()
             .collect();
-        for shard in std::mem::take(&mut self.follow) {
+        for shard in std::mem::take(&mut self.follow)
+            .into_iter()
+            .chain(new.iter().copied())
+        {
             if !due.contains(&shard) {
                 due.push(shard);
             }

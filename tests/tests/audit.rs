@@ -460,3 +460,51 @@ async fn a_node_that_answers_with_the_wrong_proof_fails_every_time() {
     assert_eq!(asked, 5, "the first challenge and four more after pauses");
     network.shutdown().await;
 }
+
+/// A dataset published after an auditor started its period is audited within two rounds, not
+/// a period later; the dashboard's view lists it as soon as a round sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dataset_published_mid_period_is_audited_within_two_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(&dir.path().join("nodes"), 6, 64 * MIB)
+        .await
+        .unwrap();
+    let node = network.node(0).unwrap();
+    let interval = Duration::from_millis(500);
+    let auditor = node
+        .auditor(AuditConfig {
+            interval,
+            // A period far longer than the test: the new dataset is not waiting for it.
+            period: Duration::from_secs(3600),
+            ..config(3)
+        })
+        .unwrap();
+    let running = tokio::spawn(auditor.run());
+    // The period has begun, with nothing to audit.
+    tokio::time::sleep(interval * 2).await;
+    assert_eq!(node.audit_view.lock().status(&node.metrics).shards, 0);
+
+    let (_, manifest) = publish(&network, dir.path(), "late", 1, None).await;
+    let pieces: Vec<Cid> = manifest.shards[0].layout.pieces.clone();
+    let published = std::time::Instant::now();
+    let audited = loop {
+        let (blocks, _) = node.receipts.between(0, u64::MAX, None, 1000).unwrap();
+        let receipts: Vec<_> = blocks
+            .iter()
+            .filter_map(|b| tessera_formats::SignedReceipt::from_block(b).ok())
+            .filter(|r| pieces.contains(&r.receipt.piece))
+            .collect();
+        if !receipts.is_empty() {
+            break receipts;
+        }
+        assert!(
+            published.elapsed() < interval * 2 + Duration::from_secs(5),
+            "no audit of the new dataset within two rounds"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(audited.iter().all(|r| r.receipt.result.passed()));
+    assert!(node.audit_view.lock().status(&node.metrics).shards >= 1);
+    running.abort();
+    network.shutdown().await;
+}
