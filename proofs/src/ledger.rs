@@ -3,13 +3,17 @@
 //!
 //! The receipts of one (node, piece) pair, from every auditor, are put in time order. A passed
 //! audit at time `t` credits the piece's size for the time since the pair's previous receipt,
-//! but never more than `cap` (a node is not paid for months on one audit) and never before
-//! the window's start; a failed audit credits nothing, and the next pass counts only from it.
+//! or since the piece was uploaded when there is none, but never more than `cap` (a node is
+//! not paid for months on one audit) and never before the window's start; a failed audit
+//! credits nothing, and the next pass counts only from it. A pass with neither a receipt
+//! before it nor a known upload time credits nothing: only time that receipts show is paid.
+//! Receipts up to `cap` before the window are read as the previous receipts of the first ones
+//! in it, and count for nothing themselves.
 //!
 //! ```text
 //! pair's receipts:   pass(t1)      pass(t2)      fail(t3)      pass(t4)
-//! credited:          [t1-cap,t1]   (t1,t2]       —             (t3,t4]     each clipped to the
-//!                                                                          window and to `cap`
+//! credited:          (upload,t1]   (t1,t2]       —             (t3,t4]     each clipped to the
+//!                    or nothing                                            window and to `cap`
 //! ```
 //!
 //! Receipts that do not verify are counted apart and credit nothing. Merging several
@@ -71,9 +75,23 @@ pub fn decode_blocks(blocks: &[Vec<u8>]) -> (Vec<SignedReceipt>, Vec<(usize, Rec
 }
 
 /// Computes the ledger of the window `[from_ms, to_ms)` from `receipts` (any order, any
-/// auditors, duplicates allowed), crediting at most `cap_ms` per pass.
+/// auditors, duplicates allowed, those up to `cap_ms` before the window included), crediting
+/// at most `cap_ms` per pass; no upload times are known.
 pub fn ledger(receipts: &[SignedReceipt], from_ms: u64, to_ms: u64, cap_ms: u64) -> Ledger {
+    ledger_since(receipts, from_ms, to_ms, cap_ms, &|_| None)
+}
+
+/// [`ledger`], with `uploaded` giving when a piece was uploaded, where that is known: a
+/// pair's first pass credits the time since then.
+pub fn ledger_since(
+    receipts: &[SignedReceipt],
+    from_ms: u64,
+    to_ms: u64,
+    cap_ms: u64,
+    uploaded: &dyn Fn(&Cid) -> Option<u64>,
+) -> Ledger {
     let mut out = Ledger::default();
+    let read_from = from_ms.saturating_sub(cap_ms);
     // Per (node, piece): (time, passed, size) of each audit.
     type Audits = Vec<(u64, bool, u64)>;
     let mut pairs: BTreeMap<(NodeKey, Cid), Audits> = BTreeMap::new();
@@ -83,7 +101,7 @@ pub fn ledger(receipts: &[SignedReceipt], from_ms: u64, to_ms: u64, cap_ms: u64)
             continue;
         }
         let r = &signed.receipt;
-        if r.time_ms < from_ms || r.time_ms >= to_ms {
+        if r.time_ms < read_from || r.time_ms >= to_ms {
             continue;
         }
         pairs
@@ -91,21 +109,24 @@ pub fn ledger(receipts: &[SignedReceipt], from_ms: u64, to_ms: u64, cap_ms: u64)
             .or_default()
             .push((r.time_ms, r.result.passed(), r.size));
     }
-    for ((node, _), mut audits) in pairs {
+    for ((node, piece), mut audits) in pairs {
         audits.sort_unstable();
         audits.dedup();
-        let proven = out.nodes.entry(node).or_default();
         let mut previous: Option<u64> = None;
         for (time, passed, size) in audits {
-            if passed {
-                let since = previous
-                    .unwrap_or(0)
-                    .max(time.saturating_sub(cap_ms))
-                    .max(from_ms);
-                proven.byte_ms += u128::from(size) * u128::from(time.saturating_sub(since));
-                proven.passed += 1;
-            } else {
-                proven.failed += 1;
+            if time >= from_ms {
+                let proven = out.nodes.entry(node).or_default();
+                if passed {
+                    let since = previous
+                        .or_else(|| uploaded(&piece))
+                        .unwrap_or(time)
+                        .max(time.saturating_sub(cap_ms))
+                        .max(from_ms);
+                    proven.byte_ms += u128::from(size) * u128::from(time.saturating_sub(since));
+                    proven.passed += 1;
+                } else {
+                    proven.failed += 1;
+                }
             }
             previous = Some(time);
         }
@@ -171,17 +192,25 @@ mod tests {
             receipt(&a1, m, b"y", 30 * HOUR, true),
         ];
         let l = ledger(&receipts, 0, 100 * HOUR, 4 * HOUR);
-        // n: 4 h (capped) + 2 h + 1 h (since the failure) = 7 GiB-hours.
+        // n: nothing for the first pass (no time before it is known) + 2 h + 1 h (since the
+        // failure) = 3 GiB-hours.
         let proven = l.nodes[&n];
-        assert!((proven.gib_hours() - 7.0).abs() < 1e-9, "{proven:?}");
+        assert!((proven.gib_hours() - 3.0).abs() < 1e-9, "{proven:?}");
         assert_eq!((proven.passed, proven.failed), (3, 1));
-        assert!((l.nodes[&m].gib_hours() - 4.0).abs() < 1e-9);
+        assert!(l.nodes[&m].gib_hours().abs() < 1e-9);
         assert_eq!(l.invalid, 0);
 
-        // A window that starts at 11 h: the pass at 12 h counts from 11 h; the one at 10 h is
-        // outside.
+        // Where the upload time is known, a first pass credits the time since it, capped.
+        let y = raw_cid(b"y");
+        let uploaded = |p: &Cid| (*p == y).then_some(29 * HOUR + HOUR / 2);
+        let since = ledger_since(&receipts, 0, 100 * HOUR, 4 * HOUR, &uploaded);
+        assert!((since.nodes[&m].gib_hours() - 0.5).abs() < 1e-9);
+
+        // A window that starts at 11 h: the pass at 12 h counts from 11 h (the one at 10 h
+        // before the window shows it was held then, and counts for nothing itself).
         let late = ledger(&receipts, 11 * HOUR, 20 * HOUR, 4 * HOUR);
         assert!((late.nodes[&n].gib_hours() - 2.0).abs() < 1e-9, "{late:?}");
+        assert_eq!((late.nodes[&n].passed, late.nodes[&n].failed), (2, 1));
         assert!(!late.nodes.contains_key(&m));
     }
 

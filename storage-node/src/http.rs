@@ -235,11 +235,13 @@ async fn rewards(
     let from = query.from.unwrap_or_else(|| to.saturating_sub(DAY_MS));
     let cap = query.cap.unwrap_or(DAY_MS);
     let store = state.receipts.clone();
+    // Receipts up to a cap before the window show what each first pass in it follows.
+    let read_from = from.saturating_sub(cap);
     let computed = blocking(move || {
         let mut blocks = Vec::new();
         let mut after = None;
         loop {
-            let (page, next) = store.between(from, to, after.as_deref(), 10_000)?;
+            let (page, next) = store.between(read_from, to, after.as_deref(), 10_000)?;
             blocks.extend(page);
             if blocks.len() >= MAX_REWARD_RECEIPTS {
                 blocks.truncate(MAX_REWARD_RECEIPTS);

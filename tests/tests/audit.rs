@@ -504,7 +504,14 @@ async fn a_dataset_published_mid_period_is_audited_within_two_rounds() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(audited.iter().all(|r| r.receipt.result.passed()));
-    assert!(node.audit_view.lock().status(&node.metrics).shards >= 1);
+    // The view takes the shard once its check ends, a moment after the first receipts.
+    while node.audit_view.lock().status(&node.metrics).shards == 0 {
+        assert!(
+            published.elapsed() < interval * 2 + Duration::from_secs(10),
+            "the audit view never listed the new shard"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     running.abort();
     network.shutdown().await;
 }

@@ -103,11 +103,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("{}: not a receipt page", path.display()))?;
         tally.add_page(&path.display().to_string(), page)?;
     }
+    let cap_ms = u64::try_from(args.cap.as_millis()).unwrap_or(u64::MAX);
     for node in &nodes {
         let api = NodeClient::new(node, Duration::from_secs(60))?;
-        tally.add_node(&api, from_ms, to_ms).await?;
+        // Receipts up to a cap before the period show what each first pass in it follows.
+        tally
+            .add_node(&api, from_ms.saturating_sub(cap_ms), to_ms)
+            .await?;
     }
-    let cap_ms = u64::try_from(args.cap.as_millis()).unwrap_or(u64::MAX);
     let proven = tally.proven(from_ms, to_ms, cap_ms);
 
     let pages = if args.dataset.is_empty() {
