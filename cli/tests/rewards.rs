@@ -78,7 +78,10 @@ async fn rewards_count_verified_receipts_and_reject_altered_ones() {
     let most = put.layout.piece_len() as f64 / f64::from(1u32 << 30) * elapsed_h;
     for row in storage {
         let credited = row["gib_hours"].as_f64().unwrap();
-        assert!(credited > 0.0 && credited <= most, "{credited} of at most {most}");
+        assert!(
+            credited > 0.0 && credited <= most,
+            "{credited} of at most {most}"
+        );
     }
     for row in storage {
         let peer = row["peer_id"].as_str().unwrap();

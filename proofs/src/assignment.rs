@@ -94,9 +94,27 @@ pub fn repairer(
     shard: &Cid,
     committee: &[PublisherKey],
 ) -> Option<PublisherKey> {
-    highest(REPAIR_DOMAIN, charter, period, shard, committee, 1)
+    repair_order(charter, period, shard, committee)
         .into_iter()
         .next()
+}
+
+/// The whole committee in the order it takes over `shard`'s repair in `period`: the first
+/// repairs; the next steps in only when the shard has waited for the ones before it.
+pub fn repair_order(
+    charter: &Cid,
+    period: u64,
+    shard: &Cid,
+    committee: &[PublisherKey],
+) -> Vec<PublisherKey> {
+    highest(
+        REPAIR_DOMAIN,
+        charter,
+        period,
+        shard,
+        committee,
+        committee.len(),
+    )
 }
 
 #[cfg(test)]
@@ -174,6 +192,18 @@ mod tests {
                 assert_eq!(repairer(&charter, 0, &p, &rest), repair_before);
             }
         }
+    }
+
+    #[test]
+    fn the_repair_order_starts_with_the_repairer_and_names_everyone_once() {
+        let (charter, c) = (dag_cbor_cid(b"charter"), committee(6));
+        let shard = dag_cbor_cid(b"shard");
+        let order = repair_order(&charter, 4, &shard, &c);
+        assert_eq!(order.len(), 6);
+        assert_eq!(Some(order[0]), repairer(&charter, 4, &shard, &c));
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, c);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tessera_formats::time::now_ms;
-use tessera_node::blocking::blocking;
+use tessera_node::{blocking::blocking, charter::NodeCharter};
 
 use cid::Cid;
 use libp2p::identity::{Keypair, PublicKey};
@@ -37,7 +37,9 @@ use tessera_formats::{
 };
 use tessera_net::{Client, PeerId};
 use tessera_proofs::{
-    Challenge, DEFAULT_SAMPLES, Rules, Schedule, Standing, Standings, Verdict, verdict, verify,
+    Challenge, DEFAULT_SAMPLES, Rules, Schedule, Standing, Standings, Verdict,
+    assignment::{period_of, repair_order},
+    verdict, verify,
 };
 use tessera_storage_protocol::{ChallengeProtocol, ChallengeResponse};
 use tokio::task::JoinSet;
@@ -386,6 +388,12 @@ pub struct Auditor {
     follow: BTreeSet<Cid>,
     view: SharedView,
     spool: PathBuf,
+    /// The network's charter: who repairs what. None: any auditor repairs, the first claim
+    /// holding.
+    charter: Option<NodeCharter>,
+    /// Rounds each shard needing repair has waited for the validators ranked before this
+    /// one.
+    waited: Mutex<BTreeMap<Cid, usize>>,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -416,6 +424,8 @@ pub struct AuditorParts {
     pub view: SharedView,
     /// Where repairs spool pieces.
     pub spool: PathBuf,
+    /// The network's charter, which assigns repairs; none on the unnamed network.
+    pub charter: Option<NodeCharter>,
 }
 
 impl Auditor {
@@ -442,7 +452,50 @@ impl Auditor {
             follow: BTreeSet::new(),
             view: parts.view,
             spool: parts.spool,
+            charter: parts.charter,
+            waited: Mutex::default(),
         }
+    }
+
+    /// This validator's place in `shard`'s repair order this period, under the charter;
+    /// none without one (every auditor may repair). A node outside the committee never
+    /// repairs.
+    fn repair_rank(&self, shard: &Cid) -> Option<usize> {
+        let charter = self.charter.as_ref()?;
+        let c = &charter.signed.charter;
+        let period = period_of(now_ms(), c.params.audit_period_ms);
+        Some(
+            repair_order(&charter.cid, period, shard, &c.committee)
+                .iter()
+                .position(|k| *k == self.challenger.me)
+                .unwrap_or(usize::MAX),
+        )
+    }
+
+    /// Whether this auditor repairs `shard` now: always without a charter; with one, when
+    /// it is the assigned repairer, or when the shard has waited a round for each validator
+    /// ranked before it (one that is down does not stop the repair for long).
+    fn my_turn_to_repair(&self, shard: &Cid) -> bool {
+        let Some(rank) = self.repair_rank(shard) else {
+            return true;
+        };
+        let mut waited = self.waited.lock();
+        let rounds = waited.entry(*shard).or_default();
+        if rank <= *rounds {
+            waited.remove(shard);
+            true
+        } else {
+            *rounds += 1;
+            false
+        }
+    }
+
+    /// The same auditor working under `charter`: it repairs a shard only in its turn, and
+    /// ignores claims by anyone its turn does not follow.
+    #[must_use]
+    pub fn with_charter(mut self, charter: NodeCharter) -> Self {
+        self.charter = Some(charter);
+        self
     }
 
     /// The schedule its config makes.
@@ -693,6 +746,10 @@ impl Auditor {
         exclude: &HashSet<PeerId>,
         have: &[(usize, PathBuf)],
     ) -> Option<Vec<(usize, PeerId)>> {
+        if !self.my_turn_to_repair(&shard) {
+            debug!(%shard, "the charter assigns this repair to another validator");
+            return None;
+        }
         if !self.claim(shard).await {
             debug!(%shard, "repair claimed by another node");
             return None;
@@ -775,9 +832,29 @@ impl Auditor {
         true
     }
 
-    /// Live claims on `shard` by other nodes among the DHT's values.
+    /// Live claims on `shard` by other nodes among the DHT's values that outrank this one:
+    /// without a charter every other claimer, the smaller key first; with one, only
+    /// validators before this one in the shard's repair order (claims by anyone else are
+    /// ignored, so nobody blocks a repair by claiming it).
     fn others(&self, shard: &Cid, values: &[Vec<u8>], now: u64) -> Vec<NodeKey> {
         let horizon = now.saturating_add(2 * ms(self.config.claim_lease));
+        let order = self.charter.as_ref().map(|charter| {
+            let c = &charter.signed.charter;
+            let period = period_of(now, c.params.audit_period_ms);
+            repair_order(&charter.cid, period, shard, &c.committee)
+        });
+        let me = self.challenger.me;
+        let outranks = |claimer: &NodeKey| match &order {
+            None => true,
+            Some(order) => {
+                let rank = |k: &NodeKey| order.iter().position(|o| o == k);
+                match (rank(claimer), rank(&me)) {
+                    (Some(theirs), Some(mine)) => theirs < mine,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                }
+            }
+        };
         values
             .iter()
             .filter_map(|v| SignedClaim::from_block(v).ok())
@@ -786,7 +863,8 @@ impl Auditor {
                 c.shard == *shard
                     && c.expires_ms > now
                     && c.expires_ms <= horizon
-                    && c.claimer != self.challenger.me
+                    && c.claimer != me
+                    && outranks(&c.claimer)
             })
             .map(|c| c.claimer)
             .collect()
@@ -818,10 +896,12 @@ impl Auditor {
         tokio::time::sleep(self.config.claim_settle).await;
         let found = client.get_record(key).await.unwrap_or_default();
         let mine = self.challenger.me;
+        // Under a charter every claim `others` names outranks this one; without one, the
+        // smaller key repairs.
         !self
             .others(&shard, &found, now_ms())
             .iter()
-            .any(|c| *c < mine)
+            .any(|c| self.charter.is_some() || *c < mine)
             && found
                 .iter()
                 .filter_map(|v| SignedClaim::from_block(v).ok())

@@ -243,6 +243,7 @@ pub async fn start_roles(
         metrics: metrics.clone(),
         view: audit_view.clone(),
         spool: config.data_dir.join("repair"),
+        charter: charter.clone(),
     });
     if let (Some(audit), Some(parts)) = (config.audit(), &auditor) {
         node.spawn(Auditor::new(parts.clone(), audit).run());

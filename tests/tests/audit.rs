@@ -515,3 +515,94 @@ async fn a_dataset_published_mid_period_is_audited_within_two_rounds() {
     running.abort();
     network.shutdown().await;
 }
+
+/// A claim on a shard's repair by a key the charter does not rank first blocks nothing: an
+/// auditor without a charter defers to it (the attack), the charter's assigned repairer
+/// ignores it and rebuilds the shard in its first round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_by_foreign_keys_do_not_delay_a_repair_by_the_assigned_validator() {
+    use tessera_formats::{
+        RepairClaim,
+        charter::{Charter, CharterParams},
+        claim::CLAIM_VERSION,
+        time::now_ms,
+    };
+    use tessera_node::charter::NodeCharter;
+    use tessera_storage_node::audit::{claim_key, signing_key};
+
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = dir.path().join("nodes");
+    let mut network = LocalNetwork::start(&nodes, 5, 256 * MIB).await.unwrap();
+    let params = ErasureParams::new(2, 1, 64 * 1024).unwrap();
+    let (manifest_cid, manifest) =
+        publish(&network, dir.path(), "contested", 1, Some(params)).await;
+    let (shard, _) = manifest.shards[0].layout.to_block().unwrap();
+    let holders: Vec<usize> = manifest.shards[0]
+        .layout
+        .pieces
+        .iter()
+        .flat_map(|p| holders_of(&network, p))
+        .collect();
+    let auditor_index = (0..5).find(|i| !holders.contains(i)).unwrap();
+    network.stop(holders[0]).await;
+
+    // Someone claims the shard's repair, as far ahead as a claim may reach, and would post it
+    // again before it lapses.
+    let squatter = SigningKey::from_bytes(&[66; 32]);
+    let claim = RepairClaim {
+        format: CLAIM_VERSION,
+        claimer: tessera_formats::PublisherKey::of(&squatter),
+        shard,
+        expires_ms: now_ms() + 10 * 60 * 1000,
+    }
+    .sign(&squatter)
+    .unwrap()
+    .to_block()
+    .unwrap();
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    session
+        .net()
+        .put_record(claim_key(&shard), claim)
+        .await
+        .unwrap();
+
+    // Without a charter, the claim holds the repair off.
+    let node = network.node(auditor_index).unwrap();
+    let mut blocked = node.auditor(config(1)).unwrap();
+    let set = blocked.known_shards().await;
+    let round = blocked.round(&set.shards, &[3; 32], 0).await;
+    assert!(round.repaired.is_empty(), "{round:?}");
+
+    // The charter makes this node the only validator: it repairs at once.
+    let keypair =
+        tessera_net::identity::load_or_create(&nodes.join(format!("node-{auditor_index}")))
+            .unwrap();
+    let key = signing_key(&keypair).unwrap();
+    let signed = Charter::found(
+        "contest",
+        vec![tessera_formats::PublisherKey::of(&key)],
+        1,
+        CharterParams {
+            validators_per_piece: 1,
+            ..CharterParams::default()
+        },
+    )
+    .signed_by(&[&key])
+    .unwrap();
+    let (cid, _) = signed.to_block().unwrap();
+    let mut assigned = node
+        .auditor(config(1))
+        .unwrap()
+        .with_charter(NodeCharter { signed, cid });
+    let set = assigned.known_shards().await;
+    let round = assigned.round(&set.shards, &[4; 32], 0).await;
+    assert_eq!(round.repaired.len(), 1, "{round:?}");
+    fetches(
+        &network,
+        dir.path(),
+        manifest_cid,
+        "after the assigned repair",
+    )
+    .await;
+    network.shutdown().await;
+}
