@@ -35,6 +35,34 @@ pub struct Entry {
     pub block: Vec<u8>,
 }
 
+/// Which publishers' datasets an auditor covers, and how much of each: a network's charter
+/// says ([`AuditScope::of`]); the default covers every publisher without a quota.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditScope {
+    /// The publishers admitted; none admits every publisher.
+    pub publishers: Option<std::collections::BTreeSet<PublisherKey>>,
+    /// Most bytes of pieces covered per publisher, newest versions first; 0 is no limit.
+    pub quota: u64,
+}
+
+impl AuditScope {
+    /// The scope a charter sets.
+    pub fn of(charter: &tessera_formats::charter::Charter) -> Self {
+        let listed = &charter.params.publishers;
+        Self {
+            publishers: (!listed.is_empty()).then(|| listed.iter().copied().collect()),
+            quota: charter.params.publisher_quota,
+        }
+    }
+
+    /// Whether `publisher`'s datasets are covered.
+    pub fn admits(&self, publisher: &PublisherKey) -> bool {
+        self.publishers
+            .as_ref()
+            .is_none_or(|listed| listed.contains(publisher))
+    }
+}
+
 /// The shards an auditor covers and the datasets they belong to ([`RecordStore::audit_set`]).
 #[derive(Debug, Clone, Default)]
 pub struct AuditSet {
@@ -413,65 +441,88 @@ impl RecordStore {
         Ok(self.inner.db.get(tagged(b'm', &cid.to_bytes()))?)
     }
 
-    /// What an auditor covers: the distinct shard layouts of every stored manifest (until
-    /// they hold more than `max_pieces` pieces), and the shards of each dataset's latest
-    /// version, by which redundancy is reported.
+    /// What an auditor covers: the distinct shard layouts of every version of every dataset
+    /// (until they hold more than `max_pieces` pieces), and the shards of each dataset's
+    /// latest version, by which redundancy is reported.
     pub fn audit_set(&self, max_pieces: usize) -> Result<AuditSet, AdmitError> {
+        self.audit_set_in(max_pieces, &AuditScope::default())
+    }
+
+    /// [`RecordStore::audit_set`] within `scope`: only admitted publishers' datasets, each
+    /// publisher's newest versions first up to its quota. Records by anyone else neither
+    /// enter the set nor push admitted datasets out of it, however many there are.
+    pub fn audit_set_in(
+        &self,
+        max_pieces: usize,
+        scope: &AuditScope,
+    ) -> Result<AuditSet, AdmitError> {
         let mut set = AuditSet::default();
         let mut seen = std::collections::BTreeSet::new();
         let mut pieces = 0usize;
-        let iter = self
-            .inner
-            .db
-            .iterator(IteratorMode::From(b"m", Direction::Forward));
-        'manifests: for item in iter {
-            let (key, block) = item?;
-            if key.first() != Some(&b'm') {
-                break;
-            }
-            let manifest = Manifest::from_block(&block)
-                .map_err(|_| AdmitError::Damaged("a stored manifest".into()))?;
-            for shard in manifest.shards {
-                let (cid, _) = shard
-                    .layout
-                    .to_block()
-                    .map_err(|_| AdmitError::Damaged("a stored manifest's layout".into()))?;
-                if seen.contains(&cid) {
-                    continue;
-                }
-                if pieces + shard.layout.pieces.len() > max_pieces {
-                    set.more = true;
-                    break 'manifests;
-                }
-                pieces += shard.layout.pieces.len();
-                seen.insert(cid);
-                set.shards.push((cid, shard.layout));
-            }
-        }
+        let mut publisher_bytes: std::collections::BTreeMap<PublisherKey, u64> =
+            std::collections::BTreeMap::new();
         let mut after = None;
+        // Once full, the datasets are still listed (their redundancy is reported), their
+        // shards no longer added.
+        let mut full = false;
         loop {
             let (heads, more) = self.heads(after.as_ref(), 256)?;
             for entry in &heads {
                 let record = &entry.record.record;
-                let Some(block) = self.manifest(&record.manifest)? else {
+                if !scope.admits(&record.publisher) {
                     continue;
-                };
-                let manifest = Manifest::from_block(&block)
-                    .map_err(|_| AdmitError::Damaged("a stored manifest".into()))?;
-                let mut shards = Vec::with_capacity(manifest.shards.len());
-                for shard in &manifest.shards {
-                    let (cid, _) = shard
-                        .layout
-                        .to_block()
-                        .map_err(|_| AdmitError::Damaged("a stored manifest's layout".into()))?;
-                    shards.push(cid);
+                }
+                let mut latest = Vec::new();
+                // Newest version first: a quota keeps what matters now.
+                for version in (1..=record.version).rev() {
+                    if full && version < record.version {
+                        break;
+                    }
+                    let Some(entry) = self.version(&record.publisher, &record.name, version)?
+                    else {
+                        continue;
+                    };
+                    let Some(block) = self.manifest(&entry.record.record.manifest)? else {
+                        continue;
+                    };
+                    let manifest = Manifest::from_block(&block)
+                        .map_err(|_| AdmitError::Damaged("a stored manifest".into()))?;
+                    for shard in manifest.shards {
+                        let (cid, _) = shard.layout.to_block().map_err(|_| {
+                            AdmitError::Damaged("a stored manifest's layout".into())
+                        })?;
+                        if version == record.version {
+                            latest.push(cid);
+                        }
+                        if full || seen.contains(&cid) {
+                            continue;
+                        }
+                        let bytes = shard
+                            .layout
+                            .piece_len()
+                            .saturating_mul(shard.layout.pieces.len() as u64);
+                        let used = publisher_bytes.entry(record.publisher).or_default();
+                        if scope.quota > 0 && used.saturating_add(bytes) > scope.quota {
+                            set.more = true;
+                            continue;
+                        }
+                        if pieces + shard.layout.pieces.len() > max_pieces {
+                            set.more = true;
+                            full = true;
+                            continue;
+                        }
+                        *used += bytes;
+                        pieces += shard.layout.pieces.len();
+                        seen.insert(cid);
+                        set.shards.push((cid, shard.layout));
+                    }
                 }
                 set.datasets.push(DatasetShards {
                     publisher: record.publisher,
                     name: record.name.clone(),
                     version: record.version,
                     manifest: record.manifest,
-                    shards,
+                    shards: latest,
                 });
             }
             match heads.last() {
@@ -582,6 +633,115 @@ mod tests {
         r: &(SignedRecord, Cid, Vec<u8>, Manifest, Vec<u8>),
     ) -> Result<Admission, AdmitError> {
         store.insert(&r.0, &r.1, &r.2, &r.3, &r.4)
+    }
+
+    /// Version `version` of `name` by `key`, its manifest listing one shard per seed.
+    fn version_with_shards(
+        key: &SigningKey,
+        name: &str,
+        version: u64,
+        parent: Option<Cid>,
+        seeds: std::ops::Range<u64>,
+    ) -> (SignedRecord, Cid, Vec<u8>, Manifest, Vec<u8>) {
+        use tessera_formats::{
+            erasure::{ErasureParams, encode_to_vecs},
+            manifest::{RowGroup, ShardEntry},
+        };
+        let params = ErasureParams::new(2, 1, 1024).unwrap();
+        let shards = seeds
+            .map(|seed| ShardEntry {
+                name: format!("s{seed}.parquet"),
+                rows: 1,
+                row_groups: vec![RowGroup {
+                    offset: 4,
+                    size: 10,
+                    rows: 1,
+                }],
+                layout: encode_to_vecs(params, &seed.to_le_bytes().repeat(300))
+                    .unwrap()
+                    .0,
+            })
+            .collect();
+        let m = Manifest {
+            shards,
+            ..manifest(version, None).0
+        };
+        let (mcid, mblock) = m.to_block().unwrap();
+        let record = VersionRecord {
+            format: RECORD_VERSION,
+            publisher: PublisherKey::of(key),
+            name: name.into(),
+            version,
+            manifest: mcid,
+            parent,
+            time_ms: version,
+            message: String::new(),
+        }
+        .sign(key)
+        .unwrap();
+        let (cid, block) = record.to_block().unwrap();
+        (record, cid, block, m, mblock)
+    }
+
+    #[test]
+    fn the_audit_set_covers_admitted_publishers_within_quota_whatever_others_register() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordStore::open(dir.path()).unwrap();
+        let (honest, greedy, spammer) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+            SigningKey::from_bytes(&[3; 32]),
+        );
+        // A spammer registers far more pieces than the auditor covers.
+        insert(
+            &store,
+            &version_with_shards(&spammer, "spam", 1, None, 1000..1100),
+        )
+        .unwrap();
+        insert(&store, &version_with_shards(&honest, "data", 1, None, 0..2)).unwrap();
+        let v1 = version_with_shards(&greedy, "big", 1, None, 10..13);
+        insert(&store, &v1).unwrap();
+        insert(
+            &store,
+            &version_with_shards(&greedy, "big", 2, Some(v1.1), 20..23),
+        )
+        .unwrap();
+        let shard_bytes = {
+            let layout = &v1.3.shards[0].layout;
+            layout.piece_len() * layout.pieces.len() as u64
+        };
+
+        let covered = |set: &AuditSet, m: &Manifest| {
+            m.shards
+                .iter()
+                .filter(|s| set.shards.iter().any(|(_, l)| *l == s.layout))
+                .count()
+        };
+        let honest_manifest = version_with_shards(&honest, "data", 1, None, 0..2).3;
+        let spam = version_with_shards(&spammer, "spam", 1, None, 1000..1100).3;
+        // Without a scope the spam takes room in a 60-piece audit set, and it is full.
+        let open = store.audit_set(60).unwrap();
+        assert!(open.more && covered(&open, &spam) > 0);
+
+        // Within the charter's scope: the spammer is not admitted, the greedy publisher gets
+        // its quota, newest version first.
+        let scope = AuditScope {
+            publishers: Some([PublisherKey::of(&honest), PublisherKey::of(&greedy)].into()),
+            quota: 4 * shard_bytes,
+        };
+        let set = store.audit_set_in(60, &scope).unwrap();
+        assert_eq!(covered(&set, &spam), 0);
+        assert_eq!(covered(&set, &honest_manifest), 2);
+        let v2 = version_with_shards(&greedy, "big", 2, Some(v1.1), 20..23).3;
+        assert_eq!(covered(&set, &v2), 3, "the newest version first");
+        assert_eq!(covered(&set, &v1.3), 1, "then what the quota leaves");
+        assert!(set.more);
+        assert_eq!(set.datasets.len(), 2, "{:?}", set.datasets);
+        assert!(
+            set.datasets
+                .iter()
+                .all(|d| d.publisher != PublisherKey::of(&spammer))
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use cid::Cid;
 use libp2p::identity::{Keypair, PublicKey};
 use serde::{Deserialize, Serialize};
 use tessera_client::{Backoff, Session, repair::rebuild};
-use tessera_dataset_registry::{AuditSet, DatasetShards, RecordStore};
+use tessera_dataset_registry::{AuditScope, AuditSet, DatasetShards, RecordStore};
 use tessera_formats::{
     AuditReceipt, AuditResult, PublisherKey, RepairClaim, ShardLayout, SignedClaim, SignedReceipt,
     claim::CLAIM_VERSION,
@@ -509,7 +509,13 @@ impl Auditor {
     /// The shards of every dataset the registry holds, and each dataset's latest version.
     pub async fn known_shards(&self) -> AuditSet {
         let (registry, limit) = (self.registry.clone(), self.config.max_pieces);
-        let set = blocking(move || registry.audit_set(limit))
+        // Under a charter, only the datasets it admits, each publisher within its quota.
+        let scope = self
+            .charter
+            .as_ref()
+            .map(|c| AuditScope::of(&c.signed.charter))
+            .unwrap_or_default();
+        let set = blocking(move || registry.audit_set_in(limit, &scope))
             .await
             .unwrap_or_else(|e| {
                 warn!(%e, "listing the shards to audit failed");

@@ -135,7 +135,9 @@ class DashboardTest(unittest.TestCase):
         self.assertTrue(rewards)
         for row in rewards:
             self.assertIn(row[0], peers)
-            self.assertGreater(float(row[1]), 0.0)
+            # A holder's first pass credits nothing (no time before it is known); later
+            # passes credit the time since the one before.
+            self.assertGreaterEqual(float(row[1]), 0.0)
             self.assertGreater(int(row[2]), 0)
         self.assertLessEqual(before["rewards"]["receipts"], int(shown["receipts"]))
         self.assertLessEqual(int(shown["receipts"]), after["rewards"]["receipts"])
