@@ -852,7 +852,7 @@ mod tests {
         );
         assert_eq!(store.find(None, "web", Some(1)).unwrap().len(), 3);
         assert!(store.find(None, "web", Some(3)).unwrap().is_empty());
-        let prefix = &publishers[1].to_string()[..8];
+        let prefix = &publishers[1].to_string()[..16];
         let found = store.find(Some(prefix), "web", Some(1)).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].record.record.publisher, publishers[1]);

@@ -368,7 +368,7 @@ async fn resolve(running: &Running, viewer: &mut dyn Viewer) -> Result<Arc<Manif
             .during("fetching the manifest")?,
     );
     let record = &entry.record.record;
-    let short = publisher.to_string().chars().take(8).collect::<String>();
+    let short = publisher.to_string().chars().take(16).collect::<String>();
     viewer.step(
         5,
         &format!(

@@ -11,8 +11,9 @@ use crate::{
     record::{RecordError, check_name},
 };
 
-/// Shortest publisher prefix accepted: 32 bits make an accidental match unlikely.
-pub const MIN_PUBLISHER_PREFIX: usize = 8;
+/// Shortest publisher prefix accepted: 64 bits, which nobody grinds a key to match (32 bits
+/// take minutes on a laptop, so a squatter could share an 8-digit prefix).
+pub const MIN_PUBLISHER_PREFIX: usize = 16;
 
 /// Which version of a named dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,10 +161,10 @@ mod tests {
             named(Some(&key), "web", VersionSel::Number(3))
         );
         assert_eq!(
-            "deadbeef/web".parse::<DatasetRef>().unwrap(),
-            named(Some("deadbeef"), "web", VersionSel::Latest)
+            "deadbeefdeadbeef/web".parse::<DatasetRef>().unwrap(),
+            named(Some("deadbeefdeadbeef"), "web", VersionSel::Latest)
         );
-        for r in ["web@v3", "deadbeef/web@latest"] {
+        for r in ["web@v3", "deadbeefdeadbeef/web@latest"] {
             assert_eq!(r.parse::<DatasetRef>().unwrap().to_string(), r);
         }
     }
@@ -177,7 +178,8 @@ mod tests {
             "web@3",
             "web@vx",
             "dead/web",
-            "DEADBEEF/web",
+            "deadbeef/web",
+            "DEADBEEFDEADBEEF/web",
             "a/b/c",
             "Web",
             "web@v1@v2",

@@ -118,7 +118,7 @@ async fn publish_fetch_version_and_lose_nodes() {
     for reference in [
         "web-text",
         &format!("{publisher}/web-text@v1"),
-        &format!("{}/web-text@latest", &publisher.to_string()[..8]),
+        &format!("{}/web-text@latest", &publisher.to_string()[..16]),
     ] {
         let _ = std::fs::remove_dir_all(&by_name);
         let (cid, entry, _) = fetch_version(

@@ -73,7 +73,9 @@ fn render(s: &AuditStatus) -> String {
         for d in &s.datasets {
             let name = format!(
                 "{}/{}",
-                d.publisher.get(..8).unwrap_or(&d.publisher),
+                d.publisher
+                    .get(..tessera_formats::dataset_ref::MIN_PUBLISHER_PREFIX)
+                    .unwrap_or(&d.publisher),
                 d.name
             );
             let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
@@ -113,7 +115,7 @@ mod tests {
             "auditor": true, "audits_passed": 40, "audits_failed": 2, "pieces_failed": 1,
             "pieces_repaired": 1, "repair_bytes_fetched": 3_145_728, "repair_bytes_sent": 1_048_576,
             "shards": 4, "shards_lost": 0,
-            "datasets": [{"publisher": "ab12cd34ef", "name": "site", "version": 2,
+            "datasets": [{"publisher": "ab12cd34ef56ab78cd90", "name": "site", "version": 2,
                 "manifest": "bafy", "shards": 4, "checked": 3, "min_intact": 4, "min_spare": 1}],
             "failing": [{"node": "12D3KooW", "piece": "bafk", "failures": 2, "since_ms": 0,
                 "failed": true}],
@@ -122,7 +124,7 @@ mod tests {
         let text = render(&status);
         assert!(text.contains("40 passed, 2 failed"), "{text}");
         assert!(text.contains("1 repaired"), "{text}");
-        assert!(text.contains("ab12cd34/site"), "{text}");
+        assert!(text.contains("ab12cd34ef56ab78/site"), "{text}");
         assert!(text.contains("counted lost"), "{text}");
     }
 }
