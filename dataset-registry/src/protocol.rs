@@ -132,6 +132,8 @@ pub enum RegistryErrorCode {
     Busy,
     /// The node failed; try elsewhere.
     Internal,
+    /// The network's charter does not admit the record's publisher.
+    NotAdmitted,
 }
 
 impl RegistryErrorCode {
@@ -145,6 +147,7 @@ impl RegistryErrorCode {
             RegistryErrorCode::BadRequest => "bad_request",
             RegistryErrorCode::Busy => "busy",
             RegistryErrorCode::Internal => "internal",
+            RegistryErrorCode::NotAdmitted => "not_admitted",
         }
     }
 }

@@ -37,7 +37,7 @@ use crate::{
         MAX_RECORDS_PER_RESPONSE, REGISTRY_TOPIC, RegistryErrorCode, RegistryProtocol,
         RegistryRequest, RegistryResponse,
     },
-    store::{Admission, AdmitError, Entry, RecordStore},
+    store::{Admission, AdmitError, AuditScope, Entry, RecordStore},
 };
 
 /// The DHT key registry nodes provide, so that clients can find them.
@@ -63,6 +63,9 @@ pub struct RegistryConfig {
     pub parallel: usize,
     /// Most pages of heads read from one peer in one catch-up.
     pub max_sync_pages: usize,
+    /// The publishers whose records it keeps (a network's charter says); the default keeps
+    /// every publisher's.
+    pub scope: AuditScope,
 }
 
 impl RegistryConfig {
@@ -76,6 +79,7 @@ impl RegistryConfig {
             sync_interval: Duration::from_secs(60),
             parallel: 16,
             max_sync_pages: 1024,
+            scope: AuditScope::default(),
         }
     }
 }
@@ -124,6 +128,7 @@ struct Inner {
     session: Session,
     peers: Mutex<HashSet<PeerId>>,
     spool_dir: PathBuf,
+    scope: AuditScope,
 }
 
 impl Registry {
@@ -161,6 +166,7 @@ impl Registry {
                 session: Session::with_client(net),
                 peers: Mutex::new(HashSet::new()),
                 spool_dir: config.spool_dir.clone(),
+                scope: config.scope.clone(),
             }),
         })
     }
@@ -223,6 +229,14 @@ impl Registry {
         cid: Cid,
         block: Vec<u8>,
     ) -> Result<Cid, Refusal> {
+        // Records of publishers the charter does not admit are not kept, whoever sends them.
+        let publisher = record.record.publisher;
+        if !self.inner.scope.admits(&publisher) {
+            return Err(Refusal::new(
+                RegistryErrorCode::NotAdmitted,
+                format!("publisher {publisher} is not admitted by the network's charter"),
+            ));
+        }
         if self.blocking_admit(&record, cid).await? == Admission::Known {
             return Ok(cid);
         }
@@ -624,5 +638,73 @@ async fn handle(registry: &Registry, event: Event, max_pages: usize) {
                 debug!(%peer, error = %e.message, "catching up failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tessera_formats::{
+        VersionRecord, address::dag_cbor_cid, record::RECORD_VERSION, record::SigningKey,
+    };
+    use tessera_net::{Keypair, NetworkConfig};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn records_of_publishers_the_charter_does_not_admit_are_refused_and_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admitted, other) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let config = RegistryConfig {
+            scope: AuditScope {
+                publishers: Some([PublisherKey::of(&admitted)].into()),
+                quota: 0,
+            },
+            ..RegistryConfig::new(dir.path().join("registry"))
+        };
+        let net = tessera_net::start(Keypair::generate_ed25519(), NetworkConfig::default())
+            .await
+            .unwrap();
+        let registry = Registry::open(&config, net.client.clone()).unwrap();
+        let record = |key: &SigningKey| {
+            VersionRecord {
+                format: RECORD_VERSION,
+                publisher: PublisherKey::of(key),
+                name: "data".into(),
+                version: 1,
+                manifest: dag_cbor_cid(b"a manifest"),
+                parent: None,
+                time_ms: 1,
+                message: String::new(),
+            }
+            .sign(key)
+            .unwrap()
+            .to_block()
+            .unwrap()
+            .1
+        };
+        let refused = registry.accept(record(&other), None).await.unwrap_err();
+        assert_eq!(
+            refused.code,
+            RegistryErrorCode::NotAdmitted,
+            "{}",
+            refused.message
+        );
+        assert!(
+            registry
+                .store()
+                .head(&PublisherKey::of(&other), "data")
+                .unwrap()
+                .is_none()
+        );
+        // An admitted publisher's record gets past admission (and on to its manifest, which
+        // nobody holds here).
+        let refused = registry.accept(record(&admitted), None).await.unwrap_err();
+        assert_eq!(refused.code, RegistryErrorCode::ManifestUnresolved);
+        net.task.abort();
     }
 }

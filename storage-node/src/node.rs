@@ -11,7 +11,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tessera_dataset_registry::protocol::{MAX_ANNOUNCEMENT, REGISTRY_TOPIC, RegistryProtocol};
-use tessera_dataset_registry::{Registry, RegistryConfig};
+use tessera_dataset_registry::{AuditScope, Registry, RegistryConfig};
 use tessera_formats::{SignedReceipt, receipt::MAX_RECEIPT_BYTES, time::now_ms};
 use tessera_net::{Client, Multiaddr, NetworkConfig, TopicEvent};
 use tessera_node::{
@@ -228,7 +228,7 @@ pub async fn start_roles(
     let metrics = Arc::new(Metrics::new());
     storage_role(node, &store, &metrics, config.scrub_interval)?;
     let registry = if config.registry {
-        Some(registry_role(node, config)?)
+        Some(registry_role(node, config, charter.as_ref())?)
     } else {
         None
     };
@@ -304,8 +304,18 @@ fn storage_role(
 
 /// The registry role: keeps version records in its column, answers other nodes, follows
 /// announcements, and serves its `/v1` routes.
-fn registry_role(node: &mut Assembly, config: &NodeConfig) -> Result<Registry, NodeError> {
-    let registry_config = RegistryConfig::new(config.data_dir.join("registry"));
+fn registry_role(
+    node: &mut Assembly,
+    config: &NodeConfig,
+    charter: Option<&NodeCharter>,
+) -> Result<Registry, NodeError> {
+    let registry_config = RegistryConfig {
+        // Under a charter, records of publishers it does not admit are not kept.
+        scope: charter
+            .map(|c| AuditScope::of(&c.signed.charter))
+            .unwrap_or_default(),
+        ..RegistryConfig::new(config.data_dir.join("registry"))
+    };
     let column = node.db.column(REGISTRY_COLUMN).map_err(StoreError::from)?;
     let registry = Registry::open_in(&registry_config, &node.db, column, node.client.clone())?;
     let requests = node.network.inbound();
