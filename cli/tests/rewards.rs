@@ -77,6 +77,10 @@ async fn rewards_count_verified_receipts_and_reject_altered_ones() {
     let elapsed_h = started.elapsed().as_secs_f64() / 3600.0;
     let most = put.layout.piece_len() as f64 / f64::from(1u32 << 30) * elapsed_h;
     for row in storage {
+        let months = row["gib_months"].as_f64().unwrap();
+        assert!((months * 730.5 - row["gib_hours"].as_f64().unwrap()).abs() < 1e-9);
+        // The node asked (the auditor) holds none of these pieces: no row is its own.
+        assert_eq!(row["own"], false);
         let credited = row["gib_hours"].as_f64().unwrap();
         assert!(
             credited > 0.0 && credited <= most,

@@ -205,10 +205,16 @@ pub struct RewardRow {
     pub peer_id: String,
     /// Storage it proved, in GiB-hours.
     pub gib_hours: f64,
+    /// The same in GiB-months (730.5 hours): what a contributor reads off a storage bill.
+    #[serde(default)]
+    pub gib_months: f64,
     /// Audits it passed.
     pub passed: u64,
     /// Audits it failed.
     pub failed: u64,
+    /// Whether the row is the answering node's own.
+    #[serde(default)]
+    pub own: bool,
 }
 
 /// `GET /v1/rewards`: the ledger of the receipts this node holds, for a window.
@@ -263,12 +269,17 @@ async fn rewards(
         return ApiError::internal(e.to_string()).into_response();
     }
     let proven = tally.proven(from, to, cap);
+    let me = state.client.peer_id().to_string();
+    let mut nodes = proven.nodes;
+    for row in &mut nodes {
+        row.own = row.peer_id == me;
+    }
     Json(Rewards {
         from_ms: from,
         to_ms: to,
         receipts: proven.receipts,
         truncated,
-        nodes: proven.nodes,
+        nodes,
     })
     .into_response()
 }

@@ -156,11 +156,16 @@ pub fn reward_rows(ledger: &Ledger) -> Vec<RewardRow> {
             node: key.to_string(),
             peer_id: crate::audit::peer_of(key).map_or_else(|| "-".into(), |p| p.to_string()),
             gib_hours: proven.gib_hours(),
+            gib_months: proven.gib_hours() / HOURS_PER_MONTH,
             passed: proven.passed,
             failed: proven.failed,
+            own: false,
         })
         .collect()
 }
+
+/// Hours in an average month (365.25 days / 12).
+pub const HOURS_PER_MONTH: f64 = 730.5;
 
 #[cfg(test)]
 mod tests {

@@ -104,8 +104,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         tally.add_page(&path.display().to_string(), page)?;
     }
     let cap_ms = u64::try_from(args.cap.as_millis()).unwrap_or(u64::MAX);
+    // The nodes asked are the operator's own: their rows are marked.
+    let mut asked = std::collections::BTreeSet::new();
     for node in &nodes {
         let api = NodeClient::new(node, Duration::from_secs(60))?;
+        asked.insert(api.status().await?.peer_id);
         // Receipts up to a cap before the period show what each first pass in it follows.
         tally
             .add_node(&api, from_ms.saturating_sub(cap_ms), to_ms)
@@ -145,7 +148,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         to_ms,
         receipts: proven.receipts,
         rejected: proven.rejected,
-        storage: proven.nodes,
+        storage: proven
+            .nodes
+            .into_iter()
+            .map(|row| RewardRow {
+                own: asked.contains(&row.peer_id),
+                ..row
+            })
+            .collect(),
         pages,
     };
     if args.json {
@@ -171,13 +181,18 @@ fn render(report: &Report, from: SystemTime, to: SystemTime) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nstorage proven (GiB-hours of pieces that passed audits)\n{:<54} {:>10} {:>7} {:>7}\n",
-        "node", "GiB-hours", "passed", "failed"
+        "\nstorage proven (pieces that passed audits; * a node asked)\n{:<54} {:>10} {:>11} {:>7} {:>7}\n",
+        "node", "GiB-hours", "GiB-months", "passed", "failed"
     ));
     for row in &report.storage {
         out.push_str(&format!(
-            "{:<54} {:>10.4} {:>7} {:>7}\n",
-            row.peer_id, row.gib_hours, row.passed, row.failed
+            "{:<54} {:>10.4} {:>11.6} {:>7} {:>7}{}\n",
+            row.peer_id,
+            row.gib_hours,
+            row.gib_months,
+            row.passed,
+            row.failed,
+            if row.own { " *" } else { "" }
         ));
     }
     if !report.pages.is_empty() {
