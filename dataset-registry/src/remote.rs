@@ -13,7 +13,7 @@ use tessera_client::Session;
 use tessera_formats::{DatasetRef, PublisherKey, SignedRecord, VersionSel, address::dag_cbor_cid};
 use tessera_net::{NetError, PeerId};
 use tokio::task::JoinSet;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::{
     protocol::{
@@ -50,6 +50,24 @@ pub enum RemoteError {
         /// The publishers' keys.
         publishers: Vec<String>,
     },
+    /// A publisher signed two records for one version with different manifests: the
+    /// dataset's history forked, and neither record is taken.
+    #[error(
+        "publisher {publisher} signed two different records for {name}@v{version}: {first} and {second}; \
+         neither is used"
+    )]
+    Equivocation {
+        /// The publisher.
+        publisher: PublisherKey,
+        /// The dataset.
+        name: String,
+        /// The version signed twice.
+        version: u64,
+        /// One record's CID.
+        first: Box<Cid>,
+        /// The other's.
+        second: Box<Cid>,
+    },
     /// The network failed.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -72,15 +90,15 @@ fn tried(attempts: &[(PeerId, String)]) -> String {
 const ASKS_AT_ONCE: usize = 4;
 
 /// Sends `request` to registry nodes, several at once, and returns their final answers: the
-/// first, and with `more` every other that comes within as long again as the first took
-/// (50 ms to 1 s), so that a reader can take the most complete of them rather than the
-/// fastest. A refusal of the record itself is final; a busy, failing or silent node is passed
+/// first, and up to `want` in all of those that come within as long again as the first took
+/// (50 ms to 1 s), so that a reader can compare them and take the most complete rather than
+/// the fastest. A refusal of the record itself is final; a busy, failing or silent node is passed
 /// over. The peers this session is connected to are asked at once (a bootstrap node is often
 /// a registry), the registry nodes the DHT names as the lookup finds them.
 async fn ask(
     session: &Session,
     request: RegistryRequest,
-    more: bool,
+    want: usize,
 ) -> Result<Vec<(PeerId, RegistryResponse)>, RemoteError> {
     let net = session.net();
     let mut asked: HashSet<PeerId> = HashSet::from([session.peer_id()]);
@@ -90,7 +108,7 @@ async fn ask(
     let (mut looking, mut asks, mut attempts) = (true, JoinSet::new(), Vec::new());
     let (started, mut answers, mut until) = (Instant::now(), Vec::new(), None);
     loop {
-        while answers.is_empty()
+        while answers.len() < want
             && asks.len() < ASKS_AT_ONCE
             && let Some(peer) = waiting.pop_front()
         {
@@ -103,7 +121,7 @@ async fn ask(
                 });
             }
         }
-        if asks.is_empty() && (!looking || !answers.is_empty()) {
+        if answers.len() >= want || (asks.is_empty() && (!looking || !answers.is_empty())) {
             break;
         }
         tokio::select! {
@@ -123,7 +141,7 @@ async fn ask(
                     })) => attempts.push((peer, format!("{}: {message}", code.as_str()))),
                     Ok(Ok(response)) => {
                         answers.push((peer, response));
-                        if !more {
+                        if answers.len() >= want {
                             break;
                         }
                         let grace = started.elapsed().clamp(GRACE_MIN, GRACE_MAX);
@@ -151,7 +169,7 @@ const GRACE_MAX: Duration = Duration::from_secs(1);
 
 /// Submits a signed record block; returns its CID once a registry node accepted it.
 pub async fn submit(session: &Session, block: Vec<u8>) -> Result<Cid, RemoteError> {
-    let first = ask(session, RegistryRequest::Submit { record: block }, false).await?;
+    let first = ask(session, RegistryRequest::Submit { record: block }, 1).await?;
     match first
         .into_iter()
         .next()
@@ -186,18 +204,44 @@ fn verified(peer: PeerId, records: Vec<ByteBuf>) -> Vec<Entry> {
         .collect()
 }
 
+/// Registry nodes a read asks, when that many answer: enough that one node cannot freeze or
+/// roll back a dataset by answering alone.
+pub const READ_QUORUM: usize = 3;
+
+/// What the registry nodes that answered a read said, compared.
+#[derive(Debug)]
+struct Merged {
+    /// The most complete page, then the one with the newest version.
+    best: Vec<Entry>,
+    /// Whether more pages follow it.
+    more: bool,
+    /// Nodes whose answer lacked the newest version of a dataset another node had.
+    stale: Vec<PeerId>,
+}
+
 /// Verified records from the registry nodes that answer: of the answers that come together,
 /// the one with the most valid records, then the newest version. A node that lags (it has not
-/// heard of the latest version yet) is outvoted by one that has; a liar cannot forge records,
-/// only withhold them, and withholding loses here.
+/// heard of the latest version yet) is outvoted by one that has, and named; a liar cannot
+/// forge records, only withhold them, and withholding loses here. Two valid records for one
+/// version of a dataset are a fork: refused.
 async fn records(
     session: &Session,
     request: RegistryRequest,
 ) -> Result<(Vec<Entry>, bool), RemoteError> {
+    let merged = merge(ask(session, request, READ_QUORUM).await?)?;
+    for peer in &merged.stale {
+        warn!(%peer, "a registry node answered an older version than others have");
+    }
+    Ok((merged.best, merged.more))
+}
+
+/// Compares registry answers: see [`records`].
+fn merge(answers: Vec<(PeerId, RegistryResponse)>) -> Result<Merged, RemoteError> {
     let mut best: Option<(Vec<Entry>, bool)> = None;
     let mut refused = None;
     let mut odd = Vec::new();
-    for (peer, answer) in ask(session, request, true).await? {
+    let mut pages: Vec<(PeerId, Vec<Entry>)> = Vec::new();
+    for (peer, answer) in answers {
         match answer {
             RegistryResponse::Records { records, more } => {
                 let page = verified(peer, records);
@@ -206,8 +250,9 @@ async fn records(
                     (p.len(), newest)
                 };
                 if best.as_ref().is_none_or(|(b, _)| rank(&page) > rank(b)) {
-                    best = Some((page, more));
+                    best = Some((page.clone(), more));
                 }
+                pages.push((peer, page));
             }
             RegistryResponse::Error { code, message } => {
                 refused.get_or_insert(RemoteError::Refused { code, message });
@@ -215,8 +260,53 @@ async fn records(
             other => odd.push((peer, format!("unexpected answer {other:?}"))),
         }
     }
+    // One record per (publisher, name, version) across every answer; the newest version of
+    // each dataset that any node has.
+    let mut seen: std::collections::BTreeMap<(PublisherKey, String, u64), Cid> =
+        std::collections::BTreeMap::new();
+    let mut newest: std::collections::BTreeMap<(PublisherKey, String), u64> =
+        std::collections::BTreeMap::new();
+    for (_, page) in &pages {
+        for e in page {
+            let r = &e.record.record;
+            let key = (r.publisher, r.name.clone(), r.version);
+            match seen.get(&key) {
+                Some(first) if *first != e.cid => {
+                    return Err(RemoteError::Equivocation {
+                        publisher: r.publisher,
+                        name: r.name.clone(),
+                        version: r.version,
+                        first: Box::new(*first),
+                        second: Box::new(e.cid),
+                    });
+                }
+                _ => {
+                    seen.insert(key, e.cid);
+                }
+            }
+            let latest = newest.entry((r.publisher, r.name.clone())).or_default();
+            *latest = (*latest).max(r.version);
+        }
+    }
+    // A node is stale when, for a dataset it answered about, its newest version is older
+    // than another node's.
+    let stale = pages
+        .iter()
+        .filter(|(_, page)| {
+            let mut own: std::collections::BTreeMap<(PublisherKey, String), u64> =
+                std::collections::BTreeMap::new();
+            for e in page {
+                let r = &e.record.record;
+                let v = own.entry((r.publisher, r.name.clone())).or_default();
+                *v = (*v).max(r.version);
+            }
+            own.iter()
+                .any(|(dataset, v)| newest.get(dataset).is_some_and(|n| n > v))
+        })
+        .map(|(peer, _)| *peer)
+        .collect();
     match (best, refused) {
-        (Some(best), _) => Ok(best),
+        (Some((best, more)), _) => Ok(Merged { best, more, stale }),
         (None, Some(refused)) => Err(refused),
         (None, None) => Err(RemoteError::NoRegistry(odd)),
     }
@@ -350,5 +440,76 @@ pub async fn resolve(
             let entry = find(session, publisher.as_deref(), name, *version, own).await?;
             Ok((entry.record.record.manifest, Some(entry)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tessera_formats::{VersionRecord, record::RECORD_VERSION, record::SigningKey};
+
+    use super::*;
+
+    fn record(key: &SigningKey, version: u64, manifest: &[u8]) -> ByteBuf {
+        let (_, block) = VersionRecord {
+            format: RECORD_VERSION,
+            publisher: PublisherKey::of(key),
+            name: "data".into(),
+            version,
+            manifest: dag_cbor_cid(manifest),
+            parent: (version > 1).then(|| dag_cbor_cid(b"the version before")),
+            time_ms: version,
+            message: String::new(),
+        }
+        .sign(key)
+        .unwrap()
+        .to_block()
+        .unwrap();
+        ByteBuf::from(block)
+    }
+
+    fn page(records: Vec<ByteBuf>) -> RegistryResponse {
+        RegistryResponse::Records {
+            records,
+            more: false,
+        }
+    }
+
+    #[test]
+    fn the_newest_answer_wins_and_the_node_that_rolled_back_is_named() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let merged = merge(vec![
+            (a, page(vec![record(&key, 1, b"m1")])),
+            (b, page(vec![record(&key, 2, b"m2")])),
+            (c, page(vec![record(&key, 2, b"m2")])),
+        ])
+        .unwrap();
+        assert_eq!(merged.best[0].record.record.version, 2);
+        assert_eq!(merged.stale, vec![a]);
+        // A node that withholds every record is outvoted too.
+        let merged = merge(vec![
+            (a, page(vec![])),
+            (b, page(vec![record(&key, 1, b"m1")])),
+        ])
+        .unwrap();
+        assert_eq!(merged.best.len(), 1);
+    }
+
+    #[test]
+    fn two_records_for_one_version_are_a_fork_and_refused() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let err = merge(vec![
+            (a, page(vec![record(&key, 2, b"one manifest")])),
+            (b, page(vec![record(&key, 2, b"another manifest")])),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(err, RemoteError::Equivocation { version: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("neither is used"));
     }
 }
