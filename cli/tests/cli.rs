@@ -72,6 +72,9 @@ fn demo_runs_end_to_end() {
     assert!(text.contains("disjoint"), "{text}");
     assert!(text.contains("rebuilt bafkr"), "{text}");
     assert!(text.contains("tessera fetch bafyr"), "{text}");
+    // The demo founds a network of its own; the commands it suggests name it.
+    assert!(text.contains("on network \"demo\""), "{text}");
+    assert!(text.contains("--network demo --bootstrap"), "{text}");
 }
 
 #[test]

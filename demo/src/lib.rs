@@ -44,6 +44,8 @@ use tessera_stream::{DatasetStream, Partition, Remainder, ShardCache, StreamOpti
 
 /// The dataset the crawl publishes.
 pub const NAME: &str = "demo-site";
+/// The network the demo founds: its charter makes storage node 0 the validator.
+pub const NETWORK: &str = "demo";
 /// The steps the demo shows.
 pub const STEPS: usize = 8;
 /// The fewest storage nodes the demo runs with: a 4+2 shard survives a stopped node.
@@ -151,11 +153,12 @@ impl Running {
 
     /// Commands to try on the running network, one per line.
     pub fn next_commands(&self) -> String {
-        let (cid, bootstrap, http) = (self.dataset, self.bootstrap(), self.node_http());
+        let (cid, http) = (self.dataset, self.node_http());
+        let bootstrap = format!("--network {NETWORK} --bootstrap {}", self.bootstrap());
         format!(
-            "  tessera fetch {cid} -o out --bootstrap {bootstrap}\n  \
-             tessera stream {cid} --rank 0 --world-size 2 --bootstrap {bootstrap} > rank0.arrows\n  \
-             tessera datasets list --bootstrap {bootstrap}\n  \
+            "  tessera fetch {cid} -o out {bootstrap}\n  \
+             tessera stream {cid} --rank 0 --world-size 2 {bootstrap} > rank0.arrows\n  \
+             tessera datasets list {bootstrap}\n  \
              tessera audit status --node {http}\n  \
              tessera rewards --node {http}\n  \
              curl {http}/status"
@@ -209,14 +212,15 @@ async fn start_storage(
     viewer: &mut dyn Viewer,
 ) -> Result<LocalNetwork, DemoError> {
     let started = Instant::now();
-    let network = LocalNetwork::start(&work.join("storage"), nodes, 256 << 20)
+    let network = LocalNetwork::start_chartered(&work.join("storage"), nodes, 256 << 20, NETWORK)
         .await
         .during("starting the storage nodes")?;
     viewer.step(
         1,
         &format!(
             "{nodes} storage nodes on 127.0.0.1 (libp2p, Kademlia DHT, a RocksDB each; registry \
-             and auditor roles), started in {:.1?}",
+             and auditor roles) on network {NETWORK:?}, whose charter makes node 0 the \
+             validator, started in {:.1?}",
             started.elapsed()
         ),
     );
@@ -240,6 +244,7 @@ async fn start_scrapers(
     let scraper = |name: &str, coordinator: Option<Multiaddr>| ScraperConfig {
         listen: vec![loopback()],
         bootstrap: network.bootstrap(),
+        charter: network.charter().map(Path::to_path_buf),
         http: coordinator.is_none().then(|| ([127, 0, 0, 1], 0).into()),
         coordinate: coordinator.is_none(),
         coordinator,
@@ -345,9 +350,7 @@ async fn crawl(
 
 /// Step 5: the registry resolves the name to the published manifest.
 async fn resolve(running: &Running, viewer: &mut dyn Viewer) -> Result<Arc<Manifest>, DemoError> {
-    let session = Session::join(running.network.bootstrap())
-        .await
-        .during("joining the network")?;
+    let session = join(&running.network).await?;
     let publisher = present(
         running.scrapers[0].publisher,
         "scraper node a has no publisher key",
@@ -415,9 +418,7 @@ async fn fetch_after_loss(
         });
     let holder = present(holder, "no node holds a piece")?;
     network.stop(holder).await;
-    let reader = Session::join(network.bootstrap())
-        .await
-        .during("joining the network")?;
+    let reader = join(network).await?;
     let out = &running.fetched_into;
     let started = Instant::now();
     let (_, _, report) = fetch_version(
@@ -566,6 +567,13 @@ async fn audit_and_repair(
     }
     viewer.detail("every answer is a signed receipt, kept and shared: tessera rewards counts them");
     Ok(())
+}
+
+/// A reader's session on the demo's network.
+async fn join(network: &LocalNetwork) -> Result<Session, DemoError> {
+    Session::join_network(Some(NETWORK.into()), network.bootstrap())
+        .await
+        .during("joining the network")
 }
 
 fn loopback() -> Multiaddr {

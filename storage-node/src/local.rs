@@ -23,8 +23,30 @@ pub struct LocalNetwork {
 
 impl LocalNetwork {
     /// Starts `count` nodes with data directories `dir/node-N`, each with `capacity` bytes,
-    /// node 0 first and the others joining through it.
+    /// node 0 first and the others joining through it, on the unnamed network.
     pub async fn start(dir: &Path, count: usize, capacity: u64) -> Result<Self, NodeError> {
+        Self::start_with(dir, count, capacity, None).await
+    }
+
+    /// [`LocalNetwork::start`] on a network of its own named `network`: its charter (in
+    /// `dir/charter.block`) makes node 0 the one validator, which audits every piece and
+    /// repairs every shard.
+    pub async fn start_chartered(
+        dir: &Path,
+        count: usize,
+        capacity: u64,
+        network: &str,
+    ) -> Result<Self, NodeError> {
+        let charter = found_charter(dir, network)?;
+        Self::start_with(dir, count, capacity, Some(charter)).await
+    }
+
+    async fn start_with(
+        dir: &Path,
+        count: usize,
+        capacity: u64,
+        charter: Option<PathBuf>,
+    ) -> Result<Self, NodeError> {
         let mut network = Self {
             nodes: Vec::with_capacity(count),
             configs: Vec::with_capacity(count),
@@ -43,6 +65,7 @@ impl LocalNetwork {
                 // Audits are driven by hand here (`StorageNode::auditor`), not on a timer.
                 audit_interval: Duration::ZERO,
                 audit_grace: Duration::ZERO,
+                charter: charter.clone(),
                 ..NodeConfig::with_defaults(node_dir(dir, i))
             };
             let node = StorageNode::start(config.clone()).await?;
@@ -74,6 +97,11 @@ impl LocalNetwork {
             .next()
             .map(|n| n.addresses.clone())
             .unwrap_or_default()
+    }
+
+    /// The network's charter file, when it has one.
+    pub fn charter(&self) -> Option<&Path> {
+        self.configs.first().and_then(|c| c.charter.as_deref())
     }
 
     /// The running node `index`, if it runs.
@@ -131,6 +159,51 @@ impl LocalNetwork {
             self.stop(i).await;
         }
     }
+}
+
+/// Writes the founding charter of `network` with node 0 (its identity created now, in its
+/// data directory) as the one validator; returns the charter file.
+fn found_charter(dir: &Path, network: &str) -> Result<PathBuf, NodeError> {
+    use tessera_formats::{
+        PublisherKey,
+        charter::{Charter, CharterParams},
+    };
+    let node0 = node_dir(dir, 0);
+    std::fs::create_dir_all(&node0).map_err(|source| {
+        NodeError::Build(tessera_node::builder::BuildError::DataDir {
+            path: node0.clone(),
+            source,
+        })
+    })?;
+    let keypair =
+        tessera_net::identity::load_or_create(&node0).map_err(|e| NodeError::Build(e.into()))?;
+    let key = crate::audit::signing_key(&keypair).ok_or(NodeError::NotEd25519)?;
+    let invalid = |e: tessera_formats::charter::CharterError| {
+        NodeError::Charter(tessera_node::charter::CharterFileError::Invalid {
+            path: dir.join("charter.block"),
+            source: e,
+        })
+    };
+    let signed = Charter::found(
+        network,
+        vec![PublisherKey::of(&key)],
+        1,
+        CharterParams {
+            validators_per_piece: 1,
+            ..CharterParams::default()
+        },
+    )
+    .signed_by(&[&key])
+    .map_err(invalid)?;
+    let (_, block) = signed.to_block().map_err(invalid)?;
+    let path = dir.join("charter.block");
+    std::fs::write(&path, block).map_err(|source| {
+        NodeError::Charter(tessera_node::charter::CharterFileError::Read {
+            path: path.clone(),
+            source,
+        })
+    })?;
+    Ok(path)
 }
 
 fn node_dir(dir: &Path, index: usize) -> PathBuf {
