@@ -546,6 +546,9 @@ impl Auditor {
         loop {
             let seed: [u8; 32] = rand::random();
             let set = self.known_shards().await;
+            // The repair order is drawn per period: rounds waited in the last one count for
+            // nothing now.
+            self.waited.lock().clear();
             let mut known: HashSet<Cid> = set.shards.iter().map(|(cid, _)| *cid).collect();
             // Shards admitted since the period began: checked when they appear, and kept
             // here for the rest of the period so that a shard followed after a failure is
