@@ -57,9 +57,9 @@ impl NodeCharter {
     }
 }
 
-/// Reads the founding charter in `path` (a DAG-CBOR block) and checks it: its rules and its
-/// committee's signatures.
-pub fn load(path: &Path) -> Result<NodeCharter, CharterFileError> {
+/// Reads the charter block in `path`, bounded, and checks its rules, not its signatures: a
+/// charter still being signed reads too.
+pub fn read(path: &Path) -> Result<SignedCharter, CharterFileError> {
     let read = |source| CharterFileError::Read {
         path: path.to_path_buf(),
         source,
@@ -72,14 +72,28 @@ pub fn load(path: &Path) -> Result<NodeCharter, CharterFileError> {
         });
     }
     let bytes = std::fs::read(path).map_err(read)?;
+    SignedCharter::from_block(&bytes).map_err(|source| CharterFileError::Invalid {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads the founding charter in `path` (a DAG-CBOR block) and checks it: its rules and its
+/// committee's signatures.
+pub fn load(path: &Path) -> Result<NodeCharter, CharterFileError> {
     let invalid = |source| CharterFileError::Invalid {
         path: path.to_path_buf(),
         source,
     };
-    let signed = SignedCharter::from_block(&bytes).map_err(invalid)?;
+    let signed = read(path)?;
     signed.verify_founding().map_err(invalid)?;
     let (cid, _) = signed.to_block().map_err(invalid)?;
     Ok(NodeCharter { signed, cid })
+}
+
+/// [`load`] of a node's `charter` setting; none when it has none (the unnamed network).
+pub fn load_setting(path: Option<&Path>) -> Result<Option<NodeCharter>, CharterFileError> {
+    path.map(load).transpose()
 }
 
 #[cfg(test)]

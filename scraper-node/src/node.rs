@@ -113,11 +113,7 @@ impl ScraperNode {
     /// node builder.
     pub async fn start(config: ScraperConfig) -> Result<Self, ScraperNodeError> {
         config.check()?;
-        let charter = config
-            .charter
-            .as_deref()
-            .map(tessera_node::charter::load)
-            .transpose()?;
+        let charter = tessera_node::charter::load_setting(config.charter.as_deref())?;
         let builder = NodeBuilder::new(
             &config.data_dir,
             NetworkConfig {

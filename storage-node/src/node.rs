@@ -165,11 +165,7 @@ impl StorageNode {
 /// network id the node's network is named by.
 pub async fn prepare(config: &NodeConfig) -> Result<Option<NodeCharter>, NodeError> {
     config.check()?;
-    let charter = config
-        .charter
-        .as_deref()
-        .map(tessera_node::charter::load)
-        .transpose()?;
+    let charter = tessera_node::charter::load_setting(config.charter.as_deref())?;
     let store_config = config.store();
     blocking(move || PieceStore::prepare(&store_config)).await?;
     Ok(charter)

@@ -8,12 +8,15 @@
 //! tessera charter show charter.block                                        (anyone)
 //! ```
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use tessera_formats::{
     PublisherKey,
-    charter::{Charter, CharterParams, MAX_CHARTER_BYTES, SignedCharter},
+    charter::{Charter, CharterParams, SignedCharter},
 };
 use tessera_net::{PeerId, identity};
 use tessera_storage_node::audit::{node_key, signing_key};
@@ -78,19 +81,11 @@ fn validator_key(text: &str) -> anyhow::Result<PublisherKey> {
     node_key(&peer).with_context(|| format!("validator {peer} is not an Ed25519 identity"))
 }
 
-fn read(file: &PathBuf) -> anyhow::Result<SignedCharter> {
-    let len = std::fs::metadata(file)
-        .with_context(|| format!("reading {}", file.display()))?
-        .len();
-    if len > MAX_CHARTER_BYTES as u64 {
-        bail!("{}: {len} bytes is larger than a charter", file.display());
-    }
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    SignedCharter::from_block(&bytes)
-        .with_context(|| format!("{} is not a charter", file.display()))
+fn read(file: &Path) -> anyhow::Result<SignedCharter> {
+    Ok(tessera_node::charter::read(file)?)
 }
 
-fn write(file: &PathBuf, signed: &SignedCharter) -> anyhow::Result<()> {
+fn write(file: &Path, signed: &SignedCharter) -> anyhow::Result<()> {
     let (_, block) = signed.to_block()?;
     std::fs::write(file, block).with_context(|| format!("writing {}", file.display()))
 }
