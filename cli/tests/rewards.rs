@@ -29,6 +29,16 @@ fn rewards(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// How many of the report's rejected receipts give a reason containing `why`.
+fn rejected_for(report: &Value, why: &str) -> usize {
+    report["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["reason"].as_str().unwrap().contains(why))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewards_count_verified_receipts_and_reject_altered_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,19 +132,12 @@ async fn rewards_count_verified_receipts_and_reject_altered_ones() {
     assert_eq!(report["receipts"], audits, "only the true ones count");
     let rejected = report["rejected"].as_array().unwrap();
     assert_eq!(rejected.len(), 3, "{rejected:?}");
-    let reasons: Vec<&str> = rejected
-        .iter()
-        .map(|r| r["reason"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        reasons
-            .iter()
-            .filter(|r| r.contains("signature does not verify"))
-            .count(),
+        rejected_for(&report, "signature does not verify"),
         2,
-        "{reasons:?}"
+        "{rejected:?}"
     );
-    assert!(reasons.iter().any(|r| r.contains("not hex")), "{reasons:?}");
+    assert_eq!(rejected_for(&report, "not hex"), 1, "{rejected:?}");
     let passed: u64 = report["storage"]
         .as_array()
         .unwrap()
@@ -152,5 +155,138 @@ async fn rewards_count_verified_receipts_and_reject_altered_ones() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("3 rejected"), "{text}");
     assert!(text.contains("GiB-hours"), "{text}");
+    network.shutdown().await;
+}
+
+/// Under a charter, a receipt pays only if a validator assigned the piece signed it and it
+/// names the size of the piece's layout: a flood of receipts from a key outside the
+/// committee, and the validator's own receipt with an inflated size, credit nothing, on the
+/// node's `/v1/rewards` and in `tessera rewards --charter`, and the real receipts still count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_charter_only_assigned_validators_at_the_layouts_size_are_paid() {
+    use tessera_dataset::{PublishOptions, publish::list_parquet, publish_version};
+    use tessera_formats::{AuditReceipt, PublisherKey, record::SigningKey};
+    use tessera_storage_node::audit::signing_key;
+
+    const NETWORK: &str = "rewardnet";
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = dir.path().join("nodes");
+    let network = LocalNetwork::start_chartered(&nodes, 4, 64 << 20, NETWORK)
+        .await
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    tessera_tests::write_parquet(&data.join("0.parquet"), "paid", 2_000);
+    let session = Session::join_network(Some(NETWORK.into()), network.bootstrap())
+        .await
+        .unwrap();
+    let published = publish_version(
+        &session,
+        list_parquet(&data).unwrap(),
+        "paid",
+        "",
+        &SigningKey::from_bytes(&[4; 32]),
+        PublishOptions::default(),
+    )
+    .await
+    .unwrap();
+    let layout = published.report.manifest.shards[0].layout.clone();
+    let node = network.node(0).unwrap();
+    let registry = node.registry.as_ref().unwrap().store().clone();
+    while registry.audit_set(1000).unwrap().shards.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Node 0, the one validator, audits every other holder of every piece.
+    let auditor = node
+        .auditor(AuditConfig {
+            samples: 16,
+            timeout: Duration::from_secs(10),
+            ..AuditConfig::default()
+        })
+        .unwrap();
+    let mut real = Vec::new();
+    for piece in &layout.pieces {
+        for holder in session.net().get_providers(*piece).await.unwrap() {
+            if holder != node.client.peer_id() {
+                let receipt = auditor.audit(holder, *piece).await.unwrap();
+                assert!(receipt.receipt.result.passed());
+                real.push(receipt);
+            }
+        }
+    }
+    assert!(!real.is_empty());
+
+    // What lies reach the store: a flood from a key outside the committee, and the
+    // validator's own receipt naming a thousand times the piece's size.
+    let validator =
+        signing_key(&tessera_net::identity::load_or_create(&nodes.join("node-0")).unwrap())
+            .unwrap();
+    let outsider = SigningKey::from_bytes(&[66; 32]);
+    let holder = real[0].receipt.node;
+    let lie = |by: &SigningKey, size: u64, nonce: u8| {
+        AuditReceipt {
+            auditor: PublisherKey::of(by),
+            size,
+            nonce: [nonce; 32],
+            ..real[0].receipt.clone()
+        }
+        .sign(by)
+        .unwrap()
+    };
+    let flood: u8 = 200;
+    for i in 0..flood {
+        node.receipts.insert(&lie(&outsider, 1 << 40, i)).unwrap();
+    }
+    node.receipts
+        .insert(&lie(&validator, layout.piece_len() * 1000, 255))
+        .unwrap();
+    let lies = usize::from(flood) + 1;
+
+    // The node's own answer.
+    let url = format!("http://{}", node.http.unwrap());
+    let answer: Value = reqwest::get(format!("{url}/v1/rewards?from=0"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["receipts"], real.len(), "{answer}");
+    assert_eq!(answer["not_counted"], lies, "{answer}");
+    let passed: u64 = answer["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["passed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(passed, real.len() as u64);
+
+    // The same from the command line, with the charter and the network's registry.
+    let bootstrap = network.bootstrap()[0].to_string();
+    let report = rewards(&[
+        "--node",
+        &url,
+        "--charter",
+        network.charter().unwrap().to_str().unwrap(),
+        "--network",
+        NETWORK,
+        "--bootstrap",
+        &bootstrap,
+    ]);
+    assert_eq!(report["receipts"], real.len(), "{report}");
+    let rejected = report["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), lies);
+    assert_eq!(rejected_for(&report, "not a validator"), lies - 1);
+    assert_eq!(rejected_for(&report, "the layout says"), 1);
+    // The holder lied about is credited its real passes only.
+    let passed: u64 = report["storage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["node"] == holder.to_string())
+        .map(|r| r["passed"].as_u64().unwrap())
+        .sum();
+    let real_passes = real.iter().filter(|r| r.receipt.node == holder).count();
+    assert_eq!(passed, real_passes as u64);
     network.shutdown().await;
 }

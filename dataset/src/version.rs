@@ -203,3 +203,37 @@ pub async fn fetch_version(
     let report = fetch_dataset(session, cid, out, options).await?;
     Ok((cid, entry, report))
 }
+
+/// Most datasets [`admitted_piece_sizes`] walks.
+pub const MAX_SIZED_DATASETS: usize = 100_000;
+
+/// The size of every piece of every version of the datasets whose publishers `admits`
+/// accepts, from their layouts, read over the network: what a receipt under a charter must
+/// name. Records come from a quorum of registry nodes; each manifest is checked against its
+/// CID. At most `max_pieces` pieces.
+pub async fn admitted_piece_sizes(
+    session: &Session,
+    admits: impl Fn(&PublisherKey) -> bool,
+    max_pieces: usize,
+) -> Result<std::collections::HashMap<Cid, u64>, VersionError> {
+    let mut sizes = std::collections::HashMap::new();
+    for head in remote::list(session, MAX_SIZED_DATASETS).await? {
+        let record = &head.record.record;
+        if !admits(&record.publisher) {
+            continue;
+        }
+        for entry in remote::log(session, &record.publisher, &record.name).await? {
+            let manifest = fetch_manifest(session, entry.record.record.manifest).await?;
+            for shard in &manifest.shards {
+                let len = shard.layout.piece_len();
+                for piece in &shard.layout.pieces {
+                    if sizes.len() == max_pieces {
+                        return Ok(sizes);
+                    }
+                    sizes.insert(*piece, len);
+                }
+            }
+        }
+    }
+    Ok(sizes)
+}

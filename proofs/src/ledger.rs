@@ -57,9 +57,12 @@ pub struct Ledger {
     pub invalid: usize,
 }
 
-/// Receipt blocks decoded and checked: every receipt that verifies, once however often it was
-/// given, and for each block that does not, its position and why.
-pub fn decode_blocks(blocks: &[Vec<u8>]) -> (Vec<SignedReceipt>, Vec<(usize, ReceiptError)>) {
+/// Receipt blocks decoded and checked: every receipt that verifies with its position, once
+/// however often it was given, and for each block that does not, its position and why.
+#[allow(clippy::type_complexity)]
+pub fn decode_blocks(
+    blocks: &[Vec<u8>],
+) -> (Vec<(usize, SignedReceipt)>, Vec<(usize, ReceiptError)>) {
     let mut seen = std::collections::BTreeSet::new();
     let (mut good, mut bad) = (Vec::new(), Vec::new());
     for (index, block) in blocks.iter().enumerate() {
@@ -67,7 +70,7 @@ pub fn decode_blocks(blocks: &[Vec<u8>]) -> (Vec<SignedReceipt>, Vec<(usize, Rec
             continue;
         }
         match SignedReceipt::from_block(block) {
-            Ok(receipt) => good.push(receipt),
+            Ok(receipt) => good.push((index, receipt)),
             Err(e) => bad.push((index, e)),
         }
     }
@@ -241,7 +244,7 @@ mod tests {
         resigned[last] ^= 1;
         let blocks = vec![block.clone(), altered, block, resigned, b"junk".to_vec()];
         let (receipts, bad) = decode_blocks(&blocks);
-        assert_eq!(receipts, [good]);
+        assert_eq!(receipts, [(0, good)]);
         assert_eq!(bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 3, 4]);
         assert!(matches!(bad[0].1, ReceiptError::BadSignature { .. }));
     }

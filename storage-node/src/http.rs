@@ -12,15 +12,17 @@ use axum::{
     routing::get,
 };
 use serde::{Deserialize, Serialize};
+use tessera_dataset_registry::{AuditScope, RecordStore};
 use tessera_formats::time::now_ms;
 use tessera_net::Client;
 use tessera_node::{blocking::blocking, http::ApiError};
+use tessera_proofs::trust::{NotCounted, ReceiptRules};
 
 use crate::{
     audit::{AuditStatus, SharedView},
     metrics::Metrics,
     receipts::{ReceiptStore, ReceiptStoreError},
-    rewards::Tally,
+    rewards::{Tally, piece_sizes},
     store::PieceStore,
 };
 
@@ -33,6 +35,8 @@ pub(crate) struct HttpState {
     pub(crate) receipts: Arc<ReceiptStore>,
     pub(crate) audit: SharedView,
     pub(crate) charter: Option<tessera_node::charter::NodeCharter>,
+    /// The registry's records, whose layouts give each piece's size under a charter.
+    pub(crate) registry: Option<RecordStore>,
 }
 
 /// The operator's and the auditor's routes over `state`.
@@ -224,8 +228,12 @@ pub struct Rewards {
     pub from_ms: u64,
     /// Window end (ms).
     pub to_ms: u64,
-    /// Receipts read.
+    /// Receipts that counted.
     pub receipts: usize,
+    /// Receipts that did not: undecodable, or (under a charter) by a key not assigned the
+    /// piece, or naming another size than its layout.
+    #[serde(default)]
+    pub not_counted: usize,
     /// Whether more receipts than [`MAX_REWARD_RECEIPTS`] fell in the window.
     pub truncated: bool,
     /// Per audited node.
@@ -240,27 +248,41 @@ async fn rewards(
     let to = query.to.unwrap_or_else(now_ms);
     let from = query.from.unwrap_or_else(|| to.saturating_sub(DAY_MS));
     let cap = query.cap.unwrap_or(DAY_MS);
-    let store = state.receipts.clone();
+    let (store, registry) = (state.receipts.clone(), state.registry.clone());
+    let scope = state
+        .charter
+        .as_ref()
+        .map(|c| AuditScope::of(&c.signed.charter));
     // Receipts up to a cap before the window show what each first pass in it follows.
     let read_from = from.saturating_sub(cap);
     let computed = blocking(move || {
+        // Under a charter a pass names its layout's size: the sizes of every admitted piece.
+        let sizes = match (&scope, &registry) {
+            (Some(scope), Some(registry)) => registry
+                .audit_set_in(crate::audit::AuditConfig::default().max_pieces, scope)
+                .map(|set| piece_sizes(&set))
+                .map_err(|e| e.to_string())?,
+            _ => Default::default(),
+        };
         let mut blocks = Vec::new();
         let mut after = None;
         loop {
-            let (page, next) = store.between(read_from, to, after.as_deref(), 10_000)?;
+            let (page, next) = store
+                .between(read_from, to, after.as_deref(), 10_000)
+                .map_err(|e: ReceiptStoreError| e.to_string())?;
             blocks.extend(page);
             if blocks.len() >= MAX_REWARD_RECEIPTS {
                 blocks.truncate(MAX_REWARD_RECEIPTS);
-                return Ok::<_, ReceiptStoreError>((blocks, true));
+                return Ok::<_, String>((blocks, true, sizes));
             }
             match next {
                 Some(next) => after = Some(next),
-                None => return Ok((blocks, false)),
+                None => return Ok((blocks, false, sizes)),
             }
         }
     })
     .await;
-    let (blocks, truncated) = match computed {
+    let (blocks, truncated, sizes) = match computed {
         Ok(found) => found,
         Err(e) => return ApiError::internal(e.to_string()).into_response(),
     };
@@ -268,7 +290,14 @@ async fn rewards(
     if let Err(e) = tally.add_blocks("store", blocks.into_iter().map(Ok)) {
         return ApiError::internal(e.to_string()).into_response();
     }
-    let proven = tally.proven(from, to, cap);
+    let proven = match &state.charter {
+        Some(charter) => {
+            let size = |piece: &cid::Cid| sizes.get(piece).copied();
+            let rules = ReceiptRules::new(&charter.signed.charter, charter.cid, &size);
+            tally.proven_under(from, to, cap, |r| rules.check(r))
+        }
+        None => tally.proven_under(from, to, cap, |_| Ok::<(), NotCounted>(())),
+    };
     let me = state.client.peer_id().to_string();
     let mut nodes = proven.nodes;
     for row in &mut nodes {
@@ -278,6 +307,7 @@ async fn rewards(
         from_ms: from,
         to_ms: to,
         receipts: proven.receipts,
+        not_counted: proven.rejected.len(),
         truncated,
         nodes,
     })

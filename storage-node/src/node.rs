@@ -251,6 +251,7 @@ pub async fn start_roles(
         receipts: receipts.clone(),
         audit: audit_view.clone(),
         charter: charter.clone(),
+        registry: registry.as_ref().map(|r| r.store().clone()),
     }));
     Ok(StorageRoles {
         charter,

@@ -7,8 +7,13 @@
 //!   ─▶ decoded, signatures checked ─▶ proofs::ledger ─▶ GiB-hours, passed, failed per node
 //! ```
 
+use std::collections::HashMap;
+
+use cid::Cid;
 use serde::{Deserialize, Serialize};
-use tessera_proofs::{Ledger, decode_blocks, ledger};
+use tessera_dataset_registry::AuditSet;
+use tessera_formats::SignedReceipt;
+use tessera_proofs::{Ledger, decode_blocks, ledger, trust::NotCounted};
 
 use crate::{
     api_client::NodeClient,
@@ -112,8 +117,21 @@ impl Tally {
     }
 
     /// The storage proven from `from_ms` to before `to_ms`, one passed audit crediting at
-    /// most `cap_ms`.
+    /// most `cap_ms`, every verified receipt counted (the unnamed network's rule).
     pub fn proven(self, from_ms: u64, to_ms: u64, cap_ms: u64) -> Proven {
+        self.proven_under(from_ms, to_ms, cap_ms, |_| Ok(()))
+    }
+
+    /// [`Tally::proven`] counting only the receipts `judge` admits: under a charter,
+    /// [`ReceiptRules::check`] (an assigned validator, naming the layout's size). The others
+    /// are listed as rejected with the reason.
+    pub fn proven_under(
+        self,
+        from_ms: u64,
+        to_ms: u64,
+        cap_ms: u64,
+        judge: impl Fn(&SignedReceipt) -> Result<(), NotCounted>,
+    ) -> Proven {
         let mut rejected = Vec::new();
         let mut decoded = Vec::new();
         let mut origin = Vec::new();
@@ -130,7 +148,7 @@ impl Tally {
                 }),
             }
         }
-        let (receipts, bad) = decode_blocks(&decoded);
+        let (decoded, bad) = decode_blocks(&decoded);
         for (i, e) in bad {
             let (source, index) = origin[i].clone();
             rejected.push(Rejected {
@@ -139,12 +157,36 @@ impl Tally {
                 reason: e.to_string(),
             });
         }
+        let receipts: Vec<SignedReceipt> = decoded
+            .into_iter()
+            .filter_map(|(i, receipt)| match judge(&receipt) {
+                Ok(()) => Some(receipt),
+                Err(why) => {
+                    let (source, index) = origin[i].clone();
+                    rejected.push(Rejected {
+                        source,
+                        index,
+                        reason: format!("not counted: {why}"),
+                    });
+                    None
+                }
+            })
+            .collect();
         Proven {
             receipts: receipts.len(),
             rejected,
             nodes: reward_rows(&ledger(&receipts, from_ms, to_ms, cap_ms)),
         }
     }
+}
+
+/// The size of every piece of an audit set, from its layouts: what a receipt under a charter
+/// must name.
+pub fn piece_sizes(set: &AuditSet) -> HashMap<Cid, u64> {
+    set.shards
+        .iter()
+        .flat_map(|(_, layout)| layout.pieces.iter().map(|p| (*p, layout.piece_len())))
+        .collect()
 }
 
 /// A ledger's rows, one per audited node, in key order.

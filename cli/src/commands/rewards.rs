@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Nothing here is trusted to a node: a node only supplies receipt blocks, and each one counts
-//! only if its signature verifies.
+//! only if its signature verifies; with `--charter`, only if a validator assigned the piece
+//! signed it and it names the size of the piece's layout.
 
 use std::{
     path::PathBuf,
@@ -19,7 +20,9 @@ use std::{
 use anyhow::{Context as _, bail};
 use bytesize::ByteSize;
 use serde::Serialize;
+use tessera_dataset::version::admitted_piece_sizes;
 use tessera_formats::{DatasetRef, time::ms_of as ms};
+use tessera_proofs::trust::ReceiptRules;
 use tessera_scraper_node::rewards::{PagesRow, count_pages};
 use tessera_storage_node::{
     api_client::NodeClient,
@@ -57,6 +60,10 @@ pub(crate) struct Args {
     /// Most time one passed audit credits: a node is not credited for months on one audit.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
     cap: Duration,
+    /// The network's charter file: only receipts of a validator assigned the piece count,
+    /// each naming the size of the piece's layout (read from the network's registry).
+    #[arg(long)]
+    charter: Option<PathBuf>,
     /// A scraped dataset (CID or [PUBLISHER/]NAME[@vN]) whose pages are counted
     /// (repeatable; joins the network).
     #[arg(long)]
@@ -114,7 +121,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .add_node(&api, from_ms.saturating_sub(cap_ms), to_ms)
             .await?;
     }
-    let proven = tally.proven(from_ms, to_ms, cap_ms);
+    let proven = match &args.charter {
+        Some(path) => {
+            let charter = tessera_node::charter::load(path)?;
+            let rules = &charter.signed.charter;
+            let scope = tessera_dataset_registry::AuditScope::of(rules);
+            let session = args.reader.join().await?;
+            let sizes = admitted_piece_sizes(&session, |p| scope.admits(p), MAX_RECEIPTS)
+                .await
+                .context("reading the sizes of the admitted datasets' pieces")?;
+            let size = |piece: &tessera_formats::Cid| sizes.get(piece).copied();
+            let rules = ReceiptRules::new(rules, charter.cid, &size);
+            tally.proven_under(from_ms, to_ms, cap_ms, |r| rules.check(r))
+        }
+        None => tally.proven(from_ms, to_ms, cap_ms),
+    };
 
     let pages = if args.dataset.is_empty() {
         Vec::new()
@@ -174,10 +195,18 @@ fn render(report: &Report, from: SystemTime, to: SystemTime) -> String {
         report.receipts,
         report.rejected.len()
     );
-    for r in &report.rejected {
+    // A flood of bad receipts is summed up, not printed: --json lists every one.
+    const SHOWN: usize = 20;
+    for r in report.rejected.iter().take(SHOWN) {
         out.push_str(&format!(
             "  rejected: {} #{}: {}\n",
             r.source, r.index, r.reason
+        ));
+    }
+    if report.rejected.len() > SHOWN {
+        out.push_str(&format!(
+            "  ... and {} more rejected (--json lists them)\n",
+            report.rejected.len() - SHOWN
         ));
     }
     out.push_str(&format!(
