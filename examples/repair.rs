@@ -24,6 +24,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use tessera_client::Session;
 use tessera_dataset::publish_version;
+use tessera_examples::{Figure, record};
 use tessera_formats::{Cid, record::SigningKey};
 use tessera_storage_node::{LocalNetwork, audit::AuditConfig};
 
@@ -219,50 +220,31 @@ async fn main() -> anyhow::Result<()> {
         repair_s / publish_s
     );
     record(&[
-        (
-            "audits",
-            "proofs per GiB stored per period, one auditor, 688 samples".into(),
-            proof_bytes as f64 / MIB / gib,
-            "MiB",
-            "the GiB stored",
-            1024.0,
-        ),
-        (
-            "repair",
-            format!("a node lost ({lost_pieces} pieces) to every piece held again"),
-            repair_s,
-            "s",
-            "publishing the whole dataset",
-            publish_s,
-        ),
-        (
-            "repair",
-            "bytes the repair moved".into(),
-            (fetched + sent) as f64 / MIB,
-            "MiB",
-            "bytes lost",
-            lost as f64 / MIB,
-        ),
+        Figure {
+            section: "audits",
+            name: "proofs per GiB stored per period, one auditor, 688 samples".into(),
+            value: proof_bytes as f64 / MIB / gib,
+            unit: "MiB",
+            baseline: "the GiB stored",
+            baseline_value: 1024.0,
+        },
+        Figure {
+            section: "repair",
+            name: format!("a node lost ({lost_pieces} pieces) to every piece held again"),
+            value: repair_s,
+            unit: "s",
+            baseline: "publishing the whole dataset",
+            baseline_value: publish_s,
+        },
+        Figure {
+            section: "repair",
+            name: "bytes the repair moved".into(),
+            value: (fetched + sent) as f64 / MIB,
+            unit: "MiB",
+            baseline: "bytes lost",
+            baseline_value: lost as f64 / MIB,
+        },
     ])?;
     network.shutdown().await;
-    Ok(())
-}
-
-/// Appends figures to `$TESSERA_BENCH_OUT` (JSON lines) for `scripts/bench`, when it is set.
-fn record(rows: &[(&str, String, f64, &str, &str, f64)]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let Ok(path) = std::env::var("TESSERA_BENCH_OUT") else {
-        return Ok(());
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)?;
-    for (section, name, value, unit, baseline, baseline_value) in rows {
-        writeln!(
-            file,
-            "{{\"section\": {section:?}, \"name\": {name:?}, \"value\": {value}, \"unit\": {unit:?}, \"baseline\": {baseline:?}, \"baseline_value\": {baseline_value}}}"
-        )?;
-    }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! score(member) = BLAKE3(domain ‖ charter CID ‖ period ‖ subject CID ‖ member key)
-//! auditors(piece)  = the n members with the highest scores   (n = validators per piece)
+//! auditors(piece, holder) = the n members with the highest scores, the holder left out
+//!                           (n = validators per piece; nobody audits its own copy)
 //! repairer(shard)  = the member with the highest score        (its own domain)
 //! ```
 //!
@@ -41,6 +42,7 @@ fn score(
     *h.finalize().as_bytes()
 }
 
+/// The `n` members with the highest scores for `subject`, `left_out` (if any) not among them.
 fn highest(
     domain: &[u8],
     charter: &Cid,
@@ -48,9 +50,11 @@ fn highest(
     subject: &Cid,
     committee: &[PublisherKey],
     n: usize,
+    left_out: Option<&PublisherKey>,
 ) -> Vec<PublisherKey> {
     let mut scored: Vec<([u8; 32], PublisherKey)> = committee
         .iter()
+        .filter(|member| Some(*member) != left_out)
         .map(|member| (score(domain, charter, period, subject, member), *member))
         .collect();
     // Highest score first; the key breaks a tie (two equal BLAKE3 outputs will not happen).
@@ -63,28 +67,41 @@ fn highest(
         .collect()
 }
 
-/// The `n` validators of `committee` assigned to audit `piece` in `period` under the charter
-/// `charter` (fewer when the committee is smaller).
+/// The `n` validators of `committee` assigned to audit `holder`'s copy of `piece` in
+/// `period` under the charter `charter` (fewer when the committee is smaller). The holder is
+/// never among them: a validator's own copies are audited by others. The order does not
+/// depend on the holder otherwise, so a piece's holders share their auditors.
 pub fn auditors(
     charter: &Cid,
     period: u64,
     piece: &Cid,
+    holder: &PublisherKey,
     committee: &[PublisherKey],
     n: usize,
 ) -> Vec<PublisherKey> {
-    highest(AUDIT_DOMAIN, charter, period, piece, committee, n)
+    highest(
+        AUDIT_DOMAIN,
+        charter,
+        period,
+        piece,
+        committee,
+        n,
+        Some(holder),
+    )
 }
 
-/// Whether `validator` is one of the `n` assigned to audit `piece` in `period`.
+/// Whether `validator` is one of the `n` assigned to audit `holder`'s copy of `piece` in
+/// `period`.
 pub fn is_auditor(
     validator: &PublisherKey,
     charter: &Cid,
     period: u64,
     piece: &Cid,
+    holder: &PublisherKey,
     committee: &[PublisherKey],
     n: usize,
 ) -> bool {
-    auditors(charter, period, piece, committee, n).contains(validator)
+    auditors(charter, period, piece, holder, committee, n).contains(validator)
 }
 
 /// The validator that repairs `shard` in `period`; none for an empty committee.
@@ -114,6 +131,7 @@ pub fn repair_order(
         shard,
         committee,
         committee.len(),
+        None,
     )
 }
 
@@ -124,6 +142,9 @@ mod tests {
     use tessera_formats::address::{dag_cbor_cid, raw_cid};
 
     use super::*;
+
+    /// A holder outside every committee here.
+    const OUTSIDER: PublisherKey = PublisherKey([200; 32]);
 
     fn committee(n: u8) -> Vec<PublisherKey> {
         (1..=n).map(|i| PublisherKey([i; 32])).collect()
@@ -137,15 +158,35 @@ mod tests {
     fn everyone_computes_the_same_distinct_auditors() {
         let (charter, c) = (dag_cbor_cid(b"charter"), committee(7));
         let piece = raw_cid(b"piece");
-        let a = auditors(&charter, 3, &piece, &c, 2);
+        let a = auditors(&charter, 3, &piece, &OUTSIDER, &c, 2);
         assert_eq!(a.len(), 2);
         assert_ne!(a[0], a[1]);
         let mut reversed = c.clone();
         reversed.reverse();
-        assert_eq!(auditors(&charter, 3, &piece, &reversed, 2), a);
-        assert!(is_auditor(&a[1], &charter, 3, &piece, &c, 2));
-        assert_eq!(auditors(&charter, 3, &piece, &c[..1], 2).len(), 1);
+        assert_eq!(auditors(&charter, 3, &piece, &OUTSIDER, &reversed, 2), a);
+        assert!(is_auditor(&a[1], &charter, 3, &piece, &OUTSIDER, &c, 2));
+        assert_eq!(
+            auditors(&charter, 3, &piece, &OUTSIDER, &c[..1], 2).len(),
+            1
+        );
         assert!(repairer(&charter, 3, &piece, &[]).is_none());
+    }
+
+    #[test]
+    fn a_validator_never_audits_its_own_copy() {
+        let (charter, c) = (dag_cbor_cid(b"charter"), committee(3));
+        for p in pieces(200) {
+            let others = auditors(&charter, 0, &p, &OUTSIDER, &c, 2);
+            for holder in &c {
+                let assigned = auditors(&charter, 0, &p, holder, &c, 2);
+                assert_eq!(assigned.len(), 2);
+                assert!(!assigned.contains(holder));
+                // The others keep their places: the next one steps in for the holder.
+                if !others.contains(holder) {
+                    assert_eq!(assigned, others);
+                }
+            }
+        }
     }
 
     #[test]
@@ -154,7 +195,7 @@ mod tests {
         let all = pieces(8000);
         let mut load: HashMap<PublisherKey, usize> = HashMap::new();
         for p in &all {
-            for member in auditors(&charter, 0, p, &c, 2) {
+            for member in auditors(&charter, 0, p, &OUTSIDER, &c, 2) {
                 *load.entry(member).or_default() += 1;
             }
         }
@@ -165,12 +206,12 @@ mod tests {
         }
         let moved = |other: &dyn Fn(&Cid) -> Vec<PublisherKey>| {
             all.iter()
-                .filter(|p| other(p) != auditors(&charter, 0, p, &c, 2))
+                .filter(|p| other(p) != auditors(&charter, 0, p, &OUTSIDER, &c, 2))
                 .count()
         };
-        assert!(moved(&|p| auditors(&charter, 1, p, &c, 2)) > 7000);
+        assert!(moved(&|p| auditors(&charter, 1, p, &OUTSIDER, &c, 2)) > 7000);
         let other_charter = dag_cbor_cid(b"another charter");
-        assert!(moved(&|p| auditors(&other_charter, 0, p, &c, 2)) > 7000);
+        assert!(moved(&|p| auditors(&other_charter, 0, p, &OUTSIDER, &c, 2)) > 7000);
     }
 
     #[test]
@@ -179,8 +220,8 @@ mod tests {
         let gone = c[3];
         let rest: Vec<PublisherKey> = c.iter().copied().filter(|m| *m != gone).collect();
         for p in pieces(2000) {
-            let before = auditors(&charter, 0, &p, &c, 2);
-            let after = auditors(&charter, 0, &p, &rest, 2);
+            let before = auditors(&charter, 0, &p, &OUTSIDER, &c, 2);
+            let after = auditors(&charter, 0, &p, &OUTSIDER, &rest, 2);
             if !before.contains(&gone) {
                 assert_eq!(before, after);
             } else {

@@ -90,6 +90,7 @@ impl<'a> ReceiptRules<'a> {
             &self.charter_cid,
             period,
             &r.piece,
+            &r.node,
             &self.charter.committee,
             n,
         ) {
@@ -148,6 +149,7 @@ mod tests {
     use crate::{assignment::auditors, ledger};
 
     const PIECE_SIZE: u64 = 1 << 20;
+    const HOLDER: PublisherKey = PublisherKey([200; 32]);
     const HOUR: u64 = 60 * 60 * 1000;
 
     struct Net {
@@ -176,7 +178,7 @@ mod tests {
         AuditReceipt {
             format: RECEIPT_VERSION,
             auditor: PublisherKey::of(by),
-            node: PublisherKey([200; 32]),
+            node: HOLDER,
             piece,
             size,
             nonce: [1; 32],
@@ -196,7 +198,7 @@ mod tests {
         let rules = ReceiptRules::new(&n.charter, n.cid, &sizes);
         let time = 10 * HOUR;
         let period = period_of(time, n.charter.params.audit_period_ms);
-        let assigned = auditors(&n.cid, period, &piece, &n.charter.committee, 2);
+        let assigned = auditors(&n.cid, period, &piece, &HOLDER, &n.charter.committee, 2);
         let key_of = |k: &PublisherKey| {
             n.validators
                 .iter()
@@ -229,7 +231,7 @@ mod tests {
             })
         );
         let other = raw_cid(b"a piece nobody published");
-        let other_auditor = auditors(&n.cid, period, &other, &n.charter.committee, 1)[0];
+        let other_auditor = auditors(&n.cid, period, &other, &HOLDER, &n.charter.committee, 1)[0];
         assert!(matches!(
             rules.check(&receipt(key_of(&other_auditor), other, PIECE_SIZE, time)),
             Err(NotCounted::UnknownPiece(_))
@@ -244,7 +246,7 @@ mod tests {
         let rules = ReceiptRules::new(&n.charter, n.cid, &sizes);
         let period = |t| period_of(t, n.charter.params.audit_period_ms);
         let honest = |t: u64| {
-            let assigned = auditors(&n.cid, period(t), &piece, &n.charter.committee, 1)[0];
+            let assigned = auditors(&n.cid, period(t), &piece, &HOLDER, &n.charter.committee, 1)[0];
             let key = n
                 .validators
                 .iter()
@@ -261,7 +263,7 @@ mod tests {
         assert_eq!(counted.len(), 2);
         assert_eq!(refused.len(), 1000);
         let proven = ledger::ledger(&counted, 0, 3 * HOUR, HOUR);
-        let credited = proven.nodes[&PublisherKey([200; 32])].byte_ms;
+        let credited = proven.nodes[&HOLDER].byte_ms;
         // Two passes an hour apart: the second credits the hour since the first.
         assert_eq!(credited, u128::from(PIECE_SIZE) * u128::from(HOUR));
     }

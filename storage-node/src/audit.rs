@@ -8,6 +8,9 @@
 //!   each piece ─▶ its providers on the DHT ─▶ challenge(piece, fresh nonce), all at once,
 //!     each with a deadline (Busy: asked again after a pause, with another fresh nonce)
 //!     ─▶ verify against the piece CID alone
+//!     (under a charter only the pieces assigned to this validator; for the others the
+//!      latest receipt of an assigned validator is read, and only without one is the holder
+//!      challenged, for this node's view alone)
 //!   ─▶ receipt (passed, bad_proof, refused, timeout, unreachable): signed, kept, gossiped
 //!   ─▶ Standings (proofs::health): failed after `failures` in a row, silence after `grace`
 //!   ─▶ intact pieces < k + ceil(spare * m) ─▶ claim the shard on the DHT ─▶ rebuild
@@ -38,7 +41,8 @@ use tessera_formats::{
 use tessera_net::{Client, PeerId};
 use tessera_proofs::{
     Challenge, DEFAULT_SAMPLES, Rules, Schedule, Standing, Standings, Verdict,
-    assignment::{period_of, repair_order},
+    assignment::{is_auditor, period_of, repair_order},
+    trust::ReceiptRules,
     verdict, verify,
 };
 use tessera_storage_protocol::{ChallengeProtocol, ChallengeResponse};
@@ -107,6 +111,11 @@ pub struct RoundReport {
     pub repaired: Vec<(Cid, PeerId)>,
     /// Shards with fewer than `k` intact pieces, by layout CID.
     pub lost: Vec<Cid>,
+    /// Holders challenged.
+    pub challenged: usize,
+    /// Holders of pieces assigned to other validators, judged by those validators' receipts
+    /// instead of a challenge.
+    pub heard: usize,
 }
 
 /// One shard as the auditor last saw it.
@@ -307,7 +316,9 @@ struct Challenger {
 }
 
 impl Challenger {
-    async fn audit(&self, holder: PeerId, piece: Cid) -> Option<SignedReceipt> {
+    /// Challenges `holder` for `piece` and signs a receipt of the answer; kept and shared
+    /// when `share` (a receipt nobody else counts is for this node's view alone).
+    async fn audit(&self, holder: PeerId, piece: Cid, share: bool) -> Option<SignedReceipt> {
         let node = node_key(&holder)?;
         // A holder too busy to take a challenge did not act on it; it is asked again after a
         // pause, each time with a fresh nonce, so the pause tells it nothing it could prepare.
@@ -364,6 +375,9 @@ impl Challenger {
                 return None;
             }
         };
+        if !share {
+            return Some(signed);
+        }
         let (store, keep) = (self.receipts.clone(), signed.clone());
         if let Err(e) = blocking(move || store.insert(&keep)).await {
             warn!(%e, "keeping an audit receipt failed");
@@ -488,6 +502,55 @@ impl Auditor {
             *rounds += 1;
             false
         }
+    }
+
+    /// Whether this auditor is assigned `holder`'s copy of `piece` in the current period:
+    /// always without a charter.
+    fn assigned(&self, piece: &Cid, holder: &PeerId) -> bool {
+        let Some(charter) = &self.charter else {
+            return true;
+        };
+        let Some(holder) = node_key(holder) else {
+            return false;
+        };
+        let c = &charter.signed.charter;
+        let period = period_of(now_ms(), c.params.audit_period_ms);
+        let n = usize::try_from(c.params.validators_per_piece).unwrap_or(usize::MAX);
+        is_auditor(
+            &self.challenger.me,
+            &charter.cid,
+            period,
+            piece,
+            &holder,
+            &c.committee,
+            n,
+        )
+    }
+
+    /// Whether `holder`'s copy of `piece` passed its latest audit by a validator assigned it,
+    /// within the last two periods (an assigned validator reaches a piece once a period, at a
+    /// time of its own seed). A failure heard is no verdict: the holder is challenged, and
+    /// judged by this node's own standings.
+    async fn heard_pass(&self, holder: PeerId, piece: Cid) -> bool {
+        self.latest_assigned(holder, piece).await == Some(true)
+    }
+
+    async fn latest_assigned(&self, holder: PeerId, piece: Cid) -> Option<bool> {
+        let charter = self.charter.clone()?;
+        let node = node_key(&holder)?;
+        let c = &charter.signed.charter;
+        let since = now_ms().saturating_sub(c.params.audit_period_ms.saturating_mul(2));
+        let store = self.challenger.receipts.clone();
+        let found = blocking(move || store.about_piece(&piece, &node, since, 1024))
+            .await
+            .ok()?;
+        let no_size = |_: &Cid| None;
+        let rules = ReceiptRules::new(c, charter.cid, &no_size);
+        found
+            .iter()
+            .rev()
+            .find(|r| rules.check_auditor(r).is_ok())
+            .map(|r| r.receipt.result.passed())
     }
 
     /// The same auditor working under `charter`: it repairs a shard only in its turn, and
@@ -677,8 +740,17 @@ impl Auditor {
                     }
                     continue;
                 }
+                let share = self.assigned(piece, holder);
+                if !share && self.heard_pass(*holder, *piece).await {
+                    report.heard += 1;
+                    intact[index] = true;
+                    continue;
+                }
+                report.challenged += 1;
                 let (challenger, holder, piece) = (self.challenger.clone(), *holder, *piece);
-                audits.spawn(async move { (index, holder, challenger.audit(holder, piece).await) });
+                audits.spawn(async move {
+                    (index, holder, challenger.audit(holder, piece, share).await)
+                });
             }
         }
         let mut unsettled = false;
@@ -960,6 +1032,6 @@ impl Auditor {
     /// and shared on the receipt topic. None when the holder's peer id carries no Ed25519
     /// key (no receipt can name it).
     pub async fn audit(&self, holder: PeerId, piece: Cid) -> Option<SignedReceipt> {
-        self.challenger.audit(holder, piece).await
+        self.challenger.audit(holder, piece, true).await
     }
 }

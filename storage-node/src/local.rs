@@ -19,13 +19,14 @@ pub struct LocalNetwork {
     nodes: Vec<Option<StorageNode>>,
     configs: Vec<NodeConfig>,
     peers: Vec<PeerId>,
+    network: Option<String>,
 }
 
 impl LocalNetwork {
     /// Starts `count` nodes with data directories `dir/node-N`, each with `capacity` bytes,
     /// node 0 first and the others joining through it, on the unnamed network.
     pub async fn start(dir: &Path, count: usize, capacity: u64) -> Result<Self, NodeError> {
-        Self::start_with(dir, count, capacity, None).await
+        Self::start_with(dir, count, capacity, None, None).await
     }
 
     /// [`LocalNetwork::start`] on a network of its own named `network`: its charter (in
@@ -37,8 +38,22 @@ impl LocalNetwork {
         capacity: u64,
         network: &str,
     ) -> Result<Self, NodeError> {
-        let charter = found_charter(dir, network)?;
-        Self::start_with(dir, count, capacity, Some(charter)).await
+        Self::start_committee(dir, count, capacity, network, 1, 1).await
+    }
+
+    /// [`LocalNetwork::start_chartered`] with nodes `0..validators` as the committee (a
+    /// majority its threshold), each copy of a piece audited by `per_piece` validators other
+    /// than its holder.
+    pub async fn start_committee(
+        dir: &Path,
+        count: usize,
+        capacity: u64,
+        network: &str,
+        validators: usize,
+        per_piece: u32,
+    ) -> Result<Self, NodeError> {
+        let charter = found_charter(dir, network, validators, per_piece)?;
+        Self::start_with(dir, count, capacity, Some(charter), Some(network.into())).await
     }
 
     async fn start_with(
@@ -46,11 +61,13 @@ impl LocalNetwork {
         count: usize,
         capacity: u64,
         charter: Option<PathBuf>,
+        id: Option<String>,
     ) -> Result<Self, NodeError> {
         let mut network = Self {
             nodes: Vec::with_capacity(count),
             configs: Vec::with_capacity(count),
             peers: Vec::with_capacity(count),
+            network: id,
         };
         let mut bootstrap = Vec::new();
         for i in 0..count {
@@ -97,6 +114,11 @@ impl LocalNetwork {
             .next()
             .map(|n| n.addresses.clone())
             .unwrap_or_default()
+    }
+
+    /// The network's id, when it has a charter: what a client joins with.
+    pub fn network_id(&self) -> Option<String> {
+        self.network.clone()
     }
 
     /// The network's charter file, when it has one.
@@ -161,23 +183,32 @@ impl LocalNetwork {
     }
 }
 
-/// Writes the founding charter of `network` with node 0 (its identity created now, in its
-/// data directory) as the one validator; returns the charter file.
-fn found_charter(dir: &Path, network: &str) -> Result<PathBuf, NodeError> {
+/// Writes the founding charter of `network` with nodes `0..validators` (their identities
+/// created now, in their data directories) as the committee; returns the charter file.
+fn found_charter(
+    dir: &Path,
+    network: &str,
+    validators: usize,
+    per_piece: u32,
+) -> Result<PathBuf, NodeError> {
     use tessera_formats::{
         PublisherKey,
         charter::{Charter, CharterParams},
     };
-    let node0 = node_dir(dir, 0);
-    std::fs::create_dir_all(&node0).map_err(|source| {
-        NodeError::Build(tessera_node::builder::BuildError::DataDir {
-            path: node0.clone(),
-            source,
-        })
-    })?;
-    let keypair =
-        tessera_net::identity::load_or_create(&node0).map_err(|e| NodeError::Build(e.into()))?;
-    let key = crate::audit::signing_key(&keypair).ok_or(NodeError::NotEd25519)?;
+    let mut keys = Vec::with_capacity(validators);
+    for i in 0..validators.max(1) {
+        let node = node_dir(dir, i);
+        std::fs::create_dir_all(&node).map_err(|source| {
+            NodeError::Build(tessera_node::builder::BuildError::DataDir {
+                path: node.clone(),
+                source,
+            })
+        })?;
+        let keypair =
+            tessera_net::identity::load_or_create(&node).map_err(|e| NodeError::Build(e.into()))?;
+        keys.push(crate::audit::signing_key(&keypair).ok_or(NodeError::NotEd25519)?);
+    }
+    let threshold = u32::try_from(keys.len() / 2 + 1).unwrap_or(u32::MAX);
     let invalid = |e: tessera_formats::charter::CharterError| {
         NodeError::Charter(tessera_node::charter::CharterFileError::Invalid {
             path: dir.join("charter.block"),
@@ -186,14 +217,14 @@ fn found_charter(dir: &Path, network: &str) -> Result<PathBuf, NodeError> {
     };
     let signed = Charter::found(
         network,
-        vec![PublisherKey::of(&key)],
-        1,
+        keys.iter().map(PublisherKey::of).collect(),
+        threshold,
         CharterParams {
-            validators_per_piece: 1,
+            validators_per_piece: per_piece,
             ..CharterParams::default()
         },
     )
-    .signed_by(&[&key])
+    .signed_by(&keys.iter().collect::<Vec<_>>())
     .map_err(invalid)?;
     let (_, block) = signed.to_block().map_err(invalid)?;
     let path = dir.join("charter.block");

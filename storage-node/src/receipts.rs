@@ -6,7 +6,12 @@
 //! key                                         value
 //! r/{node key 32 B}{time ms, 8 B BE}{cid}     the signed receipt's DAG-CBOR block
 //! t/{time ms, 8 B BE}{cid}                    the same block
+//! p/{piece cid}{node key 32 B}{time ms}{cid}  the same block (receipts kept before this index
+//!                                             are not in it)
 //! ```
+//!
+//! A piece CID is self-delimiting (its multihash names its length), so `p/{piece}{node}` is a
+//! prefix of that pair's receipts alone.
 
 use std::path::Path;
 
@@ -53,6 +58,21 @@ fn time_key(time_ms: u64, cid: &Cid) -> Vec<u8> {
     k
 }
 
+fn piece_prefix(piece: &Cid, node: &NodeKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + 40 + 32 + 8 + 40);
+    k.extend_from_slice(b"p/");
+    k.extend_from_slice(&piece.to_bytes());
+    k.extend_from_slice(&node.0);
+    k
+}
+
+fn piece_key(piece: &Cid, node: &NodeKey, time_ms: u64, cid: &Cid) -> Vec<u8> {
+    let mut k = piece_prefix(piece, node);
+    k.extend_from_slice(&time_ms.to_be_bytes());
+    k.extend_from_slice(&cid.to_bytes());
+    k
+}
+
 /// Where a page of [`ReceiptStore::between`] ends: pass it back to get the next page.
 pub type Cursor = Vec<u8>;
 
@@ -83,6 +103,7 @@ impl ReceiptStore {
         let mut batch = self.db.batch();
         batch.put(key(&r.node, r.time_ms, &cid), &block);
         batch.put(time_key(r.time_ms, &cid), &block);
+        batch.put(piece_key(&r.piece, &r.node, r.time_ms, &cid), &block);
         // Not synced: a receipt lost to a crash is one audit fewer, never a wrong one.
         self.db.write(batch, Durability::Buffered)?;
         Ok(cid)
@@ -107,6 +128,7 @@ impl ReceiptStore {
             {
                 let r = &receipt.receipt;
                 batch.delete(key(&r.node, r.time_ms, &cid));
+                batch.delete(piece_key(&r.piece, &r.node, r.time_ms, &cid));
             }
             batch.delete(&k);
             pruned += 1;
@@ -153,6 +175,41 @@ impl ReceiptStore {
         Ok((out, None))
     }
 
+    /// The receipts about `node`'s proofs of `piece` from `since_ms` on, oldest first, at most
+    /// `limit`.
+    pub fn about_piece(
+        &self,
+        piece: &Cid,
+        node: &NodeKey,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<SignedReceipt>, ReceiptStoreError> {
+        let prefix = piece_prefix(piece, node);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&since_ms.to_be_bytes());
+        self.read_from(&prefix, &start, limit)
+    }
+
+    fn read_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<SignedReceipt>, ReceiptStoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(start, Direction::Forward))
+        {
+            let (k, block) = item?;
+            if !k.starts_with(prefix) || out.len() == limit {
+                break;
+            }
+            out.push(SignedReceipt::from_block(&block)?);
+        }
+        Ok(out)
+    }
+
     /// The receipts about `node` from `since_ms` on, oldest first, at most `limit`.
     pub fn about(
         &self,
@@ -164,18 +221,7 @@ impl ReceiptStore {
         prefix.extend_from_slice(&node.0);
         let mut start = prefix.clone();
         start.extend_from_slice(&since_ms.to_be_bytes());
-        let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator(IteratorMode::From(&start, Direction::Forward))
-        {
-            let (k, block) = item?;
-            if !k.starts_with(&prefix) || out.len() == limit {
-                break;
-            }
-            out.push(SignedReceipt::from_block(&block)?);
-        }
-        Ok(out)
+        self.read_from(&prefix, &start, limit)
     }
 }
 
@@ -231,6 +277,24 @@ mod tests {
         assert_eq!(times(a, 0, 2), [10, 20]);
         assert_eq!(times(b, 0, 10), [15]);
         assert!(times(PublisherKey([4; 32]), 0, 10).is_empty());
+        let piece = raw_cid(b"piece");
+        let of_piece = |node, since| -> Vec<u64> {
+            store
+                .about_piece(&piece, &node, since, 10)
+                .unwrap()
+                .iter()
+                .map(|r| r.receipt.time_ms)
+                .collect()
+        };
+        assert_eq!(of_piece(a, 0), [10, 20, 30]);
+        assert_eq!(of_piece(a, 25), [30]);
+        assert_eq!(of_piece(b, 0), [15]);
+        assert!(
+            store
+                .about_piece(&raw_cid(b"another"), &a, 0, 10)
+                .unwrap()
+                .is_empty()
+        );
 
         // By time alone, in pages.
         let page_times = |blocks: &[Vec<u8>]| -> Vec<u64> {
@@ -253,6 +317,8 @@ mod tests {
         assert_eq!(store.prune(20).unwrap(), 2);
         assert_eq!(times(a, 0, 10), [20, 30]);
         assert!(times(b, 0, 10).is_empty());
+        assert_eq!(of_piece(a, 0), [20, 30]);
+        assert!(of_piece(b, 0).is_empty());
         assert_eq!(store.between(0, u64::MAX, None, 10).unwrap().0.len(), 2);
 
         // A receipt whose signature does not verify is not kept.

@@ -203,7 +203,14 @@ async fn a_charter_names_the_network_and_decides_whose_receipts_are_kept() {
     };
     let now = now_ms();
     let period = period_of(now, charter.charter.params.audit_period_ms);
-    let assigned = auditors(&charter_cid, period, &piece, &charter.charter.committee, 1)[0];
+    let assigned = auditors(
+        &charter_cid,
+        period,
+        &piece,
+        &node,
+        &charter.charter.committee,
+        1,
+    )[0];
     let key = |pick: &dyn Fn(&PublisherKey) -> bool| {
         validators
             .iter()

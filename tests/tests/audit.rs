@@ -45,7 +45,7 @@ async fn publish(
             6_000,
         );
     }
-    let session = Session::join(network.bootstrap()).await.unwrap();
+    let session = join(network).await;
     let published = publish_version(
         &session,
         list_parquet(&data).unwrap(),
@@ -81,6 +81,13 @@ async fn publish(
     (published.report.manifest_cid, published.report.manifest)
 }
 
+/// A client of `network`, under its charter's id when it has one.
+async fn join(network: &LocalNetwork) -> Session {
+    Session::join_network(network.network_id(), network.bootstrap())
+        .await
+        .unwrap()
+}
+
 /// Which running nodes hold `piece` in their stores.
 fn holders_of(network: &LocalNetwork, piece: &Cid) -> Vec<usize> {
     (0..network.peers().len())
@@ -94,7 +101,7 @@ fn holders_of(network: &LocalNetwork, piece: &Cid) -> Vec<usize> {
 
 /// Fetches the dataset `manifest` from the network into a new directory under `dir`.
 async fn fetches(network: &LocalNetwork, dir: &Path, manifest: Cid, label: &str) {
-    let session = Session::join(network.bootstrap()).await.unwrap();
+    let session = join(network).await;
     let out = dir.join(format!("fetched-{label}"));
     let reference: DatasetRef = manifest.to_string().parse().unwrap();
     fetch_version(&session, &reference, &out, None, &FetchOptions::default())
@@ -605,4 +612,100 @@ async fn claims_by_foreign_keys_do_not_delay_a_repair_by_the_assigned_validator(
     )
     .await;
     network.shutdown().await;
+}
+
+/// Under a charter each holder's copy is challenged by the validator assigned it, not by
+/// every auditor: another validator reads the assigned one's shared receipt instead. Two
+/// validators take turns; once each has heard the other, a round challenges only what is
+/// its own to audit, and the two together challenge each holder once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_a_charter_each_copy_is_challenged_by_its_assigned_validator_alone() {
+    use tessera_formats::{PublisherKey, time::now_ms};
+    use tessera_node::charter::load;
+    use tessera_proofs::assignment::{auditors, period_of};
+
+    let dir = tempfile::tempdir().unwrap();
+    let network =
+        LocalNetwork::start_committee(&dir.path().join("nodes"), 6, 64 * MIB, "assigned", 2, 1)
+            .await
+            .unwrap();
+    let params = ErasureParams::new(3, 2, 64 * 1024).unwrap();
+    let (_, manifest) = publish(&network, dir.path(), "assigned", 2, Some(params)).await;
+    let charter = load(network.charter().unwrap()).unwrap();
+    let c = &charter.signed.charter;
+    let period = period_of(now_ms(), c.params.audit_period_ms);
+    let validators: Vec<PublisherKey> = (0..2)
+        .map(|i| node_key(&network.peers()[i]).unwrap())
+        .collect();
+    // Which validator each (piece, holder) is for, from the public assignment.
+    let mut assigned = [0usize; 2];
+    for layout in manifest.shards.iter().map(|s| &s.layout) {
+        for piece in &layout.pieces {
+            for holder in holders_of(&network, piece) {
+                let key = node_key(&network.peers()[holder]).unwrap();
+                let who = auditors(&charter.cid, period, piece, &key, &c.committee, 1)[0];
+                assigned[validators.iter().position(|v| *v == who).unwrap()] += 1;
+            }
+        }
+    }
+    let total = assigned[0] + assigned[1];
+
+    let mut auditors_ = [
+        network.node(0).unwrap().auditor(config(3)).unwrap(),
+        network.node(1).unwrap().auditor(config(3)).unwrap(),
+    ];
+    let set = auditors_[0].known_shards().await;
+    // Until a validator's receipts reach the other, the other challenges for its own view.
+    let first = auditors_[0].round(&set.shards, &[1; 32], 0).await;
+    assert_eq!(first.heard, 0, "{first:?}");
+    let shared = |i: usize| {
+        network
+            .node(i)
+            .unwrap()
+            .receipts
+            .between(0, u64::MAX, None, 10_000)
+            .unwrap()
+            .0
+            .len()
+    };
+    let wait_for = |i: usize, n: usize| {
+        let started = std::time::Instant::now();
+        async move {
+            while shared(i) < n {
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "receipts not shared"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // Node 0 kept only the receipts that count: those of its assigned copies.
+    let kept0 = shared(0);
+    wait_for(1, kept0).await;
+    let second = auditors_[1].round(&set.shards, &[2; 32], 0).await;
+    wait_for(0, shared(1)).await;
+    let third = auditors_[0].round(&set.shards, &[3; 32], 0).await;
+    for (round, i) in [(&second, 1), (&third, 0)] {
+        // A validator's own copies are the other's to audit: it neither challenges nor
+        // hears of them; it counts them intact from its store.
+        assert_eq!(round.challenged, assigned[i], "validator {i}: {round:?}");
+        assert!(round.receipts.iter().all(|r| r.receipt.result.passed()));
+    }
+    assert_eq!(second.challenged + third.challenged, total);
+    assert_eq!(
+        third.heard,
+        assigned[1] - own_copies(&network, &manifest, 0)
+    );
+    network.shutdown().await;
+}
+
+/// How many copies of the manifest's pieces node `index` holds.
+fn own_copies(network: &LocalNetwork, manifest: &Manifest, index: usize) -> usize {
+    manifest
+        .shards
+        .iter()
+        .flat_map(|s| &s.layout.pieces)
+        .filter(|p| holders_of(network, p).contains(&index))
+        .count()
 }
