@@ -158,13 +158,98 @@ async fn rewards_count_verified_receipts_and_reject_altered_ones() {
     network.shutdown().await;
 }
 
+/// Publishes one Parquet file as `name` on the chartered `network`, encoded with `params`
+/// (the default when none), and waits until node 0's registry audits it; returns the session
+/// and the shard's layout.
+async fn publish_one(
+    network: &LocalNetwork,
+    dir: &std::path::Path,
+    name: &str,
+    params: Option<tessera_formats::erasure::ErasureParams>,
+) -> (Session, tessera_formats::ShardLayout) {
+    use tessera_dataset::{PublishOptions, publish::list_parquet, publish_version};
+
+    let data = dir.join(format!("data-{name}"));
+    std::fs::create_dir_all(&data).unwrap();
+    tessera_tests::write_parquet(&data.join("0.parquet"), name, 4_000);
+    let session = Session::join_network(network.network_id(), network.bootstrap())
+        .await
+        .unwrap();
+    let published = publish_version(
+        &session,
+        list_parquet(&data).unwrap(),
+        name,
+        "",
+        &tessera_formats::record::SigningKey::from_bytes(&[4; 32]),
+        PublishOptions {
+            params,
+            ..PublishOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let registry = network
+        .node(0)
+        .unwrap()
+        .registry
+        .as_ref()
+        .unwrap()
+        .store()
+        .clone();
+    while registry.audit_set(1000).unwrap().shards.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (session, published.report.manifest.shards[0].layout.clone())
+}
+
+/// Every holder of every piece of `layout` but `validator` itself, challenged once by its
+/// auditor; each must pass.
+async fn audit_holders(
+    session: &Session,
+    auditor: &tessera_storage_node::audit::Auditor,
+    validator: &tessera_storage_node::StorageNode,
+    layout: &tessera_formats::ShardLayout,
+) -> Vec<SignedReceipt> {
+    let mut receipts = Vec::new();
+    for piece in &layout.pieces {
+        for holder in session.net().get_providers(*piece).await.unwrap() {
+            if holder != validator.client.peer_id() {
+                let receipt = auditor.audit(holder, *piece).await.unwrap();
+                assert!(receipt.receipt.result.passed());
+                receipts.push(receipt);
+            }
+        }
+    }
+    receipts
+}
+
+/// `tessera rewards` of the node at `url` under `network`'s charter, with `extra` flags.
+fn rewards_under_charter(network: &LocalNetwork, url: &str, extra: &[&str]) -> Value {
+    let (charter, id, bootstrap) = (
+        network.charter().unwrap().to_str().unwrap().to_string(),
+        network.network_id().unwrap(),
+        network.bootstrap()[0].to_string(),
+    );
+    let mut args = vec![
+        "--node",
+        url,
+        "--charter",
+        &charter,
+        "--network",
+        &id,
+        "--bootstrap",
+        &bootstrap,
+    ];
+    args.extend_from_slice(extra);
+    rewards(&args)
+}
+
 /// Under a charter, a receipt pays only if a validator assigned the piece signed it and it
 /// names the size of the piece's layout: a flood of receipts from a key outside the
 /// committee, and the validator's own receipt with an inflated size, credit nothing, on the
 /// node's `/v1/rewards` and in `tessera rewards --charter`, and the real receipts still count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_charter_only_assigned_validators_at_the_layouts_size_are_paid() {
-    use tessera_dataset::{PublishOptions, publish::list_parquet, publish_version};
     use tessera_formats::{AuditReceipt, PublisherKey, record::SigningKey};
     use tessera_storage_node::audit::signing_key;
 
@@ -174,28 +259,8 @@ async fn under_a_charter_only_assigned_validators_at_the_layouts_size_are_paid()
     let network = LocalNetwork::start_chartered(&nodes, 4, 64 << 20, NETWORK)
         .await
         .unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    tessera_tests::write_parquet(&data.join("0.parquet"), "paid", 2_000);
-    let session = Session::join_network(Some(NETWORK.into()), network.bootstrap())
-        .await
-        .unwrap();
-    let published = publish_version(
-        &session,
-        list_parquet(&data).unwrap(),
-        "paid",
-        "",
-        &SigningKey::from_bytes(&[4; 32]),
-        PublishOptions::default(),
-    )
-    .await
-    .unwrap();
-    let layout = published.report.manifest.shards[0].layout.clone();
+    let (session, layout) = publish_one(&network, dir.path(), "paid", None).await;
     let node = network.node(0).unwrap();
-    let registry = node.registry.as_ref().unwrap().store().clone();
-    while registry.audit_set(1000).unwrap().shards.is_empty() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // Node 0, the one validator, audits every other holder of every piece.
     let auditor = node
@@ -205,16 +270,7 @@ async fn under_a_charter_only_assigned_validators_at_the_layouts_size_are_paid()
             ..AuditConfig::default()
         })
         .unwrap();
-    let mut real = Vec::new();
-    for piece in &layout.pieces {
-        for holder in session.net().get_providers(*piece).await.unwrap() {
-            if holder != node.client.peer_id() {
-                let receipt = auditor.audit(holder, *piece).await.unwrap();
-                assert!(receipt.receipt.result.passed());
-                real.push(receipt);
-            }
-        }
-    }
+    let real = audit_holders(&session, &auditor, node, &layout).await;
     assert!(!real.is_empty());
 
     // What lies reach the store: a flood from a key outside the committee, and the
@@ -262,17 +318,7 @@ async fn under_a_charter_only_assigned_validators_at_the_layouts_size_are_paid()
     assert_eq!(passed, real.len() as u64);
 
     // The same from the command line, with the charter and the network's registry.
-    let bootstrap = network.bootstrap()[0].to_string();
-    let report = rewards(&[
-        "--node",
-        &url,
-        "--charter",
-        network.charter().unwrap().to_str().unwrap(),
-        "--network",
-        NETWORK,
-        "--bootstrap",
-        &bootstrap,
-    ]);
+    let report = rewards_under_charter(&network, &url, &[]);
     assert_eq!(report["receipts"], real.len(), "{report}");
     let rejected = report["rejected"].as_array().unwrap();
     assert_eq!(rejected.len(), lies);
@@ -288,5 +334,142 @@ async fn under_a_charter_only_assigned_validators_at_the_layouts_size_are_paid()
         .sum();
     let real_passes = real.iter().filter(|r| r.receipt.node == holder).count();
     assert_eq!(passed, real_passes as u64);
+    network.shutdown().await;
+}
+
+/// Settlement over a real network: nodes declare payout addresses in their config, a
+/// validator audits them, and `tessera rewards --settle` pays each declared address the
+/// byte-milliseconds its nodes proved (two nodes declaring one address are summed, a node
+/// declaring none is named and left out), in a tree whose proofs verify. With
+/// `TESSERA_SETTLEMENT_OUT` set the tree is written there for `scripts/test-settlement`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlement_pays_each_declared_address_what_its_nodes_proved() {
+    use std::collections::BTreeMap;
+    use tessera_formats::payout::PayoutAddress;
+    use tessera_proofs::settlement::{StandardDump, verify};
+
+    const NETWORK: &str = "settlenet";
+    let dir = tempfile::tempdir().unwrap();
+    let mut network =
+        LocalNetwork::start_chartered(&dir.path().join("nodes"), 5, 64 << 20, NETWORK)
+            .await
+            .unwrap();
+    let (shared, own): (PayoutAddress, PayoutAddress) = (
+        "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+            .parse()
+            .unwrap(),
+        "0xfb6916095ca1df60bb79ce92ce3ea74c37c5d359"
+            .parse()
+            .unwrap(),
+    );
+    // Nodes 1 and 2 share an address, node 3 has its own, node 4 declares none.
+    for (index, address) in [(1, shared), (2, shared), (3, own)] {
+        network
+            .reconfigure(index, |c| c.payout_address = Some(address.to_string()))
+            .await
+            .unwrap();
+    }
+    let declared: BTreeMap<String, PayoutAddress> = [(1, shared), (2, shared), (3, own)]
+        .iter()
+        .map(|(i, a)| (network.peers()[*i].to_string(), *a))
+        .collect();
+
+    // A dataset spread over the nodes; node 0, the one validator, audits each other holder
+    // twice, a moment apart, so that each is credited the time between.
+    let params = tessera_formats::erasure::ErasureParams::new(2, 3, 16 * 1024).unwrap();
+    let (session, layout) = publish_one(&network, dir.path(), "settled", Some(params)).await;
+    let node = network.node(0).unwrap();
+    let auditor = node
+        .auditor(AuditConfig {
+            samples: 16,
+            timeout: Duration::from_secs(10),
+            ..AuditConfig::default()
+        })
+        .unwrap();
+    for _ in 0..2 {
+        audit_holders(&session, &auditor, node, &layout).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let dump = dir.path().join("tree.json");
+    let url = format!("http://{}", node.http.unwrap());
+    let report = rewards_under_charter(
+        &network,
+        &url,
+        &[
+            "--settle",
+            "--dump",
+            dump.to_str().unwrap(),
+            "--proof",
+            &shared.to_string(),
+        ],
+    );
+    let settlement = &report["settlement"];
+
+    // What each address is owed: the byte-milliseconds of the nodes that declared it.
+    let mut owed: BTreeMap<String, u128> = BTreeMap::new();
+    let mut undeclared = Vec::new();
+    for row in report["storage"].as_array().unwrap() {
+        let byte_ms = u128::from(row["byte_ms"].as_u64().unwrap());
+        let peer = row["peer_id"].as_str().unwrap();
+        if byte_ms == 0 {
+            continue;
+        }
+        match declared.get(peer) {
+            Some(address) => *owed.entry(address.lower()).or_default() += byte_ms,
+            None => undeclared.push(peer.to_string()),
+        }
+    }
+    assert!(owed.contains_key(&shared.lower()), "{report}");
+    let leaves: BTreeMap<String, u128> = settlement["leaves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l[0].as_str().unwrap().to_string(),
+                l[1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(leaves, owed, "{report}");
+    let named: Vec<String> = settlement["undeclared"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(named, undeclared);
+
+    // The proof asked for verifies against the root, and the dump is that tree.
+    let root = settlement["root"].as_str().unwrap();
+    let node_of = |text: &str| -> [u8; 32] { hex::decode(&text[2..]).unwrap().try_into().unwrap() };
+    let asked = &settlement["proofs"][0];
+    let proof: Vec<[u8; 32]> = asked["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| node_of(p.as_str().unwrap()))
+        .collect();
+    let amount: u128 = asked["amount"].as_str().unwrap().parse().unwrap();
+    assert_eq!(amount, owed[&shared.lower()]);
+    assert!(verify(&node_of(root), &shared, amount, &proof));
+    assert!(!verify(&node_of(root), &shared, amount + 1, &proof));
+    let tree: StandardDump = serde_json::from_slice(&std::fs::read(&dump).unwrap()).unwrap();
+    assert_eq!(tree.format, "standard-v1");
+    assert_eq!(tree.tree[0], root);
+
+    if let Some(out) = std::env::var_os("TESSERA_SETTLEMENT_OUT") {
+        let checked = serde_json::json!({
+            "dump": tree,
+            "root": root,
+            "proofs": [{ "value": [shared.lower(), amount.to_string()], "proof": asked["proof"] }],
+        });
+        std::fs::write(
+            std::path::Path::new(&out).join("network.json"),
+            serde_json::to_vec_pretty(&checked).unwrap(),
+        )
+        .unwrap();
+    }
     network.shutdown().await;
 }

@@ -8,6 +8,7 @@ pub mod dataset_ref;
 pub mod erasure;
 pub mod layout;
 pub mod manifest;
+pub mod payout;
 pub mod receipt;
 pub mod record;
 mod signed;

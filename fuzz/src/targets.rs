@@ -227,8 +227,15 @@ fn blocks(bytes: &[u8]) {
         let _ = charter.verify_founding();
         let _ = charter.verify_after(&charter);
     }
+    if let Ok(payout) = tessera_formats::payout::SignedPayout::from_block(bytes) {
+        let _ = payout.verify();
+    }
+    if let Ok(settlement) = tessera_formats::payout::SignedSettlement::from_block(bytes) {
+        let _ = settlement.verify();
+    }
     if let Ok(text) = std::str::from_utf8(bytes) {
         let _ = text.parse::<DatasetRef>();
+        let _ = text.parse::<tessera_formats::payout::PayoutAddress>();
     }
 }
 

@@ -8,6 +8,7 @@ pub mod outboard;
 pub mod prove;
 pub mod range;
 pub mod schedule;
+pub mod settlement;
 pub mod tree;
 pub mod trust;
 pub mod verify;

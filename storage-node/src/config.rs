@@ -7,6 +7,7 @@
 //! bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
 //! http = "127.0.0.1:8080"       # /status, /metrics, the dashboard and the registry's API
 //! charter = "/etc/tessera/charter.block"   # the network's founding charter
+//! payout-address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"   # where rewards are paid
 //! capacity = "50GiB"            # storage role: most bytes of pieces kept
 //! max-piece = "1GiB"            #   the largest piece taken
 //! scrub-interval = "24h"        #   every held piece re-hashed once a day; "0s" turns it off
@@ -23,6 +24,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
+use tessera_formats::payout::{AddressError, PayoutAddress};
 use tessera_net::Multiaddr;
 use tessera_node::config::{InvalidSetting, byte_size, check_data_dir, default_data_dir, duration};
 
@@ -45,6 +47,10 @@ pub struct NodeConfig {
     /// id and keeps only receipts its validators were assigned. None: the unnamed network.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub charter: Option<PathBuf>,
+    /// Where this node's rewards are paid (`0x` and 40 hex digits; mixed case must carry its
+    /// EIP-55 checksum). Declared on the network, signed by the node's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payout_address: Option<String>,
     /// Most bytes of pieces to keep.
     #[serde(with = "byte_size")]
     pub capacity: ByteSize,
@@ -92,6 +98,7 @@ impl Default for NodeConfig {
             bootstrap: Vec::new(),
             http: None,
             charter: None,
+            payout_address: None,
             capacity: ByteSize::gib(10),
             max_piece: ByteSize::gib(1),
             scrub_interval: DEFAULT_SCRUB_INTERVAL,
@@ -115,6 +122,17 @@ impl NodeConfig {
         }
     }
 
+    /// The payout address, read.
+    pub fn payout(&self) -> Result<Option<PayoutAddress>, InvalidSetting> {
+        self.payout_address
+            .as_deref()
+            .map(|text| {
+                text.parse()
+                    .map_err(|e: AddressError| InvalidSetting::new("payout-address", e.to_string()))
+            })
+            .transpose()
+    }
+
     /// Refuses settings the node cannot run with, naming the first one.
     pub fn check(&self) -> Result<(), InvalidSetting> {
         check_data_dir(&self.data_dir)?;
@@ -136,6 +154,7 @@ impl NodeConfig {
         if self.audit_failures == 0 {
             return Err(InvalidSetting::new("audit-failures", "must be at least 1"));
         }
+        self.payout()?;
         if self.auditing() && self.audit_period < self.audit_interval {
             return Err(InvalidSetting::new(
                 "audit-period",

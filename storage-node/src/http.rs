@@ -37,6 +37,8 @@ pub(crate) struct HttpState {
     pub(crate) charter: Option<tessera_node::charter::NodeCharter>,
     /// The registry's records, whose layouts give each piece's size under a charter.
     pub(crate) registry: Option<RecordStore>,
+    /// The payout address the node declares.
+    pub(crate) payout: Option<tessera_formats::payout::PayoutAddress>,
 }
 
 /// The operator's and the auditor's routes over `state`.
@@ -86,6 +88,9 @@ pub struct Status {
     /// The CID of the network's charter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charter: Option<String>,
+    /// Where the node's rewards are paid, as it declares on the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_address: Option<String>,
 }
 
 /// A node from before health was reported said nothing of it.
@@ -114,6 +119,7 @@ async fn status(State(state): State<HttpState>) -> impl IntoResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),
             network: state.charter.as_ref().map(|c| c.network().to_string()),
             charter: state.charter.as_ref().map(|c| c.cid.to_string()),
+            payout_address: state.payout.map(|a| a.to_string()),
         })
         .into_response(),
         Err(e) => ApiError::new(
@@ -209,6 +215,9 @@ pub struct RewardRow {
     pub peer_id: String,
     /// Storage it proved, in GiB-hours.
     pub gib_hours: f64,
+    /// The same exactly, in byte-milliseconds: what settlement pays.
+    #[serde(default)]
+    pub byte_ms: u128,
     /// The same in GiB-months (730.5 hours): what a contributor reads off a storage bill.
     #[serde(default)]
     pub gib_months: f64,

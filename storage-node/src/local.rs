@@ -153,6 +153,18 @@ impl LocalNetwork {
         }
     }
 
+    /// Stops node `index`, changes its settings with `change`, and starts it again (as an
+    /// operator editing the node's config file does).
+    pub async fn reconfigure(
+        &mut self,
+        index: usize,
+        change: impl FnOnce(&mut NodeConfig),
+    ) -> Result<(), NodeError> {
+        self.stop(index).await;
+        change(&mut self.configs[index]);
+        self.restart(index).await
+    }
+
     /// Starts node `index` again on its data directory and identity; it rejoins through the
     /// first running node.
     pub async fn restart(&mut self, index: usize) -> Result<(), NodeError> {

@@ -241,6 +241,15 @@ pub async fn start_roles(
         spool: config.data_dir.join("repair"),
         charter: charter.clone(),
     });
+    let payout = config.payout()?;
+    if let Some(address) = payout
+        && let Some(declaration) = crate::payout::declare(&key, address)
+    {
+        node.spawn(crate::payout::keep_declared(
+            node.client.clone(),
+            declaration,
+        ));
+    }
     if let (Some(audit), Some(parts)) = (config.audit(), &auditor) {
         node.spawn(Auditor::new(parts.clone(), audit).run());
     }
@@ -252,6 +261,7 @@ pub async fn start_roles(
         audit: audit_view.clone(),
         charter: charter.clone(),
         registry: registry.as_ref().map(|r| r.store().clone()),
+        payout,
     }));
     Ok(StorageRoles {
         charter,

@@ -198,6 +198,7 @@ pub fn reward_rows(ledger: &Ledger) -> Vec<RewardRow> {
             node: key.to_string(),
             peer_id: crate::audit::peer_of(key).map_or_else(|| "-".into(), |p| p.to_string()),
             gib_hours: proven.gib_hours(),
+            byte_ms: proven.byte_ms,
             gib_months: proven.gib_hours() / HOURS_PER_MONTH,
             passed: proven.passed,
             failed: proven.failed,

@@ -71,6 +71,24 @@ enum Command {
 }
 
 /// A validator given as a peer id or as 64 hex digits.
+/// The signing key of the validator node in `node_dir` (its identity), refused unless it is
+/// in `charter`'s committee.
+pub(crate) fn validator_signing_key(
+    node_dir: &std::path::Path,
+    charter: &tessera_formats::charter::Charter,
+) -> anyhow::Result<tessera_formats::record::SigningKey> {
+    if !node_dir.join(identity::IDENTITY_FILE).exists() {
+        bail!("{} has no node identity", node_dir.display());
+    }
+    let keypair = identity::load_or_create(node_dir)?;
+    let key = signing_key(&keypair).context("the node's identity is not Ed25519")?;
+    let me = PublisherKey::of(&key);
+    if !charter.is_validator(&me) {
+        bail!("{me} is not a validator of this charter");
+    }
+    Ok(key)
+}
+
 fn validator_key(text: &str) -> anyhow::Result<PublisherKey> {
     if let Ok(key) = text.parse::<PublisherKey>() {
         return Ok(key);
@@ -132,15 +150,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         }
         Command::Sign { file, node_dir } => {
             let mut signed = read(&file)?;
-            if !node_dir.join(identity::IDENTITY_FILE).exists() {
-                bail!("{} has no node identity", node_dir.display());
-            }
-            let keypair = identity::load_or_create(&node_dir)?;
-            let key = signing_key(&keypair).context("the node's identity is not Ed25519")?;
+            let key = validator_signing_key(&node_dir, &signed.charter)?;
             let me = PublisherKey::of(&key);
-            if !signed.charter.is_validator(&me) {
-                bail!("{me} is not a validator of this charter");
-            }
             signed.signatures.retain(|s| s.signer != me);
             signed.signatures.push(signed.charter.sign(&key)?);
             write(&file, &signed)?;

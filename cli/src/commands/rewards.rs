@@ -64,6 +64,21 @@ pub(crate) struct Args {
     /// each naming the size of the piece's layout (read from the network's registry).
     #[arg(long)]
     charter: Option<PathBuf>,
+    /// Settle the period: the Merkle root (OpenZeppelin `StandardMerkleTree`, `standard-v1`,
+    /// leaves `(address, uint256)`) of the byte-milliseconds each payout address is owed, the
+    /// address each node declared on the network, signed by its key. Needs --charter.
+    #[arg(long, requires = "charter")]
+    settle: bool,
+    /// Write the settlement tree to FILE as `StandardMerkleTree.dump()` writes it.
+    #[arg(long, requires = "settle")]
+    dump: Option<PathBuf>,
+    /// Print what this payout address is owed and its proof (repeatable).
+    #[arg(long, requires = "settle")]
+    proof: Vec<String>,
+    /// Sign the settlement as the validator whose node's data directory this is, printing
+    /// the signed block (hex).
+    #[arg(long, requires = "settle")]
+    sign_as: Option<PathBuf>,
     /// A scraped dataset (CID or [PUBLISHER/]NAME[@vN]) whose pages are counted
     /// (repeatable; joins the network).
     #[arg(long)]
@@ -84,6 +99,100 @@ struct Report {
     rejected: Vec<Rejected>,
     storage: Vec<RewardRow>,
     pages: Vec<PagesRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settlement: Option<SettlementReport>,
+}
+
+/// What a settlement pays, its root and the proofs asked for.
+#[derive(Debug, Clone, Serialize)]
+struct SettlementReport {
+    /// The tree's root.
+    root: String,
+    /// Each payout address and the byte-milliseconds it is owed (decimal).
+    leaves: Vec<(String, String)>,
+    /// Nodes with rewards but no payout declaration that verifies: not paid this time.
+    undeclared: Vec<String>,
+    /// The proofs asked for (`--proof`).
+    proofs: Vec<OwedProof>,
+    /// The settlement signed by `--sign-as` (hex block).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signed: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct OwedProof {
+    address: String,
+    amount: String,
+    proof: Vec<String>,
+}
+
+/// The settlement of `rows`: each node's byte-milliseconds paid to the address it declared
+/// on the network (a node with none is named and left out), as a standard Merkle tree.
+async fn settle(
+    session: &tessera_client::Session,
+    charter: &tessera_node::charter::NodeCharter,
+    rows: &[RewardRow],
+    (from_ms, to_ms): (u64, u64),
+    args: &Args,
+) -> anyhow::Result<SettlementReport> {
+    use std::collections::BTreeMap;
+    use tessera_formats::payout::{PayoutAddress, SETTLEMENT_VERSION, Settlement};
+    use tessera_proofs::settlement::{SettlementTree, hex0x};
+
+    let mut owed: BTreeMap<PayoutAddress, u128> = BTreeMap::new();
+    let mut undeclared = Vec::new();
+    for row in rows.iter().filter(|r| r.byte_ms > 0) {
+        let node: tessera_formats::PublisherKey = row.node.parse()?;
+        match tessera_storage_node::payout::declared(session.net(), &node).await {
+            Some(address) => *owed.entry(address).or_default() += row.byte_ms,
+            None => undeclared.push(row.peer_id.clone()),
+        }
+    }
+    let values: Vec<(PayoutAddress, u128)> = owed.into_iter().collect();
+    let tree = SettlementTree::of(&values)
+        .context("no node with rewards in the period declared a payout address")?;
+    if let Some(path) = &args.dump {
+        std::fs::write(path, serde_json::to_vec_pretty(&tree.dump())?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut proofs = Vec::new();
+    for text in &args.proof {
+        let address: PayoutAddress = text.parse()?;
+        let (amount, proof) = tree
+            .proof(&address)
+            .with_context(|| format!("{address} is owed nothing in this period"))?;
+        proofs.push(OwedProof {
+            address: address.lower(),
+            amount: amount.to_string(),
+            proof: proof.iter().map(|n| hex0x(n)).collect(),
+        });
+    }
+    let signed = match &args.sign_as {
+        Some(node_dir) => {
+            let key = super::charter::validator_signing_key(node_dir, &charter.signed.charter)?;
+            let signed = Settlement {
+                format: SETTLEMENT_VERSION,
+                charter: charter.cid,
+                from_ms,
+                to_ms,
+                root: tree.root(),
+                leaves: values.len() as u64,
+            }
+            .sign(&key)?;
+            Some(hex::encode(signed.to_block()?))
+        }
+        None => None,
+    };
+    Ok(SettlementReport {
+        root: hex0x(&tree.root()),
+        leaves: values
+            .iter()
+            .map(|(a, v)| (a.lower(), v.to_string()))
+            .collect(),
+        undeclared,
+        proofs,
+        signed,
+    })
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -121,20 +230,33 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .add_node(&api, from_ms.saturating_sub(cap_ms), to_ms)
             .await?;
     }
-    let proven = match &args.charter {
-        Some(path) => {
-            let charter = tessera_node::charter::load(path)?;
+    let charter = args
+        .charter
+        .as_deref()
+        .map(tessera_node::charter::load)
+        .transpose()?;
+    let session = match &charter {
+        Some(_) => Some(args.reader.join().await?),
+        None => None,
+    };
+    let proven = match (&charter, &session) {
+        (Some(charter), Some(session)) => {
             let rules = &charter.signed.charter;
             let scope = tessera_dataset_registry::AuditScope::of(rules);
-            let session = args.reader.join().await?;
-            let sizes = admitted_piece_sizes(&session, |p| scope.admits(p), MAX_RECEIPTS)
+            let sizes = admitted_piece_sizes(session, |p| scope.admits(p), MAX_RECEIPTS)
                 .await
                 .context("reading the sizes of the admitted datasets' pieces")?;
             let size = |piece: &tessera_formats::Cid| sizes.get(piece).copied();
             let rules = ReceiptRules::new(rules, charter.cid, &size);
             tally.proven_under(from_ms, to_ms, cap_ms, |r| rules.check(r))
         }
-        None => tally.proven(from_ms, to_ms, cap_ms),
+        _ => tally.proven(from_ms, to_ms, cap_ms),
+    };
+    let settlement = match (&charter, &session) {
+        (Some(charter), Some(session)) if args.settle => {
+            Some(settle(session, charter, &proven.nodes, (from_ms, to_ms), &args).await?)
+        }
+        _ => None,
     };
 
     let pages = if args.dataset.is_empty() {
@@ -145,7 +267,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|text| text.parse())
             .collect::<Result<Vec<DatasetRef>, _>>()?;
-        let session = args.reader.join().await?;
+        let session = match session {
+            Some(session) => session,
+            None => args.reader.join().await?,
+        };
         let own = args.reader.preferred()?;
         let work = tempfile::tempdir().context("creating a directory for the datasets")?;
         count_pages(
@@ -178,6 +303,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             })
             .collect(),
         pages,
+        settlement,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -223,6 +349,29 @@ fn render(report: &Report, from: SystemTime, to: SystemTime) -> String {
             row.failed,
             if row.own { " *" } else { "" }
         ));
+    }
+    if let Some(s) = &report.settlement {
+        out.push_str(&format!(
+            "\nsettlement (standard-v1 Merkle tree of (address, uint256 byte-milliseconds))\nroot      {}\n",
+            s.root
+        ));
+        for (address, amount) in &s.leaves {
+            out.push_str(&format!("  {address} {amount}\n"));
+        }
+        for peer in &s.undeclared {
+            out.push_str(&format!("  not paid: {peer} declared no payout address\n"));
+        }
+        for p in &s.proofs {
+            out.push_str(&format!(
+                "proof of {} ({}): [{}]\n",
+                p.address,
+                p.amount,
+                p.proof.join(", ")
+            ));
+        }
+        if let Some(block) = &s.signed {
+            out.push_str(&format!("signed    {block}\n"));
+        }
     }
     if !report.pages.is_empty() {
         out.push_str(&format!(
