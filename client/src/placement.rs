@@ -1,29 +1,132 @@
 //! Which node gets which piece: the sans-IO core of a put.
 //!
-//! Candidates come in preference order (the DHT's closest peers to the shard). Every new
-//! assignment goes to a working node holding the fewest pieces of this shard, the earliest
-//! candidate on a tie, so no node gets a second piece while another working node has none.
-//! A node that fails an attempt is never chosen again for this shard.
+//! Candidates come in preference order (the DHT's closest peers to the shard), each with the
+//! subnet its connection runs to (an IPv4 /24 or an IPv6 /48; unknown for a relayed peer).
+//! Every new assignment goes to a working node in the subnet holding the fewest pieces of this
+//! shard, then holding the fewest itself, the earliest candidate on a tie: no subnet gets a
+//! second piece while a working node in another has none, and no node while another working
+//! node has none. Identities on one machine or one home network therefore do not count as
+//! independent copies while the network has other places to put them. A node that fails an
+//! attempt is never chosen again for this shard.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
+
+/// A network neighbourhood whose nodes may fail together: an IPv4 /24 or an IPv6 /48.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subnet {
+    /// The first three bytes of an IPv4 address.
+    V4([u8; 3]),
+    /// The first 48 bits of an IPv6 address.
+    V6([u16; 3]),
+}
+
+impl Subnet {
+    /// The subnet of `ip` (an IPv4-mapped IPv6 address is taken as IPv4).
+    pub fn of(ip: IpAddr) -> Self {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                Self::V4([o[0], o[1], o[2]])
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                Self::V6([s[0], s[1], s[2]])
+            }
+        }
+    }
+}
+
+/// Which intact pieces of a shard count as independent copies, given the subnets of each
+/// piece's intact holders (empty: not intact; `None`: a holder whose subnet is unknown,
+/// counted apart). Each piece is credited to a subnet not credited yet; a piece whose
+/// holders all sit in subnets credited already counts only while no `free` subnet (one that
+/// holds none of the shard) is left to move it to.
+pub fn independent(holders: &[Vec<Option<Subnet>>], free: usize) -> Vec<bool> {
+    let mut credited = HashSet::new();
+    let mut clustered = Vec::new();
+    let mut out: Vec<bool> = holders
+        .iter()
+        .enumerate()
+        .map(|(index, subnets)| {
+            if subnets.is_empty() {
+                return false;
+            }
+            if subnets.iter().any(Option::is_none) {
+                return true;
+            }
+            match subnets.iter().flatten().find(|s| !credited.contains(*s)) {
+                Some(subnet) => {
+                    credited.insert(*subnet);
+                }
+                None => clustered.push(index),
+            }
+            true
+        })
+        .collect();
+    for index in clustered.into_iter().take(free) {
+        out[index] = false;
+    }
+    out
+}
 
 /// Placement state for the pieces of one shard.
 #[derive(Debug, Clone)]
 pub struct Placement<P> {
     candidates: Vec<P>,
+    subnets: HashMap<P, Subnet>,
     load: HashMap<P, usize>,
     failed: HashSet<P>,
 }
 
 impl<P: Copy + Eq + std::hash::Hash> Placement<P> {
-    /// Placement over `candidates`, most preferred first; repeated candidates count once.
+    /// Placement over `candidates`, most preferred first, their subnets unknown; repeated
+    /// candidates count once.
     pub fn new(candidates: impl IntoIterator<Item = P>) -> Self {
+        Self::with_subnets(candidates.into_iter().map(|c| (c, None)))
+    }
+
+    /// Placement over `candidates`, most preferred first, each with its subnet where known.
+    pub fn with_subnets(candidates: impl IntoIterator<Item = (P, Option<Subnet>)>) -> Self {
         let mut seen = HashSet::new();
-        let candidates: Vec<P> = candidates.into_iter().filter(|c| seen.insert(*c)).collect();
+        let mut subnets = HashMap::new();
+        let mut kept = Vec::new();
+        for (c, subnet) in candidates {
+            if seen.insert(c) {
+                kept.push(c);
+                if let Some(subnet) = subnet {
+                    subnets.insert(c, subnet);
+                }
+            }
+        }
         Self {
-            candidates,
+            candidates: kept,
+            subnets,
             load: HashMap::new(),
             failed: HashSet::new(),
+        }
+    }
+
+    fn load_of(&self, node: &P) -> usize {
+        self.load.get(node).copied().unwrap_or(0)
+    }
+
+    /// Pieces held in `node`'s subnet (its own when the subnet is unknown).
+    fn subnet_load(&self, node: &P) -> usize {
+        match self.subnets.get(node) {
+            Some(subnet) => self
+                .load
+                .iter()
+                .filter(|(n, _)| self.subnets.get(n) == Some(subnet))
+                .map(|(_, l)| l)
+                .sum(),
+            None => self.load_of(node),
         }
     }
 
@@ -33,15 +136,42 @@ impl<P: Copy + Eq + std::hash::Hash> Placement<P> {
             .candidates
             .iter()
             .filter(|c| !self.failed.contains(c))
-            .min_by_key(|c| self.load.get(c).copied().unwrap_or(0))
+            // Unknown subnets last on a tie: such a node may sit in a crowded one.
+            .min_by_key(|c| {
+                (
+                    self.subnet_load(c),
+                    !self.subnets.contains_key(*c),
+                    self.load_of(c),
+                )
+            })
             .copied()?;
         *self.load.entry(node).or_default() += 1;
+        Some(node)
+    }
+
+    /// The node for the next piece among those holding none yet, or `None` when none is
+    /// left: for a repair, which never puts two pieces of a shard on one node.
+    pub fn assign_fresh(&mut self) -> Option<P> {
+        let node = self.assign()?;
+        if self.load_of(&node) > 1 {
+            self.fail(node);
+            return None;
+        }
         Some(node)
     }
 
     /// `node` already holds a piece of this shard (stored by an earlier, interrupted run).
     pub fn held(&mut self, node: P) {
         *self.load.entry(node).or_default() += 1;
+    }
+
+    /// `node`, in `subnet` where known, holds a piece of this shard, whether or not it is a
+    /// candidate: its subnet counts as taken.
+    pub fn held_at(&mut self, node: P, subnet: Option<Subnet>) {
+        if let Some(subnet) = subnet {
+            self.subnets.insert(node, subnet);
+        }
+        self.held(node);
     }
 
     /// An attempt on `node` failed: its assignment is taken back and it gets no other.
@@ -112,7 +242,69 @@ mod tests {
         assert_eq!(p.assign(), None);
     }
 
+    #[test]
+    fn subnets_are_told_apart_at_24_and_48_bits() {
+        let of = |s: &str| Subnet::of(s.parse().unwrap());
+        assert_eq!(of("203.0.113.7"), of("203.0.113.200"));
+        assert_ne!(of("203.0.113.7"), of("203.0.114.7"));
+        assert_eq!(of("::ffff:203.0.113.9"), of("203.0.113.7"));
+        assert_eq!(of("2001:db8:1::1"), of("2001:db8:1:ffff::2"));
+        assert_ne!(of("2001:db8:1::1"), of("2001:db8:2::1"));
+    }
+
+    #[test]
+    fn a_second_identity_in_a_subnet_waits_until_every_other_subnet_has_a_piece() {
+        let net = |i: u8| Some(Subnet::V4([127, 0, i]));
+        // Nodes 1 and 2 share a subnet and come first in preference order.
+        let mut p = Placement::with_subnets([(1, net(1)), (2, net(1)), (3, net(2)), (4, net(3))]);
+        let got: Vec<_> = (0..4).map(|_| p.assign().unwrap()).collect();
+        assert_eq!(got, [1, 3, 4, 2]);
+        // A repair: subnet 2 already holds a piece through a node that is no candidate.
+        let mut p = Placement::with_subnets([(3, net(2)), (4, net(3)), (5, None)]);
+        p.held_at(9, net(2));
+        assert_eq!(p.assign_fresh(), Some(4));
+        assert_eq!(p.assign_fresh(), Some(5));
+        assert_eq!(p.assign_fresh(), Some(3));
+        assert_eq!(p.assign_fresh(), None);
+    }
+
+    #[test]
+    fn pieces_in_one_subnet_count_once_while_others_have_room() {
+        let (a, b) = (Some(Subnet::V4([127, 0, 1])), Some(Subnet::V4([127, 0, 2])));
+        let holders = vec![vec![a], vec![a], vec![b], vec![], vec![None, a]];
+        // Room in two more subnets: the second piece in subnet a is to be moved.
+        assert_eq!(independent(&holders, 2), [true, false, true, false, true]);
+        // No room anywhere: what is there counts.
+        assert_eq!(independent(&holders, 0), [true, true, true, false, true]);
+        // A piece held in two subnets is credited to the one not taken yet.
+        assert_eq!(independent(&[vec![a], vec![a, b]], 5), [true, true]);
+    }
+
     proptest! {
+        /// With at least as many working subnets as pieces, no subnet ever holds two.
+        #[test]
+        fn never_two_pieces_in_one_subnet_while_enough_exist(
+            subnets in proptest::collection::vec(0u8..6, 1..20),
+            pieces in 1usize..12,
+        ) {
+            let mut p = Placement::with_subnets(
+                subnets.iter().enumerate().map(|(i, s)| (i, Some(Subnet::V4([10, 0, *s])))),
+            );
+            let placed: Vec<usize> = (0..pieces).map(|_| p.assign().unwrap()).collect();
+            let mut distinct: Vec<u8> = subnets.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let mut used: Vec<u8> = placed.iter().map(|i| subnets[*i]).collect();
+            used.sort_unstable();
+            let before = used.len();
+            used.dedup();
+            if distinct.len() >= pieces {
+                prop_assert_eq!(used.len(), before);
+            } else {
+                prop_assert_eq!(used.len(), distinct.len());
+            }
+        }
+
         /// With at least as many working nodes as pieces, no node ever holds two.
         #[test]
         fn never_two_pieces_on_one_node_while_enough_exist(

@@ -22,7 +22,7 @@ use tracing::{debug, info};
 
 use crate::{
     error::ClientError,
-    placement::Placement,
+    placement::{Placement, Subnet},
     session::Session,
     upload::{Source, upload},
 };
@@ -196,11 +196,15 @@ pub async fn store_pieces(
         return Err(ClientError::NoNodes);
     }
     debug!(candidates = candidates.len(), "placing pieces");
-    let mut placement = Placement::new(candidates);
-    for (cid, holder) in &hooks.skip {
-        if layout.pieces.contains(cid) {
-            placement.held(*holder);
-        }
+    let mut placement = placement_over(session.net(), candidates).await;
+    let skipped: Vec<PeerId> = hooks
+        .skip
+        .iter()
+        .filter(|(cid, _)| layout.pieces.contains(cid))
+        .map(|(_, holder)| *holder)
+        .collect();
+    for (holder, subnet) in skipped.iter().zip(subnets(session.net(), &skipped).await) {
+        placement.held_at(*holder, subnet);
     }
     let placement = Arc::new(Mutex::new(placement));
     let permits = Arc::new(Semaphore::new(parallel.max(1)));
@@ -253,6 +257,25 @@ pub async fn store_pieces(
     Ok((holders, shares))
 }
 
+/// The subnet each of `peers` is connected from, where this process has a direct connection
+/// to it (none otherwise, or when the network is gone).
+pub async fn subnets(net: &tessera_net::Client, peers: &[PeerId]) -> Vec<Option<Subnet>> {
+    let ips = net.peer_ips(peers.to_vec()).await.unwrap_or_default();
+    (0..peers.len())
+        .map(|i| ips.get(i).copied().flatten().map(Subnet::of))
+        .collect()
+}
+
+/// Placement over `candidates` in preference order, each with the subnet its connection
+/// runs to.
+pub async fn placement_over(
+    net: &tessera_net::Client,
+    candidates: Vec<PeerId>,
+) -> Placement<PeerId> {
+    let subnets = subnets(net, &candidates).await;
+    Placement::with_subnets(candidates.into_iter().zip(subnets))
+}
+
 /// Stores a small block (a layout, a manifest) on up to `copies` distinct nodes, the ones
 /// closest to its CID first. Returns the nodes that hold it: fewer than `copies` only when the
 /// network has no more working nodes; an error when none took it.
@@ -267,7 +290,7 @@ pub async fn store_block(
         return Err(ClientError::NoNodes);
     }
     let copies = copies.clamp(1, candidates.len());
-    let mut placement = Placement::new(candidates);
+    let mut placement = placement_over(session.net(), candidates).await;
     let mut holders = Vec::with_capacity(copies);
     let mut attempts = Vec::new();
     while holders.len() < copies {

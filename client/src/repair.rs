@@ -5,7 +5,8 @@
 //!   ─▶ decode, hashed against the shard's content CID
 //!   ─▶ encode again with the layout's k, m and stripe size: encoding is deterministic, so
 //!      every piece comes out with the CID the layout names (checked, piece by piece)
-//!   ─▶ each missing piece to a node that holds no piece of the shard (`exclude`)
+//!   ─▶ each missing piece to a node that holds no piece of the shard (`exclude`), in a
+//!      subnet holding none while there is one
 //! ```
 //!
 //! Decoding the whole shard and encoding it again costs CPU (hashing every piece) but no
@@ -24,7 +25,7 @@ use tracing::{debug, info};
 use crate::{
     error::ClientError,
     get::{GetOptions, fetch_shard_with},
-    put::encode_to_files,
+    put::{encode_to_files, placement_over, subnets},
     session::Session,
     upload::{Source, upload},
 };
@@ -112,12 +113,17 @@ pub async fn rebuild(
         .filter(|p| !exclude.contains(p) && *p != session.peer_id())
         .collect();
     debug!(candidates = candidates.len(), "placing rebuilt pieces");
-    // Each candidate gets at most one piece, and one that fails gets no other.
-    let mut candidates = candidates.into_iter();
+    // Each candidate gets at most one piece, in a subnet holding none of the shard while
+    // there is one, and one that fails gets no other.
+    let mut placement = placement_over(session.net(), candidates).await;
+    let holders: Vec<PeerId> = exclude.iter().copied().collect();
+    for (holder, subnet) in holders.iter().zip(subnets(session.net(), &holders).await) {
+        placement.held_at(*holder, subnet);
+    }
     for &index in missing {
         let cid = layout.pieces[index];
         loop {
-            let Some(node) = candidates.next() else {
+            let Some(node) = placement.assign_fresh() else {
                 debug!(index, "no node without a piece of the shard is left");
                 let kept = spool.join(format!("{cid}.rebuilt"));
                 std::fs::rename(&paths[index], &kept)
@@ -143,6 +149,7 @@ pub async fn rebuild(
                 }
                 Err(e) => {
                     debug!(index, %node, error = %e, "rebuilt piece not stored; trying another node");
+                    placement.fail(node);
                 }
             }
         }

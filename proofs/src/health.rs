@@ -183,6 +183,33 @@ pub fn verdict(intact: &[bool], k: usize, m: usize, spare: f64) -> Verdict {
     )
 }
 
+/// The verdict for a shard whose piece `i` is intact when `intact[i]` and counts as an
+/// independent copy when `independent[i]` (a subset: copies in one subnet count once). A
+/// shard is lost only when too few pieces are intact at all; it is repaired when too few are
+/// independent, the pieces that are not rebuilt elsewhere.
+pub fn verdict_spread(
+    intact: &[bool],
+    independent: &[bool],
+    k: usize,
+    m: usize,
+    spare: f64,
+) -> Verdict {
+    match verdict(intact, k, m, spare) {
+        Verdict::Lost => Verdict::Lost,
+        _ => match verdict(independent, k, m, spare) {
+            Verdict::Lost => Verdict::Repair(
+                independent
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, i)| !**i)
+                    .map(|(index, _)| index)
+                    .collect(),
+            ),
+            spread => spread,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -193,6 +220,20 @@ mod tests {
         threshold: 3,
         grace_ms: 1_000,
     };
+
+    #[test]
+    fn copies_crowded_in_one_subnet_are_repaired_not_lost() {
+        let all = [true; 5];
+        // Every piece intact, three of them only as a second copy in a subnet.
+        let spread = [true, true, false, false, false];
+        assert_eq!(
+            verdict_spread(&all, &spread, 3, 2, 1.0),
+            Verdict::Repair(vec![2, 3, 4])
+        );
+        assert_eq!(verdict_spread(&all, &all, 3, 2, 1.0), Verdict::Healthy);
+        let few = [true, true, false, false, false];
+        assert_eq!(verdict_spread(&few, &few, 3, 2, 1.0), Verdict::Lost);
+    }
 
     #[test]
     fn a_wrong_answer_fails_after_the_threshold() {

@@ -19,7 +19,7 @@
 
 use parking_lot::Mutex;
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -30,7 +30,12 @@ use tessera_node::{blocking::blocking, charter::NodeCharter};
 use cid::Cid;
 use libp2p::identity::{Keypair, PublicKey};
 use serde::{Deserialize, Serialize};
-use tessera_client::{Backoff, Session, repair::rebuild};
+use tessera_client::{
+    Backoff, Session,
+    placement::{Subnet, independent},
+    put::subnets,
+    repair::rebuild,
+};
 use tessera_dataset_registry::{AuditScope, AuditSet, DatasetShards, RecordStore};
 use tessera_formats::{
     AuditReceipt, AuditResult, PublisherKey, RepairClaim, ShardLayout, SignedClaim, SignedReceipt,
@@ -42,8 +47,9 @@ use tessera_net::{Client, PeerId};
 use tessera_proofs::{
     Challenge, DEFAULT_SAMPLES, Rules, Schedule, Standing, Standings, Verdict,
     assignment::{is_auditor, period_of, repair_order},
+    health::verdict_spread,
     trust::ReceiptRules,
-    verdict, verify,
+    verify,
 };
 use tessera_storage_protocol::{ChallengeProtocol, ChallengeResponse};
 use tokio::task::JoinSet;
@@ -727,6 +733,8 @@ impl Auditor {
             }
         }
         let mut intact = vec![false; total];
+        // Who holds each intact piece: copies in one subnet count once.
+        let mut intact_by: Vec<Vec<PeerId>> = vec![Vec::new(); total];
         // This node's own pieces of the shard: counted without a challenge, read from disk
         // by a repair.
         let mut mine = Vec::new();
@@ -736,6 +744,7 @@ impl Auditor {
                 if *holder == me {
                     if let Some(path) = self.held(piece).await {
                         intact[index] = true;
+                        intact_by[index].push(me);
                         mine.push((index, path));
                     }
                     continue;
@@ -744,6 +753,7 @@ impl Auditor {
                 if !share && self.heard_pass(*holder, *piece).await {
                     report.heard += 1;
                     intact[index] = true;
+                    intact_by[index].push(*holder);
                     continue;
                 }
                 report.challenged += 1;
@@ -770,18 +780,22 @@ impl Auditor {
             }
             let standing = self.standings.standing(&(holder, piece), now);
             unsettled |= standing == Standing::Suspect;
-            intact[index] |= standing.counts();
+            if standing.counts() {
+                intact[index] = true;
+                intact_by[index].push(holder);
+            }
             report.receipts.push(receipt);
         }
+        let independent = self.independent(&holders, &intact_by).await;
         let (k, m) = (layout.erasure.data(), total - layout.erasure.data());
         let mut health = ShardHealth {
-            intact: intact.iter().filter(|i| **i).count(),
+            intact: independent.iter().filter(|i| **i).count(),
             k,
             total,
             checked_ms: now_ms(),
         };
         debug!(%shard, ?intact, holders = ?holders.iter().map(HashSet::len).collect::<Vec<_>>(), "shard checked");
-        match verdict(&intact, k, m, self.config.spare) {
+        match verdict_spread(&intact, &independent, k, m, self.config.spare) {
             Verdict::Healthy => {}
             Verdict::Lost => {
                 warn!(%shard, content = %layout.content, intact = health.intact, k, "shard has fewer than k intact pieces");
@@ -807,6 +821,50 @@ impl Auditor {
             self.follow.insert(shard);
         }
         self.view.lock().shards.insert(shard, health);
+    }
+
+    /// Which intact pieces count as independent copies: holders in one subnet count once
+    /// while peers in subnets holding none of the shard are connected (room to move them).
+    async fn independent(
+        &self,
+        holders: &[HashSet<PeerId>],
+        intact_by: &[Vec<PeerId>],
+    ) -> Vec<bool> {
+        let client = &self.challenger.client;
+        let all: Vec<PeerId> = holders
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let subnet_of: HashMap<PeerId, Option<Subnet>> = all
+            .iter()
+            .copied()
+            .zip(subnets(client, &all).await)
+            .collect();
+        let taken: HashSet<Subnet> = subnet_of.values().flatten().copied().collect();
+        let connected = client
+            .info()
+            .await
+            .map(|i| i.connected_peers)
+            .unwrap_or_default();
+        let free = subnets(client, &connected)
+            .await
+            .into_iter()
+            .flatten()
+            .filter(|s| !taken.contains(s))
+            .collect::<HashSet<_>>()
+            .len();
+        let per_piece: Vec<Vec<Option<Subnet>>> = intact_by
+            .iter()
+            .map(|by| {
+                by.iter()
+                    .map(|h| subnet_of.get(h).copied().flatten())
+                    .collect()
+            })
+            .collect();
+        independent(&per_piece, free)
     }
 
     /// Where this node keeps `piece`, if its store holds it.

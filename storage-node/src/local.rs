@@ -2,6 +2,7 @@
 //! directory and RocksDB: what `tessera demo` runs, and what network tests and benchmarks
 //! start. Nodes can be stopped and started again on their data, one by one.
 
+use std::net::Ipv4Addr;
 use std::{
     path::{Path, PathBuf},
     time::Duration,
@@ -26,7 +27,18 @@ impl LocalNetwork {
     /// Starts `count` nodes with data directories `dir/node-N`, each with `capacity` bytes,
     /// node 0 first and the others joining through it, on the unnamed network.
     pub async fn start(dir: &Path, count: usize, capacity: u64) -> Result<Self, NodeError> {
-        Self::start_with(dir, count, capacity, None, None).await
+        Self::start_with(dir, count, capacity, None, None, &|_| Ipv4Addr::LOCALHOST).await
+    }
+
+    /// [`LocalNetwork::start`] with node `i` listening on `host(i)`, a loopback address
+    /// (127.0.0.0/8): several such /24s stand for the subnets of a real network.
+    pub async fn start_on_hosts(
+        dir: &Path,
+        count: usize,
+        capacity: u64,
+        host: &dyn Fn(usize) -> Ipv4Addr,
+    ) -> Result<Self, NodeError> {
+        Self::start_with(dir, count, capacity, None, None, host).await
     }
 
     /// [`LocalNetwork::start`] on a network of its own named `network`: its charter (in
@@ -53,7 +65,15 @@ impl LocalNetwork {
         per_piece: u32,
     ) -> Result<Self, NodeError> {
         let charter = found_charter(dir, network, validators, per_piece)?;
-        Self::start_with(dir, count, capacity, Some(charter), Some(network.into())).await
+        Self::start_with(
+            dir,
+            count,
+            capacity,
+            Some(charter),
+            Some(network.into()),
+            &|_| Ipv4Addr::LOCALHOST,
+        )
+        .await
     }
 
     async fn start_with(
@@ -62,6 +82,7 @@ impl LocalNetwork {
         capacity: u64,
         charter: Option<PathBuf>,
         id: Option<String>,
+        host: &dyn Fn(usize) -> Ipv4Addr,
     ) -> Result<Self, NodeError> {
         let mut network = Self {
             nodes: Vec::with_capacity(count),
@@ -72,7 +93,7 @@ impl LocalNetwork {
         let mut bootstrap = Vec::new();
         for i in 0..count {
             let config = NodeConfig {
-                listen: vec![loopback()],
+                listen: vec![on(host(i))],
                 bootstrap: bootstrap.clone(),
                 capacity: bytesize::ByteSize(capacity),
                 max_piece: bytesize::ByteSize(capacity),
@@ -260,8 +281,8 @@ fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
         .collect()
 }
 
-fn loopback() -> Multiaddr {
+fn on(host: Ipv4Addr) -> Multiaddr {
     Multiaddr::empty()
-        .with(tessera_net::Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST))
+        .with(tessera_net::Protocol::Ip4(host))
         .with(tessera_net::Protocol::Tcp(0))
 }

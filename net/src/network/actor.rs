@@ -57,6 +57,11 @@ pub(super) struct Actor {
     pub(super) pending_queries: HashMap<QueryId, Query>,
     /// How protocols and topics are named on the wire.
     pub(super) naming: super::Naming,
+    /// The IP address each connected peer's connection runs to, and whether this node
+    /// dialed it (relayed connections left out): seen on the wire, unlike the addresses a
+    /// peer reports. An address dialed is kept over the source of an inbound connection,
+    /// which on one machine with several loopback addresses is always 127.0.0.1.
+    pub(super) remote_ips: HashMap<PeerId, (std::net::IpAddr, bool)>,
 }
 
 impl Actor {
@@ -189,6 +194,14 @@ impl Actor {
                 let (health, now) = (&swarm.behaviour().health.peers, Instant::now());
                 let _ = reply.send(peers.iter().map(|p| health.status(p, now)).collect());
             }
+            Command::PeerIps(peers, reply) => {
+                let _ = reply.send(
+                    peers
+                        .iter()
+                        .map(|p| self.remote_ips.get(p).map(|(ip, _)| *ip))
+                        .collect(),
+                );
+            }
             Command::Stalled(longer_than, reply) => {
                 let health = &swarm.behaviour().health.peers;
                 let _ = reply.send(health.stalled(longer_than, 3, Instant::now()));
@@ -215,10 +228,25 @@ impl Actor {
                 info!(%address, "listening");
                 self.listen_addrs.push(address);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let dialed = endpoint.is_dialer();
+                if let Some(ip) = super::direct_ip(endpoint.get_remote_address())
+                    && (dialed || !self.remote_ips.get(&peer_id).is_some_and(|(_, d)| *d))
+                {
+                    self.remote_ips.insert(peer_id, (ip, dialed));
+                }
                 for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(()));
                 }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.remote_ips.remove(&peer_id);
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),

@@ -225,6 +225,18 @@ pub enum TopicEvent {
     },
 }
 
+/// The IP address `addr` reaches directly; none for a relayed address.
+fn direct_ip(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+        return None;
+    }
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
+}
+
 /// What the network knows about itself.
 #[derive(Debug, Clone)]
 pub struct NetworkInfo {
@@ -280,6 +292,7 @@ enum Command {
     PutRecord(Vec<u8>, Vec<u8>, Reply<()>),
     GetRecord(Vec<u8>, Reply<Vec<Vec<u8>>>),
     PeerStatus(Vec<PeerId>, oneshot::Sender<Vec<health::PeerStatus>>),
+    PeerIps(Vec<PeerId>, oneshot::Sender<Vec<Option<std::net::IpAddr>>>),
     Stalled(Duration, oneshot::Sender<Vec<(PeerId, Duration)>>),
     Info(oneshot::Sender<NetworkInfo>),
 }
@@ -425,6 +438,15 @@ impl Client {
     /// down (not tried for how long), from every request and dial of this process.
     pub async fn peer_status(&self, peers: Vec<PeerId>) -> Result<Vec<PeerStatus>, NetError> {
         self.ask(|r| Command::PeerStatus(peers, r)).await
+    }
+
+    /// The IP address this process's connection to each of `peers` runs to, none for a
+    /// peer not connected directly: where its bytes are, whatever it says of itself.
+    pub async fn peer_ips(
+        &self,
+        peers: Vec<PeerId>,
+    ) -> Result<Vec<Option<std::net::IpAddr>>, NetError> {
+        self.ask(|r| Command::PeerIps(peers, r)).await
     }
 
     /// The peers this process waits on: requests to them unanswered for longer than
@@ -577,6 +599,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         pending_dials: HashMap::new(),
         pending_queries: HashMap::new(),
         naming,
+        remote_ips: HashMap::new(),
     };
     let task = tokio::spawn(actor.run());
     info!(%peer_id, "network started");
