@@ -12,7 +12,7 @@ else
     source "$tessera_root/scripts/setup.sh"
     cargo build --quiet --release --locked --manifest-path "$tessera_root/Cargo.toml" \
         -p tessera-cli -p tessera-examples --bin tessera --example parquet_dataset --example read_parquet \
-        --example static_site --example repair --example audit_traffic
+        --example static_site --example repair --example audit_traffic --example outsource
     bin="${CARGO_TARGET_DIR:-$tessera_root/target}/release/tessera"
     examples="${CARGO_TARGET_DIR:-$tessera_root/target}/release/examples"
 fi
