@@ -467,6 +467,22 @@ impl Actor {
                 )))
             };
         }
+        // Only a node that stored pages of the crawl adds rows, and no more than it stored:
+        // a peer that knows the crawl's id adds nothing, a worker cannot pad its shards.
+        let stored = c.frontier.stored_by(&shard.node);
+        let written: u64 = c
+            .shards
+            .iter()
+            .filter(|s| s.node == shard.node)
+            .map(|s| s.rows)
+            .sum();
+        if shard.rows > stored.saturating_sub(written) {
+            return Err(CoordinatorError::BadShard(format!(
+                "node {} stored {stored} pages of this crawl and has {written} rows in shards; \
+                 a shard of {} rows is more than it fetched",
+                shard.node, shard.rows
+            )));
+        }
         if shard.layout.is_some() {
             shard_entry(crawl, &shard).map_err(CoordinatorError::BadShard)?;
         }

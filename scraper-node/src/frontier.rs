@@ -59,6 +59,9 @@ pub struct UrlRecord {
     pub attempts: u32,
     /// Order of discovery, for a first-in first-out queue that survives a restart.
     pub seq: u64,
+    /// The node that stored it: the rows of a node's shards are bounded by its pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// URLs handed to one node.
@@ -360,6 +363,7 @@ impl Frontier {
             state: UrlState::Queued,
             attempts: 0,
             seq: self.next_seq,
+            by: None,
         };
         self.next_seq += 1;
         let key = host_key(&url);
@@ -530,6 +534,9 @@ impl Frontier {
             return Ok((Vec::new(), changes));
         }
         let mut accepted = Vec::new();
+        // Drawn now that the node has committed to its pages' hashes: it cannot know which of
+        // them another node will fetch again.
+        let seed: [u8; 32] = rand::random();
         for report in reports.iter().filter(|r| lease.urls.contains(&r.url)) {
             let Some(record) = self.urls.get_mut(&report.url) else {
                 continue;
@@ -548,11 +555,14 @@ impl Frontier {
             };
             self.counts.moved(&record.state, &state);
             record.state = state;
+            if record.state == UrlState::Stored {
+                record.by = Some(lease.node.clone());
+            }
             let requeue = record.state == UrlState::Queued;
             changes.push(Change::Url(report.url.clone(), record.clone()));
             if record.state == UrlState::Stored
                 && let Some(hash) = &report.text_blake3
-                && sampled(&report.url, self.validate_fraction)
+                && sampled(&seed, &report.url, self.validate_fraction)
             {
                 let check = Check {
                     url: report.url.clone(),
@@ -679,6 +689,14 @@ impl Frontier {
     /// Pages stored.
     pub fn stored(&self) -> u64 {
         self.counts.stored
+    }
+
+    /// Pages `node` stored: the most rows its shards may hold.
+    pub fn stored_by(&self, node: &str) -> u64 {
+        self.urls
+            .values()
+            .filter(|r| r.state == UrlState::Stored && r.by.as_deref() == Some(node))
+            .count() as u64
     }
 
     /// The record of `url`.
@@ -927,6 +945,62 @@ mod tests {
         let p = f.progress();
         assert_eq!((p.stored, p.skipped, p.failed, p.queued), (1, 1, 1, 0));
         assert_counts(&f);
+    }
+
+    /// A node that fabricates a fraction `r` of the `n` pages of a lease is caught (one of
+    /// its fabricated pages is drawn for a check) at the rate sampling predicts,
+    /// 1 - (1 - p)^(rn), about the 1 - (1 - r)^(pn) of expected draws, whatever it guesses:
+    /// the liar here fabricates the pages a URL-hash sample would have skipped.
+    #[test]
+    fn a_fabricating_node_is_caught_at_the_rate_sampling_predicts() {
+        let n = 200usize;
+        let seeds: Vec<String> = (0..n).map(|i| format!("\"http://a.test/{i}\"")).collect();
+        for (p, fabricated) in [(0.05f64, 10usize), (0.02, 20)] {
+            let r = fabricated as f64 / n as f64;
+            let spec = CrawlSpec::from_toml(&format!(
+                "name = \"t\"\nseeds = [{}]\ndomains = [\"a.test\"]\nmax_pages = 1000\nmax_depth = 1\n[politeness]\ndelay_seconds = 1.0\nlease_size = {n}\nvalidate_fraction = {p}\n",
+                seeds.join(", ")
+            ))
+            .unwrap();
+            let rounds = 1500;
+            let mut caught = 0;
+            for _ in 0..rounds {
+                let mut f = Frontier::new(&spec);
+                f.seed(&spec.seeds);
+                let (lease, _) = f.lease("liar", 0).unwrap();
+                assert_eq!(lease.urls.len(), n);
+                // The liar's best guess at pages nobody checks: those an unkeyed sample skips.
+                let mut order: Vec<&String> = lease.urls.iter().collect();
+                order.sort_by_key(|u| !sampled(&[0; 32], u, p));
+                let fake: Vec<&String> = order.into_iter().take(fabricated).collect();
+                let reports: Vec<UrlReport> = lease
+                    .urls
+                    .iter()
+                    .map(|u| UrlReport {
+                        text_blake3: Some(
+                            if fake.contains(&u) { "made up" } else { "real" }.into(),
+                        ),
+                        ..stored(u, &[])
+                    })
+                    .collect();
+                let (_, changes) = f.complete(lease.id, "liar", &reports, None, 0).unwrap();
+                caught += usize::from(changes.iter().any(
+                    |c| matches!(c, Change::Check(_, check) if check.text_blake3 == "made up"),
+                ));
+            }
+            let measured = caught as f64 / f64::from(rounds);
+            let exact = 1.0 - (1.0 - p).powf(r * n as f64);
+            let issue = 1.0 - (1.0 - r).powf(p * n as f64);
+            let sigma = (exact * (1.0 - exact) / f64::from(rounds)).sqrt();
+            assert!(
+                (measured - exact).abs() < 4.0 * sigma,
+                "p {p} r {r}: caught {measured:.3}, predicted {exact:.3}"
+            );
+            assert!(
+                (measured - issue).abs() < 4.0 * sigma + (exact - issue).abs(),
+                "p {p} r {r}: caught {measured:.3}, 1-(1-r)^(pN) = {issue:.3}"
+            );
+        }
     }
 
     #[test]

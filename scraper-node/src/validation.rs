@@ -2,7 +2,8 @@
 //! different node, and the text hashes are compared.
 //!
 //! ```text
-//! page stored by node A (text hash h) ─▶ sampled? (BLAKE3 of the URL against the fraction)
+//! page stored by node A (text hash h) ─▶ sampled? (BLAKE3 keyed by a seed drawn after A's
+//!   report arrived, of the URL, against the fraction: A cannot know which pages are checked)
 //!   ─▶ a check queued on the page's host ─▶ leased to a node B ≠ A, in the host's turn
 //!   ─▶ B reports its text hash h' ─▶ h' == h: A agreed; else A disagreed; B could not
 //!      fetch it: tried again once, then left inconclusive
@@ -48,12 +49,14 @@ pub struct Score {
     pub checks_disagreed: u64,
 }
 
-/// Whether `url` is in the sample for `fraction` (the same URL always is, or never is).
-pub fn sampled(url: &str, fraction: f64) -> bool {
+/// Whether `url` is in the sample for `fraction` under `seed` (a secret the coordinator draws
+/// once the report naming the page has arrived; the same seed and URL always give the same
+/// answer, so a sample can be recomputed).
+pub fn sampled(seed: &[u8; 32], url: &str, fraction: f64) -> bool {
     if fraction <= 0.0 {
         return false;
     }
-    let hash = blake3::hash(url.as_bytes());
+    let hash = blake3::keyed_hash(seed, url.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash.as_bytes()[..8]);
     // The top 53 bits as a number in [0, 1).
@@ -163,15 +166,15 @@ mod tests {
     fn the_sample_is_stable_and_about_the_fraction() {
         let n = 10_000;
         let hits = (0..n)
-            .filter(|i| sampled(&format!("http://a.test/{i}"), 0.1))
+            .filter(|i| sampled(&[7; 32], &format!("http://a.test/{i}"), 0.1))
             .count();
         assert!((800..1200).contains(&hits), "{hits}");
         assert_eq!(
-            sampled("http://a.test/x", 0.5),
-            sampled("http://a.test/x", 0.5)
+            sampled(&[7; 32], "http://a.test/x", 0.5),
+            sampled(&[7; 32], "http://a.test/x", 0.5)
         );
-        assert!(!sampled("http://a.test/x", 0.0));
-        assert!(sampled("http://a.test/x", 1.0));
+        assert!(!sampled(&[7; 32], "http://a.test/x", 0.0));
+        assert!(sampled(&[7; 32], "http://a.test/x", 1.0));
     }
 
     #[test]

@@ -334,7 +334,42 @@ async fn scraper_nodes_crawl_through_a_coordinator_over_libp2p() {
         .collect();
     assert!(by_node.iter().all(|p| run.peers.contains(p)));
     assert_eq!(status.rows, 9);
+
+    // Rows are added only by the nodes that fetched them, and no more than they fetched: a
+    // peer that merely knows the crawl's id adds nothing, and a worker cannot pad its shards.
+    let padding = |rows: u64| tessera_scraper_node::protocol::CrawlCall::Shard {
+        crawl: run.crawl.clone(),
+        shard: ShardRecord {
+            name: format!("padding-{rows}.parquet"),
+            cid: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy".into(),
+            rows,
+            bytes: 1000,
+            node: "whoever the message says".into(),
+            row_groups: Vec::new(),
+            layout: None,
+        },
+    };
+    let stranger = tessera_net::start(
+        Keypair::generate_ed25519(),
+        NetworkConfig::client(bootstrap.clone()),
+    )
+    .await
+    .unwrap();
+    for (net, who) in [(&stranger, "a stranger"), (&nets[0], "a worker")] {
+        let reply = net
+            .client
+            .request::<tessera_scraper_node::protocol::CrawlProtocol>(info.peer_id, padding(1))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&reply, tessera_scraper_node::protocol::CrawlReply::Refused(why) if why.contains("more than it fetched")),
+            "{who}: {reply:?}"
+        );
+    }
+    let after = board.get().status().await.unwrap();
+    assert_eq!(after[0].rows, 9, "nothing was added");
     drop(nets);
+    drop(stranger);
 }
 
 /// A node that reports a made-up text hash for every page it stores or checks.
