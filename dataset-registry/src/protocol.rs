@@ -78,6 +78,16 @@ pub enum RegistryRequest {
         /// Most records wanted (at most [`MAX_RECORDS_PER_RESPONSE`]).
         limit: u32,
     },
+    /// Two records a publisher signed for one version: kept as evidence of the fork, and
+    /// that dataset's reads refused from then on.
+    Evidence {
+        /// One signed record block.
+        #[serde(with = "serde_bytes")]
+        first: Vec<u8>,
+        /// Another for the same version.
+        #[serde(with = "serde_bytes")]
+        second: Vec<u8>,
+    },
     /// The records of datasets called `name`: one per publisher whose key starts with
     /// `publisher` (any publisher if none), the given version or the latest.
     Find {
@@ -104,6 +114,16 @@ pub enum RegistryResponse {
         records: Vec<serde_bytes::ByteBuf>,
         /// Whether more match than were sent.
         more: bool,
+    },
+    /// The dataset asked for is forked: two records its publisher signed for one version,
+    /// for the reader to check. No version of it is served.
+    Forked {
+        /// One signed record block.
+        #[serde(with = "serde_bytes")]
+        first: Vec<u8>,
+        /// Another for the same version.
+        #[serde(with = "serde_bytes")]
+        second: Vec<u8>,
     },
     /// The request failed or the record was refused.
     Error {
@@ -134,6 +154,9 @@ pub enum RegistryErrorCode {
     Internal,
     /// The network's charter does not admit the record's publisher.
     NotAdmitted,
+    /// The publisher signed two records for one version of the dataset: its history is
+    /// forked, and no version of it is served.
+    Equivocated,
 }
 
 impl RegistryErrorCode {
@@ -148,6 +171,7 @@ impl RegistryErrorCode {
             RegistryErrorCode::Busy => "busy",
             RegistryErrorCode::Internal => "internal",
             RegistryErrorCode::NotAdmitted => "not_admitted",
+            RegistryErrorCode::Equivocated => "equivocated",
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::{
         RegistryResponse,
     },
     service::rendezvous,
-    store::Entry,
+    store::{Entry, Evidence},
 };
 
 /// A registry call failed.
@@ -67,6 +67,8 @@ pub enum RemoteError {
         first: Box<Cid>,
         /// The other's.
         second: Box<Cid>,
+        /// Both signed record blocks: evidence anyone can check.
+        evidence: Box<Evidence>,
     },
     /// The network failed.
     #[error(transparent)]
@@ -228,11 +230,48 @@ async fn records(
     session: &Session,
     request: RegistryRequest,
 ) -> Result<(Vec<Entry>, bool), RemoteError> {
-    let merged = merge(ask(session, request, READ_QUORUM).await?)?;
+    let answers = ask(session, request, READ_QUORUM).await?;
+    let asked: Vec<PeerId> = answers.iter().map(|(peer, _)| *peer).collect();
+    let merged = match merge(answers) {
+        Err(e @ RemoteError::Equivocation { .. }) => {
+            // Every node asked learns of the fork, and refuses the dataset from then on.
+            if let RemoteError::Equivocation { evidence, .. } = &e {
+                share_evidence(session, &asked, evidence).await;
+            }
+            return Err(e);
+        }
+        other => other?,
+    };
     for peer in &merged.stale {
         warn!(%peer, "a registry node answered an older version than others have");
     }
     Ok((merged.best, merged.more))
+}
+
+/// Sends `evidence` of a fork to `peers`, each answer awaited at most a few seconds.
+async fn share_evidence(session: &Session, peers: &[PeerId], evidence: &Evidence) {
+    let mut sends = JoinSet::new();
+    for peer in peers {
+        let (net, peer) = (session.net().clone(), *peer);
+        let request = RegistryRequest::Evidence {
+            first: evidence.first.clone(),
+            second: evidence.second.clone(),
+        };
+        sends.spawn(async move {
+            let sent = tokio::time::timeout(
+                Duration::from_secs(5),
+                net.request::<RegistryProtocol>(peer, request),
+            )
+            .await;
+            (peer, sent)
+        });
+    }
+    while let Some(Ok((peer, sent))) = sends.join_next().await {
+        match sent {
+            Ok(Ok(RegistryResponse::Accepted { .. })) => debug!(%peer, "evidence of a fork shared"),
+            other => debug!(%peer, ?other, "sharing evidence of a fork failed"),
+        }
+    }
 }
 
 /// Compares registry answers: see [`records`].
@@ -257,12 +296,31 @@ fn merge(answers: Vec<(PeerId, RegistryResponse)>) -> Result<Merged, RemoteError
             RegistryResponse::Error { code, message } => {
                 refused.get_or_insert(RemoteError::Refused { code, message });
             }
+            // A node that says the dataset is forked shows the two records; a claim that does
+            // not check out is a lie, and ignored.
+            RegistryResponse::Forked { first, second } => {
+                let evidence = Evidence { first, second };
+                match evidence.check() {
+                    Ok((a, _)) => {
+                        let r = a.record;
+                        return Err(RemoteError::Equivocation {
+                            publisher: r.publisher,
+                            name: r.name,
+                            version: r.version,
+                            first: Box::new(dag_cbor_cid(&evidence.first)),
+                            second: Box::new(dag_cbor_cid(&evidence.second)),
+                            evidence: Box::new(evidence),
+                        });
+                    }
+                    Err(e) => odd.push((peer, format!("false evidence of a fork: {e}"))),
+                }
+            }
             other => odd.push((peer, format!("unexpected answer {other:?}"))),
         }
     }
     // One record per (publisher, name, version) across every answer; the newest version of
     // each dataset that any node has.
-    let mut seen: std::collections::BTreeMap<(PublisherKey, String, u64), Cid> =
+    let mut seen: std::collections::BTreeMap<(PublisherKey, String, u64), &Entry> =
         std::collections::BTreeMap::new();
     let mut newest: std::collections::BTreeMap<(PublisherKey, String), u64> =
         std::collections::BTreeMap::new();
@@ -271,17 +329,21 @@ fn merge(answers: Vec<(PeerId, RegistryResponse)>) -> Result<Merged, RemoteError
             let r = &e.record.record;
             let key = (r.publisher, r.name.clone(), r.version);
             match seen.get(&key) {
-                Some(first) if *first != e.cid => {
+                Some(first) if first.cid != e.cid => {
                     return Err(RemoteError::Equivocation {
                         publisher: r.publisher,
                         name: r.name.clone(),
                         version: r.version,
-                        first: Box::new(*first),
+                        first: Box::new(first.cid),
                         second: Box::new(e.cid),
+                        evidence: Box::new(Evidence {
+                            first: first.block.clone(),
+                            second: e.block.clone(),
+                        }),
                     });
                 }
                 _ => {
-                    seen.insert(key, e.cid);
+                    seen.insert(key, e);
                 }
             }
             let latest = newest.entry((r.publisher, r.name.clone())).or_default();

@@ -14,7 +14,9 @@
 //! meets and then every interval, and fetches the versions it lacks in order. Two honest nodes
 //! that can reach each other therefore end with the same chains. A publisher that signs two
 //! different records for one version forks its own chain; each node keeps the one it saw
-//! first and refuses the other (`VersionReused`).
+//! first, refuses the other (`VersionReused`) and keeps both as evidence. Evidence, its own or
+//! sent by a client that saw the fork across nodes, refuses every read of that dataset
+//! (`Equivocated`): readers get a clear error, not whichever side a node saw first.
 
 use parking_lot::Mutex;
 use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
@@ -37,7 +39,7 @@ use crate::{
         MAX_RECORDS_PER_RESPONSE, REGISTRY_TOPIC, RegistryErrorCode, RegistryProtocol,
         RegistryRequest, RegistryResponse,
     },
-    store::{Admission, AdmitError, AuditScope, Entry, RecordStore},
+    store::{Admission, AdmitError, AuditScope, Entry, Evidence, RecordStore},
 };
 
 /// The DHT key registry nodes provide, so that clients can find them.
@@ -110,6 +112,7 @@ impl From<AdmitError> for Refusal {
             AdmitError::MissingParent { .. } | AdmitError::BrokenChain(_) => {
                 RegistryErrorCode::BrokenChain
             }
+            AdmitError::NotEvidence(_) => RegistryErrorCode::BadRequest,
             _ => RegistryErrorCode::Internal,
         };
         Refusal::new(code, e.to_string())
@@ -237,8 +240,16 @@ impl Registry {
                 format!("publisher {publisher} is not admitted by the network's charter"),
             ));
         }
-        if self.blocking_admit(&record, cid).await? == Admission::Known {
-            return Ok(cid);
+        match self.blocking_admit(&record, cid).await {
+            Ok(Admission::Known) => return Ok(cid),
+            Ok(Admission::New) => {}
+            Err(e @ AdmitError::VersionReused { .. }) => {
+                if let AdmitError::VersionReused { existing, .. } = &e {
+                    self.fork_seen(**existing, &block).await;
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
         }
         let (manifest, manifest_block) = self.resolve_manifest(&record).await?;
         let store = self.store().clone();
@@ -266,6 +277,39 @@ impl Registry {
             });
         }
         Ok(cid)
+    }
+
+    /// A record was offered for a version this node holds as record `existing`: both are
+    /// kept as evidence of the fork.
+    async fn fork_seen(&self, existing: Cid, offered: &[u8]) {
+        let (store, offered) = (self.store().clone(), offered.to_vec());
+        let kept = blocking(move || {
+            let first = store
+                .block(&existing)?
+                .ok_or_else(|| AdmitError::Damaged(format!("record {existing}")))?;
+            store.keep_evidence(&Evidence {
+                first,
+                second: offered,
+            })
+        })
+        .await;
+        match kept {
+            Ok(true) => {
+                warn!(%existing, "a publisher signed two records for one version; both kept as evidence")
+            }
+            Ok(false) => {}
+            Err(e) => debug!(error = %e, "keeping evidence of a fork failed"),
+        }
+    }
+
+    /// The answer to reads of `publisher`'s `name` when this node holds evidence of a fork:
+    /// the evidence, for the reader to check.
+    fn forked(&self, publisher: &PublisherKey, name: &str) -> Option<RegistryResponse> {
+        let evidence = self.store().evidence(publisher, name).ok()??;
+        Some(RegistryResponse::Forked {
+            first: evidence.first,
+            second: evidence.second,
+        })
     }
 
     async fn blocking_admit(
@@ -397,6 +441,7 @@ impl Registry {
                     Ok(Admission::Known) => continue,
                     Err(AdmitError::VersionReused { existing, .. }) => {
                         warn!(%peer, name = %r.name, version = r.version, %existing, "a peer has another record for a version this node holds");
+                        self.fork_seen(*existing, &block).await;
                         continue;
                     }
                     _ => {}
@@ -464,6 +509,28 @@ impl Registry {
                     },
                 };
             }
+            RegistryRequest::Evidence { first, second } => {
+                let store = self.store().clone();
+                let evidence = Evidence { first, second };
+                return match blocking(move || {
+                    store.keep_evidence(&evidence)?;
+                    Ok(dag_cbor_cid(&evidence.first))
+                })
+                .await
+                {
+                    Ok(record) => {
+                        warn!(%peer, "evidence of a fork received and kept");
+                        RegistryResponse::Accepted { record }
+                    }
+                    Err(e) => {
+                        let refusal = Refusal::from(e);
+                        RegistryResponse::Error {
+                            code: refusal.code,
+                            message: refusal.message,
+                        }
+                    }
+                };
+            }
             RegistryRequest::Heads { after, limit: l } => {
                 let store = self.store().clone();
                 blocking(move || store.heads(after.as_ref(), limit(l)))
@@ -476,6 +543,9 @@ impl Registry {
                 from,
                 limit: l,
             } => {
+                if let Some(refused) = self.forked(&publisher, &name) {
+                    return refused;
+                }
                 let store = self.store().clone();
                 blocking(move || store.chain(&publisher, &name, from, limit(l)))
                     .await
@@ -491,6 +561,14 @@ impl Registry {
                         (self.store().clone(), publisher.clone(), name.clone());
                     blocking(move || store.find(publisher.as_deref(), &name, version)).await
                 };
+                let fork = found.as_ref().ok().and_then(|f| {
+                    f.iter().find_map(|e| {
+                        self.forked(&e.record.record.publisher, &e.record.record.name)
+                    })
+                });
+                if let Some(refused) = fork {
+                    return refused;
+                }
                 match found {
                     Ok(found) if found.is_empty() => {
                         // Not known here: a full publisher key lets the DHT say.

@@ -8,6 +8,7 @@
 //! n NAME 0 PUBLISHER             -> ()                  (find by name)
 //! m MANIFEST-CID                 -> manifest block
 //! s SHARD-CID                    -> MANIFEST-CID INDEX(be u32)   (the gateway's index)
+//! x PUBLISHER NAME               -> Evidence: two records signed for one version (a fork)
 //! ```
 //!
 //! Only records that passed [`RecordStore::admit`] are written, all keys of one record in one
@@ -18,6 +19,7 @@ use std::{path::Path, sync::Arc};
 
 use cid::Cid;
 use rocksdb::{Direction, IteratorMode};
+use serde::{Deserialize, Serialize};
 use tessera_formats::{
     Manifest, PublisherKey, ShardLayout, SignedRecord, block,
     record::{MAX_RECORD_BYTES, RecordError},
@@ -135,6 +137,40 @@ pub enum AdmitError {
     /// A stored value is damaged.
     #[error("registry database: damaged value under {0}")]
     Damaged(String),
+    /// Two records offered as evidence of a fork are not one.
+    #[error("not evidence of a fork: {0}")]
+    NotEvidence(String),
+}
+
+/// Two records one publisher signed for one version of one dataset: proof that it forked its
+/// own history, which anyone can check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// One signed record block.
+    #[serde(with = "serde_bytes")]
+    pub first: Vec<u8>,
+    /// Another for the same version.
+    #[serde(with = "serde_bytes")]
+    pub second: Vec<u8>,
+}
+
+impl Evidence {
+    /// The two records, if they are evidence: both verify, name one publisher, dataset and
+    /// version, and are not the same record.
+    pub fn check(&self) -> Result<(SignedRecord, SignedRecord), AdmitError> {
+        let read = |block: &[u8]| SignedRecord::from_block(block).map_err(AdmitError::Record);
+        let (a, b) = (read(&self.first)?, read(&self.second)?);
+        let (x, y) = (&a.record, &b.record);
+        if x.publisher != y.publisher || x.name != y.name || x.version != y.version {
+            return Err(AdmitError::NotEvidence(
+                "the records are of different datasets or versions".into(),
+            ));
+        }
+        if self.first == self.second {
+            return Err(AdmitError::NotEvidence("the records are the same".into()));
+        }
+        Ok((a, b))
+    }
 }
 
 /// The record store; cheap to clone.
@@ -275,6 +311,43 @@ impl RecordStore {
         }
         self.inner.db.write(batch, Durability::Synced)?;
         Ok(Admission::New)
+    }
+
+    /// Keeps `evidence` of a fork after checking it; returns whether it is new here. Reads of
+    /// that dataset are refused from then on.
+    pub fn keep_evidence(&self, evidence: &Evidence) -> Result<bool, AdmitError> {
+        let (a, _) = evidence.check()?;
+        let r = &a.record;
+        let key = dataset_key(b'x', &r.publisher, &r.name);
+        let _writer = self.lock();
+        if self.inner.db.get_pinned(&key)?.is_some() {
+            return Ok(false);
+        }
+        let value = block::encode(evidence).map_err(|e| AdmitError::Damaged(e.to_string()))?;
+        let mut batch = self.inner.db.batch();
+        batch.put(key, value);
+        self.inner.db.write(batch, Durability::Synced)?;
+        Ok(true)
+    }
+
+    /// The evidence of a fork of `publisher`'s dataset `name`, if this node holds one.
+    pub fn evidence(
+        &self,
+        publisher: &PublisherKey,
+        name: &str,
+    ) -> Result<Option<Evidence>, AdmitError> {
+        let key = dataset_key(b'x', publisher, name);
+        let Some(value) = self.inner.db.get(&key)? else {
+            return Ok(None);
+        };
+        block::decode(&value, 2 * MAX_RECORD_BYTES + 64)
+            .map(Some)
+            .map_err(|e| AdmitError::Damaged(format!("evidence of {name}: {e}")))
+    }
+
+    /// The block of the record with CID `cid`, as it was received.
+    pub fn block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, AdmitError> {
+        Ok(self.inner.db.get(tagged(b'r', &cid.to_bytes()))?)
     }
 
     /// The record with block CID `cid`.
@@ -681,6 +754,56 @@ mod tests {
         .unwrap();
         let (cid, block) = record.to_block().unwrap();
         (record, cid, block, m, mblock)
+    }
+
+    #[test]
+    fn evidence_of_a_fork_is_checked_kept_once_and_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordStore::open(dir.path()).unwrap();
+        let mut one = Chain::new(3, "forked");
+        let (record, _, first, _, _) = one.next();
+        // The same version signed again with another message: a fork.
+        let (_, second) = VersionRecord {
+            message: "the other side".into(),
+            ..record.record
+        }
+        .sign(&one.key)
+        .unwrap()
+        .to_block()
+        .unwrap();
+        let evidence = Evidence {
+            first: first.clone(),
+            second,
+        };
+        let publisher = PublisherKey::of(&SigningKey::from_bytes(&[3; 32]));
+        assert!(store.evidence(&publisher, "forked").unwrap().is_none());
+        assert!(store.keep_evidence(&evidence).unwrap());
+        assert!(!store.keep_evidence(&evidence).unwrap());
+        assert_eq!(
+            store.evidence(&publisher, "forked").unwrap(),
+            Some(evidence)
+        );
+
+        let same = Evidence {
+            first: first.clone(),
+            second: first.clone(),
+        };
+        assert!(matches!(same.check(), Err(AdmitError::NotEvidence(_))));
+        let (_, _, later, _, _) = one.next();
+        let apart = Evidence {
+            first: first.clone(),
+            second: later,
+        };
+        assert!(matches!(apart.check(), Err(AdmitError::NotEvidence(_))));
+        let mut forged = first.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let bad = Evidence {
+            first,
+            second: forged,
+        };
+        assert!(matches!(bad.check(), Err(AdmitError::Record(_))));
+        assert!(store.keep_evidence(&bad).is_err());
     }
 
     #[test]
