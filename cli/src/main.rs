@@ -90,7 +90,7 @@ async fn main() -> ExitCode {
         Command::Crawl(args) => commands::crawl::run(args).await,
         Command::Audit(args) => commands::audit::run(args).await,
         Command::Rewards(args) => commands::rewards::run(args).await,
-        Command::Charter(args) => commands::charter::run(args),
+        Command::Charter(args) => commands::charter::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

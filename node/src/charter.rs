@@ -2,7 +2,10 @@
 //! its CID. A node of a network with a charter speaks its protocols under the charter's
 //! network id, and takes the charter's word on whose receipts count.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+};
 
 use tessera_formats::{
     Cid,
@@ -57,6 +60,97 @@ impl NodeCharter {
     }
 }
 
+/// The charter a node runs under now: the founding one, then each later epoch that the
+/// threshold of the committee before it signed. Later epochs are kept as files in a folder
+/// (`epoch-N.block`) and read back at the next start. Cheap to clone: every role reads the
+/// same one, and sees a new epoch as soon as it is accepted.
+#[derive(Debug, Clone)]
+pub struct CurrentCharter {
+    inner: Arc<RwLock<NodeCharter>>,
+    dir: Option<PathBuf>,
+}
+
+/// Most later epochs read back at a start.
+const MAX_EPOCHS_READ: u64 = 10_000;
+
+impl CurrentCharter {
+    /// A charter that stays `founding` until a later epoch is accepted; epochs are not kept.
+    pub fn new(founding: NodeCharter) -> Self {
+        Self {
+            inner: Arc::new(RwLock::new(founding)),
+            dir: None,
+        }
+    }
+
+    /// `founding` and the later epochs kept in `dir`, each checked to follow the one before;
+    /// later epochs accepted from now on are kept there too.
+    pub fn open(founding: NodeCharter, dir: &Path) -> Result<Self, CharterFileError> {
+        let current = Self {
+            inner: Arc::new(RwLock::new(founding)),
+            dir: Some(dir.to_path_buf()),
+        };
+        for _ in 0..MAX_EPOCHS_READ {
+            let path = dir.join(format!(
+                "epoch-{}.block",
+                current.get().signed.charter.epoch + 1
+            ));
+            if !path.exists() {
+                break;
+            }
+            let next = read(&path)?;
+            current
+                .accept(next)
+                .map_err(|source| CharterFileError::Invalid { path, source })?;
+        }
+        Ok(current)
+    }
+
+    /// The charter in force.
+    pub fn get(&self) -> NodeCharter {
+        self.inner
+            .read()
+            .map_or_else(|e| e.into_inner().clone(), |c| c.clone())
+    }
+
+    /// The network's id (the same in every epoch).
+    pub fn network(&self) -> String {
+        self.get().network().to_string()
+    }
+
+    /// Takes `next` as the charter in force when it is the next epoch, signed by the
+    /// threshold of the current committee; keeps it. `Ok(false)`: an epoch already taken.
+    pub fn advance(&self, next: SignedCharter) -> Result<bool, CharterError> {
+        let epoch = next.charter.epoch;
+        if epoch <= self.get().signed.charter.epoch {
+            return Ok(false);
+        }
+        let block = next.to_block()?.1;
+        self.accept(next)?;
+        if let Some(dir) = &self.dir {
+            let keep = || -> std::io::Result<()> {
+                std::fs::create_dir_all(dir)?;
+                let path = dir.join(format!("epoch-{epoch}.block"));
+                let part = dir.join(format!("epoch-{epoch}.block.part"));
+                std::fs::write(&part, &block)?;
+                std::fs::File::open(&part)?.sync_all()?;
+                std::fs::rename(&part, &path)
+            };
+            if let Err(e) = keep() {
+                tracing::warn!(epoch, error = %e, "keeping a charter epoch failed; it holds until the next start");
+            }
+        }
+        Ok(true)
+    }
+
+    fn accept(&self, next: SignedCharter) -> Result<(), CharterError> {
+        let mut current = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        next.verify_after(&current.signed)?;
+        let (cid, _) = next.to_block()?;
+        *current = NodeCharter { signed: next, cid };
+        Ok(())
+    }
+}
+
 /// Reads the charter block in `path`, bounded, and checks its rules, not its signatures: a
 /// charter still being signed reads too.
 pub fn read(path: &Path) -> Result<SignedCharter, CharterFileError> {
@@ -105,6 +199,45 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn a_later_epoch_counts_only_when_the_committee_before_it_signed_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<SigningKey> = (1..=3).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+        let founding = Charter::found(
+            "testnet",
+            keys[..2].iter().map(PublisherKey::of).collect(),
+            2,
+            CharterParams::default(),
+        )
+        .signed_by(&[&keys[0], &keys[1]])
+        .unwrap();
+        let (cid, _) = founding.to_block().unwrap();
+        let node = NodeCharter {
+            signed: founding.clone(),
+            cid,
+        };
+        let current = CurrentCharter::open(node.clone(), dir.path()).unwrap();
+        let next = Charter::after(
+            &founding.charter,
+            cid,
+            keys.iter().map(PublisherKey::of).collect(),
+            2,
+            CharterParams::default(),
+        );
+        // One signature of a threshold of two, or the new member's own, is not enough.
+        let short = next.clone().signed_by(&[&keys[0], &keys[2]]);
+        assert!(current.advance(short.unwrap()).is_err());
+        assert_eq!(current.get().signed.charter.epoch, 0);
+        let signed = next.signed_by(&[&keys[0], &keys[1]]).unwrap();
+        assert!(current.advance(signed.clone()).unwrap());
+        assert!(!current.advance(signed.clone()).unwrap(), "taken already");
+        assert_eq!(current.get().signed.charter.committee.len(), 3);
+        assert_eq!(current.network(), "testnet");
+        // A restart reads the epoch back.
+        let again = CurrentCharter::open(node, dir.path()).unwrap();
+        assert_eq!(again.get().signed, signed);
+    }
 
     #[test]
     fn a_charter_file_is_read_verified_or_refused_with_its_path() {

@@ -8,7 +8,7 @@ use tessera_node::api_client::{CallError, http_client, read};
 
 use crate::{
     audit::AuditStatus,
-    http::{ReceiptPage, Status},
+    http::{CharterAnswer, ReceiptPage, Status},
 };
 
 /// A storage node's HTTP API.
@@ -56,6 +56,12 @@ impl NodeClient {
             None => format!("/v1/receipts?from={from_ms}&to={to_ms}"),
         };
         self.get(&path).await
+    }
+
+    /// Hands the node the network's next charter (`POST /v1/charter`).
+    pub async fn next_charter(&self, block: Vec<u8>) -> Result<CharterAnswer, CallError> {
+        let url = format!("{}/v1/charter", self.base);
+        read(&url, self.http.post(&url).body(block)).await
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {

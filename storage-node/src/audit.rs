@@ -25,7 +25,10 @@ use std::{
     time::{Duration, Instant},
 };
 use tessera_formats::time::now_ms;
-use tessera_node::{blocking::blocking, charter::NodeCharter};
+use tessera_node::{
+    blocking::blocking,
+    charter::{CurrentCharter, NodeCharter},
+};
 
 use cid::Cid;
 use libp2p::identity::{Keypair, PublicKey};
@@ -59,6 +62,10 @@ use crate::{metrics::Metrics, receipts::ReceiptStore, store::PieceStore};
 
 /// The gossipsub topic on which auditors share their signed receipts.
 pub const RECEIPT_TOPIC: &str = "/tessera/audit/receipts/1";
+
+/// The topic a network's next charter is passed on: each node takes it when the threshold of
+/// the committee in force signed it (`tessera_node::charter::CurrentCharter::advance`).
+pub const CHARTER_TOPIC: &str = "/tessera/charter/1";
 
 /// How the auditor works.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -416,9 +423,9 @@ pub struct Auditor {
     follow: BTreeSet<Cid>,
     view: SharedView,
     spool: PathBuf,
-    /// The network's charter: who repairs what. None: any auditor repairs, the first claim
+    /// The network's charter in force: who repairs what. None: any auditor repairs, the first claim
     /// holding.
-    charter: Option<NodeCharter>,
+    charter: Option<CurrentCharter>,
     /// Rounds each shard needing repair has waited for the validators ranked before this
     /// one.
     waited: Mutex<BTreeMap<Cid, usize>>,
@@ -453,7 +460,7 @@ pub struct AuditorParts {
     /// Where repairs spool pieces.
     pub spool: PathBuf,
     /// The network's charter, which assigns repairs; none on the unnamed network.
-    pub charter: Option<NodeCharter>,
+    pub charter: Option<CurrentCharter>,
 }
 
 impl Auditor {
@@ -489,7 +496,7 @@ impl Auditor {
     /// none without one (every auditor may repair). A node outside the committee never
     /// repairs.
     fn repair_rank(&self, shard: &Cid) -> Option<usize> {
-        let charter = self.charter.as_ref()?;
+        let charter = self.charter.as_ref()?.get();
         let c = &charter.signed.charter;
         let period = period_of(now_ms(), c.params.audit_period_ms);
         Some(
@@ -521,7 +528,7 @@ impl Auditor {
     /// Whether this auditor is assigned `holder`'s copy of `piece` in the current period:
     /// always without a charter.
     fn assigned(&self, piece: &Cid, holder: &PeerId) -> bool {
-        let Some(charter) = &self.charter else {
+        let Some(charter) = self.charter.as_ref().map(CurrentCharter::get) else {
             return true;
         };
         let Some(holder) = node_key(holder) else {
@@ -550,7 +557,7 @@ impl Auditor {
     }
 
     async fn latest_assigned(&self, holder: PeerId, piece: Cid) -> Option<bool> {
-        let charter = self.charter.clone()?;
+        let charter = self.charter.as_ref()?.get();
         let node = node_key(&holder)?;
         let c = &charter.signed.charter;
         let since = now_ms().saturating_sub(c.params.audit_period_ms.saturating_mul(2));
@@ -571,7 +578,7 @@ impl Auditor {
     /// ignores claims by anyone its turn does not follow.
     #[must_use]
     pub fn with_charter(mut self, charter: NodeCharter) -> Self {
-        self.charter = Some(charter);
+        self.charter = Some(CurrentCharter::new(charter));
         self
     }
 
@@ -590,7 +597,7 @@ impl Auditor {
         let scope = self
             .charter
             .as_ref()
-            .map(|c| AuditScope::of(&c.signed.charter))
+            .map(|c| AuditScope::of(&c.get().signed.charter))
             .unwrap_or_default();
         let set = blocking(move || registry.audit_set_in(limit, &scope))
             .await
@@ -986,6 +993,7 @@ impl Auditor {
     fn others(&self, shard: &Cid, values: &[Vec<u8>], now: u64) -> Vec<NodeKey> {
         let horizon = now.saturating_add(2 * ms(self.config.claim_lease));
         let order = self.charter.as_ref().map(|charter| {
+            let charter = charter.get();
             let c = &charter.signed.charter;
             let period = period_of(now, c.params.audit_period_ms);
             repair_order(&charter.cid, period, shard, &c.committee)

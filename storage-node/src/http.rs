@@ -19,7 +19,7 @@ use tessera_node::{blocking::blocking, http::ApiError};
 use tessera_proofs::trust::{NotCounted, ReceiptRules};
 
 use crate::{
-    audit::{AuditStatus, SharedView},
+    audit::{AuditStatus, CHARTER_TOPIC, SharedView},
     metrics::Metrics,
     receipts::{ReceiptStore, ReceiptStoreError},
     rewards::{Tally, piece_sizes},
@@ -34,7 +34,7 @@ pub(crate) struct HttpState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) receipts: Arc<ReceiptStore>,
     pub(crate) audit: SharedView,
-    pub(crate) charter: Option<tessera_node::charter::NodeCharter>,
+    pub(crate) charter: Option<tessera_node::charter::CurrentCharter>,
     /// The registry's records, whose layouts give each piece's size under a charter.
     pub(crate) registry: Option<RecordStore>,
     /// The payout address the node declares.
@@ -49,6 +49,7 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/v1/audit", get(audit_status))
         .route("/v1/receipts", get(receipt_page))
         .route("/v1/rewards", get(rewards))
+        .route("/v1/charter", axum::routing::post(next_charter))
         .route("/", get(dashboard))
         .with_state(state)
 }
@@ -85,9 +86,12 @@ pub struct Status {
     /// The network's id, from its charter; none on the unnamed network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
-    /// The CID of the network's charter.
+    /// The CID of the network's charter in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charter: Option<String>,
+    /// Its epoch: 0 for the founding charter, one more for each committee change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charter_epoch: Option<u64>,
     /// Where the node's rewards are paid, as it declares on the network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payout_address: Option<String>,
@@ -117,8 +121,9 @@ async fn status(State(state): State<HttpState>) -> impl IntoResponse {
             capacity: usage.capacity,
             peers_connected: info.connected_peers.len(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            network: state.charter.as_ref().map(|c| c.network().to_string()),
-            charter: state.charter.as_ref().map(|c| c.cid.to_string()),
+            network: state.charter.as_ref().map(|c| c.network()),
+            charter: state.charter.as_ref().map(|c| c.get().cid.to_string()),
+            charter_epoch: state.charter.as_ref().map(|c| c.get().signed.charter.epoch),
             payout_address: state.payout.map(|a| a.to_string()),
         })
         .into_response(),
@@ -258,10 +263,12 @@ async fn rewards(
     let from = query.from.unwrap_or_else(|| to.saturating_sub(DAY_MS));
     let cap = query.cap.unwrap_or(DAY_MS);
     let (store, registry) = (state.receipts.clone(), state.registry.clone());
-    let scope = state
+    // Receipts are judged under the charter in force now.
+    let charter = state
         .charter
         .as_ref()
-        .map(|c| AuditScope::of(&c.signed.charter));
+        .map(tessera_node::charter::CurrentCharter::get);
+    let scope = charter.as_ref().map(|c| AuditScope::of(&c.signed.charter));
     // Receipts up to a cap before the window show what each first pass in it follows.
     let read_from = from.saturating_sub(cap);
     let computed = blocking(move || {
@@ -299,7 +306,7 @@ async fn rewards(
     if let Err(e) = tally.add_blocks("store", blocks.into_iter().map(Ok)) {
         return ApiError::internal(e.to_string()).into_response();
     }
-    let proven = match &state.charter {
+    let proven = match &charter {
         Some(charter) => {
             let size = |piece: &cid::Cid| sizes.get(piece).copied();
             let rules = ReceiptRules::new(&charter.signed.charter, charter.cid, &size);
@@ -321,6 +328,51 @@ async fn rewards(
         nodes,
     })
     .into_response()
+}
+
+/// What `POST /v1/charter` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CharterAnswer {
+    /// Whether the charter is the one in force now (false: an epoch taken already).
+    pub advanced: bool,
+    /// The epoch in force.
+    pub epoch: u64,
+    /// The CID of the charter in force.
+    pub charter: String,
+}
+
+/// `POST /v1/charter` (a charter block): the network's next charter, taken when the
+/// threshold of the committee in force signed it, and passed on to every node. Anyone may
+/// bring it: the signatures are what count.
+async fn next_charter(
+    State(state): State<HttpState>,
+    body: axum::body::Bytes,
+) -> impl IntoResponse {
+    let Some(current) = &state.charter else {
+        return ApiError::bad_request("this node's network has no charter").into_response();
+    };
+    if body.len() > tessera_formats::charter::MAX_CHARTER_BYTES {
+        return ApiError::bad_request("larger than a charter can be").into_response();
+    }
+    let next = match tessera_formats::charter::SignedCharter::from_block(&body) {
+        Ok(next) => next,
+        Err(e) => return ApiError::bad_request(format!("not a charter: {e}")).into_response(),
+    };
+    match current.advance(next) {
+        Ok(advanced) => {
+            if advanced && let Err(e) = state.client.publish(CHARTER_TOPIC, body.to_vec()).await {
+                tracing::warn!(error = %e, "passing a new charter on failed");
+            }
+            let now = current.get();
+            Json(CharterAnswer {
+                advanced,
+                epoch: now.signed.charter.epoch,
+                charter: now.cid.to_string(),
+            })
+            .into_response()
+        }
+        Err(e) => ApiError::bad_request(format!("charter refused: {e}")).into_response(),
+    }
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {

@@ -17,7 +17,7 @@ use tessera_net::{Client, Multiaddr, NetworkConfig, TopicEvent};
 use tessera_node::{
     blocking::{BlockingError, blocking},
     builder::{Assembly, BuildError, Node, NodeBuilder},
-    charter::{CharterFileError, NodeCharter},
+    charter::{CharterFileError, CurrentCharter},
     config::InvalidSetting,
     db::DEFAULT,
 };
@@ -27,7 +27,9 @@ use tracing::{debug, info, warn};
 
 pub use crate::config::NodeConfig;
 use crate::{
-    audit::{AuditConfig, Auditor, AuditorParts, RECEIPT_TOPIC, SharedView, signing_key},
+    audit::{
+        AuditConfig, Auditor, AuditorParts, CHARTER_TOPIC, RECEIPT_TOPIC, SharedView, signing_key,
+    },
     http::{HttpState, router},
     metrics::Metrics,
     receipts::{ReceiptStore, ReceiptStoreError},
@@ -100,6 +102,10 @@ pub struct StorageNode {
     node: Node,
 }
 
+/// The folder of the node's data directory that keeps the charter epochs after the founding
+/// one.
+const CHARTER_EPOCHS: &str = "charter-epochs";
+
 /// The column of the node's database that holds audit receipts.
 const RECEIPTS_COLUMN: &str = "receipts";
 /// The column that holds the registry's records.
@@ -114,7 +120,7 @@ impl StorageNode {
         let builder = NodeBuilder::new(
             &config.data_dir,
             NetworkConfig {
-                network: charter.as_ref().map(|c| c.network().to_string()),
+                network: charter.as_ref().map(CurrentCharter::network),
                 listen: config.listen.clone(),
                 bootstrap: config.bootstrap.clone(),
                 ..NetworkConfig::default()
@@ -163,9 +169,12 @@ impl StorageNode {
 /// store before the node's database opens: an index whose pieces folder is missing (a disk
 /// not mounted) is refused here, before anything is written. Returns the charter, whose
 /// network id the node's network is named by.
-pub async fn prepare(config: &NodeConfig) -> Result<Option<NodeCharter>, NodeError> {
+pub async fn prepare(config: &NodeConfig) -> Result<Option<CurrentCharter>, NodeError> {
     config.check()?;
-    let charter = tessera_node::charter::load_setting(config.charter.as_deref())?;
+    // The founding charter from the config, then the later epochs this node accepted.
+    let charter = tessera_node::charter::load_setting(config.charter.as_deref())?
+        .map(|founding| CurrentCharter::open(founding, &config.data_dir.join(CHARTER_EPOCHS)))
+        .transpose()?;
     let store_config = config.store();
     blocking(move || PieceStore::prepare(&store_config)).await?;
     Ok(charter)
@@ -177,6 +186,11 @@ pub fn plan(builder: NodeBuilder, config: &NodeConfig) -> NodeBuilder {
     let builder = builder
         .column(RECEIPTS_COLUMN)
         .network(|n| n.serving::<PieceProtocol>().serving::<ChallengeProtocol>());
+    let builder = if config.charter.is_some() {
+        builder.network(|n| n.following(CHARTER_TOPIC, tessera_formats::charter::MAX_CHARTER_BYTES))
+    } else {
+        builder
+    };
     if config.registry {
         builder.column(REGISTRY_COLUMN).network(|n| {
             n.serving::<RegistryProtocol>()
@@ -191,8 +205,8 @@ pub fn plan(builder: NodeBuilder, config: &NodeConfig) -> NodeBuilder {
 /// The storage roles of a running node.
 #[derive(Debug)]
 pub struct StorageRoles {
-    /// The network's charter, when it has one.
-    pub charter: Option<NodeCharter>,
+    /// The network's charter in force, when it has one.
+    pub charter: Option<CurrentCharter>,
     /// The piece store.
     pub store: PieceStore,
     /// What the store's start-up check found.
@@ -215,7 +229,7 @@ pub struct StorageRoles {
 pub async fn start_roles(
     node: &mut Assembly,
     config: &NodeConfig,
-    charter: Option<NodeCharter>,
+    charter: Option<CurrentCharter>,
 ) -> Result<StorageRoles, NodeError> {
     let store_config = config.store();
     let key = signing_key(&node.keypair).ok_or(NodeError::NotEd25519)?;
@@ -229,6 +243,10 @@ pub async fn start_roles(
         None
     };
     let receipts = receipts_role(node, &config.data_dir, charter.clone())?;
+    if let Some(charter) = &charter {
+        let topic = node.network.topic(CHARTER_TOPIC);
+        node.spawn(follow_charters(charter.clone(), topic));
+    }
     let audit_view = SharedView::default();
     let auditor = registry.as_ref().map(|registry| AuditorParts {
         client: node.client.clone(),
@@ -314,12 +332,13 @@ fn storage_role(
 fn registry_role(
     node: &mut Assembly,
     config: &NodeConfig,
-    charter: Option<&NodeCharter>,
+    charter: Option<&CurrentCharter>,
 ) -> Result<Registry, NodeError> {
     let registry_config = RegistryConfig {
         // Under a charter, records of publishers it does not admit are not kept.
+        // The epoch in force at the start: a later one's publisher rules apply from the next.
         scope: charter
-            .map(|c| AuditScope::of(&c.signed.charter))
+            .map(|c| AuditScope::of(&c.get().signed.charter))
             .unwrap_or_default(),
         ..RegistryConfig::new(config.data_dir.join("registry"))
     };
@@ -344,7 +363,7 @@ fn registry_role(
 fn receipts_role(
     node: &mut Assembly,
     data_dir: &std::path::Path,
-    charter: Option<NodeCharter>,
+    charter: Option<CurrentCharter>,
 ) -> Result<Arc<ReceiptStore>, NodeError> {
     let column = node.db.column(RECEIPTS_COLUMN).map_err(StoreError::from)?;
     node.db
@@ -354,6 +373,30 @@ fn receipts_role(
     let shared = node.network.topic(RECEIPT_TOPIC);
     node.spawn(keep_shared_receipts(receipts.clone(), shared, charter));
     Ok(receipts)
+}
+
+/// Takes the network's next charter from the charter topic when the threshold of the
+/// committee in force signed it; anything else on the topic is dropped.
+async fn follow_charters(
+    charter: CurrentCharter,
+    topic: Option<tokio::sync::mpsc::Receiver<TopicEvent>>,
+) {
+    let Some(mut topic) = topic else { return };
+    while let Some(event) = topic.recv().await {
+        let TopicEvent::Message { data, source, .. } = event else {
+            continue;
+        };
+        match tessera_formats::charter::SignedCharter::from_block(&data)
+            .and_then(|next| charter.advance(next))
+        {
+            Ok(true) => {
+                let now = charter.get();
+                info!(epoch = now.signed.charter.epoch, charter = %now.cid, "the network's charter changed");
+            }
+            Ok(false) => {}
+            Err(e) => debug!(?source, error = %e, "a charter on the topic was refused"),
+        }
+    }
 }
 
 /// Re-announces every held piece after a start; the DHT republishes them from then on.
@@ -418,9 +461,8 @@ enum Dropped {
 async fn keep_shared_receipts(
     receipts: Arc<ReceiptStore>,
     mut shared: Option<tokio::sync::mpsc::Receiver<TopicEvent>>,
-    charter: Option<NodeCharter>,
+    charter: Option<CurrentCharter>,
 ) {
-    let charter = charter.map(Arc::new);
     let retention = u64::try_from(RECEIPT_RETENTION.as_millis()).unwrap_or(u64::MAX);
     let mut prune = tokio::time::interval(Duration::from_secs(60 * 60));
     loop {
@@ -448,7 +490,7 @@ async fn keep_shared_receipts(
                 continue;
             }
         };
-        let (store, charter) = (receipts.clone(), charter.clone());
+        let (store, charter) = (receipts.clone(), charter.as_ref().map(CurrentCharter::get));
         let kept = blocking(move || {
             let receipt = SignedReceipt::from_block(&data)?;
             let (now, time) = (now_ms(), receipt.receipt.time_ms);

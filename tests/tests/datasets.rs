@@ -348,12 +348,6 @@ async fn forged_and_unresolvable_records_are_refused_and_never_shown() {
         remote::submit(&session, grafted.to_block().unwrap().1).await,
         RegistryErrorCode::BrokenChain,
     );
-    // Version 1 again, with another message: the version is taken.
-    let reuse = next(&alice, PublisherKey::of(&alice), 1, "again");
-    refused(
-        remote::submit(&session, reuse.to_block().unwrap().1).await,
-        RegistryErrorCode::VersionReused,
-    );
     // A manifest nobody holds.
     let mut ghost = next(&alice, PublisherKey::of(&alice), 2, "ghost");
     ghost.record.manifest = dag_cbor_cid(b"no such manifest");
@@ -435,6 +429,20 @@ async fn forged_and_unresolvable_records_are_refused_and_never_shown() {
     assert!(
         matches!(missing, Err(RemoteError::NotFound(_))),
         "{missing:?}"
+    );
+
+    // Version 1 again, with another message: the version is taken, and Alice has forked her
+    // own history. The node keeps both records as evidence and refuses the dataset from then
+    // on, with evidence every reader checks.
+    let reuse = next(&alice, PublisherKey::of(&alice), 1, "again");
+    refused(
+        remote::submit(&session, reuse.to_block().unwrap().1).await,
+        RegistryErrorCode::VersionReused,
+    );
+    let forked = remote::log(&session, &PublisherKey::of(&alice), "corpus").await;
+    assert!(
+        matches!(forked, Err(RemoteError::Equivocation { version: 1, .. })),
+        "{forked:?}"
     );
     let _: Option<VersionError> = None;
     drop(session);

@@ -1,11 +1,16 @@
-//! `tessera charter found|sign|show`: founding a network. One founder writes the charter
-//! (network id, validators, threshold, rules); each validator signs it with its node's
-//! identity; once `threshold` have signed, every node is started with it (`charter = FILE`).
+//! `tessera charter found|next|sign|show|publish`: founding a network and changing its
+//! committee. One founder writes the charter (network id, validators, threshold, rules); each
+//! validator signs it with its node's identity; once `threshold` have signed, every node is
+//! started with it (`charter = FILE`). A committee change is the next epoch's charter, signed
+//! by the threshold of the committee in force and handed to any node, which passes it on.
 //!
 //! ```text
 //! tessera charter found --network main --validator PEER... --threshold 2 -o charter.block
 //! tessera charter sign charter.block --node-dir /var/lib/tessera/storage   (each validator)
 //! tessera charter show charter.block                                        (anyone)
+//! tessera charter next --from charter.block --validator PEER... --threshold 2 -o epoch-1.block
+//! tessera charter sign epoch-1.block --after charter.block --node-dir ...  (each validator)
+//! tessera charter publish epoch-1.block --node http://127.0.0.1:8080
 //! ```
 
 use std::{
@@ -55,6 +60,23 @@ enum Command {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Write the charter of the next epoch, unsigned: a new committee and threshold, the
+    /// rules of the one in force.
+    Next {
+        /// The charter in force.
+        #[arg(long)]
+        from: PathBuf,
+        /// A validator of the new committee: its node's peer id or its 64-hex key
+        /// (repeatable).
+        #[arg(long = "validator", required = true)]
+        validators: Vec<String>,
+        /// Signatures of the new committee the change after this one needs.
+        #[arg(long)]
+        threshold: u32,
+        /// Where to write the charter block.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Add a validator's signature to a charter, with its node's identity.
     Sign {
         /// The charter block.
@@ -62,11 +84,26 @@ enum Command {
         /// The validator node's data directory (its identity.key).
         #[arg(long)]
         node_dir: PathBuf,
+        /// The charter in force, for a later epoch: its committee signs the next one.
+        #[arg(long)]
+        after: Option<PathBuf>,
     },
     /// Print a charter: its network, committee, rules, signatures and CID.
     Show {
         /// The charter block.
         file: PathBuf,
+        /// The charter before it, to check a later epoch's signatures.
+        #[arg(long)]
+        after: Option<PathBuf>,
+    },
+    /// Hand a new epoch's charter to a storage node of the network, which takes it (when the
+    /// committee in force signed it) and passes it on to every node.
+    Publish {
+        /// The charter block.
+        file: PathBuf,
+        /// The node's HTTP port.
+        #[arg(long, default_value = super::audit::DEFAULT_NODE)]
+        node: String,
     },
 }
 
@@ -108,7 +145,7 @@ fn write(file: &Path, signed: &SignedCharter) -> anyhow::Result<()> {
     std::fs::write(file, block).with_context(|| format!("writing {}", file.display()))
 }
 
-pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Found {
             network,
@@ -148,9 +185,83 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Sign { file, node_dir } => {
+        Command::Next {
+            from,
+            validators,
+            threshold,
+            out,
+        } => {
+            if out.exists() {
+                bail!("{} exists; a charter is never overwritten", out.display());
+            }
+            let current = read(&from)?;
+            let (cid, _) = current.to_block()?;
+            let committee = validators
+                .iter()
+                .map(|v| validator_key(v))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let size = u32::try_from(committee.len()).unwrap_or(u32::MAX);
+            let params = CharterParams {
+                validators_per_piece: current.charter.params.validators_per_piece.min(size),
+                ..current.charter.params.clone()
+            };
+            let next = Charter::after(&current.charter, cid, committee, threshold, params);
+            next.validate()?;
+            write(
+                &out,
+                &SignedCharter {
+                    charter: next,
+                    signatures: Vec::new(),
+                },
+            )?;
+            println!(
+                "wrote epoch {} of {} to {}: {} of the committee in force must sign it \
+                 (tessera charter sign {} --after {})",
+                current.charter.epoch + 1,
+                current.charter.network,
+                out.display(),
+                current.charter.threshold,
+                out.display(),
+                from.display()
+            );
+            Ok(())
+        }
+        Command::Publish { file, node } => {
+            let block =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            SignedCharter::from_block(&block)?;
+            let api =
+                tessera_storage_node::api_client::NodeClient::new(&node, Duration::from_secs(30))?;
+            let answer = api.next_charter(block).await?;
+            println!(
+                "{}: epoch {} in force ({}), charter {}",
+                api.base(),
+                answer.epoch,
+                if answer.advanced {
+                    "taken now"
+                } else {
+                    "taken already"
+                },
+                answer.charter
+            );
+            Ok(())
+        }
+        Command::Sign {
+            file,
+            node_dir,
+            after,
+        } => {
             let mut signed = read(&file)?;
-            let key = validator_signing_key(&node_dir, &signed.charter)?;
+            // The founding charter is signed by its own committee; a later one by the
+            // committee in force.
+            let signers = match (&after, signed.charter.epoch) {
+                (_, 0) => signed.charter.clone(),
+                (Some(after), _) => read(after)?.charter,
+                (None, epoch) => bail!(
+                    "epoch {epoch} is signed by the committee in force: name its charter with --after"
+                ),
+            };
+            let key = validator_signing_key(&node_dir, &signers)?;
             let me = PublisherKey::of(&key);
             signed.signatures.retain(|s| s.signer != me);
             signed.signatures.push(signed.charter.sign(&key)?);
@@ -162,8 +273,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Show { file } => {
+        Command::Show { file, after } => {
             let signed = read(&file)?;
+            let before = after.as_deref().map(read).transpose()?;
             let (cid, _) = signed.to_block()?;
             let c = &signed.charter;
             println!("charter    {cid}");
@@ -189,9 +301,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 println!("publishers {} listed", p.publishers.len());
             }
-            match signed.verify_founding() {
-                Ok(()) => println!("valid      yes: nodes can start with it"),
-                Err(e) => println!("valid      not yet: {e}"),
+            match (&before, c.epoch) {
+                (_, 0) => match signed.verify_founding() {
+                    Ok(()) => println!("valid      yes: nodes can start with it"),
+                    Err(e) => println!("valid      not yet: {e}"),
+                },
+                (Some(before), _) => match signed.verify_after(before) {
+                    Ok(()) => println!("valid      yes: publish it to a node of the network"),
+                    Err(e) => println!("valid      not yet: {e}"),
+                },
+                (None, _) => println!("valid      name the charter before it (--after) to check"),
             }
             Ok(())
         }
