@@ -83,6 +83,10 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> CharterError {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The rules a network's validators apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,6 +131,10 @@ pub struct Charter {
     pub epoch: u64,
     /// The CID of the charter this one follows; none for the founding charter.
     pub previous: Option<Cid>,
+    /// From when (ms since the Unix epoch) this charter is in force: receipts made from then on
+    /// are judged by it. 0 for the founding charter (written only when not 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub starts_ms: u64,
     /// The validators' Ed25519 keys, sorted, each once.
     pub committee: Vec<PublisherKey>,
     /// Signatures of the committee a change needs (1..=committee size).
@@ -150,6 +158,7 @@ impl Charter {
             network: network.to_string(),
             epoch: 0,
             previous: None,
+            starts_ms: 0,
             committee,
             threshold,
             params,
@@ -157,10 +166,11 @@ impl Charter {
     }
 
     /// The charter after `previous` (whose CID is `previous_cid`): the same network, the next
-    /// epoch, with this committee, threshold and rules.
+    /// epoch, in force from `starts_ms`, with this committee, threshold and rules.
     pub fn after(
         previous: &Charter,
         previous_cid: Cid,
+        starts_ms: u64,
         committee: Vec<PublisherKey>,
         threshold: u32,
         params: CharterParams,
@@ -168,6 +178,7 @@ impl Charter {
         Self {
             epoch: previous.epoch.saturating_add(1),
             previous: Some(previous_cid),
+            starts_ms,
             ..Self::found(&previous.network, committee, threshold, params)
         }
     }
@@ -178,6 +189,12 @@ impl Charter {
             return Err(CharterError::Format { found: self.format });
         }
         check_network_id(&self.network)?;
+        if self.epoch == 0 && self.starts_ms != 0 {
+            return Err(invalid(
+                "starts_ms",
+                "the founding charter is in force from the start",
+            ));
+        }
         if (self.epoch == 0) != self.previous.is_none() {
             return Err(invalid(
                 "previous",
@@ -360,6 +377,12 @@ impl SignedCharter {
                 now.network, before.network
             )));
         }
+        if now.starts_ms <= before.starts_ms {
+            return Err(CharterError::Succession(format!(
+                "it starts at {} ms, not after the charter before it ({} ms)",
+                now.starts_ms, before.starts_ms
+            )));
+        }
         if Some(now.epoch) != before.epoch.checked_add(1) {
             return Err(CharterError::Succession(format!(
                 "epoch {} does not follow epoch {}",
@@ -468,6 +491,7 @@ mod tests {
         let next = Charter::after(
             &first.charter,
             first_cid,
+            1_000,
             committee(&new),
             2,
             CharterParams::default(),
@@ -497,9 +521,13 @@ mod tests {
         let mut other_net = handover.clone();
         other_net.charter.network = "othernet".into();
         assert!(other_net.verify_after(&first).is_err());
-        let mut skipped = handover;
+        let mut skipped = handover.clone();
         skipped.charter.epoch = 5;
         assert!(skipped.verify_after(&first).is_err());
+        // A later charter starts after the one before it.
+        let mut early = handover;
+        early.charter.starts_ms = 0;
+        assert!(early.verify_after(&first).is_err());
     }
 
     #[test]

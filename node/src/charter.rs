@@ -66,7 +66,8 @@ impl NodeCharter {
 /// same one, and sees a new epoch as soon as it is accepted.
 #[derive(Debug, Clone)]
 pub struct CurrentCharter {
-    inner: Arc<RwLock<NodeCharter>>,
+    /// Every epoch taken, oldest first.
+    epochs: Arc<RwLock<Vec<NodeCharter>>>,
     dir: Option<PathBuf>,
 }
 
@@ -77,7 +78,7 @@ impl CurrentCharter {
     /// A charter that stays `founding` until a later epoch is accepted; epochs are not kept.
     pub fn new(founding: NodeCharter) -> Self {
         Self {
-            inner: Arc::new(RwLock::new(founding)),
+            epochs: Arc::new(RwLock::new(vec![founding])),
             dir: None,
         }
     }
@@ -86,13 +87,13 @@ impl CurrentCharter {
     /// later epochs accepted from now on are kept there too.
     pub fn open(founding: NodeCharter, dir: &Path) -> Result<Self, CharterFileError> {
         let current = Self {
-            inner: Arc::new(RwLock::new(founding)),
+            epochs: Arc::new(RwLock::new(vec![founding])),
             dir: Some(dir.to_path_buf()),
         };
         for _ in 0..MAX_EPOCHS_READ {
             let path = dir.join(format!(
                 "epoch-{}.block",
-                current.get().signed.charter.epoch + 1
+                current.latest().signed.charter.epoch + 1
             ));
             if !path.exists() {
                 break;
@@ -105,23 +106,47 @@ impl CurrentCharter {
         Ok(current)
     }
 
-    /// The charter in force.
+    /// The charter in force now.
     pub fn get(&self) -> NodeCharter {
-        self.inner
+        self.at(tessera_formats::time::now_ms())
+    }
+
+    /// The charter in force at `time_ms`: the latest epoch taken that starts by then. What a
+    /// receipt made at that time is judged by.
+    pub fn at(&self, time_ms: u64) -> NodeCharter {
+        let epochs = self.epochs.read().unwrap_or_else(|e| e.into_inner());
+        epochs
+            .iter()
+            .rev()
+            .find(|c| c.signed.charter.starts_ms <= time_ms)
+            .unwrap_or(&epochs[0])
+            .clone()
+    }
+
+    /// Every epoch taken, oldest first.
+    pub fn epochs(&self) -> Vec<NodeCharter> {
+        self.epochs
             .read()
-            .map_or_else(|e| e.into_inner().clone(), |c| c.clone())
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The latest epoch taken, in force or announced for later.
+    pub fn latest(&self) -> NodeCharter {
+        let epochs = self.epochs.read().unwrap_or_else(|e| e.into_inner());
+        epochs[epochs.len() - 1].clone()
     }
 
     /// The network's id (the same in every epoch).
     pub fn network(&self) -> String {
-        self.get().network().to_string()
+        self.latest().network().to_string()
     }
 
     /// Takes `next` as the charter in force when it is the next epoch, signed by the
     /// threshold of the current committee; keeps it. `Ok(false)`: an epoch already taken.
     pub fn advance(&self, next: SignedCharter) -> Result<bool, CharterError> {
         let epoch = next.charter.epoch;
-        if epoch <= self.get().signed.charter.epoch {
+        if epoch <= self.latest().signed.charter.epoch {
             return Ok(false);
         }
         let block = next.to_block()?.1;
@@ -143,10 +168,11 @@ impl CurrentCharter {
     }
 
     fn accept(&self, next: SignedCharter) -> Result<(), CharterError> {
-        let mut current = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        next.verify_after(&current.signed)?;
+        let mut epochs = self.epochs.write().unwrap_or_else(|e| e.into_inner());
+        let latest = &epochs[epochs.len() - 1];
+        next.verify_after(&latest.signed)?;
         let (cid, _) = next.to_block()?;
-        *current = NodeCharter { signed: next, cid };
+        epochs.push(NodeCharter { signed: next, cid });
         Ok(())
     }
 }
@@ -221,6 +247,7 @@ mod tests {
         let next = Charter::after(
             &founding.charter,
             cid,
+            1_000,
             keys.iter().map(PublisherKey::of).collect(),
             2,
             CharterParams::default(),
@@ -228,15 +255,18 @@ mod tests {
         // One signature of a threshold of two, or the new member's own, is not enough.
         let short = next.clone().signed_by(&[&keys[0], &keys[2]]);
         assert!(current.advance(short.unwrap()).is_err());
-        assert_eq!(current.get().signed.charter.epoch, 0);
+        assert_eq!(current.latest().signed.charter.epoch, 0);
         let signed = next.signed_by(&[&keys[0], &keys[1]]).unwrap();
         assert!(current.advance(signed.clone()).unwrap());
         assert!(!current.advance(signed.clone()).unwrap(), "taken already");
         assert_eq!(current.get().signed.charter.committee.len(), 3);
         assert_eq!(current.network(), "testnet");
+        // Receipts are judged by the epoch of their time.
+        assert_eq!(current.at(999).signed.charter.epoch, 0);
+        assert_eq!(current.at(1_000).signed.charter.epoch, 1);
         // A restart reads the epoch back.
         let again = CurrentCharter::open(node, dir.path()).unwrap();
-        assert_eq!(again.get().signed, signed);
+        assert_eq!(again.latest().signed, signed);
     }
 
     #[test]

@@ -306,11 +306,22 @@ async fn rewards(
     if let Err(e) = tally.add_blocks("store", blocks.into_iter().map(Ok)) {
         return ApiError::internal(e.to_string()).into_response();
     }
-    let proven = match &charter {
+    let proven = match &state.charter {
         Some(charter) => {
+            // Each receipt is judged by the epoch in force when it was made.
+            let epochs = charter.epochs();
             let size = |piece: &cid::Cid| sizes.get(piece).copied();
-            let rules = ReceiptRules::new(&charter.signed.charter, charter.cid, &size);
-            tally.proven_under(from, to, cap, |r| rules.check(r))
+            let rules: Vec<ReceiptRules> = epochs
+                .iter()
+                .map(|c| ReceiptRules::new(&c.signed.charter, c.cid, &size))
+                .collect();
+            tally.proven_under(from, to, cap, |r| {
+                let at = epochs
+                    .iter()
+                    .rposition(|c| c.signed.charter.starts_ms <= r.receipt.time_ms)
+                    .unwrap_or(0);
+                rules[at].check(r)
+            })
         }
         None => tally.proven_under(from, to, cap, |_| Ok::<(), NotCounted>(())),
     };

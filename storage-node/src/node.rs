@@ -490,7 +490,7 @@ async fn keep_shared_receipts(
                 continue;
             }
         };
-        let (store, charter) = (receipts.clone(), charter.as_ref().map(CurrentCharter::get));
+        let (store, charter) = (receipts.clone(), charter.clone());
         let kept = blocking(move || {
             let receipt = SignedReceipt::from_block(&data)?;
             let (now, time) = (now_ms(), receipt.receipt.time_ms);
@@ -500,6 +500,8 @@ async fn keep_shared_receipts(
                 return Ok(Err(Dropped::Undated));
             }
             if let Some(charter) = &charter {
+                // Judged by the epoch in force when it was made.
+                let charter = charter.at(time);
                 let no_layouts = |_: &tessera_formats::Cid| None;
                 let rules = ReceiptRules::new(&charter.signed.charter, charter.cid, &no_layouts);
                 if let Err(why) = rules.check_auditor(&receipt) {

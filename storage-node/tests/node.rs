@@ -238,6 +238,52 @@ async fn a_charter_names_the_network_and_decides_whose_receipts_are_kept() {
     }
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0].receipt.auditor, assigned);
+
+    // The committee changes: epoch 1, in force from two seconds ago, leaves the assigned
+    // validator out. Handed to A, it reaches B. A receipt is judged by the epoch in force
+    // when it was made: the validator's receipt from before the change is still kept, one
+    // made since is not.
+    let starts = now - 2_000;
+    let next = Charter::after(
+        &charter.charter,
+        charter_cid,
+        starts,
+        validators
+            .iter()
+            .map(PublisherKey::of)
+            .filter(|k| *k != assigned)
+            .collect(),
+        1,
+        CharterParams {
+            validators_per_piece: 1,
+            ..CharterParams::default()
+        },
+    )
+    .signed_by(&[&validators[0], &validators[1], &validators[2]])
+    .unwrap();
+    let api = tessera_storage_node::api_client::NodeClient::new(
+        &format!("http://{}", a.http.unwrap()),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let answer = api.next_charter(next.to_block().unwrap().1).await.unwrap();
+    assert!(answer.advanced && answer.epoch == 1, "{answer:?}");
+    let (before, since) = (now - 3_000, now - 1_000);
+    let mut kept = Vec::new();
+    for _ in 0..50 {
+        for time in [since, before] {
+            let (_, block) = receipt(assigned_key, time).to_block().unwrap();
+            b.client.publish(RECEIPT_TOPIC, block).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        kept = a.receipts.about(&node, 0, 100).unwrap();
+        if kept.len() > 1 {
+            break;
+        }
+    }
+    let times: Vec<u64> = kept.iter().map(|r| r.receipt.time_ms).collect();
+    assert!(times.contains(&before), "{times:?}");
+    assert!(!times.contains(&since), "{times:?}");
     b.shutdown().await;
     a.shutdown().await;
 }

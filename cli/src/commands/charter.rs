@@ -73,6 +73,10 @@ enum Command {
         /// Signatures of the new committee the change after this one needs.
         #[arg(long)]
         threshold: u32,
+        /// When it comes into force (RFC 3339): receipts made from then on are judged by
+        /// it [default: now].
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        starts: Option<std::time::SystemTime>,
         /// Where to write the charter block.
         #[arg(short, long)]
         out: PathBuf,
@@ -189,6 +193,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             from,
             validators,
             threshold,
+            starts,
             out,
         } => {
             if out.exists() {
@@ -205,7 +210,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 validators_per_piece: current.charter.params.validators_per_piece.min(size),
                 ..current.charter.params.clone()
             };
-            let next = Charter::after(&current.charter, cid, committee, threshold, params);
+            let starts =
+                tessera_formats::time::ms_of(starts.unwrap_or_else(std::time::SystemTime::now));
+            let next = Charter::after(&current.charter, cid, starts, committee, threshold, params);
             next.validate()?;
             write(
                 &out,
@@ -280,6 +287,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             let c = &signed.charter;
             println!("charter    {cid}");
             println!("network    {} (epoch {})", c.network, c.epoch);
+            if c.starts_ms > 0 {
+                println!(
+                    "in force   from {}",
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + Duration::from_millis(c.starts_ms)
+                    )
+                );
+            }
             println!(
                 "committee  {} validators, {} to change the charter",
                 c.committee.len(),
