@@ -65,9 +65,11 @@ pub struct RegistryConfig {
     pub parallel: usize,
     /// Most pages of heads read from one peer in one catch-up.
     pub max_sync_pages: usize,
-    /// The publishers whose records it keeps (a network's charter says); the default keeps
-    /// every publisher's.
+    /// The publishers whose records it keeps; the default keeps every publisher's.
     pub scope: AuditScope,
+    /// The network's charter: when set, the publishers it admits in the epoch in force are
+    /// kept, in place of `scope`.
+    pub charter: Option<tessera_node::charter::CurrentCharter>,
 }
 
 impl RegistryConfig {
@@ -82,6 +84,7 @@ impl RegistryConfig {
             parallel: 16,
             max_sync_pages: 1024,
             scope: AuditScope::default(),
+            charter: None,
         }
     }
 }
@@ -132,6 +135,7 @@ struct Inner {
     peers: Mutex<HashSet<PeerId>>,
     spool_dir: PathBuf,
     scope: AuditScope,
+    charter: Option<tessera_node::charter::CurrentCharter>,
 }
 
 impl Registry {
@@ -170,6 +174,7 @@ impl Registry {
                 peers: Mutex::new(HashSet::new()),
                 spool_dir: config.spool_dir.clone(),
                 scope: config.scope.clone(),
+                charter: config.charter.clone(),
             }),
         })
     }
@@ -234,7 +239,11 @@ impl Registry {
     ) -> Result<Cid, Refusal> {
         // Records of publishers the charter does not admit are not kept, whoever sends them.
         let publisher = record.record.publisher;
-        if !self.inner.scope.admits(&publisher) {
+        let admits = match &self.inner.charter {
+            Some(charter) => AuditScope::of(&charter.get().signed.charter).admits(&publisher),
+            None => self.inner.scope.admits(&publisher),
+        };
+        if !admits {
             return Err(Refusal::new(
                 RegistryErrorCode::NotAdmitted,
                 format!("publisher {publisher} is not admitted by the network's charter"),
@@ -730,6 +739,25 @@ mod tests {
 
     use super::*;
 
+    /// Version 1 of `key`'s dataset "data", naming a manifest nobody holds.
+    fn record(key: &SigningKey) -> Vec<u8> {
+        VersionRecord {
+            format: RECORD_VERSION,
+            publisher: PublisherKey::of(key),
+            name: "data".into(),
+            version: 1,
+            manifest: dag_cbor_cid(b"a manifest"),
+            parent: None,
+            time_ms: 1,
+            message: String::new(),
+        }
+        .sign(key)
+        .unwrap()
+        .to_block()
+        .unwrap()
+        .1
+    }
+
     #[tokio::test]
     async fn records_of_publishers_the_charter_does_not_admit_are_refused_and_not_kept() {
         let dir = tempfile::tempdir().unwrap();
@@ -748,23 +776,6 @@ mod tests {
             .await
             .unwrap();
         let registry = Registry::open(&config, net.client.clone()).unwrap();
-        let record = |key: &SigningKey| {
-            VersionRecord {
-                format: RECORD_VERSION,
-                publisher: PublisherKey::of(key),
-                name: "data".into(),
-                version: 1,
-                manifest: dag_cbor_cid(b"a manifest"),
-                parent: None,
-                time_ms: 1,
-                message: String::new(),
-            }
-            .sign(key)
-            .unwrap()
-            .to_block()
-            .unwrap()
-            .1
-        };
         let refused = registry.accept(record(&other), None).await.unwrap_err();
         assert_eq!(
             refused.code,
@@ -782,6 +793,67 @@ mod tests {
         // An admitted publisher's record gets past admission (and on to its manifest, which
         // nobody holds here).
         let refused = registry.accept(record(&admitted), None).await.unwrap_err();
+        assert_eq!(refused.code, RegistryErrorCode::ManifestUnresolved);
+        net.task.abort();
+    }
+
+    /// Under a charter, the publishers kept are those of the epoch in force: a change that
+    /// admits a publisher takes effect without a restart.
+    #[tokio::test]
+    async fn a_new_epoch_admitting_a_publisher_takes_effect_at_once() {
+        use tessera_formats::charter::{Charter, CharterParams};
+        use tessera_node::charter::{CurrentCharter, NodeCharter};
+
+        let dir = tempfile::tempdir().unwrap();
+        let validator = SigningKey::from_bytes(&[9; 32]);
+        let (first, later) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let params = |listed: Vec<PublisherKey>| CharterParams {
+            validators_per_piece: 1,
+            publishers: listed,
+            ..CharterParams::default()
+        };
+        let founding = Charter::found(
+            "registrytest",
+            vec![PublisherKey::of(&validator)],
+            1,
+            params(vec![PublisherKey::of(&first)]),
+        )
+        .signed_by(&[&validator])
+        .unwrap();
+        let (cid, _) = founding.to_block().unwrap();
+        let charter = CurrentCharter::new(NodeCharter {
+            signed: founding.clone(),
+            cid,
+        });
+        let config = RegistryConfig {
+            charter: Some(charter.clone()),
+            ..RegistryConfig::new(dir.path().join("registry"))
+        };
+        let net = tessera_net::start(Keypair::generate_ed25519(), NetworkConfig::default())
+            .await
+            .unwrap();
+        let registry = Registry::open(&config, net.client.clone()).unwrap();
+        let refused = registry.accept(record(&later), None).await.unwrap_err();
+        assert_eq!(refused.code, RegistryErrorCode::NotAdmitted);
+
+        let mut listed = vec![PublisherKey::of(&first), PublisherKey::of(&later)];
+        listed.sort();
+        let next = Charter::after(
+            &founding.charter,
+            cid,
+            1,
+            vec![PublisherKey::of(&validator)],
+            1,
+            params(listed),
+        )
+        .signed_by(&[&validator])
+        .unwrap();
+        assert!(charter.advance(next).unwrap());
+        // Admitted now: on to its manifest, which nobody holds here.
+        let refused = registry.accept(record(&later), None).await.unwrap_err();
         assert_eq!(refused.code, RegistryErrorCode::ManifestUnresolved);
         net.task.abort();
     }

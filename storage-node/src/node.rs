@@ -11,7 +11,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tessera_dataset_registry::protocol::{MAX_ANNOUNCEMENT, REGISTRY_TOPIC, RegistryProtocol};
-use tessera_dataset_registry::{AuditScope, Registry, RegistryConfig};
+use tessera_dataset_registry::{Registry, RegistryConfig};
 use tessera_formats::{SignedReceipt, receipt::MAX_RECEIPT_BYTES, time::now_ms};
 use tessera_net::{Client, Multiaddr, NetworkConfig, TopicEvent};
 use tessera_node::{
@@ -335,11 +335,8 @@ fn registry_role(
     charter: Option<&CurrentCharter>,
 ) -> Result<Registry, NodeError> {
     let registry_config = RegistryConfig {
-        // Under a charter, records of publishers it does not admit are not kept.
-        // The epoch in force at the start: a later one's publisher rules apply from the next.
-        scope: charter
-            .map(|c| AuditScope::of(&c.get().signed.charter))
-            .unwrap_or_default(),
+        // Records of publishers the charter in force does not admit are not kept.
+        charter: charter.cloned(),
         ..RegistryConfig::new(config.data_dir.join("registry"))
     };
     let column = node.db.column(REGISTRY_COLUMN).map_err(StoreError::from)?;
