@@ -66,8 +66,8 @@ impl NodeCharter {
 /// same one, and sees a new epoch as soon as it is accepted.
 #[derive(Debug, Clone)]
 pub struct CurrentCharter {
-    /// Every epoch taken, oldest first.
-    epochs: Arc<RwLock<Vec<NodeCharter>>>,
+    /// Every epoch taken, oldest first; shared, so that reading one costs no copy.
+    epochs: Arc<RwLock<Vec<Arc<NodeCharter>>>>,
     dir: Option<PathBuf>,
 }
 
@@ -78,7 +78,7 @@ impl CurrentCharter {
     /// A charter that stays `founding` until a later epoch is accepted; epochs are not kept.
     pub fn new(founding: NodeCharter) -> Self {
         Self {
-            epochs: Arc::new(RwLock::new(vec![founding])),
+            epochs: Arc::new(RwLock::new(vec![Arc::new(founding)])),
             dir: None,
         }
     }
@@ -87,7 +87,7 @@ impl CurrentCharter {
     /// later epochs accepted from now on are kept there too.
     pub fn open(founding: NodeCharter, dir: &Path) -> Result<Self, CharterFileError> {
         let current = Self {
-            epochs: Arc::new(RwLock::new(vec![founding])),
+            epochs: Arc::new(RwLock::new(vec![Arc::new(founding)])),
             dir: Some(dir.to_path_buf()),
         };
         for _ in 0..MAX_EPOCHS_READ {
@@ -107,13 +107,13 @@ impl CurrentCharter {
     }
 
     /// The charter in force now.
-    pub fn get(&self) -> NodeCharter {
+    pub fn get(&self) -> Arc<NodeCharter> {
         self.at(tessera_formats::time::now_ms())
     }
 
     /// The charter in force at `time_ms`: the latest epoch taken that starts by then. What a
     /// receipt made at that time is judged by.
-    pub fn at(&self, time_ms: u64) -> NodeCharter {
+    pub fn at(&self, time_ms: u64) -> Arc<NodeCharter> {
         let epochs = self.epochs.read().unwrap_or_else(|e| e.into_inner());
         epochs
             .iter()
@@ -124,7 +124,7 @@ impl CurrentCharter {
     }
 
     /// Every epoch taken, oldest first.
-    pub fn epochs(&self) -> Vec<NodeCharter> {
+    pub fn epochs(&self) -> Vec<Arc<NodeCharter>> {
         self.epochs
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -132,7 +132,7 @@ impl CurrentCharter {
     }
 
     /// The latest epoch taken, in force or announced for later.
-    pub fn latest(&self) -> NodeCharter {
+    pub fn latest(&self) -> Arc<NodeCharter> {
         let epochs = self.epochs.read().unwrap_or_else(|e| e.into_inner());
         epochs[epochs.len() - 1].clone()
     }
@@ -172,7 +172,7 @@ impl CurrentCharter {
         let latest = &epochs[epochs.len() - 1];
         next.verify_after(&latest.signed)?;
         let (cid, _) = next.to_block()?;
-        epochs.push(NodeCharter { signed: next, cid });
+        epochs.push(Arc::new(NodeCharter { signed: next, cid }));
         Ok(())
     }
 }
