@@ -21,9 +21,8 @@ use tracing::{info, warn};
 use crate::{
     crawl_store::{CrawlState, CrawlStore, CrawlStoreError, ShardRecord},
     frontier::{Change, Frontier, FrontierError, Lease, Progress, UrlReport},
-    publish::{PublishedCrawl, Publisher, publish_crawl, shard_entry},
+    publish::{FinishedCrawl, PublishedCrawl, Publisher, publish_crawl, shard_entry},
     spec::CrawlSpec,
-    validation::Score,
 };
 
 /// How often leases past their deadline are taken back.
@@ -130,6 +129,7 @@ enum Command {
         oneshot::Sender<Result<(), CoordinatorError>>,
     ),
     Status(oneshot::Sender<Vec<CrawlStatus>>),
+    Workers(oneshot::Sender<Vec<String>>),
     Stop(String, oneshot::Sender<Result<(), CoordinatorError>>),
 }
 
@@ -137,6 +137,9 @@ enum Command {
 /// published without the missing ones, in lease timeouts: a node that stopped answering
 /// would otherwise hold the crawl back for ever.
 const SHARD_GRACE_LEASES: u64 = 2;
+/// How recently a node must have asked for work to count as one of the crawls' workers
+/// (idle workers ask every second or so).
+const WORKER_SEEN_MS: u64 = 30_000;
 /// First wait before publishing is tried again; it doubles up to [`PUBLISH_RETRY_MAX`].
 const PUBLISH_RETRY: Duration = Duration::from_secs(10);
 /// Longest wait between attempts to publish.
@@ -195,8 +198,9 @@ impl Crawl {
     }
 
     /// Whether it is time to publish: its URLs are done, and every stored page is in a shard
-    /// or the grace for the missing ones has passed. Returns the pages missing.
-    fn ready_to_publish(&mut self, now: u64) -> Option<u64> {
+    /// and every check that can be done is settled, or the grace has passed. Returns the pages
+    /// missing.
+    fn ready_to_publish(&mut self, now: u64, workers: &[String]) -> Option<u64> {
         let waiting = matches!(
             self.state,
             CrawlState::Running | CrawlState::Unpublished { .. } | CrawlState::Unpublishable(_)
@@ -206,12 +210,15 @@ impl Crawl {
         }
         let since = *self.done_since.get_or_insert(now);
         let missing = self.rows_pending();
+        // The scores are published with the crawl and decide which pages are credited: the
+        // checks still open are waited for, within the same grace.
+        let checks = self.frontier.checks_open(workers);
         let grace = self
             .spec
             .politeness
             .lease_timeout_seconds
             .saturating_mul(1000 * SHARD_GRACE_LEASES);
-        (missing == 0 || now >= since.saturating_add(grace)).then_some(missing)
+        (missing == 0 && checks == 0 || now >= since.saturating_add(grace)).then_some(missing)
     }
 }
 
@@ -222,6 +229,8 @@ struct Actor {
     crawls: BTreeMap<String, Crawl>,
     publisher: Option<Arc<Publisher>>,
     published: mpsc::Sender<PublishResult>,
+    /// When each node last asked for work.
+    workers: BTreeMap<String, u64>,
 }
 
 impl Coordinator {
@@ -254,6 +263,7 @@ impl Coordinator {
             crawls,
             publisher: publisher.map(Arc::new),
             published,
+            workers: BTreeMap::new(),
         };
         let task = tokio::spawn(actor.run(rx, results));
         Ok(Self {
@@ -309,6 +319,11 @@ impl Coordinator {
     /// Every crawl's status.
     pub async fn status(&self) -> Result<Vec<CrawlStatus>, CoordinatorError> {
         self.ask(Command::Status).await
+    }
+
+    /// The nodes that asked for work lately, sorted.
+    pub async fn workers(&self) -> Result<Vec<String>, CoordinatorError> {
+        self.ask(Command::Workers).await
     }
 
     /// Stops a crawl: no new leases.
@@ -368,6 +383,9 @@ impl Actor {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Command::Workers(reply) => {
+                let _ = reply.send(self.workers(now_ms()));
+            }
             Command::Stop(crawl, reply) => {
                 let _ = reply.send(self.stop(&crawl).await);
             }
@@ -397,8 +415,16 @@ impl Actor {
         Ok(id)
     }
 
+    /// The nodes seen asking for work within [`WORKER_SEEN_MS`] (forgetting the others).
+    fn workers(&mut self, now: u64) -> Vec<String> {
+        self.workers
+            .retain(|_, seen| now.saturating_sub(*seen) <= WORKER_SEEN_MS);
+        self.workers.keys().cloned().collect()
+    }
+
     async fn lease(&mut self, node: &str) -> Result<Offer, CoordinatorError> {
         let now = now_ms();
+        self.workers.insert(node.to_string(), now);
         let mut soonest: Option<u64> = None;
         let mut granted = None;
         // A finished crawl still leases the checks of its pages; only a stopped one rests.
@@ -543,9 +569,10 @@ impl Actor {
     /// Starts a publish task for every crawl that is ready.
     async fn publish_ready(&mut self) {
         let now = now_ms();
+        let workers = self.workers(now);
         let mut unpublishable = Vec::new();
         for (id, c) in &mut self.crawls {
-            let Some(missing) = c.ready_to_publish(now) else {
+            let Some(missing) = c.ready_to_publish(now, &workers) else {
                 continue;
             };
             // Nothing to try again: no storage network, or no page to publish.
@@ -570,13 +597,18 @@ impl Actor {
                 warn!(crawl = %id, missing, "publishing without pages whose shards never came");
             }
             c.publishing = true;
-            let (id, spec, shards) = (id.clone(), c.spec.clone(), c.shards.clone());
-            let validation: BTreeMap<String, Score> =
-                c.frontier.progress().validation.into_iter().collect();
+            let finished = FinishedCrawl {
+                id: id.clone(),
+                spec: c.spec.clone(),
+                shards: c.shards.clone(),
+                missing_rows: missing,
+                validation: c.frontier.progress().validation.into_iter().collect(),
+                pages: c.frontier.stored_pages(),
+            };
             let results = self.published.clone();
             tokio::spawn(async move {
-                let result =
-                    publish_crawl(&publisher, &id, &spec, &shards, missing, &validation).await;
+                let result = publish_crawl(&publisher, &finished).await;
+                let id = finished.id;
                 let _ = results.send((id, result)).await;
             });
         }

@@ -334,6 +334,7 @@ mod tests {
                 result: PageResult::Stored,
                 links: vec!["/a".into(), "/b".into()],
                 text_blake3: None,
+                final_url: None,
             };
             let (_, changes) = f.complete(l.id, "n", &[report], None, 10).unwrap();
             store.apply("crawl1", &changes).unwrap();

@@ -26,6 +26,7 @@ use url::Url;
 use crate::{
     canonical::{Scope, canonicalize, host_key},
     fetch::MAX_CRAWL_DELAY,
+    row_check::StoredPages,
     spec::CrawlSpec,
     validation::{Check, Checks, Score, sampled},
 };
@@ -62,6 +63,10 @@ pub struct UrlRecord {
     /// The node that stored it: the rows of a node's shards are bounded by its pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// What that node committed to for its row: the URL the row names (after redirects) and
+    /// the BLAKE3 of the row's text, hex. The shard's rows are checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<(String, String)>,
 }
 
 /// URLs handed to one node.
@@ -127,6 +132,9 @@ pub struct UrlReport {
     /// BLAKE3 of the page's extracted text, hex, when it was stored (or checked).
     #[serde(default)]
     pub text_blake3: Option<String>,
+    /// The URL its row names, when a redirect took the page away from the leased one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_url: Option<String>,
 }
 
 /// What came of one URL.
@@ -364,6 +372,7 @@ impl Frontier {
             attempts: 0,
             seq: self.next_seq,
             by: None,
+            row: None,
         };
         self.next_seq += 1;
         let key = host_key(&url);
@@ -557,6 +566,10 @@ impl Frontier {
             record.state = state;
             if record.state == UrlState::Stored {
                 record.by = Some(lease.node.clone());
+                record.row = report.text_blake3.as_ref().map(|hash| {
+                    let url = report.final_url.as_ref().unwrap_or(&report.url);
+                    (url.clone(), hash.clone())
+                });
             }
             let requeue = record.state == UrlState::Queued;
             changes.push(Change::Url(report.url.clone(), record.clone()));
@@ -699,6 +712,25 @@ impl Frontier {
             .count() as u64
     }
 
+    /// Checks out, and checks queued that one of `workers` may do (a node never checks its
+    /// own page): those worth waiting for.
+    pub fn checks_open(&self, workers: &[String]) -> u64 {
+        self.checking.len() as u64 + self.checks.doable(workers)
+    }
+
+    /// What each node committed to for the rows of its stored pages.
+    pub fn stored_pages(&self) -> StoredPages {
+        let mut pages = StoredPages::default();
+        for record in self.urls.values() {
+            if let (UrlState::Stored, Some(node), Some((url, hash))) =
+                (&record.state, &record.by, &record.row)
+            {
+                pages.insert(node, url, hash);
+            }
+        }
+        pages
+    }
+
     /// The record of `url`.
     pub fn record(&self, url: &str) -> Option<&UrlRecord> {
         self.urls.get(url)
@@ -772,6 +804,7 @@ mod tests {
             result: PageResult::Stored,
             links: links.iter().map(|l| l.to_string()).collect(),
             text_blake3: None,
+            final_url: None,
         }
     }
 
@@ -925,6 +958,7 @@ mod tests {
             result: PageResult::Failed("HTTP 503".into()),
             links: vec![],
             text_blake3: None,
+            final_url: None,
         };
         // One failed, one not reported: both are queued again.
         f.complete(l.id, "n", std::slice::from_ref(&fail), None, 1000)
@@ -940,6 +974,7 @@ mod tests {
             result: PageResult::Skipped("robots.txt".into()),
             links: vec![],
             text_blake3: None,
+            final_url: None,
         };
         f.complete(l.id, "n", &[fail, skip], None, 2000).unwrap();
         let p = f.progress();
@@ -1012,21 +1047,33 @@ mod tests {
         log.extend(changes);
         let first = UrlReport {
             text_blake3: Some("h1".into()),
+            final_url: Some("http://a.test/moved".into()),
             ..stored(&l.urls[0], &[])
         };
         let (_, changes) = f.complete(l.id, "A", &[first], None, 0).unwrap();
         log.extend(changes);
         assert_eq!(f.progress().checks_pending, 1);
+        let (a, ab) = (["A".to_string()], ["A".to_string(), "B".to_string()]);
+        assert_eq!(
+            f.checks_open(&a),
+            0,
+            "only A asks for work: nobody can check"
+        );
+        assert_eq!(f.checks_open(&ab), 1);
         // A never checks its own page; the crawl is done for it.
         assert!(f.lease("A", 5000).is_none());
         assert_eq!(f.next_ready_ms("A"), None);
         assert_eq!(f.next_ready_ms("B"), Some(1000));
         assert!(f.is_done());
 
-        // A restart keeps the check.
+        // A restart keeps the check, and what A committed to for its row.
         let mut f = replay(&spec, &log);
+        let mut expected = StoredPages::default();
+        expected.insert("A", "http://a.test/moved", "h1");
+        assert_eq!(f.stored_pages(), expected);
         let (check, _) = f.lease("B", 5000).unwrap();
         assert!(check.check);
+        assert_eq!(f.checks_open(&a), 1, "the check is out");
         assert_eq!(check.urls, l.urls);
         let found = UrlReport {
             text_blake3: Some("h2".into()),
@@ -1036,6 +1083,7 @@ mod tests {
         assert!(accepted.is_empty(), "no row is written for a check");
         let p = f.progress();
         assert_eq!(p.checks_pending, 0);
+        assert_eq!(f.checks_open(&ab), 0);
         assert_eq!(p.known, 1, "a check's links are not followed");
         let scores: BTreeMap<_, _> = p.validation.into_iter().collect();
         assert_eq!(scores["A"].disagreed, 1);

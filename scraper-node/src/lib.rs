@@ -14,6 +14,7 @@
 //! - [`frontier`]: the crawl frontier, leases and per-host politeness, with the records that
 //!   let a coordinator survive a restart;
 //! - [`validation`]: stored pages fetched again by other nodes, and each node's score;
+//! - [`row_check`]: a shard's rows against the pages and text hashes its node reported;
 //! - [`provenance`]: the row schema (FineWeb's columns and provenance) and row signatures.
 //!
 //! Around them: [`fetch`] fetches one page through all the rules; [`shard`] writes rows into
@@ -47,6 +48,7 @@ pub mod publish;
 pub mod remote;
 pub mod rewards;
 pub mod robots;
+pub mod row_check;
 pub mod shard;
 pub mod spec;
 pub mod stats;

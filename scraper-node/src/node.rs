@@ -288,6 +288,7 @@ fn coordinator_role(
     let publisher = key.map(|key| Publisher {
         session: Session::with_client(node.client.clone()),
         key,
+        scratch: config.data_dir.join("checking"),
     });
     let coordinator = Coordinator::start_with(CrawlStore::in_column(column), publisher)?;
     if let Some(requests) = node.network.inbound::<CrawlProtocol>() {
@@ -369,6 +370,9 @@ pub struct NodeStatus {
     pub worker: WorkerCounts,
     /// The crawls it coordinates.
     pub crawls: Vec<CrawlStatus>,
+    /// The nodes that asked it for work in the last 30 seconds (this one included when it
+    /// works too).
+    pub workers: Vec<String>,
     /// Tessera's version.
     pub version: String,
 }
@@ -384,12 +388,12 @@ async fn node_status(State(state): State<NodeState>) -> Response {
             );
         }
     };
-    let crawls = match &state.coordinator {
-        Some(c) => match c.status().await {
-            Ok(all) => all,
-            Err(e) => return coordinator_error(e),
+    let (crawls, workers) = match &state.coordinator {
+        Some(c) => match (c.status().await, c.workers().await) {
+            (Ok(all), Ok(workers)) => (all, workers),
+            (Err(e), _) | (_, Err(e)) => return coordinator_error(e),
         },
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     Json(NodeStatus {
         peer_id: state.peer_id.clone(),
@@ -400,6 +404,7 @@ async fn node_status(State(state): State<NodeState>) -> Response {
         publisher: state.publisher.clone(),
         worker: state.stats.counts(),
         crawls,
+        workers,
         version: env!("CARGO_PKG_VERSION").to_string(),
     })
     .into_response()

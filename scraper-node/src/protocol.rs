@@ -125,6 +125,7 @@ mod tests {
                 .map(|i| format!("http://example.com/{i}/{}", "x".repeat(2000)))
                 .collect(),
             text_blake3: Some("ab".repeat(32)),
+            final_url: None,
         };
         let small = Completion {
             crawl: "c".into(),

@@ -436,10 +436,11 @@ pub fn contributions(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(key: &Keypair, url: &str, text: &str) -> Row {
+    /// A signed row, for tests.
+    pub(crate) fn row(key: &Keypair, url: &str, text: &str) -> Row {
         let body = *blake3::hash(b"<html>raw</html>").as_bytes();
         let time = 1_763_856_000_000_000;
         Row {

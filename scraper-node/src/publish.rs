@@ -5,27 +5,44 @@
 //! ```text
 //! shard records (name, CID, rows, row groups, layout block) ─▶ checked as they arrive
 //! crawl done ─▶ latest version already this crawl's? keep it (a restart after registering)
+//!            ─▶ each shard fetched, its rows checked against its node's reports; refused
+//!               shards left out and named in the metadata
 //!            ─▶ manifest {crawl}/{shard} entries, provenance schema, metadata
 //!            ─▶ stored on max(m) + 2 nodes ─▶ record signed, submitted ─▶ Published
 //! ```
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::Path};
 use tessera_dataset::{
-    StoredVersion, fetch::fetch_manifest, publish::arrow_schema, publish_stored,
+    StoredVersion,
+    fetch::fetch_manifest,
+    parquet_guard::{ParquetLimits, contain, open_checked},
+    publish::arrow_schema,
+    publish_stored,
 };
 
-use tessera_client::Session;
+use tessera_client::{
+    Session,
+    get::{GetOptions, fetch_shard},
+};
 use tessera_dataset_registry::remote::{self, RemoteError};
 use tessera_formats::{
     Manifest, PublisherKey, ShardLayout, VersionSel,
     manifest::{MANIFEST_VERSION, MAX_METADATA_VALUE_BYTES, ShardEntry},
     record::SigningKey,
 };
+use tessera_node::blocking::blocking;
+use tracing::warn;
 
-use crate::{crawl_store::ShardRecord, provenance::schema, spec::CrawlSpec, validation::Score};
+use crate::{
+    crawl_store::ShardRecord, provenance::schema, row_check::StoredPages, spec::CrawlSpec,
+    validation::Score,
+};
 
 /// The manifest metadata key that names the crawl a version came from.
 pub const CRAWL_KEY: &str = "tessera.crawl";
+/// The manifest metadata key of the shards left out because their rows were not the pages
+/// their nodes reported (JSON: shard name to reason).
+pub const REFUSED_KEY: &str = "tessera.crawl.refused";
 /// The manifest metadata key of each scraper node's validation score (JSON: peer id to
 /// [`Score`]).
 pub const VALIDATION_KEY: &str = "tessera.crawl.validation";
@@ -38,6 +55,9 @@ pub struct Publisher {
     pub session: Session,
     /// The publisher key.
     pub key: SigningKey,
+    /// Where shards are fetched to be checked before they are published (under the node's
+    /// data directory: shards can be larger than a small `/tmp`).
+    pub scratch: std::path::PathBuf,
 }
 
 /// A version published.
@@ -94,48 +114,72 @@ pub fn shard_entry(crawl: &str, record: &ShardRecord) -> Result<ShardEntry, Stri
     Ok(entry)
 }
 
-/// Publishes crawl `crawl` from its shard records. When the dataset's latest version is
-/// already this crawl's (registered before a restart), that version is returned instead of
-/// a second one.
+/// What a finished crawl hands to [`publish_crawl`].
+#[derive(Debug, Clone)]
+pub struct FinishedCrawl {
+    /// The crawl's id.
+    pub id: String,
+    /// Its spec.
+    pub spec: CrawlSpec,
+    /// Its shard records.
+    pub shards: Vec<ShardRecord>,
+    /// Stored pages in no shard record.
+    pub missing_rows: u64,
+    /// Each node's validation score.
+    pub validation: BTreeMap<String, Score>,
+    /// What each node reported for the rows of its stored pages.
+    pub pages: StoredPages,
+}
+
+/// Publishes a finished crawl from its shard records. Every shard is first fetched and its
+/// rows checked against what its node reported ([`StoredPages::take_shard`]); shards that
+/// fail are left out, named in the manifest's metadata with the reason. When the dataset's
+/// latest version is already this crawl's (registered before a restart), that version is
+/// returned instead of a second one.
 pub async fn publish_crawl(
     publisher: &Publisher,
-    crawl: &str,
-    spec: &CrawlSpec,
-    shards: &[ShardRecord],
-    missing_rows: u64,
-    validation: &BTreeMap<String, Score>,
+    crawl: &FinishedCrawl,
 ) -> Result<PublishedCrawl, String> {
     let session = &publisher.session;
-    if let Some(done) = already_published(publisher, crawl, &spec.name).await? {
+    let spec = &crawl.spec;
+    if let Some(done) = already_published(publisher, &crawl.id, &spec.name).await? {
         return Ok(done);
     }
-    let mut entries = shards
-        .iter()
-        .map(|s| shard_entry(crawl, s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut validation = crawl.validation.clone();
+    let (entries, refused) = checked_entries(publisher, crawl, &mut validation).await?;
     if entries.is_empty() {
-        return Err("the crawl stored no pages: there is nothing to publish".into());
+        return Err(if refused.is_empty() {
+            "the crawl stored no pages: there is nothing to publish".into()
+        } else {
+            format!("every shard of the crawl was refused: {refused:?}")
+        });
     }
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
     let rows: u64 = entries.iter().map(|e| e.rows).sum();
     let mut metadata = BTreeMap::from([
-        (CRAWL_KEY.to_string(), crawl.to_string()),
+        (CRAWL_KEY.to_string(), crawl.id.clone()),
         ("tessera.crawl.pages".to_string(), rows.to_string()),
         (
             "tessera.crawl.user_agent".to_string(),
             spec.user_agent.clone(),
         ),
     ]);
-    if missing_rows > 0 {
+    if crawl.missing_rows > 0 {
         metadata.insert(
             "tessera.crawl.missing_pages".to_string(),
-            missing_rows.to_string(),
+            crawl.missing_rows.to_string(),
         );
+    }
+    if !refused.is_empty() {
+        let mut json = serde_json::to_string(&refused).unwrap_or_default();
+        if json.len() > MAX_METADATA_VALUE_BYTES {
+            json = format!("{} shards", refused.len());
+        }
+        metadata.insert(REFUSED_KEY.to_string(), json);
     }
     // Each node's validation score, for anyone counting what nodes contributed; left out
     // (and said so) when the crawl had too many nodes for one metadata value.
     if !validation.is_empty() {
-        match serde_json::to_string(validation) {
+        match serde_json::to_string(&validation) {
             Ok(json) if json.len() <= MAX_METADATA_VALUE_BYTES => {
                 metadata.insert(VALIDATION_KEY.to_string(), json);
             }
@@ -149,7 +193,7 @@ pub async fn publish_crawl(
     }
     let version = StoredVersion {
         name: spec.name.clone(),
-        message: format!("crawl {crawl}: {rows} pages"),
+        message: format!("crawl {}: {rows} pages", crawl.id),
         shards: entries,
         schema: arrow_schema(&schema()),
         metadata,
@@ -161,6 +205,89 @@ pub async fn publish_crawl(
         manifest: registered.manifest_cid.to_string(),
         version: registered.record.record.version,
     })
+}
+
+/// The manifest entries of the crawl's shards whose rows check out, and the reasons the
+/// others were refused (per shard name). A refused shard counts against its node's score.
+async fn checked_entries(
+    publisher: &Publisher,
+    crawl: &FinishedCrawl,
+    validation: &mut BTreeMap<String, Score>,
+) -> Result<(Vec<ShardEntry>, BTreeMap<String, String>), String> {
+    let mut shards: Vec<(ShardEntry, &ShardRecord)> = crawl
+        .shards
+        .iter()
+        .map(|s| shard_entry(&crawl.id, s).map(|e| (e, s)))
+        .collect::<Result<_, _>>()?;
+    shards.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let scratch = std::fs::create_dir_all(&publisher.scratch)
+        .and_then(|()| tempfile::tempdir_in(&publisher.scratch))
+        .map_err(|e| {
+            format!(
+                "a scratch directory in {}: {e}",
+                publisher.scratch.display()
+            )
+        })?;
+    let mut pages = crawl.pages.clone();
+    let (mut kept, mut refused) = (Vec::new(), BTreeMap::new());
+    for (i, (entry, record)) in shards.into_iter().enumerate() {
+        let path = scratch.path().join(format!("shard-{i}.parquet"));
+        // A shard that cannot be fetched now is tried again with the whole publish.
+        fetch_shard(
+            &publisher.session,
+            &entry.layout,
+            &path,
+            &GetOptions::default(),
+        )
+        .await
+        .map_err(|e| format!("fetching shard {} to check it: {e}", entry.name))?;
+        let node = record.node.clone();
+        let (back, checked) = blocking(move || {
+            let mut pages = pages;
+            let checked = read_checked(&path, &node, &mut pages);
+            let _ = std::fs::remove_file(&path);
+            Ok::<_, String>((pages, checked))
+        })
+        .await
+        .map_err(|e| format!("checking shard {}: {e}", entry.name))?;
+        pages = back;
+        match checked {
+            Ok(rows) if rows == entry.rows => kept.push(entry),
+            Ok(rows) => {
+                let why = format!("it holds {rows} rows, not the {} it claims", entry.rows);
+                refuse(&entry, record, why, &mut refused, validation);
+            }
+            Err(why) => refuse(&entry, record, why, &mut refused, validation),
+        }
+    }
+    Ok((kept, refused))
+}
+
+/// The rows of the Parquet file at `path`, checked as written by `node`.
+fn read_checked(path: &Path, node: &str, pages: &mut StoredPages) -> Result<u64, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // Shards come from the network: read with limits, a panic in the reader contained.
+    contain(|| {
+        let reader = open_checked(file, &ParquetLimits::default())?
+            .build()
+            .map_err(|e| e.to_string())?;
+        pages.take_shard(node, reader.map(|b| b.map_err(|e| e.to_string())))
+    })
+}
+
+fn refuse(
+    entry: &ShardEntry,
+    record: &ShardRecord,
+    why: String,
+    refused: &mut BTreeMap<String, String>,
+    validation: &mut BTreeMap<String, Score>,
+) {
+    warn!(shard = %entry.name, node = %record.node, %why, "shard refused: its rows are not the pages its node reported");
+    validation
+        .entry(record.node.clone())
+        .or_default()
+        .shards_refused += 1;
+    refused.insert(entry.name.clone(), format!("node {}: {why}", record.node));
 }
 
 /// The latest version of `name` by this publisher, when it came from `crawl`.

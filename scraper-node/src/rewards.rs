@@ -1,12 +1,18 @@
 //! Pages contributed over a period: the rows of scraped datasets whose provenance signature
-//! verifies, per scraper node, beside the validation scores their crawls published. What
-//! `tessera rewards --dataset` prints.
+//! verifies, per scraper node, and the pages credited to it: only validated pages count.
+//! What `tessera rewards --dataset` prints.
 //!
 //! ```text
 //! dataset (CID or name) ─▶ fetched, every shard checked against its CID
 //!   ─▶ each shard read under the Parquet guard ─▶ rows signed by their node, fetched in the period
-//!   ─▶ pages and rejected rows per node, + the manifest's validation scores
+//!   ─▶ pages per node, credited in the share of its checked pages that agreed (that crawl's
+//!      validation scores, from the manifest); none when none of its pages was checked
 //! ```
+//!
+//! The coordinator published only rows that match the text hashes their node reported, and
+//! a sample of those hashes, drawn after the report, was compared with another node's fetch.
+//! A node that makes up a fraction `r` of its pages is therefore credited `1 - r` of them in
+//! expectation: making pages up earns nothing.
 
 use std::{
     collections::BTreeMap,
@@ -35,12 +41,17 @@ pub struct PagesRow {
     pub peer_id: String,
     /// Rows whose signature verifies, fetched in the period.
     pub pages: u64,
+    /// Of those, the pages credited: per dataset, its pages times the share of its checked
+    /// pages that agreed.
+    pub credited: u64,
     /// Rows naming the node whose signature does not verify.
     pub rejected: u64,
     /// Its pages that another node fetched again with the same text (the crawls' scores).
     pub checks_agreed: u64,
     /// Its pages that another node fetched again with other text.
     pub checks_disagreed: u64,
+    /// Its shards the coordinators left out: rows that were not the pages it reported.
+    pub shards_refused: u64,
 }
 
 /// Counting a dataset's pages failed.
@@ -91,8 +102,7 @@ pub async fn count_pages(
 ) -> Result<Vec<PagesRow>, PagesError> {
     let micros = |ms: u64| i64::try_from(ms.saturating_mul(1000)).unwrap_or(i64::MAX);
     let (from_us, to_us) = (micros(from_ms), micros(to_ms));
-    let mut counted: BTreeMap<String, Contribution> = BTreeMap::new();
-    let mut scores: BTreeMap<String, Score> = BTreeMap::new();
+    let mut rows: BTreeMap<String, PagesRow> = BTreeMap::new();
     for (i, reference) in datasets.iter().enumerate() {
         let dir = work.join(format!("dataset-{i}"));
         let (_, _, report) = fetch_version(session, reference, &dir, own, &FetchOptions::default())
@@ -104,20 +114,15 @@ pub async fn count_pages(
         fetched(reference, &report);
         // The crawl's validation scores, as its coordinator published them (the manifest's
         // CID covers them, and its publisher signed the version).
-        if let Some(json) = report.manifest.metadata.get(VALIDATION_KEY) {
-            let crawl: BTreeMap<String, Score> =
-                serde_json::from_str(json).map_err(|source| PagesError::Scores {
-                    reference: reference.to_string(),
-                    source,
-                })?;
-            for (node, score) in crawl {
-                let total = scores.entry(node).or_default();
-                total.agreed += score.agreed;
-                total.disagreed += score.disagreed;
-            }
-        }
-        counted = blocking(move || {
-            let mut counted = counted;
+        let scores: BTreeMap<String, Score> = match report.manifest.metadata.get(VALIDATION_KEY) {
+            Some(json) => serde_json::from_str(json).map_err(|source| PagesError::Scores {
+                reference: reference.to_string(),
+                source,
+            })?,
+            None => BTreeMap::new(),
+        };
+        let counted = blocking(move || {
+            let mut counted = BTreeMap::new();
             count_dir(&dir, from_us, to_us, &mut counted).map(|()| counted)
         })
         .await
@@ -125,20 +130,41 @@ pub async fn count_pages(
             BlockingError::Failed(e) => e,
             BlockingError::Task(e) => PagesError::Task(e.to_string()),
         })?;
-    }
-    Ok(counted
-        .into_iter()
-        .map(|(peer_id, c)| {
+        for (peer_id, c) in counted {
             let score = scores.get(&peer_id).copied().unwrap_or_default();
-            PagesRow {
+            let row = rows.entry(peer_id.clone()).or_insert_with(|| PagesRow {
                 peer_id,
-                pages: c.pages,
-                rejected: c.rejected,
-                checks_agreed: score.agreed,
-                checks_disagreed: score.disagreed,
+                pages: 0,
+                credited: 0,
+                rejected: 0,
+                checks_agreed: 0,
+                checks_disagreed: 0,
+                shards_refused: 0,
+            });
+            row.pages += c.pages;
+            row.credited += credited(c.pages, &score);
+            row.rejected += c.rejected;
+        }
+        for (peer_id, score) in scores {
+            if let Some(row) = rows.get_mut(&peer_id) {
+                row.checks_agreed += score.agreed;
+                row.checks_disagreed += score.disagreed;
+                row.shards_refused += score.shards_refused;
             }
-        })
-        .collect())
+        }
+    }
+    Ok(rows.into_values().collect())
+}
+
+/// The pages of one crawl credited to a node with `score` in it: `pages` times the share
+/// of its checked pages that agreed, rounded down; none without a check.
+pub fn credited(pages: u64, score: &Score) -> u64 {
+    let checked = score.agreed + score.disagreed;
+    if checked == 0 {
+        return 0;
+    }
+    u64::try_from(u128::from(pages) * u128::from(score.agreed) / u128::from(checked))
+        .unwrap_or(u64::MAX)
 }
 
 /// Adds the pages of every Parquet shard under `dir` to `counted`.
@@ -180,4 +206,28 @@ fn count_dir(
         .map_err(|reason| PagesError::Read { path, reason })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_share_of_pages_that_checks_confirmed_is_credited() {
+        let score = |agreed, disagreed| Score {
+            agreed,
+            disagreed,
+            inconclusive: 5,
+            ..Score::default()
+        };
+        assert_eq!(
+            credited(100, &score(0, 0)),
+            0,
+            "unchecked pages earn nothing"
+        );
+        assert_eq!(credited(100, &score(4, 0)), 100);
+        assert_eq!(credited(100, &score(3, 1)), 75);
+        assert_eq!(credited(100, &score(0, 4)), 0);
+        assert_eq!(credited(u64::MAX, &score(u64::MAX, 0)), u64::MAX);
+    }
 }

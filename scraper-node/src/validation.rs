@@ -36,6 +36,7 @@ pub struct Check {
 /// others' pages came out. A node that lies shows up on both sides: its pages disagree with
 /// every checker, and its checks disagree with every node it checks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Score {
     /// Its pages whose check agreed.
     pub agreed: u64,
@@ -47,6 +48,8 @@ pub struct Score {
     pub checks_agreed: u64,
     /// Its checks of others' pages that disagreed.
     pub checks_disagreed: u64,
+    /// Its shards left out of the published crawl: rows that were not the pages it reported.
+    pub shards_refused: u64,
 }
 
 /// Whether `url` is in the sample for `fraction` under `seed` (a secret the coordinator draws
@@ -136,6 +139,15 @@ impl Checks {
             by.checks_disagreed += 1;
         }
         (None, vec![stored, (checker.to_string(), *by)])
+    }
+
+    /// Checks waiting that one of `workers` may do.
+    pub fn doable(&self, workers: &[String]) -> u64 {
+        self.pending
+            .values()
+            .flatten()
+            .filter(|c| workers.iter().any(|w| *w != c.node))
+            .count() as u64
     }
 
     /// Checks waiting.

@@ -552,6 +552,7 @@ impl<C: CrawlApi> Worker<C> {
                     let mut stored = report(&leased, PageResult::Stored, links);
                     stored.text_blake3 =
                         Some(blake3::hash(extracted.text.as_bytes()).to_hex().to_string());
+                    stored.final_url = (page.url.as_str() != leased).then(|| page.url.to_string());
                     (stored, Some(row))
                 }
                 Err(e) => (
@@ -807,5 +808,6 @@ fn report(url: &str, result: PageResult, links: Vec<String>) -> UrlReport {
         result,
         links,
         text_blake3: None,
+        final_url: None,
     }
 }

@@ -30,12 +30,14 @@ use serde_json::Value;
 use tessera_client::Session;
 use tessera_dataset_registry::remote;
 use tessera_formats::{DatasetRef, PublisherKey, VersionSel, record::SigningKey};
+use tessera_net::Keypair;
 use tessera_scraper_node::{
     crawl_store::ShardRecord,
     node::{ScraperConfig, ScraperNode},
-    provenance::{schema, verify_batch},
-    publish::{CRAWL_KEY, Publisher, VALIDATION_KEY, publish_crawl},
+    provenance::{Row, RowBuilder, schema, sign, verify_batch},
+    publish::{CRAWL_KEY, FinishedCrawl, Publisher, REFUSED_KEY, VALIDATION_KEY, publish_crawl},
     rewards::count_pages,
+    row_check::StoredPages,
     spec::CrawlSpec,
     validation::Score,
 };
@@ -129,7 +131,7 @@ async fn crawl(
     let spec = format!(
         "name = \"site-text\"\nseeds = [\"http://{site}/\"]\nmax_pages = 100\nmax_depth = 2\n\
          shard_size = \"64KiB\"\n\
-         [politeness]\ndelay_seconds = 0.01\nlease_size = 4\nvalidate_fraction = 0.0\n"
+         [politeness]\ndelay_seconds = 0.01\nlease_size = 4\nvalidate_fraction = 1.0\n"
     );
     let spec = tessera_scraper_node::spec::CrawlSpec::from_toml(&spec).unwrap();
     let started = http
@@ -218,6 +220,16 @@ async fn a_crawl_is_stored_published_and_fetched_by_name() {
 
     let token =
         tessera_scraper_node::http_guard::load_or_create_token(&dir.path().join("a")).unwrap();
+    // Both nodes work for a before the crawl starts, so that each page can be checked by
+    // the node that did not store it, before the crawl is published.
+    let node = format!("http://{}/v1/node", a.http.unwrap());
+    for _ in 0..200 {
+        let status: Value = http.get(&node).send().await.unwrap().json().await.unwrap();
+        if status["workers"].as_array().is_some_and(|w| w.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (id, status) = crawl(&http, &api, &token, site).await;
     let manifest = status["state"]["published"]["manifest"]
         .as_str()
@@ -279,6 +291,17 @@ async fn a_crawl_is_stored_published_and_fetched_by_name() {
         pages.iter().map(|row| row.pages).sum::<u64>(),
         PAGES as u64 + 1
     );
+    // Every page was fetched again by the other node before the crawl was published, and
+    // agreed: every page is credited.
+    assert_eq!(
+        pages.iter().map(|row| row.checks_agreed).sum::<u64>(),
+        PAGES as u64 + 1,
+        "{pages:?}"
+    );
+    assert!(
+        pages.iter().all(|row| row.credited == row.pages),
+        "{pages:?}"
+    );
     let fetched_manifest = tessera_dataset::fetch_manifest(&reader, cid).await.unwrap();
     assert_eq!(fetched_manifest.metadata[CRAWL_KEY], id);
     assert_eq!(fetched_manifest.total_rows(), PAGES as u64 + 1);
@@ -312,8 +335,60 @@ async fn a_crawl_is_stored_published_and_fetched_by_name() {
     network.shutdown().await;
 }
 
+/// Signed rows of `pages` (url, text) by `key`, written as a shard at `path`.
+fn write_rows(path: &Path, key: &Keypair, pages: &[(String, String)]) {
+    let mut builder = RowBuilder::default();
+    for (url, text) in pages {
+        let body = *blake3::hash(format!("<p>{text}</p>").as_bytes()).as_bytes();
+        let time = 1_763_856_000_000_000;
+        builder
+            .push(&Row {
+                text: text.clone(),
+                id: "<urn:uuid:00000000-0000-8000-8000-000000000000>".into(),
+                dump: "crawl".into(),
+                url: url.clone(),
+                date: "2025-11-23T00:00:00Z".into(),
+                file_path: "shard.parquet".into(),
+                language: "en".into(),
+                language_score: 0.9,
+                token_count: 3,
+                fetch_time_us: time,
+                http_status: 200,
+                content_type: "text/html".into(),
+                body_blake3: body,
+                scraper: key.public().to_peer_id(),
+                signature: sign(key, url, time, &body, text).unwrap(),
+            })
+            .unwrap();
+    }
+    let batch = builder.finish().unwrap();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema(), None)
+            .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+/// Stores the shard at `path` in the network and makes the record its node would send.
+async fn stored_record(session: &Session, path: &Path, name: &str, node: &str) -> ShardRecord {
+    let stored = store_shard(session, path, default_params(4), &PublishOptions::default())
+        .await
+        .unwrap();
+    let info = inspect(path).unwrap();
+    ShardRecord {
+        name: name.into(),
+        cid: stored.layout.content.to_string(),
+        rows: info.rows,
+        bytes: info.size,
+        node: node.into(),
+        row_groups: info.row_groups,
+        layout: Some(stored.layout.to_block().unwrap().1),
+    }
+}
+
 /// A coordinator that registered a crawl's version and was restarted before it recorded so
-/// publishes the crawl again: it gets the version it made, not a second one.
+/// publishes the crawl again: it gets the version it made, not a second one. A shard whose
+/// rows are not the pages its node reported is left out and named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crawl_published_again_is_the_same_version() {
     let dir = tempfile::tempdir().unwrap();
@@ -321,39 +396,46 @@ async fn a_crawl_published_again_is_the_same_version() {
         .await
         .unwrap();
     let session = Session::join(network.bootstrap()).await.unwrap();
-    let path = dir.path().join("shard.parquet");
-    tessera_tests::write_parquet(&path, "crawl shard", 3_000);
-    let stored = store_shard(
-        &session,
-        &path,
-        default_params(4),
-        &PublishOptions::default(),
-    )
-    .await
-    .unwrap();
-    let info = inspect(&path).unwrap();
-    let record = ShardRecord {
-        name: "node-00000.parquet".into(),
-        cid: stored.layout.content.to_string(),
-        rows: info.rows,
-        bytes: info.size,
-        node: "node".into(),
-        row_groups: info.row_groups,
-        layout: Some(stored.layout.to_block().unwrap().1),
+    let key = Keypair::generate_ed25519();
+    let node = key.public().to_peer_id().to_string();
+    let page = |i: usize| {
+        (
+            format!("http://s.test/{i}"),
+            format!("page {i} of the site"),
+        )
     };
+    let honest: Vec<_> = (0..30).map(page).collect();
+    let mut pages = StoredPages::default();
+    for (url, text) in (0..60).map(page) {
+        pages.insert(&node, &url, &blake3::hash(text.as_bytes()).to_hex());
+    }
+    let path = dir.path().join("shard.parquet");
+    write_rows(&path, &key, &honest);
+    let record = stored_record(&session, &path, "node-00000.parquet", &node).await;
     let publisher = Publisher {
         session: Session::join(network.bootstrap()).await.unwrap(),
         key: SigningKey::from_bytes(&[3; 32]),
+        scratch: dir.path().join("scratch"),
     };
     let spec = CrawlSpec::from_toml(
         "name = \"again\"\nseeds = [\"http://example.com/\"]\nmax_pages = 10\nmax_depth = 1\n",
     )
     .unwrap();
-    let records = [record];
+    let crawl = |id: &str, shards: Vec<ShardRecord>, missing_rows, validation| FinishedCrawl {
+        id: id.into(),
+        spec: spec.clone(),
+        shards,
+        missing_rows,
+        validation,
+        pages: pages.clone(),
+    };
 
-    let first = publish_crawl(&publisher, "crawl-a", &spec, &records, 0, &BTreeMap::new())
-        .await
-        .unwrap();
+    let first = publish_crawl(
+        &publisher,
+        &crawl("crawl-a", vec![record.clone()], 0, BTreeMap::new()),
+    )
+    .await
+    .unwrap();
     assert_eq!(first.version, 1);
     // Once the record has spread (a restart takes longer than gossip), publishing the same
     // crawl again finds it.
@@ -367,34 +449,74 @@ async fn a_crawl_published_again_is_the_same_version() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let again = publish_crawl(&publisher, "crawl-a", &spec, &records, 0, &BTreeMap::new())
-        .await
-        .unwrap();
+    let again = publish_crawl(
+        &publisher,
+        &crawl("crawl-a", vec![record.clone()], 0, BTreeMap::new()),
+    )
+    .await
+    .unwrap();
     assert_eq!(again, first);
 
-    // Another crawl of the same name is the next version, and says what it lacks.
+    // Another crawl of the same name is the next version, and says what it lacks. The same
+    // node also sent a shard whose rows carry text other than the hashes it reported (which
+    // other nodes' fetches agreed with): it is left out, and counts against the node.
+    let mut forged: Vec<_> = (30..60).map(page).collect();
+    forged[7].1 = "buy cheap watches at spam.example".into();
+    let forged_path = dir.path().join("forged.parquet");
+    write_rows(&forged_path, &key, &forged);
+    let forged = stored_record(&session, &forged_path, "node-00001.parquet", &node).await;
     let scores = BTreeMap::from([(
-        "12D3KooWscraper".to_string(),
+        node.clone(),
         Score {
             agreed: 3,
             disagreed: 1,
             ..Score::default()
         },
     )]);
-    let other = publish_crawl(&publisher, "crawl-b", &spec, &records, 2, &scores)
-        .await
-        .unwrap();
+    let other = publish_crawl(
+        &publisher,
+        &crawl("crawl-b", vec![forged, record], 2, scores.clone()),
+    )
+    .await
+    .unwrap();
     assert_eq!(other.version, 2);
     let manifest = tessera_dataset::fetch_manifest(&session, other.manifest.parse().unwrap())
         .await
         .unwrap();
     assert_eq!(manifest.metadata[CRAWL_KEY], "crawl-b");
     assert_eq!(manifest.metadata["tessera.crawl.missing_pages"], "2");
+    let names: Vec<&str> = manifest.shards.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["crawl-b/node-00000.parquet"]);
+    let refused: BTreeMap<String, String> =
+        serde_json::from_str(&manifest.metadata[REFUSED_KEY]).unwrap();
+    let why = &refused["crawl-b/node-00001.parquet"];
+    assert!(why.contains("row 7 (http://s.test/37)"), "{why}");
     // The nodes' validation scores travel with the version, for `tessera rewards`.
     let published: BTreeMap<String, Score> =
         serde_json::from_str(&manifest.metadata[VALIDATION_KEY]).unwrap();
-    assert_eq!(published, scores);
-    assert_eq!(manifest.shards[0].name, "crawl-b/node-00000.parquet");
+    assert_eq!(
+        published[&node],
+        Score {
+            shards_refused: 1,
+            ..scores[&node]
+        }
+    );
+
+    // A crawl whose every shard is refused is not published.
+    let none = FinishedCrawl {
+        pages: StoredPages::default(),
+        ..crawl(
+            "crawl-c",
+            vec![stored_record(&session, &path, "x.parquet", &node).await],
+            0,
+            BTreeMap::new(),
+        )
+    };
+    let err = publish_crawl(&publisher, &none).await.unwrap_err();
+    assert!(
+        err.contains("every shard of the crawl was refused"),
+        "{err}"
+    );
 
     network.shutdown().await;
 }

@@ -375,13 +375,21 @@ fn render(report: &Report, from: SystemTime, to: SystemTime) -> String {
     }
     if !report.pages.is_empty() {
         out.push_str(&format!(
-            "\npages contributed (rows whose signature verifies, fetched in the period; checks: its pages fetched again by another node)\n{:<54} {:>10} {:>9} {:>13} {:>16}\n",
-            "node", "pages", "rejected", "checks agreed", "checks disagreed"
+            "\npages contributed (rows whose signature verifies, fetched in the period; credited: \
+             per crawl, its pages times the share of its checked pages that agreed, none when \
+             none was checked)\n{:<54} {:>8} {:>9} {:>9} {:>8} {:>11} {:>15}\n",
+            "node", "pages", "credited", "rejected", "checked", "disagreed", "shards refused"
         ));
         for row in &report.pages {
             out.push_str(&format!(
-                "{:<54} {:>10} {:>9} {:>13} {:>16}\n",
-                row.peer_id, row.pages, row.rejected, row.checks_agreed, row.checks_disagreed
+                "{:<54} {:>8} {:>9} {:>9} {:>8} {:>11} {:>15}\n",
+                row.peer_id,
+                row.pages,
+                row.credited,
+                row.rejected,
+                row.checks_agreed + row.checks_disagreed,
+                row.checks_disagreed,
+                row.shards_refused
             ));
         }
     }
