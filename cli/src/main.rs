@@ -56,6 +56,8 @@ enum Command {
     Rewards(commands::rewards::Args),
     /// Found a network: write its charter, sign it as a validator, show it.
     Charter(commands::charter::Args),
+    /// Show the publisher id, or rotate the key that signs its datasets' versions.
+    PublisherKey(commands::publisher_key::Args),
 }
 
 #[tokio::main]
@@ -90,6 +92,7 @@ async fn main() -> ExitCode {
         Command::Crawl(args) => commands::crawl::run(args).await,
         Command::Audit(args) => commands::audit::run(args).await,
         Command::Rewards(args) => commands::rewards::run(args).await,
+        Command::PublisherKey(args) => commands::publisher_key::run(args).await,
         Command::Charter(args) => commands::charter::run(args).await,
     };
     match result {

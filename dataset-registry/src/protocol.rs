@@ -6,6 +6,8 @@
 //!   Heads { after, limit }                 -> Records { records, more }   (latest per dataset)
 //!   Chain { publisher, name, from, limit } -> Records { records, more }   (in version order)
 //!   Find { publisher, name, version }      -> Records { records, more }
+//!   Rotate { rotations }                   -> Rotations { rotations } | Error   (a key chain)
+//!   Rotations { publisher }                -> Rotations { rotations }
 //! gossipsub topic /tessera/registry/announce/1: signed record blocks, as they are accepted
 //! ```
 
@@ -88,6 +90,17 @@ pub enum RegistryRequest {
         #[serde(with = "serde_bytes")]
         second: Vec<u8>,
     },
+    /// Keep a publisher's key rotations: its chain from the first, or from one the node
+    /// already keeps.
+    Rotate {
+        /// Signed rotation blocks, in order.
+        rotations: Vec<serde_bytes::ByteBuf>,
+    },
+    /// A publisher's key rotations, in order.
+    Rotations {
+        /// The publisher.
+        publisher: PublisherKey,
+    },
     /// The records of datasets called `name`: one per publisher whose key starts with
     /// `publisher` (any publisher if none), the given version or the latest.
     Find {
@@ -114,6 +127,11 @@ pub enum RegistryResponse {
         records: Vec<serde_bytes::ByteBuf>,
         /// Whether more match than were sent.
         more: bool,
+    },
+    /// A publisher's key rotations as the node keeps them, in order.
+    Rotations {
+        /// Signed rotation blocks.
+        rotations: Vec<serde_bytes::ByteBuf>,
     },
     /// The dataset asked for is forked: two records its publisher signed for one version,
     /// for the reader to check. No version of it is served.

@@ -10,7 +10,11 @@ use std::{
 use cid::Cid;
 use serde_bytes::ByteBuf;
 use tessera_client::Session;
-use tessera_formats::{DatasetRef, PublisherKey, SignedRecord, VersionSel, address::dag_cbor_cid};
+use tessera_formats::{
+    DatasetRef, PublisherKey, SignedRecord, VersionSel,
+    address::dag_cbor_cid,
+    rotation::{SignedRotation, check_chain},
+};
 use tessera_net::{NetError, PeerId};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
@@ -69,6 +73,14 @@ pub enum RemoteError {
         second: Box<Cid>,
         /// Both signed record blocks: evidence anyone can check.
         evidence: Box<Evidence>,
+    },
+    /// A publisher signed two different rotations of its key with one number.
+    #[error(
+        "publisher {publisher} rotated its key two different ways; its records after that are not used"
+    )]
+    KeyFork {
+        /// The publisher.
+        publisher: PublisherKey,
     },
     /// The network failed.
     #[error(transparent)]
@@ -245,7 +257,123 @@ async fn records(
     for peer in &merged.stale {
         warn!(%peer, "a registry node answered an older version than others have");
     }
-    Ok((merged.best, merged.more))
+    let best = signed_by_keys_in_force(session, merged.best).await?;
+    Ok((best, merged.more))
+}
+
+/// Drops the records whose signing key does not sign for their publisher at their time.
+/// A record signed by another key than its publisher's own needs the publisher's rotations,
+/// read from the registry nodes and checked here.
+async fn signed_by_keys_in_force(
+    session: &Session,
+    entries: Vec<Entry>,
+) -> Result<Vec<Entry>, RemoteError> {
+    let rotated: std::collections::BTreeSet<PublisherKey> = entries
+        .iter()
+        .filter(|e| e.record.signer.is_some())
+        .map(|e| e.record.record.publisher)
+        .collect();
+    let mut chains = std::collections::BTreeMap::new();
+    for publisher in rotated {
+        chains.insert(publisher, rotations(session, &publisher).await?);
+    }
+    Ok(entries
+        .into_iter()
+        .filter(|e| {
+            let Some(chain) = chains.get(&e.record.record.publisher) else {
+                return true;
+            };
+            match e.record.check_key(chain) {
+                Ok(()) => true,
+                Err(why) => {
+                    warn!(record = %e.cid, %why, "a registry node sent a record signed by a key not in force");
+                    false
+                }
+            }
+        })
+        .collect())
+}
+
+/// A publisher's key rotations, as the registry nodes that answer keep them: each answer's
+/// chain is checked from the publisher's own key, and the longest valid one is taken (a
+/// node can withhold rotations, not forge them). Two valid chains that differ are a fork of
+/// the publisher's keys, and refused.
+pub async fn rotations(
+    session: &Session,
+    publisher: &PublisherKey,
+) -> Result<Vec<SignedRotation>, RemoteError> {
+    let request = RegistryRequest::Rotations {
+        publisher: *publisher,
+    };
+    let answers = ask(session, request, READ_QUORUM).await?;
+    longest_chain(publisher, answers)
+}
+
+/// Keeps `publisher`'s key rotations `chain` (signed blocks, in order) on the registry nodes
+/// that answer; returns the chain as the first of them keeps it.
+pub async fn rotate(
+    session: &Session,
+    publisher: &PublisherKey,
+    chain: &[SignedRotation],
+) -> Result<Vec<SignedRotation>, RemoteError> {
+    let rotations = chain
+        .iter()
+        .map(|r| r.to_block().map(ByteBuf::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RemoteError::Refused {
+            code: RegistryErrorCode::BadRequest,
+            message: e.to_string(),
+        })?;
+    let answers = ask(session, RegistryRequest::Rotate { rotations }, READ_QUORUM).await?;
+    if let Some((_, RegistryResponse::Error { code, message })) = answers
+        .iter()
+        .find(|(_, a)| matches!(a, RegistryResponse::Error { .. }))
+    {
+        return Err(RemoteError::Refused {
+            code: *code,
+            message: message.clone(),
+        });
+    }
+    longest_chain(publisher, answers)
+}
+
+/// The longest of the rotation chains in `answers` that checks out; see [`rotations`].
+fn longest_chain(
+    publisher: &PublisherKey,
+    answers: Vec<(PeerId, RegistryResponse)>,
+) -> Result<Vec<SignedRotation>, RemoteError> {
+    let mut best: Vec<SignedRotation> = Vec::new();
+    for (peer, answer) in answers {
+        let RegistryResponse::Rotations { rotations } = answer else {
+            debug!(%peer, ?answer, "unexpected answer to a rotations request");
+            continue;
+        };
+        let chain: Result<Vec<SignedRotation>, _> = rotations
+            .iter()
+            .map(|b| SignedRotation::from_block(b))
+            .collect();
+        let chain = match chain.and_then(|c| check_chain(publisher, &c).map(|()| c)) {
+            Ok(chain) => chain,
+            Err(e) => {
+                debug!(%peer, error = %e, "registry node sent bad key rotations");
+                continue;
+            }
+        };
+        let (short, long) = if chain.len() < best.len() {
+            (&chain, &best)
+        } else {
+            (&best, &chain)
+        };
+        if long[..short.len()] != short[..] {
+            return Err(RemoteError::KeyFork {
+                publisher: *publisher,
+            });
+        }
+        if chain.len() > best.len() {
+            best = chain;
+        }
+    }
+    Ok(best)
 }
 
 /// Sends `evidence` of a fork to `peers`, each answer awaited at most a few seconds.

@@ -17,6 +17,10 @@
 //! first, refuses the other (`VersionReused`) and keeps both as evidence. Evidence, its own or
 //! sent by a client that saw the fork across nodes, refuses every read of that dataset
 //! (`Equivocated`): readers get a clear error, not whichever side a node saw first.
+//!
+//! A publisher that rotated its key signs new records with the new key; a node that has not
+//! kept the rotation yet asks the record's sender for the publisher's rotations (`Rotations`)
+//! before it refuses the record as signed by the wrong key.
 
 use parking_lot::Mutex;
 use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
@@ -28,7 +32,8 @@ use tessera_formats::{
     Manifest, PublisherKey, SignedRecord,
     address::{dag_cbor_cid, raw_cid},
     manifest::MAX_MANIFEST_BYTES,
-    record::MAX_RECORD_BYTES,
+    record::{MAX_RECORD_BYTES, RecordError},
+    rotation::SignedRotation,
 };
 use tessera_net::{Client, Inbound, PeerId, Request, TopicEvent};
 use tokio::sync::{Semaphore, mpsc};
@@ -115,7 +120,9 @@ impl From<AdmitError> for Refusal {
             AdmitError::MissingParent { .. } | AdmitError::BrokenChain(_) => {
                 RegistryErrorCode::BrokenChain
             }
-            AdmitError::NotEvidence(_) => RegistryErrorCode::BadRequest,
+            AdmitError::NotEvidence(_)
+            | AdmitError::Rotation(_)
+            | AdmitError::RotationConflict { .. } => RegistryErrorCode::BadRequest,
             _ => RegistryErrorCode::Internal,
         };
         Refusal::new(code, e.to_string())
@@ -211,8 +218,17 @@ impl Registry {
     /// when it is new, announces it.
     pub async fn accept(&self, block: Vec<u8>, source: Option<PeerId>) -> Result<Cid, Refusal> {
         let (cid, record) = parse(&block)?;
-        if let Err(AdmitError::MissingParent { have, .. }) = self.blocking_admit(&record, cid).await
+        let mut admitted = self.blocking_admit(&record, cid).await;
+        if let (Err(AdmitError::Record(RecordError::WrongKey(_))), Some(peer)) = (&admitted, source)
         {
+            // Signed by a key this node does not know the publisher rotated to: the sender
+            // knows the rotation, or the record is refused.
+            if let Err(e) = self.learn_rotations(peer, &record.record.publisher).await {
+                debug!(%peer, error = %e.message, "fetching key rotations failed");
+            }
+            admitted = self.blocking_admit(&record, cid).await;
+        }
+        if let Err(AdmitError::MissingParent { have, .. }) = admitted {
             let peers: Vec<PeerId> = match source {
                 Some(peer) => vec![peer],
                 None => self.inner.peers.lock().iter().copied().collect(),
@@ -230,6 +246,80 @@ impl Registry {
         self.admit_in_order(record, cid, block).await
     }
 
+    /// Keeps a publisher's key rotations, in order: each one that verifies and follows the
+    /// ones kept here. Returns the publisher's chain as kept after.
+    pub async fn rotate(&self, blocks: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, Refusal> {
+        let rotations = blocks
+            .iter()
+            .map(|b| SignedRotation::from_block(b).map_err(AdmitError::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(first) = rotations.first() else {
+            return Err(Refusal::new(RegistryErrorCode::BadRequest, "no rotation"));
+        };
+        let publisher = first.rotation.publisher;
+        if rotations.iter().any(|r| r.rotation.publisher != publisher) {
+            return Err(Refusal::new(
+                RegistryErrorCode::BadRequest,
+                "rotations of more than one publisher",
+            ));
+        }
+        self.check_admitted(&publisher)?;
+        let store = self.store().clone();
+        let kept = blocking(move || {
+            for rotation in &rotations {
+                if store.add_rotation(rotation)? == Admission::New {
+                    let r = &rotation.rotation;
+                    info!(publisher = %r.publisher, sequence = r.sequence, key = %r.new, "publisher key rotated");
+                }
+            }
+            store.rotations(&publisher)
+        })
+        .await?;
+        kept.iter()
+            .map(|r| r.to_block().map_err(|e| AdmitError::from(e).into()))
+            .collect()
+    }
+
+    /// Asks `peer` for `publisher`'s key rotations and keeps those that follow.
+    async fn learn_rotations(&self, peer: PeerId, publisher: &PublisherKey) -> Result<(), Refusal> {
+        let request = RegistryRequest::Rotations {
+            publisher: *publisher,
+        };
+        let answer = self
+            .net()
+            .request::<RegistryProtocol>(peer, request)
+            .await
+            .map_err(|e| Refusal::new(RegistryErrorCode::Internal, e.to_string()))?;
+        match answer {
+            RegistryResponse::Rotations { rotations } if !rotations.is_empty() => {
+                let blocks = rotations.into_iter().map(ByteBuf::into_vec).collect();
+                self.rotate(blocks).await.map(|_| ())
+            }
+            RegistryResponse::Rotations { .. } => Ok(()),
+            RegistryResponse::Error { code, message } => Err(Refusal::new(code, message)),
+            other => Err(Refusal::new(
+                RegistryErrorCode::BadRequest,
+                format!("unexpected answer {other:?}"),
+            )),
+        }
+    }
+
+    /// Refuses a publisher the network's charter does not admit.
+    fn check_admitted(&self, publisher: &PublisherKey) -> Result<(), Refusal> {
+        let admits = match &self.inner.charter {
+            Some(charter) => AuditScope::of(&charter.get().signed.charter).admits(publisher),
+            None => self.inner.scope.admits(publisher),
+        };
+        if admits {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                RegistryErrorCode::NotAdmitted,
+                format!("publisher {publisher} is not admitted by the network's charter"),
+            ))
+        }
+    }
+
     /// Stores a record whose parent is known (or that has none), after resolving its manifest.
     async fn admit_in_order(
         &self,
@@ -238,17 +328,7 @@ impl Registry {
         block: Vec<u8>,
     ) -> Result<Cid, Refusal> {
         // Records of publishers the charter does not admit are not kept, whoever sends them.
-        let publisher = record.record.publisher;
-        let admits = match &self.inner.charter {
-            Some(charter) => AuditScope::of(&charter.get().signed.charter).admits(&publisher),
-            None => self.inner.scope.admits(&publisher),
-        };
-        if !admits {
-            return Err(Refusal::new(
-                RegistryErrorCode::NotAdmitted,
-                format!("publisher {publisher} is not admitted by the network's charter"),
-            ));
-        }
+        self.check_admitted(&record.record.publisher)?;
         match self.blocking_admit(&record, cid).await {
             Ok(Admission::Known) => return Ok(cid),
             Ok(Admission::New) => {}
@@ -539,6 +619,29 @@ impl Registry {
                         }
                     }
                 };
+            }
+            RegistryRequest::Rotate { rotations } => {
+                let blocks = rotations.into_iter().map(ByteBuf::into_vec).collect();
+                return match self.rotate(blocks).await {
+                    Ok(kept) => RegistryResponse::Rotations {
+                        rotations: kept.into_iter().map(ByteBuf::from).collect(),
+                    },
+                    Err(r) => RegistryResponse::Error {
+                        code: r.code,
+                        message: r.message,
+                    },
+                };
+            }
+            RegistryRequest::Rotations { publisher } => {
+                let store = self.store().clone();
+                blocking(move || store.rotations(&publisher))
+                    .await
+                    .and_then(|kept| {
+                        kept.iter()
+                            .map(|r| r.to_block().map(ByteBuf::from).map_err(AdmitError::from))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map(|rotations| RegistryResponse::Rotations { rotations })
             }
             RegistryRequest::Heads { after, limit: l } => {
                 let store = self.store().clone();

@@ -9,6 +9,7 @@
 //! m MANIFEST-CID                 -> manifest block
 //! s SHARD-CID                    -> MANIFEST-CID INDEX(be u32)   (the gateway's index)
 //! x PUBLISHER NAME               -> Evidence: two records signed for one version (a fork)
+//! k PUBLISHER SEQUENCE(be)       -> signed key rotation block (the publisher's chain of keys)
 //! ```
 //!
 //! Only records that passed [`RecordStore::admit`] are written, all keys of one record in one
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tessera_formats::{
     Manifest, PublisherKey, ShardLayout, SignedRecord, block,
     record::{MAX_RECORD_BYTES, RecordError},
+    rotation::{RotationError, SignedRotation},
 };
 use tessera_node::db::{Column, DEFAULT, Db, DbError, Durability};
 
@@ -140,6 +142,21 @@ pub enum AdmitError {
     /// Two records offered as evidence of a fork are not one.
     #[error("not evidence of a fork: {0}")]
     NotEvidence(String),
+    /// A key rotation that does not verify or does not follow the publisher's chain.
+    #[error(transparent)]
+    Rotation(#[from] RotationError),
+    /// The publisher signed another rotation with this number: the first one stands.
+    #[error(
+        "publisher {publisher} already made rotation {sequence}, to {existing}: a key rotates once"
+    )]
+    RotationConflict {
+        /// The publisher.
+        publisher: PublisherKey,
+        /// The rotation's number.
+        sequence: u64,
+        /// The key the stored rotation moved to.
+        existing: PublisherKey,
+    },
 }
 
 /// Two records one publisher signed for one version of one dataset: proof that it forked its
@@ -219,6 +236,12 @@ fn name_key(name: &str, publisher: &PublisherKey) -> Vec<u8> {
     k
 }
 
+fn rotation_key(publisher: &PublisherKey, sequence: u64) -> Vec<u8> {
+    let mut k = tagged(b'k', &publisher.0);
+    k.extend_from_slice(&sequence.to_be_bytes());
+    k
+}
+
 fn u64_of(bytes: &[u8], what: &str) -> Result<u64, AdmitError> {
     let arr: [u8; 8] = bytes
         .try_into()
@@ -247,6 +270,8 @@ impl RecordStore {
     }
 
     /// Whether `record` (with block CID `cid`) may be stored: known already, new, or refused.
+    /// It must be signed by the key that signs for its publisher at its time, as the
+    /// publisher's rotations known here say.
     pub fn admit(&self, record: &SignedRecord, cid: &Cid) -> Result<Admission, AdmitError> {
         record.verify().map_err(AdmitError::Record)?;
         let db = &self.inner.db;
@@ -254,6 +279,9 @@ impl RecordStore {
             return Ok(Admission::Known);
         }
         let r = &record.record;
+        record
+            .check_key(&self.rotations(&r.publisher)?)
+            .map_err(AdmitError::Record)?;
         if let Some(existing) = self.version_cid(&r.publisher, &r.name, r.version)? {
             return Err(AdmitError::VersionReused {
                 name: r.name.clone(),
@@ -311,6 +339,58 @@ impl RecordStore {
         }
         self.inner.db.write(batch, Durability::Synced)?;
         Ok(Admission::New)
+    }
+
+    /// Keeps a publisher's key rotation once it verifies and follows the rotations kept
+    /// here; returns whether it is new. The same rotation again is [`Admission::Known`];
+    /// another with the same number is refused: a key rotates once.
+    pub fn add_rotation(&self, rotation: &SignedRotation) -> Result<Admission, AdmitError> {
+        rotation.verify()?;
+        let r = &rotation.rotation;
+        let _writer = self.lock();
+        let chain = self.rotations(&r.publisher)?;
+        if let Some(existing) = usize::try_from(r.sequence - 1)
+            .ok()
+            .and_then(|i| chain.get(i))
+        {
+            return if existing == rotation {
+                Ok(Admission::Known)
+            } else {
+                Err(AdmitError::RotationConflict {
+                    publisher: r.publisher,
+                    sequence: r.sequence,
+                    existing: existing.rotation.new,
+                })
+            };
+        }
+        r.check_follows(chain.last().map(|s| &s.rotation))?;
+        let mut batch = self.inner.db.batch();
+        batch.put(rotation_key(&r.publisher, r.sequence), rotation.to_block()?);
+        self.inner.db.write(batch, Durability::Synced)?;
+        Ok(Admission::New)
+    }
+
+    /// The key rotations of `publisher` kept here, in order.
+    pub fn rotations(&self, publisher: &PublisherKey) -> Result<Vec<SignedRotation>, AdmitError> {
+        let start = rotation_key(publisher, 0);
+        let prefix = &start[..start.len() - 8];
+        let mut out = Vec::new();
+        let iter = self
+            .inner
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            // Kept blocks verified on the way in: a failure here is disk damage.
+            out.push(
+                SignedRotation::from_block(&value)
+                    .map_err(|e| AdmitError::Damaged(format!("rotation of {publisher}: {e}")))?,
+            );
+        }
+        Ok(out)
     }
 
     /// Keeps `evidence` of a fork after checking it; returns whether it is new here. Reads of

@@ -16,7 +16,7 @@ use tessera_dataset_registry::{
 use tessera_formats::{
     DatasetRef, Manifest, PublisherKey, SignedRecord, VersionRecord, VersionSel,
     manifest::{MANIFEST_VERSION, Schema, ShardEntry},
-    record::{RECORD_VERSION, RecordError, SigningKey, check_name},
+    record::{RECORD_VERSION, RecordError, Signer, check_name},
 };
 
 use crate::{
@@ -58,9 +58,10 @@ pub async fn publish_version(
     files: Vec<(String, PathBuf)>,
     name: &str,
     message: &str,
-    signer: &SigningKey,
+    signer: impl Into<Signer>,
     mut options: PublishOptions,
 ) -> Result<Published, VersionError> {
+    let signer = &signer.into();
     check_name(name)?;
     let parent = latest(session, signer, name).await?;
     if let Some(parent) = &parent {
@@ -116,8 +117,9 @@ pub struct Registered {
 pub async fn publish_stored(
     session: &Session,
     version: StoredVersion,
-    signer: &SigningKey,
+    signer: impl Into<Signer>,
 ) -> Result<Registered, VersionError> {
+    let signer = &signer.into();
     check_name(&version.name)?;
     let parent = latest(session, signer, &version.name).await?;
     let manifest = Manifest {
@@ -154,10 +156,10 @@ pub async fn publish_stored(
 /// The signer's current version of `name`, if it has one.
 async fn latest(
     session: &Session,
-    signer: &SigningKey,
+    signer: &Signer,
     name: &str,
 ) -> Result<Option<Entry>, VersionError> {
-    let publisher = PublisherKey::of(signer).to_string();
+    let publisher = signer.publisher.to_string();
     match remote::find(session, Some(&publisher), name, VersionSel::Latest, None).await {
         Ok(entry) => Ok(Some(entry)),
         Err(RemoteError::NotFound(_)) => Ok(None),
@@ -170,13 +172,13 @@ async fn register(
     session: &Session,
     name: &str,
     message: &str,
-    signer: &SigningKey,
+    signer: &Signer,
     manifest: Cid,
     parent: Option<&Entry>,
 ) -> Result<(Cid, SignedRecord), VersionError> {
     let record = VersionRecord {
         format: RECORD_VERSION,
-        publisher: PublisherKey::of(signer),
+        publisher: signer.publisher,
         name: name.to_string(),
         version: parent.map_or(1, |p| p.record.record.version + 1),
         manifest,
@@ -184,7 +186,7 @@ async fn register(
         time_ms: now_ms(),
         message: message.to_string(),
     }
-    .sign(signer)?;
+    .sign_as(&signer.key)?;
     let (_, block) = record.to_block()?;
     let record_cid = remote::submit(session, block).await?;
     Ok((record_cid, record))

@@ -65,6 +65,9 @@ pub enum RecordError {
     /// The record does not follow the one it names as its parent.
     #[error("broken chain: {0}")]
     BrokenChain(String),
+    /// The record is signed by a key that does not sign for its publisher at its time.
+    #[error("{0}")]
+    WrongKey(String),
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> RecordError {
@@ -134,6 +137,49 @@ impl<'de> Deserialize<'de> for PublisherKey {
             serde::de::Error::invalid_length(bytes.len(), &"a 32-byte Ed25519 public key")
         })?;
         Ok(Self(key))
+    }
+}
+
+/// A key and the publisher whose records it signs: the publisher's own key, or one the
+/// publisher rotated to.
+#[derive(Clone)]
+pub struct Signer {
+    /// The signing key.
+    pub key: SigningKey,
+    /// The publisher it signs for.
+    pub publisher: PublisherKey,
+}
+
+impl Signer {
+    /// A publisher signing with its own key.
+    pub fn own(key: SigningKey) -> Self {
+        Self {
+            publisher: PublisherKey::of(&key),
+            key,
+        }
+    }
+}
+
+impl From<&SigningKey> for Signer {
+    fn from(key: &SigningKey) -> Self {
+        Self::own(key.clone())
+    }
+}
+
+impl From<&Signer> for Signer {
+    fn from(signer: &Signer) -> Self {
+        signer.clone()
+    }
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Signer {{ publisher: {}, key: {} }}",
+            self.publisher,
+            PublisherKey::of(&self.key)
+        )
     }
 }
 
@@ -229,15 +275,24 @@ impl VersionRecord {
 
     /// Signs the record with the publisher's key, which must be the record's publisher.
     pub fn sign(self, signer: &SigningKey) -> Result<SignedRecord, RecordError> {
-        self.validate()?;
         if PublisherKey::of(signer) != self.publisher {
             return Err(invalid(
                 "publisher",
                 "the signing key is not the record's publisher",
             ));
         }
-        let signature = signed::sign(SIGNING_DOMAIN, &self, signer)?;
+        self.sign_as(signer)
+    }
+
+    /// Signs the record with `key`: the publisher's own, or a key it rotated to (named in the
+    /// signed record; whether it signs for the publisher at the record's time is for whoever
+    /// knows the publisher's rotations to check, [`SignedRecord::check_key`]).
+    pub fn sign_as(self, key: &SigningKey) -> Result<SignedRecord, RecordError> {
+        self.validate()?;
+        let signer = PublisherKey::of(key);
+        let signature = signed::sign(SIGNING_DOMAIN, &self, key)?;
         Ok(SignedRecord {
+            signer: (signer != self.publisher).then_some(signer),
             record: self,
             signature,
         })
@@ -261,15 +316,50 @@ pub struct SignedRecord {
     /// Ed25519 signature (64 bytes) over the signing domain and the record's DAG-CBOR.
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
+    /// The key that signed, when it is not the publisher's own: one the publisher rotated to
+    /// ([`crate::rotation`]). Absent otherwise, so that records signed by the publisher keep
+    /// one encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<PublisherKey>,
 }
 
 impl SignedRecord {
-    /// Checks the record's rules and its signature.
+    /// The key that signed the record.
+    pub fn signing_key(&self) -> PublisherKey {
+        self.signer.unwrap_or(self.record.publisher)
+    }
+
+    /// Checks the record's rules and its signature (by the publisher, or by the key it names;
+    /// see [`SignedRecord::check_key`] for whether that key may sign).
     pub fn verify(&self) -> Result<(), RecordError> {
         self.record.validate()?;
-        let publisher = self.record.publisher;
-        if !signed::verifies(SIGNING_DOMAIN, &self.record, &publisher.0, &self.signature)? {
-            return Err(RecordError::BadSignature { publisher });
+        if self.signer == Some(self.record.publisher) {
+            return Err(invalid(
+                "signer",
+                "named only when it is not the publisher's own key",
+            ));
+        }
+        let key = self.signing_key();
+        if !signed::verifies(SIGNING_DOMAIN, &self.record, &key.0, &self.signature)? {
+            return Err(RecordError::BadSignature { publisher: key });
+        }
+        Ok(())
+    }
+
+    /// Checks that the signing key signs for the publisher at the record's time, given the
+    /// publisher's rotations (checked as a chain, [`crate::rotation::check_chain`]).
+    pub fn check_key(
+        &self,
+        rotations: &[crate::rotation::SignedRotation],
+    ) -> Result<(), RecordError> {
+        let r = &self.record;
+        let expected = crate::rotation::key_at(&r.publisher, rotations, r.time_ms);
+        let signer = self.signing_key();
+        if signer != expected {
+            return Err(RecordError::WrongKey(format!(
+                "version {} of {}/{} is signed by {signer}, but at its time {expected} signs for that publisher",
+                r.version, r.publisher, r.name
+            )));
         }
         Ok(())
     }

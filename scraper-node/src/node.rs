@@ -23,7 +23,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use tessera_client::{ClientError, Session, session::connect};
 use tessera_dataset_registry::publisher_key::{self, KeyFileError};
-use tessera_formats::{PublisherKey, record::SigningKey};
+use tessera_formats::{PublisherKey, record::Signer};
 use tessera_net::{Multiaddr, NetworkConfig, PeerId, Protocol};
 use tessera_node::{
     builder::{Assembly, BuildError, Node, NodeBuilder},
@@ -196,7 +196,7 @@ pub async fn start_roles(
     }
     let configured_key = match &config.publisher_key {
         Some(path) => Some(
-            publisher_key::load(path)?
+            publisher_key::load_signer(path)?
                 .ok_or_else(|| ScraperNodeError::NoPublisherKey(path.clone()))?,
         ),
         None => None,
@@ -275,7 +275,7 @@ pub async fn start_roles(
 fn coordinator_role(
     node: &mut Assembly,
     config: &ScraperConfig,
-    key: Option<SigningKey>,
+    key: Option<Signer>,
 ) -> Result<(Coordinator, Option<PublisherKey>), ScraperNodeError> {
     let column = node
         .db
@@ -284,10 +284,10 @@ fn coordinator_role(
     node.db
         .import(&column, &config.data_dir.join("crawls"))
         .map_err(|e| CoordinatorError::from(CrawlStoreError::from(e)))?;
-    let publisher_id = key.as_ref().map(PublisherKey::of);
-    let publisher = key.map(|key| Publisher {
+    let publisher_id = key.as_ref().map(|s| s.publisher);
+    let publisher = key.map(|signer| Publisher {
         session: Session::with_client(node.client.clone()),
-        key,
+        signer,
         scratch: config.data_dir.join("checking"),
     });
     let coordinator = Coordinator::start_with(CrawlStore::in_column(column), publisher)?;
@@ -330,9 +330,9 @@ async fn learn_own_addresses(client: tessera_net::Client, policy: NetworkPolicy)
 
 /// `publisher.key` in the data directory, created on first use: what finished crawls are
 /// signed with when no key is configured.
-fn own_publisher_key(data_dir: &std::path::Path) -> Result<SigningKey, ScraperNodeError> {
+fn own_publisher_key(data_dir: &std::path::Path) -> Result<Signer, ScraperNodeError> {
     let path = data_dir.join("publisher.key");
-    let (key, created) = publisher_key::load_or_create(&path)?;
+    let (key, created) = publisher_key::load_or_create_signer(&path)?;
     if created {
         info!(path = %path.display(), "publisher key created");
     }

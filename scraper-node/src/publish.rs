@@ -26,9 +26,9 @@ use tessera_client::{
 };
 use tessera_dataset_registry::remote::{self, RemoteError};
 use tessera_formats::{
-    Manifest, PublisherKey, ShardLayout, VersionSel,
+    Manifest, ShardLayout, VersionSel,
     manifest::{MANIFEST_VERSION, MAX_METADATA_VALUE_BYTES, ShardEntry},
-    record::SigningKey,
+    record::Signer,
 };
 use tessera_node::blocking::blocking;
 use tracing::warn;
@@ -53,8 +53,8 @@ pub const VALIDATION_KEY: &str = "tessera.crawl.validation";
 pub struct Publisher {
     /// The storage network.
     pub session: Session,
-    /// The publisher key.
-    pub key: SigningKey,
+    /// The publisher's signer: its key, or one it rotated to.
+    pub signer: Signer,
     /// Where shards are fetched to be checked before they are published (under the node's
     /// data directory: shards can be larger than a small `/tmp`).
     pub scratch: std::path::PathBuf,
@@ -198,7 +198,7 @@ pub async fn publish_crawl(
         schema: arrow_schema(&schema()),
         metadata,
     };
-    let registered = publish_stored(session, version, &publisher.key)
+    let registered = publish_stored(session, version, &publisher.signer)
         .await
         .map_err(|e| e.to_string())?;
     Ok(PublishedCrawl {
@@ -297,7 +297,7 @@ async fn already_published(
     name: &str,
 ) -> Result<Option<PublishedCrawl>, String> {
     let session = &publisher.session;
-    let me = PublisherKey::of(&publisher.key).to_string();
+    let me = publisher.signer.publisher.to_string();
     let entry = match remote::find(session, Some(&me), name, VersionSel::Latest, None).await {
         Ok(entry) => entry,
         Err(RemoteError::NotFound(_)) => return Ok(None),

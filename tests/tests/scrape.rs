@@ -29,7 +29,10 @@ use axum::{
 use serde_json::Value;
 use tessera_client::Session;
 use tessera_dataset_registry::remote;
-use tessera_formats::{DatasetRef, PublisherKey, VersionSel, record::SigningKey};
+use tessera_formats::{
+    DatasetRef, VersionSel,
+    record::{Signer, SigningKey},
+};
 use tessera_net::Keypair;
 use tessera_scraper_node::{
     crawl_store::ShardRecord,
@@ -414,7 +417,7 @@ async fn a_crawl_published_again_is_the_same_version() {
     let record = stored_record(&session, &path, "node-00000.parquet", &node).await;
     let publisher = Publisher {
         session: Session::join(network.bootstrap()).await.unwrap(),
-        key: SigningKey::from_bytes(&[3; 32]),
+        signer: Signer::own(SigningKey::from_bytes(&[3; 32])),
         scratch: dir.path().join("scratch"),
     };
     let spec = CrawlSpec::from_toml(
@@ -439,7 +442,7 @@ async fn a_crawl_published_again_is_the_same_version() {
     assert_eq!(first.version, 1);
     // Once the record has spread (a restart takes longer than gossip), publishing the same
     // crawl again finds it.
-    let me = PublisherKey::of(&publisher.key).to_string();
+    let me = publisher.signer.publisher.to_string();
     for _ in 0..200 {
         if remote::find(&session, Some(&me), "again", VersionSel::Latest, None)
             .await

@@ -22,7 +22,7 @@ impl ReaderArgs {
     /// The preferred publisher: the key file's, when it exists.
     pub(crate) fn preferred(&self) -> anyhow::Result<Option<PublisherKey>> {
         let path = publisher_key::key_path(self.key.as_deref())?;
-        Ok(publisher_key::load(&path)?.map(|k| PublisherKey::of(&k)))
+        Ok(publisher_key::load(&path)?.map(|s| s.publisher))
     }
 
     /// Joins the network as a short-lived peer.
