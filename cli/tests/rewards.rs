@@ -223,25 +223,41 @@ async fn audit_holders(
     receipts
 }
 
+/// The arguments of `tessera rewards` of the node at `url` under `network`'s charter, with
+/// `extra` flags.
+fn under_charter(network: &LocalNetwork, url: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--node".into(),
+        url.into(),
+        "--charter".into(),
+        network.charter().unwrap().to_str().unwrap().into(),
+        "--network".into(),
+        network.network_id().unwrap(),
+        "--bootstrap".into(),
+        network.bootstrap()[0].to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
 /// `tessera rewards` of the node at `url` under `network`'s charter, with `extra` flags.
 fn rewards_under_charter(network: &LocalNetwork, url: &str, extra: &[&str]) -> Value {
-    let (charter, id, bootstrap) = (
-        network.charter().unwrap().to_str().unwrap().to_string(),
-        network.network_id().unwrap(),
-        network.bootstrap()[0].to_string(),
-    );
-    let mut args = vec![
-        "--node",
-        url,
-        "--charter",
-        &charter,
-        "--network",
-        &id,
-        "--bootstrap",
-        &bootstrap,
-    ];
-    args.extend_from_slice(extra);
-    rewards(&args)
+    let args = under_charter(network, url, extra);
+    rewards(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The same, for a run that may fail: whether it succeeded, and its stderr.
+fn run_rewards_under_charter(network: &LocalNetwork, url: &str, extra: &[&str]) -> (bool, String) {
+    let out = tessera()
+        .arg("rewards")
+        .args(under_charter(network, url, extra))
+        .args(["--from", "2020-01-01T00:00:00Z", "--json"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 /// Under a charter, a receipt pays only if a validator assigned the piece signed it and it
@@ -337,6 +353,21 @@ async fn under_a_charter_only_assigned_validators_at_the_layouts_size_are_paid()
     network.shutdown().await;
 }
 
+/// A settlement report's leaves: payout address (lower case) to amount.
+fn leaves(settlement: &Value) -> std::collections::BTreeMap<String, u128> {
+    settlement["leaves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l[0].as_str().unwrap().to_string(),
+                l[1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// Settlement over a real network: nodes declare payout addresses in their config, a
 /// validator audits them, and `tessera rewards --settle` pays each declared address the
 /// byte-milliseconds its nodes proved (two nodes declaring one address are summed, a node
@@ -421,18 +452,7 @@ async fn settlement_pays_each_declared_address_what_its_nodes_proved() {
         }
     }
     assert!(owed.contains_key(&shared.lower()), "{report}");
-    let leaves: BTreeMap<String, u128> = settlement["leaves"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l[0].as_str().unwrap().to_string(),
-                l[1].as_str().unwrap().parse().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(leaves, owed, "{report}");
+    assert_eq!(leaves(settlement), owed, "{report}");
     let named: Vec<String> = settlement["undeclared"]
         .as_array()
         .unwrap()
@@ -459,6 +479,48 @@ async fn settlement_pays_each_declared_address_what_its_nodes_proved() {
     assert_eq!(tree.format, "standard-v1");
     assert_eq!(tree.tree[0], root);
 
+    // The validator signs the settlement; with the charter's threshold (1 here) that is a
+    // certificate. Another run that is given the signed block gathers the same certificate,
+    // and one over another window refuses it.
+    let window = ["--to", "2100-01-01T00:00:00Z"];
+    let node_dir = dir.path().join("nodes/node-0");
+    let signed = rewards_under_charter(
+        &network,
+        &url,
+        &[
+            &["--settle", "--sign-as", node_dir.to_str().unwrap()],
+            &window[..],
+        ]
+        .concat(),
+    );
+    let signed = &signed["settlement"];
+    assert_eq!(signed["signatures"], serde_json::json!([1, 1]), "{signed}");
+    let certificate = signed["certificate"].as_str().unwrap();
+    let block = dir.path().join("signed.hex");
+    std::fs::write(&block, signed["signed"].as_str().unwrap()).unwrap();
+    let gathered = rewards_under_charter(
+        &network,
+        &url,
+        &[
+            &["--settle", "--cosigned", block.to_str().unwrap()],
+            &window[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(gathered["settlement"]["certificate"], certificate);
+    let (ok, text) = run_rewards_under_charter(
+        &network,
+        &url,
+        &[
+            "--settle",
+            "--cosigned",
+            block.to_str().unwrap(),
+            "--to",
+            "2099-01-01T00:00:00Z",
+        ],
+    );
+    assert!(!ok && text.contains("not the one computed here"), "{text}");
+
     if let Some(out) = std::env::var_os("TESSERA_SETTLEMENT_OUT") {
         let checked = serde_json::json!({
             "dump": tree,
@@ -471,5 +533,111 @@ async fn settlement_pays_each_declared_address_what_its_nodes_proved() {
         )
         .unwrap();
     }
+    network.shutdown().await;
+}
+
+/// Pages are paid too: two scraper nodes on a chartered network crawl a site, each page
+/// fetched again by the other; `tessera rewards --settle --dataset` pays each node's declared
+/// address its credited pages at the charter's price in proven storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settlement_pays_validated_pages_at_the_charters_price() {
+    use std::collections::BTreeMap;
+    use tessera_scraper_node::{
+        api_client::CrawlClient,
+        node::{ScraperConfig, ScraperNode},
+        spec::CrawlSpec,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start_chartered(&dir.path().join("nodes"), 4, 64 << 20, "pagenet")
+        .await
+        .unwrap();
+    let price = tessera_node::charter::load(network.charter().unwrap())
+        .unwrap()
+        .signed
+        .charter
+        .params
+        .page_byte_ms;
+    assert!(price > 0);
+    let (site, _) = tessera_demo::site::serve().await.unwrap();
+    let addresses = [
+        "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+        "0xfb6916095ca1df60bb79ce92ce3ea74c37c5d359",
+    ];
+    let config =
+        |name: &str, coordinator: Option<tessera_net::Multiaddr>, payout: &str| ScraperConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap: network.bootstrap(),
+            charter: network.charter().map(std::path::Path::to_path_buf),
+            http: coordinator.is_none().then(|| ([127, 0, 0, 1], 0).into()),
+            coordinate: coordinator.is_none(),
+            coordinator,
+            allow_private_networks: true,
+            min_delay: Duration::ZERO,
+            payout_address: Some(payout.into()),
+            ..ScraperConfig::with_defaults(dir.path().join(name))
+        };
+    let a = ScraperNode::start(config("a", None, addresses[0]))
+        .await
+        .unwrap();
+    let b = ScraperNode::start(config("b", Some(a.addresses[0].clone()), addresses[1]))
+        .await
+        .unwrap();
+    let payout_of: BTreeMap<String, &str> = [
+        (a.peer_id.to_string(), addresses[0]),
+        (b.peer_id.to_string(), addresses[1]),
+    ]
+    .into();
+
+    // Both nodes work for a before the crawl starts, so that every page can be checked.
+    let token =
+        tessera_scraper_node::http_guard::load_or_create_token(&dir.path().join("a")).unwrap();
+    let crawls = CrawlClient::new(&format!("http://{}", a.http.unwrap()), Some(token)).unwrap();
+    crawls
+        .wait_for_workers(2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let spec = CrawlSpec::from_toml(&format!(
+        "name = \"paid-pages\"\nseeds = [\"http://{site}/\"]\nmax_pages = 50\nmax_depth = 3\n\
+         [politeness]\ndelay_seconds = 0.01\nlease_size = 2\nvalidate_fraction = 1.0\n"
+    ))
+    .unwrap();
+    let id = crawls.start(&spec).await.unwrap();
+    crawls
+        .wait_published(&id, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let node = network.node(0).unwrap();
+    let url = format!("http://{}", node.http.unwrap());
+    let dataset = format!("{}/paid-pages", a.publisher.unwrap());
+    let report = rewards_under_charter(
+        &network,
+        &url,
+        &[
+            "--settle",
+            "--dataset",
+            &dataset,
+            "--to",
+            "2100-01-01T00:00:00Z",
+        ],
+    );
+    let pages = report["pages"].as_array().unwrap();
+    let credited: u64 = pages.iter().map(|r| r["credited"].as_u64().unwrap()).sum();
+    assert_eq!(
+        credited,
+        tessera_demo::site::CRAWLABLE_PAGES as u64,
+        "every page checked and agreed: {report}"
+    );
+    let mut owed: BTreeMap<String, u128> = BTreeMap::new();
+    for row in pages {
+        let address = payout_of[row["peer_id"].as_str().unwrap()];
+        *owed.entry(address.to_string()).or_default() +=
+            u128::from(row["credited"].as_u64().unwrap()) * u128::from(price);
+    }
+    owed.retain(|_, v| *v > 0);
+    assert_eq!(leaves(&report["settlement"]), owed, "{report}");
+    b.shutdown().await;
+    a.shutdown().await;
     network.shutdown().await;
 }

@@ -21,4 +21,6 @@ pub mod service;
 pub mod store;
 
 pub use service::{Registry, RegistryConfig, run};
-pub use store::{Admission, AdmitError, AuditScope, AuditSet, DatasetShards, Entry, RecordStore};
+pub use store::{
+    Admission, AdmitError, AuditScope, AuditSet, DatasetShards, Entry, QuotaMeter, RecordStore,
+};

@@ -67,6 +67,42 @@ impl AuditScope {
     }
 }
 
+/// Shards counted against a scope's per-publisher quota, each once: the rule that the audit
+/// set and the piece sizes rewards are judged by share, applied to each dataset's versions
+/// newest first, datasets in (publisher, name) order.
+#[derive(Debug, Default)]
+pub struct QuotaMeter {
+    used: std::collections::BTreeMap<PublisherKey, u64>,
+    seen: std::collections::BTreeSet<Cid>,
+}
+
+impl QuotaMeter {
+    /// Whether the shard with layout CID `cid` is counted already.
+    pub fn counted(&self, cid: &Cid) -> bool {
+        self.seen.contains(cid)
+    }
+
+    /// Whether `publisher`'s quota has room for a shard with `layout`.
+    pub fn fits(&self, scope: &AuditScope, publisher: &PublisherKey, layout: &ShardLayout) -> bool {
+        let used = self.used.get(publisher).copied().unwrap_or(0);
+        scope.quota == 0 || used.saturating_add(stored_bytes(layout)) <= scope.quota
+    }
+
+    /// Counts the shard with layout CID `cid` against `publisher`'s quota.
+    pub fn count(&mut self, publisher: &PublisherKey, cid: Cid, layout: &ShardLayout) {
+        let used = self.used.entry(*publisher).or_default();
+        *used = used.saturating_add(stored_bytes(layout));
+        self.seen.insert(cid);
+    }
+}
+
+/// The bytes a shard's pieces take.
+fn stored_bytes(layout: &ShardLayout) -> u64 {
+    layout
+        .piece_len()
+        .saturating_mul(layout.pieces.len() as u64)
+}
+
 /// The shards an auditor covers and the datasets they belong to ([`RecordStore::audit_set`]).
 #[derive(Debug, Clone, Default)]
 pub struct AuditSet {
@@ -610,10 +646,8 @@ impl RecordStore {
         scope: &AuditScope,
     ) -> Result<AuditSet, AdmitError> {
         let mut set = AuditSet::default();
-        let mut seen = std::collections::BTreeSet::new();
+        let mut quota = QuotaMeter::default();
         let mut pieces = 0usize;
-        let mut publisher_bytes: std::collections::BTreeMap<PublisherKey, u64> =
-            std::collections::BTreeMap::new();
         let mut after = None;
         // Once full, the datasets are still listed (their redundancy is reported), their
         // shards no longer added.
@@ -647,15 +681,10 @@ impl RecordStore {
                         if version == record.version {
                             latest.push(cid);
                         }
-                        if full || seen.contains(&cid) {
+                        if full || quota.counted(&cid) {
                             continue;
                         }
-                        let bytes = shard
-                            .layout
-                            .piece_len()
-                            .saturating_mul(shard.layout.pieces.len() as u64);
-                        let used = publisher_bytes.entry(record.publisher).or_default();
-                        if scope.quota > 0 && used.saturating_add(bytes) > scope.quota {
+                        if !quota.fits(scope, &record.publisher, &shard.layout) {
                             set.more = true;
                             continue;
                         }
@@ -664,9 +693,8 @@ impl RecordStore {
                             full = true;
                             continue;
                         }
-                        *used += bytes;
+                        quota.count(&record.publisher, cid, &shard.layout);
                         pieces += shard.layout.pieces.len();
-                        seen.insert(cid);
                         set.shards.push((cid, shard.layout));
                     }
                 }

@@ -10,12 +10,12 @@ use tessera_formats::time::now_ms;
 use cid::Cid;
 use tessera_client::Session;
 use tessera_dataset_registry::{
-    Entry,
+    AuditScope, Entry, QuotaMeter,
     remote::{self, RemoteError},
 };
 use tessera_formats::{
     DatasetRef, Manifest, PublisherKey, SignedRecord, VersionRecord, VersionSel,
-    manifest::{MANIFEST_VERSION, Schema, ShardEntry},
+    manifest::{MANIFEST_VERSION, ManifestError, Schema, ShardEntry},
     record::{RECORD_VERSION, RecordError, Signer, check_name},
 };
 
@@ -209,29 +209,48 @@ pub async fn fetch_version(
 /// Most datasets [`admitted_piece_sizes`] walks.
 pub const MAX_SIZED_DATASETS: usize = 100_000;
 
-/// The size of every piece of every version of the datasets whose publishers `admits`
-/// accepts, from their layouts, read over the network: what a receipt under a charter must
-/// name. Records come from a quorum of registry nodes; each manifest is checked against its
-/// CID. At most `max_pieces` pieces.
+/// The size of every piece the audits of `scope` cover: every version of the datasets of
+/// the publishers it admits, newest first, each publisher within its quota, as an auditor's
+/// audit set counts them ([`QuotaMeter`]); sizes from the layouts, read over the network.
+/// What a receipt under a charter must name. Records come from a quorum of registry nodes;
+/// each manifest is checked against its CID. At most `max_pieces` pieces.
 pub async fn admitted_piece_sizes(
     session: &Session,
-    admits: impl Fn(&PublisherKey) -> bool,
+    scope: &AuditScope,
     max_pieces: usize,
 ) -> Result<std::collections::HashMap<Cid, u64>, VersionError> {
     let mut sizes = std::collections::HashMap::new();
+    let mut quota = QuotaMeter::default();
     for head in remote::list(session, MAX_SIZED_DATASETS).await? {
         let record = &head.record.record;
-        if !admits(&record.publisher) {
+        if !scope.admits(&record.publisher) {
             continue;
         }
-        for entry in remote::log(session, &record.publisher, &record.name).await? {
+        let log = remote::log(session, &record.publisher, &record.name).await?;
+        for entry in log.iter().rev() {
             let manifest = fetch_manifest(session, entry.record.record.manifest).await?;
-            for shard in &manifest.shards {
+            for (index, shard) in manifest.shards.iter().enumerate() {
+                let (cid, _) =
+                    shard
+                        .layout
+                        .to_block()
+                        .map_err(|source| DatasetError::Manifest {
+                            cid: Box::new(entry.record.record.manifest),
+                            source: ManifestError::Layout {
+                                index,
+                                name: shard.name.clone(),
+                                source,
+                            },
+                        })?;
+                if quota.counted(&cid) || !quota.fits(scope, &record.publisher, &shard.layout) {
+                    continue;
+                }
+                if sizes.len() + shard.layout.pieces.len() > max_pieces {
+                    return Ok(sizes);
+                }
+                quota.count(&record.publisher, cid, &shard.layout);
                 let len = shard.layout.piece_len();
                 for piece in &shard.layout.pieces {
-                    if sizes.len() == max_pieces {
-                        return Ok(sizes);
-                    }
                     sizes.insert(*piece, len);
                 }
             }

@@ -104,6 +104,10 @@ pub struct CharterParams {
     pub publisher_quota: u64,
     /// What rewards are counted in, for people (`GiB-month`).
     pub reward_unit: String,
+    /// What one credited page (a validated row of a scraped dataset) is paid in settlement,
+    /// in byte-milliseconds of proven storage; 0 pays pages nothing (written only when not 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub page_byte_ms: u64,
 }
 
 impl Default for CharterParams {
@@ -115,6 +119,7 @@ impl Default for CharterParams {
             publishers: Vec::new(),
             publisher_quota: 0,
             reward_unit: "GiB-month".into(),
+            page_byte_ms: 0,
         }
     }
 }

@@ -15,6 +15,7 @@ use tiny_keccak::{Hasher as _, Keccak};
 
 use crate::{
     block,
+    charter::Charter,
     receipt::{NodeKey, ReceiptError},
     record::PublisherKey,
     signed,
@@ -279,6 +280,131 @@ impl SignedSettlement {
     }
 }
 
+/// Largest settlement certificate block, checked before parsing (a 64-key committee).
+pub const MAX_CERTIFICATE_BYTES: usize = 16 * 1024;
+
+/// One validator's signature of a settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitteeSignature {
+    /// The validator.
+    pub validator: PublisherKey,
+    /// Its Ed25519 signature of the settlement.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// A settlement signed by at least its charter's threshold of the committee: what a payout
+/// contract takes the root from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementCertificate {
+    /// The settlement.
+    pub settlement: Settlement,
+    /// The validators' signatures, sorted by validator, each validator once.
+    pub signatures: Vec<CommitteeSignature>,
+}
+
+impl SettlementCertificate {
+    /// Gathers validators' signatures of `settlement`: each must verify and sign exactly it
+    /// (another root, window or charter is refused, naming the validator); a validator that
+    /// signed twice counts once.
+    pub fn gather(
+        settlement: &Settlement,
+        signed: &[SignedSettlement],
+    ) -> Result<Self, ReceiptError> {
+        let mut signatures: Vec<CommitteeSignature> = Vec::new();
+        for s in signed {
+            s.verify()?;
+            if s.settlement != *settlement {
+                return Err(ReceiptError::Invalid {
+                    field: "settlement",
+                    reason: format!(
+                        "validator {} signed another settlement (root, window or charter)",
+                        s.validator
+                    ),
+                });
+            }
+            if signatures.iter().all(|c| c.validator != s.validator) {
+                signatures.push(CommitteeSignature {
+                    validator: s.validator,
+                    signature: s.signature.clone(),
+                });
+            }
+        }
+        signatures.sort_by_key(|c| c.validator);
+        Ok(Self {
+            settlement: settlement.clone(),
+            signatures,
+        })
+    }
+
+    /// Checks the certificate against its charter (`charter_cid` must be the one it names):
+    /// every signer a member of the committee, each once, every signature valid, and at
+    /// least the threshold of them.
+    pub fn verify(&self, charter: &Charter, charter_cid: &cid::Cid) -> Result<(), ReceiptError> {
+        let invalid = |field, reason: String| ReceiptError::Invalid { field, reason };
+        if self.settlement.charter != *charter_cid {
+            return Err(invalid(
+                "charter",
+                format!(
+                    "the settlement is under charter {}, not {charter_cid}",
+                    self.settlement.charter
+                ),
+            ));
+        }
+        if !self
+            .signatures
+            .windows(2)
+            .all(|w| w[0].validator < w[1].validator)
+        {
+            return Err(invalid(
+                "signatures",
+                "not sorted by validator, each once".into(),
+            ));
+        }
+        for c in &self.signatures {
+            if !charter.is_validator(&c.validator) {
+                return Err(invalid(
+                    "signatures",
+                    format!("{} is not in the committee", c.validator),
+                ));
+            }
+            let v = c.validator;
+            if !signed::verifies(SETTLEMENT_DOMAIN, &self.settlement, &v.0, &c.signature)? {
+                return Err(ReceiptError::BadSignature { auditor: v });
+            }
+        }
+        if (self.signatures.len() as u64) < u64::from(charter.threshold) {
+            return Err(invalid(
+                "signatures",
+                format!(
+                    "{} of the committee signed; the charter needs {}",
+                    self.signatures.len(),
+                    charter.threshold
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The certificate as a DAG-CBOR block.
+    pub fn to_block(&self) -> Result<Vec<u8>, ReceiptError> {
+        Ok(block::encode_bounded(self, MAX_CERTIFICATE_BYTES)?.1)
+    }
+
+    /// Decodes a certificate block and checks it against its charter.
+    pub fn from_block(
+        bytes: &[u8],
+        charter: &Charter,
+        charter_cid: &cid::Cid,
+    ) -> Result<Self, ReceiptError> {
+        let certificate: Self = block::decode(bytes, MAX_CERTIFICATE_BYTES)?;
+        certificate.verify(charter, charter_cid)?;
+        Ok(certificate)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,5 +482,61 @@ mod tests {
         let mut altered = signed;
         altered.settlement.root[0] ^= 1;
         assert!(altered.verify().is_err());
+    }
+
+    #[test]
+    fn a_certificate_needs_the_threshold_of_the_committee_on_one_settlement() {
+        use crate::charter::{Charter, CharterParams};
+        let keys: Vec<SigningKey> = (1..=3).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+        let charter = Charter::found(
+            "paynet",
+            keys.iter().map(PublisherKey::of).collect(),
+            2,
+            CharterParams::default(),
+        );
+        let cid = crate::address::dag_cbor_cid(b"the charter block");
+        let settlement = Settlement {
+            format: SETTLEMENT_VERSION,
+            charter: cid,
+            from_ms: 0,
+            to_ms: 1_790_000_000_000,
+            root: [9; 32],
+            leaves: 3,
+        };
+        let sign = |k: &SigningKey| settlement.clone().sign(k).unwrap();
+
+        let one =
+            SettlementCertificate::gather(&settlement, &[sign(&keys[0]), sign(&keys[0])]).unwrap();
+        assert_eq!(one.signatures.len(), 1, "a validator counts once");
+        let err = one.verify(&charter, &cid).unwrap_err();
+        assert!(err.to_string().contains("needs 2"), "{err}");
+
+        let two =
+            SettlementCertificate::gather(&settlement, &[sign(&keys[2]), sign(&keys[0])]).unwrap();
+        two.verify(&charter, &cid).unwrap();
+        let block = two.to_block().unwrap();
+        assert_eq!(
+            SettlementCertificate::from_block(&block, &charter, &cid).unwrap(),
+            two
+        );
+        let other = crate::address::dag_cbor_cid(b"another charter");
+        assert!(two.verify(&charter, &other).is_err());
+
+        // Another root, a stranger, or an altered signature.
+        let mut moved = settlement.clone();
+        moved.root = [8; 32];
+        let err = SettlementCertificate::gather(
+            &settlement,
+            &[sign(&keys[0]), moved.sign(&keys[1]).unwrap()],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("another settlement"), "{err}");
+        let stranger = SigningKey::from_bytes(&[9; 32]);
+        let with_stranger =
+            SettlementCertificate::gather(&settlement, &[sign(&keys[0]), sign(&stranger)]).unwrap();
+        assert!(with_stranger.verify(&charter, &cid).is_err());
+        let mut forged = two.clone();
+        forged.signatures[0].signature[0] ^= 1;
+        assert!(forged.verify(&charter, &cid).is_err());
     }
 }

@@ -9,6 +9,8 @@
 //! - [`http`]: the one shape of an error answered by a node's HTTP APIs.
 //! - [`api_client`]: calling a node's HTTP API from elsewhere, its refusals in that shape.
 //! - [`blocking`]: blocking work off the async threads, its task's failure as an error.
+//! - [`identity`]: the Ed25519 key inside a node's libp2p identity, and back.
+//! - [`payout`]: where a node's rewards are paid, declared on the DHT under its key.
 
 pub mod api_client;
 pub mod blocking;
@@ -17,3 +19,5 @@ pub mod charter;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod identity;
+pub mod payout;

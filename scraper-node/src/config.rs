@@ -16,6 +16,7 @@
 //! max-timeout = "60s"                #   bodies and request times at most this,
 //! pages-per-hour = 3600              #   and this many pages an hour
 //! api-hosts = ["scraper.lan"]        # names besides localhost that the crawl API takes changes under
+//! payout-address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"   # where page rewards are paid
 //! ```
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -79,6 +80,9 @@ pub struct ScraperConfig {
     /// Host names, besides the loopback ones, under which the crawl API takes changes (for an
     /// HTTP port on another interface).
     pub api_hosts: Vec<String>,
+    /// Where the node's rewards for validated pages are paid (an Ethereum-style address),
+    /// declared on the network signed by the node's key.
+    pub payout_address: Option<String>,
 }
 
 impl Default for ScraperConfig {
@@ -99,6 +103,7 @@ impl Default for ScraperConfig {
             max_timeout: limits.max_timeout,
             pages_per_hour: limits.pages_per_hour,
             api_hosts: Vec::new(),
+            payout_address: None,
         }
     }
 }
@@ -131,7 +136,13 @@ impl ScraperConfig {
         if self.max_timeout.is_zero() {
             return Err(InvalidSetting::new("max-timeout", "must be more than 0s"));
         }
+        self.payout()?;
         Ok(())
+    }
+
+    /// The payout address, read.
+    pub fn payout(&self) -> Result<Option<tessera_formats::payout::PayoutAddress>, InvalidSetting> {
+        tessera_node::payout::setting(self.payout_address.as_deref())
     }
 
     /// The HTTP port the node serves on: the configured one, or a coordinator's default.

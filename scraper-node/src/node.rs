@@ -211,6 +211,9 @@ pub async fn start_roles(
             .map_err(ScraperNodeError::Storage)?;
         Some(Arc::new(Session::with_client(node.client.clone())))
     };
+    if let Some(address) = config.payout()? {
+        tessera_node::payout::keep_declaring(node, address);
+    }
 
     let (coordinator, publisher) = if config.coordinate {
         let key = match (&storage, configured_key) {

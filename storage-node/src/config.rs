@@ -24,7 +24,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
-use tessera_formats::payout::{AddressError, PayoutAddress};
+use tessera_formats::payout::PayoutAddress;
 use tessera_net::Multiaddr;
 use tessera_node::config::{InvalidSetting, byte_size, check_data_dir, default_data_dir, duration};
 
@@ -124,13 +124,7 @@ impl NodeConfig {
 
     /// The payout address, read.
     pub fn payout(&self) -> Result<Option<PayoutAddress>, InvalidSetting> {
-        self.payout_address
-            .as_deref()
-            .map(|text| {
-                text.parse()
-                    .map_err(|e: AddressError| InvalidSetting::new("payout-address", e.to_string()))
-            })
-            .transpose()
+        tessera_node::payout::setting(self.payout_address.as_deref())
     }
 
     /// Refuses settings the node cannot run with, naming the first one.

@@ -16,8 +16,8 @@
 //!   every start.
 //! - [`config`]: the node's settings, described once (file, flags, `--print-config`).
 //! - [`rewards`]: storage proven over a period from receipt blocks, each verified, whoever
-//!   supplied them (`/v1/rewards`, `tessera rewards`); [`payout`]: the address a node's
-//!   rewards are paid to, declared on the DHT and signed by the node.
+//!   supplied them (`/v1/rewards`, `tessera rewards`); the address a node's rewards are
+//!   paid to is declared by `tessera_node::payout`.
 //! - [`http`]: its HTTP routes: `/status`, `/metrics`, the dashboard, audits, receipts, rewards.
 //!
 //! See `docs/ARCHITECTURE.md`.
@@ -29,7 +29,6 @@ pub mod http;
 pub mod local;
 pub mod metrics;
 pub mod node;
-pub mod payout;
 pub mod receipts;
 pub mod rewards;
 pub mod service;

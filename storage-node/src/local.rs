@@ -254,6 +254,7 @@ fn found_charter(
         threshold,
         CharterParams {
             validators_per_piece: per_piece,
+            page_byte_ms: LOCAL_PAGE_BYTE_MS,
             ..CharterParams::default()
         },
     )
@@ -269,6 +270,9 @@ fn found_charter(
     })?;
     Ok(path)
 }
+
+/// What a local network's charter pays one validated page: a MiB stored for an hour.
+pub const LOCAL_PAGE_BYTE_MS: u64 = 1024 * 1024 * 60 * 60 * 1000;
 
 fn node_dir(dir: &Path, index: usize) -> PathBuf {
     dir.join(format!("node-{index}"))

@@ -260,13 +260,8 @@ pub async fn start_roles(
         charter: charter.clone(),
     });
     let payout = config.payout()?;
-    if let Some(address) = payout
-        && let Some(declaration) = crate::payout::declare(&key, address)
-    {
-        node.spawn(crate::payout::keep_declared(
-            node.client.clone(),
-            declaration,
-        ));
+    if let Some(address) = payout {
+        tessera_node::payout::keep_declaring(node, address);
     }
     if let (Some(audit), Some(parts)) = (config.audit(), &auditor) {
         node.spawn(Auditor::new(parts.clone(), audit).run());

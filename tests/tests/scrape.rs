@@ -35,6 +35,7 @@ use tessera_formats::{
 };
 use tessera_net::Keypair;
 use tessera_scraper_node::{
+    api_client::CrawlClient,
     crawl_store::ShardRecord,
     node::{ScraperConfig, ScraperNode},
     provenance::{Row, RowBuilder, schema, sign, verify_batch},
@@ -225,14 +226,11 @@ async fn a_crawl_is_stored_published_and_fetched_by_name() {
         tessera_scraper_node::http_guard::load_or_create_token(&dir.path().join("a")).unwrap();
     // Both nodes work for a before the crawl starts, so that each page can be checked by
     // the node that did not store it, before the crawl is published.
-    let node = format!("http://{}/v1/node", a.http.unwrap());
-    for _ in 0..200 {
-        let status: Value = http.get(&node).send().await.unwrap().json().await.unwrap();
-        if status["workers"].as_array().is_some_and(|w| w.len() == 2) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    CrawlClient::new(&format!("http://{}", a.http.unwrap()), None)
+        .unwrap()
+        .wait_for_workers(2, Duration::from_secs(10))
+        .await
+        .unwrap();
     let (id, status) = crawl(&http, &api, &token, site).await;
     let manifest = status["state"]["published"]["manifest"]
         .as_str()

@@ -56,6 +56,10 @@ enum Command {
         /// A publisher whose datasets are admitted (repeatable; none admits every publisher).
         #[arg(long = "publisher")]
         publishers: Vec<PublisherKey>,
+        /// What one validated page of a scraped dataset is paid in settlement, as this much
+        /// proven storage: a size and a time, e.g. `1MiB:1h` [default: pages are not paid].
+        #[arg(long, value_parser = page_worth)]
+        page_worth: Option<u64>,
         /// Where to write the charter block.
         #[arg(short, long)]
         out: PathBuf,
@@ -149,6 +153,20 @@ fn write(file: &Path, signed: &SignedCharter) -> anyhow::Result<()> {
     std::fs::write(file, block).with_context(|| format!("writing {}", file.display()))
 }
 
+/// `SIZE:TIME` (`1MiB:1h`) as byte-milliseconds.
+fn page_worth(text: &str) -> Result<u64, String> {
+    let (size, time) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: write a size and a time, e.g. 1MiB:1h"))?;
+    let size: bytesize::ByteSize = size.parse().map_err(|e| format!("{size:?}: {e}"))?;
+    let time = humantime::parse_duration(time).map_err(|e| format!("{time:?}: {e}"))?;
+    let ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX);
+    size.as_u64()
+        .checked_mul(ms)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?}: more than 0 and at most 2^64 byte-milliseconds"))
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Found {
@@ -158,6 +176,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             validators_per_piece,
             audit_period,
             mut publishers,
+            page_worth,
             out,
         } => {
             if out.exists() {
@@ -176,6 +195,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 audit_period_ms: u64::try_from(audit_period.as_millis()).unwrap_or(u64::MAX),
                 validators_per_piece,
                 publishers,
+                page_byte_ms: page_worth.unwrap_or(0),
                 ..CharterParams::default()
             };
             let charter = Charter::found(&network, committee, threshold, params);
@@ -311,6 +331,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 p.audit_samples,
                 p.validators_per_piece
             );
+            if p.page_byte_ms > 0 {
+                println!(
+                    "pages      each validated page paid as {} byte-milliseconds of storage",
+                    p.page_byte_ms
+                );
+            }
             if p.publishers.is_empty() {
                 println!("publishers any");
             } else {

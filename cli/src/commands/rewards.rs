@@ -65,8 +65,11 @@ pub(crate) struct Args {
     #[arg(long)]
     charter: Option<PathBuf>,
     /// Settle the period: the Merkle root (OpenZeppelin `StandardMerkleTree`, `standard-v1`,
-    /// leaves `(address, uint256)`) of the byte-milliseconds each payout address is owed, the
-    /// address each node declared on the network, signed by its key. Needs --charter.
+    /// leaves `(address, uint256)`) of the byte-milliseconds each payout address is owed (the
+    /// storage its nodes proved, and the validated pages of --dataset at the charter's
+    /// `page_byte_ms`), the address each node declared on the network, signed by its key.
+    /// Give every settlement the same --from (the charter's start) so that amounts are
+    /// cumulative and a contract pays the difference. Needs --charter.
     #[arg(long, requires = "charter")]
     settle: bool,
     /// Write the settlement tree to FILE as `StandardMerkleTree.dump()` writes it.
@@ -79,6 +82,12 @@ pub(crate) struct Args {
     /// the signed block (hex).
     #[arg(long, requires = "settle")]
     sign_as: Option<PathBuf>,
+    /// Another validator's signed settlement (a file with the hex block its --sign-as
+    /// printed; repeatable): each must sign exactly this settlement. With the charter's
+    /// threshold of them (counting --sign-as), the certificate a payout contract takes is
+    /// printed.
+    #[arg(long, requires = "settle")]
+    cosigned: Vec<PathBuf>,
     /// A scraped dataset (CID or [PUBLISHER/]NAME[@vN]) whose pages are counted
     /// (repeatable; joins the network).
     #[arg(long)]
@@ -117,6 +126,12 @@ struct SettlementReport {
     /// The settlement signed by `--sign-as` (hex block).
     #[serde(skip_serializing_if = "Option::is_none")]
     signed: Option<String>,
+    /// Validators whose signatures of this settlement are at hand (`--sign-as`, `--cosigned`),
+    /// and how many the charter needs.
+    signatures: (usize, u32),
+    /// The certificate (hex block), once the threshold signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,21 +146,39 @@ struct OwedProof {
 async fn settle(
     session: &tessera_client::Session,
     charter: &tessera_node::charter::NodeCharter,
-    rows: &[RewardRow],
+    (rows, pages): (&[RewardRow], &[PagesRow]),
     (from_ms, to_ms): (u64, u64),
     args: &Args,
 ) -> anyhow::Result<SettlementReport> {
     use std::collections::BTreeMap;
-    use tessera_formats::payout::{PayoutAddress, SETTLEMENT_VERSION, Settlement};
+    use tessera_formats::payout::{
+        MAX_SETTLEMENT_BYTES, PayoutAddress, SETTLEMENT_VERSION, Settlement, SettlementCertificate,
+        SignedSettlement,
+    };
     use tessera_proofs::settlement::{SettlementTree, hex0x};
 
     let mut owed: BTreeMap<PayoutAddress, u128> = BTreeMap::new();
     let mut undeclared = Vec::new();
+    // Storage proven, and validated pages at the charter's price in proven storage.
+    let page_byte_ms = u128::from(charter.signed.charter.params.page_byte_ms);
+    let mut earned: Vec<(tessera_formats::PublisherKey, String, u128)> = Vec::new();
     for row in rows.iter().filter(|r| r.byte_ms > 0) {
-        let node: tessera_formats::PublisherKey = row.node.parse()?;
-        match tessera_storage_node::payout::declared(session.net(), &node).await {
-            Some(address) => *owed.entry(address).or_default() += row.byte_ms,
-            None => undeclared.push(row.peer_id.clone()),
+        earned.push((row.node.parse()?, row.peer_id.clone(), row.byte_ms));
+    }
+    for row in pages.iter().filter(|r| r.credited > 0 && page_byte_ms > 0) {
+        let peer: tessera_net::PeerId = row.peer_id.parse()?;
+        let node = tessera_node::identity::node_key(&peer)
+            .with_context(|| format!("{peer} is not an Ed25519 identity"))?;
+        earned.push((
+            node,
+            row.peer_id.clone(),
+            u128::from(row.credited) * page_byte_ms,
+        ));
+    }
+    for (node, peer, amount) in earned {
+        match tessera_node::payout::declared(session.net(), &node).await {
+            Some(address) => *owed.entry(address).or_default() += amount,
+            None => undeclared.push(peer),
         }
     }
     let values: Vec<(PayoutAddress, u128)> = owed.into_iter().collect();
@@ -167,21 +200,45 @@ async fn settle(
             proof: proof.iter().map(|n| hex0x(n)).collect(),
         });
     }
+    let settlement = Settlement {
+        format: SETTLEMENT_VERSION,
+        charter: charter.cid,
+        from_ms,
+        to_ms,
+        root: tree.root(),
+        leaves: values.len() as u64,
+    };
+    let mut signatures = Vec::new();
+    for path in &args.cosigned {
+        let text = read_bounded(
+            path,
+            2 * MAX_SETTLEMENT_BYTES as u64 + 16,
+            "signed settlement",
+        )?;
+        let block = hex::decode(text.trim())
+            .with_context(|| format!("{}: not a hex block", path.display()))?;
+        signatures.push(
+            SignedSettlement::from_block(&block)
+                .with_context(|| format!("{}: not a signed settlement", path.display()))?,
+        );
+    }
     let signed = match &args.sign_as {
         Some(node_dir) => {
             let key = super::charter::validator_signing_key(node_dir, &charter.signed.charter)?;
-            let signed = Settlement {
-                format: SETTLEMENT_VERSION,
-                charter: charter.cid,
-                from_ms,
-                to_ms,
-                root: tree.root(),
-                leaves: values.len() as u64,
-            }
-            .sign(&key)?;
-            Some(hex::encode(signed.to_block()?))
+            let signed = settlement.clone().sign(&key)?;
+            let block = hex::encode(signed.to_block()?);
+            signatures.push(signed);
+            Some(block)
         }
         None => None,
+    };
+    let rules = &charter.signed.charter;
+    let gathered = SettlementCertificate::gather(&settlement, &signatures)
+        .context("a co-signed settlement is not the one computed here")?;
+    let certificate = match gathered.verify(rules, &charter.cid) {
+        Ok(()) => Some(hex::encode(gathered.to_block()?)),
+        Err(_) if gathered.signatures.len() < rules.threshold as usize => None,
+        Err(e) => return Err(e).context("the settlement's signatures"),
     };
     Ok(SettlementReport {
         root: hex0x(&tree.root()),
@@ -192,6 +249,8 @@ async fn settle(
         undeclared,
         proofs,
         signed,
+        signatures: (gathered.signatures.len(), rules.threshold),
+        certificate,
     })
 }
 
@@ -243,7 +302,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         (Some(charter), Some(session)) => {
             let rules = &charter.signed.charter;
             let scope = tessera_dataset_registry::AuditScope::of(rules);
-            let sizes = admitted_piece_sizes(session, |p| scope.admits(p), MAX_RECEIPTS)
+            let sizes = admitted_piece_sizes(session, &scope, MAX_RECEIPTS)
                 .await
                 .context("reading the sizes of the admitted datasets' pieces")?;
             let size = |piece: &tessera_formats::Cid| sizes.get(piece).copied();
@@ -252,13 +311,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
         _ => tally.proven(from_ms, to_ms, cap_ms),
     };
-    let settlement = match (&charter, &session) {
-        (Some(charter), Some(session)) if args.settle => {
-            Some(settle(session, charter, &proven.nodes, (from_ms, to_ms), &args).await?)
-        }
-        _ => None,
-    };
-
     let pages = if args.dataset.is_empty() {
         Vec::new()
     } else {
@@ -267,14 +319,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|text| text.parse())
             .collect::<Result<Vec<DatasetRef>, _>>()?;
-        let session = match session {
+        let joined;
+        let session = match &session {
             Some(session) => session,
-            None => args.reader.join().await?,
+            None => {
+                joined = args.reader.join().await?;
+                &joined
+            }
         };
         let own = args.reader.preferred()?;
         let work = tempfile::tempdir().context("creating a directory for the datasets")?;
         count_pages(
-            &session,
+            session,
             &datasets,
             own.as_ref(),
             work.path(),
@@ -288,6 +344,19 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             },
         )
         .await?
+    };
+    let settlement = match (&charter, &session) {
+        (Some(charter), Some(session)) if args.settle => Some(
+            settle(
+                session,
+                charter,
+                (&proven.nodes, &pages),
+                (from_ms, to_ms),
+                &args,
+            )
+            .await?,
+        ),
+        _ => None,
     };
     let report = Report {
         from_ms,
@@ -371,6 +440,16 @@ fn render(report: &Report, from: SystemTime, to: SystemTime) -> String {
         }
         if let Some(block) = &s.signed {
             out.push_str(&format!("signed    {block}\n"));
+        }
+        let (have, need) = s.signatures;
+        match &s.certificate {
+            Some(block) => out.push_str(&format!(
+                "certified by {have} validators (the charter needs {need}): {block}\n"
+            )),
+            None if have > 0 => out.push_str(&format!(
+                "signed by {have} validators; the charter needs {need} for a certificate\n"
+            )),
+            None => {}
         }
     }
     if !report.pages.is_empty() {

@@ -198,7 +198,7 @@ mod tests {
             text in super::super::config::any_config(&[
                 "data-dir", "listen", "bootstrap", "http", "coordinator", "coordinate",
                 "publisher-key", "allow-private-networks", "min-delay", "max-body", "max-timeout", "pages-per-hour",
-                "api-hosts",
+                "api-hosts", "payout-address",
             ])
         ) {
             let dir = tempfile::tempdir().unwrap();

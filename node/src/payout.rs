@@ -6,13 +6,15 @@
 use std::time::Duration;
 
 use tessera_formats::{
-    payout::{PAYOUT_VERSION, PayoutAddress, PayoutDeclaration, SignedPayout},
+    payout::{AddressError, PAYOUT_VERSION, PayoutAddress, PayoutDeclaration, SignedPayout},
     receipt::NodeKey,
     record::{PublisherKey, SigningKey},
     time::now_ms,
 };
 use tessera_net::Client;
 use tracing::{debug, warn};
+
+use crate::{builder::Assembly, config::InvalidSetting, identity::signing_key};
 
 /// How often the declaration is put on the DHT again.
 pub const REPUBLISH: Duration = Duration::from_secs(60 * 60);
@@ -22,6 +24,27 @@ pub fn payout_key(node: &NodeKey) -> Vec<u8> {
     let mut key = b"/tessera/payout/1/".to_vec();
     key.extend_from_slice(&node.0);
     key
+}
+
+/// The `payout-address` setting, read: mixed case must carry its EIP-55 checksum.
+pub fn setting(text: Option<&str>) -> Result<Option<PayoutAddress>, InvalidSetting> {
+    text.map(|text| {
+        text.parse()
+            .map_err(|e: AddressError| InvalidSetting::new("payout-address", e.to_string()))
+    })
+    .transpose()
+}
+
+/// Declares `address` as where `node`'s rewards are paid, signed by its identity, and keeps
+/// the declaration on the DHT while the node runs.
+pub fn keep_declaring(node: &Assembly, address: PayoutAddress) {
+    let Some(key) = signing_key(&node.keypair) else {
+        warn!("the node's identity is not an Ed25519 key: no payout address is declared");
+        return;
+    };
+    if let Some(declaration) = declare(&key, address) {
+        node.spawn(keep_declared(node.client.clone(), declaration));
+    }
 }
 
 /// `key`'s node declaring `address`, now.
