@@ -24,7 +24,7 @@ pub use libp2p::{
     request_response::ResponseChannel,
 };
 pub use network::{
-    Client, NetError, Network, NetworkConfig, NetworkInfo, PeerStatus, Topic, TopicEvent,
-    health::PeerDown, limits::ConnectionCaps, start,
+    Client, NetError, Network, NetworkConfig, NetworkInfo, PeerStatus, Reachability, Topic,
+    TopicEvent, health::PeerDown, limits::ConnectionCaps, start,
 };
 pub use rpc::{Inbound, Request, Responder};

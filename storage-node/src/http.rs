@@ -95,6 +95,13 @@ pub struct Status {
     /// Where the node's rewards are paid, as it declares on the network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payout_address: Option<String>,
+    /// Whether peers can dial the node: `public`, `private` (behind a NAT or firewall) or
+    /// `unknown` (not tested yet), as AutoNAT found.
+    #[serde(default)]
+    pub reachability: tessera_net::Reachability,
+    /// The addresses peers dialled it back at.
+    #[serde(default)]
+    pub external_addresses: Vec<String>,
 }
 
 /// A node from before health was reported said nothing of it.
@@ -125,6 +132,12 @@ async fn status(State(state): State<HttpState>) -> impl IntoResponse {
             charter: state.charter.as_ref().map(|c| c.get().cid.to_string()),
             charter_epoch: state.charter.as_ref().map(|c| c.get().signed.charter.epoch),
             payout_address: state.payout.map(|a| a.to_string()),
+            reachability: info.reachability,
+            external_addresses: info
+                .external_addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         })
         .into_response(),
         Err(e) => ApiError::new(

@@ -1,4 +1,7 @@
-//! Helpers shared by Tessera's cross-crate integration tests (the tests are in `tests/`).
+//! Helpers shared by Tessera's cross-crate integration tests (the tests are in `tests/`), and
+//! the network testbed of homes and routers ([`testbed`]).
+
+pub mod testbed;
 
 use std::{path::Path, sync::Arc};
 

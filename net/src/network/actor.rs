@@ -53,6 +53,8 @@ pub(super) struct Actor {
     /// The addresses peers saw this node connect from, newest last, at most
     /// [`MAX_OBSERVED`]: its own public addresses, when it is behind a router.
     pub(super) observed: std::collections::VecDeque<Multiaddr>,
+    /// What AutoNAT found.
+    pub(super) reachability: super::reachability::Tracker,
     pub(super) pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
     pub(super) pending_queries: HashMap<QueryId, Query>,
     /// How protocols and topics are named on the wire.
@@ -217,6 +219,8 @@ impl Actor {
                         .chain(swarm.external_addresses())
                         .cloned()
                         .collect(),
+                    external_addrs: swarm.external_addresses().cloned().collect(),
+                    reachability: self.reachability.state(),
                 });
             }
         }
@@ -265,6 +269,7 @@ impl Actor {
                 info,
                 ..
             })) => {
+                debug!(%peer_id, observed = %info.observed_addr, "identified");
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
@@ -274,6 +279,21 @@ impl Actor {
                     }
                     self.observed.push_back(info.observed_addr);
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatClient(event)) => {
+                let answered = event.result.is_ok();
+                debug!(addr = %event.tested_addr, server = %event.server, answered, "AutoNAT test");
+                self.reachability.tested(&event.tested_addr, answered);
+            }
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                debug!(%address, "observed at a candidate external address");
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "reachable at a confirmed external address");
+                self.reachability.confirmed(&address);
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                self.reachability.expired(&address);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::Protocols((index, event))) => {

@@ -18,7 +18,7 @@ use std::{
 use cid::Cid;
 use futures::StreamExt as _;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, connection_limits, gossipsub, identify,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, connection_limits, gossipsub, identify,
     identity::Keypair,
     kad, memory_connection_limits,
     multiaddr::Protocol,
@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 pub use health::PeerStatus;
+pub use reachability::Reachability;
 
 mod actor;
 pub mod health;
@@ -41,6 +42,7 @@ mod naming;
 mod outbound;
 mod protocol_set;
 mod quic_probe;
+pub mod reachability;
 
 use actor::Actor;
 use naming::Naming;
@@ -249,6 +251,10 @@ pub struct NetworkInfo {
     /// Addresses peers saw this node at (identify), and those confirmed external: behind a
     /// home router, its own public address. Peers may lie; use them to refuse, not to trust.
     pub observed_addrs: Vec<Multiaddr>,
+    /// Addresses an AutoNAT server dialled back: where peers can reach this node.
+    pub external_addrs: Vec<Multiaddr>,
+    /// Whether peers can dial this node, as AutoNAT found.
+    pub reachability: Reachability,
 }
 
 impl NetworkInfo {
@@ -271,6 +277,9 @@ struct Behaviour {
     memory: memory_connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    // AutoNAT v2 both ways: every node asks peers to dial it back, and dials others back.
+    autonat_client: autonat::v2::client::Behaviour,
+    autonat_server: autonat::v2::server::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     protocols: ProtocolSet,
     gossipsub: gossipsub::Behaviour,
@@ -596,6 +605,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         topics: topic_tx,
         listen_addrs,
         observed: std::collections::VecDeque::new(),
+        reachability: reachability::Tracker::default(),
         pending_dials: HashMap::new(),
         pending_queries: HashMap::new(),
         naming,
@@ -725,6 +735,9 @@ fn build_swarm(
                     key.public(),
                 )),
                 ping: ping::Behaviour::new(ping::Config::new()),
+                // Tests an observed address every 5 s, up to 10 candidates.
+                autonat_client: autonat::v2::client::Behaviour::default(),
+                autonat_server: autonat::v2::server::Behaviour::default(),
                 kad,
                 protocols: ProtocolSet::new(protocols),
                 gossipsub,

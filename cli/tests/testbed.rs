@@ -1,0 +1,144 @@
+//! Storage nodes in a testbed of homes and routers (`tessera_tests::testbed`): public hosts on
+//! a simulated internet, and homes behind NAT routers. Each node's reported reachability must
+//! match its setup. Skipped, with a line saying why, where the machine cannot host the testbed
+//! (it needs root, `ip netns` and `iptables`; `scripts/test` installs the packages).
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tessera_tests::testbed::{Host, Nat, Testbed, testbed_or_skip};
+
+/// A storage node started in `host`: its libp2p address (with `/p2p/`) and its HTTP port.
+struct Node {
+    host: Host,
+    addr: String,
+    http: u16,
+}
+
+fn start_node(bed: &mut Testbed, host: &Host, dir: &Path, bootstrap: Option<&str>) -> Node {
+    let http = 8080;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command
+        .args([
+            "storage-node",
+            "--listen",
+            &format!("/ip4/{}/tcp/4001", host.ip),
+        ])
+        .args(["--http", &format!("127.0.0.1:{http}"), "--capacity", "1GiB"])
+        .arg("--data-dir")
+        .arg(dir);
+    if let Some(addr) = bootstrap {
+        command.args(["--bootstrap", addr]);
+    }
+    let child = bed.spawn(host, &command).unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _peer = lines.next().unwrap().unwrap();
+    let addr = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("listening ")
+        .to_string();
+    // The rest of its output is not read again: a thread drains it so that it never blocks.
+    std::thread::spawn(move || lines.for_each(drop));
+    Node {
+        host: host.clone(),
+        addr,
+        http,
+    }
+}
+
+/// `GET path` on the node's HTTP port, from inside its namespace (bash's /dev/tcp: nothing
+/// to install); the JSON body.
+fn get(node: &Node, path: &str) -> Option<Value> {
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{} && printf 'GET {path} HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3 && cat <&3",
+        node.http
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &node.host.namespace, "bash", "-c", &script])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let body = text.split_once("\r\n\r\n")?.1;
+    serde_json::from_str(body).ok()
+}
+
+/// Waits until every node reports the reachability expected of it, or fails naming those
+/// that did not.
+fn wait_for_reachability(nodes: &[(&Node, &str)], within: Duration) {
+    let started = Instant::now();
+    loop {
+        let seen: Vec<String> = nodes
+            .iter()
+            .map(|(node, _)| {
+                get(node, "/status")
+                    .and_then(|s| s["reachability"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| "no answer".into())
+            })
+            .collect();
+        if nodes.iter().zip(&seen).all(|((_, want), got)| got == want) {
+            eprintln!(
+                "reachability settled in {:.1} s: {seen:?}",
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "reachability after {within:?}: {:?}",
+            nodes
+                .iter()
+                .zip(&seen)
+                .map(|((n, want), got)| format!("{} wants {want}, says {got}", n.host.namespace))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn each_nodes_reachability_matches_its_setup() {
+    let Some(mut bed) = testbed_or_skip("each_nodes_reachability_matches_its_setup") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (pub1, pub2) = (bed.public_host().unwrap(), bed.public_host().unwrap());
+    let (cone, symmetric) = (
+        bed.home(Nat::PortPreserving).unwrap(),
+        bed.home(Nat::Symmetric).unwrap(),
+    );
+    let first = start_node(&mut bed, &pub1, &dir.path().join("pub1"), None);
+    let bootstrap = first.addr.clone();
+    let second = start_node(&mut bed, &pub2, &dir.path().join("pub2"), Some(&bootstrap));
+    let home = start_node(&mut bed, &cone, &dir.path().join("cone"), Some(&bootstrap));
+    let sym = start_node(
+        &mut bed,
+        &symmetric,
+        &dir.path().join("sym"),
+        Some(&bootstrap),
+    );
+    wait_for_reachability(
+        &[
+            (&first, "public"),
+            (&second, "public"),
+            (&home, "private"),
+            (&sym, "private"),
+        ],
+        Duration::from_secs(90),
+    );
+    // A home node advertises no address of its own network as reachable.
+    let status = get(&home, "/status").unwrap();
+    assert_eq!(
+        status["external_addresses"],
+        serde_json::json!([]),
+        "{status}"
+    );
+}
