@@ -80,6 +80,34 @@ fn put_then_get_with_two_nodes_down() {
     let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(cid.starts_with("bafyr4"), "{cid}");
 
+    // Six pieces for four nodes: refused before anything is sent, unless told to go on, and
+    // then the output says how many node losses the file survives.
+    let six = |extra: &[&str]| {
+        tessera()
+            .arg("put")
+            .arg(&input)
+            .args(["--k", "4", "--m", "2", "--bootstrap", &bootstrap])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = six(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("only 4 working storage nodes for 6 pieces")
+            && stderr.contains("survive the loss of 1 nodes, not 2")
+            && stderr.contains("--degraded"),
+        "{stderr}"
+    );
+    let out = six(&["--degraded"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("survives the loss of 1 nodes, not 2"),
+        "{stderr}"
+    );
+
     // Two of the four nodes go away for good.
     nodes.truncate(2);
     let output = dir.path().join("output.bin");

@@ -142,3 +142,74 @@ fn each_nodes_reachability_matches_its_setup() {
         "{status}"
     );
 }
+
+/// The setup: two public storage nodes and four homes, each with a node behind a
+/// port-preserving NAT. A 4+2 put from the public side cannot reach the home nodes, so it
+/// is refused before anything is sent; told to go on, it says the file survives no node loss.
+#[test]
+fn a_put_never_hides_that_homes_behind_nat_cannot_hold_pieces() {
+    let Some(mut bed) =
+        testbed_or_skip("a_put_never_hides_that_homes_behind_nat_cannot_hold_pieces")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (pub1, pub2, client) = (
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+    );
+    let first = start_node(&mut bed, &pub1, &dir.path().join("pub1"), None);
+    let bootstrap = first.addr.clone();
+    let mut nodes = vec![first];
+    nodes.push(start_node(
+        &mut bed,
+        &pub2,
+        &dir.path().join("pub2"),
+        Some(&bootstrap),
+    ));
+    for i in 0..4 {
+        let home = bed.home(Nat::PortPreserving).unwrap();
+        nodes.push(start_node(
+            &mut bed,
+            &home,
+            &dir.path().join(format!("home{i}")),
+            Some(&bootstrap),
+        ));
+    }
+    let pairs: Vec<(&Node, &str)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n, if i < 2 { "public" } else { "private" }))
+        .collect();
+    wait_for_reachability(&pairs, Duration::from_secs(90));
+
+    let file = dir.path().join("file.bin");
+    std::fs::write(&file, tessera_tests::sample_bytes("nat put", 300_000)).unwrap();
+    let put = |extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        command
+            .arg("put")
+            .arg(&file)
+            .args(["--k", "4", "--m", "2", "--bootstrap", &bootstrap])
+            .args(extra);
+        let out = bed.run(&client, &command).unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, said) = put(&[]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("only 2 working storage nodes for 6 pieces")
+            && said.contains("survive the loss of 0 nodes, not 2"),
+        "{said}"
+    );
+    let (ok, said) = put(&["--degraded"]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("survives the loss of 0 nodes, not 2"),
+        "{said}"
+    );
+}

@@ -40,6 +40,23 @@ pub enum ClientError {
     /// Encoding the file failed.
     #[error("encoding: {0}")]
     Encode(#[from] EncodeError),
+    /// Too few distinct working nodes for the shard's pieces: it would survive fewer node
+    /// losses than its parity promises.
+    #[error(
+        "only {nodes} working storage nodes for {pieces} pieces: the shard would survive the loss of \
+         {survives} nodes, not {m}; start more nodes, choose fewer pieces (--k, --m), or pass \
+         --degraded to store it anyway"
+    )]
+    Degraded {
+        /// Distinct nodes found (before) or holding pieces (after).
+        nodes: usize,
+        /// The shard's pieces.
+        pieces: usize,
+        /// Node losses it would survive.
+        survives: usize,
+        /// Its parity pieces: the losses it should survive.
+        m: usize,
+    },
     /// Every node tried refused or failed to store a piece.
     #[error("piece {index} could not be stored on any node: {}", attempts_text(.attempts))]
     Unplaced {

@@ -193,11 +193,44 @@ impl<P: Copy + Eq + std::hash::Hash> Placement<P> {
     }
 }
 
+/// How many node losses a shard with data pieces `k` survives when its pieces are held as
+/// `holders` (one entry per piece): the losses of the nodes holding most pieces first,
+/// counted while at least `k` pieces are left.
+pub fn losses_survived<P: Eq + std::hash::Hash>(holders: &[P], k: usize) -> usize {
+    let mut per_node: HashMap<&P, usize> = HashMap::new();
+    for holder in holders {
+        *per_node.entry(holder).or_default() += 1;
+    }
+    let mut counts: Vec<usize> = per_node.into_values().collect();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    let mut left = holders.len();
+    let mut survived = 0;
+    for count in counts {
+        if left.saturating_sub(count) < k {
+            break;
+        }
+        left -= count;
+        survived += 1;
+    }
+    survived
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use proptest::prelude::*;
+
+    #[test]
+    fn losses_survived_count_the_nodes_holding_most_first() {
+        // 4+2 on six nodes: any two may go.
+        assert_eq!(losses_survived(&[1, 2, 3, 4, 5, 6], 4), 2);
+        // 4+2 on two nodes, three each: losing either loses the shard.
+        assert_eq!(losses_survived(&[1, 1, 1, 2, 2, 2], 4), 0);
+        // 4+2 on five nodes, one holding two: one loss, the worst one.
+        assert_eq!(losses_survived(&[1, 1, 2, 3, 4, 5], 4), 1);
+        assert_eq!(losses_survived::<u8>(&[], 1), 0);
+    }
 
     use super::*;
 

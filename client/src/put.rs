@@ -22,7 +22,7 @@ use tracing::{debug, info};
 
 use crate::{
     error::ClientError,
-    placement::{Placement, Subnet},
+    placement::{Placement, Subnet, losses_survived},
     session::Session,
     upload::{Source, upload},
 };
@@ -39,6 +39,9 @@ pub struct PutOptions {
     /// Where the pieces are written before they are sent; the system's temporary directory
     /// if `None`. It needs room for the file's size times `(k + m) / k`.
     pub spool_dir: Option<PathBuf>,
+    /// Refuse to store a shard that would survive fewer than `m` node losses (fewer distinct
+    /// working nodes than pieces), rather than report it ([`PutReport::survives`]).
+    pub refuse_degraded: bool,
 }
 
 impl Default for PutOptions {
@@ -52,6 +55,7 @@ impl Default for PutOptions {
             parallel: 8,
             layout_copies: None,
             spool_dir: None,
+            refuse_degraded: false,
         }
     }
 }
@@ -69,6 +73,9 @@ pub struct PutReport {
     pub layout_holders: Vec<PeerId>,
     /// Whether some node holds two pieces (the network had fewer working nodes than pieces).
     pub shares_nodes: bool,
+    /// How many node losses the shard survives as it is placed: `m` on distinct nodes, fewer
+    /// when nodes hold several pieces.
+    pub survives: usize,
 }
 
 /// Erasure-codes the file at `path` and stores it; see the module docs.
@@ -97,15 +104,14 @@ pub async fn put_file(
             .map_err(|e| ClientError::io("encoding")(std::io::Error::other(e)))??
     };
     info!(content = %layout.content, size = layout.size, "encoded");
-    let (holders, shares_nodes) = store_pieces(
-        session,
-        &layout,
-        &pieces,
-        options.parallel,
-        &StoreHooks::default(),
-    )
-    .await?;
-    let holders = holders.into_iter().flatten().collect();
+    let hooks = StoreHooks {
+        refuse_degraded: options.refuse_degraded,
+        ..StoreHooks::default()
+    };
+    let (holders, shares_nodes) =
+        store_pieces(session, &layout, &pieces, options.parallel, &hooks).await?;
+    let holders: Vec<PeerId> = holders.into_iter().flatten().collect();
+    let survives = losses_survived(&holders, usize::from(layout.erasure.k));
     let (layout_cid, block) = layout.to_block().map_err(|source| ClientError::Layout {
         cid: Box::new(layout.content),
         source,
@@ -120,6 +126,7 @@ pub async fn put_file(
         holders,
         layout_holders,
         shares_nodes,
+        survives,
     })
 }
 
@@ -161,6 +168,10 @@ pub struct StoreHooks {
     pub skip: HashMap<Cid, PeerId>,
     /// Told about every piece stored.
     pub on_stored: Option<OnStored>,
+    /// Refuse, before sending anything, when fewer nodes are found than the shard has
+    /// pieces, and after, when the pieces ended on nodes whose loss the shard survives fewer
+    /// than `m` times.
+    pub refuse_degraded: bool,
 }
 
 impl std::fmt::Debug for StoreHooks {
@@ -194,6 +205,15 @@ pub async fn store_pieces(
     }
     if candidates.is_empty() {
         return Err(ClientError::NoNodes);
+    }
+    let (k, m) = (layout.erasure.data(), usize::from(layout.erasure.m));
+    if hooks.refuse_degraded && candidates.len() < pieces.len() {
+        return Err(ClientError::Degraded {
+            nodes: candidates.len(),
+            pieces: pieces.len(),
+            survives: losses_survived(&spread(candidates.len(), pieces.len()), k),
+            m,
+        });
     }
     debug!(candidates = candidates.len(), "placing pieces");
     let mut placement = placement_over(session.net(), candidates).await;
@@ -254,7 +274,23 @@ pub async fn store_pieces(
         }
     }
     let shares = placement.lock().shares_nodes();
+    let placed: Vec<PeerId> = holders.iter().flatten().copied().collect();
+    let survives = losses_survived(&placed, k);
+    if hooks.refuse_degraded && survives < m {
+        let nodes: std::collections::HashSet<&PeerId> = placed.iter().collect();
+        return Err(ClientError::Degraded {
+            nodes: nodes.len(),
+            pieces: pieces.len(),
+            survives,
+            m,
+        });
+    }
     Ok((holders, shares))
+}
+
+/// `pieces` spread as evenly as they go over `nodes` nodes (node indices, one per piece).
+fn spread(nodes: usize, pieces: usize) -> Vec<usize> {
+    (0..pieces).map(|i| i % nodes.max(1)).collect()
 }
 
 /// The subnet each of `peers` is connected from, where this process has a direct connection

@@ -36,6 +36,7 @@ use super::{
 };
 use tessera_client::{
     error::ClientError,
+    placement::losses_survived,
     put::{StoreHooks, encode_to_files, store_block, store_pieces},
     session::Session,
 };
@@ -61,6 +62,9 @@ pub struct PublishOptions {
     pub progress: ProgressSink,
     /// What each file's Parquet may cost to read: a file past them is refused by name.
     pub parquet_limits: ParquetLimits,
+    /// Refuse a shard that would survive fewer than `m` node losses (too few distinct
+    /// working nodes), rather than report it ([`PublishReport::survives`]).
+    pub refuse_degraded: bool,
 }
 
 impl std::fmt::Debug for PublishOptions {
@@ -93,6 +97,9 @@ pub struct PublishReport {
     pub bytes_sent: u64,
     /// The erasure coding new shards got.
     pub params: ErasureParams,
+    /// The fewest node losses a shard stored in this run survives as placed (`m` when every
+    /// piece is on its own node); none when no shard was stored.
+    pub survives: Option<usize>,
 }
 
 /// Erasure parameters for a network of `nodes` reachable storage nodes: every piece on its own
@@ -260,6 +267,7 @@ pub async fn publish(
     let mut shards = Vec::with_capacity(files.len());
     let (mut reused, mut pieces_sent, mut pieces_resumed, mut bytes_sent) =
         (Vec::new(), 0, 0, 0u64);
+    let mut survives: Option<usize> = None;
     for (((name, path), info), content) in files.iter().zip(&infos).zip(&contents) {
         let layout = match parent_layouts.get(content) {
             Some(layout) => {
@@ -271,6 +279,7 @@ pub async fn publish(
                 pieces_sent += stored.pieces_sent;
                 pieces_resumed += stored.pieces_resumed;
                 bytes_sent += stored.bytes_sent;
+                survives = Some(survives.map_or(stored.survives, |s| s.min(stored.survives)));
                 stored.layout
             }
         };
@@ -313,6 +322,7 @@ pub async fn publish(
         pieces_resumed,
         bytes_sent,
         params,
+        survives,
     })
 }
 
@@ -327,6 +337,8 @@ pub struct StoredShard {
     pub pieces_resumed: usize,
     /// Bytes of pieces sent in this run.
     pub bytes_sent: u64,
+    /// Node losses the shard survives as its pieces were placed.
+    pub survives: usize,
 }
 
 /// Encodes the file at `path` and stores its `k + m` pieces on distinct nodes, for a caller
@@ -406,6 +418,7 @@ async fn store_file(
     let progress = options.progress.clone();
     let journal = journal.cloned();
     let hooks = StoreHooks {
+        refuse_degraded: options.refuse_degraded,
         skip,
         on_stored: Some(Arc::new(move |_, cid, holder| {
             if let Some(journal) = &journal {
@@ -420,9 +433,12 @@ async fn store_file(
             Progress::PieceStored { bytes: piece_len },
         );
     }
-    store_pieces(session, &layout, &pieces, options.parallel.max(1), &hooks).await?;
+    let (holders, _) =
+        store_pieces(session, &layout, &pieces, options.parallel.max(1), &hooks).await?;
+    let holders: Vec<PeerId> = holders.into_iter().flatten().collect();
     let sent = layout.pieces.len() - resumed;
     Ok(StoredShard {
+        survives: losses_survived(&holders, layout.erasure.data()),
         layout,
         pieces_sent: sent,
         pieces_resumed: resumed,

@@ -261,6 +261,17 @@ impl Testbed {
         Ok(())
     }
 
+    /// Runs `command` inside `host`'s namespace to its end; its output.
+    pub fn run(&self, host: &Host, command: &Command) -> Result<std::process::Output, String> {
+        Command::new("ip")
+            .args(["netns", "exec", &host.namespace])
+            .arg(command.get_program())
+            .args(command.get_args())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running {:?}: {e}", command.get_program()))
+    }
+
     /// Runs `command` (its program and arguments) inside `host`'s namespace; the process is
     /// killed when the testbed goes. Returns it, for its output.
     pub fn spawn(&mut self, host: &Host, command: &Command) -> Result<&mut Child, String> {

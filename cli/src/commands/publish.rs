@@ -35,6 +35,10 @@ pub(crate) struct Args {
     /// Where pieces are written before they are sent [default: the system's temp directory].
     #[arg(long)]
     spool: Option<PathBuf>,
+    /// Publish even when fewer working nodes than pieces are found, so that shards survive
+    /// fewer than m node losses (the output says how many).
+    #[arg(long)]
+    degraded: bool,
     #[command(flatten)]
     join: JoinArgs,
 }
@@ -63,6 +67,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         spool_dir: args.spool,
         journal,
         progress: sink,
+        refuse_degraded: !args.degraded,
         ..PublishOptions::default()
     };
     let started = Instant::now();
@@ -86,6 +91,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         r.pieces_resumed,
         r.reused.len(),
     );
+    if let Some(survives) = r.survives.filter(|&s| s < usize::from(r.params.m)) {
+        eprintln!(
+            "warning: too few working nodes for every piece to have its own: the dataset survives \
+             the loss of {survives} nodes, not {}",
+            r.params.m
+        );
+    }
     eprintln!("record {}", published.record_cid);
     println!("{}", r.manifest_cid);
     Ok(())

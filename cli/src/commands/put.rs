@@ -24,6 +24,10 @@ pub(crate) struct Args {
     /// Where pieces are written before they are sent [default: the system's temp directory].
     #[arg(long)]
     spool: Option<PathBuf>,
+    /// Store the file even when fewer working nodes than pieces are found, so that it
+    /// survives fewer than m node losses (the output says how many).
+    #[arg(long)]
+    degraded: bool,
     #[command(flatten)]
     join: JoinArgs,
 }
@@ -39,6 +43,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let options = PutOptions {
         params,
         spool_dir: args.spool,
+        refuse_degraded: !args.degraded,
         ..PutOptions::default()
     };
     let report = put_file(&session, &args.file, &options)
@@ -56,9 +61,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         size as f64 / 1e6 / seconds.max(1e-9),
         report.layout_holders.len(),
     );
-    if report.shares_nodes {
+    if report.survives < usize::from(args.m) {
         eprintln!(
-            "warning: fewer working nodes than pieces, so some node holds two; losing it costs two pieces"
+            "warning: only {} working nodes hold the {} pieces: the file survives the loss of {} \
+             nodes, not {}",
+            nodes.len(),
+            report.holders.len(),
+            report.survives,
+            args.m
         );
     }
     println!("{}", report.layout_cid);

@@ -270,8 +270,11 @@ impl Actor {
                 ..
             })) => {
                 debug!(%peer_id, observed = %info.observed_addr, "identified");
+                // Only addresses others can dial go into the routing table, which hands them on.
                 for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    if super::addresses::shareable(&addr, &self.listen_addrs) {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
                 }
                 if !self.observed.contains(&info.observed_addr) {
                     if self.observed.len() == MAX_OBSERVED {

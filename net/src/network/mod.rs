@@ -34,6 +34,7 @@ pub use health::PeerStatus;
 pub use reachability::Reachability;
 
 mod actor;
+mod addresses;
 pub mod health;
 mod inbound;
 pub mod limits;
