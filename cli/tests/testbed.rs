@@ -1,6 +1,6 @@
 //! Storage nodes in a testbed of homes and routers (`tessera_tests::testbed`): public hosts on
-//! a simulated internet, and homes behind NAT routers. Each node's reported reachability must
-//! match its setup. Skipped, with a line saying why, where the machine cannot host the testbed
+//! a simulated internet, and homes behind NAT routers (port-preserving, symmetric, and one
+//! whose router offers UPnP). Each node's reported reachability must match its setup. Skipped, with a line saying why, where the machine cannot host the testbed
 //! (it needs root, `ip netns` and `iptables`; `scripts/test` installs the packages).
 
 #![allow(clippy::unwrap_used)]
@@ -111,9 +111,10 @@ fn each_nodes_reachability_matches_its_setup() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (pub1, pub2) = (bed.public_host().unwrap(), bed.public_host().unwrap());
-    let (cone, symmetric) = (
+    let (cone, symmetric, upnp) = (
         bed.home(Nat::PortPreserving).unwrap(),
         bed.home(Nat::Symmetric).unwrap(),
+        bed.home(Nat::Upnp).unwrap(),
     );
     let first = start_node(&mut bed, &pub1, &dir.path().join("pub1"), None);
     let bootstrap = first.addr.clone();
@@ -125,20 +126,31 @@ fn each_nodes_reachability_matches_its_setup() {
         &dir.path().join("sym"),
         Some(&bootstrap),
     );
+    let mapped = start_node(&mut bed, &upnp, &dir.path().join("upnp"), Some(&bootstrap));
     wait_for_reachability(
         &[
             (&first, "public"),
             (&second, "public"),
             (&home, "private"),
             (&sym, "private"),
+            // Its router maps its port (UPnP), and a peer dialled it back there.
+            (&mapped, "public"),
         ],
         Duration::from_secs(90),
     );
-    // A home node advertises no address of its own network as reachable.
+    // A home node advertises no address of its own network as reachable; the mapped one
+    // advertises its router's, and only that.
     let status = get(&home, "/status").unwrap();
     assert_eq!(
         status["external_addresses"],
         serde_json::json!([]),
+        "{status}"
+    );
+    let status = get(&mapped, "/status").unwrap();
+    let router = upnp.router.unwrap();
+    assert_eq!(
+        status["external_addresses"],
+        serde_json::json!([format!("/ip4/{router}/tcp/4001")]),
         "{status}"
     );
 }

@@ -363,6 +363,10 @@ pub struct NodeStatus {
     pub addresses: Vec<String>,
     /// Peers connected now.
     pub peers_connected: usize,
+    /// Whether peers can dial it (`public`, `private`, `unknown`), as AutoNAT found: a
+    /// coordinator must be `public` for workers at home to reach it.
+    #[serde(default)]
+    pub reachability: tessera_net::Reachability,
     /// Whether it runs the coordinator role.
     pub coordinator: bool,
     /// The coordinator it works for, when not itself.
@@ -381,8 +385,8 @@ pub struct NodeStatus {
 }
 
 async fn node_status(State(state): State<NodeState>) -> Response {
-    let peers = match state.client.info().await {
-        Ok(info) => info.connected_peers.len(),
+    let (peers, reachability) = match state.client.info().await {
+        Ok(info) => (info.connected_peers.len(), info.reachability),
         Err(e) => {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -402,6 +406,7 @@ async fn node_status(State(state): State<NodeState>) -> Response {
         peer_id: state.peer_id.clone(),
         addresses: state.addresses.clone(),
         peers_connected: peers,
+        reachability,
         coordinator: state.coordinator.is_some(),
         works_for: state.works_for.clone(),
         publisher: state.publisher.clone(),

@@ -5,7 +5,7 @@
 //! ```text
 //!                 internet (bridge in namespace tb-ID-inet, 198.18.0.0/16)
 //!        ┌──────────────┬───────────────┴───────────────┬─────────────────────┐
-//!   public host     public host                 router (WAN 198.18.1.N)    router ...
+//!   public host     public host                 router (WAN 198.18.1.N; 198.20.1.N with UPnP)
 //!   198.18.0.10     198.18.0.11                 NAT: masquerade (port-preserving),
 //!                                               --random-fully (symmetric), miniupnpd
 //!                                                   │ LAN 10.N.0.1/24
@@ -22,6 +22,11 @@ use std::{
     path::Path,
     process::{Child, Command, Stdio},
 };
+
+/// The internet addresses of routers offering UPnP: outside the benchmarking range, because
+/// miniupnpd maps no port on a reserved address. They are held by the testbed's own
+/// namespaces alone, which have no route off the machine.
+const UPNP_WAN: &str = "198.20.0.0/16";
 
 /// How a home's router treats outbound connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +130,14 @@ impl Testbed {
         run(
             "ip",
             &["-n", ns, "addr", "add", &format!("{ip}/16"), "dev", wan],
-        )
+        )?;
+        // Both halves of the internet are on the one segment, whichever this host is in.
+        let other = if ip.octets()[1] == 18 {
+            UPNP_WAN
+        } else {
+            "198.18.0.0/16"
+        };
+        run("ip", &["-n", ns, "route", "add", other, "dev", wan])
     }
 
     /// A host on the internet with its own public address.
@@ -145,7 +157,13 @@ impl Testbed {
     pub fn home(&mut self, nat: Nat) -> Result<Host, String> {
         self.homes += 1;
         let n = self.homes;
-        let wan_ip = Ipv4Addr::new(198, 18, 1, n);
+        // miniupnpd refuses to forward ports on a reserved WAN address such as 198.18/15's:
+        // a UPnP router gets one of UPNP_WAN, which only the testbed's namespaces hold.
+        let wan_ip = if nat == Nat::Upnp {
+            Ipv4Addr::new(198, 20, 1, n)
+        } else {
+            Ipv4Addr::new(198, 18, 1, n)
+        };
         let router = self.namespace(&format!("r{n}"))?;
         let home = self.namespace(&format!("h{n}"))?;
         self.to_internet(&router, "wan", wan_ip)?;
@@ -209,7 +227,7 @@ impl Testbed {
         }
         exec(&masquerade)?;
         if nat == Nat::Upnp {
-            self.start_miniupnpd(&router, gateway)?;
+            self.start_miniupnpd(&router)?;
         }
         Ok(Host {
             namespace: home,
@@ -219,37 +237,38 @@ impl Testbed {
     }
 
     /// `miniupnpd` in the router namespace, serving the LAN, mapping on the WAN.
-    fn start_miniupnpd(&mut self, router: &str, gateway: Ipv4Addr) -> Result<(), String> {
+    fn start_miniupnpd(&mut self, router: &str) -> Result<(), String> {
         let dir = std::env::temp_dir().join(format!("{router}-upnp"));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let conf = dir.join("miniupnpd.conf");
         std::fs::write(
             &conf,
             format!(
-                "ext_ifname=wan\nlisten_addr={gateway}/24\nenable_upnp=yes\nenable_natpmp=yes\n\
-                 secure_mode=no\nsystem_uptime=yes\nlease_file={}\nallow 1024-65535 10.0.0.0/8 1024-65535\n\
+                "ext_ifname=wan\nlistening_ip=lan\nenable_upnp=yes\nenable_natpmp=yes\n\
+                 secure_mode=no\nsystem_uptime=yes\nuuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n\
+                 lease_file={}\nallow 1024-65535 10.0.0.0/8 1024-65535\n\
                  deny 0-65535 0.0.0.0/0 0-65535\n",
                 dir.join("leases").display()
             ),
         )
         .map_err(|e| e.to_string())?;
-        // miniupnpd's chains, as its Debian scripts would make them.
-        for (table, chain, hook) in [
-            ("nat", "MINIUPNPD", "PREROUTING"),
-            ("filter", "MINIUPNPD", "FORWARD"),
-            ("nat", "MINIUPNPD-POSTROUTING", "POSTROUTING"),
-        ] {
-            let ns_iptables = |args: &[&str]| {
-                let mut all = vec!["netns", "exec", router, "iptables", "-t", table];
-                all.extend_from_slice(args);
-                run("ip", &all)
-            };
-            ns_iptables(&["-N", chain])?;
-            // Traffic coming in from the WAN, or (for its own masquerading) going out to it.
-            let direction = if hook == "POSTROUTING" { "-o" } else { "-i" };
-            let jump = ["-I", hook, direction, "wan", "-j", chain];
-            ns_iptables(&jump)?;
-        }
+        // The nftables chains miniupnpd (Debian's nftables build) adds its rules to, as its
+        // nft_init.sh makes them but forwarding everything else, as a home router does.
+        let rules = dir.join("miniupnpd.nft");
+        std::fs::write(
+            &rules,
+            "table inet filter {\n\
+             chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }\n\
+             chain miniupnpd { }\n\
+             chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }\n\
+             chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }\n\
+             chain prerouting_miniupnpd { }\n\
+             chain postrouting_miniupnpd { }\n\
+             }\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let rules = rules.to_string_lossy().to_string();
+        run("ip", &["netns", "exec", router, "nft", "-f", &rules])?;
         let child = Command::new("ip")
             .args(["netns", "exec", router, "miniupnpd", "-d", "-f"])
             .arg(&conf)

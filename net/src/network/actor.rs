@@ -55,6 +55,11 @@ pub(super) struct Actor {
     pub(super) observed: std::collections::VecDeque<Multiaddr>,
     /// What AutoNAT found.
     pub(super) reachability: super::reachability::Tracker,
+    /// The tasks keeping listen ports mapped on the home router, stopped with this task.
+    pub(super) mappings: Vec<tokio::task::JoinHandle<()>>,
+    /// Addresses the router mapped, from those tasks.
+    pub(super) mapped: mpsc::Receiver<Multiaddr>,
+    pub(super) mapped_tx: mpsc::Sender<Multiaddr>,
     pub(super) pending_dials: HashMap<PeerId, Vec<Reply<()>>>,
     pub(super) pending_queries: HashMap<QueryId, Query>,
     /// How protocols and topics are named on the wire.
@@ -67,7 +72,32 @@ pub(super) struct Actor {
 }
 
 impl Actor {
+    /// The router mapped `addr` to a listen port: AutoNAT tests it. AutoNAT tries an address
+    /// once, so when the same address (a port-preserving router) already failed a test that
+    /// ran before the mapping existed, the router's word is taken for it.
+    fn on_mapped(&mut self, addr: Multiaddr) {
+        if self.reachability.failed(&addr) {
+            info!(%addr, "mapped on the router after a dial-back there failed: taken as external");
+            self.swarm.add_external_address(addr);
+        } else {
+            self.swarm.behaviour_mut().candidates.push(addr);
+        }
+    }
+
+    /// Keeps `address` mapped on the home router, when it is one a router can map.
+    fn map_on_router(&mut self, address: &Multiaddr) {
+        if let Some(local) = super::port_mapping::mappable(address) {
+            let found = self.mapped_tx.clone();
+            self.mappings
+                .push(tokio::spawn(super::port_mapping::keep_mapped(local, found)));
+        }
+    }
+
     pub(super) async fn run(mut self) {
+        // The addresses bound before this task started.
+        for address in self.listen_addrs.clone() {
+            self.map_on_router(&address);
+        }
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_event(event),
@@ -75,7 +105,11 @@ impl Actor {
                     Some(c) => self.on_command(c),
                     None => break,
                 },
+                Some(addr) = self.mapped.recv() => self.on_mapped(addr),
             }
+        }
+        for mapping in &self.mappings {
+            mapping.abort();
         }
         debug!("network task stopped");
     }
@@ -230,6 +264,7 @@ impl Actor {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
+                self.map_on_router(&address);
                 self.listen_addrs.push(address);
             }
             SwarmEvent::ConnectionEstablished {

@@ -41,6 +41,7 @@ pub mod limits;
 mod muxer;
 mod naming;
 mod outbound;
+mod port_mapping;
 mod protocol_set;
 mod quic_probe;
 pub mod reachability;
@@ -281,6 +282,8 @@ struct Behaviour {
     // AutoNAT v2 both ways: every node asks peers to dial it back, and dials others back.
     autonat_client: autonat::v2::client::Behaviour,
     autonat_server: autonat::v2::server::Behaviour,
+    // Addresses mapped on the home router, handed to AutoNAT to test.
+    candidates: port_mapping::Candidates,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     protocols: ProtocolSet,
     gossipsub: gossipsub::Behaviour,
@@ -594,6 +597,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
             .map(|(index, r)| (r.name.clone(), index))
             .collect(),
     );
+    let (mapped_tx, mapped_rx) = mpsc::channel(8);
     let actor = Actor {
         swarm,
         commands: commands_rx,
@@ -607,6 +611,9 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         listen_addrs,
         observed: std::collections::VecDeque::new(),
         reachability: reachability::Tracker::default(),
+        mappings: Vec::new(),
+        mapped: mapped_rx,
+        mapped_tx,
         pending_dials: HashMap::new(),
         pending_queries: HashMap::new(),
         naming,
@@ -739,6 +746,7 @@ fn build_swarm(
                 // Tests an observed address every 5 s, up to 10 candidates.
                 autonat_client: autonat::v2::client::Behaviour::default(),
                 autonat_server: autonat::v2::server::Behaviour::default(),
+                candidates: port_mapping::Candidates::default(),
                 kad,
                 protocols: ProtocolSet::new(protocols),
                 gossipsub,

@@ -44,6 +44,7 @@ impl Reachability {
 pub(crate) struct Tracker {
     confirmed: BTreeSet<Multiaddr>,
     answered: BTreeSet<Multiaddr>,
+    failed: BTreeSet<Multiaddr>,
     failures: u32,
 }
 
@@ -53,8 +54,14 @@ impl Tracker {
         if answered {
             self.answered.insert(addr.clone());
         } else {
+            self.failed.insert(addr.clone());
             self.failures = self.failures.saturating_add(1);
         }
+    }
+
+    /// Whether a dial-back to `addr` failed (AutoNAT does not try an address twice).
+    pub(crate) fn failed(&self, addr: &Multiaddr) -> bool {
+        self.failed.contains(addr)
     }
 
     /// The swarm confirmed `addr` as external.
