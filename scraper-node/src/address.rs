@@ -25,8 +25,11 @@ pub enum Reach {
     LinkLocal,
     /// Carrier-grade NAT (100.64/10), the ISP's side of a home connection.
     SharedNat,
+    /// The benchmarking range (198.18/15), reserved for testing networks: where network
+    /// testbeds put their simulated internet.
+    Benchmarking,
     /// Anything else that is not a unicast public host: unspecified, broadcast, multicast,
-    /// documentation, benchmarking, reserved and special-purpose ranges.
+    /// documentation, reserved and special-purpose ranges.
     Special,
     /// This node's own public address (its router's, behind a home connection): what a
     /// crawl reaching it would reach is the contributor's own network.
@@ -49,6 +52,7 @@ impl fmt::Display for Reach {
             Reach::Private => "private",
             Reach::LinkLocal => "link-local",
             Reach::SharedNat => "carrier-grade NAT",
+            Reach::Benchmarking => "benchmarking (testbed)",
             Reach::Special => "special-purpose",
             Reach::Own => "this node's own public address",
         })
@@ -154,13 +158,14 @@ fn classify_v4(ip: Ipv4Addr) -> Reach {
         Reach::LinkLocal
     } else if a == 100 && (b & 0xc0) == 64 {
         Reach::SharedNat
+    } else if a == 198 && (b & 0xfe) == 18 {
+        Reach::Benchmarking
     } else if a == 0                                      // "this network"
         || a >= 224                                       // multicast, reserved, broadcast
         || (a == 192 && b == 0 && c == 0)                 // IETF protocol assignments
         || (a == 192 && b == 0 && c == 2)                 // TEST-NET-1
         || (a == 198 && b == 51 && c == 100)              // TEST-NET-2
         || (a == 203 && b == 0 && c == 113)               // TEST-NET-3
-        || (a == 198 && (b & 0xfe) == 18)                 // benchmarking
         || (a == 192 && b == 88 && c == 99)
     // 6to4 relay anycast
     {
@@ -246,7 +251,8 @@ mod tests {
             ("255.255.255.255", Reach::Special),
             ("224.0.0.1", Reach::Special),
             ("192.0.2.1", Reach::Special),
-            ("198.18.0.1", Reach::Special),
+            ("198.18.0.1", Reach::Benchmarking),
+            ("198.19.255.1", Reach::Benchmarking),
             ("2606:4700::1111", Reach::Public),
             ("::1", Reach::Loopback),
             ("::", Reach::Special),
@@ -283,6 +289,8 @@ mod tests {
         assert_eq!(private.admit(ip("127.0.0.1")), Ok(()));
         assert_eq!(private.admit(ip("10.0.0.1")), Ok(()));
         assert_eq!(private.admit(ip("0.0.0.0")), Err(Reach::Special));
+        assert_eq!(private.admit(ip("198.18.0.12")), Ok(()));
+        assert_eq!(public.admit(ip("198.18.0.12")), Err(Reach::Benchmarking));
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub(crate) struct Args {
     /// Do not run the coordinator role (no crawl API, no leases for others).
     #[arg(long)]
     no_coordinate: bool,
-    /// Fetch from loopback, LAN and link-local addresses too. For tests and demos only: it
+    /// Fetch from loopback, LAN, link-local and testbed (198.18/15) addresses too. For tests
+    /// and demos only: it
     /// lets crawled pages reach this machine's own network.
     #[arg(long)]
     allow_private_networks: bool,
