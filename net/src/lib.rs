@@ -9,9 +9,11 @@
 //! - [`codec`]: DAG-CBOR framing with limits enforced while reading.
 //! - [`identity`]: the persistent Ed25519 node key.
 //! - [`smoothed`]: waits that follow the times observed (RFC 6298's timer).
+//! - [`ip_class`]: what kind of network an IP address belongs to.
 
 pub mod codec;
 pub mod identity;
+pub mod ip_class;
 pub mod network;
 pub mod rpc;
 pub mod smoothed;

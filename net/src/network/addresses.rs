@@ -3,11 +3,11 @@
 //! home LAN behind a router) would send others dialling somebody else's 10.0.0.2.
 //!
 //! ```text
-//! global (198.18.0.10, 2001:db8::1, a DNS name) ─▶ kept
+//! global (198.18.0.10 of the testbeds, 2606:4700::1111, a DNS name) ─▶ kept
 //! loopback (127.0.0.1)  ─▶ kept only by a node that itself listens on loopback (one machine)
 //! private (10/8, 172.16/12, 192.168/16, 100.64/10 CGNAT, fc00::/7)
 //!                       ─▶ kept only by a node listening in the same /24 (/64): one LAN
-//! link-local, unspecified ─▶ never
+//! link-local, documentation, reserved, unspecified ─▶ never
 //! ```
 //!
 //! Two homes that both number their LAN 192.168.1.0/24 still look like one LAN: a dial to
@@ -16,6 +16,8 @@
 use std::net::IpAddr;
 
 use libp2p::{Multiaddr, multiaddr::Protocol};
+
+use crate::ip_class::{Reach, classify};
 
 /// Whether `addr`, reported by a peer, may go into the DHT of a node listening on `own`.
 pub(crate) fn shareable(addr: &Multiaddr, own: &[Multiaddr]) -> bool {
@@ -53,36 +55,13 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     })
 }
 
+/// What sharing `ip` comes to: the benchmarking range is the testbeds' internet, so global.
 fn class(ip: IpAddr) -> Class {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            if v4.is_loopback() {
-                Class::Loopback
-            } else if v4.is_unspecified()
-                || v4.is_link_local()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-            {
-                Class::Never
-            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
-                Class::Private
-            } else {
-                Class::Global
-            }
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            if v6.is_loopback() {
-                Class::Loopback
-            } else if v6.is_unspecified() || v6.is_multicast() || (first & 0xffc0) == 0xfe80 {
-                Class::Never
-            } else if (first & 0xfe00) == 0xfc00 {
-                Class::Private
-            } else {
-                Class::Global
-            }
-        }
+    match classify(ip) {
+        Reach::Public | Reach::Benchmarking => Class::Global,
+        Reach::Loopback => Class::Loopback,
+        Reach::Private | Reach::SharedNat => Class::Private,
+        _ => Class::Never,
     }
 }
 
@@ -125,6 +104,6 @@ mod tests {
         assert!(!ok("/ip4/127.0.0.1/tcp/5000", &public));
         assert!(!ok("/ip6/fe80::1/tcp/4001", &public));
         assert!(!ok("/ip6/fd00::1/tcp/4001", &public));
-        assert!(ok("/ip6/2001:db8::1/tcp/4001", &public));
+        assert!(ok("/ip6/2606:4700::1111/tcp/4001", &public));
     }
 }
