@@ -23,6 +23,17 @@ struct Node {
 }
 
 fn start_node(bed: &mut Testbed, host: &Host, dir: &Path, bootstrap: Option<&str>) -> Node {
+    start_node_with(bed, host, dir, bootstrap, "1GiB")
+}
+
+/// [`start_node`] with room for `capacity` of pieces.
+fn start_node_with(
+    bed: &mut Testbed,
+    host: &Host,
+    dir: &Path,
+    bootstrap: Option<&str>,
+    capacity: &str,
+) -> Node {
     let http = 8080;
     let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
     command
@@ -31,7 +42,12 @@ fn start_node(bed: &mut Testbed, host: &Host, dir: &Path, bootstrap: Option<&str
             "--listen",
             &format!("/ip4/{}/tcp/4001", host.ip),
         ])
-        .args(["--http", &format!("127.0.0.1:{http}"), "--capacity", "1GiB"])
+        .args([
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--capacity",
+            capacity,
+        ])
         .arg("--data-dir")
         .arg(dir);
     if let Some(addr) = bootstrap {
@@ -121,20 +137,38 @@ fn each_nodes_reachability_matches_its_setup() {
         &[
             (&first, "public"),
             (&second, "public"),
-            (&home, "private"),
-            (&sym, "private"),
+            // Peers see it at one port of its router: a hole punch gets through.
+            (&home, "punchable"),
+            // Peers see it at a new port each: reachable through a relay only.
+            (&sym, "symmetric"),
             // Its router maps its port (UPnP), and a peer dialled it back there.
-            (&mapped, "public"),
+            (&mapped, "mapped"),
         ],
         Duration::from_secs(90),
     );
-    // A home node advertises no address of its own network as reachable; the mapped one
-    // advertises its router's, and only that.
-    let status = get(&home, "/status").unwrap();
+    // A home node advertises no address of its own network: only its reservations on the
+    // two public relays. The mapped one advertises its router's, and only that.
+    for node in [&home, &sym] {
+        let status = get(node, "/status").unwrap();
+        let relayed = status["relay_addresses"].as_array().unwrap();
+        assert_eq!(relayed.len(), 2, "{status}");
+        assert_eq!(status["external_addresses"].as_array().unwrap(), relayed);
+        for addr in relayed {
+            let addr = addr.as_str().unwrap();
+            assert!(
+                addr.contains("/p2p-circuit/") && !addr.starts_with("/ip4/10."),
+                "{addr}"
+            );
+        }
+    }
+    for relay in [&first, &second] {
+        let status = get(relay, "/status").unwrap();
+        assert_eq!(status["relay"]["serving"], true, "{status}");
+    }
+    let status = get(&mapped, "/status").unwrap();
     assert_eq!(
-        status["external_addresses"],
-        serde_json::json!([]),
-        "{status}"
+        status["relay"]["serving"], true,
+        "a mapped node is dialable: {status}"
     );
     let status = get(&mapped, "/status").unwrap();
     let router = upnp.router.unwrap();
@@ -145,13 +179,14 @@ fn each_nodes_reachability_matches_its_setup() {
     );
 }
 
-/// The issue's setup: two public storage nodes and four homes, each with a node behind a
-/// port-preserving NAT. A 4+2 put from the public side cannot reach the home nodes, so it
-/// is refused before anything is sent; told to go on, it says the file survives no node loss.
+/// Two public storage nodes and four homes, each with a node behind a port-preserving NAT
+/// (the setup that once put all six pieces of a 4+2 put on the two public nodes): each home
+/// node reserves on a relay, the client reaches it through the relay and punches a hole, and
+/// each of the six nodes gets one piece, so that the file survives the loss of two.
 #[test]
-fn a_put_never_hides_that_homes_behind_nat_cannot_hold_pieces() {
+fn a_put_reaches_homes_behind_nat_through_relays_and_hole_punches() {
     let Some(mut bed) =
-        testbed_or_skip("a_put_never_hides_that_homes_behind_nat_cannot_hold_pieces")
+        testbed_or_skip("a_put_reaches_homes_behind_nat_through_relays_and_hole_punches")
     else {
         return;
     };
@@ -182,9 +217,108 @@ fn a_put_never_hides_that_homes_behind_nat_cannot_hold_pieces() {
     let pairs: Vec<(&Node, &str)> = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| (n, if i < 2 { "public" } else { "private" }))
+        .map(|(i, n)| (n, if i < 2 { "public" } else { "punchable" }))
         .collect();
     wait_for_reachability(&pairs, Duration::from_secs(90));
+    wait_for_relays(&nodes[2..], Duration::from_secs(30));
+
+    let file = dir.path().join("file.bin");
+    std::fs::write(&file, tessera_tests::sample_bytes("nat put", 300_000)).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command
+        .arg("put")
+        .arg(&file)
+        .args(["--k", "4", "--m", "2", "--bootstrap", &bootstrap])
+        .env("RUST_LOG", "warn,tessera_net=debug,tessera_client=debug");
+    let out = bed.run(&client, &command).unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("on 6 nodes"), "{said}");
+    // (A node may hold the file's layout block as well.)
+    for node in &nodes {
+        let status = get(node, "/status").unwrap();
+        let pieces = status["pieces"].as_u64().unwrap();
+        assert!(pieces >= 1, "{}: {status}", node.host.namespace);
+    }
+    for home in &nodes[2..] {
+        let status = get(home, "/status").unwrap();
+        let paths = &status["paths"];
+        assert!(paths["punched"].as_u64().unwrap() >= 1, "{status}");
+        assert_eq!(paths["bytes_relayed"], 0, "{status}");
+    }
+}
+
+/// Waits until each node holds a reservation on a relay.
+fn wait_for_relays(nodes: &[Node], within: Duration) {
+    let started = Instant::now();
+    for node in nodes {
+        while get(node, "/status")
+            .and_then(|s| s["relay_addresses"].as_array().map(Vec::len))
+            .unwrap_or(0)
+            == 0
+        {
+            assert!(
+                started.elapsed() < within,
+                "{} holds no relay reservation",
+                node.host.namespace
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Four homes behind symmetric NATs: each node is reachable through a relay (it holds
+/// reservations on both public nodes, within their budget), says it is behind a symmetric
+/// NAT, and steps out of the DHT, so that a 4+2 put finds only the two public nodes: it is
+/// refused before anything is sent, and told to go on, it says the file survives no node
+/// loss. No home node gets a piece it could serve to no one behind a NAT.
+#[test]
+fn homes_behind_symmetric_nats_are_relayed_and_given_no_pieces() {
+    let Some(mut bed) =
+        testbed_or_skip("homes_behind_symmetric_nats_are_relayed_and_given_no_pieces")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (pub1, pub2, client) = (
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+    );
+    let first = start_node(&mut bed, &pub1, &dir.path().join("pub1"), None);
+    let bootstrap = first.addr.clone();
+    let mut nodes = vec![first];
+    nodes.push(start_node(
+        &mut bed,
+        &pub2,
+        &dir.path().join("pub2"),
+        Some(&bootstrap),
+    ));
+    for i in 0..4 {
+        let home = bed.home(Nat::Symmetric).unwrap();
+        nodes.push(start_node(
+            &mut bed,
+            &home,
+            &dir.path().join(format!("home{i}")),
+            Some(&bootstrap),
+        ));
+    }
+    let pairs: Vec<(&Node, &str)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n, if i < 2 { "public" } else { "symmetric" }))
+        .collect();
+    wait_for_reachability(&pairs, Duration::from_secs(90));
+    wait_for_relays(&nodes[2..], Duration::from_secs(30));
+    let reservations: u64 = nodes[..2]
+        .iter()
+        .map(|n| {
+            get(n, "/status").unwrap()["relay"]["reservations"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(reservations, 8, "two reservations for each home node");
 
     let file = dir.path().join("file.bin");
     std::fs::write(&file, tessera_tests::sample_bytes("nat put", 300_000)).unwrap();
@@ -213,6 +347,125 @@ fn a_put_never_hides_that_homes_behind_nat_cannot_hold_pieces() {
     assert!(
         said.contains("survives the loss of 0 nodes, not 2"),
         "{said}"
+    );
+    for home in &nodes[2..] {
+        let status = get(home, "/status").unwrap();
+        assert_eq!(status["pieces"], 0, "{status}");
+    }
+}
+
+/// A file put from the public side onto four storage nodes, all at home behind
+/// port-preserving NATs, is fetched byte-identical by a client in another home: every
+/// piece travels on a direct, hole-punched connection, and the relays carry only the set-up.
+/// The public nodes are relays and bootstrap peers with no room for a piece.
+#[test]
+fn a_client_at_home_fetches_from_nodes_at_home_over_punched_connections() {
+    let Some(mut bed) =
+        testbed_or_skip("a_client_at_home_fetches_from_nodes_at_home_over_punched_connections")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (pub1, pub2, publisher) = (
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+    );
+    let first = start_node_with(&mut bed, &pub1, &dir.path().join("pub1"), None, "1KiB");
+    let bootstrap = first.addr.clone();
+    let second = start_node_with(
+        &mut bed,
+        &pub2,
+        &dir.path().join("pub2"),
+        Some(&bootstrap),
+        "1KiB",
+    );
+    let mut homes = Vec::new();
+    for i in 0..4 {
+        let home = bed.home(Nat::PortPreserving).unwrap();
+        homes.push(start_node(
+            &mut bed,
+            &home,
+            &dir.path().join(format!("home{i}")),
+            Some(&bootstrap),
+        ));
+    }
+    let reader = bed.home(Nat::PortPreserving).unwrap();
+    let mut pairs = vec![(&first, "public"), (&second, "public")];
+    pairs.extend(homes.iter().map(|n| (n, "punchable")));
+    wait_for_reachability(&pairs, Duration::from_secs(90));
+    wait_for_relays(&homes, Duration::from_secs(30));
+
+    let data = tessera_tests::sample_bytes("punched", 400_000);
+    let file = dir.path().join("file.bin");
+    std::fs::write(&file, &data).unwrap();
+    let mut put = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    put.arg("put")
+        .arg(&file)
+        .args(["--k", "2", "--m", "2", "--bootstrap", &bootstrap])
+        .env("RUST_LOG", "warn,tessera_client=debug");
+    let out = bed.run(&publisher, &put).unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let before: Vec<Value> = homes.iter().map(|n| get(n, "/status").unwrap()).collect();
+    for status in &before {
+        assert!(status["pieces"].as_u64().unwrap() >= 1, "{status}");
+    }
+
+    let fetched = dir.path().join("fetched.bin");
+    let mut fetch = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    fetch
+        .args(["get", &cid, "-o"])
+        .arg(&fetched)
+        .args(["--bootstrap", &bootstrap])
+        .env("RUST_LOG", "warn,tessera_net=info");
+    let started = Instant::now();
+    let out = bed.run(&reader, &fetch).unwrap();
+    let took = started.elapsed();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert_eq!(
+        std::fs::read(&fetched).unwrap(),
+        data,
+        "fetched bytes differ"
+    );
+    let punched = said.matches("hole punched: direct connection").count();
+    assert!(punched >= 2, "at least k holders reached directly: {said}");
+    assert!(!said.contains("through the relay"), "{said}");
+
+    // On the holders' side: each served over a direct connection, nothing over a relay.
+    let mut punch_ms = Vec::new();
+    for (node, before) in homes.iter().zip(&before) {
+        let status = get(node, "/status").unwrap();
+        let paths = &status["paths"];
+        assert_eq!(paths["bytes_relayed"], 0, "{status}");
+        let (n, ms) = (
+            paths["punched"].as_u64().unwrap(),
+            paths["punch_ms_total"].as_u64().unwrap(),
+        );
+        assert!(
+            n >= before["paths"]["punched"].as_u64().unwrap(),
+            "{status}"
+        );
+        punch_ms.extend(ms.checked_div(n));
+    }
+    let circuits: u64 = [&first, &second]
+        .iter()
+        .map(|n| {
+            get(n, "/status").unwrap()["relay"]["circuits"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        circuits >= 2,
+        "the relays set the connections up: {circuits}"
+    );
+    eprintln!(
+        "home to home: {punched} holders punched, mean punch {punch_ms:?} ms per holder, \
+         fetch {:.1} s, {circuits} circuits relayed",
+        took.as_secs_f64()
     );
 }
 

@@ -2,10 +2,10 @@
 //!
 //! Candidates come in preference order (the DHT's closest peers to the shard), each with the
 //! subnet its connection runs to (an IPv4 /24 or an IPv6 /48; unknown for a relayed peer).
-//! Every new assignment goes to a working node in the subnet holding the fewest pieces of this
-//! shard, then holding the fewest itself, the earliest candidate on a tie: no subnet gets a
-//! second piece while a working node in another has none, and no node while another working
-//! node has none. Identities on one machine or one home network therefore do not count as
+//! Every new assignment goes to a working node in a subnet holding no piece of this shard,
+//! else to one holding none itself, then to the one whose subnet holds the fewest, the
+//! earliest candidate on a tie: no subnet gets a second piece while a working node in another
+//! has none, and no node while another working node has none. Identities on one machine or one home network therefore do not count as
 //! independent copies while the network has other places to put them. A node that fails an
 //! attempt is never chosen again for this shard.
 
@@ -136,12 +136,15 @@ impl<P: Copy + Eq + std::hash::Hash> Placement<P> {
             .candidates
             .iter()
             .filter(|c| !self.failed.contains(c))
-            // Unknown subnets last on a tie: such a node may sit in a crowded one.
+            // A subnet holding none first, then a node holding none, then the emptiest
+            // subnet; unknown subnets last on a tie: such a node may sit in a crowded one.
             .min_by_key(|c| {
+                let subnet_load = self.subnet_load(c);
                 (
-                    self.subnet_load(c),
-                    !self.subnets.contains_key(*c),
+                    subnet_load > 0,
                     self.load_of(c),
+                    subnet_load,
+                    !self.subnets.contains_key(*c),
                 )
             })
             .copied()?;
@@ -299,6 +302,13 @@ mod tests {
         assert_eq!(p.assign_fresh(), Some(5));
         assert_eq!(p.assign_fresh(), Some(3));
         assert_eq!(p.assign_fresh(), None);
+        // Two subnets of two and four nodes, six pieces: once both subnets hold one, every
+        // node still gets one before any gets a second.
+        let mut p = Placement::with_subnets((1..=6).map(|n| (n, net(u8::from(n > 2)))));
+        let mut got: Vec<_> = (0..6).map(|_| p.assign().unwrap()).collect();
+        assert_eq!(got[..2], [1, 3]);
+        got.sort_unstable();
+        assert_eq!(got, [1, 2, 3, 4, 5, 6]);
     }
 
     #[test]

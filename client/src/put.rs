@@ -16,9 +16,9 @@ use tessera_formats::{
     ShardLayout,
     erasure::{DEFAULT_STRIPE_SIZE, ErasureParams, encode},
 };
-use tessera_net::PeerId;
+use tessera_net::{PeerId, PeerPath};
 use tokio::{sync::Semaphore, task::JoinSet};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::{
     error::ClientError,
@@ -203,6 +203,7 @@ pub async fn store_pieces(
             candidates = again;
         }
     }
+    let candidates = directly_reachable(session.net(), candidates).await;
     if candidates.is_empty() {
         return Err(ClientError::NoNodes);
     }
@@ -302,6 +303,34 @@ pub async fn subnets(net: &tessera_net::Client, peers: &[PeerId]) -> Vec<Option<
         .collect()
 }
 
+/// Those of `candidates` this process reaches over a direct connection (dialled, or
+/// hole-punched from a relayed one), in their order. A node reached only through a relay
+/// could take a piece but not serve it: a relay carries a hole punch's setup and small
+/// requests, not pieces (`tessera_net::RelayBudget`). It is left out, and said so.
+pub async fn directly_reachable(net: &tessera_net::Client, candidates: Vec<PeerId>) -> Vec<PeerId> {
+    let Ok(paths) = net.paths(candidates.clone()).await else {
+        return candidates;
+    };
+    let relayed: Vec<&PeerId> = candidates
+        .iter()
+        .zip(&paths)
+        .filter(|(_, p)| **p == PeerPath::Relayed)
+        .map(|(c, _)| c)
+        .collect();
+    if !relayed.is_empty() {
+        warn!(
+            nodes = ?relayed,
+            "left out of placement: reachable only through a relay (no hole punch got through)"
+        );
+    }
+    candidates
+        .iter()
+        .zip(paths)
+        .filter(|(_, p)| *p == PeerPath::Direct)
+        .map(|(c, _)| *c)
+        .collect()
+}
+
 /// Placement over `candidates` in preference order, each with the subnet its connection
 /// runs to.
 pub async fn placement_over(
@@ -322,6 +351,7 @@ pub async fn store_block(
     copies: usize,
 ) -> Result<Vec<PeerId>, ClientError> {
     let candidates = session.net().closest_peers(cid.to_bytes()).await?;
+    let candidates = directly_reachable(session.net(), candidates).await;
     if candidates.is_empty() {
         return Err(ClientError::NoNodes);
     }

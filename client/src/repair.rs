@@ -112,6 +112,7 @@ pub async fn rebuild(
         .into_iter()
         .filter(|p| !exclude.contains(p) && *p != session.peer_id())
         .collect();
+    let candidates = crate::put::directly_reachable(session.net(), candidates).await;
     debug!(candidates = candidates.len(), "placing rebuilt pieces");
     // Each candidate gets at most one piece, in a subnet holding none of the shard while
     // there is one, and one that fails gets no other.

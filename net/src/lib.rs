@@ -1,7 +1,7 @@
 //! Network plumbing shared by every Tessera node and client.
 //!
 //! - [`network`]: one task owns the rust-libp2p `Swarm` (TCP and QUIC with Noise and Yamux,
-//!   Identify, Ping, Tessera's Kademlia DHT with provider and value records, gossipsub for the
+//!   Identify, Ping, AutoNAT, UPnP, circuit relay and hole punching, Tessera's Kademlia DHT with provider and value records, gossipsub for the
 //!   topics nodes follow, and the request-response protocols); a cloneable [`Client`]
 //!   talks to it.
 //! - [`rpc`]: request-response protocols as their crates define them, and how a node asks
@@ -26,7 +26,8 @@ pub use libp2p::{
     request_response::ResponseChannel,
 };
 pub use network::{
-    Client, NetError, Network, NetworkConfig, NetworkInfo, PeerStatus, Reachability, Topic,
-    TopicEvent, health::PeerDown, limits::ConnectionCaps, start,
+    Client, NetError, Network, NetworkConfig, NetworkInfo, PathStats, PeerPath, PeerStatus,
+    Reachability, RelayBudget, RelayStats, Topic, TopicEvent, health::PeerDown,
+    limits::ConnectionCaps, start,
 };
 pub use rpc::{Inbound, Request, Responder};

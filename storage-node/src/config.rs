@@ -18,6 +18,16 @@
 //! audit-grace = "2h"            #   how long a holder that does not answer is waited for
 //! repair = true                 #   rebuild lost pieces of the datasets audited
 //! repair-spare = 0.5            #   repair below k + ceil(0.5 * m) intact pieces
+//!
+//! [relay]                       # relaying for nodes behind NATs, while this one is dialable
+//! enabled = true
+//! reservations = 128            #   slots held for peers at once
+//! reservations-per-peer = 4
+//! reservation-duration = "1h"
+//! circuits = 16                 #   circuits open at once
+//! circuits-per-peer = 4
+//! circuit-duration = "2m"       #   each circuit cut after this long
+//! circuit-bytes = "1MiB"        #   or after this many bytes each way
 //! ```
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -81,6 +91,93 @@ pub struct NodeConfig {
     /// A shard is repaired once fewer than `k + ceil(repair_spare * m)` of its pieces are
     /// intact (0..=1; at least one spare piece).
     pub repair_spare: f64,
+    /// What the node relays for peers behind NATs, while peers can dial it.
+    pub relay: RelaySettings,
+}
+
+/// The `[relay]` table: the budget of the relay service ([`tessera_net::RelayBudget`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RelaySettings {
+    /// Serve as a relay at all (only ever while peers can dial this node).
+    pub enabled: bool,
+    /// Reservations held at once, over all peers.
+    pub reservations: usize,
+    /// Reservations one peer may hold.
+    pub reservations_per_peer: usize,
+    /// How long a reservation lasts before the peer renews it.
+    #[serde(with = "duration")]
+    pub reservation_duration: Duration,
+    /// Circuits open at once, over all peers.
+    pub circuits: usize,
+    /// Circuits open at once to or from one peer.
+    pub circuits_per_peer: usize,
+    /// How long one circuit may stay open.
+    #[serde(with = "duration")]
+    pub circuit_duration: Duration,
+    /// Bytes one circuit may carry each way.
+    #[serde(with = "byte_size")]
+    pub circuit_bytes: ByteSize,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        let budget = tessera_net::RelayBudget::default();
+        Self {
+            enabled: budget.enabled,
+            reservations: budget.reservations,
+            reservations_per_peer: budget.reservations_per_peer,
+            reservation_duration: budget.reservation_duration,
+            circuits: budget.circuits,
+            circuits_per_peer: budget.circuits_per_peer,
+            circuit_duration: budget.circuit_duration,
+            circuit_bytes: ByteSize::b(budget.circuit_bytes),
+        }
+    }
+}
+
+impl RelaySettings {
+    /// The budget the network runs with.
+    pub fn budget(&self) -> tessera_net::RelayBudget {
+        tessera_net::RelayBudget {
+            enabled: self.enabled,
+            reservations: self.reservations,
+            reservations_per_peer: self.reservations_per_peer,
+            reservation_duration: self.reservation_duration,
+            circuits: self.circuits,
+            circuits_per_peer: self.circuits_per_peer,
+            circuit_duration: self.circuit_duration,
+            circuit_bytes: self.circuit_bytes.as_u64(),
+        }
+    }
+
+    fn check(&self) -> Result<(), InvalidSetting> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let zero = [
+            ("relay.reservations", self.reservations == 0),
+            (
+                "relay.reservations-per-peer",
+                self.reservations_per_peer == 0,
+            ),
+            (
+                "relay.reservation-duration",
+                self.reservation_duration.is_zero(),
+            ),
+            ("relay.circuits", self.circuits == 0),
+            ("relay.circuits-per-peer", self.circuits_per_peer == 0),
+            ("relay.circuit-duration", self.circuit_duration.is_zero()),
+            ("relay.circuit-bytes", self.circuit_bytes.as_u64() == 0),
+        ];
+        match zero.iter().find(|(_, is_zero)| *is_zero) {
+            Some((name, _)) => Err(InvalidSetting::new(
+                name,
+                "must be more than 0 (set relay.enabled = false to relay nothing)",
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Once a day: a full read of the disk, spread thin.
@@ -109,6 +206,7 @@ impl Default for NodeConfig {
             audit_grace: audit.grace,
             repair: audit.repair,
             repair_spare: audit.spare,
+            relay: RelaySettings::default(),
         }
     }
 }
@@ -149,6 +247,7 @@ impl NodeConfig {
             return Err(InvalidSetting::new("audit-failures", "must be at least 1"));
         }
         self.payout()?;
+        self.relay.check()?;
         if self.auditing() && self.audit_period < self.audit_interval {
             return Err(InvalidSetting::new(
                 "audit-period",
@@ -209,6 +308,15 @@ mod tests {
         assert_eq!(c.audit_period, AuditConfig::default().period);
         assert_eq!(c.listen.len(), 2);
         c.check().unwrap();
+        let c = parse("[relay]\ncircuit-bytes = \"4MiB\"\ncircuit-duration = \"5m\"\n").unwrap();
+        let budget = c.relay.budget();
+        assert_eq!(budget.circuit_bytes, 4 << 20);
+        assert_eq!(budget.circuit_duration, Duration::from_secs(300));
+        assert_eq!(
+            budget.reservations,
+            tessera_net::RelayBudget::default().reservations
+        );
+        c.check().unwrap();
         // Older files wrote the scrub interval in seconds.
         let c = parse("scrub-interval-secs = 600\n").unwrap();
         assert_eq!(c.scrub_interval, Duration::from_secs(600));
@@ -224,6 +332,14 @@ mod tests {
         );
         assert!(parse("capacity = \"lots\"\n").is_err());
         let check = |text: &str| parse(text).unwrap().check().unwrap_err().key;
+        assert_eq!(
+            check("data-dir = \"/t\"\n[relay]\ncircuits = 0\n"),
+            "relay.circuits"
+        );
+        parse("data-dir = \"/t\"\n[relay]\nenabled = false\ncircuits = 0\n")
+            .unwrap()
+            .check()
+            .unwrap();
         assert_eq!(
             check("data-dir = \"/t\"\nrepair-spare = 2.0\n"),
             "repair-spare"

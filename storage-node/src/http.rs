@@ -95,13 +95,23 @@ pub struct Status {
     /// Where the node's rewards are paid, as it declares on the network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payout_address: Option<String>,
-    /// Whether peers can dial the node: `public`, `private` (behind a NAT or firewall) or
-    /// `unknown` (not tested yet), as AutoNAT found.
+    /// Whether peers can dial the node: `public`, `mapped` (a port on its router, UPnP),
+    /// `punchable` or `symmetric` (behind a NAT that a hole punch gets through, or not),
+    /// `private` (behind a NAT of a kind not known yet) or `unknown` (not tested yet).
     #[serde(default)]
     pub reachability: tessera_net::Reachability,
-    /// The addresses peers dialled it back at.
+    /// The addresses peers dialled it back at, and its relayed addresses.
     #[serde(default)]
     pub external_addresses: Vec<String>,
+    /// The relayed addresses it holds reservations for (behind a NAT).
+    #[serde(default)]
+    pub relay_addresses: Vec<String>,
+    /// How peers were reached: direct and relayed connections, hole punches, bytes.
+    #[serde(default)]
+    pub paths: tessera_net::PathStats,
+    /// What it relayed for others.
+    #[serde(default)]
+    pub relay: tessera_net::RelayStats,
 }
 
 /// A node from before health was reported said nothing of it.
@@ -138,6 +148,9 @@ async fn status(State(state): State<HttpState>) -> impl IntoResponse {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            relay_addresses: info.relay_addrs.iter().map(ToString::to_string).collect(),
+            paths: info.paths,
+            relay: info.relay,
         })
         .into_response(),
         Err(e) => ApiError::new(
@@ -402,6 +415,9 @@ async fn next_charter(
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
     let spares = state.audit.lock().dataset_spares();
     state.metrics.set_dataset_spares(&spares);
+    if let Ok(info) = state.client.info().await {
+        state.metrics.set_network(info.paths, info.relay);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -20,6 +20,11 @@ struct CodeLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatLabel {
+    stat: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DatasetLabel {
     dataset: String,
 }
@@ -60,6 +65,7 @@ pub struct Metrics {
     repair_bytes_fetched: Counter,
     repair_bytes_sent: Counter,
     dataset_spare_pieces: Family<DatasetLabel, Gauge>,
+    network: Family<StatLabel, Gauge>,
     pieces_held: Gauge,
     pieces_unreadable: Gauge,
     bytes_used: Gauge,
@@ -92,6 +98,7 @@ impl Metrics {
             repair_bytes_fetched: Counter::default(),
             repair_bytes_sent: Counter::default(),
             dataset_spare_pieces: Family::default(),
+            network: Family::default(),
             pieces_held: Gauge::default(),
             pieces_unreadable: Gauge::default(),
             bytes_used: Gauge::default(),
@@ -99,6 +106,12 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register("requests", "Requests received, by kind", m.requests.clone());
+        registry.register(
+            "network",
+            "How peers are reached (direct and relayed connections, hole punches, bytes \
+             received each way) and what this node relayed",
+            m.network.clone(),
+        );
         registry.register(
             "errors",
             "Requests refused, by error code",
@@ -249,6 +262,29 @@ impl Metrics {
             repaired: self.pieces_repaired.get(),
             repair_fetched: self.repair_bytes_fetched.get(),
             repair_sent: self.repair_bytes_sent.get(),
+        }
+    }
+
+    /// Sets how peers are reached and what this node relayed, from the network's counters.
+    pub fn set_network(&self, paths: tessera_net::PathStats, relay: tessera_net::RelayStats) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (stat, value) in [
+            ("direct_connections", paths.direct_connections),
+            ("relayed_connections", paths.relayed_connections),
+            ("holes_punched", paths.punched),
+            ("punch_ms_total", paths.punch_ms_total),
+            ("punches_failed", paths.unpunched),
+            ("bytes_received_direct", paths.bytes_direct),
+            ("bytes_received_relayed", paths.bytes_relayed),
+            ("relay_serving", u64::from(relay.serving)),
+            ("relay_reservations", relay.reservations),
+            ("relay_circuits", relay.circuits),
+            ("relay_denied", relay.denied),
+            ("relay_circuits_cut", relay.cut),
+        ] {
+            self.network
+                .get_or_create(&StatLabel { stat })
+                .set(gauge(value));
         }
     }
 

@@ -123,6 +123,7 @@ impl StorageNode {
                 network: charter.as_ref().map(CurrentCharter::network),
                 listen: config.listen.clone(),
                 bootstrap: config.bootstrap.clone(),
+                relay: config.relay.budget(),
                 ..NetworkConfig::default()
             },
         );

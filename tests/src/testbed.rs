@@ -80,6 +80,13 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// The environment variables `command` sets.
+fn envs(command: &Command) -> impl Iterator<Item = (&std::ffi::OsStr, &std::ffi::OsStr)> {
+    command
+        .get_envs()
+        .filter_map(|(key, value)| value.map(|v| (key, v)))
+}
+
 impl Testbed {
     /// Creates the internet segment, or says why this machine cannot host the testbed (not
     /// root, no `ip netns`, no `iptables`).
@@ -226,6 +233,23 @@ impl Testbed {
             masquerade.push("--random-fully");
         }
         exec(&masquerade)?;
+        // As home routers do, unsolicited packets from the internet are dropped, not refused:
+        // a hole punch's first packet may arrive before the router saw the one going out,
+        // and must leave no trace that would make it map that one to another port.
+        // (Nothing on the internet routes to a LAN, so the router's own input is what counts.)
+        exec(&[
+            "iptables",
+            "-A",
+            "INPUT",
+            "-i",
+            "wan",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "NEW",
+            "-j",
+            "DROP",
+        ])?;
         if nat == Nat::Upnp {
             self.start_miniupnpd(&router)?;
         }
@@ -286,6 +310,7 @@ impl Testbed {
             .args(["netns", "exec", &host.namespace])
             .arg(command.get_program())
             .args(command.get_args())
+            .envs(envs(command))
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("running {:?}: {e}", command.get_program()))
@@ -307,6 +332,7 @@ impl Testbed {
             .args(["netns", "exec", &host.namespace])
             .arg(command.get_program())
             .args(command.get_args())
+            .envs(envs(command))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);

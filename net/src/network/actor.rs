@@ -3,28 +3,46 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use cid::Cid;
 use futures::StreamExt as _;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, gossipsub, identify,
+    Multiaddr, PeerId, Swarm, dcutr, gossipsub, identify,
     kad::{self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, RecordKey},
     multiaddr::Protocol,
+    relay,
     swarm::{
         SwarmEvent,
         dial_opts::{DialOpts, PeerCondition},
     },
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::{
     Behaviour, BehaviourEvent, Command, Lookup, NetError, NetworkInfo, Outbound, Reply, Topic,
     TopicEvent,
+    paths::{Paths, PeerPath, Route},
+    reachability::is_relayed,
+    relays::{RelayChoice, RelayStats},
 };
-use crate::rpc::{RawRequest, Registration};
+use crate::{
+    codec::Encoded,
+    rpc::{RawRequest, Registration},
+};
+
+/// What waits for a path to its peer (see `paths`).
+pub(super) enum Waiting {
+    /// A request of protocol `index`.
+    Request(usize, Encoded, Reply<Encoded>),
+    /// A caller asking how the peer is reached.
+    Probe(oneshot::Sender<PeerPath>),
+}
+
+/// How often punches waited on too long are given up.
+const PUNCH_TICK: Duration = Duration::from_millis(250);
 
 pub(super) enum Query {
     Bootstrap(Reply<()>),
@@ -69,6 +87,17 @@ pub(super) struct Actor {
     /// peer reports. An address dialed is kept over the source of an inbound connection,
     /// which on one machine with several loopback addresses is always 127.0.0.1.
     pub(super) remote_ips: HashMap<PeerId, (std::net::IpAddr, bool)>,
+    /// How each peer is reached, and what waits for a path.
+    pub(super) paths: Paths<Waiting>,
+    /// The relays reserved on while behind a NAT.
+    pub(super) relays: RelayChoice,
+    /// What the relay service did.
+    pub(super) relay_stats: RelayStats,
+    /// Whether to reserve on relays while behind a NAT.
+    pub(super) reserve_relays: bool,
+    /// Whether this node is configured to serve the DHT, and whether it does now.
+    pub(super) dht_server: bool,
+    pub(super) serving_dht: bool,
 }
 
 impl Actor {
@@ -76,6 +105,7 @@ impl Actor {
     /// once, so when the same address (a port-preserving router) already failed a test that
     /// ran before the mapping existed, the router's word is taken for it.
     fn on_mapped(&mut self, addr: Multiaddr) {
+        self.reachability.mapped(&addr);
         if self.reachability.failed(&addr) {
             info!(%addr, "mapped on the router after a dial-back there failed: taken as external");
             self.swarm.add_external_address(addr);
@@ -98,6 +128,8 @@ impl Actor {
         for address in self.listen_addrs.clone() {
             self.map_on_router(&address);
         }
+        let mut tick = tokio::time::interval(PUNCH_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_event(event),
@@ -106,6 +138,17 @@ impl Actor {
                     None => break,
                 },
                 Some(addr) = self.mapped.recv() => self.on_mapped(addr),
+                _ = tick.tick() => {
+                    let expired = self.paths.expire(Instant::now());
+                    for (peer, released) in expired.released {
+                        debug!(%peer, "no hole punched in time: going on through the relay");
+                        self.release(peer, released);
+                    }
+                    for relayed in expired.close {
+                        debug!("closing a relayed connection: a direct one is up");
+                        self.swarm.close_connection(relayed);
+                    }
+                }
             }
         }
         for mapping in &self.mappings {
@@ -173,18 +216,37 @@ impl Actor {
                 self.pending_queries.insert(id, Query::Closest(reply));
             }
             Command::Request(index, peer, request, reply) => {
-                let behaviour = swarm.behaviour_mut();
-                match (
-                    self.outbound.get_mut(index),
-                    behaviour.protocols.get_mut(index),
-                ) {
-                    (Some(outbound), Some(single)) => {
-                        outbound.request(single, &mut behaviour.health.peers, peer, request, reply);
-                    }
-                    _ => {
-                        let _ = reply.send(Err(NetError::Unregistered(format!("#{index}"))));
-                    }
+                // A peer in its backoff is refused at once, not dialled.
+                let down = swarm
+                    .behaviour()
+                    .health
+                    .peers
+                    .down(&peer, Instant::now())
+                    .is_some();
+                if down {
+                    self.send(peer, Waiting::Request(index, request, reply));
+                } else {
+                    self.route(peer, Waiting::Request(index, request, reply));
                 }
+            }
+            Command::Paths(peers, reply) => {
+                let mut answers = Vec::with_capacity(peers.len());
+                for peer in peers {
+                    let (tx, rx) = oneshot::channel();
+                    if peer == *self.swarm.local_peer_id() {
+                        let _ = tx.send(PeerPath::Direct);
+                    } else {
+                        self.route(peer, Waiting::Probe(tx));
+                    }
+                    answers.push(rx);
+                }
+                tokio::spawn(async move {
+                    let mut paths = Vec::with_capacity(answers.len());
+                    for answer in answers {
+                        paths.push(answer.await.unwrap_or(PeerPath::None));
+                    }
+                    let _ = reply.send(paths);
+                });
             }
             Command::Respond(index, channel, response) => {
                 if let Some(single) = swarm.behaviour_mut().protocols.get_mut(index) {
@@ -255,7 +317,140 @@ impl Actor {
                         .collect(),
                     external_addrs: swarm.external_addresses().cloned().collect(),
                     reachability: self.reachability.state(),
+                    relay_addrs: swarm
+                        .external_addresses()
+                        .filter(|a| is_relayed(a))
+                        .cloned()
+                        .collect(),
+                    paths: self.paths.stats(),
+                    relay: self.relay_stats,
                 });
+            }
+        }
+    }
+
+    /// Sends `item` for `peer` now, or once it has a path (dialling it if nothing else does).
+    fn route(&mut self, peer: PeerId, item: Waiting) {
+        match self.paths.route(peer, item) {
+            Route::Send(item) => self.send(peer, item),
+            Route::Wait => {}
+            Route::Dial => {
+                let opts = DialOpts::peer_id(peer)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                match self.swarm.dial(opts) {
+                    // Another dial to the peer is under way: its outcome releases these.
+                    Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
+                    Err(e) => {
+                        let reason = format!("Failed to dial the requested peer: {e}");
+                        for item in self.paths.dial_failed(peer) {
+                            fail(peer, item, &reason);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A peer met only through a relay that advertises addresses of its own (it is public,
+    /// or mapped) is dialled there at once: the hole punch is for two NATs, and against a
+    /// public peer both of its ends would wait for the other to speak first.
+    fn dial_directly(&mut self, peer: PeerId, addrs: &[Multiaddr]) {
+        if self.paths.path(&peer) != PeerPath::Relayed {
+            return;
+        }
+        let direct: Vec<Multiaddr> = addrs
+            .iter()
+            .filter(|a| !is_relayed(a) && super::addresses::shareable(a, &self.listen_addrs))
+            .cloned()
+            .collect();
+        if direct.is_empty() {
+            return;
+        }
+        debug!(%peer, addrs = ?direct, "met through a relay: dialling its own addresses");
+        let opts = DialOpts::peer_id(peer)
+            .addresses(direct)
+            .condition(PeerCondition::Always)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, error = %e, "dialling a relayed peer directly failed");
+        }
+    }
+
+    /// Sends what waited for `peer`.
+    fn release(&mut self, peer: PeerId, items: Vec<Waiting>) {
+        for item in items {
+            self.send(peer, item);
+        }
+    }
+
+    fn send(&mut self, peer: PeerId, item: Waiting) {
+        match item {
+            Waiting::Probe(reply) => {
+                let _ = reply.send(self.paths.path(&peer));
+            }
+            Waiting::Request(index, request, reply) => {
+                let behaviour = self.swarm.behaviour_mut();
+                match (
+                    self.outbound.get_mut(index),
+                    behaviour.protocols.get_mut(index),
+                ) {
+                    (Some(outbound), Some(single)) => {
+                        outbound.request(single, &mut behaviour.health.peers, peer, request, reply);
+                    }
+                    _ => {
+                        let _ = reply.send(Err(NetError::Unregistered(format!("#{index}"))));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reserves on relays while behind a NAT and gives them up once dialable; offers relaying
+    /// only while dialable. A DHT server behind a symmetric NAT steps out of the DHT: peers
+    /// behind NATs of their own cannot reach it except through a relay, which carries no
+    /// pieces, so it should be given none.
+    fn update_relays(&mut self) {
+        let state = self.reachability.state();
+        let serve_dht = self.dht_server && state != super::Reachability::Symmetric;
+        if serve_dht != self.serving_dht {
+            self.serving_dht = serve_dht;
+            if serve_dht {
+                info!("serving the DHT again: reachable");
+            } else {
+                warn!("behind a symmetric NAT: out of the DHT, taking no pieces, until reachable");
+            }
+            self.swarm.behaviour_mut().kad.set_mode(Some(if serve_dht {
+                kad::Mode::Server
+            } else {
+                kad::Mode::Client
+            }));
+        }
+        if let Some(server) = self.swarm.behaviour_mut().relay.as_mut() {
+            let status = if state.dialable() {
+                relay::Status::Enable
+            } else {
+                relay::Status::Disable
+            };
+            if self.relay_stats.serving != state.dialable() {
+                info!(serving = state.dialable(), "relay service");
+            }
+            server.set_status(Some(status));
+            self.relay_stats.serving = state.dialable();
+        }
+        if state.dialable() {
+            for listener in self.relays.drain() {
+                self.swarm.remove_listener(listener);
+            }
+        } else if self.reserve_relays && state.behind_nat() {
+            for (relay, addr) in self.relays.wanted() {
+                match self.swarm.listen_on(addr.clone()) {
+                    Ok(listener) => {
+                        info!(%relay, "asking a relay for a reservation");
+                        self.relays.reserving(relay, listener);
+                    }
+                    Err(e) => debug!(%addr, error = %e, "cannot listen through a relay"),
+                }
             }
         }
     }
@@ -267,8 +462,18 @@ impl Actor {
                 self.map_on_router(&address);
                 self.listen_addrs.push(address);
             }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| *a != address);
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.relays.listener_closed(listener_id);
+                self.update_relays();
+            }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
                 let dialed = endpoint.is_dialer();
                 if let Some(ip) = super::direct_ip(endpoint.get_remote_address())
@@ -276,22 +481,41 @@ impl Actor {
                 {
                     self.remote_ips.insert(peer_id, (ip, dialed));
                 }
+                let relayed = endpoint.is_relayed();
+                debug!(peer = %peer_id, path = if relayed { "relayed" } else { "direct" }, "connected");
+                let released =
+                    self.paths
+                        .established(peer_id, connection_id, relayed, Instant::now());
+                self.release(peer_id, released);
                 for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(()));
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                self.remote_ips.remove(&peer_id);
+                let released = self.paths.closed(peer_id, connection_id);
+                self.release(peer_id, released);
+                if num_established == 0 {
+                    self.remote_ips.remove(&peer_id);
+                    if let Some(listener) = self.relays.gone(&peer_id) {
+                        self.swarm.remove_listener(listener);
+                        self.update_relays();
+                    }
+                }
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
                 error,
                 ..
             } => {
+                let reason = format!("Failed to dial the requested peer: {error}");
+                for item in self.paths.dial_failed(peer) {
+                    fail(peer, item, &reason);
+                }
                 for reply in self.pending_dials.remove(&peer).unwrap_or_default() {
                     let _ = reply.send(Err(NetError::Dial {
                         addr: Multiaddr::empty().with(Protocol::P2p(peer)),
@@ -299,6 +523,26 @@ impl Actor {
                     }));
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(_) => info!(peer = %remote_peer_id, "hole punched: direct connection"),
+                Err(e) => {
+                    info!(peer = %remote_peer_id, error = %e, "hole punch failed: relayed only");
+                    let released = self.paths.punch_failed(remote_peer_id);
+                    self.release(remote_peer_id, released);
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => match event {
+                relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal: false,
+                    limit,
+                } => info!(relay = %relay_peer_id, ?limit, "reserved on a relay"),
+                other => debug!(?other, "relay client"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.on_relay(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -306,11 +550,28 @@ impl Actor {
             })) => {
                 debug!(%peer_id, observed = %info.observed_addr, "identified");
                 // Only addresses others can dial go into the routing table, which hands them on.
+                // A peer not serving the DHT (a client, or a node behind a symmetric NAT)
+                // is no place to store records or pieces: it leaves the routing table.
+                let relays = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+                let dht = info
+                    .protocols
+                    .contains(&self.naming.protocol(&super::KAD_PROTOCOL));
+                if !dht {
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
+                }
+                self.dial_directly(peer_id, &info.listen_addrs);
                 for addr in info.listen_addrs {
                     if super::addresses::shareable(&addr, &self.listen_addrs) {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                        if relays && !is_relayed(&addr) {
+                            self.relays.offered(peer_id, addr.clone());
+                        }
+                        if dht {
+                            self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                        }
                     }
                 }
+                self.reachability.observed(peer_id, &info.observed_addr);
+                self.update_relays();
                 if !self.observed.contains(&info.observed_addr) {
                     if self.observed.len() == MAX_OBSERVED {
                         self.observed.pop_front();
@@ -322,6 +583,7 @@ impl Actor {
                 let answered = event.result.is_ok();
                 debug!(addr = %event.tested_addr, server = %event.server, answered, "AutoNAT test");
                 self.reachability.tested(&event.tested_addr, answered);
+                self.update_relays();
             }
             SwarmEvent::NewExternalAddrCandidate { address } => {
                 debug!(%address, "observed at a candidate external address");
@@ -329,9 +591,11 @@ impl Actor {
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 info!(%address, "reachable at a confirmed external address");
                 self.reachability.confirmed(&address);
+                self.update_relays();
             }
             SwarmEvent::ExternalAddrExpired { address } => {
                 self.reachability.expired(&address);
+                self.update_relays();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::Protocols((index, event))) => {
@@ -444,6 +708,55 @@ impl Actor {
                 warn!(error = %e, "republishing a provider record failed")
             }
             _ => {}
+        }
+    }
+}
+
+impl Actor {
+    fn on_relay(&mut self, event: relay::Event) {
+        let stats = &mut self.relay_stats;
+        match event {
+            relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                debug!(peer = %src_peer_id, "relay reservation accepted");
+                stats.reservations += 1;
+            }
+            relay::Event::ReservationClosed { .. } | relay::Event::ReservationTimedOut { .. } => {
+                stats.reservations = stats.reservations.saturating_sub(1);
+            }
+            relay::Event::ReservationReqDenied { .. } | relay::Event::CircuitReqDenied { .. } => {
+                stats.denied += 1;
+            }
+            relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => {
+                debug!(src = %src_peer_id, dst = %dst_peer_id, "relaying a circuit");
+                stats.circuits += 1;
+            }
+            relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error: Some(error),
+            } => {
+                debug!(src = %src_peer_id, dst = %dst_peer_id, %error, "relayed circuit cut");
+                stats.cut += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Fails what waited for a peer that could not be dialled.
+fn fail(peer: PeerId, item: Waiting, reason: &str) {
+    match item {
+        Waiting::Probe(reply) => {
+            let _ = reply.send(PeerPath::None);
+        }
+        Waiting::Request(_, _, reply) => {
+            let _ = reply.send(Err(NetError::Request {
+                peer,
+                reason: reason.to_string(),
+            }));
         }
     }
 }

@@ -23,6 +23,18 @@ impl Actor {
         index: usize,
         event: request_response::Event<Encoded, Encoded>,
     ) {
+        if let request_response::Event::Message {
+            connection_id,
+            message,
+            ..
+        } = &event
+        {
+            let bytes = match message {
+                request_response::Message::Request { request, .. } => request.len(),
+                request_response::Message::Response { response, .. } => response.len(),
+            };
+            self.paths.carried(*connection_id, bytes);
+        }
         let behaviour = self.swarm.behaviour_mut();
         let (Some(outbound), Some(single)) = (
             self.outbound.get_mut(index),

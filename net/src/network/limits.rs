@@ -23,7 +23,7 @@ use libp2p::{
     multiaddr::Protocol,
     swarm::{
         ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
-        THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
+        THandlerInEvent, THandlerOutEvent, ToSwarm, behaviour::ConnectionEstablished, dummy,
     },
 };
 
@@ -153,6 +153,93 @@ impl NetworkBehaviour for PerIpLimit {
     fn on_swarm_event(&mut self, event: FromSwarm) {
         if let FromSwarm::ConnectionClosed(ConnectionClosed { connection_id, .. }) = event {
             self.release(connection_id);
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        _peer: PeerId,
+        _connection: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        Poll::Pending
+    }
+}
+
+/// A relayed connection was refused: the peer is connected directly.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is connected directly; no relayed connection beside it")]
+pub struct RelayedBesideDirect(PeerId);
+
+/// Refuses relayed connections to peers already connected directly, before any other
+/// behaviour sees them: request-response spreads requests over every connection to a peer,
+/// and a relay carries only a few hundred KiB. (A dial tries a peer's addresses at once, so
+/// one through a relay may finish after a direct one.)
+#[derive(Debug, Default)]
+pub(crate) struct DirectFirst {
+    direct: HashMap<PeerId, u32>,
+}
+
+impl DirectFirst {
+    fn admit(
+        &self,
+        peer: PeerId,
+        relayed: bool,
+    ) -> Result<dummy::ConnectionHandler, ConnectionDenied> {
+        if relayed && self.direct.contains_key(&peer) {
+            return Err(ConnectionDenied::new(RelayedBesideDirect(peer)));
+        }
+        Ok(dummy::ConnectionHandler)
+    }
+}
+
+impl NetworkBehaviour for DirectFirst {
+    type ConnectionHandler = dummy::ConnectionHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        _remote_addr: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.admit(peer, super::reachability::is_relayed(local_addr))
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        _role_override: Endpoint,
+        _port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.admit(peer, super::reachability::is_relayed(addr))
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match event {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id, endpoint, ..
+            }) if !endpoint.is_relayed() => {
+                *self.direct.entry(peer_id).or_default() += 1;
+            }
+            FromSwarm::ConnectionClosed(ConnectionClosed {
+                peer_id, endpoint, ..
+            }) if !endpoint.is_relayed() => {
+                if let Some(count) = self.direct.get_mut(&peer_id) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        self.direct.remove(&peer_id);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 

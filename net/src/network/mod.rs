@@ -18,20 +18,22 @@ use std::{
 use cid::Cid;
 use futures::StreamExt as _;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, connection_limits, gossipsub, identify,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair,
     kad, memory_connection_limits,
     multiaddr::Protocol,
-    noise, ping,
+    noise, ping, relay,
     request_response::{self, ProtocolSupport, ResponseChannel},
-    swarm::{NetworkBehaviour, StreamProtocol, SwarmEvent},
+    swarm::{NetworkBehaviour, StreamProtocol, SwarmEvent, behaviour::toggle::Toggle},
     tcp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 pub use health::PeerStatus;
+pub use paths::{PUNCH_WAIT, PathStats, PeerPath};
 pub use reachability::Reachability;
+pub use relays::{RelayBudget, RelayStats};
 
 mod actor;
 mod addresses;
@@ -41,10 +43,12 @@ pub mod limits;
 mod muxer;
 mod naming;
 mod outbound;
+mod paths;
 mod port_mapping;
 mod protocol_set;
 mod quic_probe;
 pub mod reachability;
+mod relays;
 
 use actor::Actor;
 use naming::Naming;
@@ -100,6 +104,10 @@ pub struct NetworkConfig {
     /// How long a peer whose dial failed or whose request timed out is left alone, doubled
     /// with each failure in a row (up to [`health::MAX_BACKOFF`]).
     pub peer_backoff: Duration,
+    /// What this node relays for peers behind NATs, while peers can dial it.
+    pub relay: RelayBudget,
+    /// Reserve a slot on relays while behind a NAT, so that peers can reach this node.
+    pub reserve_relays: bool,
 }
 
 impl Default for NetworkConfig {
@@ -117,17 +125,28 @@ impl Default for NetworkConfig {
             inbound_queue: 256,
             connections: limits::ConnectionCaps::default(),
             peer_backoff: health::FIRST_BACKOFF,
+            relay: RelayBudget::default(),
+            reserve_relays: true,
         }
     }
 }
 
 impl NetworkConfig {
-    /// A short-lived client (a CLI command, a training job): no listening, DHT in client mode,
-    /// serves nothing, joins through `bootstrap`.
+    /// A short-lived client (a CLI command, a training job): DHT in client mode, serves
+    /// nothing, relays nothing, joins through `bootstrap`. It listens on a TCP port all the
+    /// same: its connections go out from that port, which is what lets a hole punch to a node
+    /// behind a NAT meet it when the client is behind one too.
     pub fn client(bootstrap: Vec<Multiaddr>) -> Self {
         Self {
             bootstrap,
+            listen: vec![
+                Multiaddr::empty()
+                    .with(Protocol::Ip4(std::net::Ipv4Addr::UNSPECIFIED))
+                    .with(Protocol::Tcp(0)),
+            ],
             dht_server: false,
+            relay: RelayBudget::off(),
+            reserve_relays: false,
             ..Self::default()
         }
     }
@@ -255,8 +274,14 @@ pub struct NetworkInfo {
     pub observed_addrs: Vec<Multiaddr>,
     /// Addresses an AutoNAT server dialled back: where peers can reach this node.
     pub external_addrs: Vec<Multiaddr>,
-    /// Whether peers can dial this node, as AutoNAT found.
+    /// Whether peers can dial this node, as AutoNAT found, and what kind of NAT it is behind.
     pub reachability: Reachability,
+    /// The relayed addresses this node holds reservations for (behind a NAT).
+    pub relay_addrs: Vec<Multiaddr>,
+    /// How peers were reached: direct and relayed connections, hole punches, bytes.
+    pub paths: PathStats,
+    /// What this node relayed for others.
+    pub relay: RelayStats,
 }
 
 impl NetworkInfo {
@@ -274,6 +299,7 @@ struct Behaviour {
     // The limits come first: a connection they deny reaches no other behaviour.
     connection_limits: connection_limits::Behaviour,
     per_ip: limits::PerIpLimit,
+    direct_first: limits::DirectFirst,
     // Before any dial: peers that failed lately are not dialled again until their backoff ends.
     health: health::HealthGate,
     memory: memory_connection_limits::Behaviour,
@@ -284,6 +310,11 @@ struct Behaviour {
     autonat_server: autonat::v2::server::Behaviour,
     // Addresses mapped on the home router, handed to AutoNAT to test.
     candidates: port_mapping::Candidates,
+    // Relaying for peers behind NATs (while this node is dialable), reserving on relays
+    // (while it is not), and punching holes to peers first met through a relay.
+    relay: Toggle<relay::Behaviour>,
+    relay_client: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     protocols: ProtocolSet,
     gossipsub: gossipsub::Behaviour,
@@ -308,6 +339,7 @@ enum Command {
     PeerIps(Vec<PeerId>, oneshot::Sender<Vec<Option<std::net::IpAddr>>>),
     Stalled(Duration, oneshot::Sender<Vec<(PeerId, Duration)>>),
     Info(oneshot::Sender<NetworkInfo>),
+    Paths(Vec<PeerId>, oneshot::Sender<Vec<PeerPath>>),
 }
 
 /// How far a provider lookup goes.
@@ -476,6 +508,13 @@ impl Client {
         self.ask(Command::Info).await
     }
 
+    /// How each of `peers` is reached: connects to those not connected, and for one reached
+    /// only through a relay waits for the hole punch (at most [`PUNCH_WAIT`]). A peer
+    /// that could not be dialled is [`PeerPath::None`].
+    pub async fn paths(&self, peers: Vec<PeerId>) -> Result<Vec<PeerPath>, NetError> {
+        self.ask(|r| Command::Paths(peers, r)).await
+    }
+
     /// Sends a command whose answer cannot fail, and waits for it.
     async fn ask<T>(
         &self,
@@ -618,6 +657,12 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         pending_queries: HashMap::new(),
         naming,
         remote_ips: HashMap::new(),
+        paths: paths::Paths::default(),
+        relays: relays::RelayChoice::default(),
+        relay_stats: RelayStats::default(),
+        reserve_relays: config.reserve_relays,
+        dht_server: config.dht_server,
+        serving_dht: config.dht_server,
     };
     let task = tokio::spawn(actor.run());
     info!(%peer_id, "network started");
@@ -688,6 +733,7 @@ fn build_swarm(
     let republish = config.provider_republish;
     let caps = config.connections;
     let backoff = config.peer_backoff;
+    let relay_budget = config.relay;
     let (kad_protocol, identify_version) = (naming.protocol(&KAD_PROTOCOL), naming.identify());
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -705,7 +751,9 @@ fn build_swarm(
         .map_err(|e| build(&e))?
         .with_dns()
         .map_err(|e| build(&e))?
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, muxer::Config::default)
+        .map_err(|e| build(&e))?
+        .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();
             let gossipsub = gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
@@ -734,19 +782,31 @@ fn build_swarm(
                         .with_max_established_per_peer(Some(caps.per_peer)),
                 ),
                 per_ip: limits::PerIpLimit::new(caps.per_ip),
+                direct_first: limits::DirectFirst::default(),
                 health: health::HealthGate::new(backoff),
                 memory: memory_connection_limits::Behaviour::with_max_percentage(
                     caps.max_memory_fraction,
                 ),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    identify_version,
-                    key.public(),
-                )),
+                // A node behind a NAT learns its relayed addresses after it connected: peers
+                // hear of them at once, so that they can be handed on in the DHT.
+                identify: identify::Behaviour::new(
+                    identify::Config::new(identify_version, key.public())
+                        .with_push_listen_addr_updates(true),
+                ),
                 ping: ping::Behaviour::new(ping::Config::new()),
                 // Tests an observed address every 5 s, up to 10 candidates.
                 autonat_client: autonat::v2::client::Behaviour::default(),
                 autonat_server: autonat::v2::server::Behaviour::default(),
                 candidates: port_mapping::Candidates::default(),
+                relay: Toggle::from(relay_budget.enabled.then(|| {
+                    let mut server = relay::Behaviour::new(peer_id, relay_budget.config());
+                    // Offered only once AutoNAT finds this node dialable (the actor turns it
+                    // on): a relayed address of its own is no reason to relay for others.
+                    server.set_status(Some(relay::Status::Disable));
+                    server
+                })),
+                relay_client,
+                dcutr: dcutr::Behaviour::new(peer_id),
                 kad,
                 protocols: ProtocolSet::new(protocols),
                 gossipsub,
