@@ -35,6 +35,9 @@ enum Command {
     Put(commands::put::Args),
     /// Fetch a file stored with `put` by its CID, verified.
     Get(commands::get::Args),
+    /// How this machine reaches the network's storage nodes: directly, through a relay only,
+    /// or not at all.
+    Peers(commands::peers::Args),
     /// Publish a directory of Parquet files as the next version of a dataset.
     Publish(commands::publish::Args),
     /// Fetch a dataset version by manifest CID or NAME@VERSION into a directory.
@@ -83,6 +86,7 @@ async fn main() -> ExitCode {
         Command::StorageNode(args) => commands::storage_node::run(args).await,
         Command::Put(args) => commands::put::run(args).await,
         Command::Get(args) => commands::get::run(args).await,
+        Command::Peers(args) => commands::peers::run(args).await,
         Command::Publish(args) => commands::publish::run(args).await,
         Command::Fetch(args) => commands::fetch::run(args).await,
         Command::Stream(args) => commands::stream::run(args).await,

@@ -1,6 +1,8 @@
 //! Storage nodes in a testbed of homes and routers (`tessera_tests::testbed`): public hosts on
 //! a simulated internet, and homes behind NAT routers (port-preserving, symmetric, and one
-//! whose router offers UPnP). Each node's reported reachability must match its setup. Skipped, with a line saying why, where the machine cannot host the testbed
+//! whose router offers UPnP, and one behind two NATs, its own and its ISP's). Each node's
+//! reported reachability must match its setup; pieces travel over relays and hole punches.
+//! Skipped, with a line saying why, where the machine cannot host the testbed
 //! (it needs root, `ip netns` and `iptables`; `scripts/test` installs the packages).
 
 #![allow(clippy::unwrap_used)]
@@ -34,6 +36,17 @@ fn start_node_with(
     bootstrap: Option<&str>,
     capacity: &str,
 ) -> Node {
+    start_node_args(bed, host, dir, bootstrap, &["--capacity", capacity])
+}
+
+/// [`start_node`] with more flags.
+fn start_node_args(
+    bed: &mut Testbed,
+    host: &Host,
+    dir: &Path,
+    bootstrap: Option<&str>,
+    extra: &[&str],
+) -> Node {
     let http = 8080;
     let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
     command
@@ -42,12 +55,8 @@ fn start_node_with(
             "--listen",
             &format!("/ip4/{}/tcp/4001", host.ip),
         ])
-        .args([
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--capacity",
-            capacity,
-        ])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(extra)
         .arg("--data-dir")
         .arg(dir);
     if let Some(addr) = bootstrap {
@@ -62,8 +71,8 @@ fn start_node_with(
 }
 
 /// `GET path` on the node's HTTP port, from inside its namespace (bash's /dev/tcp: nothing
-/// to install); the JSON body.
-fn get(node: &Node, path: &str) -> Option<Value> {
+/// to install); the body.
+fn http_get(node: &Node, path: &str) -> Option<String> {
     let script = format!(
         "exec 3<>/dev/tcp/127.0.0.1/{} && printf 'GET {path} HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3 && cat <&3",
         node.http
@@ -73,8 +82,19 @@ fn get(node: &Node, path: &str) -> Option<Value> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let body = text.split_once("\r\n\r\n")?.1;
-    serde_json::from_str(body).ok()
+    Some(text.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// `GET path`'s JSON body.
+fn get(node: &Node, path: &str) -> Option<Value> {
+    serde_json::from_str(&http_get(node, path)?).ok()
+}
+
+/// A counter from the node's `/metrics`.
+fn metric(node: &Node, name: &str) -> Option<u64> {
+    http_get(node, "/metrics")?
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
 /// Waits until every node reports the reachability expected of it, or fails naming those
@@ -117,10 +137,11 @@ fn each_nodes_reachability_matches_its_setup() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (pub1, pub2) = (bed.public_host().unwrap(), bed.public_host().unwrap());
-    let (cone, symmetric, upnp) = (
+    let (cone, symmetric, upnp, cgnat) = (
         bed.home(Nat::PortPreserving).unwrap(),
         bed.home(Nat::Symmetric).unwrap(),
         bed.home(Nat::Upnp).unwrap(),
+        bed.home(Nat::CarrierGrade).unwrap(),
     );
     let first = start_node(&mut bed, &pub1, &dir.path().join("pub1"), None);
     let bootstrap = first.addr.clone();
@@ -133,6 +154,12 @@ fn each_nodes_reachability_matches_its_setup() {
         Some(&bootstrap),
     );
     let mapped = start_node(&mut bed, &upnp, &dir.path().join("upnp"), Some(&bootstrap));
+    let isp = start_node(
+        &mut bed,
+        &cgnat,
+        &dir.path().join("cgnat"),
+        Some(&bootstrap),
+    );
     wait_for_reachability(
         &[
             (&first, "public"),
@@ -143,12 +170,14 @@ fn each_nodes_reachability_matches_its_setup() {
             (&sym, "symmetric"),
             // Its router maps its port (UPnP), and a peer dialled it back there.
             (&mapped, "mapped"),
+            // Two port-preserving NATs, the home's and the ISP's: still punchable.
+            (&isp, "punchable"),
         ],
         Duration::from_secs(90),
     );
     // A home node advertises no address of its own network: only its reservations on the
     // two public relays. The mapped one advertises its router's, and only that.
-    for node in [&home, &sym] {
+    for node in [&home, &sym, &isp] {
         let status = get(node, "/status").unwrap();
         let relayed = status["relay_addresses"].as_array().unwrap();
         assert_eq!(relayed.len(), 2, "{status}");
@@ -355,8 +384,9 @@ fn homes_behind_symmetric_nats_are_relayed_and_given_no_pieces() {
 }
 
 /// A file put from the public side onto four storage nodes, all at home behind
-/// port-preserving NATs, is fetched byte-identical by a client in another home: every
-/// piece travels on a direct, hole-punched connection, and the relays carry only the set-up.
+/// port-preserving NATs, is fetched byte-identical by a client in another home, behind its
+/// ISP's carrier-grade NAT as well as its own router: every piece travels on a direct,
+/// hole-punched connection, and the relays carry only the set-up.
 /// The public nodes are relays and bootstrap peers with no room for a piece.
 #[test]
 fn a_client_at_home_fetches_from_nodes_at_home_over_punched_connections() {
@@ -390,7 +420,7 @@ fn a_client_at_home_fetches_from_nodes_at_home_over_punched_connections() {
             Some(&bootstrap),
         ));
     }
-    let reader = bed.home(Nat::PortPreserving).unwrap();
+    let reader = bed.home(Nat::CarrierGrade).unwrap();
     let mut pairs = vec![(&first, "public"), (&second, "public")];
     pairs.extend(homes.iter().map(|n| (n, "punchable")));
     wait_for_reachability(&pairs, Duration::from_secs(90));
@@ -647,4 +677,222 @@ fn a_scraper_node_at_home_crawls_for_a_public_coordinator() {
     let crawl = &status[0];
     assert!(crawl["state"].get("published").is_some(), "{status}");
     assert!(crawl["rows"].as_u64().unwrap() >= 5, "{status}");
+}
+
+/// Readers of each kind (public, at home behind a port-preserving NAT, behind carrier-grade
+/// NAT, behind a symmetric NAT) ask `tessera peers` how they reach storage nodes of each kind
+/// (public, mapped by UPnP, behind a port-preserving NAT, behind carrier-grade NAT). Every
+/// pair ends on a direct connection except a symmetric reader with a node behind a NAT, which
+/// only a relay joins (a hole punch cannot guess a symmetric NAT's next port). Prints the
+/// table: the share of pairs direct per kind, and how long getting there took.
+#[test]
+fn how_each_kind_of_home_reaches_each_kind_of_node() {
+    let Some(mut bed) = testbed_or_skip("how_each_kind_of_home_reaches_each_kind_of_node") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (pub1, pub2, public_reader) = (
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+    );
+    let first = start_node(&mut bed, &pub1, &dir.path().join("pub1"), None);
+    let bootstrap = first.addr.clone();
+    let second = start_node(&mut bed, &pub2, &dir.path().join("pub2"), Some(&bootstrap));
+    let mut nodes = vec![("public", first), ("public", second)];
+    for (kind, nat) in [
+        ("mapped", Nat::Upnp),
+        ("punchable", Nat::PortPreserving),
+        ("carrier-grade", Nat::CarrierGrade),
+    ] {
+        let home = bed.home(nat).unwrap();
+        let node = start_node(&mut bed, &home, &dir.path().join(kind), Some(&bootstrap));
+        nodes.push((kind, node));
+    }
+    let expected: Vec<(&Node, &str)> = nodes
+        .iter()
+        .map(|(kind, n)| {
+            (
+                n,
+                if *kind == "carrier-grade" {
+                    "punchable"
+                } else {
+                    kind
+                },
+            )
+        })
+        .collect();
+    wait_for_reachability(&expected, Duration::from_secs(90));
+    let homes: Vec<&Node> = nodes[3..].iter().map(|(_, n)| n).collect();
+    for home in homes {
+        wait_for_relays(std::slice::from_ref(home), Duration::from_secs(30));
+    }
+
+    let readers = [
+        ("public", public_reader),
+        ("punchable", bed.home(Nat::PortPreserving).unwrap()),
+        ("carrier-grade", bed.home(Nat::CarrierGrade).unwrap()),
+        ("symmetric", bed.home(Nat::Symmetric).unwrap()),
+    ];
+    let mut table = Vec::new();
+    for (reader_kind, reader) in &readers {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        command.args(["peers", "--json", "--bootstrap", &bootstrap]);
+        let out = bed.run(reader, &command).unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{said}");
+        let seen: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for (node_kind, node) in &nodes {
+            let id = node.addr.rsplit('/').next().unwrap();
+            let found = seen.iter().find(|r| r["peer"] == id).unwrap_or_else(|| {
+                panic!("{reader_kind} reader did not find a {node_kind} node: {seen:?}")
+            });
+            let path = found["path"].as_str().unwrap().to_string();
+            let want = if *reader_kind == "symmetric"
+                && ["punchable", "carrier-grade"].contains(node_kind)
+            {
+                "relayed"
+            } else {
+                "direct"
+            };
+            assert_eq!(
+                path, want,
+                "{reader_kind} reader to a {node_kind} node: {found}"
+            );
+            table.push((
+                *reader_kind,
+                *node_kind,
+                path,
+                found["ms"].as_u64().unwrap(),
+            ));
+        }
+    }
+    eprintln!("reader         node           path     ms");
+    for (reader, node, path, ms) in &table {
+        eprintln!("{reader:<14} {node:<14} {path:<8} {ms}");
+    }
+    for (reader_kind, _) in &readers {
+        let rows: Vec<_> = table.iter().filter(|r| r.0 == *reader_kind).collect();
+        let direct = rows.iter().filter(|r| r.2 == "direct").count();
+        eprintln!(
+            "{reader_kind} reader: {direct} of {} nodes direct",
+            rows.len()
+        );
+    }
+}
+
+/// Audits and repairs reach nodes at home: a public auditor challenges the pieces of a
+/// dataset held by nodes behind port-preserving NATs (they answer over punched connections),
+/// and when one of them goes, it rebuilds the lost piece from the others at home.
+#[test]
+fn audits_and_repairs_reach_nodes_behind_nat() {
+    let Some(mut bed) = testbed_or_skip("audits_and_repairs_reach_nodes_behind_nat") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (pub1, pub2, publisher) = (
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+    );
+    // The auditor: a round every 2 s, every piece each round; a holder that fails once is
+    // waited for 1 s before its pieces count as lost. No room for pieces itself.
+    let config = dir.path().join("auditor.toml");
+    std::fs::write(
+        &config,
+        "audit-interval = \"2s\"\naudit-period = \"2s\"\naudit-failures = 1\naudit-grace = \"1s\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let quiet = ["--audit-interval", "0s"];
+    let auditor = start_node_args(
+        &mut bed,
+        &pub1,
+        &dir.path().join("pub1"),
+        None,
+        &["--config", config, "--capacity", "1KiB"],
+    );
+    let bootstrap = auditor.addr.clone();
+    let relay = start_node_args(
+        &mut bed,
+        &pub2,
+        &dir.path().join("pub2"),
+        Some(&bootstrap),
+        &[&quiet[..], &["--capacity", "1KiB"]].concat(),
+    );
+    let mut homes = Vec::new();
+    for i in 0..5 {
+        let home = bed.home(Nat::PortPreserving).unwrap();
+        let dir = dir.path().join(format!("home{i}"));
+        homes.push((
+            start_node_args(&mut bed, &home, &dir, Some(&bootstrap), &quiet),
+            dir,
+        ));
+    }
+    let mut expected = vec![(&auditor, "public"), (&relay, "public")];
+    expected.extend(homes.iter().map(|(n, _)| (n, "punchable")));
+    wait_for_reachability(&expected, Duration::from_secs(90));
+    for (home, _) in &homes {
+        wait_for_relays(std::slice::from_ref(home), Duration::from_secs(30));
+    }
+
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    tessera_tests::write_parquet(&data.join("part-0.parquet"), "nat audit", 3_000);
+    let mut publish = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    publish
+        .arg("publish")
+        .arg(&data)
+        .args(["--name", "nat-audit", "--k", "2", "--m", "2", "--key"])
+        .arg(dir.path().join("publisher.key"))
+        .args(["--bootstrap", &bootstrap]);
+    let out = bed.run(&publisher, &publish).unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+
+    // The four holders, all at home (the public nodes have no room), answer the auditor's
+    // challenges.
+    let started = Instant::now();
+    let answered = |node: &Node| metric(node, "tessera_challenges_answered_total").unwrap_or(0);
+    loop {
+        if homes.iter().filter(|(n, _)| answered(n) > 0).count() >= 4 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "holders at home not all audited: {:?}",
+            get(&auditor, "/v1/audit")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let status = get(&auditor, "/v1/audit").unwrap();
+    assert!(status["audits_passed"].as_u64().unwrap() >= 4, "{status}");
+    assert_eq!(status["audits_failed"], 0, "{status}");
+
+    // One holder goes: the auditor rebuilds its pieces onto the home that holds none.
+    let (gone, gone_dir) = homes.iter().find(|(n, _)| answered(n) > 0).unwrap();
+    let kill = Command::new("pkill")
+        .args(["-f", gone_dir.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(kill.success(), "stopping {}", gone.host.namespace);
+    let started = Instant::now();
+    loop {
+        let status = get(&auditor, "/v1/audit").unwrap();
+        if status["pieces_repaired"].as_u64() > Some(0) {
+            eprintln!(
+                "repaired in {:.1} s: {status}",
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "nothing repaired: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -841,6 +841,7 @@ mod tests {
                 layout: encode_to_vecs(params, &seed.to_le_bytes().repeat(300))
                     .unwrap()
                     .0,
+                degraded: None,
             })
             .collect();
         let m = Manifest {

@@ -102,6 +102,20 @@ pub struct PublishReport {
     pub survives: Option<usize>,
 }
 
+/// The storage nodes this session reaches directly (up to the DHT's 20 closest).
+async fn reachable_nodes(session: &Session) -> Result<usize, DatasetError> {
+    let nodes = session
+        .net()
+        .closest_peers(b"tessera/publish".to_vec())
+        .await
+        .map_err(ClientError::from)?;
+    Ok(
+        tessera_client::put::directly_reachable(session.net(), nodes)
+            .await
+            .len(),
+    )
+}
+
 /// Erasure parameters for a network of `nodes` reachable storage nodes: every piece on its own
 /// node with one node to spare where possible, surviving a quarter to a third of the pieces
 /// lost. 10+4 from 15 nodes (Storj-like overhead of 1.4); 1+1 (a copy) below 4.
@@ -208,14 +222,11 @@ pub async fn publish(
         })
         .await?
     };
-    let nodes = session
-        .net()
-        .closest_peers(b"tessera/publish".to_vec())
-        .await
-        .map_err(ClientError::from)?;
     let params = match options.params {
         Some(p) => p,
-        None => default_params(nodes.len()),
+        // Counted among nodes this publisher reaches directly: one only a relay reaches is
+        // given no piece, so it is no place for one either.
+        None => default_params(reachable_nodes(session).await?),
     };
     params.validate().map_err(ClientError::from)?;
     let journal = match &options.journal {
@@ -269,10 +280,10 @@ pub async fn publish(
         (Vec::new(), 0, 0, 0u64);
     let mut survives: Option<usize> = None;
     for (((name, path), info), content) in files.iter().zip(&infos).zip(&contents) {
-        let layout = match parent_layouts.get(content) {
+        let (layout, degraded) = match parent_layouts.get(content) {
             Some(layout) => {
                 reused.push(name.clone());
-                layout.clone()
+                (layout.clone(), None)
             }
             None => {
                 let stored = store_file(session, path, params, options, journal.as_ref()).await?;
@@ -280,7 +291,9 @@ pub async fn publish(
                 pieces_resumed += stored.pieces_resumed;
                 bytes_sent += stored.bytes_sent;
                 survives = Some(survives.map_or(stored.survives, |s| s.min(stored.survives)));
-                stored.layout
+                let degraded = (stored.survives < usize::from(params.m))
+                    .then(|| u8::try_from(stored.survives).unwrap_or(u8::MAX));
+                (stored.layout, degraded)
             }
         };
         report(
@@ -296,6 +309,7 @@ pub async fn publish(
             rows: info.rows,
             row_groups: info.row_groups.clone(),
             layout,
+            degraded,
         });
     }
     let manifest = Manifest {

@@ -110,6 +110,12 @@ pub struct ShardEntry {
     pub row_groups: Vec<RowGroup>,
     /// How the shard is stored: its CID, size, erasure parameters and piece CIDs.
     pub layout: ShardLayout,
+    /// The node losses the shard survived when it was stored, where that was fewer than its
+    /// parity pieces (too few distinct nodes for every piece to have its own). Absent when
+    /// each piece had its own node. Auditors find such clustered pieces themselves and move
+    /// them once the network has room; this says so to every reader from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<u8>,
 }
 
 /// One version of a dataset.
@@ -319,6 +325,7 @@ mod tests {
                 },
             ],
             layout: encode_to_vecs(params, data).unwrap().0,
+            degraded: None,
         };
         Manifest {
             version: MANIFEST_VERSION,
@@ -345,9 +352,20 @@ mod tests {
         let m = manifest();
         let (cid, bytes) = m.to_block().unwrap();
         assert_eq!(Manifest::from_block(&bytes).unwrap(), m);
-        assert_eq!(m.clone().to_block().unwrap(), (cid, bytes));
+        assert_eq!(m.clone().to_block().unwrap(), (cid, bytes.clone()));
         assert_eq!(m.total_rows(), 60);
         assert_eq!(m.total_bytes(), 8000);
+        // A shard stored on too few nodes says so; one that was not carries no field at all,
+        // so manifests from before the field keep their CIDs.
+        assert!(!bytes.windows(8).any(|w| w == b"degraded"));
+        let mut degraded = m.clone();
+        degraded.shards[1].degraded = Some(0);
+        let (other, bytes) = degraded.to_block().unwrap();
+        assert_ne!(other, cid);
+        assert_eq!(
+            Manifest::from_block(&bytes).unwrap().shards[1].degraded,
+            Some(0)
+        );
     }
 
     #[test]

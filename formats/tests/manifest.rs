@@ -32,6 +32,7 @@ fn shard(name: String, len: usize, k: u16, m: u16, groups: u64) -> ShardEntry {
         rows: row_groups.iter().map(|r| r.rows).sum(),
         row_groups,
         layout,
+        degraded: None,
     }
 }
 

@@ -263,6 +263,7 @@ fn block_seeds() -> Vec<Vec<u8>> {
                 rows: 30,
             }],
             layout: layout.clone(),
+            degraded: None,
         }],
         parent: Some(dag_cbor_cid(b"parent")),
         created_ms: 1_790_000_000_000,

@@ -120,8 +120,11 @@ impl ScraperNode {
                 network: charter.map(|c| c.network().to_string()),
                 listen: config.listen.clone(),
                 bootstrap: config.bootstrap.clone(),
-                // A scraper node asks the DHT; it keeps none of its records.
+                // A scraper node asks the DHT; it keeps none of its records. Its bandwidth is
+                // for crawling: it relays for no one, but holds relay slots when behind a NAT,
+                // so that its coordinator's peers can reach it.
                 dht_server: false,
+                relay: tessera_net::RelayBudget::off(),
                 ..NetworkConfig::default()
             },
         );

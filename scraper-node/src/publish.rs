@@ -98,6 +98,7 @@ pub fn shard_entry(crawl: &str, record: &ShardRecord) -> Result<ShardEntry, Stri
         rows: record.rows,
         row_groups: record.row_groups.clone(),
         layout,
+        degraded: None,
     };
     // The manifest's own checks (name, layout, row groups inside the shard), now rather than
     // when the crawl ends.

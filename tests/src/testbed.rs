@@ -7,7 +7,9 @@
 //!        ┌──────────────┬───────────────┴───────────────┬─────────────────────┐
 //!   public host     public host                 router (WAN 198.18.1.N; 198.20.1.N with UPnP)
 //!   198.18.0.10     198.18.0.11                 NAT: masquerade (port-preserving),
-//!                                               --random-fully (symmetric), miniupnpd
+//!                                               --random-fully (symmetric), miniupnpd;
+//!                                               or carrier-grade: ISP NAT at 198.18.2.N,
+//!                                               home router's WAN 100.64.N.2 behind it
 //!                                                   │ LAN 10.N.0.1/24
 //!                                               home host 10.N.0.2
 //! ```
@@ -39,6 +41,10 @@ pub enum Nat {
     Symmetric,
     /// Port-preserving, with `miniupnpd` on the router offering UPnP IGD port mapping.
     Upnp,
+    /// Two levels: a port-preserving home router whose WAN is in the shared address space
+    /// (100.64.0.0/10) behind the ISP's carrier-grade NAT, itself port-preserving and
+    /// endpoint-independent as RFC 6888 asks.
+    CarrierGrade,
 }
 
 /// A host of the testbed: the namespace processes run in, and its address.
@@ -78,6 +84,48 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+/// Makes namespace `router` a NAT router onto its `wan`: masquerade (with `--random-fully`
+/// for a symmetric NAT), and unsolicited packets from the WAN dropped, not refused, as home
+/// routers do: a hole punch's first packet may arrive before the router saw the one going
+/// out, and must leave no trace that would make it map that one to another port. (Nothing
+/// on the internet routes to a LAN, so the router's own input is what counts.)
+fn nat_router(router: &str, symmetric: bool) -> Result<(), String> {
+    let exec = |args: &[&str]| {
+        let mut all = vec!["netns", "exec", router];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    };
+    exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    let mut masquerade = vec![
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-o",
+        "wan",
+        "-j",
+        "MASQUERADE",
+    ];
+    if symmetric {
+        masquerade.push("--random-fully");
+    }
+    exec(&masquerade)?;
+    exec(&[
+        "iptables",
+        "-A",
+        "INPUT",
+        "-i",
+        "wan",
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "NEW",
+        "-j",
+        "DROP",
+    ])
 }
 
 /// The environment variables `command` sets.
@@ -173,7 +221,12 @@ impl Testbed {
         };
         let router = self.namespace(&format!("r{n}"))?;
         let home = self.namespace(&format!("h{n}"))?;
-        self.to_internet(&router, "wan", wan_ip)?;
+        let wan_ip = if nat == Nat::CarrierGrade {
+            self.carrier_grade(n, &router)?
+        } else {
+            self.to_internet(&router, "wan", wan_ip)?;
+            wan_ip
+        };
         self.link((&router, "lan"), (&home, "eth0"))?;
         let (gateway, ip) = (Ipv4Addr::new(10, n, 0, 1), Ipv4Addr::new(10, n, 0, 2));
         run(
@@ -212,44 +265,7 @@ impl Testbed {
                 &gateway.to_string(),
             ],
         )?;
-        let exec = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", router.as_str()];
-            all.extend_from_slice(args);
-            run("ip", &all)
-        };
-        exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-        let mut masquerade = vec![
-            "iptables",
-            "-t",
-            "nat",
-            "-A",
-            "POSTROUTING",
-            "-o",
-            "wan",
-            "-j",
-            "MASQUERADE",
-        ];
-        if nat == Nat::Symmetric {
-            masquerade.push("--random-fully");
-        }
-        exec(&masquerade)?;
-        // As home routers do, unsolicited packets from the internet are dropped, not refused:
-        // a hole punch's first packet may arrive before the router saw the one going out,
-        // and must leave no trace that would make it map that one to another port.
-        // (Nothing on the internet routes to a LAN, so the router's own input is what counts.)
-        exec(&[
-            "iptables",
-            "-A",
-            "INPUT",
-            "-i",
-            "wan",
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "NEW",
-            "-j",
-            "DROP",
-        ])?;
+        nat_router(&router, nat == Nat::Symmetric)?;
         if nat == Nat::Upnp {
             self.start_miniupnpd(&router)?;
         }
@@ -258,6 +274,54 @@ impl Testbed {
             ip,
             router: Some(wan_ip),
         })
+    }
+
+    /// The ISP's carrier-grade NAT for home `n`: on the internet at 198.18.2.`n`, serving
+    /// the home's router (its `wan`) at 100.64.`n`.2. Returns the public address.
+    fn carrier_grade(&mut self, n: u8, router: &str) -> Result<Ipv4Addr, String> {
+        let isp = self.namespace(&format!("cg{n}"))?;
+        let public = Ipv4Addr::new(198, 18, 2, n);
+        self.to_internet(&isp, "wan", public)?;
+        self.link((&isp, "cust"), (router, "wan"))?;
+        let (isp_side, customer) = (Ipv4Addr::new(100, 64, n, 1), Ipv4Addr::new(100, 64, n, 2));
+        run(
+            "ip",
+            &[
+                "-n",
+                &isp,
+                "addr",
+                "add",
+                &format!("{isp_side}/24"),
+                "dev",
+                "cust",
+            ],
+        )?;
+        run(
+            "ip",
+            &[
+                "-n",
+                router,
+                "addr",
+                "add",
+                &format!("{customer}/24"),
+                "dev",
+                "wan",
+            ],
+        )?;
+        run(
+            "ip",
+            &[
+                "-n",
+                router,
+                "route",
+                "add",
+                "default",
+                "via",
+                &isp_side.to_string(),
+            ],
+        )?;
+        nat_router(&isp, false)?;
+        Ok(public)
     }
 
     /// `miniupnpd` in the router namespace, serving the LAN, mapping on the WAN.

@@ -103,6 +103,14 @@ async fn publish_fetch_version_and_lose_nodes() {
             .all(|s| s.row_groups.len() >= 6)
     );
     assert!(!journal.exists(), "a finished publish leaves no journal");
+    assert!(
+        v1.report
+            .manifest
+            .shards
+            .iter()
+            .all(|s| s.degraded.is_none()),
+        "every piece on its own node"
+    );
 
     // Fetch by CID and by name from a reader that joins through another node.
     let reader = Session::join(network.node(3).unwrap().addresses.clone())
@@ -447,6 +455,31 @@ async fn forged_and_unresolvable_records_are_refused_and_never_shown() {
     let _: Option<VersionError> = None;
     drop(session);
     network.shutdown().await;
+}
+
+/// Four pieces for three nodes, told to go on: the report and the manifest both say the
+/// shard survives one node loss, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_degraded_shard_is_marked_in_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(&dir.path().join("nodes"), 3, 64 * MIB)
+        .await
+        .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_parquet(&data.join("a.parquet"), "a", 4_000);
+    let signer = SigningKey::from_bytes(&[5; 32]);
+    let session = Session::join(network.bootstrap()).await.unwrap();
+    let options = PublishOptions {
+        params: Some(tessera_formats::erasure::ErasureParams::new(2, 2, 64 * 1024).unwrap()),
+        ..options(&dir.path().join("journal"))
+    };
+    let files = list_parquet(&data).unwrap();
+    let published = publish_version(&session, files, "thin", "", &signer, options)
+        .await
+        .unwrap();
+    assert_eq!(published.report.survives, Some(1));
+    assert_eq!(published.report.manifest.shards[0].degraded, Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -69,6 +69,7 @@ fn pieces_on_disk_are_provable_and_rebuild_the_file() {
             rows: 0,
             row_groups: vec![],
             layout: layout.clone(),
+            degraded: None,
         }],
         parent: None,
         created_ms: 1,

@@ -11,6 +11,7 @@ pub(crate) mod demo;
 pub(crate) mod fetch;
 pub(crate) mod get;
 pub(crate) mod join;
+pub(crate) mod peers;
 pub(crate) mod progress;
 pub(crate) mod publish;
 pub(crate) mod publisher_key;

@@ -94,8 +94,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(survives) = r.survives.filter(|&s| s < usize::from(r.params.m)) {
         eprintln!(
             "warning: too few working nodes for every piece to have its own: the dataset survives \
-             the loss of {survives} nodes, not {}",
-            r.params.m
+             the loss of {survives} nodes, not {}; the manifest marks the {} shard(s) stored so \
+             (`degraded`), and auditors move their pieces once the network has room",
+            r.params.m,
+            r.manifest
+                .shards
+                .iter()
+                .filter(|s| s.degraded.is_some())
+                .count()
         );
     }
     eprintln!("record {}", published.record_cid);

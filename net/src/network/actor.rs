@@ -368,9 +368,12 @@ impl Actor {
             return;
         }
         debug!(%peer, addrs = ?direct, "met through a relay: dialling its own addresses");
+        // From a port of its own: the hole punch dials the same address from the listen
+        // port, and two connections cannot share a port pair.
         let opts = DialOpts::peer_id(peer)
             .addresses(direct)
             .condition(PeerCondition::Always)
+            .allocate_new_port()
             .build();
         if let Err(e) = self.swarm.dial(opts) {
             debug!(%peer, error = %e, "dialling a relayed peer directly failed");
