@@ -277,6 +277,24 @@ fn a_put_reaches_homes_behind_nat_through_relays_and_hole_punches() {
     }
 }
 
+/// Writes a one-shard Parquet dataset into `data` and publishes it as `name` (2+2) from
+/// `host`, with a publisher key beside `data`; returns the manifest CID.
+fn publish_dataset(bed: &Testbed, host: &Host, data: &Path, name: &str, bootstrap: &str) -> String {
+    std::fs::create_dir_all(data).unwrap();
+    tessera_tests::write_parquet(&data.join("part-0.parquet"), name, 6_000);
+    let mut publish = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    publish
+        .arg("publish")
+        .arg(data)
+        .args(["--name", name, "--k", "2", "--m", "2", "--key"])
+        .arg(data.with_extension("key"))
+        .args(["--bootstrap", bootstrap]);
+    let out = bed.run(host, &publish).unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// Waits until each node holds a reservation on a relay.
 fn wait_for_relays(nodes: &[Node], within: Duration) {
     let started = Instant::now();
@@ -383,7 +401,7 @@ fn homes_behind_symmetric_nats_are_relayed_and_given_no_pieces() {
     }
 }
 
-/// A file put from the public side onto four storage nodes, all at home behind
+/// A dataset published from the public side onto four storage nodes, all at home behind
 /// port-preserving NATs, is fetched byte-identical by a client in another home, behind its
 /// ISP's carrier-grade NAT as well as its own router: every piece travels on a direct,
 /// hole-punched connection, and the relays carry only the set-up.
@@ -426,27 +444,17 @@ fn a_client_at_home_fetches_from_nodes_at_home_over_punched_connections() {
     wait_for_reachability(&pairs, Duration::from_secs(90));
     wait_for_relays(&homes, Duration::from_secs(30));
 
-    let data = tessera_tests::sample_bytes("punched", 400_000);
-    let file = dir.path().join("file.bin");
-    std::fs::write(&file, &data).unwrap();
-    let mut put = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    put.arg("put")
-        .arg(&file)
-        .args(["--k", "2", "--m", "2", "--bootstrap", &bootstrap])
-        .env("RUST_LOG", "warn,tessera_client=debug");
-    let out = bed.run(&publisher, &put).unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
-    let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let data = dir.path().join("data");
+    let manifest = publish_dataset(&bed, &publisher, &data, "from-home", &bootstrap);
     let before: Vec<Value> = homes.iter().map(|n| get(n, "/status").unwrap()).collect();
     for status in &before {
         assert!(status["pieces"].as_u64().unwrap() >= 1, "{status}");
     }
 
-    let fetched = dir.path().join("fetched.bin");
+    let fetched = dir.path().join("fetched");
     let mut fetch = Command::new(env!("CARGO_BIN_EXE_tessera"));
     fetch
-        .args(["get", &cid, "-o"])
+        .args(["fetch", &manifest, "-o"])
         .arg(&fetched)
         .args(["--bootstrap", &bootstrap])
         .env("RUST_LOG", "warn,tessera_net=info");
@@ -456,8 +464,8 @@ fn a_client_at_home_fetches_from_nodes_at_home_over_punched_connections() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert_eq!(
-        std::fs::read(&fetched).unwrap(),
-        data,
+        std::fs::read(fetched.join("part-0.parquet")).unwrap(),
+        std::fs::read(data.join("part-0.parquet")).unwrap(),
         "fetched bytes differ"
     );
     let punched = said.matches("hole punched: direct connection").count();
@@ -839,19 +847,13 @@ fn audits_and_repairs_reach_nodes_behind_nat() {
         wait_for_relays(std::slice::from_ref(home), Duration::from_secs(30));
     }
 
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    tessera_tests::write_parquet(&data.join("part-0.parquet"), "nat audit", 3_000);
-    let mut publish = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    publish
-        .arg("publish")
-        .arg(&data)
-        .args(["--name", "nat-audit", "--k", "2", "--m", "2", "--key"])
-        .arg(dir.path().join("publisher.key"))
-        .args(["--bootstrap", &bootstrap]);
-    let out = bed.run(&publisher, &publish).unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
+    publish_dataset(
+        &bed,
+        &publisher,
+        &dir.path().join("data"),
+        "nat-audit",
+        &bootstrap,
+    );
 
     // The four holders, all at home (the public nodes have no room), answer the auditor's
     // challenges.

@@ -366,10 +366,13 @@ pub struct NodeStatus {
     pub addresses: Vec<String>,
     /// Peers connected now.
     pub peers_connected: usize,
-    /// Whether peers can dial it (`public`, `private`, `unknown`), as AutoNAT found: a
-    /// coordinator must be `public` for workers at home to reach it.
+    /// Whether peers can dial it (`public`, `mapped`, `punchable`, `symmetric`, `private`,
+    /// `unknown`): a coordinator must be dialable for workers at home to reach it.
     #[serde(default)]
     pub reachability: tessera_net::Reachability,
+    /// The relayed addresses it holds slots for, behind a NAT.
+    #[serde(default)]
+    pub relay_addresses: Vec<String>,
     /// Whether it runs the coordinator role.
     pub coordinator: bool,
     /// The coordinator it works for, when not itself.
@@ -388,8 +391,12 @@ pub struct NodeStatus {
 }
 
 async fn node_status(State(state): State<NodeState>) -> Response {
-    let (peers, reachability) = match state.client.info().await {
-        Ok(info) => (info.connected_peers.len(), info.reachability),
+    let (peers, reachability, relay_addresses) = match state.client.info().await {
+        Ok(info) => (
+            info.connected_peers.len(),
+            info.reachability,
+            info.relay_addrs.iter().map(ToString::to_string).collect(),
+        ),
         Err(e) => {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -410,6 +417,7 @@ async fn node_status(State(state): State<NodeState>) -> Response {
         addresses: state.addresses.clone(),
         peers_connected: peers,
         reachability,
+        relay_addresses,
         coordinator: state.coordinator.is_some(),
         works_for: state.works_for.clone(),
         publisher: state.publisher.clone(),
