@@ -61,6 +61,9 @@ enum Command {
     Charter(commands::charter::Args),
     /// Show the publisher id, or rotate the key that signs its datasets' versions.
     PublisherKey(commands::publisher_key::Args),
+    /// Simulate a network of home nodes and its repair policy, deterministically: losses,
+    /// repair traffic and audit traffic over simulated months.
+    Simulate(commands::simulate::Args),
 }
 
 #[tokio::main]
@@ -98,6 +101,7 @@ async fn main() -> ExitCode {
         Command::Rewards(args) => commands::rewards::run(args).await,
         Command::PublisherKey(args) => commands::publisher_key::run(args).await,
         Command::Charter(args) => commands::charter::run(args).await,
+        Command::Simulate(args) => commands::simulate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@ pub mod challenge;
 pub mod health;
 pub mod ledger;
 pub mod outboard;
+pub mod placement;
 pub mod prove;
 pub mod range;
 pub mod schedule;

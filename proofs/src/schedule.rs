@@ -43,25 +43,37 @@ impl Schedule {
     /// The pieces to challenge in round `round` (counted from 0 within the period) of the
     /// period whose secret seed is `seed`.
     pub fn round<'a>(&self, pieces: &'a [Cid], seed: &[u8; 32], round: u64) -> Vec<&'a Cid> {
-        let mut order: Vec<([u8; 32], &Cid)> = pieces
+        let order = Self::order(pieces, seed);
+        order[self.slice(pieces.len(), round)]
             .iter()
-            .map(|p| {
+            .map(|&i| &pieces[i])
+            .collect()
+    }
+
+    /// The period's order of `pieces` under `seed`, as indices: the keyed hash of each CID,
+    /// smallest first. Computed once a period, it gives every round its slice.
+    pub fn order(pieces: &[Cid], seed: &[u8; 32]) -> Vec<usize> {
+        let mut order: Vec<([u8; 32], usize)> = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
                 let mut h = blake3::Hasher::new_keyed(seed);
                 h.update(&p.to_bytes());
-                (*h.finalize().as_bytes(), p)
+                (*h.finalize().as_bytes(), i)
             })
             .collect();
         order.sort_unstable();
-        let per_round = self.per_round(pieces.len());
+        order.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// The positions in a period's order that round `round` takes, of `pieces` pieces.
+    pub fn slice(&self, pieces: usize, round: u64) -> std::ops::Range<usize> {
+        let per_round = self.per_round(pieces);
         let start = usize::try_from(round)
             .unwrap_or(usize::MAX)
-            .saturating_mul(per_round);
-        order
-            .into_iter()
-            .skip(start)
-            .take(per_round)
-            .map(|(_, p)| p)
-            .collect()
+            .saturating_mul(per_round)
+            .min(pieces);
+        start..start.saturating_add(per_round).min(pieces)
     }
 }
 

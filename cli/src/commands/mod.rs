@@ -20,5 +20,6 @@ pub(crate) mod reader;
 pub(crate) mod rewards;
 pub(crate) mod robots;
 pub(crate) mod scraper_node;
+pub(crate) mod simulate;
 pub(crate) mod storage_node;
 pub(crate) mod stream;

@@ -1,0 +1,85 @@
+//! The simulator's own checks: one seed, one report; the loss rate without repair agrees
+//! with the binomial model; a short run of the default policy finishes with its figures.
+
+#![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
+
+use tessera_sim::{SimConfig, Summary, analytic, simulate};
+
+fn small() -> SimConfig {
+    SimConfig {
+        days: 30.0,
+        nodes: 300,
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn one_seed_gives_one_report_byte_for_byte() {
+    let config = small();
+    let a = serde_json::to_string(&simulate(&config, 7)).unwrap();
+    let b = serde_json::to_string(&simulate(&config, 7)).unwrap();
+    assert_eq!(a, b);
+    let other = serde_json::to_string(&simulate(&config, 8)).unwrap();
+    assert_ne!(a, other, "another seed, another run");
+}
+
+/// Holders that only ever leave, independently (no downtime, disk loss, replacements or
+/// repair): each is gone after `days` with p = 1 - exp(-rate t), and a shard is lost when
+/// more than m of its k + m holders are gone. Over 4,000 shards on 2,000 nodes the count of
+/// lost shards must fall within five standard deviations of the binomial expectation.
+#[test]
+fn without_repair_losses_follow_the_binomial_model() {
+    let mut config = SimConfig {
+        days: 120.0,
+        nodes: 2_000,
+        ..SimConfig::default()
+    };
+    config.data.shards = 4_000;
+    config.data.shard_mib = 4.0;
+    config.churn.monthly_leave = 0.10;
+    config.churn.mean_online_hours = 1e12;
+    config.churn.mean_offline_hours = 0.0;
+    config.churn.yearly_disk_loss = 0.0;
+    config.churn.replace_after_hours = 1e9;
+    config.policy.repair = false;
+    config.check().unwrap();
+    let p = analytic::gone_after(config.churn.monthly_leave, config.days);
+    let (k, m) = (u32::from(config.data.k), u32::from(config.data.m));
+    let q = analytic::loss_probability(k + m, m, p);
+    let shards = config.data.shards as f64;
+    let (mean, sd) = (shards * q, (shards * q * (1.0 - q)).sqrt());
+    let mut total = 0;
+    for seed in 0..3 {
+        let count = simulate(&config, seed).shards_lost;
+        total += count;
+        let lost = count as f64;
+        assert!(
+            (lost - mean).abs() < 5.0 * sd,
+            "seed {seed}: {lost} shards lost, the model expects {mean:.1} ± {sd:.1} (p = {p:.3})"
+        );
+    }
+    eprintln!("p = {p:.4}, model {mean:.1} ± {sd:.1} per run, simulated {total} over 3 runs");
+}
+
+/// The default policy over a month of a few hundred nodes at 10% monthly churn: repairs run,
+/// and the figures add up.
+#[test]
+fn a_month_of_the_default_policy() {
+    let config = small();
+    let reports: Vec<_> = (0..2).map(|seed| simulate(&config, seed)).collect();
+    for r in &reports {
+        assert!(
+            r.nodes_left > 0 && r.repairs > 0 && r.pieces_repaired > 0,
+            "{r:?}"
+        );
+        assert!(r.audits > 0 && r.audit_bytes > 0);
+        assert!(
+            r.repair_per_lost_byte > 1.0,
+            "fetching costs more than it rebuilds: {r:?}"
+        );
+    }
+    let summary = Summary::of(&reports);
+    assert_eq!(summary.runs, 2);
+    eprintln!("{}", serde_json::to_string(&summary).unwrap());
+    eprintln!("{}", serde_json::to_string(&reports[0]).unwrap());
+}
