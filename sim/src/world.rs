@@ -490,8 +490,7 @@ impl World {
         let k = self.config.data.k as u64;
         self.report.repair_bytes += (k + plan.len() as u64) * self.piece_bytes;
         for (index, node) in plan {
-            let n = &self.nodes[node as usize];
-            if n.gone || self.shards[s].holders[index].is_some() {
+            if self.nodes[node as usize].gone {
                 continue;
             }
             let piece = self.piece_id(s, index);
@@ -499,10 +498,20 @@ impl World {
             self.give(node, piece);
             self.nodes[node as usize].moved += self.piece_bytes;
             let shard = &mut self.shards[s];
-            shard.holders[index] = Some(node);
+            // A holder past its strikes (and grace) is replaced even before an audit says
+            // so again: the network drops its copy.
+            let old = shard.holders[index].replace(node);
             shard.alive += 1;
             self.report.pieces_repaired += 1;
             self.count_at_k(s);
+            if let Some(old) = old {
+                self.standings.forget(&(old, piece));
+                let held = &mut self.nodes[old as usize];
+                if held.holds.remove(&piece) {
+                    held.used = held.used.saturating_sub(self.piece_bytes);
+                    self.piece_gone(piece);
+                }
+            }
         }
     }
 }

@@ -80,6 +80,17 @@ fn a_month_of_the_default_policy() {
     }
     let summary = Summary::of(&reports);
     assert_eq!(summary.runs, 2);
+    // One strike fails a silent holder once its grace is over, before any audit says so
+    // again: the repair replaces it, and no repair runs twice for one piece.
+    let mut eager = config.clone();
+    eager.policy.failures = 1;
+    eager.policy.spare = 1.0;
+    let r = simulate(&eager, 0);
+    let most = f64::from(r.k) + 1.0;
+    assert!(
+        r.pieces_repaired > 0 && r.repair_per_lost_byte <= most,
+        "a repair fetches k pieces and sends at least one: {r:?}"
+    );
     eprintln!("{}", serde_json::to_string(&summary).unwrap());
     eprintln!("{}", serde_json::to_string(&reports[0]).unwrap());
 }
