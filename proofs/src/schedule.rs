@@ -53,12 +53,17 @@ impl Schedule {
     /// The period's order of `pieces` under `seed`, as indices: the keyed hash of each CID,
     /// smallest first. Computed once a period, it gives every round its slice.
     pub fn order(pieces: &[Cid], seed: &[u8; 32]) -> Vec<usize> {
+        // One buffer for every CID's bytes: a period of a million pieces allocates once.
+        let mut bytes = Vec::with_capacity(64);
         let mut order: Vec<([u8; 32], usize)> = pieces
             .iter()
             .enumerate()
             .map(|(i, p)| {
+                bytes.clear();
+                // Writing into a Vec cannot fail; the bytes are `to_bytes`'s.
+                let _ = p.write_bytes(&mut bytes);
                 let mut h = blake3::Hasher::new_keyed(seed);
-                h.update(&p.to_bytes());
+                h.update(&bytes);
                 (*h.finalize().as_bytes(), i)
             })
             .collect();

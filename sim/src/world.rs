@@ -71,6 +71,9 @@ struct Shard {
     /// Pieces whose bytes are held by a node still in the network.
     alive: usize,
     lost: bool,
+    /// Whether its verdict may have changed: a challenge failed, or a piece has no holder,
+    /// since it was last found healthy. A shard whose pieces all pass needs no verdict.
+    watch: bool,
     at_k_since: Option<u64>,
     repairing: Option<Vec<(usize, u32)>>,
 }
@@ -246,6 +249,8 @@ impl World {
             holders,
             alive,
             lost: false,
+            // Its first audit gives it a verdict (its placement may crowd a subnet).
+            watch: true,
             at_k_since: None,
             repairing: None,
         });
@@ -384,6 +389,9 @@ impl World {
                 self.nodes[holder as usize].moved += proof;
             }
             self.report.audits += 1;
+            if result != AuditResult::Passed {
+                self.shards[s].watch = true;
+            }
             if self.standings.record((holder, piece), result, self.now) {
                 // The network gives this copy up: the holder is no longer counted.
                 self.standings.forget(&(holder, piece));
@@ -395,7 +403,9 @@ impl World {
                 }
                 self.report.pieces_failed += 1;
             }
-            touched.push(s);
+            if self.shards[s].watch {
+                touched.push(s);
+            }
         }
         touched.dedup();
         if self.config.policy.repair {
@@ -437,9 +447,15 @@ impl World {
             .collect();
         let free = self.config.candidates;
         let spread = independent(&per_piece, free);
-        let Verdict::Repair(missing) =
-            verdict_spread(&intact, &spread, k, m, self.config.policy.spare)
-        else {
+        let verdict = verdict_spread(&intact, &spread, k, m, self.config.policy.spare);
+        let Verdict::Repair(missing) = verdict else {
+            let settled = (0..self.width).all(|i| {
+                self.shards[s].holders[i]
+                    .is_some_and(|h| self.standings.streak(&(h, self.piece_id(s, i))).is_none())
+            });
+            if verdict == Verdict::Healthy && settled {
+                self.shards[s].watch = false;
+            }
             return;
         };
         let sources = (0..self.width)
