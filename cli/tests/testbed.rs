@@ -220,36 +220,8 @@ fn a_put_reaches_homes_behind_nat_through_relays_and_hole_punches() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (pub1, pub2, client) = (
-        bed.public_host().unwrap(),
-        bed.public_host().unwrap(),
-        bed.public_host().unwrap(),
-    );
-    let first = start_node(&mut bed, &pub1, &dir.path().join("pub1"), None);
-    let bootstrap = first.addr.clone();
-    let mut nodes = vec![first];
-    nodes.push(start_node(
-        &mut bed,
-        &pub2,
-        &dir.path().join("pub2"),
-        Some(&bootstrap),
-    ));
-    for i in 0..4 {
-        let home = bed.home(Nat::PortPreserving).unwrap();
-        nodes.push(start_node(
-            &mut bed,
-            &home,
-            &dir.path().join(format!("home{i}")),
-            Some(&bootstrap),
-        ));
-    }
-    let pairs: Vec<(&Node, &str)> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n, if i < 2 { "public" } else { "punchable" }))
-        .collect();
-    wait_for_reachability(&pairs, Duration::from_secs(90));
-    wait_for_relays(&nodes[2..], Duration::from_secs(30));
+    let (nodes, bootstrap, client) =
+        two_public_and_four_homes(&mut bed, dir.path(), Nat::PortPreserving, "punchable");
 
     let file = dir.path().join("file.bin");
     std::fs::write(&file, tessera_tests::sample_bytes("nat put", 300_000)).unwrap();
@@ -257,8 +229,7 @@ fn a_put_reaches_homes_behind_nat_through_relays_and_hole_punches() {
     command
         .arg("put")
         .arg(&file)
-        .args(["--k", "4", "--m", "2", "--bootstrap", &bootstrap])
-        .env("RUST_LOG", "warn,tessera_net=debug,tessera_client=debug");
+        .args(["--k", "4", "--m", "2", "--bootstrap", &bootstrap]);
     let out = bed.run(&client, &command).unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
@@ -300,6 +271,39 @@ fn publish_dataset(bed: &Testbed, host: &Host, data: &Path, name: &str, bootstra
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Two public storage nodes and four homes behind `nat`, each node saying the reachability
+/// expected of it (`public`, and `homes_say` at home) and each home holding a relay slot.
+/// Returns the nodes (public first), the bootstrap address and a public host for clients.
+fn two_public_and_four_homes(
+    bed: &mut Testbed,
+    dir: &Path,
+    nat: Nat,
+    homes_say: &str,
+) -> (Vec<Node>, String, Host) {
+    let (pub1, pub2, client) = (
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+        bed.public_host().unwrap(),
+    );
+    let first = start_node(bed, &pub1, &dir.join("pub1"), None);
+    let bootstrap = first.addr.clone();
+    let mut nodes = vec![first];
+    nodes.push(start_node(bed, &pub2, &dir.join("pub2"), Some(&bootstrap)));
+    for i in 0..4 {
+        let home = bed.home(nat).unwrap();
+        let home_dir = dir.join(format!("home{i}"));
+        nodes.push(start_node(bed, &home, &home_dir, Some(&bootstrap)));
+    }
+    let pairs: Vec<(&Node, &str)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n, if i < 2 { "public" } else { homes_say }))
+        .collect();
+    wait_for_reachability(&pairs, Duration::from_secs(90));
+    wait_for_relays(&nodes[2..], Duration::from_secs(30));
+    (nodes, bootstrap, client)
+}
+
 /// Most request bytes a home node may take through a relay in a test: a few small requests,
 /// far below one piece.
 const RELAYED_CONTROL: u64 = 8 * 1024;
@@ -336,36 +340,8 @@ fn homes_behind_symmetric_nats_are_relayed_and_given_no_pieces() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (pub1, pub2, client) = (
-        bed.public_host().unwrap(),
-        bed.public_host().unwrap(),
-        bed.public_host().unwrap(),
-    );
-    let first = start_node(&mut bed, &pub1, &dir.path().join("pub1"), None);
-    let bootstrap = first.addr.clone();
-    let mut nodes = vec![first];
-    nodes.push(start_node(
-        &mut bed,
-        &pub2,
-        &dir.path().join("pub2"),
-        Some(&bootstrap),
-    ));
-    for i in 0..4 {
-        let home = bed.home(Nat::Symmetric).unwrap();
-        nodes.push(start_node(
-            &mut bed,
-            &home,
-            &dir.path().join(format!("home{i}")),
-            Some(&bootstrap),
-        ));
-    }
-    let pairs: Vec<(&Node, &str)> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n, if i < 2 { "public" } else { "symmetric" }))
-        .collect();
-    wait_for_reachability(&pairs, Duration::from_secs(90));
-    wait_for_relays(&nodes[2..], Duration::from_secs(30));
+    let (nodes, bootstrap, client) =
+        two_public_and_four_homes(&mut bed, dir.path(), Nat::Symmetric, "symmetric");
     let reservations: u64 = nodes[..2]
         .iter()
         .map(|n| {

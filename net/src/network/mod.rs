@@ -250,7 +250,7 @@ pub enum TopicEvent {
 
 /// The IP address `addr` reaches directly; none for a relayed address.
 fn direct_ip(addr: &Multiaddr) -> Option<std::net::IpAddr> {
-    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+    if reachability::is_relayed(addr) {
         return None;
     }
     addr.iter().find_map(|p| match p {
