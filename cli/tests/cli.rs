@@ -336,3 +336,45 @@ fn a_charter_is_founded_signed_by_its_validators_and_shown() {
     ]);
     assert!(!ok && text.contains("never overwritten"), "{text}");
 }
+
+#[test]
+fn simulate_prints_a_report_per_seed_and_their_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sim.toml");
+    std::fs::write(
+        &config,
+        "days = 10\nnodes = 60\n[data]\nshards = 50\nk = 4\nm = 2\n[churn]\nmonthly-leave = 0.5\n",
+    )
+    .unwrap();
+    let out = tessera()
+        .args(["simulate", "--seeds", "2", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains("\"seed\":1") && lines[1].contains("\"seed\":2"));
+    assert!(lines[2].contains("\"runs\":2"), "{}", lines[2]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("shard-years") && err.contains("fitted loss model"),
+        "{err}"
+    );
+
+    // A bad setting is named.
+    std::fs::write(&config, "[churn]\nmonthly-leave = -1\n").unwrap();
+    let out = tessera()
+        .args(["simulate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("churn.monthly-leave"), "{err}");
+}

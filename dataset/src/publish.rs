@@ -100,15 +100,27 @@ pub struct PublishReport {
     /// The fewest node losses a shard stored in this run survives as placed (`m` when every
     /// piece is on its own node); none when no shard was stored.
     pub survives: Option<usize>,
+    /// The storage nodes reached directly, when they chose `params`.
+    pub nodes_reached: Option<usize>,
 }
 
-/// The storage nodes this session reaches directly (up to the DHT's 20 closest).
+/// The storage nodes this session reaches directly, among the DHT's closest peers to two
+/// keys: up to 40, so that a network larger than one lookup's 20 is told from one of 20 (the
+/// layouts table asks for two nodes beyond the pieces, to repair onto).
 async fn reachable_nodes(session: &Session) -> Result<usize, DatasetError> {
-    let nodes = session
-        .net()
-        .closest_peers(b"tessera/publish".to_vec())
-        .await
-        .map_err(ClientError::from)?;
+    let mut nodes = Vec::new();
+    for key in [&b"tessera/publish"[..], b"tessera/publish/2"] {
+        let found = session
+            .net()
+            .closest_peers(key.to_vec())
+            .await
+            .map_err(ClientError::from)?;
+        for peer in found {
+            if !nodes.contains(&peer) {
+                nodes.push(peer);
+            }
+        }
+    }
     Ok(
         tessera_client::put::directly_reachable(session.net(), nodes)
             .await
@@ -116,22 +128,13 @@ async fn reachable_nodes(session: &Session) -> Result<usize, DatasetError> {
     )
 }
 
-/// Erasure parameters for a network of `nodes` reachable storage nodes: every piece on its own
-/// node with one node to spare where possible, surviving a quarter to a third of the pieces
-/// lost. 10+4 from 15 nodes (Storj-like overhead of 1.4); 1+1 (a copy) below 4.
+/// Erasure parameters for a network of `nodes` reachable storage nodes: the durability
+/// table's layout for that size (`tessera_proofs::durability::LAYOUTS`).
 pub fn default_params(nodes: usize) -> ErasureParams {
-    let (k, m) = match nodes {
-        15.. => (10, 4),
-        10..=14 => (6, 3),
-        7..=9 => (4, 2),
-        6 => (3, 2),
-        5 => (2, 2),
-        4 => (2, 1),
-        _ => (1, 1),
-    };
+    let (k, m) = tessera_proofs::durability::layout_for(nodes);
     ErasureParams {
-        k,
-        m,
+        k: u16::from(k),
+        m: u16::from(m),
         stripe_size: DEFAULT_STRIPE_SIZE,
     }
 }
@@ -222,12 +225,15 @@ pub async fn publish(
         })
         .await?
     };
-    let params = match options.params {
-        Some(p) => p,
+    let nodes_reached = match options.params {
+        Some(_) => None,
         // Counted among nodes this publisher reaches directly: one only a relay reaches is
         // given no piece, so it is no place for one either.
-        None => default_params(reachable_nodes(session).await?),
+        None => Some(reachable_nodes(session).await?),
     };
+    let params = options
+        .params
+        .unwrap_or_else(|| default_params(nodes_reached.unwrap_or(0)));
     params.validate().map_err(ClientError::from)?;
     let journal = match &options.journal {
         Some(path) => Some(Arc::new(Journal::open(path)?)),
@@ -337,6 +343,7 @@ pub async fn publish(
         bytes_sent,
         params,
         survives,
+        nodes_reached,
     })
 }
 
@@ -518,7 +525,7 @@ mod tests {
             }
             assert!(p.m >= 1);
         }
-        assert_eq!((default_params(6).k, default_params(6).m), (3, 2));
-        assert_eq!((default_params(20).k, default_params(20).m), (10, 4));
+        assert_eq!((default_params(6).k, default_params(6).m), (2, 2));
+        assert_eq!((default_params(40).k, default_params(40).m), (10, 10));
     }
 }

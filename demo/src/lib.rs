@@ -48,7 +48,8 @@ pub const NAME: &str = "demo-site";
 pub const NETWORK: &str = "demo";
 /// The steps the demo shows.
 pub const STEPS: usize = 8;
-/// The fewest storage nodes the demo runs with: a 4+2 shard survives a stopped node.
+/// The fewest storage nodes the demo runs with: the default layout for them (2+2) keeps
+/// every piece on its own node and survives a stopped node.
 pub const MIN_NODES: usize = 5;
 /// How long the crawl may take before the demo gives up.
 const CRAWL_DEADLINE: Duration = Duration::from_secs(180);

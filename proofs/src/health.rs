@@ -16,7 +16,10 @@
 //! keeps it from starting a wave of repairs; a node that answers wrongly is failed at once
 //! after the threshold, since waiting cannot bring its bytes back.
 
-use std::{collections::HashMap, hash::Hash};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, Hash, RandomState},
+};
 
 use tessera_formats::AuditResult;
 
@@ -60,22 +63,31 @@ pub struct Streak {
     pub reported: bool,
 }
 
-/// The streaks of every (holder, piece) pair an auditor follows; a pass clears a pair.
+/// The streaks of every (holder, piece) pair an auditor follows; a pass clears a pair. `S`
+/// hashes the pairs: the default resists keys chosen by others; the simulator, whose keys are
+/// its own, uses a faster one.
 #[derive(Debug, Clone)]
-pub struct Standings<K> {
+pub struct Standings<K, S = RandomState> {
     rules: Rules,
-    streaks: HashMap<K, Streak>,
+    streaks: HashMap<K, Streak, S>,
 }
 
 impl<K: Eq + Hash + Clone> Standings<K> {
     /// No streaks yet.
     pub fn new(rules: Rules) -> Self {
+        Self::with_hasher(rules)
+    }
+}
+
+impl<K: Eq + Hash + Clone, S: BuildHasher + Default> Standings<K, S> {
+    /// No streaks yet, the pairs hashed by `S`.
+    pub fn with_hasher(rules: Rules) -> Self {
         Self {
             rules: Rules {
                 threshold: rules.threshold.max(1),
                 ..rules
             },
-            streaks: HashMap::new(),
+            streaks: HashMap::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod assignment;
 pub mod challenge;
+pub mod durability;
 pub mod health;
 pub mod ledger;
 pub mod outboard;

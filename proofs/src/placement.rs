@@ -49,7 +49,8 @@ impl Subnet {
 /// holders all sit in subnets credited already counts only while no `free` subnet (one that
 /// holds none of the shard) is left to move it to.
 pub fn independent(holders: &[Vec<Option<Subnet>>], free: usize) -> Vec<bool> {
-    let mut credited = HashSet::new();
+    // A shard has at most 255 pieces: a list is searched faster than a set is hashed.
+    let mut credited: Vec<Subnet> = Vec::with_capacity(holders.len());
     let mut clustered = Vec::new();
     let mut out: Vec<bool> = holders
         .iter()
@@ -62,9 +63,7 @@ pub fn independent(holders: &[Vec<Option<Subnet>>], free: usize) -> Vec<bool> {
                 return true;
             }
             match subnets.iter().flatten().find(|s| !credited.contains(*s)) {
-                Some(subnet) => {
-                    credited.insert(*subnet);
-                }
+                Some(subnet) => credited.push(*subnet),
                 None => clustered.push(index),
             }
             true
@@ -82,6 +81,9 @@ pub struct Placement<P> {
     candidates: Vec<P>,
     subnets: HashMap<P, Subnet>,
     load: HashMap<P, usize>,
+    /// Pieces per known subnet: the sum of `load` over its nodes, kept as they change (each
+    /// choice would otherwise add up every node's load for every candidate).
+    subnet_loads: HashMap<Subnet, usize>,
     failed: HashSet<P>,
 }
 
@@ -109,7 +111,18 @@ impl<P: Copy + Eq + std::hash::Hash> Placement<P> {
             candidates: kept,
             subnets,
             load: HashMap::new(),
+            subnet_loads: HashMap::new(),
             failed: HashSet::new(),
+        }
+    }
+
+    /// Adds `delta` pieces to `node`'s load and its subnet's.
+    fn add_load(&mut self, node: P, delta: isize) {
+        let load = self.load.entry(node).or_default();
+        *load = load.saturating_add_signed(delta);
+        if let Some(subnet) = self.subnets.get(&node) {
+            let total = self.subnet_loads.entry(*subnet).or_default();
+            *total = total.saturating_add_signed(delta);
         }
     }
 
@@ -120,12 +133,7 @@ impl<P: Copy + Eq + std::hash::Hash> Placement<P> {
     /// Pieces held in `node`'s subnet (its own when the subnet is unknown).
     fn subnet_load(&self, node: &P) -> usize {
         match self.subnets.get(node) {
-            Some(subnet) => self
-                .load
-                .iter()
-                .filter(|(n, _)| self.subnets.get(n) == Some(subnet))
-                .map(|(_, l)| l)
-                .sum(),
+            Some(subnet) => self.subnet_loads.get(subnet).copied().unwrap_or(0),
             None => self.load_of(node),
         }
     }
@@ -148,7 +156,7 @@ impl<P: Copy + Eq + std::hash::Hash> Placement<P> {
                 )
             })
             .copied()?;
-        *self.load.entry(node).or_default() += 1;
+        self.add_load(node, 1);
         Some(node)
     }
 
@@ -165,22 +173,29 @@ impl<P: Copy + Eq + std::hash::Hash> Placement<P> {
 
     /// `node` already holds a piece of this shard (stored by an earlier, interrupted run).
     pub fn held(&mut self, node: P) {
-        *self.load.entry(node).or_default() += 1;
+        self.add_load(node, 1);
     }
 
     /// `node`, in `subnet` where known, holds a piece of this shard, whether or not it is a
     /// candidate: its subnet counts as taken.
     pub fn held_at(&mut self, node: P, subnet: Option<Subnet>) {
-        if let Some(subnet) = subnet {
+        if let Some(subnet) = subnet
+            && self.subnets.get(&node) != Some(&subnet)
+        {
+            // What it already holds moves to its subnet's count.
+            let load = self.load_of(&node);
+            let signed = isize::try_from(load).unwrap_or(isize::MAX);
+            self.add_load(node, -signed);
             self.subnets.insert(node, subnet);
+            self.add_load(node, signed);
         }
         self.held(node);
     }
 
     /// An attempt on `node` failed: its assignment is taken back and it gets no other.
     pub fn fail(&mut self, node: P) {
-        if let Some(n) = self.load.get_mut(&node) {
-            *n = n.saturating_sub(1);
+        if self.load_of(&node) > 0 {
+            self.add_load(node, -1);
         }
         self.failed.insert(node);
     }

@@ -2,6 +2,7 @@
 //! Every number has its default here, with where it comes from.
 
 use serde::{Deserialize, Serialize};
+use tessera_proofs::durability;
 
 /// A whole simulation's settings; a key left out of a file takes its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,7 +35,7 @@ pub struct SimConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Churn {
-    /// Share of nodes that leave for good in a month: the target case is 10%.
+    /// Share of nodes that leave for good in a month: the durability target is set at 10%.
     pub monthly_leave: f64,
     /// Mean time a node stays online before going offline (a reboot, a router restart, a
     /// laptop closed). An assumption for always-on home machines: a week.
@@ -62,7 +63,8 @@ pub struct Data {
     pub m: u8,
 }
 
-/// The audit and repair policy: the storage node's defaults (`AuditConfig`).
+/// The audit and repair policy: the storage node's defaults (`AuditConfig`, from
+/// `tessera_proofs::durability`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Policy {
@@ -125,11 +127,11 @@ impl Default for Data {
 impl Default for Policy {
     fn default() -> Self {
         Self {
-            audit_period_hours: 24.0,
+            audit_period_hours: durability::AUDIT_PERIOD.as_secs_f64() / 3600.0,
             audit_interval_minutes: 30.0,
-            failures: 3,
-            grace_hours: 2.0,
-            spare: 0.5,
+            failures: durability::AUDIT_FAILURES,
+            grace_hours: durability::AUDIT_GRACE.as_secs_f64() / 3600.0,
+            spare: durability::REPAIR_SPARE,
             repair: true,
             proof_kib: 900.0,
         }

@@ -8,8 +8,10 @@
 //! - [`world`]: the simulated nodes, pieces, auditor and repairs on a queue of timed events.
 //! - [`report`]: one run's figures, and a summary over seeds.
 //! - [`analytic`]: the binomial loss model a run without repair is checked against.
+//! - [`chain`]: the loss model fitted to a run's rates, for losses too rare to count.
 
 pub mod analytic;
+pub mod chain;
 pub mod config;
 pub mod report;
 pub mod world;

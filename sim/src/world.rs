@@ -22,12 +22,14 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashSet},
+    collections::{BTreeSet, BinaryHeap},
+    hash::BuildHasherDefault,
 };
 
 use cid::Cid;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxHasher;
 use tessera_formats::{AuditResult, address::raw_cid};
 use tessera_proofs::{
     health::{Rules, Standings, Verdict, verdict_spread},
@@ -35,7 +37,11 @@ use tessera_proofs::{
     schedule::Schedule,
 };
 
-use crate::{config::SimConfig, report::Report};
+use crate::{chain::Levels, config::SimConfig, report::Report};
+
+/// FxHash: the keys are the simulation's own small integers.
+type Fx = BuildHasherDefault<FxHasher>;
+type HashSet<T> = std::collections::HashSet<T, Fx>;
 
 const HOUR_MS: f64 = 3_600_000.0;
 const MONTH_MS: f64 = 30.0 * 24.0 * HOUR_MS;
@@ -74,7 +80,8 @@ struct Shard {
     /// Whether its verdict may have changed: a challenge failed, or a piece has no holder,
     /// since it was last found healthy. A shard whose pieces all pass needs no verdict.
     watch: bool,
-    at_k_since: Option<u64>,
+    /// When it came to hold `alive` pieces.
+    since: u64,
     repairing: Option<Vec<(usize, u32)>>,
 }
 
@@ -92,10 +99,17 @@ pub struct World {
     cids: Vec<Cid>,
     order: Vec<usize>,
     round: u64,
+    /// Shards checked every round, as the auditor does while a holder is suspect or a repair
+    /// could not start.
+    follow: BTreeSet<u32>,
     schedule: Schedule,
-    standings: Standings<(u32, u32)>,
+    standings: Standings<(u32, u32), Fx>,
     piece_bytes: u64,
     width: usize,
+    /// Time at each count of pieces held, piece losses and repairs, for the loss model.
+    levels: Levels,
+    /// Pieces held, over shards not lost, and since when.
+    held: (u64, u64),
     report: Report,
 }
 
@@ -112,7 +126,7 @@ impl World {
             ),
             period: std::time::Duration::from_secs_f64(config.policy.audit_period_hours * 3600.0),
         };
-        let standings = Standings::new(Rules {
+        let standings = Standings::with_hasher(Rules {
             threshold: config.policy.failures,
             grace_ms: (config.policy.grace_hours * HOUR_MS) as u64,
         });
@@ -130,10 +144,13 @@ impl World {
             cids,
             order: Vec::new(),
             round: 0,
+            follow: BTreeSet::new(),
             schedule,
             standings,
             piece_bytes,
             width,
+            levels: Levels::new(width),
+            held: (0, 0),
             report: Report::new(seed, &config),
             config,
         };
@@ -161,10 +178,14 @@ impl World {
         }
         self.now = end;
         for s in 0..self.shards.len() {
-            self.count_at_k(s);
+            self.settle(s);
         }
-        self.report
-            .finish(&self.config, end, self.nodes.iter().map(|n| n.moved));
+        self.report.finish(
+            &self.config,
+            end,
+            self.nodes.iter().map(|n| n.moved),
+            self.levels,
+        );
         self.report
     }
 
@@ -193,7 +214,7 @@ impl World {
             online: true,
             gone: false,
             subnet: Subnet::V4(subnet.to_be_bytes()[1..].try_into().unwrap_or([0; 3])),
-            holds: HashSet::new(),
+            holds: HashSet::default(),
             used: 0,
             moved: 0,
         });
@@ -213,7 +234,7 @@ impl World {
         let capacity = (self.config.capacity_gib * 1_073_741_824.0) as u64;
         let (want, total) = (self.config.candidates, self.nodes.len());
         let mut picked = Vec::with_capacity(want);
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         for _ in 0..want.saturating_mul(4) {
             if picked.len() == want {
                 break;
@@ -233,7 +254,7 @@ impl World {
     }
 
     fn store_shard(&mut self) {
-        let candidates = self.candidates(&HashSet::new());
+        let candidates = self.candidates(&HashSet::default());
         let mut placement = Placement::with_subnets(candidates);
         let mut holders = Vec::with_capacity(self.width);
         let shard = self.shards.len();
@@ -245,16 +266,17 @@ impl World {
             holders.push(holder);
         }
         let alive = holders.iter().flatten().count();
+        self.settle_held();
+        self.held.0 += alive as u64;
         self.shards.push(Shard {
             holders,
             alive,
             lost: false,
             // Its first audit gives it a verdict (its placement may crowd a subnet).
             watch: true,
-            at_k_since: None,
+            since: self.now,
             repairing: None,
         });
-        self.count_at_k(shard);
     }
 
     fn piece_id(&self, shard: usize, index: usize) -> u32 {
@@ -268,35 +290,49 @@ impl World {
         }
     }
 
-    /// Adds the time shard `s` spent at exactly k pieces, up to now.
-    fn count_at_k(&mut self, s: usize) {
-        let k = usize::from(self.config.data.k);
+    /// Adds the piece-time held up to now.
+    fn settle_held(&mut self) {
+        let (pieces, since) = self.held;
+        self.levels.piece_ms += u128::from(pieces) * u128::from(self.now - since);
+        self.held.1 = self.now;
+    }
+
+    /// Adds the time shard `s` spent at its count of pieces, up to now: call before the
+    /// count changes.
+    fn settle(&mut self, s: usize) {
+        self.settle_held();
         let shard = &mut self.shards[s];
-        if let Some(since) = shard.at_k_since.take() {
-            self.report.shard_ms_at_k += self.now - since;
+        if !shard.lost {
+            self.levels.ms[shard.alive] += self.now - shard.since;
         }
-        if !shard.lost && shard.alive == k {
-            shard.at_k_since = Some(self.now);
-        }
+        shard.since = self.now;
     }
 
     /// A piece's bytes are gone from the network (its holder left or lost its disk, or the
     /// network gave the copy up).
     fn piece_gone(&mut self, piece: u32) {
         let s = piece as usize / self.width;
-        self.count_at_k(s);
         let k = usize::from(self.config.data.k);
+        if self.shards[s].lost {
+            let shard = &mut self.shards[s];
+            shard.alive = shard.alive.saturating_sub(1);
+            return;
+        }
+        self.settle(s);
+        self.levels.pieces_lost += 1;
+        self.levels.lost_from[self.shards[s].alive] += 1;
         let shard = &mut self.shards[s];
         shard.alive = shard.alive.saturating_sub(1);
-        if shard.alive < k && !shard.lost {
+        self.held.0 = self.held.0.saturating_sub(1);
+        if shard.alive < k {
             shard.lost = true;
-            shard.at_k_since = None;
+            // Its other pieces no longer count: the shard is gone.
+            self.held.0 = self.held.0.saturating_sub(shard.alive as u64);
             self.report.shards_lost += 1;
             self.report
                 .first_loss_days
                 .get_or_insert(self.now as f64 / (24.0 * HOUR_MS));
         }
-        self.count_at_k(s);
     }
 
     fn handle(&mut self, event: Event) {
@@ -363,8 +399,24 @@ impl World {
             self.order = Schedule::order(&self.cids, &seed);
         }
         let slice = self.schedule.slice(self.cids.len(), self.round % rounds);
-        let pieces: Vec<u32> = self.order[slice].iter().map(|&p| p as u32).collect();
+        let mut pieces: Vec<u32> = self.order[slice].iter().map(|&p| p as u32).collect();
+        // A followed shard is judged again, its failing holders challenged again (as the
+        // auditor does: the others passed since it was followed).
+        let followed = std::mem::take(&mut self.follow);
+        for &s in &followed {
+            for index in 0..self.width {
+                let piece = self.piece_id(s as usize, index);
+                if let Some(h) = self.shards[s as usize].holders[index]
+                    && self.standings.streak(&(h, piece)).is_some()
+                {
+                    pieces.push(piece);
+                }
+            }
+        }
+        let mut seen = HashSet::with_capacity_and_hasher(pieces.len(), Fx::default());
+        pieces.retain(|p| seen.insert(*p));
         let mut touched = Vec::new();
+        let mut shards_seen = HashSet::default();
         for piece in pieces {
             let s = piece as usize / self.width;
             let index = piece as usize % self.width;
@@ -392,7 +444,12 @@ impl World {
             if result != AuditResult::Passed {
                 self.shards[s].watch = true;
             }
-            if self.standings.record((holder, piece), result, self.now) {
+            let failed = self.standings.record((holder, piece), result, self.now);
+            if !failed && self.standings.streak(&(holder, piece)).is_some() {
+                // Suspect: challenged again next round, until it passes or fails.
+                self.follow.insert(s as u32);
+            }
+            if failed {
                 // The network gives this copy up: the holder is no longer counted.
                 self.standings.forget(&(holder, piece));
                 self.shards[s].holders[index] = None;
@@ -403,11 +460,15 @@ impl World {
                 }
                 self.report.pieces_failed += 1;
             }
-            if self.shards[s].watch {
+            if self.shards[s].watch && shards_seen.insert(s) {
                 touched.push(s);
             }
         }
-        touched.dedup();
+        for s in followed {
+            if shards_seen.insert(s as usize) {
+                touched.push(s as usize);
+            }
+        }
         if self.config.policy.repair {
             for s in touched {
                 self.consider_repair(s);
@@ -426,7 +487,12 @@ impl World {
             usize::from(self.config.data.m),
         );
         let shard = &self.shards[s];
-        if shard.lost || shard.repairing.is_some() {
+        if shard.lost {
+            return;
+        }
+        if shard.repairing.is_some() {
+            // Judged again once the repair has landed.
+            self.follow.insert(s as u32);
             return;
         }
         let now = self.now;
@@ -467,6 +533,7 @@ impl World {
             })
             .count();
         if sources < k {
+            self.follow.insert(s as u32);
             return;
         }
         let holders: HashSet<u32> = shard.holders.iter().flatten().copied().collect();
@@ -476,11 +543,15 @@ impl World {
             placement.held_at(*h, Some(self.nodes[*h as usize].subnet));
         }
         let mut plan = Vec::new();
-        for index in missing {
+        for &index in &missing {
             match placement.assign_fresh() {
                 Some(node) => plan.push((index, node)),
                 None => break,
             }
+        }
+        if plan.len() < missing.len() {
+            // Not every missing piece found a home: the rest are tried next round.
+            self.follow.insert(s as u32);
         }
         if plan.is_empty() {
             return;
@@ -505,29 +576,33 @@ impl World {
         }
         let k = self.config.data.k as u64;
         self.report.repair_bytes += (k + plan.len() as u64) * self.piece_bytes;
+        self.settle(s);
+        let from = self.shards[s].alive;
         for (index, node) in plan {
             if self.nodes[node as usize].gone {
                 continue;
             }
             let piece = self.piece_id(s, index);
-            self.count_at_k(s);
             self.give(node, piece);
             self.nodes[node as usize].moved += self.piece_bytes;
-            let shard = &mut self.shards[s];
-            // A holder past its strikes (and grace) is replaced even before an audit says
-            // so again: the network drops its copy.
-            let old = shard.holders[index].replace(node);
-            shard.alive += 1;
             self.report.pieces_repaired += 1;
-            self.count_at_k(s);
-            if let Some(old) = old {
+            // A holder past its strikes (and grace) is replaced even before an audit says
+            // so again: the network drops its copy, and the shard holds as many as before.
+            let old = self.shards[s].holders[index].replace(node);
+            let swapped = old.is_some_and(|old| {
                 self.standings.forget(&(old, piece));
                 let held = &mut self.nodes[old as usize];
-                if held.holds.remove(&piece) {
+                let had = held.holds.remove(&piece);
+                if had {
                     held.used = held.used.saturating_sub(self.piece_bytes);
-                    self.piece_gone(piece);
                 }
+                had
+            });
+            if !swapped {
+                self.shards[s].alive += 1;
+                self.held.0 += 1;
             }
         }
+        self.levels.repair(from, self.shards[s].alive);
     }
 }

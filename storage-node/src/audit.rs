@@ -49,6 +49,7 @@ use tessera_net::{Client, PeerId};
 use tessera_proofs::{
     Challenge, DEFAULT_SAMPLES, Rules, Schedule, Standing, Standings, Verdict,
     assignment::{is_auditor, period_of, repair_order},
+    durability,
     health::verdict_spread,
     trust::ReceiptRules,
     verify,
@@ -94,6 +95,9 @@ pub struct AuditConfig {
     pub claim_settle: Duration,
 }
 
+/// Holders seen passing a followed shard's pieces: (holder, piece).
+type Passed = HashSet<(PeerId, Cid)>;
+
 /// How long a holder has to answer a challenge. An honest holder answers in 20 ms on SSD or
 /// page cache (`examples/outsource`), in about 7 s reading 688 chunks at random from a disk
 /// that seeks in 10 ms; 15 s leaves it room twice over. A holder that keeps nothing and
@@ -106,14 +110,14 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(30 * 60),
-            period: Duration::from_secs(24 * 60 * 60),
-            failures: 3,
-            grace: Duration::from_secs(2 * 60 * 60),
+            period: durability::AUDIT_PERIOD,
+            failures: durability::AUDIT_FAILURES,
+            grace: durability::AUDIT_GRACE,
             samples: DEFAULT_SAMPLES,
             timeout: CHALLENGE_DEADLINE,
             max_pieces: 1_000_000,
             repair: true,
-            spare: 0.5,
+            spare: durability::REPAIR_SPARE,
             claim_lease: Duration::from_secs(15 * 60),
             claim_settle: Duration::from_secs(2),
         }
@@ -396,8 +400,11 @@ pub struct Auditor {
     store: Option<PieceStore>,
     config: AuditConfig,
     standings: Standings<(PeerId, Cid)>,
-    /// Shards with a holder still failing: checked again next round.
-    follow: BTreeSet<Cid>,
+    /// Shards with a holder still failing, or a repair not done: checked again next round,
+    /// with the holders that passed since. Only the others are challenged again: one holder
+    /// offline for the grace would otherwise have every holder of its shards proved every
+    /// round (two to six times the period's audit traffic in the simulator).
+    follow: BTreeMap<Cid, Passed>,
     view: SharedView,
     spool: PathBuf,
     /// The network's charter in force: who repairs what. None: any auditor repairs, the first claim
@@ -461,7 +468,7 @@ impl Auditor {
                 grace_ms: ms(config.grace),
             }),
             config,
-            follow: BTreeSet::new(),
+            follow: BTreeMap::new(),
             view: parts.view,
             spool: parts.spool,
             charter: parts.charter,
@@ -678,26 +685,38 @@ impl Auditor {
             .into_iter()
             .copied()
             .collect();
-        for shard in std::mem::take(&mut self.follow)
-            .into_iter()
-            .chain(new.iter().copied())
-        {
-            if !due.contains(&shard) {
-                due.push(shard);
+        // A shard due in this round is proved whole; one only followed, in part.
+        let scheduled: BTreeSet<Cid> = due.iter().copied().collect();
+        let mut followed = std::mem::take(&mut self.follow);
+        for shard in followed.keys().chain(new) {
+            if !due.contains(shard) {
+                due.push(*shard);
             }
         }
         let mut report = RoundReport::default();
         for shard in due {
+            let passed = if scheduled.contains(&shard) {
+                Passed::new()
+            } else {
+                followed.remove(&shard).unwrap_or_default()
+            };
             if let Some(layout) = layouts.get(&shard) {
-                self.check(shard, layout, &mut report).await;
+                self.check(shard, layout, passed, &mut report).await;
             }
         }
         self.publish_failing();
         report
     }
 
-    /// Challenges every holder of every piece of one shard; repairs it if it needs it.
-    async fn check(&mut self, shard: Cid, layout: &ShardLayout, report: &mut RoundReport) {
+    /// Challenges every holder of every piece of one shard but those in `passed`; repairs it
+    /// if it needs it.
+    async fn check(
+        &mut self,
+        shard: Cid,
+        layout: &ShardLayout,
+        mut passed: Passed,
+        report: &mut RoundReport,
+    ) {
         let me = self.challenger.client.peer_id();
         let total = layout.pieces.len();
         let mut holders: Vec<HashSet<PeerId>> = vec![HashSet::new(); total];
@@ -714,12 +733,12 @@ impl Auditor {
                 Ok((_, piece, Err(e))) => {
                     // Without the holders the shard's state is unknown: judge it next round.
                     warn!(%piece, %e, "finding the holders of a piece failed");
-                    self.follow.insert(shard);
+                    self.follow.insert(shard, passed);
                     return;
                 }
                 Err(e) => {
                     warn!(%e, "a holder lookup stopped");
-                    self.follow.insert(shard);
+                    self.follow.insert(shard, passed);
                     return;
                 }
             }
@@ -739,6 +758,11 @@ impl Auditor {
                         intact_by[index].push(me);
                         mine.push((index, path));
                     }
+                    continue;
+                }
+                if passed.contains(&(*holder, *piece)) {
+                    intact[index] = true;
+                    intact_by[index].push(*holder);
                     continue;
                 }
                 let share = self.assigned(piece, holder);
@@ -772,6 +796,9 @@ impl Auditor {
             }
             let standing = self.standings.standing(&(holder, piece), now);
             unsettled |= standing == Standing::Suspect;
+            if receipt.receipt.result.passed() {
+                passed.insert((holder, piece));
+            }
             if standing.counts() {
                 intact[index] = true;
                 intact_by[index].push(holder);
@@ -810,7 +837,7 @@ impl Auditor {
             Verdict::Repair(_) => {}
         }
         if unsettled {
-            self.follow.insert(shard);
+            self.follow.insert(shard, passed);
         }
         self.view.lock().shards.insert(shard, health);
     }

@@ -15,9 +15,9 @@
 //! audit-interval = "30m"        # auditor role: a round every 30 minutes; "0s" turns it off
 //! audit-period = "24h"          #   every known piece challenged once a day
 //! audit-failures = 3            #   failures in a row before a node fails a piece
-//! audit-grace = "2h"            #   how long a holder that does not answer is waited for
+//! audit-grace = "12h"           #   how long a holder that does not answer is waited for
 //! repair = true                 #   rebuild lost pieces of the datasets audited
-//! repair-spare = 0.5            #   repair below k + ceil(0.5 * m) intact pieces
+//! repair-spare = 0.75           #   repair below k + ceil(0.75 * m) intact pieces
 //!
 //! [relay]                       # relaying for nodes behind NATs, while this one is dialable
 //! enabled = true

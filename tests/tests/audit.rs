@@ -2,7 +2,8 @@
 //! an auditor's rounds catch both after the configured failures in a row, rebuild them on
 //! nodes that hold no piece of their shards, and the dataset fetches without the node. Holders
 //! of a shard vanish one at a time, more than `m` of them, and the shard stays fetchable. A
-//! node that answers with a proof for another nonce, or over other bytes, fails every time.
+//! node that answers with a proof for another nonce, or over other bytes, fails every time. A
+//! shard followed after a failure has only its failing holder challenged again.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,7 +21,7 @@ use tessera_net::{Inbound, Keypair, NetworkConfig};
 use tessera_proofs::{Challenge, Outboard, Proof, prove};
 use tessera_storage_node::{
     LocalNetwork,
-    audit::{AuditConfig, node_key},
+    audit::{AuditConfig, RoundReport, node_key},
 };
 use tessera_storage_protocol::{ChallengeProtocol, ChallengeResponse, ErrorCode};
 use tessera_tests::write_parquet;
@@ -252,6 +253,76 @@ async fn lost_and_rotten_pieces_are_caught_and_rebuilt_on_other_nodes() {
     assert!(third.repaired.is_empty() && third.lost.is_empty());
     network.stop(victim).await;
     fetches(&network, dir.path(), manifest_cid, "without the victim").await;
+    network.shutdown().await;
+}
+
+/// A shard checked again because a holder is failing challenges only that holder again: the
+/// holders that passed since are not proved every round while it waits out its grace (which
+/// multiplied the audit traffic two to six times in the simulator..
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_followed_shard_challenges_only_its_failing_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = LocalNetwork::start(&dir.path().join("nodes"), 5, 256 * MIB)
+        .await
+        .unwrap();
+    let (_, manifest) = publish(&network, dir.path(), "followed", 2, None).await;
+    assert_eq!(manifest.shards.len(), 2);
+    let auditor_node = network.node(0).unwrap();
+    // Two rounds a period: one shard is due in each.
+    let mut auditor = auditor_node
+        .auditor(AuditConfig {
+            period: Duration::from_secs(120),
+            ..config(3)
+        })
+        .unwrap();
+    let set = auditor.known_shards().await;
+    let seed = [5; 32];
+    let keys: Vec<Cid> = set.shards.iter().map(|(cid, _)| *cid).collect();
+    let due: Vec<Cid> = auditor
+        .schedule()
+        .round(&keys, &seed, 0)
+        .into_iter()
+        .copied()
+        .collect();
+    assert_eq!(due.len(), 1, "{due:?}");
+    let (_, layout) = set.shards.iter().find(|(cid, _)| *cid == due[0]).unwrap();
+    // A node other than the auditor loses its piece of the shard due first.
+    let (victim, lost) = layout
+        .pieces
+        .iter()
+        .find_map(|p| {
+            holders_of(&network, p)
+                .into_iter()
+                .find(|&i| i != 0)
+                .map(|i| (i, *p))
+        })
+        .unwrap();
+    network.node(victim).unwrap().store.remove(&lost).unwrap();
+    let about = |report: &RoundReport| -> Vec<(Cid, AuditResult)> {
+        report
+            .receipts
+            .iter()
+            .filter(|r| layout.pieces.contains(&r.receipt.piece))
+            .map(|r| (r.receipt.piece, r.receipt.result))
+            .collect()
+    };
+    let first = auditor.round(&set.shards, &seed, 0).await;
+    let proved = about(&first);
+    assert!(
+        proved.len() >= 3,
+        "every holder but the auditor: {proved:?}"
+    );
+    let failing: Vec<_> = proved.iter().filter(|(_, r)| !r.passed()).collect();
+    assert_eq!(failing, [&(lost, AuditResult::Refused)]);
+    assert!(first.failed.is_empty(), "one failure of three");
+    // The next round: the other shard is proved whole, the followed one asks only the
+    // failing holder again.
+    let second = auditor.round(&set.shards, &seed, 1).await;
+    assert_eq!(about(&second), [(lost, AuditResult::Refused)]);
+    assert!(
+        second.receipts.len() > 1,
+        "the shard due this round is proved whole: {second:?}"
+    );
     network.shutdown().await;
 }
 

@@ -91,9 +91,14 @@ async fn publish_fetch_version_and_lose_nodes() {
     .await
     .unwrap();
     let params = v1.report.params;
-    assert_eq!((params.k, params.m), (3, 2), "defaults for six nodes");
+    let six = tessera_dataset::default_params(6);
+    assert_eq!(
+        (params.k, params.m),
+        (six.k, six.m),
+        "defaults for six nodes"
+    );
     assert_eq!(v1.record.record.version, 1);
-    assert_eq!(v1.report.pieces_sent, 3 * 5);
+    assert_eq!(v1.report.pieces_sent, 3 * usize::from(six.k + six.m));
     assert!(v1.report.manifest_holders.len() > usize::from(params.m) + 1);
     assert!(
         v1.report

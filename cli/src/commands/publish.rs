@@ -104,6 +104,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 .count()
         );
     }
+    let durable = tessera_proofs::durability::DURABLE_FROM;
+    if let Some(nodes) = r.nodes_reached.filter(|&n| n < durable) {
+        eprintln!(
+            "note: {nodes} storage nodes reached, so shards are stored {}+{}; a network of fewer \
+             than {durable} loses more than 1e-9 of its shards a year when a tenth of its nodes \
+             leave each month (docs/DURABILITY.md)",
+            r.params.k, r.params.m
+        );
+    }
     eprintln!("record {}", published.record_cid);
     println!("{}", r.manifest_cid);
     Ok(())

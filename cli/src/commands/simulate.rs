@@ -55,14 +55,23 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     writeln!(out, "{}", serde_json::to_string(&summary)?)?;
     let node_years: f64 = reports.iter().map(|r| r.node_years).sum();
     let seconds = started.elapsed().as_secs_f64();
+    let model = match (
+        summary.model_loss_per_shard_year,
+        summary.model_loss_per_shard_year_upper,
+    ) {
+        (Some(estimate), Some(upper)) => format!("{estimate:.2e} (at most {upper:.2e}, 95%)"),
+        _ => "not fitted (too few repairs ran)".to_string(),
+    };
     eprintln!(
         "{} runs: {} shards lost in {:.0} shard-years (at most {:.2e} per shard-year, 95%); \
-         repair moved {:.4} of the stored bytes a month; {:.0} node-years in {seconds:.1} s",
+         the fitted loss model says {model} per shard-year; repair moved {:.4} of the stored \
+         bytes a month, {:.2} bytes per byte rebuilt; {:.0} node-years in {seconds:.1} s",
         summary.runs,
         summary.shards_lost,
         summary.shard_years,
         summary.loss_per_shard_year_upper,
         summary.repair_per_stored_month,
+        summary.repair_per_lost_byte,
         node_years,
     );
     Ok(())
