@@ -55,15 +55,21 @@ fn wait_for_peers(http: &str, peers: usize) {
     panic!("the network did not form");
 }
 
+/// Four storage node processes under `dir`, connected; and the first one's address.
+fn four_nodes(dir: &Path) -> (Vec<Node>, String) {
+    let (first, bootstrap, http) = spawn_node(&dir.join("n0"), None);
+    let mut nodes = vec![first];
+    for i in 1..4 {
+        nodes.push(spawn_node(&dir.join(format!("n{i}")), Some(&bootstrap)).0);
+    }
+    wait_for_peers(&http, 3);
+    (nodes, bootstrap)
+}
+
 #[test]
 fn put_then_get_with_two_nodes_down() {
     let dir = tempfile::tempdir().unwrap();
-    let (first, bootstrap, http) = spawn_node(&dir.path().join("n0"), None);
-    let mut nodes = vec![first];
-    for i in 1..4 {
-        nodes.push(spawn_node(&dir.path().join(format!("n{i}")), Some(&bootstrap)).0);
-    }
-    wait_for_peers(&http, 3);
+    let (mut nodes, bootstrap) = four_nodes(dir.path());
     let input = dir.path().join("input.bin");
     let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&input, &data).unwrap();
@@ -148,4 +154,67 @@ fn put_then_get_with_two_nodes_down() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--bootstrap"));
+}
+
+/// `publish` says which CID is which: the version record, and the dataset's CID (the one to
+/// fetch, alone on stdout), and that four nodes are too few for the durable layout. A missing
+/// directory is named, its cause said once.
+#[test]
+fn publish_says_which_cid_is_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, bootstrap) = four_nodes(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    tessera_tests::write_parquet(&data.join("a.parquet"), "a", 2_000);
+    let key = dir.path().join("publisher.key");
+    let publish = |from: &Path| {
+        tessera()
+            .arg("publish")
+            .arg(from)
+            .args(["--name", "labels", "--key"])
+            .arg(&key)
+            .arg("--spool")
+            .arg(dir.path())
+            .args(["--bootstrap", &bootstrap])
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .output()
+            .unwrap()
+    };
+    let out = publish(&data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        stderr.contains(&format!("dataset {cid} (fetch it by this CID")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("version record "), "{stderr}");
+    assert!(stderr.contains("storage nodes reached"), "{stderr}");
+    let out = tessera()
+        .args(["fetch", &cid, "-o"])
+        .arg(dir.path().join("fetched"))
+        .args(["--bootstrap", &bootstrap])
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let fresh = dir.path().join("fresh.key");
+    let out = tessera()
+        .arg("publish")
+        .arg(dir.path().join("no-such-dir"))
+        .args(["--name", "labels", "--key"])
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no-such-dir"), "{stderr}");
+    assert_eq!(stderr.matches("(os error 2)").count(), 1, "{stderr}");
+    assert!(!fresh.exists(), "a wrong directory creates no key");
+    drop(nodes);
 }

@@ -89,7 +89,8 @@ pub enum PlanError {
     Empty,
     /// Dropping the remainder leaves nothing: fewer samples than one batch on every rank.
     #[error(
-        "{total} samples do not fill one batch of {batch_size} on each of {world_size} ranks; use Pad"
+        "{total} samples do not fill one batch of {batch_size} on each of {world_size} ranks: \
+         pad the remainder instead of dropping it (`--remainder pad`), or use smaller batches"
     )]
     TooSmall {
         /// Samples in the dataset.
@@ -488,10 +489,13 @@ mod tests {
             world_size: 4,
             ..Partition::SINGLE
         };
-        assert!(matches!(
-            Split::new(10, four, 4, Remainder::Drop),
-            Err(PlanError::TooSmall { .. })
-        ));
+        let too_small = Split::new(10, four, 4, Remainder::Drop).unwrap_err();
+        assert!(matches!(too_small, PlanError::TooSmall { .. }));
+        // The advice names the option as users type it.
+        assert!(
+            too_small.to_string().contains("`--remainder pad`"),
+            "{too_small}"
+        );
         assert_eq!(Split::new(10, four, 4, Remainder::Pad).unwrap().per_rank, 4);
     }
 }

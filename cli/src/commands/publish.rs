@@ -50,8 +50,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let signer = publisher_key::load_or_create(&publisher_key::key_path(args.key.as_deref())?)?;
+    // The files first: a wrong directory creates no key.
     let files = list_parquet(&args.dir)?;
+    let signer = publisher_key::load_or_create(&publisher_key::key_path(args.key.as_deref())?)?;
     let dir = std::fs::canonicalize(&args.dir)
         .with_context(|| format!("reading {}", args.dir.display()))?;
     // One journal per (directory, dataset): a run cut short resumes from it.
@@ -113,7 +114,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             r.params.k, r.params.m
         );
     }
-    eprintln!("record {}", published.record_cid);
+    // Two CIDs, each said for what it is; the one to fetch goes alone to stdout, for scripts.
+    eprintln!(
+        "version record {} (the signed record registries keep of this version)",
+        published.record_cid
+    );
+    eprintln!(
+        "dataset {} (fetch it by this CID, or as {}/{}@v{})",
+        r.manifest_cid, record.publisher, record.name, record.version
+    );
     println!("{}", r.manifest_cid);
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! any language reads it with its Arrow library.
 
 use std::{
-    io::{self, Write},
+    io::{self, IsTerminal as _, Write},
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -105,6 +105,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    refuse_terminal(std::io::stdout().is_terminal())?;
     let reference: DatasetRef = args.reference.parse()?;
     let own = args.reader.preferred()?;
     let cache_dir = match &args.cache {
@@ -285,5 +286,25 @@ impl<W: Write> Write for CountingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// Arrow bytes on a terminal are noise that can upset it: the stream is for a reader.
+fn refuse_terminal(is_terminal: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !is_terminal,
+        "stream writes Arrow IPC bytes to stdout, which is a terminal here: pipe it into a \
+         reader (`tessera stream REF | python train.py`) or redirect it to a file"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_terminal_gets_no_arrow_bytes() {
+        let err = super::refuse_terminal(true).unwrap_err().to_string();
+        assert!(err.contains("pipe it into a reader"), "{err}");
+        assert!(super::refuse_terminal(false).is_ok());
     }
 }
