@@ -46,6 +46,16 @@ pub enum RemoteError {
     /// No dataset matches the reference.
     #[error("no dataset matches {0}")]
     NotFound(String),
+    /// The dataset is there, but not the version asked for.
+    #[error("{dataset} has no version {version}; its latest is v{latest}")]
+    NoSuchVersion {
+        /// The dataset, as asked for.
+        dataset: String,
+        /// The version asked for.
+        version: u64,
+        /// The latest version there is.
+        latest: u64,
+    },
     /// Several publishers have a dataset of that name.
     #[error("{name} is published by several keys; name one as PUBLISHER/{name}: {}", .publishers.join(", "))]
     Ambiguous {
@@ -598,11 +608,24 @@ pub async fn find(
     {
         return Ok(found.swap_remove(i));
     }
+    let dataset = match publisher {
+        Some(p) => format!("{p}/{name}"),
+        None => name.to_string(),
+    };
     match found.len() {
-        0 => Err(RemoteError::NotFound(match publisher {
-            Some(p) => format!("{p}/{name}"),
-            None => name.to_string(),
-        })),
+        // A version that is not there, of a dataset that is: say which is missing.
+        0 if let Some(version) = version => {
+            match Box::pin(find(session, publisher, name, VersionSel::Latest, own)).await {
+                Ok(latest) => Err(RemoteError::NoSuchVersion {
+                    dataset,
+                    version,
+                    latest: latest.record.record.version,
+                }),
+                Err(RemoteError::NotFound(_)) => Err(RemoteError::NotFound(dataset)),
+                Err(e) => Err(e),
+            }
+        }
+        0 => Err(RemoteError::NotFound(dataset)),
         1 => Ok(found.remove(0)),
         _ => Err(RemoteError::Ambiguous {
             name: name.to_string(),

@@ -439,10 +439,13 @@ async fn forged_and_unresolvable_records_are_refused_and_never_shown() {
         None,
     )
     .await;
-    assert!(
-        matches!(missing, Err(RemoteError::NotFound(_))),
-        "{missing:?}"
-    );
+    // The dataset is there, only the version is not: the error says which.
+    match missing {
+        Err(e @ RemoteError::NoSuchVersion { .. }) => {
+            assert_eq!(e.to_string(), "corpus has no version 2; its latest is v1")
+        }
+        other => panic!("{other:?}"),
+    }
 
     // Version 1 again, with another message: the version is taken, and Alice has forked her
     // own history. The node keeps both records as evidence and refuses the dataset from then
