@@ -58,10 +58,17 @@ impl FromStr for DatasetRef {
             text: text.to_string(),
             reason,
         };
-        if !text.contains(['@', '/'])
-            && let Ok(cid) = address::parse(text)
-        {
-            return Ok(DatasetRef::Cid(cid));
+        if !text.contains(['@', '/']) {
+            match address::parse(text) {
+                Ok(cid) => return Ok(DatasetRef::Cid(cid)),
+                // A CID cut short, or mistyped, is not quietly taken for a name.
+                Err(e) if looks_like_cid(text) => {
+                    return Err(fail(format!(
+                        "looks like a CID but is not one (cut short when copied?): {e}"
+                    )));
+                }
+                Err(_) => {}
+            }
         }
         let (path, version) = match text.split_once('@') {
             None => (text, VersionSel::Latest),
@@ -124,9 +131,34 @@ impl fmt::Display for DatasetRef {
     }
 }
 
+/// A CIDv1 in base32 as Tessera writes them (`bafy...`, `bafk...`): lowercase base32 only,
+/// and longer than names are in practice.
+fn looks_like_cid(text: &str) -> bool {
+    (text.starts_with("bafy") || text.starts_with("bafk"))
+        && text.len() >= 20
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cid_cut_short_is_no_name() {
+        let whole = "bafkr4ifpcne3t5pzugtkaqcn5i3nzskjtpfslsnnyejlpte2spfoihzsmi";
+        assert!(matches!(whole.parse(), Ok(DatasetRef::Cid(_))));
+        let err = whole[..30].parse::<DatasetRef>().unwrap_err().to_string();
+        assert!(err.contains("looks like a CID but is not one"), "{err}");
+        // Short names, and names with other characters, are still names.
+        for name in ["bafybook", "bafkr-corpus-2024-december", "baffle"] {
+            assert!(
+                matches!(name.parse(), Ok(DatasetRef::Named { .. })),
+                "{name}"
+            );
+        }
+    }
 
     fn named(publisher: Option<&str>, name: &str, version: VersionSel) -> DatasetRef {
         DatasetRef::Named {
