@@ -33,6 +33,8 @@ use serde::{Deserialize, Serialize};
 /// bound of one count is a fortieth of it), and the level takes the pooled rate instead.
 const MIN_EVENTS: u64 = 10;
 
+const YEAR_MS: f64 = 365.0 * 24.0 * 3_600_000.0;
+
 /// What a run measured for the chain: piece losses over piece-time, time at each count of
 /// pieces held, and the repairs from each count to the count they reached.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -89,6 +91,11 @@ impl Levels {
         }
     }
 
+    /// Pieces lost per piece held per year, as counted.
+    pub fn piece_loss_per_year(&self) -> f64 {
+        self.piece_loss(Bound::Estimate) * YEAR_MS
+    }
+
     /// Pieces lost per piece-ms.
     fn piece_loss(&self, bound: Bound) -> f64 {
         if self.piece_ms == 0 {
@@ -116,7 +123,7 @@ impl Levels {
     pub fn loss_per_year(&self, k: usize, below: usize, bound: Bound) -> Option<f64> {
         let (_, pooled) = self.repairs(k..below.clamp(k, self.width));
         (pooled.iter().sum::<u64>() >= MIN_EVENTS)
-            .then(|| self.loss_rate(k, below, bound) * 365.0 * 24.0 * 3_600_000.0)
+            .then(|| self.loss_rate(k, below, bound) * YEAR_MS)
     }
 
     /// Shards lost per shard-ms by the chain, for shards of `k` data pieces repaired below

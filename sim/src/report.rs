@@ -149,11 +149,7 @@ impl Report {
             .collect();
         self.shard_days_at_k = self.shard_days_by_pieces.get(k).copied().unwrap_or(0.0);
         self.pieces_lost = levels.pieces_lost;
-        self.piece_loss_per_year = significant(if levels.piece_ms == 0 {
-            0.0
-        } else {
-            levels.pieces_lost as f64 / (levels.piece_ms as f64 / YEAR_MS)
-        });
+        self.piece_loss_per_year = significant(levels.piece_loss_per_year());
         self.model_loss_per_shard_year = levels
             .loss_per_year(k, self.repair_below, Bound::Estimate)
             .map(significant);
@@ -273,11 +269,7 @@ impl Summary {
             } else {
                 0.0
             },
-            piece_loss_per_year: significant(if levels.piece_ms == 0 {
-                0.0
-            } else {
-                levels.pieces_lost as f64 / (levels.piece_ms as f64 / YEAR_MS)
-            }),
+            piece_loss_per_year: significant(levels.piece_loss_per_year()),
             model_loss_per_shard_year: levels
                 .loss_per_year(k, below, Bound::Estimate)
                 .map(significant),
