@@ -21,7 +21,7 @@ pub enum StreamError {
         columns: String,
     },
     /// A saved state belongs to another stream.
-    #[error("the saved state is for {0}; this stream differs")]
+    #[error("the saved state does not fit this stream: {0}")]
     StateMismatch(String),
     /// A shard is larger than the whole cache.
     #[error("shard {shard} is {size} bytes, more than the cache's limit of {limit}")]

@@ -15,7 +15,7 @@ pub mod reader;
 
 pub use cache::{CacheStats, Lease, ShardCache};
 pub use error::StreamError;
-pub use plan::{EpochOrder, Partition, PlanError, Remainder, Sample, Split};
+pub use plan::{EpochOrder, Partition, PlanError, Remainder, Run, Sample, Split, epoch_runs, rest};
 pub use reader::{DEFAULT_SEGMENT_SAMPLES, DatasetStream, StreamOptions, StreamState};
 /// The Arrow schema a manifest declares, decoded as a stream decodes it (a published manifest
 /// may hold any bytes there).

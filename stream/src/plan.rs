@@ -252,11 +252,106 @@ impl EpochOrder {
     }
 }
 
+/// A run of consecutive positions of the epoch's order, `[start, end)`. Positions past the
+/// epoch's samples wrap around to its start (padding).
+pub type Run = (u64, u64);
+
+/// The runs of positions that a fresh epoch reads: `[0, W·L)`, where each of the `W` ranks
+/// reads `L` samples, a multiple of the batch size (fewer than the epoch's samples when the
+/// remainder is dropped, more when it is padded).
+pub fn epoch_runs(
+    total: u64,
+    world_size: u32,
+    batch_size: u64,
+    remainder: Remainder,
+) -> Result<Vec<Run>, PlanError> {
+    if batch_size == 0 {
+        return Err(PlanError::Zero("batch_size"));
+    }
+    if world_size == 0 {
+        return Err(PlanError::Zero("world_size"));
+    }
+    if total == 0 {
+        return Err(PlanError::Empty);
+    }
+    let stride = batch_size.saturating_mul(u64::from(world_size));
+    let batches = match remainder {
+        Remainder::Drop => total / stride,
+        Remainder::Pad => total.div_ceil(stride),
+    };
+    if batches == 0 {
+        return Err(PlanError::TooSmall {
+            total,
+            batch_size,
+            world_size,
+        });
+    }
+    Ok(vec![(0, batches.saturating_mul(stride))])
+}
+
+/// Positions in `runs`.
+fn runs_len(runs: &[Run]) -> u64 {
+    runs.iter().map(|(a, b)| b.saturating_sub(*a)).sum()
+}
+
+/// The positions `from..to` (counted along `runs`) of `runs`, as runs.
+fn cut(runs: &[Run], from: u64, to: u64) -> Vec<Run> {
+    let mut out = Vec::new();
+    let mut seen = 0u64;
+    for &(a, b) in runs {
+        let len = b.saturating_sub(a);
+        let (lo, hi) = (from.max(seen), to.min(seen + len));
+        if lo < hi {
+            out.push((a + (lo - seen), a + (hi - seen)));
+        }
+        seen += len;
+        if seen >= to {
+            break;
+        }
+    }
+    out
+}
+
+/// Rank `rank`'s share of `base`, split among `world_size` ranks: consecutive parts in rank
+/// order, as even as they can be (the first `len mod W` ranks read one sample more). A fresh
+/// epoch's runs split into equal shares of whole batches.
+fn share(base: &[Run], world_size: u32, rank: u32) -> Vec<Run> {
+    let len = runs_len(base);
+    let (w, r) = (u64::from(world_size.max(1)), u64::from(rank));
+    let (each, extra) = (len / w, len % w);
+    let start = r * each + r.min(extra);
+    cut(base, start, start + each + u64::from(r < extra))
+}
+
+/// What is left of `base` once every one of its `world_size` ranks has consumed the first
+/// `consumed` samples of its share: the base a job resumed under another world size, batch
+/// size or worker count reads, so that it reads exactly the samples not yet delivered.
+///
+/// Ranks of a data-parallel job step together, so one rank's count stands for all of them.
+pub fn rest(base: &[Run], world_size: u32, consumed: u64) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    for rank in 0..world_size.max(1) {
+        let part = share(base, world_size, rank);
+        let len = runs_len(&part);
+        for run in cut(&part, consumed.min(len), len) {
+            match out.last_mut() {
+                Some(last) if last.1 == run.0 => last.1 = run.1,
+                _ => out.push(run),
+            }
+        }
+    }
+    out
+}
+
 /// How an epoch's positions are split among ranks and workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
-    /// Samples per rank, a multiple of the batch size.
-    pub per_rank: u64,
+    /// This rank's positions, in order.
+    share: Vec<Run>,
+    /// Samples before each run of `share`.
+    before: Vec<u64>,
+    /// Samples this rank reads.
+    pub len: u64,
     /// The batch size.
     pub batch_size: u64,
     /// Who reads.
@@ -272,54 +367,67 @@ impl Split {
         remainder: Remainder,
     ) -> Result<Self, PlanError> {
         partition.check()?;
+        let base = epoch_runs(total, partition.world_size, batch_size, remainder)?;
+        Self::over(&base, partition, batch_size)
+    }
+
+    /// Splits the positions `base` (a fresh epoch's [`epoch_runs`], or what a resumed job
+    /// has left: [`rest`]) among the ranks, in batches of `batch_size`; a rank's last batch
+    /// is short when its share is not a whole number of batches.
+    pub fn over(base: &[Run], partition: Partition, batch_size: u64) -> Result<Self, PlanError> {
+        partition.check()?;
         if batch_size == 0 {
             return Err(PlanError::Zero("batch_size"));
         }
-        if total == 0 {
-            return Err(PlanError::Empty);
-        }
-        let stride = batch_size.saturating_mul(u64::from(partition.world_size));
-        let batches = match remainder {
-            Remainder::Drop => total / stride,
-            Remainder::Pad => total.div_ceil(stride),
-        };
-        if batches == 0 {
-            return Err(PlanError::TooSmall {
-                total,
-                batch_size,
-                world_size: partition.world_size,
-            });
+        let share = share(base, partition.world_size, partition.rank);
+        let mut before = Vec::with_capacity(share.len());
+        let mut len = 0u64;
+        for (a, b) in &share {
+            before.push(len);
+            len += b - a;
         }
         Ok(Self {
-            per_rank: batches * batch_size,
+            share,
+            before,
+            len,
             batch_size,
             partition,
         })
     }
 
-    /// Batches every rank reads.
+    /// Batches this rank reads.
     pub fn batches_per_rank(&self) -> u64 {
-        self.per_rank / self.batch_size
+        self.len.div_ceil(self.batch_size)
     }
 
-    /// The epoch position of this rank's sample `i` (`< per_rank`).
-    pub fn position(&self, i: u64) -> u64 {
-        u64::from(self.partition.rank) * self.per_rank + i
+    /// The epoch position of this rank's sample `i` (`< len`), and how many of the rank's
+    /// samples from `i` on have consecutive positions.
+    pub fn position(&self, i: u64) -> (u64, u64) {
+        let run = self.before.partition_point(|&b| b <= i).saturating_sub(1);
+        match (self.share.get(run), self.before.get(run)) {
+            (Some(&(a, b)), Some(&first)) => {
+                let p = a + (i - first);
+                (p, b.saturating_sub(p))
+            }
+            _ => (0, 0),
+        }
     }
 
     /// This worker's spans of the rank's samples, `[start, end)` in rank sample numbers, in
-    /// order, from the rank's sample `consumed` on. The batch that `consumed` falls inside is
-    /// cut short at the front, so batch boundaries stay where an uninterrupted run had them.
-    pub fn spans(&self, consumed: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    /// order, from the rank's sample `consumed` on, leaving out the worker's first `skip`.
+    /// The batch that `consumed` falls inside is cut short at the front, so batch boundaries
+    /// stay where an uninterrupted run had them.
+    pub fn spans(&self, consumed: u64, skip: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
         let Partition {
             worker, workers, ..
         } = self.partition;
-        let first = consumed.min(self.per_rank) / self.batch_size;
+        let first = consumed.min(self.len) / self.batch_size;
         (first..self.batches_per_rank())
             .filter(move |i| i % u64::from(workers) == u64::from(worker))
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
             .map(move |i| {
                 let start = (i * self.batch_size).max(consumed);
-                (start, (i + 1) * self.batch_size)
+                (start, ((i + 1) * self.batch_size).min(self.len))
             })
     }
 }
@@ -354,10 +462,10 @@ mod tests {
                     workers,
                 };
                 let split = Split::new(order.total(), partition, batch, remainder).unwrap();
-                per_rank = split.per_rank;
-                for (a, b) in split.spans(0) {
+                per_rank = split.len;
+                for (a, b) in split.spans(0, 0) {
                     assert_eq!(b - a, batch);
-                    got.extend((a..b).map(|i| (i, order.sample_at(split.position(i)))));
+                    got.extend((a..b).map(|i| (i, order.sample_at(split.position(i).0))));
                 }
             }
             // Workers interleave batch by batch, as a data loader does.
@@ -411,6 +519,98 @@ mod tests {
         }
     }
 
+    /// The positions a job reads, rank by rank, worker batches interleaved as a data loader
+    /// hands them out; the first `consumed` of every rank only when `delivered`.
+    fn positions(
+        base: &[Run],
+        world_size: u32,
+        workers: u32,
+        batch: u64,
+        consumed: u64,
+        delivered: bool,
+    ) -> Vec<u64> {
+        let mut all = Vec::new();
+        for rank in 0..world_size {
+            let mut got = Vec::new();
+            for worker in 0..workers {
+                let partition = Partition {
+                    rank,
+                    world_size,
+                    worker,
+                    workers,
+                };
+                let split = Split::over(base, partition, batch).unwrap();
+                let spans: Vec<_> = if delivered {
+                    split.spans(0, 0).collect()
+                } else {
+                    split.spans(consumed, 0).collect()
+                };
+                for (a, b) in spans {
+                    for i in a..b {
+                        if delivered && i >= consumed {
+                            break;
+                        }
+                        got.push((i, split.position(i).0));
+                    }
+                }
+            }
+            got.sort_unstable();
+            all.extend(got.into_iter().map(|(_, p)| p));
+        }
+        all
+    }
+
+    proptest! {
+        #[test]
+        fn a_job_resumed_under_another_world_reads_exactly_what_is_left(
+            total in 1u64..400,
+            worlds in prop::collection::vec((1u32..5, 1u32..4, 1u64..9), 2..4),
+            stops in prop::collection::vec(0u64..120, 3),
+            pad in any::<bool>(),
+        ) {
+            let (w0, _, b0) = worlds[0];
+            let remainder = if pad { Remainder::Pad } else { Remainder::Drop };
+            let Ok(mut base) = epoch_runs(total, w0, b0, remainder) else { return Ok(()); };
+            let planned: Vec<u64> = positions(&base, w0, 1, b0, 0, false);
+            let mut read = Vec::new();
+            for (i, &(world, workers, batch)) in worlds.iter().enumerate() {
+                let stop = stops[i];
+                if i + 1 == worlds.len() {
+                    read.extend(positions(&base, world, workers, batch, 0, false));
+                } else {
+                    read.extend(positions(&base, world, workers, batch, stop, true));
+                    base = rest(&base, world, stop);
+                }
+            }
+            let (mut planned, mut read) = (planned, read);
+            planned.sort_unstable();
+            read.sort_unstable();
+            prop_assert_eq!(read, planned, "every planned position once, none other");
+        }
+    }
+
+    #[test]
+    fn a_worker_skips_its_own_delivered_batches() {
+        let partition = Partition {
+            rank: 0,
+            world_size: 1,
+            worker: 1,
+            workers: 2,
+        };
+        let split = Split::new(50, partition, 5, Remainder::Drop).unwrap();
+        let spans: Vec<_> = split.spans(0, 2).collect();
+        assert_eq!(
+            spans[0],
+            (25, 30),
+            "batches 1 and 3 were delivered; 5 is next"
+        );
+        let short = Split::over(&[(0, 12)], Partition::SINGLE, 5).unwrap();
+        assert_eq!(
+            short.spans(0, 0).collect::<Vec<_>>(),
+            [(0, 5), (5, 10), (10, 12)]
+        );
+    }
+
     #[test]
     fn the_same_seed_and_epoch_give_the_same_order_and_others_do_not() {
         let cid = dag_cbor_cid(b"m");
@@ -452,15 +652,15 @@ mod tests {
             workers: 1,
         };
         let split = Split::new(100, partition, 8, Remainder::Drop).unwrap();
-        assert_eq!(split.per_rank, 48);
-        let all: Vec<u64> = split.spans(0).flat_map(|(a, b)| a..b).collect();
+        assert_eq!(split.len, 48);
+        let all: Vec<u64> = split.spans(0, 0).flat_map(|(a, b)| a..b).collect();
         for consumed in [0, 1, 7, 8, 20, 47, 48, 60] {
-            let rest: Vec<u64> = split.spans(consumed).flat_map(|(a, b)| a..b).collect();
+            let rest: Vec<u64> = split.spans(consumed, 0).flat_map(|(a, b)| a..b).collect();
             assert_eq!(rest, all[(consumed.min(48) as usize)..], "{consumed}");
         }
-        let spans: Vec<_> = split.spans(20).collect();
+        let spans: Vec<_> = split.spans(20, 0).collect();
         assert_eq!(spans[0], (20, 24), "the cut batch ends where it did");
-        assert_eq!(split.position(0), 48);
+        assert_eq!(split.position(0), (48, 48));
     }
 
     #[test]
@@ -496,6 +696,6 @@ mod tests {
             too_small.to_string().contains("`--remainder pad`"),
             "{too_small}"
         );
-        assert_eq!(Split::new(10, four, 4, Remainder::Pad).unwrap().per_rank, 4);
+        assert_eq!(Split::new(10, four, 4, Remainder::Pad).unwrap().len, 4);
     }
 }

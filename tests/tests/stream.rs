@@ -207,6 +207,44 @@ async fn ranks_and_workers_read_every_sample_once_resume_and_cache() {
     };
     assert!(state.resume(&job.cid, other_seed).is_err());
 
+    // 2 ranks stop after 7 batches each (700 samples each); the job resumes as 3 ranks with
+    // batches of 64: every sample not yet delivered is read once, and no other.
+    let of = |rank, world_size, options: &StreamOptions| StreamOptions {
+        partition: Partition {
+            rank,
+            world_size,
+            worker: 0,
+            workers: 1,
+        },
+        ..options.clone()
+    };
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut saved = None;
+    for rank in 0..2 {
+        let (got, state) = drain(job.open(&cache, &of(rank, 2, &base)), Some(7)).await;
+        got.iter()
+            .flatten()
+            .for_each(|t| *seen.entry(t.clone()).or_default() += 1);
+        saved = Some(state);
+    }
+    let saved = saved.unwrap();
+    let wider = StreamOptions {
+        batch_size: 64,
+        ..base.clone()
+    };
+    let mut sizes = Vec::new();
+    for rank in 0..3 {
+        let resumed = saved.resume(&job.cid, of(rank, 3, &wider)).unwrap();
+        let (got, _) = drain(job.open(&cache, &resumed), None).await;
+        sizes.push(got.iter().map(Vec::len).sum::<usize>());
+        got.iter()
+            .flatten()
+            .for_each(|t| *seen.entry(t.clone()).or_default() += 1);
+    }
+    assert_eq!(seen.len(), 12_000, "{sizes:?}");
+    assert!(seen.values().all(|&n| n == 1), "a sample read twice");
+    assert_eq!(sizes, [3_534, 3_533, 3_533]);
+
     // Blocks read in segments of 700 samples (each decoding the block's shards again), and
     // resumed inside a segment: the same batches. A cap of 0 is refused.
     let segmented = StreamOptions {

@@ -140,6 +140,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         columns: args.columns.clone(),
         prefetch_shards: args.prefetch,
         consumed: args.consumed.unwrap_or(0),
+        base: None,
+        skip_batches: 0,
         segment_samples: args.segment_samples,
         parquet_limits: ParquetLimits::default(),
     };

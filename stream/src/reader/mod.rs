@@ -41,7 +41,7 @@ use tracing::debug;
 use crate::{
     cache::{Lease, ShardCache},
     error::StreamError,
-    plan::{EpochOrder, Partition, PlanError, Remainder, Sample, Split},
+    plan::{EpochOrder, Partition, PlanError, Remainder, Run, Sample, Split, epoch_runs, rest},
 };
 
 pub(crate) mod read;
@@ -78,6 +78,12 @@ pub struct StreamOptions {
     pub prefetch_shards: usize,
     /// Samples of this rank already consumed (from a saved [`StreamState`]).
     pub consumed: u64,
+    /// The epoch's positions this job reads, when it resumed a job of another shape
+    /// ([`StreamState::resume`]); the whole epoch's if `None`.
+    pub base: Option<Vec<Run>>,
+    /// This worker's batches to leave out after `consumed`: the ones it delivered before a
+    /// restart with the same workers (a data loader's per-worker state).
+    pub skip_batches: u64,
     /// Most samples decoded together: a block with more is read in segments of this many,
     /// each decoding the block's shards again. Memory grows with it.
     pub segment_samples: usize,
@@ -97,6 +103,8 @@ impl Default for StreamOptions {
             columns: None,
             prefetch_shards: 4,
             consumed: 0,
+            base: None,
+            skip_batches: 0,
             segment_samples: DEFAULT_SEGMENT_SAMPLES,
             parquet_limits: ParquetLimits::default(),
         }
@@ -120,32 +128,61 @@ pub struct StreamState {
     pub batch_size: u64,
     /// Samples of this rank's part of the epoch already consumed.
     pub consumed: u64,
+    /// The epoch's positions the job reads, split among its ranks: the whole epoch's, or
+    /// what an earlier job of another shape left. Empty in states saved before it was kept.
+    #[serde(default)]
+    pub base: Vec<Run>,
 }
 
 impl StreamState {
     /// Checks that this state belongs to a stream of `manifest` with `options`, and returns
-    /// the options with its position.
+    /// the options with its position. A job of the same world and batch size goes on where
+    /// the state stands; one of another shape reads exactly the samples of the epoch that the
+    /// saved job had not delivered, split among its own ranks (every rank of the saved job
+    /// is taken to have consumed as many samples as this one: ranks step together).
     pub fn resume(
         &self,
         manifest: &Cid,
         mut options: StreamOptions,
     ) -> Result<StreamOptions, StreamError> {
-        let p = &options.partition;
-        let same = self.manifest == *manifest
-            && self.seed == options.seed
-            && self.world_size == p.world_size
-            && self.rank == p.rank
-            && self.batch_size == options.batch_size;
-        if !same {
+        if self.manifest != *manifest || self.seed != options.seed {
             return Err(StreamError::StateMismatch(format!(
-                "{} seed {} rank {}/{} batch {}",
-                self.manifest, self.seed, self.rank, self.world_size, self.batch_size
+                "it is of {} with seed {}",
+                self.manifest, self.seed
             )));
         }
+        check_runs(&self.base)?;
         options.epoch = self.epoch;
-        options.consumed = self.consumed;
+        let same = self.world_size == options.partition.world_size
+            && self.batch_size == options.batch_size;
+        if same {
+            options.base = (!self.base.is_empty()).then(|| self.base.clone());
+            options.consumed = self.consumed;
+        } else if self.base.is_empty() {
+            return Err(StreamError::StateMismatch(format!(
+                "it does not say which samples its job read: resume it with world size {} and batch size {}",
+                self.world_size, self.batch_size
+            )));
+        } else {
+            options.base = Some(rest(&self.base, self.world_size, self.consumed));
+            options.consumed = 0;
+        }
         Ok(options)
     }
+}
+
+/// Refuses runs that are not in order, empty or overlapping (a state file is input).
+fn check_runs(runs: &[Run]) -> Result<(), StreamError> {
+    let mut end = 0u64;
+    for (i, &(a, b)) in runs.iter().enumerate() {
+        if a >= b || (i > 0 && a < end) {
+            return Err(StreamError::StateMismatch(format!(
+                "its runs of samples are not in order: {a}..{b}"
+            )));
+        }
+        end = b;
+    }
+    Ok(())
 }
 
 /// A stream of one worker's batches of an epoch.
@@ -183,16 +220,25 @@ impl DatasetStream {
             options.epoch,
             options.block_shards,
         )?;
-        let split = Split::new(
-            order.total(),
-            options.partition,
-            options.batch_size,
-            options.remainder,
-        )?;
+        let base = match &options.base {
+            Some(base) => {
+                check_runs(base)?;
+                base.clone()
+            }
+            None => epoch_runs(
+                order.total(),
+                options.partition.world_size,
+                options.batch_size,
+                options.remainder,
+            )?,
+        };
+        let split = Split::over(&base, options.partition, options.batch_size)?;
         if options.segment_samples == 0 {
             return Err(PlanError::Zero("segment_samples").into());
         }
-        let spans: Vec<(u64, u64)> = split.spans(options.consumed).collect();
+        let spans: Vec<(u64, u64)> = split
+            .spans(options.consumed, options.skip_batches)
+            .collect();
         let schema = output_schema(&manifest, options.columns.as_deref())?;
         let plan = Arc::new(Plan {
             order,
@@ -226,6 +272,7 @@ impl DatasetStream {
                 rank: options.partition.rank,
                 batch_size: options.batch_size,
                 consumed: options.consumed,
+                base,
             },
             schema,
             batches_left: plan.spans.len() as u64,
@@ -296,7 +343,8 @@ impl Plan {
                     span += 1;
                     continue;
                 }
-                let position = self.split.position(i) % self.order.total();
+                let (position, consecutive) = self.split.position(i);
+                let position = position % self.order.total();
                 let b = self.order.block_of(position);
                 let room = self.segment_samples.saturating_sub(samples.len());
                 let Some(found) = self.order.blocks().get(b) else {
@@ -310,6 +358,7 @@ impl Plan {
                 // positions are consecutive and end inside the block, so they do not wrap.
                 let offset = position - found.start;
                 let run = (end - i)
+                    .min(consecutive)
                     .min(found.len().saturating_sub(offset))
                     .min(u64::try_from(room).unwrap_or(u64::MAX))
                     .max(1);
