@@ -3,21 +3,9 @@
 //! whole chain would say each cause twice ("No such file or directory (os error 2): No such
 //! file or directory (os error 2)").
 
-/// The error and its causes, each said once: a cause whose words the message already holds
-/// is left out.
+/// The error and its causes, each said once.
 pub(crate) fn message(error: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in error.chain() {
-        let part = cause.to_string();
-        if part.is_empty() || text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
+    tessera_formats::report::message(error.as_ref())
 }
 
 #[cfg(test)]

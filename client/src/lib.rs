@@ -20,6 +20,7 @@ pub mod error;
 pub mod fetch;
 pub mod get;
 pub mod hedge;
+pub mod local;
 pub use tessera_proofs::placement;
 pub mod put;
 pub mod repair;

@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod payout;
 pub mod receipt;
 pub mod record;
+pub mod report;
 pub mod rotation;
 mod signed;
 pub mod time;

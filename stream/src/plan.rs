@@ -414,17 +414,19 @@ impl Split {
     }
 
     /// This worker's spans of the rank's samples, `[start, end)` in rank sample numbers, in
-    /// order, from the rank's sample `consumed` on, leaving out the worker's first `skip`.
-    /// The batch that `consumed` falls inside is cut short at the front, so batch boundaries
-    /// stay where an uninterrupted run had them.
-    pub fn spans(&self, consumed: u64, skip: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    /// order, from the rank's sample `consumed` on. The batch that `consumed` falls inside is
+    /// cut short at the front, so batch boundaries stay where an uninterrupted run had them.
+    ///
+    /// A data loader hands its workers' batches out in order, so the batches a rank has
+    /// delivered are always the first ones: the end of the last one is all a restart needs,
+    /// whatever the number of workers.
+    pub fn spans(&self, consumed: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
         let Partition {
             worker, workers, ..
         } = self.partition;
         let first = consumed.min(self.len) / self.batch_size;
         (first..self.batches_per_rank())
             .filter(move |i| i % u64::from(workers) == u64::from(worker))
-            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
             .map(move |i| {
                 let start = (i * self.batch_size).max(consumed);
                 (start, ((i + 1) * self.batch_size).min(self.len))
@@ -463,7 +465,7 @@ mod tests {
                 };
                 let split = Split::new(order.total(), partition, batch, remainder).unwrap();
                 per_rank = split.len;
-                for (a, b) in split.spans(0, 0) {
+                for (a, b) in split.spans(0) {
                     assert_eq!(b - a, batch);
                     got.extend((a..b).map(|i| (i, order.sample_at(split.position(i).0))));
                 }
@@ -541,9 +543,9 @@ mod tests {
                 };
                 let split = Split::over(base, partition, batch).unwrap();
                 let spans: Vec<_> = if delivered {
-                    split.spans(0, 0).collect()
+                    split.spans(0).collect()
                 } else {
-                    split.spans(consumed, 0).collect()
+                    split.spans(consumed).collect()
                 };
                 for (a, b) in spans {
                     for i in a..b {
@@ -590,25 +592,13 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_skips_its_own_delivered_batches() {
-        let partition = Partition {
-            rank: 0,
-            world_size: 1,
-            worker: 1,
-            workers: 2,
-        };
-        let split = Split::new(50, partition, 5, Remainder::Drop).unwrap();
-        let spans: Vec<_> = split.spans(0, 2).collect();
-        assert_eq!(
-            spans[0],
-            (25, 30),
-            "batches 1 and 3 were delivered; 5 is next"
-        );
+    fn a_share_that_is_not_whole_batches_ends_in_a_short_one() {
         let short = Split::over(&[(0, 12)], Partition::SINGLE, 5).unwrap();
         assert_eq!(
-            short.spans(0, 0).collect::<Vec<_>>(),
+            short.spans(0).collect::<Vec<_>>(),
             [(0, 5), (5, 10), (10, 12)]
         );
+        assert_eq!(short.spans(7).collect::<Vec<_>>(), [(7, 10), (10, 12)]);
     }
 
     #[test]
@@ -653,12 +643,12 @@ mod tests {
         };
         let split = Split::new(100, partition, 8, Remainder::Drop).unwrap();
         assert_eq!(split.len, 48);
-        let all: Vec<u64> = split.spans(0, 0).flat_map(|(a, b)| a..b).collect();
+        let all: Vec<u64> = split.spans(0).flat_map(|(a, b)| a..b).collect();
         for consumed in [0, 1, 7, 8, 20, 47, 48, 60] {
-            let rest: Vec<u64> = split.spans(consumed, 0).flat_map(|(a, b)| a..b).collect();
+            let rest: Vec<u64> = split.spans(consumed).flat_map(|(a, b)| a..b).collect();
             assert_eq!(rest, all[(consumed.min(48) as usize)..], "{consumed}");
         }
-        let spans: Vec<_> = split.spans(20, 0).collect();
+        let spans: Vec<_> = split.spans(20).collect();
         assert_eq!(spans[0], (20, 24), "the cut batch ends where it did");
         assert_eq!(split.position(0), (48, 48));
     }

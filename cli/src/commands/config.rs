@@ -1,6 +1,6 @@
 //! Reading TOML settings files: bounded in size, every error naming the file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use serde::de::DeserializeOwned;
@@ -48,21 +48,7 @@ pub(crate) fn read_bounded(path: &Path, max: u64, what: &str) -> anyhow::Result<
     std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
-/// `$XDG_CONFIG_HOME/tessera/NAME` or `~/.config/tessera/NAME`.
-pub(crate) fn default_path(name: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("tessera").join(name))
-}
-
-/// `$XDG_CACHE_HOME/tessera/NAME` or `~/.cache/tessera/NAME`.
-pub(crate) fn cache_path(name: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("tessera").join(name))
-}
+pub(crate) use tessera_client::local::{cache_path, config_path as default_path};
 
 /// Config files of any shape: lines of `key = value` from the keys a file may hold and values
 /// at every edge (huge, negative, not a number, wrong type, unparsable durations).

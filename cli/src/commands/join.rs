@@ -9,11 +9,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use serde::Deserialize;
-use tessera_client::Session;
+use tessera_client::{Session, local::ClientSettings};
 use tessera_net::Multiaddr;
-
-use super::config::{default_path, read_toml};
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(rename_all = "kebab-case")]
@@ -31,30 +28,10 @@ pub(crate) struct JoinArgs {
     config: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientFile {
-    #[serde(default)]
-    bootstrap: Vec<Multiaddr>,
-    network: Option<String>,
-}
-
 impl JoinArgs {
-    /// The client file's settings: the one named, else the default one if it exists.
-    fn file(&self) -> anyhow::Result<ClientFile> {
-        let file = match &self.config {
-            Some(path) => Some(path.clone()),
-            None => default_path("client.toml").filter(|p| p.exists()),
-        };
-        Ok(match file {
-            Some(path) => read_toml::<ClientFile>(&path)?,
-            None => ClientFile::default(),
-        })
-    }
-
     /// Joins the network as a short-lived peer.
     pub(crate) async fn join(&self) -> anyhow::Result<Session> {
-        let file = self.file()?;
+        let file = ClientSettings::load(self.config.as_deref())?;
         let bootstrap = if self.bootstrap.is_empty() {
             file.bootstrap
         } else {

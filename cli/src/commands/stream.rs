@@ -141,7 +141,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         prefetch_shards: args.prefetch,
         consumed: args.consumed.unwrap_or(0),
         base: None,
-        skip_batches: 0,
         segment_samples: args.segment_samples,
         parquet_limits: ParquetLimits::default(),
     };

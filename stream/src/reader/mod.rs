@@ -81,9 +81,6 @@ pub struct StreamOptions {
     /// The epoch's positions this job reads, when it resumed a job of another shape
     /// ([`StreamState::resume`]); the whole epoch's if `None`.
     pub base: Option<Vec<Run>>,
-    /// This worker's batches to leave out after `consumed`: the ones it delivered before a
-    /// restart with the same workers (a data loader's per-worker state).
-    pub skip_batches: u64,
     /// Most samples decoded together: a block with more is read in segments of this many,
     /// each decoding the block's shards again. Memory grows with it.
     pub segment_samples: usize,
@@ -104,7 +101,6 @@ impl Default for StreamOptions {
             prefetch_shards: 4,
             consumed: 0,
             base: None,
-            skip_batches: 0,
             segment_samples: DEFAULT_SEGMENT_SAMPLES,
             parquet_limits: ParquetLimits::default(),
         }
@@ -236,9 +232,7 @@ impl DatasetStream {
         if options.segment_samples == 0 {
             return Err(PlanError::Zero("segment_samples").into());
         }
-        let spans: Vec<(u64, u64)> = split
-            .spans(options.consumed, options.skip_batches)
-            .collect();
+        let spans: Vec<(u64, u64)> = split.spans(options.consumed).collect();
         let schema = output_schema(&manifest, options.columns.as_deref())?;
         let plan = Arc::new(Plan {
             order,
