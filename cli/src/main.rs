@@ -72,14 +72,20 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // RUST_LOG overrides; by default only warnings, without the DHT's complaint that the first
     // node of a network has no peers to bootstrap from, or gossipsub's about a record that
-    // several registry nodes announce.
+    // several registry nodes announce. A node also says what it does (pieces stored, audits,
+    // repairs, gateway requests), so its operator can see it working.
+    let node = matches!(
+        cli.command,
+        Command::StorageNode(_) | Command::ScraperNode(_)
+    );
+    let default_filter = format!(
+        "warn,{}libp2p_kad::behaviour=error,libp2p_gossipsub::behaviour=error",
+        if node { "tessera=info," } else { "" }
+    );
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(
-                    "warn,libp2p_kad::behaviour=error,libp2p_gossipsub::behaviour=error",
-                )
-            }),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&default_filter)),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)

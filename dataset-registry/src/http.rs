@@ -6,29 +6,39 @@
 //! GET /v1/datasets/{publisher}/{name}/{version}  one version (N, vN or latest) and its manifest
 //! GET /v1/manifests/{cid}                        a manifest as JSON
 //! GET /v1/shards/{cid}                           a shard's bytes, verified before they are sent
+//! HEAD /v1/shards/{cid}                          its size, from the manifest
 //! ```
+//!
+//! Shards answer `Range` requests (one range; 206, or 416 past the end) and carry their CID as
+//! `ETag` with an immutable `Cache-Control`: a CID's bytes never change, so `If-None-Match`
+//! with it is answered 304 and caches keep them forever. Verified shards stay on disk for the
+//! next requests (a reader of Parquet over HTTP asks for the footer, then for each column
+//! chunk), up to [`GATEWAY_KEEP`] of them and [`GATEWAY_KEEP_BYTES`].
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}` with a status that matches the
 //! code: `bad_request` 400, `not_found` 404, `busy` 503, `unavailable` 502, `internal` 500.
 
-use std::sync::Arc;
+use std::{collections::VecDeque, sync::Arc};
 
 use axum::{
     Json, Router,
-    body::Body,
-    extract::{Path, Query, State},
-    http::{StatusCode, header},
+    extract::{Path, Query, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use cid::Cid;
+use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 use tessera_client::{GetOptions, get::fetch_shard};
-use tessera_formats::{Manifest, PublisherKey, address};
+use tessera_formats::{Manifest, PublisherKey, address, layout::ShardLayout};
 use tessera_node::http::ApiError;
 use tokio::sync::Semaphore;
-use tokio_util::io::ReaderStream;
+use tower::ServiceExt as _;
+use tower_http::services::ServeFile;
+use tracing::info;
 
 use crate::{
     service::Registry,
@@ -39,11 +49,25 @@ use crate::{
 const GATEWAY_PARALLEL: usize = 4;
 /// Most datasets in one list page.
 const MAX_LIST: usize = 1000;
+/// Verified shards kept on disk for the requests after the first.
+pub const GATEWAY_KEEP: usize = 8;
+/// Most bytes of verified shards kept.
+pub const GATEWAY_KEEP_BYTES: u64 = 2 << 30;
+/// A CID names the same bytes forever.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 #[derive(Clone)]
 struct Api {
     registry: Registry,
     gateway: Arc<Semaphore>,
+    kept: Arc<Mutex<VecDeque<Kept>>>,
+}
+
+/// A verified shard file, removed with its directory when it is let go.
+struct Kept {
+    cid: Cid,
+    size: u64,
+    dir: Arc<TempDir>,
 }
 
 /// The routes, to be merged into the node's HTTP server.
@@ -51,13 +75,14 @@ pub fn router(registry: Registry) -> Router {
     let api = Api {
         registry,
         gateway: Arc::new(Semaphore::new(GATEWAY_PARALLEL)),
+        kept: Arc::new(Mutex::new(VecDeque::new())),
     };
     Router::new()
         .route("/v1/datasets", get(list))
         .route("/v1/datasets/{publisher}/{name}", get(versions))
         .route("/v1/datasets/{publisher}/{name}/{version}", get(version))
         .route("/v1/manifests/{cid}", get(manifest))
-        .route("/v1/shards/{cid}", get(shard))
+        .route("/v1/shards/{cid}", get(shard).head(shard_head))
         .with_state(api)
 }
 
@@ -224,21 +249,113 @@ async fn manifest(State(api): State<Api>, Path(cid): Path<String>) -> ApiResult 
     Ok(Json(manifest_json(&cid, &manifest)).into_response())
 }
 
-async fn shard(State(api): State<Api>, Path(cid): Path<String>) -> ApiResult {
-    let cid = parse_cid(&cid)?;
+/// The layout of shard `cid` of a dataset this registry holds.
+async fn shard_layout(api: &Api, cid: &str) -> Result<ShardLayout, ApiError> {
+    let cid = parse_cid(cid)?;
     let store = api.registry.store().clone();
     let (manifest_cid, index) = blocking(move || store.shard(&cid)).await?.ok_or_else(|| {
         ApiError::not_found(format!("no dataset in this registry has shard {cid}"))
     })?;
-    let manifest = load_manifest(&api, manifest_cid).await?;
-    let layout = manifest
+    let manifest = load_manifest(api, manifest_cid).await?;
+    manifest
         .shards
         .get(index)
         .filter(|s| s.layout.content == cid)
         .map(|s| s.layout.clone())
         .ok_or_else(|| {
             ApiError::not_found(format!("shard {cid} is not in manifest {manifest_cid}"))
-        })?;
+        })
+}
+
+/// The headers every answer about a shard carries.
+fn shard_headers(headers: &mut HeaderMap, cid: &Cid) {
+    let etag = HeaderValue::from_str(&format!("\"{cid}\""));
+    if let Ok(etag) = etag {
+        headers.insert(header::ETAG, etag);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.apache.parquet"),
+    );
+}
+
+/// Whether the request already holds these bytes (`If-None-Match` with the CID).
+fn unchanged(request: &HeaderMap, cid: &Cid) -> bool {
+    let tag = cid.to_string();
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/").trim_matches('"') == tag)
+}
+
+fn not_modified(cid: &Cid) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    shard_headers(response.headers_mut(), cid);
+    response
+}
+
+async fn shard_head(
+    State(api): State<Api>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let layout = shard_layout(&api, &cid).await?;
+    if unchanged(&headers, &layout.content) {
+        return Ok(not_modified(&layout.content));
+    }
+    let mut response = StatusCode::OK.into_response();
+    shard_headers(response.headers_mut(), &layout.content);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(layout.size));
+    Ok(response)
+}
+
+async fn shard(State(api): State<Api>, Path(cid): Path<String>, request: Request) -> ApiResult {
+    let layout = shard_layout(&api, &cid).await?;
+    let cid = layout.content;
+    if unchanged(request.headers(), &cid) {
+        return Ok(not_modified(&cid));
+    }
+    let range = request
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("whole")
+        .to_owned();
+    info!(%cid, size = layout.size, %range, "gateway: serving a shard");
+    let dir = kept_or_fetched(&api, &layout).await?;
+    let served = ServeFile::new(dir.path().join("shard"))
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut response = served.into_response();
+    if response.status().is_success() {
+        shard_headers(response.headers_mut(), &cid);
+        response.headers_mut().remove(header::LAST_MODIFIED);
+    }
+    Ok(response)
+}
+
+/// The directory holding shard `layout`'s verified file: kept from an earlier request, or
+/// fetched now.
+async fn kept_or_fetched(api: &Api, layout: &ShardLayout) -> Result<Arc<TempDir>, ApiError> {
+    let cid = layout.content;
+    {
+        let mut kept = api.kept.lock();
+        if let Some(i) = kept.iter().position(|k| k.cid == cid) {
+            let hit = kept
+                .remove(i)
+                .ok_or_else(|| ApiError::internal("kept shard vanished"))?;
+            let dir = hit.dir.clone();
+            kept.push_back(hit);
+            return Ok(dir);
+        }
+    }
     let Ok(_permit) = api.gateway.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -250,31 +367,27 @@ async fn shard(State(api): State<Api>, Path(cid): Path<String>) -> ApiResult {
         .registry
         .spool()
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let path = spool.path().join("shard");
     // fetch_shard names the file only once its bytes hash to the shard's CID.
     fetch_shard(
         api.registry.session(),
-        &layout,
-        &path,
+        layout,
+        &spool.path().join("shard"),
         &GetOptions::default(),
     )
     .await
     .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", e.to_string()))?;
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    // The open handle keeps the bytes readable after the spool directory is removed.
-    drop(spool);
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/vnd.apache.parquet".to_string(),
-            ),
-            (header::CONTENT_LENGTH, layout.size.to_string()),
-            (header::ETAG, format!("\"{cid}\"")),
-        ],
-        Body::from_stream(ReaderStream::new(file)),
-    )
-        .into_response())
+    let dir = Arc::new(spool);
+    let mut kept = api.kept.lock();
+    kept.push_back(Kept {
+        cid,
+        size: layout.size,
+        dir: dir.clone(),
+    });
+    // A file being served stays readable through its open handle after its directory goes.
+    while kept.len() > GATEWAY_KEEP
+        || (kept.len() > 1 && kept.iter().map(|k| k.size).sum::<u64>() > GATEWAY_KEEP_BYTES)
+    {
+        kept.pop_front();
+    }
+    Ok(dir)
 }

@@ -23,8 +23,13 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 from . import _native
 
 
+_HEX = set("0123456789abcdef")
+
+
 def _looks_like_cid(part: str) -> bool:
-    return "@" not in part and part.startswith("b") and len(part) >= 40
+    """A base32 CID ("bafy...") rather than a publisher key (64 hex digits) or a name."""
+    publisher = len(part) == 64 and set(part) <= _HEX
+    return "@" not in part and part.startswith("b") and len(part) >= 40 and not publisher
 
 
 class TesseraFileSystem(AbstractFileSystem):

@@ -675,11 +675,56 @@ async fn http_api_lists_versions_serves_manifests_and_verified_shards() {
         response.headers()["etag"].to_str().unwrap(),
         format!("\"{}\"", shard.content)
     );
-    let bytes = response.bytes().await.unwrap();
     assert_eq!(
-        bytes.as_ref(),
-        std::fs::read(data.join("b.parquet")).unwrap()
+        response.headers()["cache-control"].to_str().unwrap(),
+        "public, max-age=31536000, immutable"
     );
+    let bytes = response.bytes().await.unwrap();
+    let file = std::fs::read(data.join("b.parquet")).unwrap();
+    assert_eq!(bytes.as_ref(), file);
+
+    // Ranges (what Parquet readers over HTTP ask for), HEAD, and If-None-Match.
+    let url = format!("{base}/v1/shards/{}", shard.content);
+    let size = shard.size;
+    for (range, want) in [
+        ("bytes=10-19", 10..20),
+        ("bytes=-8", (size - 8) as usize..size as usize),
+        ("bytes=100-", 100..size as usize),
+    ] {
+        let response = http.get(&url).header("range", range).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 206, "{range}");
+        assert_eq!(
+            response.headers()["content-range"].to_str().unwrap(),
+            format!("bytes {}-{}/{size}", want.start, want.end - 1),
+            "{range}"
+        );
+        assert_eq!(
+            response.bytes().await.unwrap().as_ref(),
+            &file[want],
+            "{range}"
+        );
+    }
+    let past = http
+        .get(&url)
+        .header("range", format!("bytes={size}-"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status().as_u16(), 416);
+    let head = http.head(&url).send().await.unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(
+        head.headers()["content-length"].to_str().unwrap(),
+        size.to_string()
+    );
+    assert_eq!(head.headers()["accept-ranges"].to_str().unwrap(), "bytes");
+    let cached = http
+        .get(&url)
+        .header("if-none-match", format!("\"{}\"", shard.content))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status().as_u16(), 304);
 
     // Errors: a stable code and a status to match.
     let unknown = dag_cbor_cid(b"nothing here");
@@ -716,10 +761,19 @@ async fn http_api_lists_versions_serves_manifests_and_verified_shards() {
         );
     }
 
-    // With two of three pieces gone, the gateway cannot rebuild the shard: 502, not bytes.
+    // With two of three pieces gone, the gateway cannot rebuild a shard it has not kept:
+    // 502, not bytes. The one it served is kept, verified, and still served.
     network.stop(1).await;
     network.stop(2).await;
-    let path = format!("/v1/shards/{}", shard.content);
+    let kept = http
+        .get(&url)
+        .header("range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.bytes().await.unwrap().as_ref(), &file[..4]);
+    let other = &v2.report.manifest.shards[0].layout;
+    let path = format!("/v1/shards/{}", other.content);
     let (status, body) = get_json(&http, &base, &path).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
