@@ -190,6 +190,29 @@ fn publish_says_which_cid_is_which() {
     );
     assert!(stderr.contains("version record "), "{stderr}");
     assert!(stderr.contains("storage nodes reached"), "{stderr}");
+
+    // The same files again: no new version, and the CID of the one they already are.
+    let out = publish(&data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), cid);
+    assert!(
+        stderr.contains("nothing changed since ") && stderr.contains("/labels@v1: no new version"),
+        "{stderr}"
+    );
+    let out = tessera()
+        .args(["datasets", "log", "labels", "--key"])
+        .arg(&key)
+        .args(["--bootstrap", &bootstrap])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        log.lines().filter(|l| l.contains("/labels@v")).count(),
+        1,
+        "{log}"
+    );
+
     let out = tessera()
         .args(["fetch", &cid, "-o"])
         .arg(dir.path().join("fetched"))

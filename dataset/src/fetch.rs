@@ -4,7 +4,9 @@
 //! right bytes is kept, so a second run after an interruption fetches only what is missing.
 
 use std::{
+    collections::HashSet,
     fs::File,
+    io::Seek as _,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -12,7 +14,7 @@ use std::{
 use cid::Cid;
 use tessera_formats::{
     Manifest, ShardLayout,
-    address::{DAG_CBOR, verify_reader},
+    address::{DAG_CBOR, HashFn, hash_reader, verify_reader},
     manifest::MAX_MANIFEST_BYTES,
 };
 use tokio::{sync::Semaphore, task::JoinSet};
@@ -64,6 +66,8 @@ pub struct FetchReport {
     pub fetched: Vec<String>,
     /// Shards that were in place already.
     pub present: Vec<String>,
+    /// Shards fetched in place of a file of an older version of the dataset.
+    pub replaced: Vec<String>,
     /// Shards rebuilt with parity pieces.
     pub reconstructed: Vec<String>,
     /// Bytes of shards fetched in this run.
@@ -88,25 +92,73 @@ pub async fn fetch_manifest(session: &Session, cid: Cid) -> Result<Manifest, Dat
     })
 }
 
-/// Whether the file at `path` is the shard `layout` (false when there is no file).
-fn in_place(path: &Path, layout: &ShardLayout) -> Result<bool, DatasetError> {
-    let file = match File::open(path) {
+/// What is at a shard's place in the output directory.
+enum InPlace {
+    /// Nothing.
+    Absent,
+    /// The shard itself.
+    Same,
+    /// A file with other bytes, whose content CID this is.
+    Other(Cid),
+}
+
+/// What the file at `path` is, against the shard `layout`.
+fn in_place(path: &Path, layout: &ShardLayout) -> Result<InPlace, DatasetError> {
+    let read = || DatasetError::io(format!("reading {}", path.display()));
+    let mut file = match File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(InPlace::Absent),
         Err(e) => return Err(DatasetError::io(format!("opening {}", path.display()))(e)),
     };
-    let len = file
-        .metadata()
-        .map_err(DatasetError::io(format!("reading {}", path.display())))?
-        .len();
-    let same = len == layout.size && verify_reader(&layout.content, file).is_ok();
-    if !same {
-        return Err(DatasetError::Conflict {
-            path: path.to_path_buf(),
-            cid: Box::new(layout.content),
-        });
+    let len = file.metadata().map_err(read())?.len();
+    if len == layout.size && verify_reader(&layout.content, &mut file).is_ok() {
+        return Ok(InPlace::Same);
     }
-    Ok(true)
+    let hash = HashFn::of(&layout.content).unwrap_or(HashFn::Blake3);
+    file.seek(std::io::SeekFrom::Start(0)).map_err(read())?;
+    let (cid, _) = hash_reader(file, hash).map_err(read())?;
+    Ok(InPlace::Other(cid))
+}
+
+/// Fetches shard `layout` beside `path`, then renames it over the file there: the old file
+/// stays whole until the new one is, and is never half replaced.
+async fn replace_with_shard(
+    session: &Session,
+    layout: &ShardLayout,
+    path: &Path,
+    get: &GetOptions,
+) -> Result<tessera_client::GetReport, String> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fresh = path.with_file_name(format!(".tessera-update-{file_name}"));
+    let _ = std::fs::remove_file(&fresh);
+    let got = fetch_shard(session, layout, &fresh, get)
+        .await
+        .map_err(|e| e.to_string())?;
+    std::fs::rename(&fresh, path).map_err(|e| format!("replacing {}: {e}", path.display()))?;
+    Ok(got)
+}
+
+/// Most older versions whose files a fetch replaces in place.
+pub const MAX_OLDER_VERSIONS: usize = 256;
+
+/// The content CIDs of the shards of the versions before `manifest` (its parent, its
+/// parent's, ...): files a fetch may replace, as they are the same dataset's.
+async fn older_contents(
+    session: &Session,
+    manifest: &Manifest,
+) -> Result<HashSet<Cid>, DatasetError> {
+    let mut contents = HashSet::new();
+    let mut next = manifest.parent;
+    for _ in 0..MAX_OLDER_VERSIONS {
+        let Some(cid) = next else { break };
+        let older = fetch_manifest(session, cid).await?;
+        contents.extend(older.shards.iter().map(|s| s.layout.content));
+        next = older.parent;
+    }
+    Ok(contents)
 }
 
 /// Fetches the dataset version with manifest `cid` into `out` (created if missing).
@@ -121,8 +173,10 @@ pub async fn fetch_dataset(
         .map_err(DatasetError::io(format!("creating {}", out.display())))?;
     // Which shards are in place already: checked before anything is fetched, so that a
     // conflicting file stops the run at once.
-    let mut todo: Vec<(String, ShardLayout, PathBuf)> = Vec::new();
-    let mut present = Vec::new();
+    // (name, layout, path, whether it replaces an older version's file)
+    let mut todo: Vec<(String, ShardLayout, PathBuf, bool)> = Vec::new();
+    let (mut present, mut replaced) = (Vec::new(), Vec::new());
+    let mut older = None;
     for shard in &manifest.shards {
         // Names were checked by the manifest's validation: relative, no `..`.
         let path = out.join(&shard.name);
@@ -130,10 +184,24 @@ pub async fn fetch_dataset(
         let there = tokio::task::spawn_blocking(move || in_place(&p, &layout))
             .await
             .map_err(|e| DatasetError::io("checking shards")(std::io::Error::other(e)))??;
-        if there {
-            present.push(shard.name.clone());
-        } else {
-            todo.push((shard.name.clone(), shard.layout.clone(), path));
+        match there {
+            InPlace::Same => present.push(shard.name.clone()),
+            InPlace::Absent => todo.push((shard.name.clone(), shard.layout.clone(), path, false)),
+            InPlace::Other(content) => {
+                // A file of an older version of this dataset is updated; any other file is
+                // someone else's, and stays.
+                if older.is_none() {
+                    older = Some(older_contents(session, &manifest).await?);
+                }
+                if !older.as_ref().is_some_and(|o| o.contains(&content)) {
+                    return Err(DatasetError::Conflict {
+                        path,
+                        cid: Box::new(shard.layout.content),
+                    });
+                }
+                replaced.push(shard.name.clone());
+                todo.push((shard.name.clone(), shard.layout.clone(), path, true));
+            }
         }
     }
     report(
@@ -157,7 +225,7 @@ pub async fn fetch_dataset(
 
     let permits = Arc::new(Semaphore::new(options.parallel_shards.max(1)));
     let mut tasks = JoinSet::new();
-    for (name, layout, path) in todo {
+    for (name, layout, path, replace) in todo {
         let (session, permits, get, progress) = (
             session.clone_handle(),
             permits.clone(),
@@ -176,7 +244,13 @@ pub async fn fetch_dataset(
                     0,
                 );
             }
-            let result = fetch_shard(&session, &layout, &path, &get).await;
+            let result = if replace {
+                replace_with_shard(&session, &layout, &path, &get).await
+            } else {
+                fetch_shard(&session, &layout, &path, &get)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
             match result {
                 Ok(got) => {
                     report(
@@ -189,7 +263,7 @@ pub async fn fetch_dataset(
                     );
                     (name, Ok(()), got.reconstructed, layout.size)
                 }
-                Err(e) => (name, Err(e.to_string()), false, 0),
+                Err(e) => (name, Err(e), false, 0),
             }
         });
     }
@@ -227,6 +301,7 @@ pub async fn fetch_dataset(
         manifest,
         fetched,
         present,
+        replaced,
         reconstructed,
         bytes,
     })

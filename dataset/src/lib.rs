@@ -119,7 +119,11 @@ pub enum DatasetError {
         source: ManifestError,
     },
     /// A file in the output directory is in a shard's place with other bytes.
-    #[error("{} exists and is not the shard {cid}; move it away and run again", path.display())]
+    #[error(
+        "{} exists and is neither the shard {cid} nor a file of an older version of this \
+         dataset; move it away and run again",
+        path.display()
+    )]
     Conflict {
         /// The file.
         path: PathBuf,

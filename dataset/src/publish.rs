@@ -102,6 +102,9 @@ pub struct PublishReport {
     pub survives: Option<usize>,
     /// The storage nodes reached directly, when they chose `params`.
     pub nodes_reached: Option<usize>,
+    /// The files are the parent version's, name for name and byte for byte, with the same
+    /// metadata: nothing was stored, and `manifest_cid` is the parent's.
+    pub unchanged: bool,
 }
 
 /// The storage nodes this session reaches directly, among the DHT's closest peers to two
@@ -262,6 +265,24 @@ pub async fn publish(
         .await?;
         contents.push(cid);
     }
+    if let Some((parent_cid, parent)) = &options.parent
+        && same_files(parent, &files, &contents)
+        && parent.metadata == options.metadata
+    {
+        return Ok(PublishReport {
+            manifest_cid: *parent_cid,
+            manifest: parent.clone(),
+            manifest_holders: Vec::new(),
+            reused: files.iter().map(|(name, _)| name.clone()).collect(),
+            pieces_sent: 0,
+            pieces_resumed: 0,
+            bytes_sent: 0,
+            params,
+            survives: None,
+            nodes_reached,
+            unchanged: true,
+        });
+    }
     let new_bytes: u64 = infos
         .iter()
         .zip(&contents)
@@ -344,7 +365,18 @@ pub async fn publish(
         params,
         survives,
         nodes_reached,
+        unchanged: false,
     })
+}
+
+/// Whether `files`, whose contents are `contents`, are `parent`'s shards in its order.
+fn same_files(parent: &Manifest, files: &[(String, PathBuf)], contents: &[Cid]) -> bool {
+    parent.shards.len() == files.len()
+        && parent
+            .shards
+            .iter()
+            .zip(files.iter().zip(contents))
+            .all(|(s, ((name, _), content))| s.name == *name && s.layout.content == *content)
 }
 
 /// A file stored in the network as one erasure-coded shard.

@@ -69,6 +69,15 @@ pub async fn publish_version(
         options.parent = Some((cid, fetch_manifest(session, cid).await?));
     }
     let report = publish(session, files, &options).await?;
+    if report.unchanged
+        && let Some(parent) = parent
+    {
+        return Ok(Published {
+            record_cid: parent.cid,
+            record: parent.record,
+            report,
+        });
+    }
     let (record_cid, record) = register(
         session,
         name,

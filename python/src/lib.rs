@@ -383,6 +383,7 @@ fn fetch<'py>(
     d.set_item("cid", cid.to_string())?;
     d.set_item("fetched", report.fetched)?;
     d.set_item("present", report.present)?;
+    d.set_item("replaced", report.replaced)?;
     d.set_item("rebuilt", report.reconstructed)?;
     d.set_item("bytes", report.bytes)?;
     d.set_item("rows", report.manifest.total_rows())?;
@@ -442,6 +443,7 @@ fn publish<'py>(
         format!("{}/{}@v{}", record.publisher, record.name, record.version),
     )?;
     d.set_item("version", record.version)?;
+    d.set_item("unchanged", report.unchanged)?;
     d.set_item("shards", report.manifest.shards.len())?;
     d.set_item("rows", report.manifest.total_rows())?;
     d.set_item("bytes_sent", report.bytes_sent)?;

@@ -227,6 +227,59 @@ async fn publish_fetch_version_and_lose_nodes() {
         v1_again.manifest.shards[1].layout.content,
         v1.report.manifest.shards[1].layout.content
     );
+    // v2 fetched into v1's directory updates it in place: the changed file is replaced, the
+    // others kept. A file that is no version's stays, and stops the fetch.
+    let v1_dir = dir.path().join("v1");
+    let (_, _, updated) = fetch_version(
+        &reader,
+        &"web-text@v2".parse().unwrap(),
+        &v1_dir,
+        None,
+        &FetchOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(updated.replaced, ["part-1.parquet"]);
+    assert_eq!(updated.present.len(), 2);
+    assert_same_files(&data, &v1_dir);
+    std::fs::write(v1_dir.join("part-1.parquet"), b"someone else's").unwrap();
+    let foreign = fetch_version(
+        &reader,
+        &"web-text@v2".parse().unwrap(),
+        &v1_dir,
+        None,
+        &FetchOptions::default(),
+    )
+    .await;
+    let Err(tessera_dataset::VersionError::Dataset(e)) = foreign else {
+        panic!("{foreign:?}")
+    };
+    assert!(
+        e.to_string().contains("nor a file of an older version"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(v1_dir.join("part-1.parquet")).unwrap(),
+        b"someone else's"
+    );
+
+    // The same files again make no version: the current one is given back.
+    let same = publish_version(
+        &writer,
+        list_parquet(&data).unwrap(),
+        "web-text",
+        "",
+        &signer,
+        options(&journal),
+    )
+    .await
+    .unwrap();
+    assert!(same.report.unchanged);
+    assert_eq!(same.report.pieces_sent, 0);
+    assert_eq!(
+        (same.record_cid, same.report.manifest_cid),
+        (v2.record_cid, v2.report.manifest_cid)
+    );
 
     // Lose the holders of m pieces of the changed shard: it is rebuilt from parity.
     let shard = &v2.report.manifest.shards[1];

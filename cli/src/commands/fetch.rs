@@ -48,12 +48,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("{}/{}@v{}: {}", r.publisher, r.name, r.version, r.message);
     }
     eprintln!(
-        "fetched {cid} into {}: {} shards fetched ({}, {:.1} MB/s), {} already in place, {} rebuilt from parity",
+        "fetched {cid} into {}: {} shards fetched ({}, {:.1} MB/s), {} already in place, {} replacing an older version's, {} rebuilt from parity",
         args.output.display(),
         report.fetched.len(),
         ByteSize::b(report.bytes),
         report.bytes as f64 / 1e6 / seconds.max(1e-9),
         report.present.len(),
+        report.replaced.len(),
         report.reconstructed.len(),
     );
     Ok(())

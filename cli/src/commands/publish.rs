@@ -79,6 +79,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let r = &published.report;
     let record = &published.record.record;
+    if r.unchanged {
+        eprintln!(
+            "nothing changed since {}/{}@v{}: no new version; dataset {} (fetch it by this CID, or as {}/{}@v{})",
+            record.publisher,
+            record.name,
+            record.version,
+            r.manifest_cid,
+            record.publisher,
+            record.name,
+            record.version
+        );
+        println!("{}", r.manifest_cid);
+        return Ok(());
+    }
     eprintln!(
         "published {}/{}@v{} ({} shards, {} rows, {}): {} pieces sent ({}), {} resumed, {} shards unchanged, in {seconds:.1} s",
         record.publisher,
