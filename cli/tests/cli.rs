@@ -123,6 +123,56 @@ fn storage_node_serves_its_status_until_stopped() {
 }
 
 #[test]
+fn a_second_node_on_a_data_directory_and_an_unreachable_peer_each_say_so_once() {
+    use std::io::{BufRead as _, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = || {
+        let mut cmd = tessera();
+        cmd.args([
+            "storage-node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--data-dir",
+        ])
+        .arg(dir.path());
+        cmd
+    };
+    let mut first = node()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let listening = BufReader::new(first.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("listening"))
+        .unwrap();
+    let second = node().output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!second.status.success());
+    assert_eq!(err.matches("in use by another process").count(), 1, "{err}");
+    assert!(!err.contains("LOCK"), "{err}");
+
+    // The same peer id at a port where nothing listens: the one cause, and what to check.
+    let addr = listening.split_whitespace().nth(1).unwrap();
+    let peer = addr.rsplit('/').next().unwrap();
+    let out = tessera()
+        .args(["datasets", "list", "--bootstrap"])
+        .arg(format!("/ip4/127.0.0.1/tcp/1/p2p/{peer}"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(err.contains("check that the node is running"), "{err}");
+    assert_eq!(err.matches("/tcp/1/").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
 fn robots_check_says_which_line_decided() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("robots.txt");
@@ -220,6 +270,23 @@ fn crawl_commands_carry_the_nodes_api_token() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("API token"), "{err}");
+    // A spec the node refuses: its reason, once, not an HTTP status.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"docs\"\nseeds = []\nmax_pages = 1\nmax_depth = 0\n",
+    )
+    .unwrap();
+    let out = tessera()
+        .args(["crawl", "start", "--node", &node, "--data-dir"])
+        .arg(dir.path())
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("seeds: 1 to").count(), 1, "{err}");
+    assert!(!err.contains("Bad Request"), "{err}");
     // With the node's data directory, it reads the token there.
     let out = tessera()
         .args(["crawl", "start", "--node", &node, "--data-dir"])

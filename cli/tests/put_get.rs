@@ -213,6 +213,40 @@ fn publish_says_which_cid_is_which() {
         "{log}"
     );
 
+    // Listings: a header, short publishers, UTC times, rows; or JSON with every field whole.
+    let list = |json: bool| {
+        let mut cmd = tessera();
+        cmd.args(["datasets", "list", "--bootstrap", &bootstrap]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = list(false);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("DATASET") && header.contains("ROWS"),
+        "{table}"
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.contains("/labels@v1") && row.contains("2000") && row.contains(&cid),
+        "{table}"
+    );
+    assert!(row.contains("Z "), "a UTC time: {table}");
+    let json: serde_json::Value = serde_json::from_str(&list(true)).unwrap();
+    let entry = &json.as_array().unwrap()[0];
+    assert_eq!(entry["rows"], 2_000, "{json}");
+    assert_eq!(entry["manifest"], cid.as_str());
+    assert_eq!(entry["publisher"].as_str().unwrap().len(), 64);
+
     let out = tessera()
         .args(["fetch", &cid, "-o"])
         .arg(dir.path().join("fetched"))

@@ -17,7 +17,10 @@ pub enum ClientError {
     #[error("no bootstrap peer: pass --bootstrap /ip4/…/tcp/…/p2p/PEER_ID or set it in the config")]
     NoBootstrap,
     /// None of the bootstrap peers could be reached.
-    #[error("could not reach any bootstrap peer: {0}")]
+    #[error(
+        "could not reach any bootstrap peer ({0}): check that the node is running and that the \
+         address, with its /p2p/ id, is the one it prints"
+    )]
     Unreachable(String),
     /// The network failed.
     #[error(transparent)]

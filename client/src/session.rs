@@ -142,6 +142,10 @@ pub async fn connect(client: &Client, bootstrap: &[Multiaddr]) -> Result<(), Cli
         dials.spawn(async move {
             match tokio::time::timeout(Duration::from_secs(10), client.dial(addr.clone())).await {
                 Ok(Ok(())) => Ok(()),
+                // Said against the address given: the network names only the peer.
+                Ok(Err(tessera_net::NetError::Dial { reason, .. })) => {
+                    Err(format!("{addr}: {reason}"))
+                }
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("dialing {addr}: no answer in 10 s")),
             }

@@ -40,6 +40,16 @@ pub enum DbError {
         #[source]
         source: rocksdb::Error,
     },
+    /// Another process (a node already running on this data directory) holds the database.
+    #[error(
+        "database {} is in use by another process, most likely a node already running on this \
+         data directory: stop it, or give this node another --data-dir",
+        path.display()
+    )]
+    InUse {
+        /// The database.
+        path: PathBuf,
+    },
     /// A column that the database was not opened with.
     #[error("database {} has no column {name:?}", path.display())]
     NoColumn {
@@ -110,7 +120,18 @@ impl Db {
                 names.push((*name).to_string());
             }
         }
-        let db = DB::open_cf(&opts, path, &names).map_err(rocks)?;
+        let db = DB::open_cf(&opts, path, &names).map_err(|source| {
+            // RocksDB says so only in its message: "While lock file: …/LOCK: Resource
+            // temporarily unavailable" (another process), "lock hold by current process"
+            // (this one).
+            if source.kind() == rocksdb::ErrorKind::IOError && source.to_string().contains("LOCK") {
+                DbError::InUse {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                rocks(source)
+            }
+        })?;
         Ok(Self {
             db: Arc::new(db),
             path: path.to_path_buf(),
@@ -297,6 +318,18 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_in_use_says_so_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let _held = Db::open(&path, &["a"]).unwrap();
+        let second = Db::open(&path, &["a"]).map(|_| ()).unwrap_err();
+        assert!(matches!(second, DbError::InUse { .. }), "{second:?}");
+        let said = tessera_formats::report::message(&second);
+        assert!(said.contains("in use by another process"), "{said}");
+        assert_eq!(said.matches("LOCK").count(), 0, "{said}");
+    }
 
     #[test]
     fn columns_keep_their_keys_apart_and_survive_reopening() {

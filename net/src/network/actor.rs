@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::{
     Behaviour, BehaviourEvent, Command, Lookup, NetError, NetworkInfo, Outbound, Reply, Topic,
     TopicEvent,
+    health::dial_reason,
     paths::{Paths, PeerPath, Route},
     reachability::is_relayed,
     relays::{RelayChoice, RelayStats},
@@ -182,7 +183,7 @@ impl Actor {
                     Err(e) => {
                         let _ = reply.send(Err(NetError::Dial {
                             addr,
-                            reason: e.to_string(),
+                            reason: dial_reason(&e),
                         }));
                     }
                 }
@@ -515,14 +516,15 @@ impl Actor {
                 error,
                 ..
             } => {
-                let reason = format!("Failed to dial the requested peer: {error}");
+                let why = dial_reason(&error);
+                let reason = format!("Failed to dial the requested peer: {why}");
                 for item in self.paths.dial_failed(peer) {
                     fail(peer, item, &reason);
                 }
                 for reply in self.pending_dials.remove(&peer).unwrap_or_default() {
                     let _ = reply.send(Err(NetError::Dial {
                         addr: Multiaddr::empty().with(Protocol::P2p(peer)),
-                        reason: error.to_string(),
+                        reason: why.clone(),
                     }));
                 }
             }

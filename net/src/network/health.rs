@@ -409,6 +409,37 @@ impl NetworkBehaviour for HealthGate {
     }
 }
 
+/// Why a dial failed, in one line: the innermost cause of each address's error. libp2p nests
+/// a transport error several deep, each layer repeating its source ("Multiple dial errors
+/// occurred: - Handshake failed: Handshake failed: invalid data").
+pub(crate) fn dial_reason(error: &DialError) -> String {
+    fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut cause = e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        cause.to_string()
+    }
+    match error {
+        DialError::Transport(attempts) if attempts.len() == 1 => {
+            attempts.iter().map(|(_, e)| innermost(e)).collect()
+        }
+        DialError::Transport(attempts) => {
+            let mut reasons: Vec<String> = attempts
+                .iter()
+                .map(|(addr, e)| format!("{addr}: {}", innermost(e)))
+                .collect();
+            reasons.dedup();
+            reasons.join("; ")
+        }
+        DialError::WrongPeerId { obtained, .. } => {
+            format!("the peer at that address is {obtained}, not the one the address names")
+        }
+        DialError::NoAddresses => "no address known for the peer".into(),
+        other => innermost(other),
+    }
+}
+
 /// Whether a dial's failure is the peer's: denied dials (this gate's own, a limit's) and
 /// dials that were not needed say nothing of it.
 fn says_peer_is_gone(error: &DialError) -> bool {

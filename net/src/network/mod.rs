@@ -594,7 +594,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
         swarm.dial(addr.clone()).map_err(|e| NetError::Dial {
             addr: addr.clone(),
-            reason: e.to_string(),
+            reason: health::dial_reason(&e),
         })?;
     }
     if !config.bootstrap.is_empty() {
