@@ -123,6 +123,44 @@ fn storage_node_serves_its_status_until_stopped() {
 }
 
 #[test]
+fn the_dashboard_is_on_by_default_on_loopback_and_off_with_no_http() {
+    use std::io::{BufRead as _, BufReader};
+
+    let startup = |extra: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = tessera()
+            .args([
+                "storage-node",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map(Result::unwrap)
+            .take_while(|l| !l.starts_with("data"))
+            .collect();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        lines
+    };
+    let lines = startup(&[]);
+    let http = lines
+        .iter()
+        .find(|l| l.starts_with("http"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(http.contains("http://127.0.0.1:"), "{http}");
+    let lines = startup(&["--no-http"]);
+    assert!(!lines.iter().any(|l| l.starts_with("http")), "{lines:?}");
+}
+
+#[test]
 fn a_second_node_on_a_data_directory_and_an_unreachable_peer_each_say_so_once() {
     use std::io::{BufRead as _, BufReader};
 

@@ -1,5 +1,7 @@
 //! The node's counters, exported in Prometheus text format on its HTTP port.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -70,6 +72,7 @@ pub struct Metrics {
     pieces_unreadable: Gauge,
     bytes_used: Gauge,
     bytes_free: Gauge,
+    process: Family<StatLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -103,8 +106,15 @@ impl Metrics {
             pieces_unreadable: Gauge::default(),
             bytes_used: Gauge::default(),
             bytes_free: Gauge::default(),
+            process: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "process",
+            "This process: cpu_seconds (user and system), resident_bytes, virtual_bytes, \
+             threads, open_fds, uptime_seconds",
+            m.process.clone(),
+        );
         registry.register("requests", "Requests received, by kind", m.requests.clone());
         registry.register(
             "network",
@@ -321,9 +331,39 @@ impl Metrics {
         self.pieces_unreadable.set(gauge(usage.unreadable));
         self.bytes_used.set(gauge(usage.used));
         self.bytes_free.set(gauge(usage.free()));
+        for (stat, value) in process_figures() {
+            self.process.get_or_create(&StatLabel { stat }).set(value);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// This process's figures from /proc (none where it cannot be read).
+#[allow(clippy::cast_precision_loss)]
+fn process_figures() -> Vec<(&'static str, f64)> {
+    let Ok(me) = procfs::process::Process::myself() else {
+        return Vec::new();
+    };
+    let Ok(stat) = me.stat() else {
+        return Vec::new();
+    };
+    let ticks = procfs::ticks_per_second().max(1) as f64;
+    let mut out = vec![
+        ("cpu_seconds", (stat.utime + stat.stime) as f64 / ticks),
+        ("resident_bytes", (stat.rss * procfs::page_size()) as f64),
+        ("virtual_bytes", stat.vsize as f64),
+        ("threads", stat.num_threads as f64),
+    ];
+    if let Ok(fds) = me.fd_count() {
+        out.push(("open_fds", fds as f64));
+    }
+    if let Ok(up) = <procfs::Uptime as procfs::Current>::current() {
+        // Seconds since boot now, less seconds since boot when the process started.
+        let started = stat.starttime as f64 / ticks;
+        out.push(("uptime_seconds", (up.uptime - started).max(0.0)));
+    }
+    out
 }

@@ -59,6 +59,24 @@ async fn status_metrics_and_restart() {
         metrics.contains("tessera_bytes_in_total 2000000"),
         "{metrics}"
     );
+    // The process's own figures, for an operator's dashboard or alerts.
+    for stat in [
+        "cpu_seconds",
+        "resident_bytes",
+        "threads",
+        "open_fds",
+        "uptime_seconds",
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("tessera_process{{stat=\"{stat}\"}}")))
+            .unwrap_or_else(|| panic!("no {stat}: {metrics}"));
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(
+            value >= 0.0 && (stat == "uptime_seconds" || stat == "cpu_seconds" || value > 0.0),
+            "{line}"
+        );
+    }
     // Every error of the port, whichever part of the node answers it, has one shape.
     for (path, status, code) in [
         ("/nothing", 404, "not_found"),

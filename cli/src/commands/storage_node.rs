@@ -35,9 +35,13 @@ pub(crate) struct Args {
     /// Most bytes of pieces to keep, like 50GiB [default: 10GiB].
     #[arg(long)]
     capacity: Option<ByteSize>,
-    /// Address for the HTTP port with /status and /metrics, like 127.0.0.1:8080.
-    #[arg(long)]
+    /// Address for the HTTP port with the dashboard, /status and /metrics [default:
+    /// 127.0.0.1:7320, another free loopback port when that one is taken].
+    #[arg(long, conflicts_with = "no_http")]
     http: Option<SocketAddr>,
+    /// No HTTP port: no dashboard, /status, /metrics or registry API.
+    #[arg(long)]
+    no_http: bool,
     /// Do not run the dataset registry role (records, /tessera/registry/1, HTTP /v1 API).
     #[arg(long)]
     no_registry: bool,
@@ -56,6 +60,20 @@ pub(crate) struct Args {
     print_config: bool,
 }
 
+/// Where the dashboard goes when neither the file nor a flag says: loopback, so that only this
+/// machine sees it; another free port when a second node on the machine has that one.
+const DEFAULT_HTTP: &str = "127.0.0.1:7320";
+
+fn default_http() -> SocketAddr {
+    let fixed: SocketAddr = DEFAULT_HTTP
+        .parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+    match std::net::TcpListener::bind(fixed) {
+        Ok(_) => fixed,
+        Err(_) => SocketAddr::new(fixed.ip(), 0),
+    }
+}
+
 /// The file's settings (or the defaults), with the flags given on top, checked.
 fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
     let mut config: NodeConfig = read_settings(args.config.as_deref())?;
@@ -64,6 +82,11 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
     flags(&mut config.bootstrap, args.bootstrap);
     flag(&mut config.capacity, args.capacity);
     flag(&mut config.http, args.http.map(Some));
+    if args.no_http {
+        config.http = None;
+    } else if config.http.is_none() {
+        config.http = Some(default_http());
+    }
     flag(&mut config.audit_interval, args.audit_interval);
     flag(&mut config.audit_period, args.audit_period);
     config.registry &= !args.no_registry;
@@ -127,6 +150,7 @@ mod tests {
             bootstrap: vec![],
             capacity,
             http: None,
+            no_http: false,
             no_registry: false,
             audit_interval: None,
             audit_period: None,
@@ -201,6 +225,7 @@ mod tests {
                 bootstrap: vec![],
                 capacity: None,
                 http: None,
+                no_http: false,
                 no_registry: false,
                 audit_interval: None,
                 audit_period: None,
