@@ -275,3 +275,49 @@ fn publish_says_which_cid_is_which() {
     assert!(!fresh.exists(), "a wrong directory creates no key");
     drop(nodes);
 }
+
+/// Two nodes that send at most 1 MiB/s each: a 6 MiB file (a whole copy on each) cannot come
+/// back sooner than its bytes past each node's one-second burst allow, (6 - 2) / 2 = 2 s.
+#[test]
+fn a_fetch_from_rate_limited_nodes_takes_the_time_the_limit_implies() {
+    let dir = tempfile::tempdir().unwrap();
+    let capped = ["--upload-rate", "1MiB", "--http", "127.0.0.1:0"];
+    let first = common::spawn_node(&dir.path().join("n0"), &capped);
+    let (http, bootstrap) = (first.http.clone().unwrap(), first.addr.clone());
+    let mut extra = vec!["--bootstrap", &bootstrap];
+    extra.extend(["--upload-rate", "1MiB"]);
+    let second = common::spawn_node(&dir.path().join("n1"), &extra);
+    wait_for_peers(&http, 1);
+    let input = dir.path().join("input.bin");
+    let data: Vec<u8> = (0..6u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+    let out = tessera()
+        .arg("put")
+        .arg(&input)
+        .args(["--k", "1", "--m", "1", "--bootstrap", &bootstrap])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let output = dir.path().join("output.bin");
+    let started = std::time::Instant::now();
+    let out = tessera()
+        .args(["get", &cid, "-o"])
+        .arg(&output)
+        .args(["--bootstrap", &bootstrap])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&output).unwrap(), data);
+    assert!(took.as_secs_f64() >= 1.9, "{took:?}");
+    drop((Node(first.child), Node(second.child)));
+}

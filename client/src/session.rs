@@ -146,7 +146,7 @@ pub async fn connect(client: &Client, bootstrap: &[Multiaddr]) -> Result<(), Cli
                 Ok(Err(tessera_net::NetError::Dial { reason, .. })) => {
                     Err(format!("{addr}: {reason}"))
                 }
-                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Err(e)) => Err(format!("{addr}: {e}")),
                 Err(_) => Err(format!("dialing {addr}: no answer in 10 s")),
             }
         });

@@ -227,12 +227,26 @@ impl Assembly {
 
     /// Serves the roles' routes on `http` (none: no HTTP port), every error in one shape.
     pub async fn serve(self, http: Option<SocketAddr>) -> Result<Node, BuildError> {
+        self.serve_or_any_port(http, false).await
+    }
+
+    /// [`Assembly::serve`], taking any free port of the same address when `any_port_if_taken`
+    /// and the one asked for is in use (a default port that a second node on the machine has).
+    pub async fn serve_or_any_port(
+        self,
+        http: Option<SocketAddr>,
+        any_port_if_taken: bool,
+    ) -> Result<Node, BuildError> {
         let server = Stage::default();
         let bound = match http {
             Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| BuildError::Http { addr, source })?;
+                let listener = match tokio::net::TcpListener::bind(addr).await {
+                    Err(e) if any_port_if_taken && e.kind() == std::io::ErrorKind::AddrInUse => {
+                        tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await
+                    }
+                    bound => bound,
+                }
+                .map_err(|source| BuildError::Http { addr, source })?;
                 let bound = listener
                     .local_addr()
                     .map_err(|source| BuildError::Http { addr, source })?;

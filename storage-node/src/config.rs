@@ -10,6 +10,9 @@
 //! payout-address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"   # where rewards are paid
 //! capacity = "50GiB"            # storage role: most bytes of pieces kept
 //! max-piece = "1GiB"            #   the largest piece taken
+//! upload-rate = "2MiB"          #   bytes per second sent, at most (none by default)
+//! download-rate = "5MiB"        #   bytes per second received, at most
+//! monthly-cap = "500GiB"        #   sent and received in a calendar month, at most
 //! scrub-interval = "24h"        #   every held piece re-hashed once a day; "0s" turns it off
 //! registry = true               # registry role: version records, announcements, /v1 API
 //! audit-interval = "30m"        # auditor role: a round every 30 minutes; "0s" turns it off
@@ -53,6 +56,10 @@ pub struct NodeConfig {
     /// Address of the HTTP port; none if absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<SocketAddr>,
+    /// Take any free port of `http`'s address when its port is in use: set for the default
+    /// address, never read from a file.
+    #[serde(skip)]
+    pub http_any_port_if_taken: bool,
     /// The network's founding charter (a DAG-CBOR block): the node speaks under its network
     /// id and keeps only receipts its validators were assigned. None: the unnamed network.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,6 +74,16 @@ pub struct NodeConfig {
     /// Largest single piece accepted.
     #[serde(with = "byte_size")]
     pub max_piece: ByteSize,
+    /// Most bytes per second sent (ranges served); none: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_rate: Option<ByteSize>,
+    /// Most bytes per second received (pieces stored here); none: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_rate: Option<ByteSize>,
+    /// Most bytes sent and received together in a calendar month (UTC); past it the node
+    /// refuses ranges and pieces until the month ends. None: no cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monthly_cap: Option<ByteSize>,
     /// Time between two checks of every held piece against its CID; zero turns them off.
     #[serde(with = "duration", alias = "scrub-interval-secs")]
     pub scrub_interval: Duration,
@@ -194,10 +211,14 @@ impl Default for NodeConfig {
                 .collect(),
             bootstrap: Vec::new(),
             http: None,
+            http_any_port_if_taken: false,
             charter: None,
             payout_address: None,
             capacity: ByteSize::gib(10),
             max_piece: ByteSize::gib(1),
+            upload_rate: None,
+            download_rate: None,
+            monthly_cap: None,
             scrub_interval: DEFAULT_SCRUB_INTERVAL,
             registry: true,
             audit_interval: audit.interval,
@@ -223,6 +244,15 @@ impl NodeConfig {
     /// The payout address, read.
     pub fn payout(&self) -> Result<Option<PayoutAddress>, InvalidSetting> {
         tessera_node::payout::setting(self.payout_address.as_deref())
+    }
+
+    /// The operator's bandwidth limits.
+    pub fn bandwidth(&self) -> crate::bandwidth::BandwidthLimits {
+        crate::bandwidth::BandwidthLimits {
+            upload: self.upload_rate.map(|b| b.as_u64()),
+            download: self.download_rate.map(|b| b.as_u64()),
+            monthly_cap: self.monthly_cap.map(|b| b.as_u64()),
+        }
     }
 
     /// Refuses settings the node cannot run with, naming the first one.

@@ -24,6 +24,7 @@
 
 pub mod api_client;
 pub mod audit;
+pub mod bandwidth;
 pub mod config;
 pub mod http;
 pub mod local;

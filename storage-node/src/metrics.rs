@@ -1,6 +1,6 @@
 //! The node's counters, exported in Prometheus text format on its HTTP port.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -8,6 +8,8 @@ use prometheus_client::{
     registry::Registry,
 };
 use tessera_storage_protocol::ErrorCode;
+
+use crate::bandwidth::Bandwidth;
 
 use crate::store::Usage;
 
@@ -73,6 +75,8 @@ pub struct Metrics {
     bytes_used: Gauge,
     bytes_free: Gauge,
     process: Family<StatLabel, Gauge<f64, AtomicU64>>,
+    traffic: Family<StatLabel, Gauge>,
+    bandwidth: std::sync::OnceLock<Arc<Bandwidth>>,
 }
 
 impl Default for Metrics {
@@ -107,8 +111,16 @@ impl Metrics {
             bytes_used: Gauge::default(),
             bytes_free: Gauge::default(),
             process: Family::default(),
+            traffic: Family::default(),
+            bandwidth: std::sync::OnceLock::new(),
             registry: Registry::default(),
         };
+        registry.register(
+            "traffic",
+            "Bytes sent and received by the storage service since the start (sent, received), \
+             this month's total and the monthly cap (month_bytes, monthly_cap; 0: none)",
+            m.traffic.clone(),
+        );
         registry.register(
             "process",
             "This process: cpu_seconds (user and system), resident_bytes, virtual_bytes, \
@@ -324,6 +336,11 @@ impl Metrics {
             .get()
     }
 
+    /// The node's bandwidth, whose figures `render` reports.
+    pub fn set_bandwidth(&self, bandwidth: Arc<Bandwidth>) {
+        let _ = self.bandwidth.set(bandwidth);
+    }
+
     /// The Prometheus text exposition, with the store's usage as of now.
     pub fn render(&self, usage: Usage) -> String {
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -331,6 +348,20 @@ impl Metrics {
         self.pieces_unreadable.set(gauge(usage.unreadable));
         self.bytes_used.set(gauge(usage.used));
         self.bytes_free.set(gauge(usage.free()));
+        if let Some(bw) = self.bandwidth.get() {
+            let (sent, received) = bw.totals();
+            let (month, cap) = bw.month();
+            for (stat, value) in [
+                ("sent", sent),
+                ("received", received),
+                ("month_bytes", month),
+                ("monthly_cap", cap.unwrap_or(0)),
+            ] {
+                self.traffic
+                    .get_or_create(&StatLabel { stat })
+                    .set(gauge(value));
+            }
+        }
         for (stat, value) in process_figures() {
             self.process.get_or_create(&StatLabel { stat }).set(value);
         }

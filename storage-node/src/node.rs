@@ -30,6 +30,7 @@ use crate::{
     audit::{
         AuditConfig, Auditor, AuditorParts, CHARTER_TOPIC, RECEIPT_TOPIC, SharedView, signing_key,
     },
+    bandwidth::Bandwidth,
     http::{HttpState, router},
     metrics::Metrics,
     receipts::{ReceiptStore, ReceiptStoreError},
@@ -129,7 +130,9 @@ impl StorageNode {
         );
         let mut node = plan(builder, &config).start().await?;
         let roles = start_roles(&mut node, &config, charter).await?;
-        let node = node.serve(config.http).await?;
+        let node = node
+            .serve_or_any_port(config.http, config.http_any_port_if_taken)
+            .await?;
         info!(
             peer_id = %node.client.peer_id(),
             addresses = ?node.addresses,
@@ -237,7 +240,9 @@ pub async fn start_roles(
     let column = node.db.column(DEFAULT).map_err(StoreError::from)?;
     let (store, startup) = blocking(move || PieceStore::open_in(&store_config, column)).await?;
     let metrics = Arc::new(Metrics::new());
-    storage_role(node, &store, &metrics, config.scrub_interval)?;
+    let bandwidth = Arc::new(Bandwidth::new(&config.data_dir, config.bandwidth()));
+    metrics.set_bandwidth(bandwidth.clone());
+    storage_role(node, &store, &metrics, config.scrub_interval, bandwidth)?;
     let registry = if config.registry {
         Some(registry_role(node, config, charter.as_ref())?)
     } else {
@@ -296,6 +301,7 @@ fn storage_role(
     store: &PieceStore,
     metrics: &Arc<Metrics>,
     scrub: Duration,
+    bandwidth: Arc<Bandwidth>,
 ) -> Result<(), NodeError> {
     let (Some(pieces), Some(challenges)) = (node.network.inbound(), node.network.inbound()) else {
         return Err(BuildError::Net(tessera_net::NetError::Build(
@@ -307,7 +313,10 @@ fn storage_role(
         node.client.clone(),
         store.clone(),
         metrics.clone(),
-        ServiceLimits::default(),
+        ServiceLimits {
+            bandwidth,
+            ..ServiceLimits::default()
+        },
         pieces,
         challenges,
     ));

@@ -28,6 +28,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use crate::{
+    bandwidth::Bandwidth,
     metrics::Metrics,
     store::{PieceStore, StoreError, Upload},
 };
@@ -44,6 +45,9 @@ pub struct ServiceLimits {
     /// Requests handled at once; further ones wait in the network's bounded queue, and past
     /// that are answered `Busy`.
     pub concurrent_requests: usize,
+    /// The operator's rates and monthly cap: ranges sent wait for the upload rate, chunks
+    /// received for the download rate, and past the cap both are refused `Busy`.
+    pub bandwidth: Arc<Bandwidth>,
 }
 
 impl Default for ServiceLimits {
@@ -53,6 +57,7 @@ impl Default for ServiceLimits {
             uploads_total: 128,
             upload_idle: Duration::from_secs(20),
             concurrent_requests: 64,
+            bandwidth: Arc::new(Bandwidth::unlimited()),
         }
     }
 }
@@ -175,9 +180,28 @@ impl Ctx {
                         }
                     }
                 };
-                if let PieceResponse::Range { body, .. } = &response {
-                    self.metrics.bytes_out(body.len() as u64);
-                }
+                let response = match response {
+                    PieceResponse::Range {
+                        piece, ref body, ..
+                    } => {
+                        // The range goes out at the operator's upload rate, or not at all.
+                        match self.limits.bandwidth.send(body.len() as u64).await {
+                            Ok(()) => {
+                                self.metrics.bytes_out(body.len() as u64);
+                                response
+                            }
+                            Err(over) => {
+                                self.metrics.error(ErrorCode::Busy);
+                                PieceResponse::Error {
+                                    piece,
+                                    code: ErrorCode::Busy,
+                                    message: over.to_string(),
+                                }
+                            }
+                        }
+                    }
+                    other => other,
+                };
                 let _ = responder.respond(response).await;
             }
             Asked::Challenge(Request {
@@ -191,6 +215,7 @@ impl Ctx {
                     Ok(proof) => {
                         self.metrics.challenge_answered();
                         self.metrics.proof_bytes(proof.body.len() as u64);
+                        self.limits.bandwidth.count_sent(proof.body.len() as u64);
                         ChallengeResponse::Proof(proof)
                     }
                     Err((code, message)) => {
@@ -237,7 +262,13 @@ impl Ctx {
                 })
                 .await
             }
-            PieceRequest::PutBegin { piece, size } => self.put_begin(peer, piece, size).await,
+            PieceRequest::PutBegin { piece, size } => {
+                self.limits
+                    .bandwidth
+                    .check()
+                    .map_err(|over| (ErrorCode::Busy, over.to_string()))?;
+                self.put_begin(peer, piece, size).await
+            }
             PieceRequest::PutChunk {
                 piece,
                 offset,
@@ -247,6 +278,12 @@ impl Ctx {
                     return Err((ErrorCode::BadRequest, "chunk over the limit".into()));
                 }
                 let slot = self.slot(peer, piece)?;
+                // Answered at the operator's download rate: the sender's next chunk waits.
+                self.limits
+                    .bandwidth
+                    .receive(bytes.len() as u64)
+                    .await
+                    .map_err(|over| (ErrorCode::Busy, over.to_string()))?;
                 self.metrics.bytes_in(bytes.len() as u64);
                 let written = blocking(move || {
                     let mut guard = slot.lock();

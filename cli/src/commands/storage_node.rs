@@ -35,6 +35,16 @@ pub(crate) struct Args {
     /// Most bytes of pieces to keep, like 50GiB [default: 10GiB].
     #[arg(long)]
     capacity: Option<ByteSize>,
+    /// Most bytes per second this node sends (ranges served), like 2MiB [default: no limit].
+    #[arg(long)]
+    upload_rate: Option<ByteSize>,
+    /// Most bytes per second it receives (pieces stored here), like 5MiB [default: no limit].
+    #[arg(long)]
+    download_rate: Option<ByteSize>,
+    /// Most bytes sent and received in a calendar month (UTC), like 500GiB; past it the node
+    /// stops serving until the month ends [default: no cap].
+    #[arg(long)]
+    monthly_cap: Option<ByteSize>,
     /// Address for the HTTP port with the dashboard, /status and /metrics [default:
     /// 127.0.0.1:7320, another free loopback port when that one is taken].
     #[arg(long, conflicts_with = "no_http")]
@@ -64,16 +74,6 @@ pub(crate) struct Args {
 /// machine sees it; another free port when a second node on the machine has that one.
 const DEFAULT_HTTP: &str = "127.0.0.1:7320";
 
-fn default_http() -> SocketAddr {
-    let fixed: SocketAddr = DEFAULT_HTTP
-        .parse()
-        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
-    match std::net::TcpListener::bind(fixed) {
-        Ok(_) => fixed,
-        Err(_) => SocketAddr::new(fixed.ip(), 0),
-    }
-}
-
 /// The file's settings (or the defaults), with the flags given on top, checked.
 fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
     let mut config: NodeConfig = read_settings(args.config.as_deref())?;
@@ -82,10 +82,14 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
     flags(&mut config.bootstrap, args.bootstrap);
     flag(&mut config.capacity, args.capacity);
     flag(&mut config.http, args.http.map(Some));
+    flag(&mut config.upload_rate, args.upload_rate.map(Some));
+    flag(&mut config.download_rate, args.download_rate.map(Some));
+    flag(&mut config.monthly_cap, args.monthly_cap.map(Some));
     if args.no_http {
         config.http = None;
     } else if config.http.is_none() {
-        config.http = Some(default_http());
+        config.http = DEFAULT_HTTP.parse().ok();
+        config.http_any_port_if_taken = true;
     }
     flag(&mut config.audit_interval, args.audit_interval);
     flag(&mut config.audit_period, args.audit_period);
@@ -150,6 +154,9 @@ mod tests {
             bootstrap: vec![],
             capacity,
             http: None,
+            upload_rate: None,
+            download_rate: None,
+            monthly_cap: None,
             no_http: false,
             no_registry: false,
             audit_interval: None,
@@ -225,6 +232,9 @@ mod tests {
                 bootstrap: vec![],
                 capacity: None,
                 http: None,
+                upload_rate: None,
+                download_rate: None,
+                monthly_cap: None,
                 no_http: false,
                 no_registry: false,
                 audit_interval: None,

@@ -49,10 +49,15 @@ pub enum PeerStatus {
 
 /// A peer is down: it failed lately and its backoff has not ended.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{peer} failed lately ({failures} time(s) in a row); not tried again for {retry_in:?}")]
+#[error(
+    "{peer} failed lately ({}{failures} time(s) in a row); not tried again for {retry_in:?}",
+    reason.as_deref().map(|r| format!("{r}; ")).unwrap_or_default()
+)]
 pub struct PeerDown {
     /// The peer.
     pub peer: PeerId,
+    /// Why its last dial failed, when one did.
+    pub reason: Option<Box<str>>,
     /// Failures in a row.
     pub failures: u32,
     /// Until it may be tried again.
@@ -86,6 +91,7 @@ struct Peer {
     dials: u32,
     dialing_since: Option<Instant>,
     news: Instant,
+    last_dial_error: Option<Box<str>>,
 }
 
 impl Peer {
@@ -98,6 +104,7 @@ impl Peer {
             unanswered_since: None,
             dials: 0,
             dialing_since: None,
+            last_dial_error: None,
             news: now,
         }
     }
@@ -251,7 +258,8 @@ impl PeerHealth {
 
     /// A dial of `peer` failed. While another connection with it is open (two dials raced,
     /// or it dialled this node) that says nothing of the peer.
-    pub(crate) fn dial_failed(&mut self, peer: PeerId, now: Instant) {
+    pub(crate) fn dial_failed(&mut self, peer: PeerId, now: Instant, reason: String) {
+        self.entry(peer, now).last_dial_error = Some(reason.into_boxed_str());
         if self.peers.get(&peer).is_none_or(|p| p.connections == 0) {
             self.failed(peer, now);
         }
@@ -263,6 +271,7 @@ impl PeerHealth {
         let until = p.down_until.filter(|until| *until > now)?;
         Some(PeerDown {
             peer: *peer,
+            reason: p.last_dial_error.clone(),
             failures: p.failures,
             retry_in: until - now,
         })
@@ -385,7 +394,7 @@ impl NetworkBehaviour for HealthGate {
                 if let Some(peer) = peer_id
                     && says_peer_is_gone(error)
                 {
-                    self.peers.dial_failed(peer, now);
+                    self.peers.dial_failed(peer, now, dial_reason(error));
                 }
             }
             FromSwarm::ConnectionClosed(ConnectionClosed { peer_id, .. }) => {
@@ -475,10 +484,10 @@ mod tests {
         table.connected(peer, t2);
         assert_eq!(table.status(&peer, t2), PeerStatus::Up);
         // A dial that fails while a connection is open says nothing of the peer.
-        table.dial_failed(peer, t2);
+        table.dial_failed(peer, t2, "refused".into());
         assert_eq!(table.status(&peer, t2), PeerStatus::Up);
         table.disconnected(peer, t2);
-        table.dial_failed(peer, t2);
+        table.dial_failed(peer, t2, "refused".into());
         assert_eq!(
             table.status(&peer, t2),
             PeerStatus::Down(FIRST_BACKOFF),

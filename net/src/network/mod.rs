@@ -208,7 +208,7 @@ pub enum NetError {
     },
     /// The peer failed lately and is not asked again until its backoff ends.
     #[error(transparent)]
-    PeerDown(health::PeerDown),
+    PeerDown(Box<health::PeerDown>),
     /// No crate of this program registered the protocol.
     #[error("protocol {0} is not registered in this program")]
     Unregistered(String),

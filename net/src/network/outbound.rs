@@ -41,7 +41,7 @@ impl Outbound {
     ) {
         // A peer that failed lately is neither asked nor dialled until its backoff ends.
         if let Some(down) = health.down(&peer, Instant::now()) {
-            let _ = reply.send(Err(NetError::PeerDown(down)));
+            let _ = reply.send(Err(NetError::PeerDown(Box::new(down))));
             return;
         }
         if let Some((request, reply)) = self.turns.admit(peer, (request, reply)) {
