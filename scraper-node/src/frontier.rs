@@ -183,7 +183,14 @@ pub struct Progress {
     pub checks_pending: u64,
     /// Per node that stored pages: how its pages fared when fetched again by others.
     pub validation: Vec<(String, Score)>,
+    /// The latest pages skipped or failed for good (at most [`RECENT_SKIPS`]), newest last:
+    /// the URL, and why ("skipped: no text", "failed: HTTP 404").
+    #[serde(default)]
+    pub skipped_pages: Vec<(String, String)>,
 }
+
+/// Pages skipped or failed that a crawl's status lists.
+pub const RECENT_SKIPS: usize = 50;
 
 #[derive(Debug, Default)]
 struct Host {
@@ -217,6 +224,8 @@ pub struct Frontier {
     /// URLs in each state, kept as they change: status and the coordinator's checks read
     /// them often, and a crawl may know millions of URLs.
     counts: Counts,
+    /// The latest pages skipped or failed for good, with why.
+    recent_skips: VecDeque<(String, String)>,
 }
 
 /// URLs per state.
@@ -274,7 +283,21 @@ impl Frontier {
             checks: Checks::default(),
             checking: HashMap::new(),
             counts: Counts::default(),
+            recent_skips: VecDeque::new(),
         }
+    }
+
+    /// Notes a page skipped or failed for good, keeping the latest [`RECENT_SKIPS`].
+    fn note_skip(&mut self, url: &str, state: &UrlState) {
+        let why = match state {
+            UrlState::Skipped(why) => format!("skipped: {why}"),
+            UrlState::Failed(why) => format!("failed: {why}"),
+            _ => return,
+        };
+        if self.recent_skips.len() >= RECENT_SKIPS {
+            self.recent_skips.pop_front();
+        }
+        self.recent_skips.push_back((url.to_string(), why));
     }
 
     /// Rebuilds a frontier from every record it persisted (in any order; a later record of
@@ -341,6 +364,17 @@ impl Frontier {
         }
         for record in f.urls.values() {
             *f.counts.of(&record.state) += 1;
+        }
+        let mut ended: Vec<(u64, String, UrlState)> = f
+            .urls
+            .iter()
+            .filter(|(_, r)| matches!(r.state, UrlState::Skipped(_) | UrlState::Failed(_)))
+            .map(|(u, r)| (r.seq, u.clone(), r.state.clone()))
+            .collect();
+        ended.sort_unstable_by_key(|(seq, _, _)| *seq);
+        let from = ended.len().saturating_sub(RECENT_SKIPS);
+        for (_, url, state) in ended.drain(from..) {
+            f.note_skip(&url, &state);
         }
         f
     }
@@ -564,6 +598,7 @@ impl Frontier {
             };
             self.counts.moved(&record.state, &state);
             record.state = state;
+            let ended = record.state.clone();
             if record.state == UrlState::Stored {
                 record.by = Some(lease.node.clone());
                 record.row = report.text_blake3.as_ref().map(|hash| {
@@ -586,6 +621,7 @@ impl Frontier {
                 changes.push(Change::Check(lease.host.clone(), check.clone()));
                 self.checks.push(&lease.host, check);
             }
+            self.note_skip(&report.url, &ended);
             accepted.push(report.url.clone());
             if requeue && let Some(h) = self.hosts.get_mut(&lease.host) {
                 h.queue.push_back(report.url.clone());
@@ -747,6 +783,7 @@ impl Frontier {
             stored: c.stored,
             skipped: c.skipped,
             failed: c.failed,
+            skipped_pages: self.recent_skips.iter().cloned().collect(),
             ..Progress::default()
         };
         let mut backlog: Vec<(String, u64)> = self
@@ -947,11 +984,15 @@ mod tests {
     fn failures_are_retried_then_counted_and_unreported_urls_return() {
         let spec = spec("");
         let mut f = Frontier::new(&spec);
-        f.seed(&spec.seeds[..1]);
-        let (l, _) = f.lease("n", 0).unwrap();
-        f.complete(l.id, "n", &[stored(&l.urls[0], &["/a", "/b"])], None, 0)
+        let mut log = f.seed(&spec.seeds[..1]);
+        let (l, changes) = f.lease("n", 0).unwrap();
+        log.extend(changes);
+        let (_, changes) = f
+            .complete(l.id, "n", &[stored(&l.urls[0], &["/a", "/b"])], None, 0)
             .unwrap();
-        let (l, _) = f.lease("n", 1000).unwrap();
+        log.extend(changes);
+        let (l, changes) = f.lease("n", 1000).unwrap();
+        log.extend(changes);
         assert_eq!(l.urls.len(), 2);
         let fail = UrlReport {
             url: l.urls[0].clone(),
@@ -961,10 +1002,17 @@ mod tests {
             final_url: None,
         };
         // One failed, one not reported: both are queued again.
-        f.complete(l.id, "n", std::slice::from_ref(&fail), None, 1000)
+        let (_, changes) = f
+            .complete(l.id, "n", std::slice::from_ref(&fail), None, 1000)
             .unwrap();
+        log.extend(changes);
         assert_eq!(f.progress().queued, 2);
-        let (l, _) = f.lease("n", 2000).unwrap();
+        assert!(
+            f.progress().skipped_pages.is_empty(),
+            "a retried page is not listed"
+        );
+        let (l, changes) = f.lease("n", 2000).unwrap();
+        log.extend(changes);
         let fail = UrlReport {
             url: l.urls[0].clone(),
             ..fail
@@ -976,9 +1024,19 @@ mod tests {
             text_blake3: None,
             final_url: None,
         };
-        f.complete(l.id, "n", &[fail, skip], None, 2000).unwrap();
+        let (_, changes) = f.complete(l.id, "n", &[fail, skip], None, 2000).unwrap();
+        log.extend(changes);
         let p = f.progress();
         assert_eq!((p.stored, p.skipped, p.failed, p.queued), (1, 1, 1, 0));
+        // Which pages, and why; the same after a restart.
+        let listed = vec![
+            (l.urls[0].clone(), "failed: HTTP 503".to_string()),
+            (l.urls[1].clone(), "skipped: robots.txt".to_string()),
+        ];
+        assert_eq!(p.skipped_pages, listed);
+        let mut again = replay(&spec, &log).progress().skipped_pages;
+        again.sort();
+        assert_eq!(again, listed);
         assert_counts(&f);
     }
 

@@ -705,6 +705,17 @@ impl Auditor {
             }
         }
         self.publish_failing();
+        if report.challenged > 0 {
+            info!(
+                round,
+                challenged = report.challenged,
+                answered = report.heard,
+                failed = report.failed.len(),
+                repaired = report.repaired.len(),
+                lost = report.lost.len(),
+                "audit round done"
+            );
+        }
         report
     }
 

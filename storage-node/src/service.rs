@@ -25,7 +25,7 @@ use tessera_storage_protocol::{
     PieceResponse,
 };
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     bandwidth::Bandwidth,
@@ -321,6 +321,7 @@ impl Ctx {
                 })
                 .await?;
                 self.metrics.stored();
+                info!(%piece, from = %peer, "piece stored");
                 // Acknowledge after the provider record is out (or a short wait), so a reader
                 // that starts when the put returns finds the piece; the piece is durable
                 // either way and is re-announced later if this fails.

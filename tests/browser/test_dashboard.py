@@ -207,9 +207,16 @@ class ScraperDashboardTest(unittest.TestCase):
         [crawl] = node["crawls"]
         rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
                 for tr in self.driver.find_elements(By.CSS_SELECTOR, "#crawls tr")]
+        progress = crawl["progress"]
         self.assertEqual(rows, [[crawl["id"], "browser-site", "published",
-                                 str(crawl["progress"]["stored"]), str(crawl["rows"]),
-                                 str(crawl["shards"])]])
+                                 str(progress["stored"]), str(progress["skipped"]),
+                                 str(progress["failed"]), str(crawl["rows"]),
+                                 str(crawl["shards"]), crawl["state"]["published"]["manifest"]]])
+        # Each page skipped or failed, with why, as the JSON lists them.
+        skipped = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                   for tr in self.driver.find_elements(By.CSS_SELECTOR, "#skipped tr")]
+        self.assertEqual(skipped, [["browser-site", why, url] for url, why in progress["skipped_pages"]])
+        self.assertEqual(len(skipped), progress["skipped"] + progress["failed"])
 
 
 if __name__ == "__main__":

@@ -177,6 +177,9 @@ fn print_status(s: &CrawlStatus) {
     if s.rows_pending > 0 {
         println!("  pages not in a recorded shard yet {}", s.rows_pending);
     }
+    for (url, why) in &p.skipped_pages {
+        println!("  {why}  {url}");
+    }
     if p.checks_pending > 0 {
         println!("  checks pending {}", p.checks_pending);
     }
