@@ -51,6 +51,9 @@ pub struct PublishOptions {
     /// The version this one derives from: its CID and manifest. Shards with the same content
     /// keep their layout and are not uploaded again.
     pub parent: Option<(Cid, Manifest)>,
+    /// Shards already stored in the network under other datasets of the same publisher, by
+    /// content CID: a file with one of these contents takes its layout and is not uploaded.
+    pub known: BTreeMap<Cid, ShardLayout>,
     /// Free-form metadata for the manifest.
     pub metadata: BTreeMap<String, String>,
     /// Where pieces are written before they are sent (the system's temporary directory if
@@ -87,7 +90,8 @@ pub struct PublishReport {
     pub manifest: Manifest,
     /// Nodes holding the manifest block.
     pub manifest_holders: Vec<PeerId>,
-    /// Shards taken unchanged from the parent version.
+    /// Shards taken unchanged from the parent version or another of the publisher's
+    /// datasets, uploaded again by no one.
     pub reused: Vec<String>,
     /// Pieces sent in this run.
     pub pieces_sent: usize,
@@ -242,14 +246,16 @@ pub async fn publish(
         Some(path) => Some(Arc::new(Journal::open(path)?)),
         None => None,
     };
+    // The parent's shards, and the publisher's others: any content already stored.
     let parent_layouts: BTreeMap<Cid, ShardLayout> = options
-        .parent
-        .iter()
-        .flat_map(|(_, m)| {
+        .known
+        .clone()
+        .into_iter()
+        .chain(options.parent.iter().flat_map(|(_, m)| {
             m.shards
                 .iter()
                 .map(|s| (s.layout.content, s.layout.clone()))
-        })
+        }))
         .collect();
 
     // Hash first: which shards changed decides the work, and the plan is shown before it.

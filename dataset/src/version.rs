@@ -14,7 +14,7 @@ use tessera_dataset_registry::{
     remote::{self, RemoteError},
 };
 use tessera_formats::{
-    DatasetRef, Manifest, PublisherKey, SignedRecord, VersionRecord, VersionSel,
+    DatasetRef, Manifest, PublisherKey, ShardLayout, SignedRecord, VersionRecord, VersionSel,
     manifest::{MANIFEST_VERSION, ManifestError, Schema, ShardEntry},
     record::{RECORD_VERSION, RecordError, Signer, check_name},
 };
@@ -68,6 +68,7 @@ pub async fn publish_version(
         let cid = parent.record.record.manifest;
         options.parent = Some((cid, fetch_manifest(session, cid).await?));
     }
+    options.known = siblings(session, signer, name).await;
     let report = publish(session, files, &options).await?;
     if report.unchanged
         && let Some(parent) = parent
@@ -163,6 +164,38 @@ pub async fn publish_stored(
 }
 
 /// The signer's current version of `name`, if it has one.
+/// Most of a publisher's other datasets whose shards a publish looks among.
+pub const MAX_SIBLINGS: usize = 32;
+/// Most dataset heads listed to find them.
+const MAX_HEADS: usize = 10_000;
+
+/// The shards of the latest versions of the signer's other datasets (at most
+/// [`MAX_SIBLINGS`]), by content CID: the same files published under another name are not
+/// uploaded again. Only the signer's own records count, so no one else's layout is taken;
+/// a registry or manifest that cannot be read just means less is reused.
+async fn siblings(session: &Session, signer: &Signer, name: &str) -> BTreeMap<Cid, ShardLayout> {
+    let mut known = BTreeMap::new();
+    let Ok(heads) = remote::list(session, MAX_HEADS).await else {
+        return known;
+    };
+    let own = heads
+        .iter()
+        .map(|e| &e.record.record)
+        .filter(|r| r.publisher == signer.publisher && r.name != name)
+        .take(MAX_SIBLINGS);
+    for record in own {
+        if let Ok(manifest) = fetch_manifest(session, record.manifest).await {
+            known.extend(
+                manifest
+                    .shards
+                    .into_iter()
+                    .map(|s| (s.layout.content, s.layout)),
+            );
+        }
+    }
+    known
+}
+
 async fn latest(
     session: &Session,
     signer: &Signer,

@@ -280,6 +280,20 @@ async fn publish_fetch_version_and_lose_nodes() {
         (same.record_cid, same.report.manifest_cid),
         (v2.record_cid, v2.report.manifest_cid)
     );
+    // The same files under another name: a new dataset, nothing uploaded again.
+    let copy = publish_version(
+        &writer,
+        list_parquet(&data).unwrap(),
+        "web-text-copy",
+        "",
+        &signer,
+        options(&journal),
+    )
+    .await
+    .unwrap();
+    assert_eq!(copy.record.record.version, 1);
+    assert_eq!(copy.report.pieces_sent, 0, "{:?}", copy.report.reused);
+    assert_eq!(copy.report.reused.len(), 3);
 
     // Lose the holders of m pieces of the changed shard: it is rebuilt from parity.
     let shard = &v2.report.manifest.shards[1];

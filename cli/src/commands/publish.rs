@@ -94,7 +94,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!(
-        "published {}/{}@v{} ({} shards, {} rows, {}): {} pieces sent ({}), {} resumed, {} shards unchanged, in {seconds:.1} s",
+        "published {}/{}@v{} ({} shards, {} rows, {}): {} pieces sent ({}), {} resumed, {} shards already stored (this dataset's or another of yours), in {seconds:.1} s",
         record.publisher,
         record.name,
         record.version,
