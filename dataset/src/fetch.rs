@@ -6,7 +6,6 @@
 use std::{
     collections::HashSet,
     fs::File,
-    io::Seek as _,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -14,7 +13,7 @@ use std::{
 use cid::Cid;
 use tessera_formats::{
     Manifest, ShardLayout,
-    address::{DAG_CBOR, HashFn, hash_reader, verify_reader},
+    address::{DAG_CBOR, HashFn, hash_reader},
     manifest::MAX_MANIFEST_BYTES,
 };
 use tokio::{sync::Semaphore, task::JoinSet};
@@ -105,19 +104,20 @@ enum InPlace {
 /// What the file at `path` is, against the shard `layout`.
 fn in_place(path: &Path, layout: &ShardLayout) -> Result<InPlace, DatasetError> {
     let read = || DatasetError::io(format!("reading {}", path.display()));
-    let mut file = match File::open(path) {
+    let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(InPlace::Absent),
         Err(e) => return Err(DatasetError::io(format!("opening {}", path.display()))(e)),
     };
-    let len = file.metadata().map_err(read())?.len();
-    if len == layout.size && verify_reader(&layout.content, &mut file).is_ok() {
-        return Ok(InPlace::Same);
-    }
+    // One pass: the file's CID under the shard's hash says both whether it is the shard and,
+    // if not, which older version's file it may be.
     let hash = HashFn::of(&layout.content).unwrap_or(HashFn::Blake3);
-    file.seek(std::io::SeekFrom::Start(0)).map_err(read())?;
-    let (cid, _) = hash_reader(file, hash).map_err(read())?;
-    Ok(InPlace::Other(cid))
+    let (cid, len) = hash_reader(file, hash).map_err(read())?;
+    Ok(if cid == layout.content && len == layout.size {
+        InPlace::Same
+    } else {
+        InPlace::Other(cid)
+    })
 }
 
 /// Fetches shard `layout` beside `path`, then renames it over the file there: the old file
