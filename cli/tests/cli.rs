@@ -342,6 +342,23 @@ fn crawl_commands_carry_the_nodes_api_token() {
         id.bytes().all(|b| b.is_ascii_hexdigit()) && !id.is_empty(),
         "{id}"
     );
+    // Its status as JSON, every field whole, for scripts; one crawl or all of them.
+    let out = tessera()
+        .args(["crawl", "status", &id, "--json", "--node", &node])
+        .output()
+        .unwrap();
+    let one: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(one["id"], id.as_str());
+    assert_eq!(one["name"], "docs");
+    assert!(one["progress"]["skipped_pages"].is_array(), "{one}");
+    let out = tessera()
+        .args(["crawl", "status", "--json", "--node", &node])
+        .output()
+        .unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+    assert_eq!(all[0]["id"], id.as_str());
     let out = tessera()
         .args(["crawl", "stop", &id, "--node", &node, "--data-dir"])
         .arg(dir.path())

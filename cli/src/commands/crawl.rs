@@ -67,6 +67,9 @@ enum Command {
     Status {
         /// The crawl.
         id: Option<String>,
+        /// Print the status as JSON (an array of every crawl without an id), every field whole.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop a crawl: no new leases.
     Stop {
@@ -103,10 +106,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 state => bail!("crawl {id} ended unpublished: {state}"),
             }
         }
-        Command::Status { id: Some(id) } => print_status(&api.status(id).await?),
-        Command::Status { id: None } => {
-            for status in api.list().await? {
+        Command::Status { id: Some(id), json } => {
+            let status = api.status(id).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
                 print_status(&status);
+            }
+        }
+        Command::Status { id: None, json } => {
+            let all = api.list().await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                all.iter().for_each(print_status);
             }
         }
         Command::Stop { id } => {
