@@ -58,7 +58,7 @@ use tessera_storage_protocol::{ChallengeProtocol, ChallengeResponse};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::{metrics::Metrics, receipts::ReceiptStore, store::PieceStore};
+use crate::{bandwidth::Bandwidth, metrics::Metrics, receipts::ReceiptStore, store::PieceStore};
 
 /// The gossipsub topic on which auditors share their signed receipts.
 pub const RECEIPT_TOPIC: &str = "/tessera/audit/receipts/1";
@@ -313,6 +313,9 @@ struct Challenger {
     key: SigningKey,
     me: NodeKey,
     metrics: Arc<Metrics>,
+    /// The node's bandwidth: proofs received count toward its month, repairs wait for its
+    /// rates, and a node over its cap neither audits nor repairs.
+    bandwidth: Arc<Bandwidth>,
     samples: u32,
     timeout: Duration,
 }
@@ -349,10 +352,13 @@ impl Challenger {
             // it fails the holder only after the grace period.
             Ok(Ok(ref busy)) if busy.is_busy() => (AuditResult::Timeout, 0),
             Ok(Ok(ChallengeResponse::Error { .. })) => (AuditResult::Refused, 0),
-            Ok(Ok(ChallengeResponse::Proof(proof))) => match verify(&challenge, &proof) {
-                Ok(verified) if verified.size > 0 => (AuditResult::Passed, verified.size),
-                _ => (AuditResult::BadProof, 0),
-            },
+            Ok(Ok(ChallengeResponse::Proof(proof))) => {
+                self.bandwidth.count_received(proof.body.len() as u64);
+                match verify(&challenge, &proof) {
+                    Ok(verified) if verified.size > 0 => (AuditResult::Passed, verified.size),
+                    _ => (AuditResult::BadProof, 0),
+                }
+            }
         };
         if result.passed() {
             self.metrics.audit_passed();
@@ -439,6 +445,8 @@ pub struct AuditorParts {
     pub key: SigningKey,
     /// The node's counters.
     pub metrics: Arc<Metrics>,
+    /// The operator's bandwidth limits and what the node used of them.
+    pub bandwidth: Arc<Bandwidth>,
     /// The view the HTTP port shows.
     pub view: SharedView,
     /// Where repairs spool pieces.
@@ -458,6 +466,7 @@ impl Auditor {
                 key: parts.key,
                 me,
                 metrics: parts.metrics,
+                bandwidth: parts.bandwidth,
                 samples: config.samples,
                 timeout: config.timeout,
             },
@@ -671,6 +680,11 @@ impl Auditor {
         seed: &[u8; 32],
         round: u64,
     ) -> RoundReport {
+        // Audits are work the node offers; over the operator's cap it stops offering it.
+        if let Err(over) = self.challenger.bandwidth.check() {
+            info!(%over, "no audit round");
+            return RoundReport::default();
+        }
         let keys: Vec<Cid> = shards.iter().map(|(cid, _)| *cid).collect();
         let layouts: BTreeMap<Cid, &ShardLayout> = shards
             .iter()
@@ -945,8 +959,20 @@ impl Auditor {
         }
         let missing = &still[..];
         info!(%shard, content = %layout.content, ?missing, "repairing shard");
-        let session = Session::with_client(self.challenger.client.clone());
-        let result = rebuild(&session, layout, missing, exclude, have, &self.spool).await;
+        let result = match self
+            .within_bandwidth(layout, missing.len(), have.len())
+            .await
+        {
+            Ok(()) => {
+                let session = Session::with_client(self.challenger.client.clone());
+                rebuild(&session, layout, missing, exclude, have, &self.spool).await
+            }
+            Err(over) => {
+                info!(%shard, %over, "not repairing");
+                self.release(shard).await;
+                return None;
+            }
+        };
         self.release(shard).await;
         match result {
             Ok(done) => {
@@ -983,6 +1009,23 @@ impl Auditor {
                 None
             }
         }
+    }
+
+    /// Waits until the operator's rates allow a repair's traffic: the pieces it fetches
+    /// (`k` less those it holds) and the `missing` ones it sends. Taken before the repair,
+    /// as serving takes a range's bytes before sending them; refused over the monthly cap.
+    async fn within_bandwidth(
+        &self,
+        layout: &ShardLayout,
+        missing: usize,
+        held: usize,
+    ) -> Result<(), crate::bandwidth::OverCap> {
+        let piece = layout.piece_len();
+        let fetched = usize::from(layout.erasure.k).saturating_sub(held) as u64;
+        let bandwidth = &self.challenger.bandwidth;
+        bandwidth.check()?;
+        bandwidth.receive(fetched * piece).await?;
+        bandwidth.send(missing as u64 * piece).await
     }
 
     /// Stores a rebuilt piece in this node's own store and announces it.

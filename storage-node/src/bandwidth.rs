@@ -110,6 +110,13 @@ impl Bandwidth {
         self.used.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Counts `bytes` received that are never refused nor waited for: the proofs an
+    /// auditor asked for.
+    pub fn count_received(&self, bytes: u64) {
+        self.received.fetch_add(bytes, Ordering::Relaxed);
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Waits until `bytes` may be sent, and counts them.
     pub async fn send(&self, bytes: u64) -> Result<(), OverCap> {
         self.take(self.up.as_ref(), bytes).await?;

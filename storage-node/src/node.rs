@@ -242,7 +242,13 @@ pub async fn start_roles(
     let metrics = Arc::new(Metrics::new());
     let bandwidth = Arc::new(Bandwidth::new(&config.data_dir, config.bandwidth()));
     metrics.set_bandwidth(bandwidth.clone());
-    storage_role(node, &store, &metrics, config.scrub_interval, bandwidth)?;
+    storage_role(
+        node,
+        &store,
+        &metrics,
+        config.scrub_interval,
+        bandwidth.clone(),
+    )?;
     let registry = if config.registry {
         Some(registry_role(node, config, charter.as_ref())?)
     } else {
@@ -261,6 +267,7 @@ pub async fn start_roles(
         store: Some(store.clone()),
         key: key.clone(),
         metrics: metrics.clone(),
+        bandwidth: bandwidth.clone(),
         view: audit_view.clone(),
         spool: config.data_dir.join("repair"),
         charter: charter.clone(),

@@ -369,6 +369,81 @@ async fn repair_keeps_a_shard_alive_through_more_than_m_lost_holders() {
     network.shutdown().await;
 }
 
+/// An operator's limits hold for the work an auditor does: over its monthly cap it neither
+/// repairs nor audits, and under a download rate a repair takes the time its fetch implies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_auditor_keeps_to_its_operators_cap_and_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut network = LocalNetwork::start(&dir.path().join("nodes"), 5, 256 * MIB)
+        .await
+        .unwrap();
+    let params = ErasureParams::new(2, 1, 64 * 1024).unwrap();
+    let (manifest_cid, manifest) = publish(&network, dir.path(), "capped", 1, Some(params)).await;
+    let layout = &manifest.shards[0].layout;
+    let holders: Vec<usize> = layout
+        .pieces
+        .iter()
+        .flat_map(|p| holders_of(&network, p))
+        .collect();
+    let auditor_index = (0..5).find(|i| !holders.contains(i)).unwrap();
+    network.stop(holders[0]).await;
+
+    // A cap of one byte: the proofs of the first round use it up, so the repair that round
+    // needs is not run, and the next round challenges nobody.
+    network
+        .reconfigure(auditor_index, |c| {
+            c.monthly_cap = Some(bytesize::ByteSize::b(1));
+        })
+        .await
+        .unwrap();
+    let mut auditor = network
+        .node(auditor_index)
+        .unwrap()
+        .auditor(config(1))
+        .unwrap();
+    let set = auditor.known_shards().await;
+    let first = auditor.round(&set.shards, &[1; 32], 0).await;
+    assert!(!first.receipts.is_empty(), "{first:?}");
+    assert!(first.repaired.is_empty(), "{first:?}");
+    let second = auditor.round(&set.shards, &[2; 32], 0).await;
+    assert!(second.receipts.is_empty(), "{second:?}");
+    assert!(second.repaired.is_empty(), "{second:?}");
+
+    // No cap, and a download rate a third of the k pieces a repair fetches: a second's worth
+    // passes at once, the rest waits about two seconds.
+    let fetched = u64::from(layout.erasure.k) * layout.piece_len();
+    let rate = (fetched / 3).max(1024);
+    // The auditor holds the node's store open; it goes before the node restarts.
+    drop(auditor);
+    network
+        .reconfigure(auditor_index, |c| {
+            c.monthly_cap = None;
+            c.download_rate = Some(bytesize::ByteSize::b(rate));
+        })
+        .await
+        .unwrap();
+    let mut auditor = network
+        .node(auditor_index)
+        .unwrap()
+        .auditor(config(1))
+        .unwrap();
+    let set = auditor.known_shards().await;
+    let started = std::time::Instant::now();
+    let third = auditor.round(&set.shards, &[3; 32], 0).await;
+    let took = started.elapsed();
+    assert_eq!(third.repaired.len(), 1, "{third:?}");
+    let least = Duration::from_secs_f64((fetched - rate) as f64 / rate as f64 * 0.9);
+    assert!(took >= least, "{took:?} < {least:?} at {rate} B/s");
+    fetches(
+        &network,
+        dir.path(),
+        manifest_cid,
+        "after the limited repair",
+    )
+    .await;
+    network.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_auditors_never_rebuild_the_same_shard_twice() {
     let dir = tempfile::tempdir().unwrap();
