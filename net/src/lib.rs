@@ -27,7 +27,7 @@ pub use libp2p::{
 };
 pub use network::{
     Client, NetError, Network, NetworkConfig, NetworkInfo, PathStats, PeerPath, PeerStatus,
-    Reachability, RelayBudget, RelayStats, Topic, TopicEvent, health::PeerDown,
+    ProtocolTraffic, Reachability, RelayBudget, RelayStats, Topic, TopicEvent, health::PeerDown,
     limits::ConnectionCaps, start,
 };
 pub use rpc::{Inbound, Request, Responder};

@@ -66,6 +66,18 @@ async fn assert_answers(client: &tessera_net::Client, peer: PeerId) {
         .await
         .unwrap();
     assert_eq!(response, held_42());
+    // The request and its answer are counted under their protocol.
+    let (sent, received) = carried(client, "/tessera-test/note/1").await;
+    assert!(sent > 6 && received > 6, "{sent} {received}");
+}
+
+/// Bytes (sent, received) that `client`'s node counted under `protocol`.
+async fn carried(client: &tessera_net::Client, protocol: &str) -> (u64, u64) {
+    let traffic = client.info().await.unwrap().traffic;
+    traffic
+        .iter()
+        .find(|t| t.protocol == protocol)
+        .map_or((0, 0), |t| (t.sent, t.received))
 }
 
 #[tokio::test]
@@ -367,7 +379,26 @@ async fn a_crate_protocol_and_topic_travel_and_dht_records_too() {
         .await
         .unwrap();
     assert_eq!(response, Note("try later".into()));
-    let _b = answer.await.unwrap();
+    let b = answer.await.unwrap();
+    // Each side counted the exchange under the protocol: what one sent, the other received.
+    let (c_sent, c_received) = carried(&c.client, "/tessera-test/note/1").await;
+    let (b_sent, b_received) = carried(&b.client, "/tessera-test/note/1").await;
+    assert!(c_sent > 0 && c_received > 0, "{c_sent} {c_received}");
+    assert_eq!((c_sent, c_received), (b_received, b_sent));
+    // The DHT and identify are counted too, and nothing went unnamed.
+    let traffic = b.client.info().await.unwrap().traffic;
+    for protocol in ["/tessera/kad/1.0.0", "/ipfs/id/1.0.0"] {
+        assert!(
+            traffic
+                .iter()
+                .any(|t| t.protocol == protocol && t.received > 0),
+            "{protocol}: {traffic:?}"
+        );
+    }
+    assert!(
+        traffic.iter().all(|t| t.protocol != "unnegotiated"),
+        "{traffic:?}"
+    );
 
     // A node that does not serve the protocol refuses it.
     assert!(

@@ -14,6 +14,7 @@ use std::{
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 /// The month's total is saved each time it grows by this much.
@@ -39,9 +40,27 @@ pub struct OverCap {
     pub cap: u64,
 }
 
+/// What the node used of its connection, and its limits, as its status shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BandwidthStatus {
+    /// Bytes the storage service sent since the node started.
+    pub sent: u64,
+    /// Bytes it received since the node started.
+    pub received: u64,
+    /// Bytes sent and received this month (UTC).
+    pub month_bytes: u64,
+    /// The monthly cap.
+    pub monthly_cap: Option<u64>,
+    /// The upload rate, bytes per second.
+    pub upload_rate: Option<u64>,
+    /// The download rate, bytes per second.
+    pub download_rate: Option<u64>,
+}
+
 /// The node's bandwidth: its limits and what it used this month.
 #[derive(Debug)]
 pub struct Bandwidth {
+    limits: BandwidthLimits,
     up: Option<Bucket>,
     down: Option<Bucket>,
     cap: Option<u64>,
@@ -87,6 +106,7 @@ impl Bandwidth {
             })
             .unwrap_or(0);
         Self {
+            limits,
             up: bucket(limits.upload),
             down: bucket(limits.download),
             cap: limits.monthly_cap,
@@ -151,6 +171,19 @@ impl Bandwidth {
     /// Bytes used this month, and the cap.
     pub fn month(&self) -> (u64, Option<u64>) {
         (self.used.load(Ordering::Relaxed), self.cap)
+    }
+
+    /// The figures and limits together.
+    pub fn status(&self) -> BandwidthStatus {
+        let (sent, received) = self.totals();
+        BandwidthStatus {
+            sent,
+            received,
+            month_bytes: self.used.load(Ordering::Relaxed),
+            monthly_cap: self.cap,
+            upload_rate: self.limits.upload,
+            download_rate: self.limits.download,
+        }
     }
 
     async fn take(&self, bucket: Option<&Bucket>, bytes: u64) -> Result<(), OverCap> {

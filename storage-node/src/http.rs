@@ -112,6 +112,16 @@ pub struct Status {
     /// What it relayed for others.
     #[serde(default)]
     pub relay: tessera_net::RelayStats,
+    /// Bytes each network protocol carried since the node started, most first.
+    #[serde(default)]
+    pub traffic: Vec<tessera_net::ProtocolTraffic>,
+    /// The storage service's bytes, this month's total, and the operator's limits.
+    #[serde(default)]
+    pub bandwidth: crate::bandwidth::BandwidthStatus,
+    /// This process: `cpu_seconds`, `resident_bytes`, `virtual_bytes`, `threads`,
+    /// `open_fds`, `uptime_seconds` (those /proc gives).
+    #[serde(default)]
+    pub process: std::collections::BTreeMap<String, f64>,
 }
 
 /// A node from before health was reported said nothing of it.
@@ -151,6 +161,12 @@ async fn status(State(state): State<HttpState>) -> impl IntoResponse {
             relay_addresses: info.relay_addrs.iter().map(ToString::to_string).collect(),
             paths: info.paths,
             relay: info.relay,
+            traffic: info.traffic,
+            bandwidth: state.metrics.bandwidth().unwrap_or_default(),
+            process: crate::metrics::process_figures()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         })
         .into_response(),
         Err(e) => ApiError::new(
@@ -417,6 +433,7 @@ async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
     state.metrics.set_dataset_spares(&spares);
     if let Ok(info) = state.client.info().await {
         state.metrics.set_network(info.paths, info.relay);
+        state.metrics.set_protocol_traffic(&info.traffic);
     }
     (
         [(

@@ -29,6 +29,12 @@ struct StatLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: String,
+    direction: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DatasetLabel {
     dataset: String,
 }
@@ -76,6 +82,7 @@ pub struct Metrics {
     bytes_free: Gauge,
     process: Family<StatLabel, Gauge<f64, AtomicU64>>,
     traffic: Family<StatLabel, Gauge>,
+    protocol_bytes: Family<ProtocolLabel, Gauge>,
     bandwidth: std::sync::OnceLock<Arc<Bandwidth>>,
 }
 
@@ -112,6 +119,7 @@ impl Metrics {
             bytes_free: Gauge::default(),
             process: Family::default(),
             traffic: Family::default(),
+            protocol_bytes: Family::default(),
             bandwidth: std::sync::OnceLock::new(),
             registry: Registry::default(),
         };
@@ -120,6 +128,12 @@ impl Metrics {
             "Bytes sent and received by the storage service since the start (sent, received), \
              this month's total and the monthly cap (month_bytes, monthly_cap; 0: none)",
             m.traffic.clone(),
+        );
+        registry.register(
+            "protocol_bytes",
+            "Bytes each network protocol carried since the start, by direction (sent, \
+             received): the storage protocols, the DHT, gossip, identify, relaying",
+            m.protocol_bytes.clone(),
         );
         registry.register(
             "process",
@@ -310,6 +324,27 @@ impl Metrics {
         }
     }
 
+    /// Sets each network protocol's bytes, from the network's counters.
+    pub fn set_protocol_traffic(&self, traffic: &[tessera_net::ProtocolTraffic]) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for t in traffic {
+            for (direction, value) in [("sent", t.sent), ("received", t.received)] {
+                self.protocol_bytes
+                    .get_or_create(&ProtocolLabel {
+                        protocol: t.protocol.clone(),
+                        direction,
+                    })
+                    .set(gauge(value));
+            }
+        }
+    }
+
+    /// The storage service's traffic and the operator's limits; none for a node built
+    /// without them.
+    pub fn bandwidth(&self) -> Option<crate::bandwidth::BandwidthStatus> {
+        self.bandwidth.get().map(|b| b.status())
+    }
+
     /// Sets each dataset's spare pieces (its worst shard's intact pieces beyond k).
     pub fn set_dataset_spares(&self, spares: &[(String, i64)]) {
         self.dataset_spare_pieces.clear();
@@ -374,7 +409,7 @@ impl Metrics {
 
 /// This process's figures from /proc (none where it cannot be read).
 #[allow(clippy::cast_precision_loss)]
-fn process_figures() -> Vec<(&'static str, f64)> {
+pub(crate) fn process_figures() -> Vec<(&'static str, f64)> {
     let Ok(me) = procfs::process::Process::myself() else {
         return Vec::new();
     };

@@ -77,6 +77,32 @@ async fn status_metrics_and_restart() {
             "{line}"
         );
     }
+    // The upload's bytes, under the piece protocol, in the status and the metrics; the
+    // storage service's own count and the limits (none) beside them.
+    let piece_traffic = status
+        .traffic
+        .iter()
+        .find(|t| t.protocol == "/tessera/piece/1")
+        .unwrap_or_else(|| panic!("{:?}", status.traffic));
+    assert!(piece_traffic.received >= 2_000_000, "{piece_traffic:?}");
+    assert_eq!(status.bandwidth.received, 2_000_000);
+    assert_eq!(status.bandwidth.monthly_cap, None);
+    assert!(
+        status
+            .process
+            .get("resident_bytes")
+            .is_some_and(|b| *b > 0.0)
+    );
+    let received = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("tessera_protocol_bytes{")
+                && l.contains("protocol=\"/tessera/piece/1\"")
+                && l.contains("direction=\"received\"")
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let value: u64 = received.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(value >= 2_000_000, "{received}");
     // Every error of the port, whichever part of the node answers it, has one shape.
     for (path, status, code) in [
         ("/nothing", 404, "not_found"),

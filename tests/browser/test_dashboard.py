@@ -98,7 +98,10 @@ class DashboardTest(unittest.TestCase):
         WebDriverWait(self.driver, 30).until(lambda d: self.text("updated") != "never")
         shown = {i: self.text(i) for i in (
             "peer-id", "version", "peers", "pieces", "bytes-used", "bytes-free", "capacity",
-            "auditor", "audits-passed", "audits-failed", "pieces-repaired", "shards", "receipts")}
+            "auditor", "audits-passed", "audits-failed", "pieces-repaired", "shards", "receipts",
+            "cap", "upload-rate", "download-rate", "memory", "uptime")}
+        protocols = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                     for tr in self.driver.find_elements(By.CSS_SELECTOR, "#protocols tr")]
         addresses = [li.text for li in self.driver.find_elements(By.CSS_SELECTOR, "#addresses li")]
         datasets = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
                     for tr in self.driver.find_elements(By.CSS_SELECTOR, "#datasets tr")]
@@ -115,6 +118,19 @@ class DashboardTest(unittest.TestCase):
         self.assertEqual(shown["bytes-used"], gib(status["bytes_used"]))
         self.assertEqual(int(shown["peers"]), status["peers_connected"])
         self.assertEqual(shown["auditor"], "running")
+
+        # Traffic: each protocol the node counted, the limits it runs with (none here), and
+        # its process figures.
+        names = [row[0] for row in protocols]
+        self.assertLessEqual({t["protocol"] for t in before["status"]["traffic"]}, set(names))
+        self.assertLessEqual(set(names), {t["protocol"] for t in status["traffic"]})
+        self.assertIn("/tessera/piece/1", names)
+        self.assertIn("/tessera/challenge/1", names)
+        self.assertEqual(shown["cap"], "none")
+        self.assertEqual(shown["upload-rate"], "no limit")
+        self.assertEqual(shown["download-rate"], "no limit")
+        self.assertNotEqual(shown["memory"], "-")
+        self.assertNotEqual(shown["uptime"], "-")
 
         # Counters that move: between what the JSON said before and after.
         for element, key in (("audits-passed", "audits_passed"), ("audits-failed", "audits_failed"),

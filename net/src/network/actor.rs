@@ -90,6 +90,8 @@ pub(super) struct Actor {
     pub(super) remote_ips: HashMap<PeerId, (std::net::IpAddr, bool)>,
     /// How each peer is reached, and what waits for a path.
     pub(super) paths: Paths<Waiting>,
+    /// Bytes per protocol, counted by every connection's streams.
+    pub(super) traffic: super::traffic::Traffic,
     /// The relays reserved on while behind a NAT.
     pub(super) relays: RelayChoice,
     /// What the relay service did.
@@ -325,6 +327,15 @@ impl Actor {
                         .collect(),
                     paths: self.paths.stats(),
                     relay: self.relay_stats,
+                    traffic: self
+                        .traffic
+                        .snapshot()
+                        .into_iter()
+                        .map(|mut t| {
+                            t.protocol = self.naming.registered(&t.protocol).to_string();
+                            t
+                        })
+                        .collect(),
                 });
             }
         }

@@ -34,6 +34,7 @@ pub use health::PeerStatus;
 pub use paths::{PUNCH_WAIT, PathStats, PeerPath};
 pub use reachability::Reachability;
 pub use relays::{RelayBudget, RelayStats};
+pub use traffic::ProtocolTraffic;
 
 mod actor;
 mod addresses;
@@ -49,6 +50,7 @@ mod protocol_set;
 mod quic_probe;
 pub mod reachability;
 mod relays;
+mod traffic;
 
 use actor::Actor;
 use naming::Naming;
@@ -282,6 +284,8 @@ pub struct NetworkInfo {
     pub paths: PathStats,
     /// What this node relayed for others.
     pub relay: RelayStats,
+    /// Bytes sent and received per protocol since the node started, most first.
+    pub traffic: Vec<ProtocolTraffic>,
 }
 
 impl NetworkInfo {
@@ -567,7 +571,8 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         return Err(NetError::Unregistered(unknown.to_string()));
     }
     let naming = Naming::new(config.network.as_deref())?;
-    let mut swarm = build_swarm(keypair, &config, &registrations, &naming)?;
+    let traffic = traffic::Traffic::default();
+    let mut swarm = build_swarm(keypair, &config, &registrations, &naming, &traffic)?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -658,6 +663,7 @@ pub async fn start(keypair: Keypair, config: NetworkConfig) -> Result<Network, N
         naming,
         remote_ips: HashMap::new(),
         paths: paths::Paths::default(),
+        traffic,
         relays: relays::RelayChoice::default(),
         relay_stats: RelayStats::default(),
         reserve_relays: config.reserve_relays,
@@ -695,6 +701,7 @@ fn build_swarm(
     config: &NetworkConfig,
     registrations: &[Registration],
     naming: &Naming,
+    traffic: &traffic::Traffic,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
     let rr_config = request_response::Config::default()
@@ -740,18 +747,29 @@ fn build_swarm(
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            muxer::Config::default,
+            || muxer::Config::counted_into(traffic.clone()),
         )
         .map_err(|e| build(&e))?
         .with_other_transport(|key| {
             let mut quic = libp2p::quic::Config::new(key);
             quic.handshake_timeout = QUIC_HANDSHAKE_TIMEOUT;
-            quic_probe::Probed(libp2p::quic::tokio::Transport::new(quic))
+            let traffic = traffic.clone();
+            libp2p::core::Transport::map(
+                quic_probe::Probed(libp2p::quic::tokio::Transport::new(quic)),
+                move |(peer, connection), _| {
+                    (
+                        peer,
+                        traffic::CountedMuxer::new(connection, traffic.clone()),
+                    )
+                },
+            )
         })
         .map_err(|e| build(&e))?
         .with_dns()
         .map_err(|e| build(&e))?
-        .with_relay_client(noise::Config::new, muxer::Config::default)
+        .with_relay_client(noise::Config::new, || {
+            muxer::Config::counted_into(traffic.clone())
+        })
         .map_err(|e| build(&e))?
         .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();

@@ -23,6 +23,8 @@ use libp2p::core::{
 };
 use yamux::{Connection, ConnectionError, Mode, Stream};
 
+use super::traffic::{CountedMuxer, Traffic};
+
 /// The largest data frame this side sends: half of yamux's initial 256 KiB stream window, so
 /// a stream still has a frame in flight while the reader's window update is on its way.
 pub(super) const FRAME_LEN: usize = 128 * 1024;
@@ -33,25 +35,34 @@ const MAX_BUFFERED_INBOUND: usize = 256;
 
 /// The yamux upgrade: `/yamux/1.0.0`, as every libp2p peer speaks it.
 #[derive(Debug, Clone)]
-pub(super) struct Config(yamux::Config);
+pub(super) struct Config(yamux::Config, Traffic);
 
 impl Default for Config {
     fn default() -> Self {
-        let mut config = yamux::Config::default();
-        config.set_split_send_size(FRAME_LEN);
-        Self(config)
+        Self::counted_into(Traffic::default())
     }
 }
 
 impl Config {
+    /// Connections whose streams are counted into `traffic`.
+    pub(super) fn counted_into(traffic: Traffic) -> Self {
+        let mut config = yamux::Config::default();
+        config.set_split_send_size(FRAME_LEN);
+        Self(config, traffic)
+    }
+
     /// The connection over `io`, which needs no more negotiation than picking yamux did.
-    fn muxer<C>(self, io: C, mode: Mode) -> future::Ready<Result<Muxer<C>, std::io::Error>>
+    fn muxer<C>(self, io: C, mode: Mode) -> future::Ready<Result<Counted<C>, std::io::Error>>
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        future::ready(Ok(Muxer::new(Connection::new(io, self.0, mode))))
+        let muxer = Muxer::new(Connection::new(io, self.0, mode));
+        future::ready(Ok(CountedMuxer::new(muxer, self.1)))
     }
 }
+
+/// A yamux connection whose streams are counted.
+pub(super) type Counted<C> = CountedMuxer<Muxer<C>>;
 
 impl UpgradeInfo for Config {
     type Info = &'static str;
@@ -66,7 +77,7 @@ impl<C> InboundConnectionUpgrade<C> for Config
 where
     C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    type Output = Muxer<C>;
+    type Output = Counted<C>;
     type Error = std::io::Error;
     type Future = future::Ready<Result<Self::Output, Self::Error>>;
 
@@ -79,7 +90,7 @@ impl<C> OutboundConnectionUpgrade<C> for Config
 where
     C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    type Output = Muxer<C>;
+    type Output = Counted<C>;
     type Error = std::io::Error;
     type Future = future::Ready<Result<Self::Output, Self::Error>>;
 
@@ -222,8 +233,10 @@ mod tests {
     }
 
     /// Keeps a connection moving until it closes.
-    fn drive<C: AsyncRead + AsyncWrite + Unpin + Send + 'static>(mut muxer: Muxer<C>) {
-        tokio::spawn(async move { poll_fn(|cx| muxer.poll_unpin(cx)).await });
+    fn drive<M: StreamMuxer + Unpin + Send + 'static>(mut muxer: M) {
+        tokio::spawn(async move {
+            let _ = poll_fn(|cx| muxer.poll_unpin(cx)).await;
+        });
     }
 
     /// The payload lengths of the data frames in a yamux byte stream.

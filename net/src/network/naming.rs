@@ -40,6 +40,18 @@ impl Naming {
         }
     }
 
+    /// The name a protocol on the wire was registered by: this network's prefix taken off.
+    pub(crate) fn registered<'a>(&self, wire: &'a str) -> &'a str {
+        self.network
+            .as_ref()
+            .and_then(|id| {
+                wire.strip_prefix("/tessera-net/")?
+                    .strip_prefix(id.as_str())
+            })
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(wire)
+    }
+
     /// Gossip topic `name` as this network speaks it.
     pub(crate) fn topic(&self, name: &str) -> gossipsub::IdentTopic {
         match &self.network {
@@ -84,5 +96,15 @@ mod tests {
             Naming::new(Some("test")).unwrap().topic("registry").hash()
         );
         assert!(Naming::new(Some("Main/../x")).is_err());
+        // Names on the wire read back as registered; another network's stay whole.
+        assert_eq!(
+            main.registered(main.protocol(&piece).as_ref()),
+            "/tessera/piece/1"
+        );
+        assert_eq!(main.registered("/ipfs/id/1.0.0"), "/ipfs/id/1.0.0");
+        assert_eq!(
+            main.registered("/tessera-net/mainnet/x/1"),
+            "/tessera-net/mainnet/x/1"
+        );
     }
 }
