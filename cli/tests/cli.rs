@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+mod common;
 
-fn tessera() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-}
+use common::{spawn_node, tessera};
 
 #[test]
 fn cid_prints_the_blake3_cid_of_a_file() {
@@ -79,23 +77,14 @@ fn demo_runs_end_to_end() {
 
 #[test]
 fn storage_node_serves_its_status_until_stopped() {
-    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::io::{Read as _, Write as _};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tessera()
-        .args(["storage-node", "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .args(["--http", "127.0.0.1:0", "--capacity", "1GiB", "--data-dir"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let peer = lines.next().unwrap().unwrap();
-    let listening = lines.next().unwrap().unwrap();
-    let http = lines.next().unwrap().unwrap();
+    let mut node = spawn_node(dir.path(), &["--http", "127.0.0.1:0"]);
+    let peer = node.peer.clone();
     assert!(peer.starts_with("peer id   12D3KooW"), "{peer}");
-    assert!(listening.contains("/p2p/12D3KooW"), "{listening}");
+    assert!(node.addr.contains("/p2p/12D3KooW"), "{}", node.addr);
+    let http = node.http.clone().unwrap();
     let addr = http
         .split_whitespace()
         .nth(1)
@@ -110,8 +99,8 @@ fn storage_node_serves_its_status_until_stopped() {
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"capacity\":1073741824"), "{response}");
     assert!(
@@ -124,79 +113,43 @@ fn storage_node_serves_its_status_until_stopped() {
 
 #[test]
 fn the_dashboard_is_on_by_default_on_loopback_and_off_with_no_http() {
-    use std::io::{BufRead as _, BufReader};
-
+    // The HTTP line, if the node printed one.
     let startup = |extra: &[&str]| {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = tessera()
-            .args([
-                "storage-node",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .args(extra)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
-            .lines()
-            .map(Result::unwrap)
-            .take_while(|l| !l.starts_with("data"))
-            .collect();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        lines
+        let mut node = spawn_node(dir.path(), extra);
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+        node.http
     };
-    let lines = startup(&[]);
-    let http = lines
-        .iter()
-        .find(|l| l.starts_with("http"))
-        .unwrap_or_else(|| panic!("{lines:?}"));
+    let http = startup(&[]).unwrap();
+    assert!(http.starts_with("http"), "{http}");
     assert!(http.contains("http://127.0.0.1:"), "{http}");
-    let lines = startup(&["--no-http"]);
-    assert!(!lines.iter().any(|l| l.starts_with("http")), "{lines:?}");
+    assert_eq!(startup(&["--no-http"]), None);
 }
 
 #[test]
 fn a_second_node_on_a_data_directory_and_an_unreachable_peer_each_say_so_once() {
-    use std::io::{BufRead as _, BufReader};
-
     let dir = tempfile::tempdir().unwrap();
-    let node = || {
-        let mut cmd = tessera();
-        cmd.args([
+    let mut first = spawn_node(dir.path(), &[]);
+    let second = tessera()
+        .args([
             "storage-node",
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
             "--data-dir",
         ])
-        .arg(dir.path());
-        cmd
-    };
-    let mut first = node()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
+        .arg(dir.path())
+        .output()
         .unwrap();
-    let listening = BufReader::new(first.stdout.take().unwrap())
-        .lines()
-        .map(Result::unwrap)
-        .find(|l| l.starts_with("listening"))
-        .unwrap();
-    let second = node().output().unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
     assert!(!second.status.success());
     assert_eq!(err.matches("in use by another process").count(), 1, "{err}");
     assert!(!err.contains("LOCK"), "{err}");
 
     // The same peer id at a port where nothing listens: the one cause, and what to check.
-    let addr = listening.split_whitespace().nth(1).unwrap();
-    let peer = addr.rsplit('/').next().unwrap();
+    let peer = first.addr.rsplit('/').next().unwrap();
     let out = tessera()
         .args(["datasets", "list", "--bootstrap"])
         .arg(format!("/ip4/127.0.0.1/tcp/1/p2p/{peer}"))

@@ -42,13 +42,15 @@ pub enum SettingsError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is larger than [`MAX_SETTINGS_BYTES`].
-    #[error("{path} is {len} bytes; a settings file has at most {MAX_SETTINGS_BYTES}")]
+    /// The file is larger than it may be.
+    #[error("{path} is {len} bytes; at most {max} are read")]
     TooLarge {
         /// The file.
         path: PathBuf,
         /// Its size.
         len: u64,
+        /// The most read.
+        max: u64,
     },
     /// The file is not valid TOML of the expected shape.
     #[error("parsing {path}: {reason}")]
@@ -100,6 +102,7 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<String, SettingsError> {
         return Err(SettingsError::TooLarge {
             path: path.to_path_buf(),
             len,
+            max,
         });
     }
     std::fs::read_to_string(path).map_err(read)

@@ -29,8 +29,8 @@ pub mod version;
 
 pub use fetch::{FetchOptions, FetchReport, fetch_dataset, fetch_manifest};
 pub use publish::{
-    PublishOptions, PublishReport, StoredShard, default_params, publish, store_manifest,
-    store_shard,
+    PublishOptions, PublishReport, StoredShard, default_params, publish, publish_among,
+    store_manifest, store_shard,
 };
 pub use version::{
     Published, Registered, StoredVersion, VersionError, fetch_version, publish_stored,

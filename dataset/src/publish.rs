@@ -51,9 +51,6 @@ pub struct PublishOptions {
     /// The version this one derives from: its CID and manifest. Shards with the same content
     /// keep their layout and are not uploaded again.
     pub parent: Option<(Cid, Manifest)>,
-    /// Shards already stored in the network under other datasets of the same publisher, by
-    /// content CID: a file with one of these contents takes its layout and is not uploaded.
-    pub known: BTreeMap<Cid, ShardLayout>,
     /// Free-form metadata for the manifest.
     pub metadata: BTreeMap<String, String>,
     /// Where pieces are written before they are sent (the system's temporary directory if
@@ -225,6 +222,18 @@ pub async fn publish(
     files: Vec<(String, PathBuf)>,
     options: &PublishOptions,
 ) -> Result<PublishReport, DatasetError> {
+    publish_among(session, files, options, async || BTreeMap::new()).await
+}
+
+/// [`publish`], where `stored` names shards already stored in the network (under the
+/// publisher's other datasets), by content CID: a file with one of these contents takes its
+/// layout and is not uploaded. Asked only when some file is new to the parent version.
+pub async fn publish_among(
+    session: &Session,
+    files: Vec<(String, PathBuf)>,
+    options: &PublishOptions,
+    stored: impl AsyncFnOnce() -> BTreeMap<Cid, ShardLayout>,
+) -> Result<PublishReport, DatasetError> {
     let infos = {
         let (files, limits) = (files.clone(), options.parquet_limits);
         blocking("reading Parquet footers", move || {
@@ -246,16 +255,16 @@ pub async fn publish(
         Some(path) => Some(Arc::new(Journal::open(path)?)),
         None => None,
     };
-    // The parent's shards, and the publisher's others: any content already stored.
-    let parent_layouts: BTreeMap<Cid, ShardLayout> = options
-        .known
-        .clone()
-        .into_iter()
-        .chain(options.parent.iter().flat_map(|(_, m)| {
+    // The parent's shards, then (for files new to it) the publisher's others: any content
+    // already stored.
+    let mut parent_layouts: BTreeMap<Cid, ShardLayout> = options
+        .parent
+        .iter()
+        .flat_map(|(_, m)| {
             m.shards
                 .iter()
                 .map(|s| (s.layout.content, s.layout.clone()))
-        }))
+        })
         .collect();
 
     // Hash first: which shards changed decides the work, and the plan is shown before it.
@@ -288,6 +297,11 @@ pub async fn publish(
             nodes_reached,
             unchanged: true,
         });
+    }
+    if contents.iter().any(|c| !parent_layouts.contains_key(c)) {
+        for (content, layout) in stored().await {
+            parent_layouts.entry(content).or_insert(layout);
+        }
     }
     let new_bytes: u64 = infos
         .iter()

@@ -21,7 +21,7 @@ use tessera_formats::{
 
 use crate::{
     DatasetError, FetchOptions, FetchReport, PublishOptions, PublishReport, fetch::fetch_manifest,
-    fetch_dataset, publish, store_manifest,
+    fetch_dataset, publish_among, store_manifest,
 };
 
 /// Publishing or fetching a version failed.
@@ -68,8 +68,10 @@ pub async fn publish_version(
         let cid = parent.record.record.manifest;
         options.parent = Some((cid, fetch_manifest(session, cid).await?));
     }
-    options.known = siblings(session, signer, name).await;
-    let report = publish(session, files, &options).await?;
+    let report = publish_among(session, files, &options, async || {
+        siblings(session, signer, name).await
+    })
+    .await?;
     if report.unchanged
         && let Some(parent) = parent
     {
@@ -163,7 +165,6 @@ pub async fn publish_stored(
     })
 }
 
-/// The signer's current version of `name`, if it has one.
 /// Most of a publisher's other datasets whose shards a publish looks among.
 pub const MAX_SIBLINGS: usize = 32;
 /// Most dataset heads listed to find them.
@@ -196,6 +197,7 @@ async fn siblings(session: &Session, signer: &Signer, name: &str) -> BTreeMap<Ci
     known
 }
 
+/// The signer's current version of `name`, if it has one.
 async fn latest(
     session: &Session,
     signer: &Signer,

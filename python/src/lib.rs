@@ -97,6 +97,14 @@ struct Join {
 }
 
 impl Join {
+    fn new(bootstrap: Vec<String>, network: Option<String>, config: Option<PathBuf>) -> Self {
+        Self {
+            bootstrap,
+            network,
+            config,
+        }
+    }
+
     async fn session(&self) -> anyhow::Result<Session> {
         let settings = ClientSettings::load(self.config.as_deref())?;
         let bootstrap = if self.bootstrap.is_empty() {
@@ -275,11 +283,7 @@ fn open_stream(
             )));
         }
     };
-    let join = Join {
-        bootstrap,
-        network,
-        config,
-    };
+    let join = Join::new(bootstrap, network, config);
     let reference = reference.to_owned();
     let state = state.map(str::to_owned);
     let work = async move {
@@ -360,11 +364,7 @@ fn fetch<'py>(
     config: Option<PathBuf>,
     key: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let join = Join {
-        bootstrap,
-        network,
-        config,
-    };
+    let join = Join::new(bootstrap, network, config);
     let reference = reference.to_owned();
     let (cid, report) = block_on(py, async move {
         let reference: DatasetRef = reference.parse()?;
@@ -406,11 +406,7 @@ fn publish<'py>(
     network: Option<String>,
     config: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let join = Join {
-        bootstrap,
-        network,
-        config,
-    };
+    let join = Join::new(bootstrap, network, config);
     let (name, message) = (name.to_owned(), message.to_owned());
     let published = block_on(py, async move {
         let params = match (k, m) {
@@ -460,11 +456,7 @@ fn datasets<'py>(
     network: Option<String>,
     config: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyList>> {
-    let join = Join {
-        bootstrap,
-        network,
-        config,
-    };
+    let join = Join::new(bootstrap, network, config);
     let entries = block_on(py, async move {
         let session = join.session().await?;
         Ok(remote::list(&session, limit).await?)

@@ -77,11 +77,7 @@ impl Dataset {
         config: Option<PathBuf>,
         key: Option<PathBuf>,
     ) -> PyResult<Self> {
-        let join = Join {
-            bootstrap,
-            network,
-            config,
-        };
+        let join = Join::new(bootstrap, network, config);
         let reference = reference.to_owned();
         block_on(py, async move {
             let Opened {

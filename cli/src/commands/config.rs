@@ -37,15 +37,7 @@ pub(crate) fn flags<T>(setting: &mut Vec<T>, flags: Vec<T>) {
 /// Reads the text file at `path` (a `what`, for messages), refusing one over `max` bytes
 /// before reading it.
 pub(crate) fn read_bounded(path: &Path, max: u64, what: &str) -> anyhow::Result<String> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("reading {what} {}", path.display()))?
-        .len();
-    anyhow::ensure!(
-        len <= max,
-        "{what} {} is {len} bytes; at most {max}",
-        path.display()
-    );
-    std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
+    tessera_client::local::read_bounded(path, max).with_context(|| format!("the {what}"))
 }
 
 pub(crate) use tessera_client::local::{cache_path, config_path as default_path};

@@ -17,6 +17,7 @@ pub(crate) fn tessera() -> Command {
 /// "data ... (N pieces" line.
 pub(crate) struct Started {
     pub(crate) child: Child,
+    pub(crate) peer: String,
     pub(crate) addr: String,
     pub(crate) http: Option<String>,
     pub(crate) data: String,
@@ -35,7 +36,7 @@ pub(crate) fn spawn_node(dir: &Path, extra: &[&str]) -> Started {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let _peer = lines.next().unwrap().unwrap();
+    let peer = lines.next().unwrap().unwrap();
     let addr = lines.next().unwrap().unwrap();
     let addr = addr.trim_start_matches("listening ").to_string();
     let mut http = None;
@@ -48,6 +49,7 @@ pub(crate) fn spawn_node(dir: &Path, extra: &[&str]) -> Started {
     };
     Started {
         child,
+        peer,
         addr,
         http,
         data,
