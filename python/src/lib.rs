@@ -483,6 +483,13 @@ fn datasets<'py>(
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Silent unless asked: a library does not write to a training job's stderr uninvited.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     m.add("TesseraError", m.py().get_type::<TesseraError>())?;
     m.add_class::<Stream>()?;
     m.add_class::<range::Dataset>()?;

@@ -145,3 +145,32 @@ def test_with_torch_dataloader(published, join):
         loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
         seen.update(i for b in loader for i in b.column("id").to_pylist())
     assert len(seen) == 4000 and set(seen.values()) == {1}
+
+
+try:
+    from torchdata.stateful_dataloader import StatefulDataLoader
+except ImportError:
+    StatefulDataLoader = None
+
+
+@pytest.mark.skipif(StatefulDataLoader is None, reason="torchdata is not installed")
+def test_stateful_dataloader_resumes_with_every_sample_once(published, join):
+    planned = ids(dataset(published, join))
+    loader = StatefulDataLoader(dataset(published, join), batch_size=None, num_workers=2)
+    before = []
+    for batch in loader:
+        before.append(batch)
+        if len(before) == 5:
+            break
+    saved = loader.state_dict()
+    del loader
+    again = StatefulDataLoader(dataset(published, join), batch_size=None, num_workers=2)
+    again.load_state_dict(saved)
+    after = list(again)
+    assert sorted(ids(before) + ids(after)) == sorted(planned)
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+def test_torch_output_is_tensors(published, join):
+    batch = next(iter(dataset(published, join, output="torch", columns=["id"])))
+    assert isinstance(batch["id"], torch.Tensor) and batch["id"].shape == (BATCH,)
