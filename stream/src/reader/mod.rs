@@ -56,6 +56,10 @@ use rows::{Ranks, SegmentRows, ShardRows, needed_rows, take_front};
 pub const DEFAULT_SEGMENT_SAMPLES: usize = 1 << 22;
 /// Batches decoded ahead of the consumer.
 const BATCHES_AHEAD: usize = 4;
+/// Batches in a stream's first segment: read on their own, so that the first batch waits
+/// for a few rows of each shard and not for a whole block's (a block's rows take a few
+/// hundred milliseconds to decode); the rest of the block is the next segment.
+const FIRST_SEGMENT_BATCHES: u64 = 4;
 
 /// What to read and how.
 #[derive(Debug, Clone)]
@@ -240,6 +244,7 @@ impl DatasetStream {
             spans,
             manifest,
             segment_samples: options.segment_samples,
+            batch_size: options.batch_size,
             parquet_limits: options.parquet_limits,
         });
         // One slot per shard fetched ahead, and one for the segment they belong to.
@@ -310,6 +315,7 @@ struct Plan {
     spans: Vec<(u64, u64)>,
     manifest: Arc<Manifest>,
     segment_samples: usize,
+    batch_size: u64,
     parquet_limits: ParquetLimits,
 }
 
@@ -326,6 +332,10 @@ impl Plan {
     fn segments(&self) -> impl Iterator<Item = Segment> + '_ {
         let mut span = 0usize;
         let mut next = self.spans.first().map_or(0, |s| s.0);
+        let first = FIRST_SEGMENT_BATCHES.saturating_mul(self.batch_size);
+        let mut cap = usize::try_from(first)
+            .unwrap_or(usize::MAX)
+            .clamp(1, self.segment_samples);
         std::iter::from_fn(move || {
             let mut samples = Vec::new();
             let mut span_ends = Vec::new();
@@ -340,7 +350,7 @@ impl Plan {
                 let (position, consecutive) = self.split.position(i);
                 let position = position % self.order.total();
                 let b = self.order.block_of(position);
-                let room = self.segment_samples.saturating_sub(samples.len());
+                let room = cap.saturating_sub(samples.len());
                 let Some(found) = self.order.blocks().get(b) else {
                     break;
                 };
@@ -362,6 +372,7 @@ impl Plan {
             if samples.is_empty() && span_ends.is_empty() {
                 return None;
             }
+            cap = self.segment_samples;
             let shards = match block.and_then(|b| self.order.blocks().get(b)) {
                 Some(b) => b
                     .shards
@@ -387,16 +398,26 @@ type Ready = JoinHandle<(Lease, Result<File, StreamError>)>;
 enum Step {
     Segment(Arc<Segment>),
     Shard(Result<Ready, StreamError>),
+    /// A shard the segment before used too: the decoder reads it through the handle it
+    /// kept, checked then, and it is neither leased nor hashed again.
+    Again,
 }
 
 async fn prefetch(plan: Arc<Plan>, cache: ShardCache, session: Session, steps: mpsc::Sender<Step>) {
     let session = Arc::new(session);
+    let mut before: Vec<u32> = Vec::new();
     for segment in plan.segments() {
         let segment = Arc::new(segment);
         if steps.send(Step::Segment(segment.clone())).await.is_err() {
             return;
         }
         for &shard in &segment.shards {
+            if before.contains(&shard) {
+                if steps.send(Step::Again).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             let ready = match plan.manifest.shards.get(shard as usize) {
                 Some(entry) => cache.reserve(&entry.layout).await.map(|lease| {
                     let session = session.clone();
@@ -415,6 +436,7 @@ async fn prefetch(plan: Arc<Plan>, cache: ShardCache, session: Session, steps: m
                 return;
             }
         }
+        before.clone_from(&segment.shards);
     }
 }
 
@@ -433,6 +455,8 @@ async fn decode(
     decoded: mpsc::Sender<Result<Decoded, StreamError>>,
 ) {
     let columns = columns.map(Arc::new);
+    // The last segment's shards, leased and open, for the next one that reads them again.
+    let mut held = Held::new();
     while let Some(step) = steps.recv().await {
         let Step::Segment(segment) = step else {
             let _ = decoded.send(Err(out_of_step())).await;
@@ -442,7 +466,7 @@ async fn decode(
         let Ok(permit) = decoded.reserve().await else {
             return;
         };
-        match read_segment(&plan, &segment, columns.clone(), &mut steps).await {
+        match read_segment(&plan, &segment, columns.clone(), &mut steps, &mut held).await {
             Ok(rows) => permit.send(Ok(Decoded {
                 rows,
                 span_ends: segment.span_ends.clone(),
@@ -502,14 +526,24 @@ fn out_of_step() -> StreamError {
     StreamError::io("prefetch")(std::io::Error::other("a shard arrived outside its segment"))
 }
 
+/// Shards of the last segment read, by index: their lease and an open handle to the file
+/// whose bytes were checked.
+type Held = std::collections::HashMap<u32, (Lease, File)>;
+
 /// Reads the segment's needed rows from its shards (taken from `steps` in the order the
-/// prefetcher reserved them), the shards in parallel on blocking threads.
+/// prefetcher reserved them, or from `held`), the shards in parallel on blocking threads.
+/// Leaves the segment's shards in `held`.
 async fn read_segment(
     plan: &Plan,
     segment: &Segment,
     columns: Option<Arc<Vec<String>>>,
     steps: &mut mpsc::Receiver<Step>,
+    held: &mut Held,
 ) -> Result<Option<SegmentRows>, StreamError> {
+    // Shards this segment does not read again are let go before it waits for any: a cache
+    // with room for few shards needs their room for the ones it reads next.
+    let mut before = std::mem::take(held);
+    before.retain(|shard, _| segment.shards.contains(shard));
     if segment.samples.is_empty() {
         return Ok(None);
     }
@@ -540,8 +574,14 @@ async fn read_segment(
     let mut reads = Vec::with_capacity(segment.shards.len());
     for (&shard, order) in segment.shards.iter().zip(wanted) {
         let waiting = Instant::now();
-        let ready = match steps.recv().await {
-            Some(Step::Shard(ready)) => ready?,
+        let (lease, file) = match steps.recv().await {
+            Some(Step::Shard(ready)) => {
+                let (lease, file) = ready?
+                    .await
+                    .map_err(|e| StreamError::io("prefetch")(std::io::Error::other(e)))?;
+                (lease, file?)
+            }
+            Some(Step::Again) => before.remove(&shard).ok_or_else(out_of_step)?,
             Some(Step::Segment(_)) => return Err(out_of_step()),
             None => {
                 return Err(StreamError::io("prefetch")(std::io::Error::other(
@@ -549,11 +589,13 @@ async fn read_segment(
                 )));
             }
         };
-        let (lease, file) = ready
-            .await
-            .map_err(|e| StreamError::io("prefetch")(std::io::Error::other(e)))?;
         waited_for_shards += waiting.elapsed();
-        let file = file?;
+        // A second handle on the same checked file, for the next segment; reads of the two
+        // never overlap (segments are read one after another).
+        let keep = file
+            .try_clone()
+            .map_err(StreamError::io(format!("shard {shard}")))?;
+        held.insert(shard, (lease, keep));
         let entry = plan.manifest.shards.get(shard as usize);
         let rows = needed_rows(order.clone(), entry.map_or(0, |s| s.rows));
         let name = entry.map(|s| s.name.clone()).unwrap_or_default();
@@ -561,9 +603,7 @@ async fn read_segment(
         let limits = plan.parquet_limits;
         reads.push(tokio::task::spawn_blocking(move || {
             let columns = columns.as_deref().map(Vec::as_slice);
-            let read = read_rows(file, &name, &rows, columns, &limits);
-            drop(lease);
-            let (batches, total) = read?;
+            let (batches, total) = read_rows(file, &name, &rows, columns, &limits)?;
             ShardRows::new(batches, Ranks::new(rows, total)).in_order(&name, &order)
         }));
     }
