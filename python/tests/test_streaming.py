@@ -174,3 +174,38 @@ def test_stateful_dataloader_resumes_with_every_sample_once(published, join):
 def test_torch_output_is_tensors(published, join):
     batch = next(iter(dataset(published, join, output="torch", columns=["id"])))
     assert isinstance(batch["id"], torch.Tensor) and batch["id"].shape == (BATCH,)
+
+
+def _rank_ids(rank, world, port, reference, join, out):
+    """One rank of a torch.distributed job: its ids, with rank and world size from torch."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        ds = tessera.StreamingDataset(reference, batch_size=BATCH, seed=3, **join)
+        out.put((rank, ids(ds)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+def test_ranks_come_from_torch_distributed(published, join):
+    import multiprocessing
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_rank_ids, args=(r, 2, port, published["reference"], join, out))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    got = dict(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    # Two ranks, each its own half: every sample of the epoch's whole batches once.
+    assert len(got[0]) == len(got[1]) == TOTAL // (2 * BATCH) * BATCH
+    assert not set(got[0]) & set(got[1])

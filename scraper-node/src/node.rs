@@ -388,14 +388,19 @@ pub struct NodeStatus {
     pub workers: Vec<String>,
     /// Tessera's version.
     pub version: String,
+    /// Bytes each network protocol carried since the node started, most first (pages
+    /// fetched from the web are counted in `worker`).
+    #[serde(default)]
+    pub traffic: Vec<tessera_net::ProtocolTraffic>,
 }
 
 async fn node_status(State(state): State<NodeState>) -> Response {
-    let (peers, reachability, relay_addresses) = match state.client.info().await {
+    let (peers, reachability, relay_addresses, traffic) = match state.client.info().await {
         Ok(info) => (
             info.connected_peers.len(),
             info.reachability,
             info.relay_addrs.iter().map(ToString::to_string).collect(),
+            info.traffic,
         ),
         Err(e) => {
             return error(
@@ -425,6 +430,7 @@ async fn node_status(State(state): State<NodeState>) -> Response {
         crawls,
         workers,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        traffic,
     })
     .into_response()
 }

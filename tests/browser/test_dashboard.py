@@ -233,6 +233,13 @@ class ScraperDashboardTest(unittest.TestCase):
                    for tr in self.driver.find_elements(By.CSS_SELECTOR, "#skipped tr")]
         self.assertEqual(skipped, [["browser-site", why, url] for url, why in progress["skipped_pages"]])
         self.assertEqual(len(skipped), progress["skipped"] + progress["failed"])
+        # Its network traffic by protocol: the crawl protocol it coordinates over, the
+        # pieces it stored its shards with.
+        protocols = [tr.find_elements(By.TAG_NAME, "td")[0].text
+                     for tr in self.driver.find_elements(By.CSS_SELECTOR, "#protocols tr")]
+        after = {t["protocol"] for t in get("/v1/node", self.base)["traffic"]}
+        self.assertLessEqual(set(protocols), after)
+        self.assertIn("/tessera/piece/1", protocols)
 
 
 if __name__ == "__main__":
