@@ -15,7 +15,7 @@ use tessera_dataset::{
 use tessera_client::Session;
 
 use tessera_formats::{
-    AuditResult, Cid, DatasetRef, Manifest, erasure::ErasureParams, record::SigningKey,
+    AuditResult, Cid, DatasetRef, Manifest, ShardLayout, erasure::ErasureParams, record::SigningKey,
 };
 use tessera_net::{Inbound, Keypair, NetworkConfig};
 use tessera_proofs::{Challenge, Outboard, Proof, prove};
@@ -97,6 +97,15 @@ fn holders_of(network: &LocalNetwork, piece: &Cid) -> Vec<usize> {
                 .node(*i)
                 .is_some_and(|n| n.store.has(piece).unwrap().is_some())
         })
+        .collect()
+}
+
+/// The running nodes holding a piece of the shard laid out as `layout`, piece by piece.
+fn shard_holders(network: &LocalNetwork, layout: &ShardLayout) -> Vec<usize> {
+    layout
+        .pieces
+        .iter()
+        .flat_map(|p| holders_of(network, p))
         .collect()
 }
 
@@ -335,11 +344,7 @@ async fn repair_keeps_a_shard_alive_through_more_than_m_lost_holders() {
     // One shard of 2+1 on three of five nodes.
     let params = ErasureParams::new(2, 1, 64 * 1024).unwrap();
     let (manifest_cid, manifest) = publish(&network, dir.path(), "survivor", 1, Some(params)).await;
-    let pieces = manifest.shards[0].layout.pieces.clone();
-    let original: Vec<usize> = pieces
-        .iter()
-        .flat_map(|p| holders_of(&network, p))
-        .collect();
+    let original = shard_holders(&network, &manifest.shards[0].layout);
     assert_eq!(original.len(), 3);
     // The auditor is an original holder that stays; the others go, one at a time.
     let auditor_index = original[0];
@@ -380,11 +385,7 @@ async fn an_auditor_keeps_to_its_operators_cap_and_rates() {
     let params = ErasureParams::new(2, 1, 64 * 1024).unwrap();
     let (manifest_cid, manifest) = publish(&network, dir.path(), "capped", 1, Some(params)).await;
     let layout = &manifest.shards[0].layout;
-    let holders: Vec<usize> = layout
-        .pieces
-        .iter()
-        .flat_map(|p| holders_of(&network, p))
-        .collect();
+    let holders = shard_holders(&network, layout);
     let auditor_index = (0..5).find(|i| !holders.contains(i)).unwrap();
     network.stop(holders[0]).await;
 
@@ -452,12 +453,7 @@ async fn two_auditors_never_rebuild_the_same_shard_twice() {
         .unwrap();
     let params = ErasureParams::new(2, 1, 64 * 1024).unwrap();
     let (manifest_cid, manifest) = publish(&network, dir.path(), "claimed", 1, Some(params)).await;
-    let holders: Vec<usize> = manifest.shards[0]
-        .layout
-        .pieces
-        .iter()
-        .flat_map(|p| holders_of(&network, p))
-        .collect();
+    let holders = shard_holders(&network, &manifest.shards[0].layout);
     let free: Vec<usize> = (0..5).filter(|i| !holders.contains(i)).collect();
     assert_eq!(free.len(), 2);
     // A holder goes; the two nodes without a piece audit at the same moment.
@@ -690,12 +686,7 @@ async fn claims_by_foreign_keys_do_not_delay_a_repair_by_the_assigned_validator(
     let (manifest_cid, manifest) =
         publish(&network, dir.path(), "contested", 1, Some(params)).await;
     let (shard, _) = manifest.shards[0].layout.to_block().unwrap();
-    let holders: Vec<usize> = manifest.shards[0]
-        .layout
-        .pieces
-        .iter()
-        .flat_map(|p| holders_of(&network, p))
-        .collect();
+    let holders = shard_holders(&network, &manifest.shards[0].layout);
     let auditor_index = (0..5).find(|i| !holders.contains(i)).unwrap();
     network.stop(holders[0]).await;
 
