@@ -66,6 +66,20 @@ fn four_nodes(dir: &Path) -> (Vec<Node>, String) {
     (nodes, bootstrap)
 }
 
+/// `tessera put INPUT --k K --m M`, which must succeed: the CID it prints, and its stderr.
+fn put(input: &Path, k: &str, m: &str, bootstrap: &str) -> (String, String) {
+    let out = tessera()
+        .arg("put")
+        .arg(input)
+        .args(["--k", k, "--m", m, "--bootstrap", bootstrap])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    (cid, stderr)
+}
+
 #[test]
 fn put_then_get_with_two_nodes_down() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,16 +88,8 @@ fn put_then_get_with_two_nodes_down() {
     let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&input, &data).unwrap();
 
-    let out = tessera()
-        .arg("put")
-        .arg(&input)
-        .args(["--k", "2", "--m", "2", "--bootstrap", &bootstrap])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (cid, stderr) = put(&input, "2", "2", &bootstrap);
     assert!(stderr.contains("on 4 nodes"), "{stderr}");
-    let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(cid.starts_with("bafyr4"), "{cid}");
 
     // Six pieces for four nodes: refused before anything is sent, unless told to go on, and
@@ -291,18 +297,7 @@ fn a_fetch_from_rate_limited_nodes_takes_the_time_the_limit_implies() {
     let input = dir.path().join("input.bin");
     let data: Vec<u8> = (0..6u32 << 20).map(|i| (i % 251) as u8).collect();
     std::fs::write(&input, &data).unwrap();
-    let out = tessera()
-        .arg("put")
-        .arg(&input)
-        .args(["--k", "1", "--m", "1", "--bootstrap", &bootstrap])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (cid, _) = put(&input, "1", "1", &bootstrap);
     let output = dir.path().join("output.bin");
     let started = std::time::Instant::now();
     let out = tessera()

@@ -1023,7 +1023,6 @@ impl Auditor {
         let piece = layout.piece_len();
         let fetched = usize::from(layout.erasure.k).saturating_sub(held) as u64;
         let bandwidth = &self.challenger.bandwidth;
-        bandwidth.check()?;
         bandwidth.receive(fetched * piece).await?;
         bandwidth.send(missing as u64 * piece).await
     }
