@@ -599,7 +599,7 @@ async fn settlement_pays_validated_pages_at_the_charters_price() {
         .unwrap();
     let spec = CrawlSpec::from_toml(&format!(
         "name = \"paid-pages\"\nseeds = [\"http://{site}/\"]\nmax_pages = 50\nmax_depth = 3\n\
-         [politeness]\ndelay_seconds = 0.01\nlease_size = 2\nvalidate_fraction = 1.0\n"
+         [politeness]\ndelay_seconds = 0.01\nlease_size = 2\nvalidate_fraction = 1.0\n[quality]\nenabled = false\n"
     ))
     .unwrap();
     let id = crawls.start(&spec).await.unwrap();

@@ -638,7 +638,7 @@ fn a_scraper_node_at_home_crawls_for_a_public_coordinator() {
         format!(
             "name = \"from-home\"\nseeds = [\"http://{}:8000/\"]\nmax_pages = 50\nmax_depth = 3\n\
              [politeness]\ndelay_seconds = 0.01\nlease_size = 1\nlease_timeout_seconds = 10\n\
-             validate_fraction = 0.0\n",
+             validate_fraction = 0.0\n[quality]\nenabled = false\n",
             site.ip
         ),
     )

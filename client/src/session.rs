@@ -128,6 +128,9 @@ impl Session {
     }
 }
 
+/// How long joining waits for a bootstrap peer to say where it sees this process.
+const OBSERVED_WAIT: Duration = Duration::from_secs(3);
+
 /// Dials each of `bootstrap` and starts filling the DHT routing table through them, for a
 /// session or for a node that joins the storage network. Fails when no bootstrap peer answers.
 pub async fn connect(client: &Client, bootstrap: &[Multiaddr]) -> Result<(), ClientError> {
@@ -162,6 +165,21 @@ pub async fn connect(client: &Client, bootstrap: &[Multiaddr]) -> Result<(), Cli
     dials.detach_all();
     if client.info().await?.connected_peers.is_empty() {
         return Err(ClientError::Unreachable(errors.join("; ")));
+    }
+    // A hole punch tells the peer behind a NAT where to dial back: the addresses this
+    // process was seen at. Until a bootstrap peer's identify says one, a punch to a home
+    // has nothing to offer and fails, so wait for it (briefly: a public client needs none).
+    let seen = async {
+        while client
+            .info()
+            .await
+            .is_ok_and(|i| i.observed_addrs.is_empty())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(OBSERVED_WAIT, seen).await.is_err() {
+        debug!("no bootstrap peer said where it sees this process yet");
     }
     // The routing table fills in the background: a walk of the DHT waits on every node it
     // is told of, one that is gone or frozen included, and nothing needs it finished; lookups

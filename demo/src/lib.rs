@@ -342,6 +342,19 @@ async fn crawl(
         "the site saw {} requests: robots.txt first, /private/ never",
         asked.len()
     ));
+    if status.progress.dropped > 0 {
+        let reasons: Vec<String> = status
+            .progress
+            .dropped_by
+            .iter()
+            .map(|(why, n)| format!("{why} {n}"))
+            .collect();
+        viewer.detail(&format!(
+            "{} pages dropped by FineWeb's filters and deduplication ({})",
+            status.progress.dropped,
+            reasons.join(", ")
+        ));
+    }
     viewer.detail(&format!(
         "shards erasure-coded into the storage network, then published as {NAME}@v{version}"
     ));

@@ -597,13 +597,15 @@ impl Actor {
                 warn!(crawl = %id, missing, "publishing without pages whose shards never came");
             }
             c.publishing = true;
+            let progress = c.frontier.progress();
             let finished = FinishedCrawl {
                 id: id.clone(),
                 spec: c.spec.clone(),
                 shards: c.shards.clone(),
                 missing_rows: missing,
-                validation: c.frontier.progress().validation.into_iter().collect(),
+                validation: progress.validation.into_iter().collect(),
                 pages: c.frontier.stored_pages(),
+                dropped: progress.dropped_by,
             };
             let results = self.published.clone();
             tokio::spawn(async move {

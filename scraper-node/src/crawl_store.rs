@@ -335,6 +335,7 @@ mod tests {
                 links: vec!["/a".into(), "/b".into()],
                 text_blake3: None,
                 final_url: None,
+                buckets: Vec::new(),
             };
             let (_, changes) = f.complete(l.id, "n", &[report], None, 10).unwrap();
             store.apply("crawl1", &changes).unwrap();

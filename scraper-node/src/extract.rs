@@ -17,21 +17,20 @@ use crate::{
     canonical::canonicalize,
     nesting::{MAX_DEPTH, TooDeep, scan_depth, tree_depth},
     optout::{Directives, tdm_reserved},
+    quality::identify,
 };
 
 /// Most links taken from one page.
 pub const MAX_LINKS_PER_PAGE: usize = 1000;
 /// Most elements Readability scores; larger pages fall back to the body's text.
 const MAX_ELEMENTS: usize = 50_000;
-/// Characters of text the language detector reads.
-const LANGUAGE_SAMPLE: usize = 16 * 1024;
 
 /// What was taken from one page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Extracted {
     /// The page's `<title>`, whitespace collapsed.
     pub title: String,
-    /// The main text, paragraphs separated by blank lines.
+    /// The main text, a line per paragraph.
     pub text: String,
     /// ISO 639-1 code where there is one (ISO 639-3 otherwise); empty when undetected.
     pub language: String,
@@ -105,8 +104,8 @@ pub fn extract(html: &str, url: &Url, agent: &str) -> Result<Extracted, TooDeep>
     };
 
     let text = main_text(html, url).unwrap_or_else(|| body_text(&doc));
-    let (language, language_score) = language(&text);
-    let token_count = tiktoken_rs::r50k_base_singleton().count_ordinary(&text) as u64;
+    let (language, language_score) = identify(&text);
+    let token_count = count_tokens(&text);
     Ok(Extracted {
         title,
         text,
@@ -117,6 +116,11 @@ pub fn extract(html: &str, url: &Url, agent: &str) -> Result<Extracted, TooDeep>
         directives,
         tdm_reserved: tdm,
     })
+}
+
+/// GPT-2 tokens in `text`, as FineWeb counts them (r50k_base, no special tokens).
+pub fn count_tokens(text: &str) -> u64 {
+    tiktoken_rs::r50k_base_singleton().count_ordinary(text) as u64
 }
 
 fn links(doc: &Html, url: &Url) -> Vec<Url> {
@@ -251,111 +255,21 @@ fn is_block(name: &str) -> bool {
     )
 }
 
-/// Whitespace inside lines collapsed, blank lines kept as paragraph breaks (at most one).
+/// Whitespace inside lines collapsed, a line per block, blank lines dropped: the text as
+/// FineWeb's rows hold it (trafilatura's output), and as its filters read lines.
 fn tidy(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut blank = false;
-    for line in text.lines().map(collapse) {
-        if line.is_empty() {
-            blank = !out.is_empty();
-            continue;
-        }
+    for line in text.lines().map(collapse).filter(|l| !l.is_empty()) {
         if !out.is_empty() {
-            out.push_str(if blank { "\n\n" } else { "\n" });
+            out.push('\n');
         }
         out.push_str(&line);
-        blank = false;
     }
     out
 }
 
 fn collapse(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn language(text: &str) -> (String, f64) {
-    let sample: String = text.chars().take(LANGUAGE_SAMPLE).collect();
-    match whatlang::detect(&sample) {
-        Some(info) => (iso_639_1(info.lang().code()).to_string(), info.confidence()),
-        None => (String::new(), 0.0),
-    }
-}
-
-/// FineWeb's `language` column holds two-letter codes; whatlang names ISO 639-3 ones.
-fn iso_639_1(code: &str) -> &str {
-    match code {
-        "afr" => "af",
-        "aka" => "ak",
-        "amh" => "am",
-        "ara" => "ar",
-        "aze" => "az",
-        "bel" => "be",
-        "ben" => "bn",
-        "bul" => "bg",
-        "cat" => "ca",
-        "ces" => "cs",
-        "cmn" => "zh",
-        "cym" => "cy",
-        "dan" => "da",
-        "deu" => "de",
-        "ell" => "el",
-        "eng" => "en",
-        "epo" => "eo",
-        "est" => "et",
-        "fin" => "fi",
-        "fra" => "fr",
-        "guj" => "gu",
-        "heb" => "he",
-        "hin" => "hi",
-        "hrv" => "hr",
-        "hun" => "hu",
-        "hye" => "hy",
-        "ind" => "id",
-        "ita" => "it",
-        "jav" => "jv",
-        "jpn" => "ja",
-        "kan" => "kn",
-        "kat" => "ka",
-        "khm" => "km",
-        "kor" => "ko",
-        "lat" => "la",
-        "lav" => "lv",
-        "lit" => "lt",
-        "mal" => "ml",
-        "mar" => "mr",
-        "mkd" => "mk",
-        "mya" => "my",
-        "nep" => "ne",
-        "nld" => "nl",
-        "nob" => "nb",
-        "ori" => "or",
-        "pan" => "pa",
-        "pes" => "fa",
-        "pol" => "pl",
-        "por" => "pt",
-        "ron" => "ro",
-        "rus" => "ru",
-        "sin" => "si",
-        "slk" => "sk",
-        "slv" => "sl",
-        "sna" => "sn",
-        "spa" => "es",
-        "srp" => "sr",
-        "swe" => "sv",
-        "tam" => "ta",
-        "tel" => "te",
-        "tgl" => "tl",
-        "tha" => "th",
-        "tuk" => "tk",
-        "tur" => "tr",
-        "ukr" => "uk",
-        "urd" => "ur",
-        "uzb" => "uz",
-        "vie" => "vi",
-        "yid" => "yi",
-        "zul" => "zu",
-        other => other,
-    }
 }
 
 #[cfg(test)]
@@ -385,7 +299,7 @@ mod tests {
         let got = extract(&page(ARTICLE, ""), &url, AGENT).unwrap();
         assert_eq!(got.title, "A Title");
         assert!(got.text.contains("Rivers carry water"), "{}", got.text);
-        assert!(got.text.contains("\n\nMost large rivers"), "{}", got.text);
+        assert!(got.text.contains("\nMost large rivers"), "{}", got.text);
         assert!(!got.text.contains("Copyright"), "{}", got.text);
         assert_eq!(got.language, "en");
         assert!(got.language_score > 0.5, "{}", got.language_score);

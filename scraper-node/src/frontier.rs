@@ -25,6 +25,7 @@ use url::Url;
 
 use crate::{
     canonical::{Scope, canonicalize, host_key},
+    duplicates::{Duplicate, Kept},
     fetch::MAX_CRAWL_DELAY,
     row_check::StoredPages,
     spec::CrawlSpec,
@@ -47,6 +48,9 @@ pub enum UrlState {
     Skipped(String),
     /// Failed every attempt, and the last reason.
     Failed(String),
+    /// Fetched, and dropped by the crawl's quality pipeline or as a duplicate: the reason's
+    /// code ("gopher_short_doc", "near_duplicate").
+    Dropped(String),
 }
 
 /// One URL's record.
@@ -67,6 +71,9 @@ pub struct UrlRecord {
     /// the BLAKE3 of the row's text, hex. The shard's rows are checked against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row: Option<(String, String)>,
+    /// The MinHash bucket hashes of the stored page's text, for deduplication.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<u64>,
 }
 
 /// URLs handed to one node.
@@ -135,6 +142,9 @@ pub struct UrlReport {
     /// The URL its row names, when a redirect took the page away from the leased one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_url: Option<String>,
+    /// The MinHash bucket hashes of the stored page's text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<u64>,
 }
 
 /// What came of one URL.
@@ -146,6 +156,8 @@ pub enum PageResult {
     Skipped(String),
     /// Failed for now; worth another attempt.
     Failed(String),
+    /// Fetched and dropped by the crawl's quality pipeline: the reason's code.
+    Dropped(String),
 }
 
 /// A lease that cannot be completed.
@@ -175,6 +187,12 @@ pub struct Progress {
     pub skipped: u64,
     /// Failed.
     pub failed: u64,
+    /// Fetched and dropped by the quality pipeline or as duplicates.
+    #[serde(default)]
+    pub dropped: u64,
+    /// Dropped pages by reason.
+    #[serde(default)]
+    pub dropped_by: BTreeMap<String, u64>,
     /// Leases running.
     pub leases: u64,
     /// Queued URLs per host, largest backlog first (at most 20 hosts).
@@ -191,6 +209,8 @@ pub struct Progress {
 
 /// Pages skipped or failed that a crawl's status lists.
 pub const RECENT_SKIPS: usize = 50;
+/// Most distinct drop reasons counted; the rest count as `other`.
+const MAX_REASONS: usize = 64;
 
 #[derive(Debug, Default)]
 struct Host {
@@ -226,6 +246,10 @@ pub struct Frontier {
     counts: Counts,
     /// The latest pages skipped or failed for good, with why.
     recent_skips: VecDeque<(String, String)>,
+    /// Dropped pages by reason.
+    dropped_by: BTreeMap<String, u64>,
+    /// The texts kept so far, for deduplication.
+    kept: Kept,
 }
 
 /// URLs per state.
@@ -236,6 +260,7 @@ struct Counts {
     stored: u64,
     skipped: u64,
     failed: u64,
+    dropped: u64,
 }
 
 impl Counts {
@@ -246,6 +271,7 @@ impl Counts {
             UrlState::Stored => &mut self.stored,
             UrlState::Skipped(_) => &mut self.skipped,
             UrlState::Failed(_) => &mut self.failed,
+            UrlState::Dropped(_) => &mut self.dropped,
         }
     }
 
@@ -284,7 +310,26 @@ impl Frontier {
             checking: HashMap::new(),
             counts: Counts::default(),
             recent_skips: VecDeque::new(),
+            dropped_by: BTreeMap::new(),
+            kept: Kept::new(&spec.quality),
         }
+    }
+
+    /// Counts a page dropped for `why`. A reason is a short code; anything else a node
+    /// reports, and reasons past the first [`MAX_REASONS`], count as `other`.
+    fn count_drop(&mut self, why: &str) {
+        let code = why.len() <= 40
+            && !why.is_empty()
+            && why
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        let key =
+            if code && (self.dropped_by.len() < MAX_REASONS || self.dropped_by.contains_key(why)) {
+                why
+            } else {
+                "other"
+            };
+        *self.dropped_by.entry(key.to_string()).or_default() += 1;
     }
 
     /// Notes a page skipped or failed for good, keeping the latest [`RECENT_SKIPS`].
@@ -292,6 +337,7 @@ impl Frontier {
         let why = match state {
             UrlState::Skipped(why) => format!("skipped: {why}"),
             UrlState::Failed(why) => format!("failed: {why}"),
+            UrlState::Dropped(why) => format!("dropped: {why}"),
             _ => return,
         };
         if self.recent_skips.len() >= RECENT_SKIPS {
@@ -362,13 +408,28 @@ impl Frontier {
             f.hosts.entry(lease.host.clone()).or_default().active += 1;
             f.leases.insert(id, lease);
         }
+        let mut drops = Vec::new();
         for record in f.urls.values() {
             *f.counts.of(&record.state) += 1;
+            match (&record.state, &record.row) {
+                (UrlState::Stored, Some((_, text))) => f.kept.keep(text, &record.buckets),
+                (UrlState::Dropped(why), _) => drops.push(why.clone()),
+                _ => {}
+            }
+        }
+        drops.sort_unstable();
+        for why in drops {
+            f.count_drop(&why);
         }
         let mut ended: Vec<(u64, String, UrlState)> = f
             .urls
             .iter()
-            .filter(|(_, r)| matches!(r.state, UrlState::Skipped(_) | UrlState::Failed(_)))
+            .filter(|(_, r)| {
+                matches!(
+                    r.state,
+                    UrlState::Skipped(_) | UrlState::Failed(_) | UrlState::Dropped(_)
+                )
+            })
             .map(|(u, r)| (r.seq, u.clone(), r.state.clone()))
             .collect();
         ended.sort_unstable_by_key(|(seq, _, _)| *seq);
@@ -407,6 +468,7 @@ impl Frontier {
             seq: self.next_seq,
             by: None,
             row: None,
+            buckets: Vec::new(),
         };
         self.next_seq += 1;
         let key = host_key(&url);
@@ -588,9 +650,17 @@ impl Frontier {
                 continue;
             }
             let depth = record.depth;
+            let duplicate = match (&report.result, &report.text_blake3) {
+                (PageResult::Stored, Some(text)) => self.kept.duplicate(text, &report.buckets),
+                _ => None,
+            };
             let state = match &report.result {
+                PageResult::Stored if duplicate.is_some() => {
+                    UrlState::Dropped(duplicate.map(Duplicate::reason).unwrap_or_default().into())
+                }
                 PageResult::Stored => UrlState::Stored,
                 PageResult::Skipped(why) => UrlState::Skipped(why.clone()),
+                PageResult::Dropped(why) => UrlState::Dropped(why.clone()),
                 PageResult::Failed(why) if record.attempts >= self.max_attempts => {
                     UrlState::Failed(why.clone())
                 }
@@ -605,6 +675,12 @@ impl Frontier {
                     let url = report.final_url.as_ref().unwrap_or(&report.url);
                     (url.clone(), hash.clone())
                 });
+                if let Some(hash) = &report.text_blake3 {
+                    self.kept.keep(hash, &report.buckets);
+                    if report.buckets.len() == self.kept.buckets_per_page() {
+                        record.buckets = report.buckets.clone();
+                    }
+                }
             }
             let requeue = record.state == UrlState::Queued;
             changes.push(Change::Url(report.url.clone(), record.clone()));
@@ -622,7 +698,13 @@ impl Frontier {
                 self.checks.push(&lease.host, check);
             }
             self.note_skip(&report.url, &ended);
-            accepted.push(report.url.clone());
+            if let UrlState::Dropped(why) = &ended {
+                self.count_drop(why);
+            }
+            // A duplicate's row is not written: the node is not told to keep it.
+            if duplicate.is_none() {
+                accepted.push(report.url.clone());
+            }
             if requeue && let Some(h) = self.hosts.get_mut(&lease.host) {
                 h.queue.push_back(report.url.clone());
             }
@@ -783,6 +865,8 @@ impl Frontier {
             stored: c.stored,
             skipped: c.skipped,
             failed: c.failed,
+            dropped: c.dropped,
+            dropped_by: self.dropped_by.clone(),
             skipped_pages: self.recent_skips.iter().cloned().collect(),
             ..Progress::default()
         };
@@ -842,12 +926,76 @@ mod tests {
             links: links.iter().map(|l| l.to_string()).collect(),
             text_blake3: None,
             final_url: None,
+            buckets: Vec::new(),
         }
     }
 
     /// Replays every change into a fresh frontier, as a restarted coordinator does.
     fn replay(spec: &CrawlSpec, log: &[Change]) -> Frontier {
         Frontier::restore(spec, log.iter().cloned())
+    }
+
+    #[test]
+    fn pages_two_nodes_store_with_one_text_are_kept_once_also_after_a_restart() {
+        let spec = spec("");
+        let mut f = Frontier::new(&spec);
+        let mut log = f.seed(&spec.seeds);
+        let (a, changes) = f.lease("n1", 0).unwrap();
+        log.extend(changes);
+        let (b, changes) = f.lease("n2", 0).unwrap();
+        log.extend(changes);
+        let page = |url: &str, text: &str, buckets: Vec<u64>| UrlReport {
+            text_blake3: Some(text.repeat(32)),
+            buckets,
+            ..stored(url, &[])
+        };
+        let buckets: Vec<u64> = (0..14).collect();
+        let (accepted, changes) = f
+            .complete(
+                a.id,
+                "n1",
+                &[page(&a.urls[0], "ab", buckets.clone())],
+                None,
+                10,
+            )
+            .unwrap();
+        log.extend(changes);
+        assert_eq!(accepted, a.urls);
+        // The other node's page has the same text: dropped, its row not written.
+        let (accepted, changes) = f
+            .complete(b.id, "n2", &[page(&b.urls[0], "ab", vec![])], None, 10)
+            .unwrap();
+        log.extend(changes);
+        assert!(accepted.is_empty());
+        assert_eq!(
+            f.record(&b.urls[0]).unwrap().state,
+            UrlState::Dropped("exact_duplicate".into())
+        );
+        assert_counts(&f);
+        // After a restart the kept texts and the counts are still known: a near-duplicate
+        // (one shared bucket) of the first page is dropped too.
+        let mut f = replay(&spec, &log);
+        let mut near: Vec<u64> = (100..114).collect();
+        near[3] = 3;
+        f.offer("http://a.test/near", None, 0, &mut log);
+        let (c, _) = f.lease("n2", 2000).unwrap();
+        assert_eq!(c.urls, ["http://a.test/near"]);
+        let (accepted, _) = f
+            .complete(c.id, "n2", &[page(&c.urls[0], "cd", near)], None, 2010)
+            .unwrap();
+        assert!(accepted.is_empty());
+        let p = f.progress();
+        assert_eq!(p.dropped, 2);
+        assert_eq!(
+            p.dropped_by,
+            BTreeMap::from([
+                ("exact_duplicate".to_string(), 1),
+                ("near_duplicate".to_string(), 1)
+            ])
+        );
+        // A reason a node makes up counts as `other`, never as a new key.
+        f.count_drop("Not A Code!");
+        assert_eq!(f.progress().dropped_by["other"], 1);
     }
 
     #[test]
@@ -1000,6 +1148,7 @@ mod tests {
             links: vec![],
             text_blake3: None,
             final_url: None,
+            buckets: Vec::new(),
         };
         // One failed, one not reported: both are queued again.
         let (_, changes) = f
@@ -1023,6 +1172,7 @@ mod tests {
             links: vec![],
             text_blake3: None,
             final_url: None,
+            buckets: Vec::new(),
         };
         let (_, changes) = f.complete(l.id, "n", &[fail, skip], None, 2000).unwrap();
         log.extend(changes);

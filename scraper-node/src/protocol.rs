@@ -126,6 +126,7 @@ mod tests {
                 .collect(),
             text_blake3: Some("ab".repeat(32)),
             final_url: None,
+            buckets: Vec::new(),
         };
         let small = Completion {
             crawl: "c".into(),

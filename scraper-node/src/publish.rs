@@ -46,6 +46,9 @@ pub const REFUSED_KEY: &str = "tessera.crawl.refused";
 /// The manifest metadata key of each scraper node's validation score (JSON: peer id to
 /// [`Score`]).
 pub const VALIDATION_KEY: &str = "tessera.crawl.validation";
+/// The manifest metadata key of the pages the quality pipeline and deduplication dropped
+/// (JSON: reason to pages).
+pub const DROPPED_KEY: &str = "tessera.crawl.dropped";
 
 /// What a coordinator publishes finished crawls with: a session on the storage network and
 /// the publisher key that signs the versions.
@@ -130,6 +133,8 @@ pub struct FinishedCrawl {
     pub validation: BTreeMap<String, Score>,
     /// What each node reported for the rows of its stored pages.
     pub pages: StoredPages,
+    /// Pages dropped, by reason.
+    pub dropped: BTreeMap<String, u64>,
 }
 
 /// Publishes a finished crawl from its shard records. Every shard is first fetched and its
@@ -169,6 +174,11 @@ pub async fn publish_crawl(
             "tessera.crawl.missing_pages".to_string(),
             crawl.missing_rows.to_string(),
         );
+    }
+    if !crawl.dropped.is_empty() {
+        // Reasons are few short codes (the frontier bounds them).
+        let json = serde_json::to_string(&crawl.dropped).unwrap_or_default();
+        metadata.insert(DROPPED_KEY.to_string(), json);
     }
     if !refused.is_empty() {
         let mut json = serde_json::to_string(&refused).unwrap_or_default();

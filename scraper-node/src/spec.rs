@@ -21,6 +21,16 @@
 //! timeout_seconds = 30
 //! ai_optouts = true                     # TDMRep and noai (on by default)
 //! validate_fraction = 0.05              # pages re-fetched by another node and compared
+//!
+//! [quality]                             # FineWeb's pipeline; `enabled = false` keeps every page
+//! languages = ["en"]                    # [] keeps every language
+//! language_threshold = 0.65
+//! gopher_repetition = { enabled = true }  # each step's thresholds: FineWeb's, unless set here
+//! gopher_quality = { min_doc_words = 50 }
+//! c4 = { enabled = true }
+//! fineweb = { enabled = true }
+//! pii = { emails = true, ips = true }
+//! dedup = { exact = true, minhash = true, n_grams = 5, buckets = 14, hashes_per_bucket = 8 }
 //! ```
 
 use bytesize::ByteSize;
@@ -34,6 +44,7 @@ use tessera_formats::{
 use crate::{
     canonical::{Scope, canonicalize},
     fetch::DEFAULT_USER_AGENT,
+    quality::Quality,
 };
 
 /// Most pages one crawl may fetch.
@@ -76,6 +87,9 @@ pub struct CrawlSpec {
     /// How gently.
     #[serde(default)]
     pub politeness: Politeness,
+    /// Which pages are kept: FineWeb's filters, PII anonymisation and deduplication.
+    #[serde(default)]
+    pub quality: Quality,
 }
 
 /// A crawl's erasure coding: any `k` of a shard's `k + m` pieces give it back.
@@ -174,6 +188,7 @@ impl CrawlSpec {
             ErasureParams::new(e.k, e.m, DEFAULT_STRIPE_SIZE)
                 .map_err(|why| SpecError(format!("erasure: {why}")))?;
         }
+        self.quality.check().map_err(SpecError)?;
         let p = &self.politeness;
         if !(p.delay_seconds.is_finite() && (0.0..=3600.0).contains(&p.delay_seconds)) {
             return fail("politeness.delay_seconds must be 0 to 3600".into());

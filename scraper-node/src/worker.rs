@@ -38,11 +38,12 @@ use crate::{
     address::NetworkPolicy,
     coordinator::{Completion, Coordinator, CoordinatorError, Offer},
     crawl_store::ShardRecord,
-    extract::extract,
+    extract::{count_tokens, extract},
     fetch::{FetchConfig, Fetcher, Outcome, decode_html},
     frontier::{Lease, PageResult, UrlReport},
     limits::OperatorLimits,
     provenance::Row,
+    quality::MinHasher,
     shard::{Finished, ShardWriter},
     spec::CrawlSpec,
     stats::WorkerStats,
@@ -518,9 +519,10 @@ impl<C: CrawlApi> Worker<C> {
         let (key, dump) = (self.key.clone(), crawl.to_string());
         let agent = self.config.limits.user_agent(&self.peer, spec);
         let leased = url.to_string();
+        let quality = spec.quality.clone();
         tokio::task::spawn_blocking(move || {
             let html = decode_html(&page.body, &page.content_type);
-            let extracted = match extract(&html, &page.url, &agent) {
+            let mut extracted = match extract(&html, &page.url, &agent) {
                 Ok(extracted) => extracted,
                 Err(too_deep) => {
                     let why = PageResult::Skipped(too_deep.to_string());
@@ -535,6 +537,22 @@ impl<C: CrawlApi> Worker<C> {
             }
             if extracted.text.is_empty() {
                 return (skipped("no text"), None);
+            }
+            let hasher = MinHasher::new(&quality.dedup);
+            let kept = match quality.apply(
+                &extracted.text,
+                &extracted.language,
+                extracted.language_score,
+                &hasher,
+            ) {
+                Ok(kept) => kept,
+                Err(why) => {
+                    return (report(&leased, PageResult::Dropped(why), links), None);
+                }
+            };
+            if kept.text != extracted.text {
+                extracted.token_count = count_tokens(&kept.text);
+                extracted.text = kept.text;
             }
             let row = Row::for_page(
                 &key,
@@ -553,6 +571,7 @@ impl<C: CrawlApi> Worker<C> {
                     stored.text_blake3 =
                         Some(blake3::hash(extracted.text.as_bytes()).to_hex().to_string());
                     stored.final_url = (page.url.as_str() != leased).then(|| page.url.to_string());
+                    stored.buckets = kept.buckets;
                     (stored, Some(row))
                 }
                 Err(e) => (
@@ -808,6 +827,7 @@ fn report(url: &str, result: PageResult, links: Vec<String>) -> UrlReport {
         result,
         links,
         text_blake3: None,
+        buckets: Vec::new(),
         final_url: None,
     }
 }

@@ -63,7 +63,7 @@ async fn site() -> (SocketAddr, Agents, common::AccessLog) {
 fn spec(addr: SocketAddr) -> CrawlSpec {
     CrawlSpec::from_toml(&format!(
         "name = \"hostile\"\nseeds = [\"http://{addr}/\"]\nmax_pages = 10\nmax_depth = 0\n\
-         [politeness]\ndelay_seconds = 1.0\n"
+         [politeness]\ndelay_seconds = 1.0\n[quality]\nenabled = false\n"
     ))
     .unwrap()
 }

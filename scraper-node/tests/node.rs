@@ -56,7 +56,7 @@ async fn a_crawl_started_over_http_is_done_by_two_nodes() {
     let token = load_or_create_token(dir_a.path()).unwrap();
     let spec = format!(
         "name = \"site\"\nseeds = [\"http://{addr}/\"]\nmax_pages = 100\nmax_depth = 3\n\
-         [politeness]\ndelay_seconds = 0.05\nlease_size = 2\nmax_body = \"8KiB\"\n"
+         [politeness]\ndelay_seconds = 0.05\nlease_size = 2\nmax_body = \"8KiB\"\n[quality]\nenabled = false\n"
     );
     let spec = CrawlSpec::from_toml(&spec).unwrap();
 

@@ -226,13 +226,19 @@ class ScraperDashboardTest(unittest.TestCase):
         progress = crawl["progress"]
         self.assertEqual(rows, [[crawl["id"], "browser-site", "published",
                                  str(progress["stored"]), str(progress["skipped"]),
-                                 str(progress["failed"]), str(crawl["rows"]),
+                                 str(progress["failed"]), str(progress["dropped"]), str(crawl["rows"]),
                                  str(crawl["shards"]), crawl["state"]["published"]["manifest"]]])
         # Each page skipped or failed, with why, as the JSON lists them.
         skipped = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
                    for tr in self.driver.find_elements(By.CSS_SELECTOR, "#skipped tr")]
         self.assertEqual(skipped, [["browser-site", why, url] for url, why in progress["skipped_pages"]])
-        self.assertEqual(len(skipped), progress["skipped"] + progress["failed"])
+        self.assertEqual(len(skipped), progress["skipped"] + progress["failed"] + progress["dropped"])
+        # Pages the quality pipeline dropped, counted by reason as the JSON counts them.
+        dropped = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                   for tr in self.driver.find_elements(By.CSS_SELECTOR, "#dropped tr")]
+        self.assertEqual(dropped, [["browser-site", why, str(n)]
+                                   for why, n in progress["dropped_by"].items()])
+        self.assertEqual(sum(progress["dropped_by"].values()), progress["dropped"])
         # Its network traffic by protocol: the crawl protocol it coordinates over, the
         # pieces it stored its shards with.
         protocols = [tr.find_elements(By.TAG_NAME, "td")[0].text

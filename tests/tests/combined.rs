@@ -79,7 +79,7 @@ async fn a_node_with_storage_and_scraper_roles_crawls_into_its_own_network() {
 
     let spec = CrawlSpec::from_toml(&format!(
         "name = \"both\"\nseeds = [\"http://{site}/\"]\nmax_pages = 20\nmax_depth = 2\n\
-         [politeness]\ndelay_seconds = 0.01\nvalidate_fraction = 0.0\n"
+         [politeness]\ndelay_seconds = 0.01\nvalidate_fraction = 0.0\n[quality]\nenabled = false\n"
     ))
     .unwrap();
     let token = load_or_create_token(&data_dir).unwrap();

@@ -39,7 +39,10 @@ use tessera_scraper_node::{
     crawl_store::ShardRecord,
     node::{ScraperConfig, ScraperNode},
     provenance::{Row, RowBuilder, schema, sign, verify_batch},
-    publish::{CRAWL_KEY, FinishedCrawl, Publisher, REFUSED_KEY, VALIDATION_KEY, publish_crawl},
+    publish::{
+        CRAWL_KEY, DROPPED_KEY, FinishedCrawl, Publisher, REFUSED_KEY, VALIDATION_KEY,
+        publish_crawl,
+    },
     rewards::count_pages,
     row_check::StoredPages,
     spec::CrawlSpec,
@@ -135,7 +138,7 @@ async fn crawl(
     let spec = format!(
         "name = \"site-text\"\nseeds = [\"http://{site}/\"]\nmax_pages = 100\nmax_depth = 2\n\
          shard_size = \"64KiB\"\n\
-         [politeness]\ndelay_seconds = 0.01\nlease_size = 4\nvalidate_fraction = 1.0\n"
+         [politeness]\ndelay_seconds = 0.01\nlease_size = 4\nvalidate_fraction = 1.0\n[quality]\nenabled = false\n"
     );
     let spec = tessera_scraper_node::spec::CrawlSpec::from_toml(&spec).unwrap();
     let started = http
@@ -429,6 +432,10 @@ async fn a_crawl_published_again_is_the_same_version() {
         missing_rows,
         validation,
         pages: pages.clone(),
+        dropped: BTreeMap::from([
+            ("gopher_short_doc".to_string(), 3),
+            ("near_duplicate".to_string(), 2),
+        ]),
     };
 
     let first = publish_crawl(
@@ -486,6 +493,11 @@ async fn a_crawl_published_again_is_the_same_version() {
         .unwrap();
     assert_eq!(manifest.metadata[CRAWL_KEY], "crawl-b");
     assert_eq!(manifest.metadata["tessera.crawl.missing_pages"], "2");
+    // The pages the quality pipeline dropped, by reason.
+    let dropped: BTreeMap<String, u64> =
+        serde_json::from_str(&manifest.metadata[DROPPED_KEY]).unwrap();
+    assert_eq!(dropped["gopher_short_doc"], 3);
+    assert_eq!(dropped["near_duplicate"], 2);
     let names: Vec<&str> = manifest.shards.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["crawl-b/node-00000.parquet"]);
     let refused: BTreeMap<String, String> =

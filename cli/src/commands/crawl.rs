@@ -157,8 +157,8 @@ async fn watch(api: &CrawlClient, id: &str) -> anyhow::Result<CrawlStatus> {
                 .map(|(host, queued)| format!(", busiest host {host} ({queued} queued)"))
                 .unwrap_or_default();
             bar.set_message(format!(
-                "{} stored, {} skipped, {} failed, {} queued, {} leased, {} rows in shards{busiest}; {}",
-                p.stored, p.skipped, p.failed, p.queued, p.leased, status.rows, status.state,
+                "{} stored, {} skipped, {} failed, {} dropped, {} queued, {} leased, {} rows in shards{busiest}; {}",
+                p.stored, p.skipped, p.failed, p.dropped, p.queued, p.leased, status.rows, status.state,
             ));
         }
         let done = match &status.state {
@@ -181,9 +181,22 @@ async fn watch(api: &CrawlClient, id: &str) -> anyhow::Result<CrawlStatus> {
 fn print_status(s: &CrawlStatus) {
     let p = &s.progress;
     println!(
-        "{}  {}  {}  stored {}  skipped {}  failed {}  queued {}  leased {}  shards {}  rows {}",
-        s.id, s.name, s.state, p.stored, p.skipped, p.failed, p.queued, p.leased, s.shards, s.rows,
+        "{}  {}  {}  stored {}  skipped {}  failed {}  dropped {}  queued {}  leased {}  shards {}  rows {}",
+        s.id,
+        s.name,
+        s.state,
+        p.stored,
+        p.skipped,
+        p.failed,
+        p.dropped,
+        p.queued,
+        p.leased,
+        s.shards,
+        s.rows,
     );
+    for (why, pages) in &p.dropped_by {
+        println!("  dropped {why}  {pages}");
+    }
     for (host, queued) in &p.backlog {
         println!("  backlog {host}  {queued}");
     }

@@ -107,7 +107,7 @@ pub(crate) fn site() -> Router {
 pub(crate) fn spec(addr: SocketAddr) -> CrawlSpec {
     CrawlSpec::from_toml(&format!(
         "name = \"test-site\"\nseeds = [\"http://{addr}/\"]\nmax_pages = 100\nmax_depth = 3\nshard_size = \"64KiB\"\n\
-         [politeness]\ndelay_seconds = 0.05\nlease_size = 3\nlease_timeout_seconds = 30\nmax_body = \"8KiB\"\nvalidate_fraction = 0.0\n"
+         [politeness]\ndelay_seconds = 0.05\nlease_size = 3\nlease_timeout_seconds = 30\nmax_body = \"8KiB\"\nvalidate_fraction = 0.0\n[quality]\nenabled = false\n"
     ))
     .unwrap()
 }
