@@ -1,6 +1,9 @@
-//! What a scraper node spends on one page after it arrives: extraction (title, Readability's
-//! main text, language, GPT-2 tokens, links) and the signed row. The page is one of the crawl
-//! benchmark's (`examples/static_site.rs`): about 4 KiB of text and a few links.
+//! What a scraper node spends on one page after it arrives, step by step: extraction (title,
+//! Readability's main text, language, GPT-2 tokens, links), and within it language
+//! identification and token counting; the quality pipeline (FineWeb's filters, PII, MinHash)
+//! and the MinHash signature alone; and the signed row. The page is one of the crawl
+//! benchmark's (`examples/static_site.rs`): about 4 KiB of text and a few links; a page of the
+//! labelled extraction set is timed through extraction too.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -8,7 +11,11 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use libp2p::identity::Keypair;
-use tessera_scraper_node::{extract::extract, provenance::Row};
+use tessera_scraper_node::{
+    extract::{count_tokens, extract},
+    provenance::Row,
+    quality::{MinHasher, Quality, identify},
+};
 use url::Url;
 
 const WORDS: [&str; 12] = [
@@ -54,7 +61,23 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(html.len() as u64));
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("extract", |b| b.iter(|| extract(&html, &url, "TesseraBot")));
+    let news = include_str!("../tests/extraction/01-news.html");
+    group.bench_function("extract_news_page", |b| {
+        b.iter(|| extract(news, &url, "TesseraBot"))
+    });
     let extracted = extract(&html, &url, "TesseraBot").expect("the page is shallow");
+    let text = &extracted.text;
+    group.bench_function("language", |b| b.iter(|| identify(text)));
+    group.bench_function("tokens", |b| b.iter(|| count_tokens(text)));
+    let quality = Quality::default();
+    let hasher = MinHasher::new(&quality.dedup);
+    group.bench_function("minhash", |b| b.iter(|| hasher.buckets(text)));
+    // A page's hand-marked text, which every rule of the pipeline runs over and keeps.
+    let article = include_str!("../tests/extraction/08-news.txt");
+    assert!(quality.apply(article, "en", 0.9, &hasher).is_ok());
+    group.bench_function("quality_filters", |b| {
+        b.iter(|| quality.apply(article, "en", 0.9, &hasher))
+    });
     group.bench_function("signed_row", |b| {
         b.iter(|| {
             Row::for_page(

@@ -45,6 +45,13 @@ pub struct Extracted {
     pub directives: Directives,
     /// A `<meta name="tdm-reservation" content="1">`.
     pub tdm_reserved: bool,
+    /// The share, by characters, of the page's link text and its main text's prose together
+    /// that is link text: high on an index whose "main text" is a footer or a comment, low on
+    /// an article, whatever its menus.
+    pub link_density: f64,
+    /// The share of the main text that is link text: high where the "article" is a list of
+    /// links.
+    pub article_link_density: f64,
 }
 
 struct Selectors {
@@ -103,7 +110,23 @@ pub fn extract(html: &str, url: &Url, agent: &str) -> Result<Extracted, TooDeep>
         links(&doc, url)
     };
 
-    let text = main_text(html, url).unwrap_or_else(|| body_text(&doc));
+    let body = doc.select(&s.body).next();
+    let (linked, visible) = body.map(link_text).unwrap_or_default();
+    // An index's "article" is its list of links, or, where Readability passed the list over,
+    // a footer or a comment beside far more link text.
+    let (text, link_density, article_link_density) = match main_text(html, url) {
+        Some((text, content)) => {
+            let fragment = Html::parse_fragment(&content);
+            let (own_links, own) = link_text(fragment.root_element());
+            let prose = own - own_links;
+            (text, share(linked, linked + prose), share(own_links, own))
+        }
+        // The body's text holds its links already.
+        None => {
+            let density = share(linked, visible);
+            (body_text(&doc), density, density)
+        }
+    };
     let (language, language_score) = identify(&text);
     let token_count = count_tokens(&text);
     Ok(Extracted {
@@ -115,6 +138,8 @@ pub fn extract(html: &str, url: &Url, agent: &str) -> Result<Extracted, TooDeep>
         links,
         directives,
         tdm_reserved: tdm,
+        link_density,
+        article_link_density,
     })
 }
 
@@ -154,8 +179,8 @@ fn links(doc: &Html, url: &Url) -> Vec<Url> {
     out
 }
 
-/// Readability's article text, or `None` where it finds no article.
-fn main_text(html: &str, url: &Url) -> Option<String> {
+/// Readability's article: its text, and its HTML; `None` where it finds no article.
+fn main_text(html: &str, url: &Url) -> Option<(String, String)> {
     let config = Config {
         max_elements_to_parse: MAX_ELEMENTS,
         text_mode: TextMode::Formatted,
@@ -164,7 +189,7 @@ fn main_text(html: &str, url: &Url) -> Option<String> {
     let mut readability = Readability::new(html, Some(url.as_str()), Some(config)).ok()?;
     let article = readability.parse().ok()?;
     let text = tidy(&article.text_content);
-    (!text.is_empty()).then_some(text)
+    (!text.is_empty()).then(|| (text, article.content.to_string()))
 }
 
 /// The visible text of the body: text outside scripts, styles and templates, a line per
@@ -213,6 +238,45 @@ fn collect_text(body: ElementRef<'_>, out: &mut String) {
             }
         }
     }
+}
+
+/// `part / whole`, 0 when `whole` is.
+fn share(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// Characters (not counting whitespace) of the visible text under `root` inside `<a>`
+/// elements, and of all of it.
+fn link_text(root: ElementRef<'_>) -> (usize, usize) {
+    // Elements entered inside a hidden one, and anchors open around the current node.
+    let (mut hidden, mut anchors) = (0usize, 0usize);
+    let (mut all, mut linked) = (0usize, 0usize);
+    for edge in root.traverse() {
+        match edge {
+            Edge::Open(node) => match node.value() {
+                Node::Text(text) if hidden == 0 => {
+                    let n = text.chars().filter(|c| !c.is_whitespace()).count();
+                    all += n;
+                    if anchors > 0 {
+                        linked += n;
+                    }
+                }
+                Node::Element(e) if hidden > 0 || is_hidden(e.name()) => hidden += 1,
+                Node::Element(e) if e.name() == "a" => anchors += 1,
+                _ => {}
+            },
+            Edge::Close(node) => match node.value() {
+                Node::Element(_) if hidden > 0 => hidden -= 1,
+                Node::Element(e) if e.name() == "a" => anchors = anchors.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    (linked, all)
 }
 
 fn end_line(out: &mut String) {
@@ -318,6 +382,40 @@ mod tests {
             ]
         );
         assert!(got.directives.keep() && !got.tdm_reserved);
+    }
+
+    #[test]
+    fn an_index_of_links_is_told_from_an_article_by_its_link_text() {
+        let url = Url::parse("http://example.com/").unwrap();
+        let article = extract(&page(ARTICLE, ""), &url, AGENT).unwrap();
+        assert!(article.link_density < 0.3, "{}", article.link_density);
+        assert!(
+            article.article_link_density < 0.2,
+            "{}",
+            article.article_link_density
+        );
+        let quality = crate::quality::Quality::default();
+        assert!(quality.keeps_links(article.link_density, article.article_link_density));
+        let items: String = (0..30)
+            .map(|i| format!("<li><a href='/post/{i}'>Post number {i} of the blog</a></li>"))
+            .collect();
+        let index = page(
+            &format!(
+                "<h1>Archive</h1><ul>{items}</ul><footer>© 2026 Example Labs. We use cookies. \
+                 Accept?</footer><script>var hidden = 'not counted';</script>"
+            ),
+            "",
+        );
+        let index = extract(&index, &url, AGENT).unwrap();
+        assert!(
+            index.link_density > 0.6 || index.article_link_density > 0.3,
+            "{} {}",
+            index.link_density,
+            index.article_link_density
+        );
+        assert!(!quality.keeps_links(index.link_density, index.article_link_density));
+        let empty = extract(&page("", ""), &url, AGENT).unwrap();
+        assert_eq!((empty.link_density, empty.article_link_density), (0.0, 0.0));
     }
 
     #[test]

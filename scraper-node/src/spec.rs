@@ -23,6 +23,8 @@
 //! validate_fraction = 0.05              # pages re-fetched by another node and compared
 //!
 //! [quality]                             # FineWeb's pipeline; `enabled = false` keeps every page
+//! max_link_density = 0.6               # pages of mostly link text (indexes) are dropped
+//! max_article_link_density = 0.3
 //! languages = ["en"]                    # [] keeps every language
 //! language_threshold = 0.65
 //! gopher_repetition = { enabled = true }  # each step's thresholds: FineWeb's, unless set here

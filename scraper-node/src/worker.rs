@@ -538,6 +538,10 @@ impl<C: CrawlApi> Worker<C> {
             if extracted.text.is_empty() {
                 return (skipped("no text"), None);
             }
+            if !quality.keeps_links(extracted.link_density, extracted.article_link_density) {
+                let why = PageResult::Dropped("link_list".into());
+                return (report(&leased, why, links), None);
+            }
             let hasher = MinHasher::new(&quality.dedup);
             let kept = match quality.apply(
                 &extracted.text,

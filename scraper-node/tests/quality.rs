@@ -214,13 +214,14 @@ async fn a_crawl_keeps_each_article_once_and_counts_what_it_dropped() {
         w.await.unwrap();
     }
 
-    // Dropped pages, by reason: the copies, the French page; the index and the short page
-    // fail Gopher's or FineWeb's rules.
+    // Dropped pages, by reason: the copies, the French page, the index (mostly links); the
+    // short page fails Gopher's or FineWeb's rules.
     let p = &status.progress;
     assert_eq!(p.dropped, 5, "{p:?}");
     assert_eq!(p.dropped_by.get("exact_duplicate"), Some(&1), "{p:?}");
     assert_eq!(p.dropped_by.get("near_duplicate"), Some(&1), "{p:?}");
     assert_eq!(p.dropped_by.get("language"), Some(&1), "{p:?}");
+    assert_eq!(p.dropped_by.get("link_list"), Some(&1), "{p:?}");
     assert_eq!(p.stored, 7, "{p:?}");
 
     let rows = rows(out.path(), &crawl);

@@ -4,7 +4,7 @@
 //! FineWeb's published thresholds unless the crawl spec says otherwise. Pure.
 //!
 //! ```text
-//! text ─▶ language in `languages`, score >= 0.65? ─▶ Gopher repetition ─▶ Gopher quality
+//! text ─▶ mostly link text? ─▶ language in `languages`, score >= 0.65? ─▶ Gopher repetition ─▶ Gopher quality
 //!      ─▶ C4 (lines removed) ─▶ FineWeb ─▶ PII replaced ─▶ row text + MinHash buckets
 //!      any step failing ─▶ dropped, with the step's reason
 //! ```
@@ -36,6 +36,14 @@ const MAX_N_GRAM_RULES: usize = 16;
 pub struct Quality {
     /// Whether any step runs.
     pub enabled: bool,
+    /// Pages whose link text is more than this share of their link text and main text's
+    /// prose together are indexes, dropped as `link_list` (Tessera's rule, measured on the
+    /// labelled set: articles stay under 0.54, indexes over 0.54).
+    pub max_link_density: f64,
+    /// Pages whose main text is more than this share link text are lists of links, dropped
+    /// as `link_list` (articles stay under 0.12, indexes whose list Readability took for the
+    /// article over 0.33).
+    pub max_article_link_density: f64,
     /// Languages kept (ISO 639-1 codes); empty keeps every language.
     pub languages: Vec<String>,
     /// Lowest language score kept.
@@ -58,6 +66,8 @@ impl Default for Quality {
     fn default() -> Self {
         Self {
             enabled: true,
+            max_link_density: 0.6,
+            max_article_link_density: 0.3,
             languages: vec!["en".into()],
             language_threshold: 0.65,
             gopher_repetition: GopherRepetition::default(),
@@ -98,6 +108,8 @@ impl Quality {
             }
         };
         share("language_threshold", self.language_threshold)?;
+        share("max_link_density", self.max_link_density)?;
+        share("max_article_link_density", self.max_article_link_density)?;
         if self.languages.len() > 256 || self.languages.iter().any(|l| l.len() > 8) {
             return Err("quality.languages: at most 256 codes of at most 8 letters".into());
         }
@@ -139,6 +151,15 @@ impl Quality {
             ));
         }
         Ok(())
+    }
+
+    /// Whether a page of these link densities ([`Extracted`]'s) is kept as an article.
+    ///
+    /// [`Extracted`]: crate::extract::Extracted
+    pub fn keeps_links(&self, link_density: f64, article_link_density: f64) -> bool {
+        !self.enabled
+            || (link_density <= self.max_link_density
+                && article_link_density <= self.max_article_link_density)
     }
 
     /// Runs the pipeline over one page's extracted `text`, whose language and score the
@@ -250,6 +271,9 @@ mod tests {
         let code = format!("{}\nfunction f() {{ return the_value; }}", article());
         assert_eq!(q.apply(&code, "en", 0.9, &h), Err("curly_bracket".into()));
         assert!(Quality::off().apply("Too short.", "xx", 0.0, &h).is_ok());
+        assert!(q.keeps_links(0.6, 0.3));
+        assert!(!q.keeps_links(0.61, 0.0) && !q.keeps_links(0.0, 0.31));
+        assert!(Quality::off().keeps_links(1.0, 1.0));
     }
 
     #[test]
