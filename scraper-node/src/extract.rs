@@ -1,5 +1,7 @@
 //! From an HTML page to what a dataset row needs: title, main text, language with its score,
-//! GPT-2 token count, outgoing links, and the page's own robots and TDM directives.
+//! how much of it is links, outgoing links, and the page's own robots and TDM directives.
+//! GPT-2 tokens are counted on a row's final text ([`count_tokens`]), once the quality
+//! pipeline has kept the page.
 //!
 //! Main text comes from `dom_smoothie` (a port of Mozilla's Readability, which drops menus,
 //! footers and boilerplate); where it finds no article, the visible text of the body is used.
@@ -36,8 +38,6 @@ pub struct Extracted {
     pub language: String,
     /// The detector's confidence, 0 to 1.
     pub language_score: f64,
-    /// GPT-2 tokens in `text`, as FineWeb counts them.
-    pub token_count: u64,
     /// Outgoing links, canonical, deduplicated, at most [`MAX_LINKS_PER_PAGE`]; none when the
     /// page says `nofollow`. Links marked `rel=nofollow` are left out.
     pub links: Vec<Url>,
@@ -128,13 +128,11 @@ pub fn extract(html: &str, url: &Url, agent: &str) -> Result<Extracted, TooDeep>
         }
     };
     let (language, language_score) = identify(&text);
-    let token_count = count_tokens(&text);
     Ok(Extracted {
         title,
         text,
         language,
         language_score,
-        token_count,
         links,
         directives,
         tdm_reserved: tdm,
@@ -367,11 +365,8 @@ mod tests {
         assert!(!got.text.contains("Copyright"), "{}", got.text);
         assert_eq!(got.language, "en");
         assert!(got.language_score > 0.5, "{}", got.language_score);
-        assert!(
-            got.token_count > 50 && got.token_count < 150,
-            "{}",
-            got.token_count
-        );
+        let tokens = count_tokens(&got.text);
+        assert!(tokens > 50 && tokens < 150, "{tokens}");
         let links: Vec<_> = got.links.iter().map(Url::as_str).collect();
         assert_eq!(
             links,

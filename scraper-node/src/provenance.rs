@@ -28,7 +28,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use libp2p::identity::{Keypair, PeerId, PublicKey};
 use uuid::Uuid;
 
-use crate::extract::Extracted;
+use crate::extract::{Extracted, count_tokens};
 
 /// Domain separation for the signed message.
 const DOMAIN: &[u8] = b"tessera/page/1\n";
@@ -134,7 +134,8 @@ impl Row {
             file_path,
             language: page.language.clone(),
             language_score: page.language_score,
-            token_count: i64::try_from(page.token_count).unwrap_or(i64::MAX),
+            // Counted on the row's own text, after the quality pipeline changed it.
+            token_count: i64::try_from(count_tokens(&page.text)).unwrap_or(i64::MAX),
             fetch_time_us,
             http_status,
             content_type: content_type.to_string(),

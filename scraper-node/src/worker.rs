@@ -38,7 +38,7 @@ use crate::{
     address::NetworkPolicy,
     coordinator::{Completion, Coordinator, CoordinatorError, Offer},
     crawl_store::ShardRecord,
-    extract::{count_tokens, extract},
+    extract::extract,
     fetch::{FetchConfig, Fetcher, Outcome, decode_html},
     frontier::{Lease, PageResult, UrlReport},
     limits::OperatorLimits,
@@ -554,10 +554,7 @@ impl<C: CrawlApi> Worker<C> {
                     return (report(&leased, PageResult::Dropped(why), links), None);
                 }
             };
-            if kept.text != extracted.text {
-                extracted.token_count = count_tokens(&kept.text);
-                extracted.text = kept.text;
-            }
+            extracted.text = kept.text;
             let row = Row::for_page(
                 &key,
                 page.url.as_str(),

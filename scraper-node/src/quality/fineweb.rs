@@ -42,6 +42,11 @@ impl Default for FineWeb {
 impl FineWeb {
     /// Why `text` fails the rules, or `None` when it passes.
     pub fn check(&self, text: &str) -> Option<&'static str> {
+        self.check_words(text, tokens(text).len())
+    }
+
+    /// [`FineWeb::check`] of `text` of `words` tokens.
+    pub fn check_words(&self, text: &str, words: usize) -> Option<&'static str> {
         let lines: Vec<&str> = text.split('\n').collect();
         let n = lines.len() as f64;
         let stops = lines
@@ -64,8 +69,7 @@ impl FineWeb {
         if repeated as f64 / chars as f64 >= self.char_duplicates_ratio {
             return Some("char_dup_ratio");
         }
-        let words = tokens(text).len().max(1);
-        if text.matches('\n').count() as f64 / words as f64 > self.new_line_ratio {
+        if text.matches('\n').count() as f64 / words.max(1) as f64 > self.new_line_ratio {
             return Some("list_ratio");
         }
         None

@@ -1,7 +1,7 @@
 //! Gopher's quality and repetition rules (Rae et al. 2021, Table A1), with the thresholds
 //! FineWeb ran them with (datatrove's `GopherQualityFilter` and `GopherRepetitionFilter`).
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +55,11 @@ const STOP_WORDS: [&str; 8] = ["the", "be", "to", "of", "and", "that", "have", "
 impl GopherQuality {
     /// Why `text` fails the rules, or `None` when it passes.
     pub fn check(&self, text: &str) -> Option<&'static str> {
-        let words = tokens(text);
+        self.check_words(text, &tokens(text))
+    }
+
+    /// [`GopherQuality::check`] of `text` whose tokens are `words`.
+    pub fn check_words(&self, text: &str, words: &[&str]) -> Option<&'static str> {
         let counted: Vec<&str> = words
             .iter()
             .copied()
@@ -177,6 +181,11 @@ fn gram_chars(gram: &[&str]) -> usize {
 impl GopherRepetition {
     /// Why `text` fails the rules, or `None` when it passes.
     pub fn check(&self, text: &str) -> Option<String> {
+        self.check_words(text, &tokens(text))
+    }
+
+    /// [`GopherRepetition::check`] of `text` whose tokens are `words`.
+    pub fn check_words(&self, text: &str, words: &[&str]) -> Option<String> {
         let len = text.chars().count().max(1) as f64;
         let paragraphs = split_paragraphs(text.trim());
         let (dup, chars) = duplicates(paragraphs.iter().copied());
@@ -194,7 +203,6 @@ impl GopherRepetition {
         if chars as f64 / len > self.dup_line_char_frac {
             return Some("dup_line_char_frac".into());
         }
-        let words = tokens(text);
         for &(n, frac) in &self.top_n_grams {
             if n == 0 || words.len() < n {
                 continue;

@@ -4,13 +4,14 @@
 //! `1 - (1 - s^8)^14`: 92.4% at 0.8, 5.3% at 0.5.
 //!
 //! Every node must compute the same signature for the same text, so the hash functions come
-//! from a fixed seed, never from the process.
+//! from a fixed seed, never from the process. Each is a multiply-shift hash of the shingle's
+//! 64-bit hash (`(a x + b) >> 32` in 64-bit arithmetic, `a` odd): universal, and a few
+//! instructions that the compiler runs in vector lanes, where `(a x + b) mod (2^61 - 1)` took
+//! 4.5 ns a hash.
 
 use serde::{Deserialize, Serialize};
 use twox_hash::XxHash3_64;
 
-/// The Mersenne prime 2^61 - 1: the permutations are taken modulo it.
-const PRIME: u64 = (1 << 61) - 1;
 /// Seeds the permutations; changing it changes every signature.
 const SEED: u64 = 0x7465_7373_6572_6131;
 /// Most hash functions a signature may use (buckets times hashes per bucket).
@@ -51,7 +52,7 @@ impl Default for Dedup {
 pub struct MinHasher {
     n_grams: usize,
     hashes_per_bucket: usize,
-    /// `(a, b)` of each permutation `x -> (a x + b) mod PRIME`.
+    /// `(a, b)` of each hash `x -> (a x + b) >> 32`.
     permutations: Vec<(u64, u64)>,
 }
 
@@ -64,17 +65,6 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `(a x + b) mod PRIME` for `a, x, b < PRIME`, folding instead of dividing: 2^61 is 1
-/// modulo the prime.
-fn permute(a: u64, x: u64, b: u64) -> u64 {
-    let v = u128::from(a) * u128::from(x) + u128::from(b);
-    // Both halves fit: the low 61 bits, and v < 2^123 shifted by 61.
-    #[allow(clippy::cast_possible_truncation)]
-    let r = (v as u64 & PRIME) + (v >> 61) as u64;
-    let r = (r & PRIME) + (r >> 61);
-    if r >= PRIME { r - PRIME } else { r }
-}
-
 impl MinHasher {
     /// The hash functions for `dedup` (whose sizes the spec's checks have bounded).
     pub fn new(dedup: &Dedup) -> Self {
@@ -82,8 +72,8 @@ impl MinHasher {
         let mut state = SEED;
         let permutations = (0..count)
             .map(|_| {
-                let a = splitmix(&mut state) % (PRIME - 1) + 1;
-                let b = splitmix(&mut state) % PRIME;
+                let a = splitmix(&mut state) | 1;
+                let b = splitmix(&mut state);
                 (a, b)
             })
             .collect();
@@ -131,9 +121,8 @@ impl MinHasher {
         let mut any = false;
         for x in shingles {
             any = true;
-            let x = x % PRIME;
             for (min, &(a, b)) in mins.iter_mut().zip(&self.permutations) {
-                *min = (*min).min(permute(a, x, b));
+                *min = (*min).min(a.wrapping_mul(x).wrapping_add(b) >> 32);
             }
         }
         if !any {
@@ -193,18 +182,6 @@ mod tests {
         // Jaccard 0.2: essentially never (predicted 0.004%).
         let none = caught(&h, 10, 20, 10_000);
         assert!(none <= 0.001, "caught {none} of pairs at 0.2");
-    }
-
-    #[test]
-    fn folding_matches_division() {
-        for (a, x, b) in [
-            (1, 2, 3),
-            (PRIME - 1, PRIME - 1, PRIME - 1),
-            (12345, PRIME - 2, 0),
-        ] {
-            let want = (u128::from(a) * u128::from(x) + u128::from(b)) % u128::from(PRIME);
-            assert_eq!(u128::from(permute(a, x, b)), want);
-        }
     }
 
     #[test]

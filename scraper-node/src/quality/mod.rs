@@ -26,6 +26,8 @@ pub use language::identify;
 pub use minhash::{Dedup, MAX_HASHES, MAX_N_GRAMS, MinHasher};
 pub use pii::Pii;
 
+use words::tokens;
+
 /// Most n-gram rules in a Gopher repetition setting.
 const MAX_N_GRAM_RULES: usize = 16;
 
@@ -178,21 +180,28 @@ impl Quality {
             {
                 return Err("language".into());
             }
+            // Tokenized once for both of Gopher's rules, and again only if C4 changed the text.
+            let words = tokens(&text);
             if self.gopher_repetition.enabled
-                && let Some(why) = self.gopher_repetition.check(&text)
+                && let Some(why) = self.gopher_repetition.check_words(&text, &words)
             {
                 return Err(why);
             }
             if self.gopher_quality.enabled
-                && let Some(why) = self.gopher_quality.check(&text)
+                && let Some(why) = self.gopher_quality.check_words(&text, &words)
             {
                 return Err(why.into());
             }
+            let mut count = words.len();
             if self.c4.enabled {
-                text = self.c4.apply(&text).map_err(String::from)?.into();
+                let kept = self.c4.apply(&text).map_err(String::from)?;
+                if kept != text {
+                    count = tokens(&kept).len();
+                    text = kept.into();
+                }
             }
             if self.fineweb.enabled
-                && let Some(why) = self.fineweb.check(&text)
+                && let Some(why) = self.fineweb.check_words(&text, count)
             {
                 return Err(why.into());
             }
