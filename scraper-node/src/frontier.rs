@@ -25,7 +25,7 @@ use url::Url;
 
 use crate::{
     canonical::{Scope, canonicalize, host_key},
-    duplicates::{Duplicate, Kept},
+    duplicates::Kept,
     fetch::MAX_CRAWL_DELAY,
     row_check::StoredPages,
     spec::CrawlSpec,
@@ -654,17 +654,17 @@ impl Frontier {
                 (PageResult::Stored, Some(text)) => self.kept.duplicate(text, &report.buckets),
                 _ => None,
             };
-            let state = match &report.result {
-                PageResult::Stored if duplicate.is_some() => {
-                    UrlState::Dropped(duplicate.map(Duplicate::reason).unwrap_or_default().into())
+            let state = match (&report.result, duplicate) {
+                (PageResult::Stored, Some(duplicate)) => {
+                    UrlState::Dropped(duplicate.reason().into())
                 }
-                PageResult::Stored => UrlState::Stored,
-                PageResult::Skipped(why) => UrlState::Skipped(why.clone()),
-                PageResult::Dropped(why) => UrlState::Dropped(why.clone()),
-                PageResult::Failed(why) if record.attempts >= self.max_attempts => {
+                (PageResult::Stored, None) => UrlState::Stored,
+                (PageResult::Skipped(why), _) => UrlState::Skipped(why.clone()),
+                (PageResult::Dropped(why), _) => UrlState::Dropped(why.clone()),
+                (PageResult::Failed(why), _) if record.attempts >= self.max_attempts => {
                     UrlState::Failed(why.clone())
                 }
-                PageResult::Failed(_) => UrlState::Queued,
+                (PageResult::Failed(_), _) => UrlState::Queued,
             };
             self.counts.moved(&record.state, &state);
             record.state = state;

@@ -4,8 +4,9 @@
 //! FineWeb's published thresholds unless the crawl spec says otherwise. Pure.
 //!
 //! ```text
-//! text ─▶ mostly link text? ─▶ language in `languages`, score >= 0.65? ─▶ Gopher repetition ─▶ Gopher quality
-//!      ─▶ C4 (lines removed) ─▶ FineWeb ─▶ PII replaced ─▶ row text + MinHash buckets
+//! page ─▶ mostly link text? ─▶ language in `languages`, score >= 0.65? ─▶ Gopher repetition
+//!      ─▶ Gopher quality ─▶ C4 (lines removed) ─▶ FineWeb ─▶ PII replaced
+//!      ─▶ row text + MinHash buckets
 //!      any step failing ─▶ dropped, with the step's reason
 //! ```
 
@@ -39,8 +40,8 @@ pub struct Quality {
     /// Whether any step runs.
     pub enabled: bool,
     /// Pages whose link text is more than this share of their link text and main text's
-    /// prose together are indexes, dropped as `link_list` (Tessera's rule, measured on the
-    /// labelled set: articles stay under 0.54, indexes over 0.54).
+    /// prose together are indexes, dropped as `link_list` (Tessera's rule; on the labelled
+    /// set articles stay at or under 0.54, and the indexes this passes, the next catches).
     pub max_link_density: f64,
     /// Pages whose main text is more than this share link text are lists of links, dropped
     /// as `link_list` (articles stay under 0.12, indexes whose list Readability took for the
