@@ -74,7 +74,9 @@ pub fn fill_placed<O: Read + Write + Seek, P: Read + Seek>(
         blocks.fill(0);
         // The original's bytes of data block i; the last stripe's blocks end in padding.
         let valid = |i: usize| usize_len(data_len.saturating_sub(i as u64 * block).min(block));
-        for i in (0..k).filter(|&i| placed[i]) {
+        // A block of padding alone has no place: seeking to it and writing nothing would
+        // still grow some writers (a `Cursor` pads up to the position).
+        for i in (0..k).filter(|&i| placed[i] && valid(i) > 0) {
             original
                 .seek(SeekFrom::Start(base + i as u64 * block))
                 .and_then(|_| original.read_exact(&mut blocks[i * b..i * b + valid(i)]))
@@ -88,7 +90,7 @@ pub fn fill_placed<O: Read + Write + Seek, P: Read + Seek>(
         codec
             .reconstruct_data(blocks, &present, b)
             .map_err(DecodeError::Codec)?;
-        for &i in &missing {
+        for &i in missing.iter().filter(|&&i| valid(i) > 0) {
             original
                 .seek(SeekFrom::Start(base + i as u64 * block))
                 .and_then(|_| original.write_all(&blocks[i * b..i * b + valid(i)]))
@@ -171,5 +173,37 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, DecodeError::NotEnoughPieces { .. }), "{err}");
         assert!(original.into_inner().iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn a_missing_block_of_padding_alone_writes_nothing_past_the_end() {
+        // Three full stripes and one byte: the last stripe's block of piece 2 is all padding.
+        let params = ErasureParams::new(3, 1, 1024).unwrap();
+        let data: Vec<u8> = (0..9217u32).map(|i| (i % 251) as u8).collect();
+        let (_, pieces) = encode_to_vecs(params, &data).unwrap();
+        let geometry = params.geometry(data.len() as u64);
+        let mut out = vec![0u8; data.len()];
+        for (i, piece) in pieces.iter().enumerate().take(2) {
+            for run in geometry.data_runs(i, 0, piece.len() as u64) {
+                let (o, a, l) = (
+                    usize_len(run.original),
+                    usize_len(run.at),
+                    usize_len(run.len),
+                );
+                out[o..o + l].copy_from_slice(&piece[a..a + l]);
+            }
+        }
+        let mut parity: Vec<Option<Cursor<Vec<u8>>>> = (0..4).map(|_| None).collect();
+        parity[3] = Some(Cursor::new(pieces[3].clone()));
+        let mut original = Cursor::new(out);
+        fill_placed(
+            params,
+            9217,
+            &mut original,
+            &[true, true, false],
+            &mut parity,
+        )
+        .unwrap();
+        assert_eq!(original.into_inner(), data);
     }
 }
