@@ -200,42 +200,52 @@ fn body_text(doc: &Html) -> String {
     tidy(&out)
 }
 
-/// Walks the tree without recursion: its depth is the page's to choose.
-fn collect_text(body: ElementRef<'_>, out: &mut String) {
-    // Elements entered inside a hidden one (a script, a style); their text is not shown.
-    let mut hidden = 0usize;
-    for edge in body.traverse() {
+/// What [`walk_visible`] meets, in document order.
+enum Visible<'a> {
+    /// Text shown on the page, and whether a link holds it.
+    Text(&'a str, bool),
+    /// A block element opens or closes: a line ends.
+    Block,
+}
+
+/// Walks the visible part of the tree under `root` (not inside scripts, styles, templates),
+/// without recursion: its depth is the page's to choose.
+fn walk_visible<'a>(root: ElementRef<'a>, mut meet: impl FnMut(Visible<'a>)) {
+    // Elements entered inside a hidden one, and links open around the current node.
+    let (mut hidden, mut links) = (0usize, 0usize);
+    for edge in root.traverse() {
         match edge {
             Edge::Open(node) => match node.value() {
-                Node::Text(text) if hidden == 0 => {
-                    let t = collapse(text);
-                    if !t.is_empty() {
-                        if !out.is_empty() && !out.ends_with('\n') {
-                            out.push(' ');
-                        }
-                        out.push_str(&t);
-                    }
-                }
-                Node::Element(e) => {
-                    if hidden > 0 || is_hidden(e.name()) {
-                        hidden += 1;
-                    } else if is_block(e.name()) {
-                        end_line(out);
-                    }
-                }
+                Node::Text(text) if hidden == 0 => meet(Visible::Text(text, links > 0)),
+                Node::Element(e) if hidden > 0 || is_hidden(e.name()) => hidden += 1,
+                Node::Element(e) if e.name() == "a" => links += 1,
+                Node::Element(e) if is_block(e.name()) => meet(Visible::Block),
                 _ => {}
             },
-            Edge::Close(node) => {
-                if let Node::Element(e) = node.value() {
-                    if hidden > 0 {
-                        hidden -= 1;
-                    } else if is_block(e.name()) {
-                        end_line(out);
-                    }
-                }
-            }
+            Edge::Close(node) => match node.value() {
+                Node::Element(_) if hidden > 0 => hidden -= 1,
+                Node::Element(e) if e.name() == "a" => links = links.saturating_sub(1),
+                Node::Element(e) if is_block(e.name()) => meet(Visible::Block),
+                _ => {}
+            },
         }
     }
+}
+
+/// The visible text under `body`, a line per block element.
+fn collect_text(body: ElementRef<'_>, out: &mut String) {
+    walk_visible(body, |seen| match seen {
+        Visible::Text(text, _) => {
+            let t = collapse(text);
+            if !t.is_empty() {
+                if !out.is_empty() && !out.ends_with('\n') {
+                    out.push(' ');
+                }
+                out.push_str(&t);
+            }
+        }
+        Visible::Block => end_line(out),
+    });
 }
 
 /// `part / whole`, 0 when `whole` is.
@@ -250,30 +260,16 @@ fn share(part: usize, whole: usize) -> f64 {
 /// Characters (not counting whitespace) of the visible text under `root` inside `<a>`
 /// elements, and of all of it.
 fn link_text(root: ElementRef<'_>) -> (usize, usize) {
-    // Elements entered inside a hidden one, and anchors open around the current node.
-    let (mut hidden, mut anchors) = (0usize, 0usize);
-    let (mut all, mut linked) = (0usize, 0usize);
-    for edge in root.traverse() {
-        match edge {
-            Edge::Open(node) => match node.value() {
-                Node::Text(text) if hidden == 0 => {
-                    let n = text.chars().filter(|c| !c.is_whitespace()).count();
-                    all += n;
-                    if anchors > 0 {
-                        linked += n;
-                    }
-                }
-                Node::Element(e) if hidden > 0 || is_hidden(e.name()) => hidden += 1,
-                Node::Element(e) if e.name() == "a" => anchors += 1,
-                _ => {}
-            },
-            Edge::Close(node) => match node.value() {
-                Node::Element(_) if hidden > 0 => hidden -= 1,
-                Node::Element(e) if e.name() == "a" => anchors = anchors.saturating_sub(1),
-                _ => {}
-            },
+    let (mut linked, mut all) = (0usize, 0usize);
+    walk_visible(root, |seen| {
+        if let Visible::Text(text, in_link) = seen {
+            let n = text.chars().filter(|c| !c.is_whitespace()).count();
+            all += n;
+            if in_link {
+                linked += n;
+            }
         }
-    }
+    });
     (linked, all)
 }
 
