@@ -1,7 +1,10 @@
 //! Gopher's quality and repetition rules (Rae et al. 2021, Table A1), with the thresholds
 //! FineWeb ran them with (datatrove's `GopherQualityFilter` and `GopherRepetitionFilter`).
 
-use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
+use std::hash::BuildHasher as _;
+
+use foldhash::{HashSet, HashSetExt as _, fast::FixedState};
+use hashbrown::HashTable;
 
 use serde::{Deserialize, Serialize};
 
@@ -173,9 +176,45 @@ pub(crate) fn duplicates<'a>(items: impl IntoIterator<Item = &'a str>) -> (usize
     (count, chars)
 }
 
-/// An n-gram's characters when written with single spaces.
-fn gram_chars(gram: &[&str]) -> usize {
-    gram.iter().map(|w| w.chars().count()).sum::<usize>() + gram.len().saturating_sub(1)
+/// The words of a text as the n-gram rules read them: each word hashed and its characters
+/// counted once, so that an n-gram's hash and length cost n additions, not n string scans.
+struct Grams<'a> {
+    words: &'a [&'a str],
+    hashes: Vec<u64>,
+    /// Characters of the words before each index.
+    chars_before: Vec<usize>,
+}
+
+impl<'a> Grams<'a> {
+    fn new(words: &'a [&'a str]) -> Self {
+        let state = FixedState::with_seed(0);
+        let mut chars_before = Vec::with_capacity(words.len() + 1);
+        chars_before.push(0);
+        for w in words {
+            chars_before.push(chars_before.last().copied().unwrap_or(0) + w.chars().count());
+        }
+        Self {
+            words,
+            hashes: words.iter().map(|w| state.hash_one(w)).collect(),
+            chars_before,
+        }
+    }
+
+    /// The hash of the n-gram at `i`; equal n-grams hash the same.
+    fn hash(&self, i: usize, n: usize) -> u64 {
+        self.hashes[i..i + n].iter().fold(n as u64, |h, w| {
+            (h.rotate_left(23) ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        })
+    }
+
+    fn same(&self, a: usize, b: usize, n: usize) -> bool {
+        self.words[a..a + n] == self.words[b..b + n]
+    }
+
+    /// The n-gram's characters when written with single spaces.
+    fn chars(&self, i: usize, n: usize) -> usize {
+        self.chars_before[i + n] - self.chars_before[i] + n.saturating_sub(1)
+    }
 }
 
 impl GopherRepetition {
@@ -203,16 +242,27 @@ impl GopherRepetition {
         if chars as f64 / len > self.dup_line_char_frac {
             return Some("dup_line_char_frac".into());
         }
+        let grams = Grams::new(words);
         for &(n, frac) in &self.top_n_grams {
             if n == 0 || words.len() < n {
                 continue;
             }
-            let mut counts: HashMap<&[&str], usize> = HashMap::new();
+            // (hash, first start, count) of each distinct n-gram.
+            let mut counts: HashTable<(u64, usize, usize)> = HashTable::new();
             let mut top = 0;
-            for gram in words.windows(n) {
-                let count = counts.entry(gram).or_default();
-                *count += 1;
-                top = top.max(gram_chars(gram) * *count);
+            for i in 0..=words.len() - n {
+                let hash = grams.hash(i, n);
+                let count = match counts.find_mut(hash, |e| grams.same(e.1, i, n)) {
+                    Some(entry) => {
+                        entry.2 += 1;
+                        entry.2
+                    }
+                    None => {
+                        counts.insert_unique(hash, (hash, i, 1), |e| e.0);
+                        1
+                    }
+                };
+                top = top.max(grams.chars(i, n) * count);
             }
             if top as f64 / len > frac {
                 return Some(format!("top_{n}_gram"));
@@ -224,14 +274,15 @@ impl GopherRepetition {
             }
             // An n-gram seen before counts its characters and the scan moves past it, so
             // overlapping repeats are not counted twice.
-            let mut seen = HashSet::new();
+            let mut seen: HashTable<(u64, usize)> = HashTable::new();
             let (mut repeated, mut i) = (0, 0);
             while i + n <= words.len() {
-                let gram = &words[i..i + n];
-                if seen.insert(gram) {
+                let hash = grams.hash(i, n);
+                if seen.find(hash, |e| grams.same(e.1, i, n)).is_none() {
+                    seen.insert_unique(hash, (hash, i), |e| e.0);
                     i += 1;
                 } else {
-                    repeated += gram_chars(gram);
+                    repeated += grams.chars(i, n);
                     i += n;
                 }
             }
@@ -360,5 +411,66 @@ mod tests {
             r.check(&words.join(" ")),
             Some("duplicated_5_n_grams".into())
         );
+    }
+
+    /// The n-gram rules as written, with each n-gram its own key.
+    fn n_gram_rule_by_definition(rules: &GopherRepetition, text: &str) -> Option<String> {
+        let words = tokens(text);
+        let len = text.chars().count().max(1) as f64;
+        let chars = |g: &[&str]| g.iter().map(|w| w.chars().count()).sum::<usize>() + g.len() - 1;
+        for &(n, frac) in &rules.top_n_grams {
+            let mut counts = std::collections::HashMap::new();
+            let top = words
+                .windows(n)
+                .map(|g| {
+                    let c = counts.entry(g).or_insert(0);
+                    *c += 1;
+                    chars(g) * *c
+                })
+                .max()
+                .unwrap_or(0);
+            if top as f64 / len > frac {
+                return Some(format!("top_{n}_gram"));
+            }
+        }
+        for &(n, frac) in &rules.dup_n_grams {
+            let mut seen = std::collections::HashSet::new();
+            let (mut repeated, mut i) = (0, 0);
+            while i + n <= words.len() {
+                if seen.insert(&words[i..i + n]) {
+                    i += 1;
+                } else {
+                    repeated += chars(&words[i..i + n]);
+                    i += n;
+                }
+            }
+            if repeated as f64 / len > frac {
+                return Some(format!("duplicated_{n}_n_grams"));
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        /// The n-gram rules decide as their definition does, on texts of few distinct
+        /// words (so that n-grams repeat) with the line and paragraph rules turned off.
+        #[test]
+        fn n_gram_rules_match_their_definition(
+            picks in proptest::collection::vec(0usize..12, 0..400),
+            vocab in 2usize..12,
+        ) {
+            const VOCAB: [&str; 12] = [
+                "the", "river", "of", "a", "valley", "runs", "north", "café", "and", "sea", ".", "x",
+            ];
+            let text = picks.iter().map(|&i| VOCAB[i % vocab]).collect::<Vec<_>>().join(" ");
+            let rules = GopherRepetition {
+                dup_line_frac: 1.0,
+                dup_para_frac: 1.0,
+                dup_line_char_frac: 1.0,
+                dup_para_char_frac: 1.0,
+                ..GopherRepetition::default()
+            };
+            proptest::prop_assert_eq!(rules.check(&text), n_gram_rule_by_definition(&rules, &text));
+        }
     }
 }

@@ -13,41 +13,33 @@ use std::collections::HashMap;
 const SAMPLE: usize = 16 * 1024;
 /// Shortest passage identified on its own: shorter lines join the next.
 const PASSAGE: usize = 200;
+/// Passages identified at most, spread evenly over the text: whatlang's time grows with the
+/// text it reads, and a handful of passages estimate the share of a page in its language
+/// about as well as all of them.
+const MAX_PASSAGES: usize = 4;
 
 /// The page's language (ISO 639-1 where there is one, ISO 639-3 otherwise; empty when
 /// none is found) and its score, 0 to 1.
 pub fn identify(text: &str) -> (String, f64) {
+    let text = match text.char_indices().nth(SAMPLE) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    };
+    let all = passages(text);
+    // The middle passage of each of `m` equal stretches of the text.
+    let m = all.len().min(MAX_PASSAGES);
+    let chosen = (0..m).map(|i| all[(2 * i + 1) * all.len() / (2 * m)]);
     let mut weights: HashMap<whatlang::Lang, f64> = HashMap::new();
     let mut total = 0usize;
-    let mut passage = String::new();
-    let mut read = 0usize;
-    let mut weigh = |passage: &str, total: &mut usize| {
+    for passage in chosen {
         let chars = passage.chars().filter(|c| c.is_alphabetic()).count();
         if chars == 0 {
-            return;
+            continue;
         }
-        *total += chars;
+        total += chars;
         if let Some(info) = whatlang::detect(passage) {
             *weights.entry(info.lang()).or_default() += chars as f64 * info.confidence();
         }
-    };
-    for line in text.lines() {
-        if read >= SAMPLE {
-            break;
-        }
-        let line: String = line.chars().take(SAMPLE - read).collect();
-        read += line.chars().count();
-        if !passage.is_empty() {
-            passage.push('\n');
-        }
-        passage.push_str(&line);
-        if passage.len() >= PASSAGE {
-            weigh(&passage, &mut total);
-            passage.clear();
-        }
-    }
-    if !passage.is_empty() {
-        weigh(&passage, &mut total);
     }
     let best = weights
         .into_iter()
@@ -59,6 +51,25 @@ pub fn identify(text: &str) -> (String, f64) {
         ),
         _ => (String::new(), 0.0),
     }
+}
+
+/// The text cut at line ends into passages of at least [`PASSAGE`] bytes (the last may be
+/// shorter).
+fn passages(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        at += line.len();
+        if at - start >= PASSAGE {
+            out.push(&text[start..at]);
+            start = at;
+        }
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
 }
 
 /// FineWeb's `language` column holds two-letter codes; whatlang names ISO 639-3 ones.
@@ -187,5 +198,20 @@ mod tests {
         assert!(full > mostly);
         assert_eq!(identify(""), (String::new(), 0.0));
         assert_eq!(identify("1234 5678"), (String::new(), 0.0));
+    }
+
+    #[test]
+    fn long_pages_are_read_in_a_few_passages_from_all_of_them() {
+        let english = [EN; 40].join("\n");
+        assert!(passages(&english).len() > MAX_PASSAGES);
+        let (language, score) = identify(&english);
+        assert_eq!(language, "en");
+        assert!(score >= 0.8, "{score}");
+        // An English first half and a French second half: the passages read come from both.
+        let halves = [[EN; 20].join("\n"), [FR; 20].join("\n")].join("\n");
+        let (_, half) = identify(&halves);
+        assert!((0.3..=0.7).contains(&half), "{half}");
+        // Passages are whole lines and cover the text.
+        assert_eq!(passages(&halves).concat(), halves);
     }
 }
