@@ -6,7 +6,7 @@
 //! Main text comes from `dom_smoothie` (a port of Mozilla's Readability, which drops menus,
 //! footers and boilerplate); where it finds no article, the visible text of the body is used.
 //! Links, meta tags and the title come from `scraper`. Pure and synchronous: the node runs it
-//! on a blocking thread.
+//! on one of its CPU threads ([`crate::cpu_pool`]).
 
 use std::{collections::HashSet, sync::LazyLock};
 
@@ -143,7 +143,8 @@ pub fn extract(html: &str, url: &Url, agent: &str) -> Result<Extracted, TooDeep>
 
 /// GPT-2 tokens in `text`, as FineWeb counts them (r50k_base, no special tokens).
 pub fn count_tokens(text: &str) -> u64 {
-    tiktoken_rs::r50k_base_singleton().count_ordinary(text) as u64
+    // Built in, so the encoding is always there.
+    tiktoken::get_encoding("r50k_base").map_or(0, |bpe| bpe.count(text) as u64)
 }
 
 fn links(doc: &Html, url: &Url) -> Vec<Url> {
@@ -363,6 +364,9 @@ mod tests {
         assert!(got.language_score > 0.5, "{}", got.language_score);
         let tokens = count_tokens(&got.text);
         assert!(tokens > 50 && tokens < 150, "{tokens}");
+        // GPT-2's own counts (tiktoken's r50k_base); special tokens are ordinary text.
+        assert_eq!(count_tokens("Hello world"), 2);
+        assert_eq!(count_tokens("<|endoftext|>"), 7);
         let links: Vec<_> = got.links.iter().map(Url::as_str).collect();
         assert_eq!(
             links,
