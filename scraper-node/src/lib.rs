@@ -33,6 +33,7 @@ pub mod api_client;
 pub mod canonical;
 pub mod config;
 pub mod coordinator;
+pub mod cpu_pool;
 pub mod crawl_store;
 pub mod duplicates;
 pub mod extract;

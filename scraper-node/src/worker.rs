@@ -2,15 +2,16 @@
 //! report, write the rows the coordinator accepted, and report each shard it closes.
 //!
 //! ```text
-//! lease ─▶ for each URL: fetch (rules, spacing) ─▶ extract (blocking thread) ─▶ signed row
+//! lease ─▶ for each URL: fetch (rules, spacing) ─▶ extract (a CPU thread) ─▶ signed row
 //!       ─▶ complete(reports) ─▶ accepted URLs ─▶ their rows into the crawl's shard writer
 //!       ─▶ a shard closed ─▶ pending ─▶ stored in the network (with storage nodes)
 //!       ─▶ its CID, rows, row groups and layout to the coordinator ─▶ local file removed
 //! idle, or the crawl's URLs all done ─▶ open shards closed
 //! ```
 //!
-//! Rows wait in memory only between fetching and acceptance: one lease's worth, page bodies
-//! dropped as soon as their hash and text are taken. A closed shard stays pending, on disk,
+//! Pages are fetched one at a time and extracted on [`CpuPool`]'s threads, one per core, at
+//! most a core's worth ahead of the fetches. Rows wait in memory only between fetching and
+//! acceptance: one lease's worth, page bodies dropped as soon as their hash and text are taken. A closed shard stays pending, on disk,
 //! until the coordinator has recorded it: a failed upload or report is tried again at every
 //! step, and a restarted worker reports the shards it finds on disk again (the coordinator
 //! takes a shard it already has as a repeat).
@@ -32,11 +33,13 @@ use tessera_formats::{
     address::{HashFn, hash_reader},
     erasure::{DEFAULT_STRIPE_SIZE, ErasureParams},
 };
+use tokio::task::{self, JoinError, JoinSet};
 use tracing::{debug, info, warn};
 
 use crate::{
     address::NetworkPolicy,
     coordinator::{Completion, Coordinator, CoordinatorError, Offer},
+    cpu_pool::{CpuPool, Panicked},
     crawl_store::ShardRecord,
     extract::extract,
     fetch::{FetchConfig, Fetcher, Outcome, decode_html},
@@ -126,8 +129,8 @@ pub struct WorkerConfig {
 const COMPLETE_RETRY: Duration = Duration::from_millis(200);
 /// Longest time a lease's report is tried again, whatever deadline the coordinator gave.
 const MAX_COMPLETE_RETRIES: Duration = Duration::from_secs(24 * 3600);
-/// Pages of a lease whose bodies may wait for extraction while the next page is fetched.
-const EXTRACT_AHEAD: usize = 2;
+/// Most pages of a lease extracted at once, whatever the machine: each holds its body.
+const MAX_EXTRACT_AHEAD: usize = 16;
 /// Pause before pending shards are tried again after an attempt left some.
 const SETTLE_RETRY: Duration = Duration::from_secs(5);
 /// Longest wait a coordinator may ask for before the next lease.
@@ -177,6 +180,11 @@ pub struct Worker<C> {
     stats: Arc<WorkerStats>,
     /// When each page of the last hour was fetched, for the operator's pages-per-hour limit.
     fetched: VecDeque<tokio::time::Instant>,
+    /// Pages extracted at once while the next ones are fetched: enough to keep every core
+    /// busy when a slow page holds one.
+    extract_ahead: usize,
+    /// Where pages are extracted.
+    cpu: CpuPool,
 }
 
 impl<C> std::fmt::Debug for Worker<C> {
@@ -209,6 +217,10 @@ impl<C: CrawlApi> Worker<C> {
             run_id: format!("{:x}", now_ms()),
             stats: Arc::default(),
             fetched: VecDeque::new(),
+            extract_ahead: std::thread::available_parallelism()
+                .map_or(2, |n| n.get() + 1)
+                .min(MAX_EXTRACT_AHEAD),
+            cpu: CpuPool::per_core(),
         }
     }
 
@@ -421,14 +433,16 @@ impl<C: CrawlApi> Worker<C> {
         let mut reports = Vec::with_capacity(lease.urls.len());
         let mut rows: HashMap<String, Row> = HashMap::new();
         let mut crawl_delay = None;
-        // Pages are extracted on blocking threads while the next ones are fetched; results
-        // are taken in lease order, and at most EXTRACT_AHEAD bodies wait for extraction.
-        let mut made: VecDeque<Made> = VecDeque::new();
-        let mut extracting = 0;
-        for url in &lease.urls {
+        // Pages are extracted on the CPU threads while the next ones are fetched, at most
+        // `extract_ahead` at a time (their bodies wait in memory); each result goes to its
+        // place in the lease, whichever page finishes first.
+        let mut made: Vec<Option<Made>> = (0..lease.urls.len()).map(|_| None).collect();
+        let mut extracting = JoinSet::new();
+        let mut positions = HashMap::new();
+        for (i, url) in lease.urls.iter().enumerate() {
             let Ok(parsed) = url::Url::parse(url) else {
                 let skipped = report(url, PageResult::Skipped("not a URL".into()), vec![]);
-                made.push_back(Made::Ready(url.clone(), skipped));
+                made[i] = Some((url.clone(), skipped, None));
                 continue;
             };
             self.pace().await;
@@ -437,29 +451,38 @@ impl<C: CrawlApi> Worker<C> {
                 .crawl_delay(&parsed, spacing)
                 .await
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
-            let next = match outcome {
+            let result = match outcome {
                 Outcome::Page(page) => {
-                    while extracting >= EXTRACT_AHEAD {
-                        let Some(done) = made.pop_front() else { break };
-                        extracting -= usize::from(matches!(done, Made::Extracting(..)));
-                        take(done, lease.check, &mut reports, &mut rows).await;
+                    while extracting.len() >= self.extract_ahead {
+                        if let Some(done) = extracting.join_next_with_id().await {
+                            extracted(done, &positions, &lease.urls, &mut made);
+                        }
                     }
-                    extracting += 1;
-                    Made::Extracting(url.clone(), self.start_row(url, page, spec, crawl))
+                    let id = extracting
+                        .spawn(self.cpu.run(self.row_maker(url, page, spec, crawl)))
+                        .id();
+                    positions.insert(id, i);
+                    continue;
                 }
-                Outcome::Skipped(skip) => Made::Ready(
-                    url.clone(),
-                    report(url, PageResult::Skipped(skip.to_string()), vec![]),
-                ),
-                Outcome::Failed(error) => Made::Ready(
-                    url.clone(),
-                    report(url, PageResult::Failed(error.to_string()), vec![]),
-                ),
+                Outcome::Skipped(skip) => PageResult::Skipped(skip.to_string()),
+                Outcome::Failed(error) => PageResult::Failed(error.to_string()),
             };
-            made.push_back(next);
+            made[i] = Some((url.clone(), report(url, result, vec![]), None));
         }
-        for done in made {
-            take(done, lease.check, &mut reports, &mut rows).await;
+        while let Some(done) = extracting.join_next_with_id().await {
+            extracted(done, &positions, &lease.urls, &mut made);
+        }
+        for (i, made) in made.into_iter().enumerate() {
+            let (url, report_, row) = made.unwrap_or_else(|| {
+                let url = &lease.urls[i];
+                let lost = PageResult::Failed("extraction: no result".into());
+                (url.clone(), report(url, lost, vec![]), None)
+            });
+            debug!(%url, result = ?report_.result, check = lease.check, "fetched");
+            if let Some(row) = row.filter(|_| !lease.check) {
+                rows.insert(url, row);
+            }
+            reports.push(report_);
         }
         let accepted = self.complete(crawl, &lease, reports, crawl_delay).await?;
         let mut written = 0;
@@ -506,21 +529,20 @@ impl<C: CrawlApi> Worker<C> {
             .await
     }
 
-    /// What came of a fetched page: its report (with its links and text hash) and its row.
-    /// Starts making the report and row of a fetched page (with its links and text hash) on
-    /// a blocking thread: extraction is the node's CPU work.
-    fn start_row(
+    /// The work that makes a fetched page's report (with its links and text hash) and its
+    /// row, to run on a CPU thread: extraction is the node's CPU work.
+    fn row_maker(
         &self,
         url: &str,
         page: crate::fetch::Page,
         spec: &CrawlSpec,
         crawl: &str,
-    ) -> tokio::task::JoinHandle<(UrlReport, Option<Row>)> {
+    ) -> impl FnOnce() -> (UrlReport, Option<Row>) + Send + 'static {
         let (key, dump) = (self.key.clone(), crawl.to_string());
         let agent = self.config.limits.user_agent(&self.peer, spec);
         let leased = url.to_string();
         let quality = spec.quality.clone();
-        tokio::task::spawn_blocking(move || {
+        move || {
             let html = decode_html(&page.body, &page.content_type);
             let mut extracted = match extract(&html, &page.url, &agent) {
                 Ok(extracted) => extracted,
@@ -580,7 +602,7 @@ impl<C: CrawlApi> Worker<C> {
                     None,
                 ),
             }
-        })
+        }
     }
 
     fn write(&mut self, crawl: &str, spec: &CrawlSpec, mut row: Row) -> Result<(), ApiError> {
@@ -790,36 +812,33 @@ fn closed_shards(out_dir: &Path, prefix: &str) -> Vec<Pending> {
     found
 }
 
-/// A lease's URL on its way to a report: done, or its page still being extracted.
-enum Made {
-    /// Skipped or failed: no page, so no row.
-    Ready(String, UrlReport),
-    Extracting(String, tokio::task::JoinHandle<(UrlReport, Option<Row>)>),
-}
+/// What a lease's page came to: its URL, report and row.
+type Made = (String, UrlReport, Option<Row>);
 
-/// Takes a URL's report, and its row unless the lease is a check (the page is another
-/// node's, so no row is written).
-async fn take(
-    made: Made,
-    check: bool,
-    reports: &mut Vec<UrlReport>,
-    rows: &mut HashMap<String, Row>,
+/// An extraction task's end: its id, and its report and row unless it panicked.
+type Extraction = Result<(task::Id, Result<(UrlReport, Option<Row>), Panicked>), JoinError>;
+
+/// Puts a finished extraction's report and row in its place in the lease; one that panicked
+/// is reported failed.
+fn extracted(
+    done: Extraction,
+    positions: &HashMap<task::Id, usize>,
+    urls: &[String],
+    made: &mut [Option<Made>],
 ) {
-    let (url, report_, row) = match made {
-        Made::Ready(url, r) => (url, r, None),
-        Made::Extracting(url, handle) => match handle.await {
-            Ok((r, row)) => (url, r, row),
-            Err(e) => {
-                let failed = report(&url, PageResult::Failed(format!("extraction: {e}")), vec![]);
-                (url, failed, None)
-            }
-        },
+    let (id, result) = match done {
+        Ok((id, result)) => (id, result.map_err(|e| e.to_string())),
+        Err(e) => (e.id(), Err(e.to_string())),
     };
-    debug!(%url, result = ?report_.result, check, "fetched");
-    if let Some(row) = row.filter(|_| !check) {
-        rows.insert(url, row);
-    }
-    reports.push(report_);
+    let Some(&i) = positions.get(&id) else { return };
+    let url = urls[i].clone();
+    made[i] = Some(match result {
+        Ok((report_, row)) => (url, report_, row),
+        Err(e) => {
+            let failed = report(&url, PageResult::Failed(format!("extraction: {e}")), vec![]);
+            (url, failed, None)
+        }
+    });
 }
 
 fn report(url: &str, result: PageResult, links: Vec<String>) -> UrlReport {
