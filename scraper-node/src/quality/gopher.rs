@@ -83,18 +83,21 @@ impl GopherQuality {
         if mean > self.max_avg_word_length {
             return Some("gopher_above_avg_threshold");
         }
-        if text.matches('#').count() as f64 / nf > self.max_symbol_word_ratio {
+        // The ratios below are over every token, punctuation included, as datatrove has them.
+        let all = words.len().max(1) as f64;
+        if text.matches('#').count() as f64 / all > self.max_symbol_word_ratio {
             return Some("gopher_too_many_hashes");
         }
         let ellipses = text.matches("...").count() + text.matches('…').count();
-        if ellipses as f64 / nf > self.max_symbol_word_ratio {
+        if ellipses as f64 / all > self.max_symbol_word_ratio {
             return Some("gopher_too_many_ellipsis");
         }
         let lines: Vec<&str> = text.lines().collect();
         let lines_n = lines.len().max(1) as f64;
         let bullets = lines
             .iter()
-            .filter(|l| l.trim_start().starts_with('•'))
+            .map(|l| l.trim_start())
+            .filter(|l| l.starts_with('•') || l.starts_with('-'))
             .count();
         if bullets as f64 / lines_n > self.max_bullet_lines_ratio {
             return Some("gopher_too_many_bullets");
@@ -111,11 +114,16 @@ impl GopherQuality {
             .iter()
             .filter(|w| w.chars().any(char::is_alphabetic))
             .count();
-        if (alpha as f64 / nf) < self.min_alpha_words_ratio {
+        if (alpha as f64 / all) < self.min_alpha_words_ratio {
             return Some("gopher_below_alpha_threshold");
         }
-        let stop = words.iter().filter(|w| STOP_WORDS.contains(w)).count();
-        if stop < self.min_stop_words {
+        // Distinct stop words: "the" a hundred times is one.
+        let stop: HashSet<&str> = words
+            .iter()
+            .copied()
+            .filter(|w| STOP_WORDS.contains(w))
+            .collect();
+        if stop.len() < self.min_stop_words {
             return Some("gopher_enough_stop_words");
         }
         None
@@ -376,6 +384,33 @@ mod tests {
             .collect::<Vec<_>>()
             .join(" ");
         assert_eq!(q.check(&no_stop), Some("gopher_enough_stop_words"));
+    }
+
+    /// Where FineWeb's rules (datatrove's `GopherQualityFilter`) count differently from a
+    /// first reading of Gopher's table.
+    #[test]
+    fn quality_rules_count_as_finewebs() {
+        let q = GopherQuality::default();
+        // The alphabetic share is over every token: 60 words and 16 commas are 0.79.
+        let commas = format!("{} {}", prose(60), vec![","; 16].join(" "));
+        assert_eq!(q.check(&commas), Some("gopher_below_alpha_threshold"));
+        assert_eq!(
+            q.check(&format!("{} {}", prose(60), vec![","; 15].join(" "))),
+            None
+        );
+        // Lines starting with a hyphen are bullets too.
+        let dashes = (0..20)
+            .map(|i| format!("- the river of valley number{i} runs"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(q.check(&dashes), Some("gopher_too_many_bullets"));
+        // Stop words are counted once each: "the" thirty times is one.
+        let one_stop = (0..30)
+            .map(|i| format!("the river{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(q.check(&one_stop), Some("gopher_enough_stop_words"));
+        assert_eq!(q.check(&format!("{one_stop} of")), None);
     }
 
     #[test]
