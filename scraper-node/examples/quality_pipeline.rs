@@ -1,0 +1,57 @@
+//! Runs the crawl's quality pipeline (`Quality::default()`: FineWeb's defaults) over the texts
+//! of a JSON-lines file (`{"id": ..., "text": ...}` a line) on one thread, every page taken
+//! as English with a score of 1 (the language filter is measured with extraction), and
+//! prints `{"pages", "seconds", "kept", "dropped": {reason: count}}` as JSON.
+//! `scripts/bench-filters` runs it beside datatrove on the same texts.
+//!
+//! ```sh
+//! cargo run --release -p tessera-scraper-node --example quality_pipeline -- docs.jsonl
+//! ```
+
+use std::{collections::BTreeMap, io::Write as _, path::PathBuf, time::Instant};
+
+use serde::Deserialize;
+use tessera_scraper_node::quality::{MinHasher, Quality};
+
+#[derive(Deserialize)]
+struct Doc {
+    text: String,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path: PathBuf = std::env::args_os()
+        .nth(1)
+        .ok_or("usage: quality_pipeline FILE.jsonl")?
+        .into();
+    let docs: Vec<Doc> = std::fs::read_to_string(&path)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let quality = Quality::default();
+    let hasher = MinHasher::new(&quality.dedup);
+    // A first pass warms the caches; the second is timed.
+    let run = || {
+        let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+        let mut kept = 0u64;
+        for doc in &docs {
+            match quality.apply(&doc.text, "en", 1.0, &hasher) {
+                Ok(_) => kept += 1,
+                Err(reason) => *dropped.entry(reason).or_default() += 1,
+            }
+        }
+        (kept, dropped)
+    };
+    run();
+    let start = Instant::now();
+    let (kept, dropped) = run();
+    let seconds = start.elapsed().as_secs_f64();
+    let out = serde_json::json!({
+        "pages": docs.len(),
+        "seconds": seconds,
+        "kept": kept,
+        "dropped": dropped,
+    });
+    writeln!(std::io::stdout().lock(), "{out}")?;
+    Ok(())
+}
