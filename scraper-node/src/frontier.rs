@@ -587,7 +587,12 @@ impl Frontier {
 
     /// Settles the check a lease carried: `found` is the text hash the checking node
     /// reported, `None` if it could not fetch the page.
-    fn settle_check(&mut self, lease: &Lease, found: Option<&str>, changes: &mut Vec<Change>) {
+    fn settle_check(
+        &mut self,
+        lease: &Lease,
+        found: Option<(&str, &[u64])>,
+        changes: &mut Vec<Change>,
+    ) {
         let Some(check) = self.checking.remove(&lease.id) else {
             return;
         };
@@ -633,7 +638,7 @@ impl Frontier {
             let found = reports
                 .iter()
                 .find(|r| lease.urls.contains(&r.url) && r.result == PageResult::Stored)
-                .and_then(|r| r.text_blake3.as_deref());
+                .and_then(|r| Some((r.text_blake3.as_deref()?, r.buckets.as_slice())));
             self.settle_check(&lease, found, &mut changes);
             self.host_done(&lease.host, crawl_delay_ms, now_ms, &mut changes);
             return Ok((Vec::new(), changes));
@@ -692,6 +697,7 @@ impl Frontier {
                     url: report.url.clone(),
                     node: lease.node.clone(),
                     text_blake3: hash.clone(),
+                    buckets: Some(report.buckets.clone()),
                     attempts: 0,
                 };
                 changes.push(Change::Check(lease.host.clone(), check.clone()));

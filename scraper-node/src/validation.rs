@@ -2,11 +2,19 @@
 //! different node, and the text hashes are compared.
 //!
 //! ```text
-//! page stored by node A (text hash h) ─▶ sampled? (BLAKE3 keyed by a seed drawn after A's
+//! page stored by node A (text hash h, MinHash buckets b) ─▶ sampled? (BLAKE3 keyed by a seed drawn after A's
 //!   report arrived, of the URL, against the fraction: A cannot know which pages are checked)
 //!   ─▶ a check queued on the page's host ─▶ leased to a node B ≠ A, in the host's turn
-//!   ─▶ B reports its text hash h' ─▶ h' == h: A agreed; else A disagreed; B could not
-//!      fetch it: tried again once, then left inconclusive
+//!   ─▶ B reports its text hash h' and buckets b' ─▶ h' == h and b' == b: A agreed; else A
+//!      disagreed; B could not fetch it: tried again once, then left inconclusive
+//! ```
+//!
+//! The buckets are checked with the text: they decide which later pages are near-duplicates
+//! of this one, and the same text gives the same buckets on every node (the hash functions
+//! are fixed), so a node that reports made-up buckets is caught like one that reports a
+//! made-up text.
+//!
+//! ```text
 //! ```
 //!
 //! Pure; the frontier drives it and persists its records. A page that changes between the two
@@ -28,6 +36,11 @@ pub struct Check {
     pub node: String,
     /// The BLAKE3 of its text, hex, as that node reported it.
     pub text_blake3: String,
+    /// Its MinHash bucket hashes as that node reported them (empty when near-deduplication
+    /// is off). `None` only in checks recorded before buckets were checked: those check the
+    /// text alone.
+    #[serde(default)]
+    pub buckets: Option<Vec<u64>>,
     /// Times it was leased.
     pub attempts: u32,
 }
@@ -106,16 +119,19 @@ impl Checks {
             .is_some_and(|q| q.iter().any(|c| c.node != node))
     }
 
-    /// Settles a check that `checker` did, with the text hash it found (`None`: it could not
-    /// fetch the page). Returns the check to queue again, if any, and the scores that changed.
+    /// Settles a check that `checker` did, with the text hash and buckets it found (`None`: it
+    /// could not fetch the page). Returns the check to queue again, if any, and the scores
+    /// that changed.
     pub fn settle(
         &mut self,
         check: Check,
         checker: &str,
-        found: Option<&str>,
+        found: Option<(&str, &[u64])>,
     ) -> (Option<Check>, Vec<(String, Score)>) {
         let agreed = match found {
-            Some(hash) => hash == check.text_blake3,
+            Some((hash, buckets)) => {
+                hash == check.text_blake3 && check.buckets.as_deref().is_none_or(|b| b == buckets)
+            }
             None => {
                 if check.attempts < MAX_CHECK_ATTEMPTS {
                     return (Some(check), Vec::new());
@@ -170,8 +186,46 @@ mod tests {
             url: url.into(),
             node: node.into(),
             text_blake3: hash.into(),
+            buckets: Some(vec![1, 2, 3]),
             attempts: 0,
         }
+    }
+
+    #[test]
+    fn made_up_buckets_disagree_like_a_made_up_text() {
+        let mut c = Checks::default();
+        c.push("h", check("u1", "A", "aa"));
+        let u1 = c.take_for("h", "B").unwrap();
+        // B finds the same text but other buckets: A's buckets were not its text's.
+        let (_, scores) = c.settle(u1, "B", Some(("aa", &[1, 2, 4])));
+        assert_eq!((scores[0].0.as_str(), scores[0].1.disagreed), ("A", 1));
+        // No buckets reported where the checker finds some is made up too.
+        c.push(
+            "h",
+            Check {
+                buckets: Some(Vec::new()),
+                ..check("u2", "A", "aa")
+            },
+        );
+        let u2 = c.take_for("h", "B").unwrap();
+        let (_, scores) = c.settle(u2, "B", Some(("aa", &[1, 2, 3])));
+        assert_eq!(scores[0].1.disagreed, 2);
+        // A check recorded before buckets were checked compares the text alone.
+        c.push(
+            "h",
+            Check {
+                buckets: None,
+                ..check("u3", "A", "aa")
+            },
+        );
+        let u3 = c.take_for("h", "B").unwrap();
+        let (_, scores) = c.settle(u3, "B", Some(("aa", &[9])));
+        assert_eq!(scores[0].1.agreed, 1);
+        let old: Check = serde_json::from_str(
+            r#"{"url": "u", "node": "A", "text_blake3": "aa", "attempts": 0}"#,
+        )
+        .unwrap();
+        assert_eq!(old.buckets, None);
     }
 
     #[test]
@@ -200,7 +254,7 @@ mod tests {
         assert!(!c.has_for("h", "A"));
         assert!(c.has_for("h", "B"));
 
-        let (again, scores) = c.settle(got, "A", Some("bb"));
+        let (again, scores) = c.settle(got, "A", Some(("bb", &[1, 2, 3])));
         assert!(again.is_none());
         assert_eq!(scores[0].0, "B");
         assert_eq!(scores[0].1.agreed, 1);
@@ -218,7 +272,7 @@ mod tests {
 
         c.push("h", check("u3", "A", "aa"));
         let u3 = c.take_for("h", "B").unwrap();
-        let (_, scores) = c.settle(u3, "B", Some("different"));
+        let (_, scores) = c.settle(u3, "B", Some(("different", &[1, 2, 3])));
         assert_eq!((scores[0].1.disagreed, scores[0].1.inconclusive), (1, 1));
         assert_eq!(c.scores()["B"].checks_disagreed, 1);
         assert_eq!(c.pending(), 0);

@@ -372,9 +372,18 @@ async fn scraper_nodes_crawl_through_a_coordinator_over_libp2p() {
     drop(stranger);
 }
 
-/// A node that reports a made-up text hash for every page it stores or checks.
+/// What a lying node makes up in the reports of the pages it stores or checks.
+#[derive(Clone, Copy)]
+enum Lie {
+    /// Their text hashes.
+    Text,
+    /// Their MinHash buckets (which decide what later counts as a near-duplicate).
+    Buckets,
+}
+
+/// A node that lies in every report of a page it stored or checked.
 #[derive(Clone)]
-struct Liar(Switchboard);
+struct Liar(Switchboard, Lie);
 
 impl CrawlApi for Liar {
     async fn lease(&self, node: &str) -> Result<Offer, ApiError> {
@@ -382,9 +391,14 @@ impl CrawlApi for Liar {
     }
 
     async fn complete(&self, mut completion: Completion) -> Result<Vec<String>, ApiError> {
-        for report in &mut completion.reports {
-            if report.text_blake3.is_some() {
-                report.text_blake3 = Some("00".repeat(32));
+        for report in completion
+            .reports
+            .iter_mut()
+            .filter(|r| r.text_blake3.is_some())
+        {
+            match self.1 {
+                Lie::Text => report.text_blake3 = Some("00".repeat(32)),
+                Lie::Buckets => report.buckets = vec![7; 14],
             }
         }
         self.0.complete(completion).await
@@ -397,6 +411,15 @@ impl CrawlApi for Liar {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pages_fetched_again_by_other_nodes_expose_a_node_that_lies() {
+    a_liar_is_exposed(Lie::Text).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn made_up_minhash_buckets_are_exposed_like_a_made_up_text() {
+    a_liar_is_exposed(Lie::Buckets).await;
+}
+
+async fn a_liar_is_exposed(lie: Lie) {
     let Setup {
         log: _log,
         db: _db,
@@ -412,7 +435,7 @@ async fn pages_fetched_again_by_other_nodes_expose_a_node_that_lies() {
     for (i, key) in keys.into_iter().enumerate() {
         let stop = stop_rx.clone();
         workers.push(if i == 2 {
-            spawn_worker(Liar(board.clone()), key, out.path(), i, stop)
+            spawn_worker(Liar(board.clone(), lie), key, out.path(), i, stop)
         } else {
             spawn_worker(board.clone(), key, out.path(), i, stop)
         });

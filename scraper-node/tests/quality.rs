@@ -187,7 +187,7 @@ async fn a_crawl_keeps_each_article_once_and_counts_what_it_dropped() {
     let coordinator = Coordinator::start(db.path(), None).unwrap();
     let spec = CrawlSpec::from_toml(&format!(
         "name = \"articles\"\nseeds = [\"http://{addr}/\"]\nmax_pages = 50\nmax_depth = 2\n\
-         [politeness]\ndelay_seconds = 0.01\nlease_size = 2\nvalidate_fraction = 0.0\n"
+         [politeness]\ndelay_seconds = 0.01\nlease_size = 2\nvalidate_fraction = 1.0\n"
     ))
     .unwrap();
     let crawl = coordinator.start_crawl(spec).await.unwrap();
@@ -223,6 +223,11 @@ async fn a_crawl_keeps_each_article_once_and_counts_what_it_dropped() {
     assert_eq!(p.dropped_by.get("language"), Some(&1), "{p:?}");
     assert_eq!(p.dropped_by.get("link_list"), Some(&1), "{p:?}");
     assert_eq!(p.stored, 7, "{p:?}");
+    // Every stored page was fetched again by the other node: honest nodes find the same text
+    // and the same MinHash buckets.
+    let checked: u64 = p.validation.iter().map(|(_, s)| s.agreed).sum();
+    assert_eq!(checked, 7, "{p:?}");
+    assert!(p.validation.iter().all(|(_, s)| s.disagreed == 0), "{p:?}");
 
     let rows = rows(out.path(), &crawl);
     let paths: BTreeSet<String> = rows
@@ -265,10 +270,9 @@ async fn a_crawl_keeps_each_article_once_and_counts_what_it_dropped() {
 async fn wait_finished(coordinator: &Coordinator) -> CrawlStatus {
     for _ in 0..600 {
         if let Ok(status) = coordinator.status().await
-            && let Some(status) = status
-                .into_iter()
-                .next()
-                .filter(|s| s.finished && s.rows == s.progress.stored)
+            && let Some(status) = status.into_iter().next().filter(|s| {
+                s.finished && s.rows == s.progress.stored && s.progress.checks_pending == 0
+            })
         {
             return status;
         }
