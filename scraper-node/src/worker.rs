@@ -11,10 +11,10 @@
 //!
 //! Pages are fetched one at a time and extracted on [`CpuPool`]'s threads, one per core, at
 //! most a core's worth ahead of the fetches. Rows wait in memory only between fetching and
-//! acceptance: one lease's worth, page bodies dropped as soon as their hash and text are taken. A closed shard stays pending, on disk,
-//! until the coordinator has recorded it: a failed upload or report is tried again at every
-//! step, and a restarted worker reports the shards it finds on disk again (the coordinator
-//! takes a shard it already has as a repeat).
+//! acceptance: one lease's worth, page bodies dropped as soon as their hash and text are
+//! taken. A closed shard stays pending, on disk, until the coordinator has recorded it: a
+//! failed upload or report is tried again at every step, and a restarted worker reports the
+//! shards it finds on disk again (the coordinator takes a shard it already has as a repeat).
 
 use backon::{ConstantBuilder, Retryable as _};
 use std::{
