@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod allocator;
 mod commands;
 mod report;
 
@@ -90,6 +91,9 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    if matches!(cli.command, Command::ScraperNode(_)) {
+        allocator::release_freed_memory_sooner();
+    }
     let result = match cli.command {
         Command::Cid(args) => commands::cid::run(args),
         Command::Demo(args) => commands::demo::run(args).await,

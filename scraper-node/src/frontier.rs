@@ -943,7 +943,9 @@ mod tests {
 
     #[test]
     fn pages_two_nodes_store_with_one_text_are_kept_once_also_after_a_restart() {
-        let spec = spec("");
+        // No checks drawn: a check of the kept page could take the lease the near-duplicate
+        // is meant to get.
+        let spec = spec("validate_fraction = 0.0\n");
         let mut f = Frontier::new(&spec);
         let mut log = f.seed(&spec.seeds);
         let (a, changes) = f.lease("n1", 0).unwrap();

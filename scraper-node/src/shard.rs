@@ -1,12 +1,14 @@
 //! Rows into Parquet shards that roll at a size: the scraper node's output.
 //!
 //! ```text
-//! push(row) ─▶ builder (at most BATCH_ROWS rows or BATCH_BYTES of text)
-//!           ─▶ a row group of the open file ─▶ file over the target size? close it:
+//! push(row) ─▶ builder (at most WRITE_ROWS rows or WRITE_BYTES of text)
+//!           ─▶ encoded into the open row group (closed at GROUP_ROWS rows or GROUP_BYTES)
+//!           ─▶ file over the target size? close it:
 //!              NAME.parquet.partial ─fsync, rename─▶ NAME.parquet ─▶ Finished
 //! ```
 //!
-//! Memory holds one batch of rows, never a whole shard, and no page bodies at all.
+//! Memory holds a small batch of rows and one row group, encoded and compressed, never a
+//! whole shard, and no page bodies at all.
 
 use std::{
     fs::File,
@@ -18,14 +20,31 @@ use parquet::{
     basic::{Compression, ZstdLevel},
     errors::ParquetError,
     file::properties::WriterProperties,
+    schema::types::ColumnPath,
 };
 
 use crate::provenance::{Row, RowBuilder, schema};
 
-/// Rows gathered before they are written as a row group.
-const BATCH_ROWS: usize = 1024;
-/// Bytes of rows gathered before they are written as a row group.
-const BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Rows gathered before they are encoded into the open row group: rows wait as Arrow
+/// arrays only briefly, the row group holds them compressed.
+const WRITE_ROWS: usize = 128;
+/// Bytes of rows gathered before they are encoded.
+const WRITE_BYTES: usize = 1024 * 1024;
+/// Rows in a row group at most: a reader's unit of seeking and verifying.
+const GROUP_ROWS: usize = 1024;
+/// Bytes of rows in a row group at most, as [`RowBuilder::bytes`] counts them.
+const GROUP_BYTES: usize = 8 * 1024 * 1024;
+/// Columns whose values repeat from row to row: dictionary encoded. The others (the text,
+/// URLs, hashes, signatures) are nearly all distinct, and building a dictionary of them
+/// only spends time and memory before Parquet falls back to plain encoding.
+const REPEATING: [&str; 6] = [
+    "dump",
+    "file_path",
+    "language",
+    "content_type",
+    "scraper",
+    "http_status",
+];
 
 /// A shard written and closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +84,9 @@ struct Open {
     partial: PathBuf,
     writer: ArrowWriter<File>,
     rows: u64,
+    /// Rows and bytes in the row group being written.
+    group_rows: usize,
+    group_bytes: usize,
 }
 
 /// Writes rows into shards named `PREFIX-NNNNN.parquet` in a directory, each closed once it
@@ -123,7 +145,7 @@ impl ShardWriter {
     /// Adds a row; returns the shard it closed, if it closed one.
     pub fn push(&mut self, row: &Row) -> Result<Option<Finished>, ShardError> {
         self.builder.push(row)?;
-        if self.builder.len() < BATCH_ROWS && self.builder.bytes() < BATCH_BYTES {
+        if self.builder.len() < WRITE_ROWS && self.builder.bytes() < WRITE_BYTES {
             return Ok(None);
         }
         self.write_batch()?;
@@ -148,15 +170,22 @@ impl ShardWriter {
         if self.builder.is_empty() {
             return Ok(());
         }
+        let bytes = self.builder.bytes();
         let batch = self.builder.finish()?;
         if self.open.is_none() {
             self.open = Some(self.create()?);
         }
         if let Some(open) = self.open.as_mut() {
             open.writer.write(&batch)?;
-            // One batch, one row group: the writer holds no more than a batch.
-            open.writer.flush()?;
-            open.rows += batch.num_rows() as u64;
+            let rows = batch.num_rows();
+            open.rows += rows as u64;
+            open.group_rows += rows;
+            open.group_bytes += bytes;
+            if open.group_rows >= GROUP_ROWS || open.group_bytes >= GROUP_BYTES {
+                open.writer.flush()?;
+                open.group_rows = 0;
+                open.group_bytes = 0;
+            }
         }
         Ok(())
     }
@@ -169,7 +198,12 @@ impl ShardWriter {
             what: format!("creating {}", partial.display()),
             source,
         })?;
-        let props = WriterProperties::builder()
+        let repeating = REPEATING.iter().fold(
+            WriterProperties::builder().set_dictionary_enabled(false),
+            |props, column| props.set_column_dictionary_enabled(ColumnPath::from(*column), true),
+        );
+        let props = repeating
+            .set_max_row_group_row_count(Some(GROUP_ROWS))
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_created_by(concat!("tessera-scraper-node ", env!("CARGO_PKG_VERSION")).into())
             .build();
@@ -179,6 +213,8 @@ impl ShardWriter {
             partial,
             writer,
             rows: 0,
+            group_rows: 0,
+            group_bytes: 0,
         })
     }
 
@@ -208,6 +244,7 @@ impl ShardWriter {
 mod tests {
     use libp2p::identity::Keypair;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
 
     use super::*;
     use crate::provenance::{sign, verify_batch};
@@ -279,5 +316,34 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert!(names.iter().all(|n| n.ends_with(".parquet")), "{names:?}");
+    }
+
+    #[test]
+    fn row_groups_gather_several_writes_and_only_repeating_columns_get_dictionaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Keypair::generate_ed25519();
+        let mut writer = ShardWriter::new(dir.path(), "node", 1 << 30, 0);
+        let rows = GROUP_ROWS + 300;
+        for i in 0..rows {
+            let name = writer.current_name();
+            assert!(writer.push(&row(&key, i, name)).unwrap().is_none());
+        }
+        let shard = writer.finish().unwrap().unwrap();
+        let reader = SerializedFileReader::new(File::open(&shard.path).unwrap()).unwrap();
+        let groups: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        // Written WRITE_ROWS at a time, grouped GROUP_ROWS at a time.
+        const { assert!(WRITE_ROWS < GROUP_ROWS) };
+        assert_eq!(groups, [1024, 300]);
+        let group = reader.metadata().row_group(0);
+        for column in group.columns() {
+            let name = column.column_path().string();
+            let dictionary = column.dictionary_page_offset().is_some();
+            assert_eq!(dictionary, REPEATING.contains(&name.as_str()), "{name}");
+        }
     }
 }

@@ -173,7 +173,8 @@ impl Default for GopherRepetition {
 
 /// Elements seen before (after their first) and their characters.
 pub(crate) fn duplicates<'a>(items: impl IntoIterator<Item = &'a str>) -> (usize, usize) {
-    let mut seen = HashSet::new();
+    let items = items.into_iter();
+    let mut seen = HashSet::with_capacity(items.size_hint().0);
     let (mut count, mut chars) = (0, 0);
     for item in items {
         if !seen.insert(item) {
@@ -185,12 +186,16 @@ pub(crate) fn duplicates<'a>(items: impl IntoIterator<Item = &'a str>) -> (usize
 }
 
 /// The words of a text as the n-gram rules read them: each word hashed and its characters
-/// counted once, so that an n-gram's hash and length cost n additions, not n string scans.
+/// counted once, and the n-grams' hashes for one `n` at a time, each made from the last
+/// `n`'s with one more word: a step per word for each `n`, not `n` of them.
 struct Grams<'a> {
     words: &'a [&'a str],
     hashes: Vec<u64>,
     /// Characters of the words before each index.
     chars_before: Vec<usize>,
+    /// The hash of the `n`-gram at each index, after [`Grams::advance`] to `n`.
+    at: Vec<u64>,
+    n: usize,
 }
 
 impl<'a> Grams<'a> {
@@ -205,14 +210,25 @@ impl<'a> Grams<'a> {
             words,
             hashes: words.iter().map(|w| state.hash_one(w)).collect(),
             chars_before,
+            at: vec![0; words.len() + 1],
+            n: 0,
         }
     }
 
-    /// The hash of the n-gram at `i`; equal n-grams hash the same.
-    fn hash(&self, i: usize, n: usize) -> u64 {
-        self.hashes[i..i + n].iter().fold(n as u64, |h, w| {
-            (h.rotate_left(23) ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        })
+    /// Hashes each `n`-gram into `at`, by its start; equal n-grams hash the same.
+    fn advance(&mut self, n: usize) {
+        if n < self.n {
+            self.at = vec![0; self.words.len() + 1];
+            self.n = 0;
+        }
+        while self.n < n && self.n < self.words.len() {
+            let next = &self.hashes[self.n..];
+            self.at.truncate(next.len());
+            for (h, w) in self.at.iter_mut().zip(next) {
+                *h = (h.rotate_left(23) ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            }
+            self.n += 1;
+        }
     }
 
     fn same(&self, a: usize, b: usize, n: usize) -> bool {
@@ -250,16 +266,17 @@ impl GopherRepetition {
         if chars as f64 / len > self.dup_line_char_frac {
             return Some("dup_line_char_frac".into());
         }
-        let grams = Grams::new(words);
+        let mut grams = Grams::new(words);
+        // (hash, first start, count) of each distinct n-gram; sized once, for every n.
+        let mut counts: HashTable<(u64, usize, usize)> = HashTable::with_capacity(words.len());
         for &(n, frac) in &self.top_n_grams {
             if n == 0 || words.len() < n {
                 continue;
             }
-            // (hash, first start, count) of each distinct n-gram.
-            let mut counts: HashTable<(u64, usize, usize)> = HashTable::new();
+            counts.clear();
             let mut top = 0;
-            for i in 0..=words.len() - n {
-                let hash = grams.hash(i, n);
+            grams.advance(n);
+            for (i, &hash) in grams.at.iter().enumerate() {
                 let count = match counts.find_mut(hash, |e| grams.same(e.1, i, n)) {
                     Some(entry) => {
                         entry.2 += 1;
@@ -282,12 +299,14 @@ impl GopherRepetition {
             }
             // An n-gram seen before counts its characters and the scan moves past it, so
             // overlapping repeats are not counted twice.
-            let mut seen: HashTable<(u64, usize)> = HashTable::new();
+            let seen = &mut counts;
+            seen.clear();
             let (mut repeated, mut i) = (0, 0);
+            grams.advance(n);
             while i + n <= words.len() {
-                let hash = grams.hash(i, n);
+                let hash = grams.at[i];
                 if seen.find(hash, |e| grams.same(e.1, i, n)).is_none() {
-                    seen.insert_unique(hash, (hash, i), |e| e.0);
+                    seen.insert_unique(hash, (hash, i, 1), |e| e.0);
                     i += 1;
                 } else {
                     repeated += grams.chars(i, n);

@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use super::trigrams;
+
 /// Characters of text read: a page's language shows in its first pages of text.
 const SAMPLE: usize = 16 * 1024;
 /// Shortest passage identified on its own: shorter lines join the next.
@@ -37,8 +39,8 @@ pub fn identify(text: &str) -> (String, f64) {
             continue;
         }
         total += chars;
-        if let Some(info) = whatlang::detect(passage) {
-            *weights.entry(info.lang()).or_default() += chars as f64 * info.confidence();
+        if let Some((lang, confidence)) = trigrams::detect(passage) {
+            *weights.entry(lang).or_default() += chars as f64 * confidence;
         }
     }
     let best = weights

@@ -87,31 +87,41 @@ impl MinHasher {
     /// The bucket hashes of `text`: its words lowercased, digits as `0`, punctuation as
     /// spaces, taken `n_grams` at a time. Empty when the text has no words.
     pub fn buckets(&self, text: &str) -> Vec<u64> {
-        let simple: String = text
-            .chars()
-            .flat_map(char::to_lowercase)
-            .map(|c| match c {
+        // The words joined by single spaces, so that a shingle is a slice of it: hashed in
+        // place, never copied.
+        let mut simple = String::with_capacity(text.len());
+        for c in text.chars().flat_map(char::to_lowercase) {
+            let c = match c {
                 c if c.is_numeric() => '0',
                 c if c.is_alphanumeric() => c,
                 _ => ' ',
-            })
-            .collect();
-        let words: Vec<&str> = simple.split_whitespace().collect();
+            };
+            if c != ' ' || !(simple.is_empty() || simple.ends_with(' ')) {
+                simple.push(c);
+            }
+        }
+        if simple.ends_with(' ') {
+            simple.pop();
+        }
+        // Each word's start and end in `simple`.
+        let mut words = Vec::new();
+        let mut start = 0;
+        for (at, byte) in simple.bytes().enumerate() {
+            if byte == b' ' {
+                words.push((start, at));
+                start = at + 1;
+            }
+        }
+        if start < simple.len() {
+            words.push((start, simple.len()));
+        }
         if words.is_empty() {
             return Vec::new();
         }
         let n = self.n_grams.min(words.len());
-        let mut shingle = String::new();
-        let hashes = words.windows(n).map(|gram| {
-            shingle.clear();
-            for (i, w) in gram.iter().enumerate() {
-                if i > 0 {
-                    shingle.push(' ');
-                }
-                shingle.push_str(w);
-            }
-            XxHash3_64::oneshot(shingle.as_bytes())
-        });
+        let hashes = words
+            .windows(n)
+            .map(|gram| XxHash3_64::oneshot(&simple.as_bytes()[gram[0].0..gram[n - 1].1]));
         self.buckets_of(hashes)
     }
 
@@ -194,5 +204,37 @@ mod tests {
         assert!(h.buckets("  ...  ").is_empty());
         let c = h.buckets("An entirely different page about mountains and their weather.");
         assert!(a.iter().zip(&c).all(|(x, y)| x != y));
+    }
+
+    proptest::proptest! {
+        /// A shingle is its words joined by single spaces, whatever spaces and punctuation
+        /// stood between them in the text: the signature every node computes.
+        #[test]
+        fn shingles_are_the_words_joined_by_single_spaces(
+            text in "[a-zA-Z0-9 ,.;\n\tÉéß-]{0,200}",
+            n in 1usize..7,
+        ) {
+            let h = MinHasher::new(&Dedup { n_grams: n, ..Dedup::default() });
+            let simple: String = text
+                .chars()
+                .flat_map(char::to_lowercase)
+                .map(|c| match c {
+                    c if c.is_numeric() => '0',
+                    c if c.is_alphanumeric() => c,
+                    _ => ' ',
+                })
+                .collect();
+            let words: Vec<&str> = simple.split_whitespace().collect();
+            let expected = if words.is_empty() {
+                Vec::new()
+            } else {
+                h.buckets_of(
+                    words
+                        .windows(n.min(words.len()))
+                        .map(|gram| XxHash3_64::oneshot(gram.join(" ").as_bytes())),
+                )
+            };
+            proptest::prop_assert_eq!(h.buckets(&text), expected);
+        }
     }
 }

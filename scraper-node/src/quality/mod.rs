@@ -16,6 +16,7 @@ mod gopher;
 mod language;
 mod minhash;
 mod pii;
+mod trigrams;
 mod words;
 
 use serde::{Deserialize, Serialize};

@@ -49,6 +49,14 @@ static IPV4: LazyLock<Regex> = LazyLock::new(|| {
         .expect("a constant pattern compiles")
 });
 
+/// Whether a digit, a dot and a digit follow each other somewhere: every IPv4 address has
+/// them.
+fn has_dotted_digits(text: &str) -> bool {
+    text.as_bytes()
+        .windows(3)
+        .any(|w| w[1] == b'.' && w[0].is_ascii_digit() && w[2].is_ascii_digit())
+}
+
 /// Whether `ip` is reachable on the internet (Python's `is_global`).
 fn is_global(ip: Ipv4Addr) -> bool {
     let [a, b, c, _] = ip.octets();
@@ -70,7 +78,9 @@ impl Pii {
     /// `text` with its email and public IP addresses replaced; the stand-ins start over on
     /// every page, so the same page always reads the same.
     pub fn apply(&self, text: &str) -> String {
-        let emails = if self.emails {
+        // Most pages hold neither: a byte scan rules the regexes out, which would otherwise
+        // run their automata over the whole text.
+        let emails = if self.emails && text.contains('@') {
             let mut i = 0;
             EMAIL.replace_all(text, |_: &Captures| {
                 i += 1;
@@ -79,7 +89,7 @@ impl Pii {
         } else {
             Cow::Borrowed(text)
         };
-        let ips = if self.ips {
+        let ips = if self.ips && has_dotted_digits(&emails) {
             let mut i = 0;
             IPV4.replace_all(&emails, |c: &Captures| match c[0].parse::<Ipv4Addr>() {
                 Ok(ip) if is_global(ip) => {
@@ -117,5 +127,8 @@ mod tests {
         };
         assert_eq!(off.apply(text), text);
         assert_eq!(pii.apply("nothing here"), "nothing here");
+        assert_eq!(pii.apply("at 8.8.8.8"), "at 22.214.171.124");
+        assert_eq!(pii.apply("a@b.co"), "email@example.com");
+        assert!(!has_dotted_digits("v1. 2.x"));
     }
 }
