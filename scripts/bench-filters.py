@@ -1,13 +1,15 @@
-"""datatrove's FineWeb filters, PII formatter and MinHash signatures over a JSON-lines file of
-texts, on one process, as scripts/bench-filters runs them beside Tessera's pipeline.
+"""datatrove's FineWeb pipeline after extraction (language filter, Gopher, C4 and FineWeb
+filters, PII formatter, MinHash signatures) over a JSON-lines file of texts, on one process, as
+scripts/bench-filters runs it beside Tessera's.
 
-    bench-filters.py make CORPUS_DIR REPEATS OUT.jsonl   (the labelled set's marked texts)
-    bench-filters.py run DOCS.jsonl                       (prints the same JSON as Tessera's)
+    bench-filters.py make CORPUS_DIR REPEATS OUT.jsonl    (the labelled set's marked texts)
+    bench-filters.py run DOCS.jsonl LID_MODEL             (prints the same JSON as Tessera's)
 
-FineWeb's settings: Gopher repetition and quality with their defaults, C4 without the
-terminal-punctuation rule, FineWeb's own filter, PII, MinHash of 5-grams in 14 buckets of 8.
-The language filter is left out on both sides (fastText's model is not on PyPI). English words
-come from spaCy's rule-based tokenizer (no model to download), as datatrove 0.10 does.
+FineWeb's settings: English at a fastText score of 0.65 or more (LID_MODEL is lid.176.ftz, the
+compressed lid.176.bin, given in place of datatrove's download), Gopher repetition and quality
+with their defaults, C4 without the terminal-punctuation rule, FineWeb's own filter, PII,
+MinHash of 5-grams in 14 buckets of 8. English words come from spaCy's rule-based tokenizer (no
+model to download), as datatrove 0.10 does.
 """
 
 import json
@@ -30,7 +32,7 @@ def make(corpus, repeats, out):
                 f.write(json.dumps({"id": f"{r}-{i}", "text": text}) + "\n")
 
 
-def run(docs_path):
+def run(docs_path, model_path):
     from datatrove.data import Document
     from datatrove.pipeline.dedup import MinhashDedupSignature
     from datatrove.pipeline.dedup.minhash import MinhashConfig
@@ -39,8 +41,10 @@ def run(docs_path):
         FineWebQualityFilter,
         GopherQualityFilter,
         GopherRepetitionFilter,
+        LanguageFilter,
     )
     from datatrove.pipeline.formatters import PIIFormatter
+    from fasttext.FastText import _FastText
 
     with open(docs_path) as f:
         docs = [json.loads(line) for line in f if line.strip()]
@@ -48,7 +52,10 @@ def run(docs_path):
     def once(docs, out_dir):
         dropped = Counter()
         kept = 0
+        language = LanguageFilter(languages=["en"], language_threshold=0.65)
+        language.model._model = _FastText(model_path)  # the model datatrove would download
         steps = [
+            language,
             GopherRepetitionFilter(),
             GopherQualityFilter(),
             C4QualityFilter(filter_no_terminal_punct=False),
@@ -87,4 +94,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "make":
         make(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:
-        run(sys.argv[2])
+        run(sys.argv[2], sys.argv[3])

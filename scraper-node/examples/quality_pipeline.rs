@@ -1,7 +1,7 @@
-//! Runs the crawl's quality pipeline (`Quality::default()`: FineWeb's defaults) over the texts
-//! of a JSON-lines file (`{"id": ..., "text": ...}` a line) on one thread, every page taken
-//! as English with a score of 1 (the language filter is measured with extraction), and
-//! prints `{"pages", "seconds", "kept", "dropped": {reason: count}}` as JSON.
+//! Runs the crawl's quality pipeline (`Quality::default()`: FineWeb's defaults, English at a
+//! score of 0.65 or more) over the texts of a JSON-lines file (`{"id": ..., "text": ...}` a
+//! line) on one thread, each text's language identified first as extraction does, and prints
+//! `{"pages", "seconds", "kept", "dropped": {reason: count}}` as JSON.
 //! `scripts/bench-filters` runs it beside datatrove on the same texts.
 //!
 //! ```sh
@@ -11,7 +11,7 @@
 use std::{collections::BTreeMap, io::Write as _, path::PathBuf, time::Instant};
 
 use serde::Deserialize;
-use tessera_scraper_node::quality::{MinHasher, Quality};
+use tessera_scraper_node::quality::{MinHasher, Quality, identify};
 
 #[derive(Deserialize)]
 struct Doc {
@@ -35,7 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
         let mut kept = 0u64;
         for doc in &docs {
-            match quality.apply(&doc.text, "en", 1.0, &hasher) {
+            let (language, score) = identify(&doc.text);
+            match quality.apply(&doc.text, &language, score, &hasher) {
                 Ok(_) => kept += 1,
                 Err(reason) => *dropped.entry(reason).or_default() += 1,
             }
