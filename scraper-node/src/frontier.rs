@@ -95,6 +95,10 @@ pub struct Lease {
     /// node writes no row for it.
     #[serde(default)]
     pub check: bool,
+    /// Its node has fetched every URL: the host is free for the next lease while the node
+    /// finishes extracting and reports.
+    #[serde(default)]
+    pub fetched: bool,
 }
 
 /// A host's politeness record.
@@ -405,7 +409,10 @@ impl Frontier {
         }
         for (id, lease) in leases {
             f.next_lease = f.next_lease.max(id + 1);
-            f.hosts.entry(lease.host.clone()).or_default().active += 1;
+            let host = f.hosts.entry(lease.host.clone()).or_default();
+            if !lease.fetched {
+                host.active += 1;
+            }
             f.leases.insert(id, lease);
         }
         let mut drops = Vec::new();
@@ -575,6 +582,7 @@ impl Frontier {
             urls,
             spacing_ms,
             check,
+            fetched: false,
         };
         self.cursor = key.to_string();
         self.leases.insert(id, lease.clone());
@@ -612,6 +620,33 @@ impl Frontier {
         }
     }
 
+    /// Lease `id` of `node` has had all its URLs fetched: its host may be leased again, after
+    /// the spacing, while the node still extracts and reports. `crawl_delay_ms` is the
+    /// host's `Crawl-delay` as the node read it. Saying it twice changes nothing.
+    pub fn fetched(
+        &mut self,
+        id: u64,
+        node: &str,
+        crawl_delay_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Vec<Change>, FrontierError> {
+        let lease = self
+            .leases
+            .get_mut(&id)
+            .ok_or(FrontierError::UnknownLease(id))?;
+        if lease.node != node {
+            return Err(FrontierError::NotYours(id));
+        }
+        if lease.fetched {
+            return Ok(Vec::new());
+        }
+        lease.fetched = true;
+        let (host, lease) = (lease.host.clone(), lease.clone());
+        let mut changes = vec![Change::Lease(lease)];
+        self.host_done(&host, crawl_delay_ms, now_ms, &mut changes);
+        Ok(changes)
+    }
+
     /// Completes lease `id` of `node`: returns the URLs accepted (the node writes the rows
     /// of these and drops the rest) and the records to persist.
     pub fn complete(
@@ -640,7 +675,9 @@ impl Frontier {
                 .find(|r| lease.urls.contains(&r.url) && r.result == PageResult::Stored)
                 .and_then(|r| Some((r.text_blake3.as_deref()?, r.buckets.as_slice())));
             self.settle_check(&lease, found, &mut changes);
-            self.host_done(&lease.host, crawl_delay_ms, now_ms, &mut changes);
+            if !lease.fetched {
+                self.host_done(&lease.host, crawl_delay_ms, now_ms, &mut changes);
+            }
             return Ok((Vec::new(), changes));
         }
         let mut accepted = Vec::new();
@@ -722,7 +759,9 @@ impl Frontier {
         }
         // URLs the node did not report go back to the queue.
         self.release(&lease, "not reported", &mut changes);
-        self.host_done(&lease.host, crawl_delay_ms, now_ms, &mut changes);
+        if !lease.fetched {
+            self.host_done(&lease.host, crawl_delay_ms, now_ms, &mut changes);
+        }
         Ok((accepted, changes))
     }
 
@@ -743,7 +782,9 @@ impl Frontier {
                 } else {
                     self.release(&lease, "lease expired", &mut changes);
                 }
-                self.host_done(&lease.host, None, now_ms, &mut changes);
+                if !lease.fetched {
+                    self.host_done(&lease.host, None, now_ms, &mut changes);
+                }
             }
         }
         changes
@@ -939,6 +980,61 @@ mod tests {
     /// Replays every change into a fresh frontier, as a restarted coordinator does.
     fn replay(spec: &CrawlSpec, log: &[Change]) -> Frontier {
         Frontier::restore(spec, log.iter().cloned())
+    }
+
+    #[test]
+    fn a_fetched_lease_frees_its_host_before_its_report_also_after_a_restart() {
+        let spec = spec("validate_fraction = 0.0\n");
+        let mut f = Frontier::new(&spec);
+        let mut log = f.seed(&spec.seeds);
+        // Two hosts, one lease each at a time (host_leases = 1), spaced 1 s.
+        let (a, changes) = f.lease("n1", 0).unwrap();
+        log.extend(changes);
+        let (b, changes) = f.lease("n1", 0).unwrap();
+        log.extend(changes);
+        assert_ne!(a.host, b.host);
+        f.offer(&format!("http://{}/later", a.host), None, 0, &mut log);
+        assert!(f.lease("n1", 5000).is_none(), "both hosts are leased");
+        assert_eq!(
+            f.fetched(a.id, "n2", None, 10),
+            Err(FrontierError::NotYours(a.id))
+        );
+        assert_eq!(
+            f.fetched(99, "n1", None, 10),
+            Err(FrontierError::UnknownLease(99))
+        );
+        // a's URLs are all fetched at 10: its host rests the spacing, then is free.
+        let changes = f.fetched(a.id, "n1", Some(2000), 10).unwrap();
+        log.extend(changes);
+        assert!(
+            f.fetched(a.id, "n1", None, 20).unwrap().is_empty(),
+            "said once"
+        );
+        assert!(f.lease("n1", 1000).is_none(), "the Crawl-delay holds");
+        let after = replay(&spec, &log);
+        // The report comes later, after the host's next lease was taken.
+        let a_links: Vec<String> = (0..3)
+            .map(|i| format!("http://{}/more{i}", a.host))
+            .collect();
+        let links: Vec<&str> = a_links.iter().map(String::as_str).collect();
+        let reports: Vec<UrlReport> = a.urls.iter().map(|u| stored(u, &links)).collect();
+        let (accepted, changes) = f.complete(a.id, "n1", &reports, None, 2100).unwrap();
+        log.extend(changes);
+        assert_eq!(accepted, a.urls);
+        // The host was freed once: one lease again, not two.
+        let (c, changes) = f.lease("n2", 2010).unwrap();
+        log.extend(changes);
+        assert_eq!(c.host, a.host);
+        // The report did not free it again: a's host is c's now, b's still n1's.
+        assert!(f.lease("n3", 9000).is_none());
+        // A restart between the fetch and the report knows the host is free.
+        let mut after = after;
+        assert!(
+            after
+                .lease("n2", 2010)
+                .is_some_and(|(l, _)| l.host == a.host)
+        );
+        assert_counts(&f);
     }
 
     #[test]

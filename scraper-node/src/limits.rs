@@ -173,6 +173,7 @@ mod tests {
             spacing_ms,
             deadline_ms: u64::MAX,
             check: false,
+            fetched: false,
         }
     }
 

@@ -77,6 +77,7 @@ fn lease(addr: SocketAddr, urls: usize) -> Lease {
         spacing_ms: 0,
         deadline_ms: u64::MAX,
         check: false,
+        fetched: false,
     }
 }
 
