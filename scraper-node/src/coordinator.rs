@@ -70,6 +70,20 @@ pub struct Completion {
     pub crawl_delay_ms: Option<u64>,
 }
 
+/// A node has fetched every URL of a lease: the host is free for the next one while the
+/// node extracts and reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetched {
+    /// The crawl.
+    pub crawl: String,
+    /// The lease.
+    pub lease: u64,
+    /// The node that holds it.
+    pub node: String,
+    /// The host's robots.txt `Crawl-delay`, as the node read it, in milliseconds.
+    pub crawl_delay_ms: Option<u64>,
+}
+
 /// A crawl's status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CrawlStatus {
@@ -123,6 +137,7 @@ enum Command {
         Completion,
         oneshot::Sender<Result<Vec<String>, CoordinatorError>>,
     ),
+    Fetched(Fetched, oneshot::Sender<Result<(), CoordinatorError>>),
     Shard(
         String,
         ShardRecord,
@@ -310,6 +325,11 @@ impl Coordinator {
             .await?
     }
 
+    /// Frees the host of a lease whose URLs are all fetched.
+    pub async fn fetched(&self, fetched: Fetched) -> Result<(), CoordinatorError> {
+        self.ask(|reply| Command::Fetched(fetched, reply)).await?
+    }
+
     /// Records a shard a node finished.
     pub async fn shard(&self, crawl: &str, shard: ShardRecord) -> Result<(), CoordinatorError> {
         self.ask(|tx| Command::Shard(crawl.to_string(), shard, tx))
@@ -376,6 +396,9 @@ impl Actor {
             }
             Command::Complete(completion, reply) => {
                 let _ = reply.send(self.complete(completion).await);
+            }
+            Command::Fetched(fetched, reply) => {
+                let _ = reply.send(self.fetched(fetched).await);
             }
             Command::Shard(crawl, shard, reply) => {
                 let _ = reply.send(self.shard(&crawl, shard).await);
@@ -476,6 +499,14 @@ impl Actor {
                 .complete(c.lease, &c.node, &c.reports, c.crawl_delay_ms, now_ms())?;
         self.persist(&c.crawl, changes).await?;
         Ok(accepted)
+    }
+
+    async fn fetched(&mut self, f: Fetched) -> Result<(), CoordinatorError> {
+        let crawl = self.crawl_mut(&f.crawl)?;
+        let changes = crawl
+            .frontier
+            .fetched(f.lease, &f.node, f.crawl_delay_ms, now_ms())?;
+        self.persist(&f.crawl, changes).await
     }
 
     async fn shard(&mut self, crawl: &str, shard: ShardRecord) -> Result<(), CoordinatorError> {

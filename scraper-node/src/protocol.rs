@@ -3,6 +3,7 @@
 //! ```text
 //! scraper node                          coordinator
 //!   Lease                          ──▶    Offer (a lease, wait, or idle)
+//!   Fetched { crawl, lease, .. }   ──▶    Recorded | Refused | Unavailable
 //!   Complete(Completion)           ──▶    Accepted(urls) | Refused | Unavailable
 //!   Shard { crawl, shard }         ──▶    Recorded | Refused | Unavailable
 //! ```
@@ -50,6 +51,15 @@ pub const MAX_CRAWL_MESSAGE: u64 = 4 * 1024 * 1024;
 pub enum CrawlCall {
     /// Work, please.
     Lease,
+    /// Every URL of a lease is fetched: its host may be leased again.
+    Fetched {
+        /// The crawl.
+        crawl: String,
+        /// The lease.
+        lease: u64,
+        /// The host's `Crawl-delay`, as the node read it, in milliseconds.
+        crawl_delay_ms: Option<u64>,
+    },
     /// A lease is done.
     Complete(Completion),
     /// A shard is closed.
@@ -68,7 +78,7 @@ pub enum CrawlReply {
     Offer(Offer),
     /// The URLs whose rows the node writes.
     Accepted(Vec<String>),
-    /// The shard is recorded.
+    /// The shard, or the fetched lease, is recorded.
     Recorded,
     /// The request was refused for good (an expired lease, an unknown crawl).
     Refused(String),

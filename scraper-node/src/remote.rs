@@ -5,7 +5,7 @@ use tessera_net::{Inbound, PeerId};
 use tracing::debug;
 
 use crate::{
-    coordinator::{Completion, Coordinator, Offer},
+    coordinator::{Completion, Coordinator, Fetched, Offer},
     crawl_store::ShardRecord,
     protocol::{CrawlCall, CrawlProtocol, CrawlReply, fit_completion},
     worker::{ApiError, CrawlApi},
@@ -58,6 +58,18 @@ impl CrawlApi for RemoteCoordinator {
         }
     }
 
+    async fn fetched(&self, fetched: Fetched) -> Result<(), ApiError> {
+        let call = CrawlCall::Fetched {
+            crawl: fetched.crawl,
+            lease: fetched.lease,
+            crawl_delay_ms: fetched.crawl_delay_ms,
+        };
+        match self.call(call).await? {
+            CrawlReply::Recorded => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     async fn shard(&self, crawl: &str, shard: ShardRecord) -> Result<(), ApiError> {
         let call = CrawlCall::Shard {
             crawl: crawl.to_string(),
@@ -87,6 +99,19 @@ async fn answer(coordinator: &Coordinator, peer: PeerId, call: CrawlCall) -> Cra
     debug!(%node, ?call, "crawl request");
     let result = match call {
         CrawlCall::Lease => coordinator.lease(&node).await.map(CrawlReply::Offer),
+        CrawlCall::Fetched {
+            crawl,
+            lease,
+            crawl_delay_ms,
+        } => coordinator
+            .fetched(Fetched {
+                crawl,
+                lease,
+                node,
+                crawl_delay_ms,
+            })
+            .await
+            .map(|()| CrawlReply::Recorded),
         CrawlCall::Complete(completion) => coordinator
             .complete(Completion { node, ..completion })
             .await

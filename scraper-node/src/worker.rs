@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     address::NetworkPolicy,
-    coordinator::{Completion, Coordinator, CoordinatorError, Offer},
+    coordinator::{Completion, Coordinator, CoordinatorError, Fetched, Offer},
     cpu_pool::{CpuPool, Panicked},
     crawl_store::ShardRecord,
     extract::extract,
@@ -82,6 +82,8 @@ impl From<CoordinatorError> for ApiError {
 pub trait CrawlApi: Send + Sync {
     /// Work for `node`.
     fn lease(&self, node: &str) -> impl Future<Output = Result<Offer, ApiError>> + Send;
+    /// Every URL of a lease is fetched: the host may be leased again.
+    fn fetched(&self, fetched: Fetched) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// Completes a lease; returns the URLs whose rows the node writes.
     fn complete(
         &self,
@@ -98,6 +100,10 @@ pub trait CrawlApi: Send + Sync {
 impl CrawlApi for Coordinator {
     async fn lease(&self, node: &str) -> Result<Offer, ApiError> {
         Ok(Coordinator::lease(self, node).await?)
+    }
+
+    async fn fetched(&self, fetched: Fetched) -> Result<(), ApiError> {
+        Ok(Coordinator::fetched(self, fetched).await?)
     }
 
     async fn complete(&self, completion: Completion) -> Result<Vec<String>, ApiError> {

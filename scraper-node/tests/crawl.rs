@@ -26,7 +26,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tessera_net::NetworkConfig;
 use tessera_scraper_node::{
     address::NetworkPolicy,
-    coordinator::{Completion, Coordinator, CrawlStatus, Offer},
+    coordinator::{Completion, Coordinator, CrawlStatus, Fetched, Offer},
     crawl_store::ShardRecord,
     provenance::{schema, verify_batch},
     remote::{RemoteCoordinator, serve},
@@ -48,6 +48,10 @@ impl Switchboard {
 impl CrawlApi for Switchboard {
     async fn lease(&self, node: &str) -> Result<Offer, ApiError> {
         CrawlApi::lease(&self.get(), node).await
+    }
+
+    async fn fetched(&self, fetched: Fetched) -> Result<(), ApiError> {
+        CrawlApi::fetched(&self.get(), fetched).await
     }
 
     async fn complete(&self, completion: Completion) -> Result<Vec<String>, ApiError> {
@@ -390,6 +394,10 @@ impl CrawlApi for Liar {
         self.0.lease(node).await
     }
 
+    async fn fetched(&self, fetched: Fetched) -> Result<(), ApiError> {
+        self.0.fetched(fetched).await
+    }
+
     async fn complete(&self, mut completion: Completion) -> Result<Vec<String>, ApiError> {
         for report in completion
             .reports
@@ -484,6 +492,10 @@ struct NoShards(Switchboard);
 impl CrawlApi for NoShards {
     async fn lease(&self, node: &str) -> Result<Offer, ApiError> {
         self.0.lease(node).await
+    }
+
+    async fn fetched(&self, fetched: Fetched) -> Result<(), ApiError> {
+        self.0.fetched(fetched).await
     }
 
     async fn complete(&self, completion: Completion) -> Result<Vec<String>, ApiError> {

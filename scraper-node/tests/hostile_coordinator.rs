@@ -99,7 +99,7 @@ async fn lying_coordinator(
                     tx.send(c).unwrap();
                     CrawlReply::Accepted(accepted)
                 }
-                CrawlCall::Shard { .. } => CrawlReply::Recorded,
+                CrawlCall::Shard { .. } | CrawlCall::Fetched { .. } => CrawlReply::Recorded,
             };
             let _ = event.responder.respond(reply).await;
         }
