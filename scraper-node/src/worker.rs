@@ -3,7 +3,10 @@
 //!
 //! ```text
 //! lease ─▶ for each URL: fetch (rules, spacing) ─▶ extract (a CPU thread) ─▶ signed row
-//!       ─▶ complete(reports) ─▶ accepted URLs ─▶ their rows into the crawl's shard writer
+//!       ─▶ fetched: the host is free for the next lease
+//!       ─▶ the lease's end, a task beside the next lease's fetches: the last extractions,
+//!          complete(reports) ─▶ accepted URLs
+//!       ─▶ at the next step, their rows into the crawl's shard writer
 //!       ─▶ a shard closed ─▶ pending ─▶ stored in the network (with storage nodes)
 //!       ─▶ its CID, rows, row groups and layout to the coordinator ─▶ local file removed
 //! idle, or the crawl's URLs all done ─▶ open shards closed
@@ -147,11 +150,12 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// What one step of the loop did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Did a lease: URLs reported, rows written.
+    /// Fetched a lease, whose end (extraction, report) runs on while the next step fetches;
+    /// wrote the rows of the lease before it.
     Leased {
         /// URLs in the lease.
         urls: usize,
-        /// Rows written.
+        /// Rows written: the lease before this one's.
         rows: usize,
     },
     /// Waited for a host's turn.
@@ -191,6 +195,19 @@ pub struct Worker<C> {
     extract_ahead: usize,
     /// Where pages are extracted.
     cpu: CpuPool,
+    /// The last lease's end (its extraction, its report), running while the next lease is
+    /// fetched; its rows are written when it is done.
+    tail: Option<Tail>,
+}
+
+/// A lease's end as a task: the rows the coordinator accepted, and how many URLs it had.
+type Tail = task::JoinHandle<Result<Ended, ApiError>>;
+
+/// What a lease's end leaves to write.
+struct Ended {
+    crawl: String,
+    spec: CrawlSpec,
+    rows: Vec<Row>,
 }
 
 impl<C> std::fmt::Debug for Worker<C> {
@@ -201,7 +218,7 @@ impl<C> std::fmt::Debug for Worker<C> {
     }
 }
 
-impl<C: CrawlApi> Worker<C> {
+impl<C: CrawlApi + Clone + 'static> Worker<C> {
     /// A worker signing rows with `key`.
     pub fn new(api: C, key: Keypair, config: WorkerConfig) -> Self {
         let peer = key.public().to_peer_id().to_string();
@@ -227,6 +244,7 @@ impl<C: CrawlApi> Worker<C> {
                 .map_or(2, |n| n.get() + 1)
                 .min(MAX_EXTRACT_AHEAD),
             cpu: CpuPool::per_core(),
+            tail: None,
         }
     }
 
@@ -277,6 +295,9 @@ impl<C: CrawlApi> Worker<C> {
                 lease,
                 close,
             } => {
+                if !close.is_empty() {
+                    self.finish_tail().await?;
+                }
                 self.close(&close)?;
                 match self.config.limits.check_lease(&crawl, &spec, &lease) {
                     Ok(spacing) => self.do_lease(&crawl, &spec, lease, spacing).await?,
@@ -284,8 +305,18 @@ impl<C: CrawlApi> Worker<C> {
                 }
             }
             Offer::Wait { retry_ms, close } => {
+                // The last lease's report may bring the URLs this wait is for: it goes in
+                // first, and the next step asks again at once.
+                let reported = self.tail.is_some();
+                self.finish_tail().await?;
                 self.close(&close)?;
-                tokio::time::sleep(Duration::from_millis(retry_ms).min(MAX_OFFER_WAIT)).await;
+                if !reported {
+                    tokio::time::sleep(Duration::from_millis(retry_ms).min(MAX_OFFER_WAIT)).await;
+                }
+                Step::Waited
+            }
+            Offer::Idle if self.tail.is_some() => {
+                self.finish_tail().await?;
                 Step::Waited
             }
             Offer::Idle => {
@@ -436,8 +467,6 @@ impl<C: CrawlApi> Worker<C> {
     ) -> Result<Step, ApiError> {
         let fetcher = self.fetcher(crawl, spec)?;
         let scope = spec.scope();
-        let mut reports = Vec::with_capacity(lease.urls.len());
-        let mut rows: HashMap<String, Row> = HashMap::new();
         let mut crawl_delay = None;
         // Pages are extracted on the CPU threads while the next ones are fetched, at most
         // `extract_ahead` at a time (their bodies wait in memory); each result goes to its
@@ -475,64 +504,69 @@ impl<C: CrawlApi> Worker<C> {
             };
             made[i] = Some((url.clone(), report(url, result, vec![]), None));
         }
-        while let Some(done) = extracting.join_next_with_id().await {
-            extracted(done, &positions, &lease.urls, &mut made);
+        // Every URL is fetched: the host is free for the next lease (this node's or
+        // another's) while these pages are extracted and reported. Said once; if it is
+        // lost, the report frees the host.
+        let fetched = Fetched {
+            crawl: crawl.to_string(),
+            lease: lease.id,
+            node: self.peer.clone(),
+            crawl_delay_ms: crawl_delay,
+        };
+        if let Err(e) = self.api.fetched(fetched).await {
+            debug!(%e, lease = lease.id, "telling the coordinator a lease is fetched");
         }
-        for (i, made) in made.into_iter().enumerate() {
-            let (url, report_, row) = made.unwrap_or_else(|| {
-                let url = &lease.urls[i];
-                let lost = PageResult::Failed("extraction: no result".into());
-                (url.clone(), report(url, lost, vec![]), None)
-            });
-            debug!(%url, result = ?report_.result, check = lease.check, "fetched");
-            if let Some(row) = row.filter(|_| !lease.check) {
-                rows.insert(url, row);
+        // The last lease's end is written first, so rows reach the shards in lease order.
+        let written = self.finish_tail().await?;
+        let urls = lease.urls.len();
+        let completion = self.completion(crawl, &lease, Vec::new(), crawl_delay);
+        let (api, spec, crawl) = (self.api.clone(), spec.clone(), crawl.to_string());
+        self.tail = Some(tokio::spawn(async move {
+            while let Some(done) = extracting.join_next_with_id().await {
+                extracted(done, &positions, &lease.urls, &mut made);
             }
-            reports.push(report_);
-        }
-        let accepted = self.complete(crawl, &lease, reports, crawl_delay).await?;
-        let mut written = 0;
-        for url in accepted {
-            if let Some(row) = rows.remove(&url) {
-                self.write(crawl, spec, row)?;
-                written += 1;
+            let mut reports = Vec::with_capacity(lease.urls.len());
+            let mut rows: HashMap<String, Row> = HashMap::new();
+            for (i, made) in made.into_iter().enumerate() {
+                let (url, report_, row) = made.unwrap_or_else(|| {
+                    let url = &lease.urls[i];
+                    let lost = PageResult::Failed("extraction: no result".into());
+                    (url.clone(), report(url, lost, vec![]), None)
+                });
+                debug!(%url, result = ?report_.result, check = lease.check, "fetched");
+                if let Some(row) = row.filter(|_| !lease.check) {
+                    rows.insert(url, row);
+                }
+                reports.push(report_);
             }
-        }
-        self.stats.lease(written as u64);
+            let completion = Completion {
+                reports,
+                ..completion
+            };
+            let accepted = complete(&api, completion, &lease).await?;
+            let rows = accepted.iter().filter_map(|url| rows.remove(url)).collect();
+            Ok(Ended { crawl, spec, rows })
+        }));
         Ok(Step::Leased {
-            urls: lease.urls.len(),
+            urls,
             rows: written,
         })
     }
 
-    /// Reports a lease, retrying while the coordinator is unavailable (restarting) and the
-    /// lease's deadline has not passed: the rows are kept until then. The deadline is the
-    /// coordinator's word, so the retries end within [`MAX_COMPLETE_RETRIES`] all the same.
-    async fn complete(
-        &self,
-        crawl: &str,
-        lease: &Lease,
-        reports: Vec<UrlReport>,
-        crawl_delay: Option<u64>,
-    ) -> Result<Vec<String>, ApiError> {
-        let completion = self.completion(crawl, lease, reports, crawl_delay);
-        let until =
-            lease.deadline_ms.min(now_ms().saturating_add(
-                u64::try_from(MAX_COMPLETE_RETRIES.as_millis()).unwrap_or(u64::MAX),
-            ));
-        let budget = Duration::from_millis(until.saturating_sub(now_ms()));
-        let tries =
-            usize::try_from(budget.as_millis() / COMPLETE_RETRY.as_millis()).unwrap_or(usize::MAX);
-        (|| self.api.complete(completion.clone()))
-            .retry(
-                ConstantBuilder::new()
-                    .with_delay(COMPLETE_RETRY)
-                    .with_max_times(tries),
-            )
-            .sleep(tokio::time::sleep)
-            .when(|e| matches!(e, ApiError::Unavailable(_)))
-            .notify(|e, _| debug!(why = %e, lease = lease.id, "coordinator unavailable; reporting again"))
+    /// Waits for the last lease's end and writes its accepted rows; returns how many.
+    async fn finish_tail(&mut self) -> Result<usize, ApiError> {
+        let Some(tail) = self.tail.take() else {
+            return Ok(0);
+        };
+        let ended = tail
             .await
+            .map_err(|e| ApiError::Local(format!("a lease's end failed: {e}")))??;
+        let written = ended.rows.len();
+        for row in ended.rows {
+            self.write(&ended.crawl, &ended.spec, row)?;
+        }
+        self.stats.lease(written as u64);
+        Ok(written)
     }
 
     /// The work that makes a fetched page's report (with its links and text hash) and its
@@ -741,6 +775,7 @@ impl<C: CrawlApi> Worker<C> {
 
     /// Closes every open shard, then stores and reports what is pending.
     pub async fn flush(&mut self) -> Result<(), ApiError> {
+        self.finish_tail().await?;
         let all: Vec<String> = self.writers.lock().keys().cloned().collect();
         self.close(&all)?;
         self.settle_after = tokio::time::Instant::now();
@@ -752,6 +787,35 @@ impl<C: CrawlApi> Worker<C> {
             ))),
         }
     }
+}
+
+/// Reports a lease, retrying while the coordinator is unavailable (restarting) and the
+/// lease's deadline has not passed: the rows are kept until then. The deadline is the
+/// coordinator's word, so the retries end within [`MAX_COMPLETE_RETRIES`] all the same.
+async fn complete<C: CrawlApi>(
+    api: &C,
+    completion: Completion,
+    lease: &Lease,
+) -> Result<Vec<String>, ApiError> {
+    let until = lease.deadline_ms.min(
+        now_ms()
+            .saturating_add(u64::try_from(MAX_COMPLETE_RETRIES.as_millis()).unwrap_or(u64::MAX)),
+    );
+    let budget = Duration::from_millis(until.saturating_sub(now_ms()));
+    let tries =
+        usize::try_from(budget.as_millis() / COMPLETE_RETRY.as_millis()).unwrap_or(usize::MAX);
+    (|| api.complete(completion.clone()))
+        .retry(
+            ConstantBuilder::new()
+                .with_delay(COMPLETE_RETRY)
+                .with_max_times(tries),
+        )
+        .sleep(tokio::time::sleep)
+        .when(|e| matches!(e, ApiError::Unavailable(_)))
+        .notify(
+            |e, _| debug!(why = %e, lease = lease.id, "coordinator unavailable; reporting again"),
+        )
+        .await
 }
 
 /// A closed shard on its way to the coordinator.

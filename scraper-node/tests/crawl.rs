@@ -101,7 +101,7 @@ async fn setup(validate: f64) -> Setup {
 }
 
 /// A worker writing under `out/node{i}` until `stop` turns true.
-fn spawn_worker<C: CrawlApi + 'static>(
+fn spawn_worker<C: CrawlApi + Clone + 'static>(
     api: C,
     key: Keypair,
     out: &Path,
