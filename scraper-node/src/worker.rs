@@ -516,8 +516,12 @@ impl<C: CrawlApi + Clone + 'static> Worker<C> {
         if let Err(e) = self.api.fetched(fetched).await {
             debug!(%e, lease = lease.id, "telling the coordinator a lease is fetched");
         }
-        // The last lease's end is written first, so rows reach the shards in lease order.
-        let written = self.finish_tail().await?;
+        // The last lease's end is written first, so rows reach the shards in lease order. Its
+        // failure (a report refused, a shard not written) is that lease's: this one goes on.
+        let written = self.finish_tail().await.unwrap_or_else(|e| {
+            warn!(%e, "the last lease's end failed");
+            0
+        });
         let urls = lease.urls.len();
         let completion = self.completion(crawl, &lease, Vec::new(), crawl_delay);
         let (api, spec, crawl) = (self.api.clone(), spec.clone(), crawl.to_string());
