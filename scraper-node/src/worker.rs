@@ -14,8 +14,8 @@
 //!
 //! Pages are fetched one at a time and extracted on [`CpuPool`]'s threads, one per core, at
 //! most a core's worth ahead of the fetches. Rows wait in memory only between fetching and
-//! acceptance: one lease's worth, page bodies dropped as soon as their hash and text are
-//! taken. A closed shard stays pending, on disk, until the coordinator has recorded it: a
+//! acceptance: at most two leases' worth (one being fetched, the last one's end), page
+//! bodies dropped as soon as their hash and text are taken. A closed shard stays pending, on disk, until the coordinator has recorded it: a
 //! failed upload or report is tried again at every step, and a restarted worker reports the
 //! shards it finds on disk again (the coordinator takes a shard it already has as a repeat).
 
@@ -200,7 +200,7 @@ pub struct Worker<C> {
     tail: Option<Tail>,
 }
 
-/// A lease's end as a task: the rows the coordinator accepted, and how many URLs it had.
+/// A lease's end as a task: the rows the coordinator accepted, or why it failed.
 type Tail = task::JoinHandle<Result<Ended, ApiError>>;
 
 /// What a lease's end leaves to write.
